@@ -1,0 +1,37 @@
+# Set-up and the two user-facing commands: `make demo` and `make test`.
+# The venv lives in .venv/; .venv/.installed is the stamp that makes a second run skip the install.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=25"
+	$(BIN)/pip install -q -r requirements.lock
+	# finn-plus pins brevitas==0.13.0; its real requirements are in requirements.lock.
+	$(BIN)/pip install -q --no-deps finn-plus==1.6.1 hls4ml==1.3.0
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hapfpga run examples/demo.yaml --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check hapfpga tests benchmarks
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf runs build .pytest_cache

@@ -1,0 +1,139 @@
+"""The config of ``hapfpga run CONFIG.yaml`` — one typed tree, loaded by ``hapfpga.config``.
+
+Sections owned by optional stages (``pruning``, ``rtlsim``) are kept as plain mappings here and parsed
+by their stage into that stage's own dataclass, so the core does not import those stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import from_dict, load_yaml
+from .errors import ConfigError
+from .types import QuantSpec
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "TrainConfig",
+    "FoldingConfig",
+    "BuildConfig",
+    "VerifyConfig",
+    "RunConfig",
+    "load_run_config",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network: a zoo name (``digits_cnn``, ``tfc``, ``cnv``) or ``path/to/file.py:factory``."""
+
+    name: str = "digits_cnn"
+    weight_bits: int = 2
+    act_bits: int = 2
+    input_bits: int = 8
+    #: per-layer overrides, layer index (0-based, quantised layers in definition order) -> bits
+    layer_weight_bits: dict[int, int] = field(default_factory=dict)
+    layer_act_bits: dict[int, int] = field(default_factory=dict)
+    #: extra keyword arguments for the model factory (e.g. ``channels`` for cnv)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("weight_bits", "act_bits", "input_bits"):
+            v = getattr(self, key)
+            if not 1 <= v <= 16:
+                raise ConfigError(f"Config key 'model.{key}' is {v}; use a bit width from 1 to 16.")
+
+    @property
+    def quant(self) -> QuantSpec:
+        return QuantSpec(
+            weight_bits=self.weight_bits,
+            act_bits=self.act_bits,
+            input_bits=self.input_bits,
+            layer_weight_bits=tuple(sorted(self.layer_weight_bits.items())),
+            layer_act_bits=tuple(sorted(self.layer_act_bits.items())),
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset: ``digits`` (built in), ``npz`` (``path``), ``mnist`` / ``cifar10`` (local ``path``)."""
+
+    name: Literal["digits", "npz", "mnist", "cifar10"] = "digits"
+    path: str | None = None
+    #: digits only: upsample 8×8 to this size (e.g. 32) and repeat to ``channels`` channels
+    size: int | None = None
+    channels: int = 1
+    #: use at most this many training / test samples (None: all)
+    max_train: int | None = None
+    max_test: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.01
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"Config key 'train.epochs' is {self.epochs}; use 0 or more epochs.")
+        if self.batch_size < 1:
+            raise ConfigError(f"Config key 'train.batch_size' is {self.batch_size}; use 1 or more.")
+        if not self.lr > 0:
+            raise ConfigError(f"Config key 'train.lr' is {self.lr}; the learning rate must be positive.")
+
+
+@dataclass(frozen=True)
+class FoldingConfig:
+    """How to fold: ``max_fps`` (fastest within budget), ``fps`` (cheapest meeting ``fps``),
+    ``finn`` (FINN's SetFolding with ``fps`` as target_fps) or ``none`` (PE=SIMD=1)."""
+
+    mode: Literal["max_fps", "fps", "finn", "none"] = "max_fps"
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):
+            raise ConfigError(f"Config key 'folding.fps' must be a positive number when folding.mode is '{self.mode}'.")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    bitstream: bool = False
+    rtlsim: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    n_samples: int = 256
+    #: tolerance of the float stages (Brevitas vs QONNX), in units of the output's quantisation step
+    float_tol: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 1:
+            raise ConfigError(f"Config key 'verify.n_samples' is {self.n_samples}; use 1 or more samples.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    board: str = "pynq-z2"
+    clock_mhz: float | None = None  # None: the board's default clock
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    folding: FoldingConfig = field(default_factory=FoldingConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    #: parsed by hapfpga.pruning (None or absent: no pruning)
+    pruning: dict[str, Any] | None = None
+    #: parsed by hapfpga.rtlsim (None or absent: no RTL simulation)
+    rtlsim: dict[str, Any] | None = None
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    return from_dict(RunConfig, load_yaml(path), "")
