@@ -16,12 +16,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Headless Chromium renders the HTML report in the tests (Debian's package; needs root, as CI has).
+CHROMIUM_STAMP := $(VENV)/.chromium
+$(CHROMIUM_STAMP): | $(STAMP)
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	touch $(CHROMIUM_STAMP)
+
+install: $(STAMP) $(CHROMIUM_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hapfpga run examples/demo.yaml --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
