@@ -1,0 +1,459 @@
+"""Exact folding solver on abstract per-layer candidate tables (pure: numpy + scipy's HiGHS MILP).
+
+The problem, independent of FINN: every unit (a FINN node) must pick exactly one candidate (a folding
+with its cycles per frame and its resources). Minimise the slowest unit's cycles (``solve_max_fps``),
+or the resources for a cycle target (``solve_min_cost``), subject to
+
+* the sum of the chosen candidates' resources, plus the cost of every edge between neighbours, within
+  the budget for each resource key;
+* ties: an attribute of one unit's folding equals an attribute of another's (FINN's rule that a
+  depthwise sliding-window generator has ``SIMD`` = its consumer's ``PE``; our choice of tying a
+  convolution's SWG ``SIMD`` to the MVAU's ``SIMD`` so that no width converter sits between them);
+* edge costs: a function of the producer's output stream width and the consumer's input stream width
+  (width converters, FIFOs), paid whenever that pair of widths is chosen.
+
+The formulation is a multiple-choice integer program: binary ``x[u, c]`` per candidate, one
+continuous ``t`` for the max-cycles objective (``t >= sum_c cycles[c] x[u, c]`` for each unit), and
+for each edge and each pair of distinct widths (i, j) with a non-zero cost a variable ``w >= A_i +
+B_j - 1`` where ``A_i`` (``B_j``) sums the producer's (consumer's) candidates of that width: the
+standard linearisation of a product of binaries. It is solved by HiGHS (``scipy.optimize.milp``)
+with a zero relative gap, so an answer flagged ``optimal`` is provably optimal; ``bound_cycles`` is
+the solver's proven lower bound on the max cycles of any feasible choice.
+
+Dominated candidates (no faster and no cheaper in every resource than another candidate with the same
+tie values and stream widths) are removed first; this never changes the optimum.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InfeasibleError
+from ..types import RESOURCE_KEYS, LayerFolding, Resources
+
+__all__ = [
+    "Candidate",
+    "Unit",
+    "Tie",
+    "Edge",
+    "Problem",
+    "Solution",
+    "prune_dominated",
+    "solve_max_fps",
+    "solve_min_cost",
+    "solve_min_max_utilisation",
+    "evaluate_choice",
+]
+
+#: Resource keys a budget constrains by default (FF is optional, see ``Problem.keys``).
+DEFAULT_KEYS: tuple[str, ...] = ("LUT", "BRAM_18K", "URAM", "DSP")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One legal folding of one unit with its cost; widths are stream widths in bits (0 = unknown)."""
+
+    folding: LayerFolding
+    cycles: int
+    resources: Resources
+    in_width: int = 0
+    out_width: int = 0
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A node that must choose exactly one of ``candidates``."""
+
+    name: str
+    kind: str
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class Tie:
+    """``getattr(folding_of(a), a_attr) == getattr(folding_of(b), b_attr)`` must hold."""
+
+    a: str
+    b: str
+    a_attr: str = "simd"
+    b_attr: str = "simd"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A stream from ``producer`` to ``consumer``; ``cost(out_width, in_width)`` is what it adds."""
+
+    producer: str
+    consumer: str
+    cost: Callable[[int, int], Resources] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    units: tuple[Unit, ...]
+    budget: Resources
+    ties: tuple[Tie, ...] = ()
+    edges: tuple[Edge, ...] = ()
+    keys: tuple[str, ...] = DEFAULT_KEYS
+
+    def unit(self, name: str) -> Unit:
+        for u in self.units:
+            if u.name == name:
+                return u
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A chosen candidate per unit, its totals, and what the solver proved."""
+
+    choice: Mapping[str, Candidate]
+    max_cycles: int
+    bottleneck: str
+    total: Resources  # units + edges
+    edge_costs: Mapping[tuple[str, str], Resources]
+    optimal: bool
+    bound_cycles: float  # proven lower bound on max cycles (max-fps mode); = max_cycles when optimal
+    seconds: float
+    n_candidates: int  # after dominance pruning
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _res_vec(r: Resources, keys: Sequence[str]) -> np.ndarray:
+    return np.array([getattr(r, k) for k in keys], dtype=float)
+
+
+def _attr(c: Candidate, attr: str) -> object:
+    return getattr(c.folding, attr)
+
+
+def _signature(problem: Problem, unit: Unit) -> Callable[[Candidate], tuple]:
+    """What a candidate must share with another for one to dominate the other."""
+    attrs = sorted(
+        {t.a_attr for t in problem.ties if t.a == unit.name} | {t.b_attr for t in problem.ties if t.b == unit.name}
+    )
+    has_in = any(e.consumer == unit.name for e in problem.edges)
+    has_out = any(e.producer == unit.name for e in problem.edges)
+
+    def sig(c: Candidate) -> tuple:
+        return (
+            tuple(_attr(c, a) for a in attrs),
+            c.in_width if has_in else None,
+            c.out_width if has_out else None,
+        )
+
+    return sig
+
+
+def prune_dominated(problem: Problem, keys: Sequence[str] | None = None) -> Problem:
+    """Drop candidates that another candidate with the same signature beats or equals in everything."""
+    keys = tuple(keys or RESOURCE_KEYS)
+    units = []
+    for u in problem.units:
+        sig = _signature(problem, u)
+        groups: dict[tuple, list[Candidate]] = defaultdict(list)
+        for c in u.candidates:
+            groups[sig(c)].append(c)
+        kept: list[Candidate] = []
+        for cands in groups.values():
+            m = np.array([[c.cycles, *_res_vec(c.resources, keys)] for c in cands], dtype=float)
+            order = np.lexsort(m.T[::-1])  # sort by cycles, then resources
+            keep_rows: list[int] = []
+            for i in order:
+                row = m[i]
+                if keep_rows and np.any(np.all(m[keep_rows] <= row + 1e-9, axis=1)):
+                    continue
+                keep_rows.append(int(i))
+            kept.extend(cands[i] for i in sorted(keep_rows))
+        units.append(Unit(u.name, u.kind, tuple(kept)))
+    return Problem(tuple(units), problem.budget, problem.ties, problem.edges, problem.keys)
+
+
+def evaluate_choice(problem: Problem, choice: Mapping[str, Candidate]) -> tuple[int, Resources, dict]:
+    """Max cycles, total resources (units + edges) and per-edge costs of a full choice."""
+    total = sum((choice[u.name].resources for u in problem.units), Resources())
+    edge_costs = {}
+    for e in problem.edges:
+        c = e.cost(choice[e.producer].out_width, choice[e.consumer].in_width)
+        edge_costs[(e.producer, e.consumer)] = c
+        total = total + c
+    return max(choice[u.name].cycles for u in problem.units), total, edge_costs
+
+
+def ties_hold(problem: Problem, choice: Mapping[str, Candidate]) -> bool:
+    return all(_attr(choice[t.a], t.a_attr) == _attr(choice[t.b], t.b_attr) for t in problem.ties)
+
+
+# ----------------------------------------------------------------------------------------------
+# the integer program
+
+
+@dataclass
+class _Model:
+    n: int
+    offsets: dict[str, int]
+    a_rows: list[np.ndarray]
+    lb: list[float]
+    ub: list[float]
+    res_rows: np.ndarray  # (n_keys, n) resource coefficients
+    cycles: np.ndarray  # (n,) cycles per variable (0 for edge variables and t)
+    integrality: np.ndarray
+    upper: np.ndarray
+
+
+def _build(problem: Problem, cycle_limit: float | None) -> _Model:
+    """Variables: candidates of every unit, then edge-pair variables. Rows: one-hot, ties, edges."""
+    keys = problem.keys
+    offsets: dict[str, int] = {}
+    n = 0
+    for u in problem.units:
+        offsets[u.name] = n
+        n += len(u.candidates)
+    n_x = n
+    # edge pair variables
+    edge_vars: list[tuple[Edge, int, int, Resources]] = []
+    for e in problem.edges:
+        outs = sorted({c.out_width for c in problem.unit(e.producer).candidates})
+        ins = sorted({c.in_width for c in problem.unit(e.consumer).candidates})
+        for i in outs:
+            for j in ins:
+                cost = e.cost(i, j)
+                if any(getattr(cost, k) for k in keys):
+                    edge_vars.append((e, i, j, cost))
+    n_total = n_x + len(edge_vars)
+
+    rows: list[np.ndarray] = []
+    lb: list[float] = []
+    ub: list[float] = []
+    upper = np.ones(n_total)
+    cyc = np.zeros(n_total)
+    res = np.zeros((len(keys), n_total))
+    for u in problem.units:
+        o = offsets[u.name]
+        row = np.zeros(n_total)
+        row[o : o + len(u.candidates)] = 1
+        rows.append(row)
+        lb.append(1)
+        ub.append(1)
+        for k, c in enumerate(u.candidates):
+            cyc[o + k] = c.cycles
+            res[:, o + k] = _res_vec(c.resources, keys)
+            if cycle_limit is not None and c.cycles > cycle_limit:
+                upper[o + k] = 0
+    for t in problem.ties:
+        ua, ub_ = problem.unit(t.a), problem.unit(t.b)
+        values = {_attr(c, t.a_attr) for c in ua.candidates} | {_attr(c, t.b_attr) for c in ub_.candidates}
+        for v in values:
+            row = np.zeros(n_total)
+            for k, c in enumerate(ua.candidates):
+                if _attr(c, t.a_attr) == v:
+                    row[offsets[t.a] + k] += 1
+            for k, c in enumerate(ub_.candidates):
+                if _attr(c, t.b_attr) == v:
+                    row[offsets[t.b] + k] -= 1
+            rows.append(row)
+            lb.append(0)
+            ub.append(0)
+    for idx, (e, i, j, cost) in enumerate(edge_vars):
+        col = n_x + idx
+        res[:, col] = _res_vec(cost, keys)
+        row = np.zeros(n_total)
+        row[col] = 1
+        for k, c in enumerate(problem.unit(e.producer).candidates):
+            if c.out_width == i:
+                row[offsets[e.producer] + k] -= 1
+        for k, c in enumerate(problem.unit(e.consumer).candidates):
+            if c.in_width == j:
+                row[offsets[e.consumer] + k] -= 1
+        rows.append(row)  # w - A_i - B_j >= -1
+        lb.append(-1)
+        ub.append(np.inf)
+    integrality = np.zeros(n_total)
+    integrality[:n_x] = 1
+    return _Model(n_total, offsets, rows, lb, ub, res, cyc, integrality, upper)
+
+
+def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float, float]], integrality, upper,
+          time_limit: float):
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    a = np.vstack(model.a_rows + [r for r, _, _ in extra_rows])
+    lo = np.array(model.lb + [lo for _, lo, _ in extra_rows], dtype=float)
+    hi = np.array(model.ub + [hi for _, _, hi in extra_rows], dtype=float)
+    return milp(
+        c,
+        integrality=integrality,
+        bounds=Bounds(np.zeros(len(c)), upper),
+        constraints=LinearConstraint(a, lo, hi),
+        options={"mip_rel_gap": 0.0, "time_limit": time_limit, "presolve": True},
+    )
+
+
+def _solution(problem: Problem, model: _Model, xval: np.ndarray, optimal: bool, bound: float, t0: float,
+              n_cand: int) -> Solution:
+    choice = {}
+    for u in problem.units:
+        o = model.offsets[u.name]
+        k = int(np.argmax(xval[o : o + len(u.candidates)]))
+        choice[u.name] = u.candidates[k]
+    max_cycles, total, edge_costs = evaluate_choice(problem, choice)
+    bottleneck = max(problem.units, key=lambda u: choice[u.name].cycles).name
+    return Solution(choice, max_cycles, bottleneck, total, edge_costs, optimal, bound, time.perf_counter() - t0,
+                    n_cand)
+
+
+def _check_nonempty(problem: Problem) -> None:
+    for u in problem.units:
+        if not u.candidates:
+            raise InfeasibleError(f"Layer {u.name} ({u.kind}) has no legal folding; check its shape and datatypes.")
+
+
+def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
+    """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
+
+    A second solve at the optimal cycle count picks, among the fastest designs, the one with the least
+    total utilisation of the budget (sum over keys of used/budget) — headroom for estimator error.
+    """
+    t0 = time.perf_counter()
+    _check_nonempty(problem)
+    p = prune_dominated(problem, problem.keys) if prune else problem
+    n_cand = sum(len(u.candidates) for u in p.units)
+    model = _build(p, None)
+    budget = _res_vec(p.budget, p.keys)
+    # variables + t
+    n = model.n + 1
+    c = np.zeros(n)
+    c[-1] = 1.0
+    extra = []
+    for k in range(len(p.keys)):
+        extra.append((np.append(model.res_rows[k], 0.0), -np.inf, budget[k]))
+    for u in p.units:
+        o = model.offsets[u.name]
+        row = np.zeros(n)
+        row[o : o + len(u.candidates)] = -model.cycles[o : o + len(u.candidates)]
+        row[-1] = 1.0
+        extra.append((row, 0.0, np.inf))  # t >= cycles of u
+    integrality = np.append(model.integrality, 0)
+    upper = np.append(model.upper, np.inf)
+    model.a_rows = [np.append(r, 0.0) for r in model.a_rows]
+    res = _milp(c, model, extra, integrality, upper, time_limit)
+    if res.x is None:
+        if res.status == 2 or "infeasible" in str(res.message).lower():
+            return None
+        raise InfeasibleError(f"The folding solver stopped without a design ({res.message}); raise its time limit.")
+    optimal = res.status == 0
+    bound = float(getattr(res, "mip_dual_bound", res.fun) or res.fun)
+    t_star = math.ceil(res.fun - 1e-6)
+    # second stage: cheapest among the fastest
+    sol2 = solve_min_cost(p, t_star, time_limit=max(1.0, time_limit - (time.perf_counter() - t0)), prune=False)
+    sol = sol2 if sol2 is not None and sol2.max_cycles <= t_star else None
+    if sol is None:
+        sol = _solution(p, model, res.x[:-1], optimal, bound, t0, n_cand)
+    return Solution(sol.choice, sol.max_cycles, sol.bottleneck, sol.total, sol.edge_costs, optimal,
+                    sol.max_cycles if optimal else bound, time.perf_counter() - t0, n_cand)
+
+
+def _weights(p: Problem) -> np.ndarray:
+    budget = _res_vec(p.budget, p.keys)
+    return np.where(budget > 0, 1.0 / np.maximum(budget, 1e-12), 1e6)
+
+
+def solve_min_cost(problem: Problem, cycle_limit: float, *, time_limit: float = 60.0, prune: bool = True,
+                   within_budget: bool = True) -> Solution | None:
+    """Least total utilisation (sum over keys of used/budget) with every unit at most ``cycle_limit`` cycles.
+
+    ``None`` when no choice meets the cycle limit (within the budget when ``within_budget``).
+    """
+    t0 = time.perf_counter()
+    _check_nonempty(problem)
+    p = prune_dominated(problem, problem.keys) if prune else problem
+    n_cand = sum(len(u.candidates) for u in p.units)
+    model = _build(p, cycle_limit)
+    w = _weights(p)
+    c = w @ model.res_rows
+    extra = []
+    if within_budget:
+        budget = _res_vec(p.budget, p.keys)
+        extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
+    res = _milp(c, model, extra, model.integrality, model.upper, time_limit)
+    if res.x is None:
+        return None
+    sol = _solution(p, model, res.x, res.status == 0, float("nan"), t0, n_cand)
+    return sol
+
+
+def solve_min_max_utilisation(problem: Problem, cycle_limit: float | None = None, *, time_limit: float = 60.0,
+                              prune: bool = True) -> tuple[Solution, float, str]:
+    """The design (cycles at most ``cycle_limit``) whose most-used resource is least used, ignoring the budget.
+
+    Returns ``(solution, max fraction of the budget used, that resource's key)``; this is what tells a
+    user which resource binds and by how much when nothing fits.
+    """
+    t0 = time.perf_counter()
+    _check_nonempty(problem)
+    p = prune_dominated(problem, problem.keys) if prune else problem
+    n_cand = sum(len(u.candidates) for u in p.units)
+    model = _build(p, cycle_limit)
+    budget = _res_vec(p.budget, p.keys)
+    n = model.n + 1
+    c = np.zeros(n)
+    c[-1] = 1.0
+    extra = []
+    for k in range(len(p.keys)):
+        row = np.append(model.res_rows[k], 0.0)
+        if budget[k] > 0:
+            row = row / budget[k]
+            row[-1] = -1.0
+            extra.append((row, -np.inf, 0.0))  # use/budget <= u
+        else:
+            extra.append((row, -np.inf, 0.0))  # no budget: must not use any
+    model.a_rows = [np.append(r, 0.0) for r in model.a_rows]
+    integrality = np.append(model.integrality, 0)
+    upper = np.append(model.upper, np.inf)
+    res = _milp(c, model, extra, integrality, upper, time_limit)
+    if res.x is None:
+        raise InfeasibleError("No legal folding exists for this model even ignoring the budget; this is a bug.")
+    sol = _solution(p, model, res.x[:-1], res.status == 0, float("nan"), t0, n_cand)
+    fracs = {k: (getattr(sol.total, k) / getattr(p.budget, k) if getattr(p.budget, k) > 0 else
+                 (math.inf if getattr(sol.total, k) > 0 else 0.0)) for k in p.keys}
+    key = max(fracs, key=lambda k: fracs[k])
+    return sol, fracs[key], key
+
+
+def cycle_levels(problem: Problem) -> list[int]:
+    """Distinct achievable max-cycle values, ascending (a design's max cycles is one of them)."""
+    lo = max(min(c.cycles for c in u.candidates) for u in problem.units)
+    return sorted({c.cycles for u in problem.units for c in u.candidates if c.cycles >= lo})
+
+
+def brute_force(problem: Problem, cycle_limit: float | None = None) -> tuple[int, Resources] | None:
+    """Exhaustive reference for tests: least max cycles of any fitting, tie-respecting choice."""
+    import itertools
+
+    best: tuple[int, Resources] | None = None
+    names = [u.name for u in problem.units]
+    for combo in itertools.product(*(u.candidates for u in problem.units)):
+        choice = dict(zip(names, combo, strict=True))
+        if not ties_hold(problem, choice):
+            continue
+        mc, total, _ = evaluate_choice(problem, choice)
+        if cycle_limit is not None and mc > cycle_limit:
+            continue
+        if not total.fits_in(problem.budget, problem.keys):
+            continue
+        if best is None or mc < best[0]:
+            best = (mc, total)
+    return best
+
+
+def units_from(items: Iterable[tuple[str, str, Iterable[Candidate]]]) -> tuple[Unit, ...]:
+    return tuple(Unit(n, k, tuple(c)) for n, k, c in items)
