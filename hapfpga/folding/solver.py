@@ -139,7 +139,8 @@ def _attr(c: Candidate, attr: str) -> object:
 def _signature(problem: Problem, unit: Unit) -> Callable[[Candidate], tuple]:
     """What a candidate must share with another for one to dominate the other."""
     attrs = sorted(
-        {t.a_attr for t in problem.ties if t.a == unit.name} | {t.b_attr for t in problem.ties if t.b == unit.name}
+        {t.a_attr for t in problem.ties if t.a == unit.name}
+        | {t.b_attr for t in problem.ties if t.b == unit.name}
     )
     has_in = any(e.consumer == unit.name for e in problem.edges)
     has_out = any(e.producer == unit.name for e in problem.edges)
@@ -282,8 +283,14 @@ def _build(problem: Problem, cycle_limit: float | None) -> _Model:
     return _Model(n_total, offsets, rows, lb, ub, res, cyc, integrality, upper)
 
 
-def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float, float]], integrality, upper,
-          time_limit: float):
+def _milp(
+    c: np.ndarray,
+    model: _Model,
+    extra_rows: list[tuple[np.ndarray, float, float]],
+    integrality,
+    upper,
+    time_limit: float,
+):
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     a = np.vstack(model.a_rows + [r for r, _, _ in extra_rows])
@@ -298,8 +305,9 @@ def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float
     )
 
 
-def _solution(problem: Problem, model: _Model, xval: np.ndarray, optimal: bool, bound: float, t0: float,
-              n_cand: int) -> Solution:
+def _solution(
+    problem: Problem, model: _Model, xval: np.ndarray, optimal: bool, bound: float, t0: float, n_cand: int
+) -> Solution:
     choice = {}
     for u in problem.units:
         o = model.offsets[u.name]
@@ -307,14 +315,17 @@ def _solution(problem: Problem, model: _Model, xval: np.ndarray, optimal: bool, 
         choice[u.name] = u.candidates[k]
     max_cycles, total, edge_costs = evaluate_choice(problem, choice)
     bottleneck = max(problem.units, key=lambda u: choice[u.name].cycles).name
-    return Solution(choice, max_cycles, bottleneck, total, edge_costs, optimal, bound, time.perf_counter() - t0,
-                    n_cand)
+    return Solution(
+        choice, max_cycles, bottleneck, total, edge_costs, optimal, bound, time.perf_counter() - t0, n_cand
+    )
 
 
 def _check_nonempty(problem: Problem) -> None:
     for u in problem.units:
         if not u.candidates:
-            raise InfeasibleError(f"Layer {u.name} ({u.kind}) has no legal folding; check its shape and datatypes.")
+            raise InfeasibleError(
+                f"Layer {u.name} ({u.kind}) has no legal folding; check its shape and datatypes."
+            )
 
 
 def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
@@ -349,17 +360,30 @@ def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = T
     if res.x is None:
         if res.status == 2 or "infeasible" in str(res.message).lower():
             return None
-        raise InfeasibleError(f"The folding solver stopped without a design ({res.message}); raise its time limit.")
+        raise InfeasibleError(
+            f"The folding solver stopped without a design ({res.message}); raise its time limit."
+        )
     optimal = res.status == 0
     bound = float(getattr(res, "mip_dual_bound", res.fun) or res.fun)
     t_star = math.ceil(res.fun - 1e-6)
     # second stage: cheapest among the fastest
-    sol2 = solve_min_cost(p, t_star, time_limit=max(1.0, time_limit - (time.perf_counter() - t0)), prune=False)
+    sol2 = solve_min_cost(
+        p, t_star, time_limit=max(1.0, time_limit - (time.perf_counter() - t0)), prune=False
+    )
     sol = sol2 if sol2 is not None and sol2.max_cycles <= t_star else None
     if sol is None:
         sol = _solution(p, model, res.x[:-1], optimal, bound, t0, n_cand)
-    return Solution(sol.choice, sol.max_cycles, sol.bottleneck, sol.total, sol.edge_costs, optimal,
-                    sol.max_cycles if optimal else bound, time.perf_counter() - t0, n_cand)
+    return Solution(
+        sol.choice,
+        sol.max_cycles,
+        sol.bottleneck,
+        sol.total,
+        sol.edge_costs,
+        optimal,
+        sol.max_cycles if optimal else bound,
+        time.perf_counter() - t0,
+        n_cand,
+    )
 
 
 def _weights(p: Problem) -> np.ndarray:
@@ -367,8 +391,14 @@ def _weights(p: Problem) -> np.ndarray:
     return np.where(budget > 0, 1.0 / np.maximum(budget, 1e-12), 1e6)
 
 
-def solve_min_cost(problem: Problem, cycle_limit: float, *, time_limit: float = 60.0, prune: bool = True,
-                   within_budget: bool = True) -> Solution | None:
+def solve_min_cost(
+    problem: Problem,
+    cycle_limit: float,
+    *,
+    time_limit: float = 60.0,
+    prune: bool = True,
+    within_budget: bool = True,
+) -> Solution | None:
     """Least total utilisation (sum over keys of used/budget) with every unit at most ``cycle_limit`` cycles.
 
     ``None`` when no choice meets the cycle limit (within the budget when ``within_budget``).
@@ -391,8 +421,9 @@ def solve_min_cost(problem: Problem, cycle_limit: float, *, time_limit: float = 
     return sol
 
 
-def solve_min_max_utilisation(problem: Problem, cycle_limit: float | None = None, *, time_limit: float = 60.0,
-                              prune: bool = True) -> tuple[Solution, float, str]:
+def solve_min_max_utilisation(
+    problem: Problem, cycle_limit: float | None = None, *, time_limit: float = 60.0, prune: bool = True
+) -> tuple[Solution, float, str]:
     """The design (cycles at most ``cycle_limit``) whose most-used resource is least used, ignoring the budget.
 
     Returns ``(solution, max fraction of the budget used, that resource's key)``; this is what tells a
@@ -421,10 +452,18 @@ def solve_min_max_utilisation(problem: Problem, cycle_limit: float | None = None
     upper = np.append(model.upper, np.inf)
     res = _milp(c, model, extra, integrality, upper, time_limit)
     if res.x is None:
-        raise InfeasibleError("No legal folding exists for this model even ignoring the budget; this is a bug.")
+        raise InfeasibleError(
+            "No legal folding exists for this model even ignoring the budget; this is a bug."
+        )
     sol = _solution(p, model, res.x[:-1], res.status == 0, float("nan"), t0, n_cand)
-    fracs = {k: (getattr(sol.total, k) / getattr(p.budget, k) if getattr(p.budget, k) > 0 else
-                 (math.inf if getattr(sol.total, k) > 0 else 0.0)) for k in p.keys}
+    fracs = {
+        k: (
+            getattr(sol.total, k) / getattr(p.budget, k)
+            if getattr(p.budget, k) > 0
+            else (math.inf if getattr(sol.total, k) > 0 else 0.0)
+        )
+        for k in p.keys
+    }
     key = max(fracs, key=lambda k: fracs[k])
     return sol, fracs[key], key
 

@@ -22,7 +22,9 @@ from hapfpga.folding.solver import (
 from hapfpga.types import LayerFolding, Resources
 
 
-def _random_problem(rng: np.random.Generator, n_units: int, n_cand: int, *, ties: bool, edges: bool) -> Problem:
+def _random_problem(
+    rng: np.random.Generator, n_units: int, n_cand: int, *, ties: bool, edges: bool
+) -> Problem:
     units = []
     for u in range(n_units):
         cands = []
@@ -30,9 +32,14 @@ def _random_problem(rng: np.random.Generator, n_units: int, n_cand: int, *, ties
             simd = int(rng.choice([1, 2, 4]))
             pe = int(rng.choice([1, 2, 3]))
             cyc = int(rng.integers(10, 200) // (simd * pe) + 1)
-            res = Resources(LUT=float(rng.integers(0, 100) * simd * pe), BRAM_18K=float(rng.integers(0, 6)),
-                            DSP=float(rng.integers(0, 3)))
-            cands.append(Candidate(LayerFolding(pe=pe, simd=simd), cyc, res, in_width=simd * 2, out_width=pe * 2))
+            res = Resources(
+                LUT=float(rng.integers(0, 100) * simd * pe),
+                BRAM_18K=float(rng.integers(0, 6)),
+                DSP=float(rng.integers(0, 3)),
+            )
+            cands.append(
+                Candidate(LayerFolding(pe=pe, simd=simd), cyc, res, in_width=simd * 2, out_width=pe * 2)
+            )
         units.append(Unit(f"L{u}", "MVAU", tuple(cands)))
     tie_list = (Tie("L0", "L1", "simd", "simd"),) if ties else ()
 
@@ -40,8 +47,9 @@ def _random_problem(rng: np.random.Generator, n_units: int, n_cand: int, *, ties
         return Resources() if o == i else Resources(LUT=float(10 * (o + i)), BRAM_18K=0.0)
 
     edge_list = tuple(Edge(f"L{u}", f"L{u + 1}", dwc) for u in range(n_units - 1)) if edges else ()
-    budget = Resources(LUT=float(rng.integers(150, 900)), BRAM_18K=float(rng.integers(4, 14)),
-                       DSP=float(rng.integers(1, 6)))
+    budget = Resources(
+        LUT=float(rng.integers(150, 900)), BRAM_18K=float(rng.integers(4, 14)), DSP=float(rng.integers(1, 6))
+    )
     return Problem(tuple(units), budget, tie_list, edge_list)
 
 
@@ -106,8 +114,14 @@ def test_pruning_keeps_the_optimum_and_removes_dominated() -> None:
 
 def test_min_max_utilisation_names_the_binding_resource() -> None:
     f = LayerFolding(pe=1)
-    a = Unit("A", "MVAU", (Candidate(f, 100, Resources(LUT=10, BRAM_18K=30)),
-                           Candidate(f.with_(pe=2), 50, Resources(LUT=20, BRAM_18K=40))))
+    a = Unit(
+        "A",
+        "MVAU",
+        (
+            Candidate(f, 100, Resources(LUT=10, BRAM_18K=30)),
+            Candidate(f.with_(pe=2), 50, Resources(LUT=20, BRAM_18K=40)),
+        ),
+    )
     b = Unit("B", "MVAU", (Candidate(f, 100, Resources(LUT=10, BRAM_18K=5)),))
     p = Problem((a, b), Resources(LUT=100, BRAM_18K=20, DSP=10))
     assert solve_max_fps(p) is None
