@@ -1,0 +1,35 @@
+"""What a formula needs besides the layer and its folding: the fidelity mode and the device family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..types import LayerFolding
+
+__all__ = ["Ctx", "FoldingError", "knob"]
+
+
+class FoldingError(ConfigError):
+    """A folding that FINN cannot build: a PE/SIMD that does not divide its dimension, a bad ram_style."""
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Estimation context.
+
+    ``finn_compat``: reproduce finn-plus 1.6.1's per-node estimate exactly, including the cases
+    docs/estimator.md lists as FINN bugs; ``False`` (default) applies our corrections.
+    ``dsp58``: Versal DSP58 slices (FINN's ``get_dsp_block(fpgapart)``) instead of DSP48.
+    ``has_uram``: the part has UltraRAM (xc7z020 and xczu3eg do not).
+    """
+
+    finn_compat: bool = False
+    dsp58: bool = False
+    has_uram: bool = True
+
+
+def knob(f: LayerFolding, attr: str, default):
+    """The value of folding knob ``attr`` or FINN's attribute default when unset."""
+    v = getattr(f, attr)
+    return default if v is None else v

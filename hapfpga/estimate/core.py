@@ -1,0 +1,76 @@
+"""Dispatch from a layer description + folding to the per-kind formula, with a cache.
+
+``estimate_layer`` is called many thousands of times by the folding optimiser, so results are
+cached by (layer, effective folding, context): frozen dataclasses hash by value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import lru_cache
+
+from ..boards import BoardSpec
+from ..errors import UnsupportedLayerError
+from ..types import LayerCost, LayerFolding
+from .context import Ctx
+from .formulas import FORMULAS
+from .layers import LayerSpec
+
+__all__ = ["estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of"]
+
+_FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
+
+
+def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
+    """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through)."""
+    base = layer.default_folding
+    if folding is None or folding == base:
+        return base
+    if base == LayerFolding():
+        return folding
+    return LayerFolding(**{k: (v if (v := getattr(folding, k)) is not None else getattr(base, k))
+                           for k in _FOLD_FIELDS})
+
+
+def ctx_for(board: BoardSpec | None = None, finn_compat: bool = False) -> Ctx:
+    """The estimation context of a board (DSP58 on Versal parts, URAM where the part has it)."""
+    if board is None:
+        return Ctx(finn_compat=finn_compat)
+    part = board.part.lower()
+    return Ctx(finn_compat=finn_compat, dsp58=part.startswith("xcv"), has_uram=board.capacity.URAM > 0)
+
+
+@lru_cache(maxsize=1 << 18)
+def cost_of(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
+    """Cached formula call on an already-effective folding."""
+    fn = FORMULAS.get(layer.kind)
+    if fn is None:
+        raise UnsupportedLayerError(
+            f"Layer {layer.name} has kind '{layer.kind}', which the estimator does not model; "
+            f"supported kinds are {', '.join(sorted(FORMULAS))}."
+        )
+    res, cycles = fn(layer, folding, ctx)
+    return LayerCost(name=layer.name, kind=layer.kind, resources=res, cycles=int(cycles))
+
+
+def estimate_layer(
+    layer: LayerSpec,
+    folding: LayerFolding | None = None,
+    clock_mhz: float = 100.0,
+    *,
+    board: BoardSpec | None = None,
+    finn_compat: bool = False,
+) -> LayerCost:
+    """LUT, FF (not modelled: 0), BRAM_18K, URAM, DSP and expected cycles per frame of one layer.
+
+    ``folding`` overrides the layer's current FINN attributes field by field (``None`` = keep).
+    ``clock_mhz`` does not change resources or cycles (it changes FPS and power, see
+    ``estimate_network``). ``board`` selects DSP48/DSP58 and whether URAM exists;
+    ``finn_compat=True`` reproduces finn-plus's own numbers, FINN bugs included.
+    Raises ``UnsupportedLayerError`` for unknown kinds and ``FoldingError`` (a ``ConfigError``)
+    for an illegal folding.
+    """
+    del clock_mhz  # resources and cycles are clock-independent
+    if not isinstance(layer, LayerSpec) or not layer.kind:
+        raise UnsupportedLayerError(f"{layer!r} is not a layer description the estimator models.")
+    return cost_of(layer, effective_folding(layer, folding), ctx_for(board, finn_compat))

@@ -1,0 +1,143 @@
+"""MVAU (hls and rtl) and VVAU cost formulas.
+
+Mirrors finn-plus 1.6.1 ``finn/custom_op/fpgadataflow/matrixvectoractivation.py`` (``bram_estimation``,
+``uram_estimation``, ``get_exp_cycles``), ``hls/matrixvectoractivation_hls.py`` (``lut_estimation``,
+``dsp_estimation``) and ``rtl/matrixvectoractivation_rtl.py`` (``dsp_estimation``); the LUT and BRAM
+models are FINN-R's (Blott et al., "FINN-R: An End-to-End Deep-Learning Framework for Fast
+Exploration of Quantized Neural Networks", ACM TRETS 2018).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..types import LayerFolding, Resources
+from .context import Ctx, FoldingError, knob
+from .dtypes import bits, signed
+from .layers import MVAU, VVAU
+
+__all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits"]
+
+_MEM_MODES = {"internal_embedded", "internal_decoupled", "external", "external_mem", "dynamic"}
+_RAM_STYLES = {"auto", "block", "distributed", "ultra"}
+
+
+def weight_bram18(omega: float, mem_width: int) -> int:
+    """BRAM18 count of a weight memory of depth ``omega`` and width ``mem_width`` bits.
+
+    FINN-R's SDP RAMB18 model (UG573 Table 1-10 aspect ratios), as in FINN's
+    ``MVAU.bram_estimation``: 1x16K, 2x8K, 4x4K, 9x2K, 18x1K, 36x512.
+    """
+    if mem_width == 1:
+        return math.ceil(omega / 16384)
+    if mem_width == 2:
+        return math.ceil(omega / 8192)
+    if mem_width <= 4:
+        return math.ceil(omega / 4096) * math.ceil(mem_width / 4)
+    if mem_width <= 9:
+        return math.ceil(omega / 2048) * math.ceil(mem_width / 9)
+    if mem_width <= 18 or omega > 512:
+        return math.ceil(omega / 1024) * math.ceil(mem_width / 18)
+    return math.ceil(omega / 512) * math.ceil(mem_width / 36)
+
+
+def weight_uram(omega: float, mem_width: int) -> int:
+    """URAM count (72 x 4096 blocks), FINN's ``MVAU.uram_estimation``."""
+    return math.ceil(mem_width / 72) * math.ceil(omega / 4096)
+
+
+def acc_bits(mw: int, wbits: int, abits: int, idt_signed: bool, acc_dt_bits: int) -> int:
+    """Accumulator width: min(accDataType, data-type bound of Colbert et al., arXiv:2301.13376).
+
+    As in FINN's ``MVAU_hls.lut_estimation``.
+    """
+    alpha = math.log(mw, 2) + wbits + abits - 1 - int(idt_signed)
+    return int(min(acc_dt_bits, math.ceil(alpha + math.log(1 + 2.0 ** (-alpha), 2) + 1)))
+
+
+def _check(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, ram_style_thr: str,
+           res_type: str) -> None:
+    if layer.mh % pe:
+        raise FoldingError(f"{layer.name}: PE={pe} does not divide MH={layer.mh}; choose a divisor of {layer.mh}.")
+    if layer.mw % simd:
+        raise FoldingError(f"{layer.name}: SIMD={simd} does not divide MW={layer.mw}; "
+                           f"choose a divisor of {layer.mw}.")
+    if mem_mode not in _MEM_MODES:
+        raise FoldingError(f"{layer.name}: mem_mode '{mem_mode}' is not one of {sorted(_MEM_MODES)}.")
+    if ram_style not in _RAM_STYLES:
+        raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not one of {sorted(_RAM_STYLES)}.")
+    if ram_style_thr not in {"auto", "block", "distributed"}:
+        raise FoldingError(f"{layer.name}: ram_style_thresholds '{ram_style_thr}' is not auto, block or distributed.")
+    if res_type not in {"auto", "lut", "dsp"}:
+        raise FoldingError(f"{layer.name}: resType '{res_type}' is not auto, lut or dsp.")
+
+
+def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
+    """LUT, BRAM18, URAM, DSP and cycles of one MVAU.
+
+    - cycles: MH/PE * MW/SIMD * prod(numInputVectors) (FINN ``MVAU.get_exp_cycles``, TH=1).
+    - BRAM18/URAM: FINN-R weight-memory model (``MVAU.bram_estimation`` / ``uram_estimation``).
+    - LUT (hls): FINN-R ``c0 + c1*P*(mult + addertree + acc + thr + comp) + c2`` with c0=300, c1=1.1,
+      c2 = LUTRAM of distributed weights (``MVAU_hls.lut_estimation``).
+    - DSP (hls): P*Q*ceil((W+A)/48) for resType=dsp, else 0 (``MVAU_hls.dsp_estimation``).
+    - rtl: DSP = ceil(P/4)*Q on DSP48 (4 MACs packed per DSP48E2), P*ceil(Q/3) on DSP58
+      (``MVAU_rtl.dsp_estimation``). FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we
+      model its LUTs with the FINN-R formula minus the multipliers and adder tree (they sit in the
+      DSP chain): 300 + 1.1*P*(acc + thr + comp) + c2 — an estimate, see docs/estimator.md.
+    """
+    pe = int(knob(f, "pe", 1))
+    simd = int(knob(f, "simd", 1))
+    mem_mode = knob(f, "mem_mode", "internal_decoupled")
+    ram_style = knob(f, "ram_style", "auto")
+    ram_style_thr = knob(f, "ram_style_thresholds", "auto")
+    res_type = knob(f, "res_type", "lut" if layer.impl == "hls" else "auto")
+    _check(layer, pe, simd, mem_mode, ram_style, ram_style_thr, res_type)
+
+    W, A = bits(layer.wdt), bits(layer.idt)
+    wmem = layer.mw * layer.mh // (pe * simd)
+    tmem = 0 if layer.no_activation else layer.mh // pe
+    omega = wmem
+    mem_width = simd * W * pe
+
+    # --- weight memory: BRAM / URAM (FINN-R, MVAU.bram_estimation / uram_estimation)
+    no_bram = (
+        (mem_mode == "internal_decoupled" and ram_style in ("distributed", "ultra"))
+        or (mem_mode == "internal_embedded" and wmem <= 128)
+        or mem_mode in ("external", "external_mem")
+    )
+    bram = 0 if no_bram else weight_bram18(omega, mem_width)
+    no_uram = (
+        (mem_mode == "internal_decoupled" and ram_style != "ultra")
+        or (mem_mode == "internal_embedded" and wmem <= 128)
+        or mem_mode in ("external", "external_mem")
+    )
+    uram = 0 if no_uram else weight_uram(omega, mem_width)
+
+    # --- LUT (FINN-R; MVAU_hls.lut_estimation)
+    c2 = 0
+    if (mem_mode == "internal_decoupled" and ram_style == "distributed") or (
+        mem_mode == "internal_embedded" and wmem <= 128
+    ):
+        c2 = (pe * simd * W) * math.ceil(wmem / 64)
+    acc = acc_bits(layer.mw, W, A, signed(layer.idt), bits(layer.acc_dt))
+    thr_luts = comp_luts = 0
+    if not layer.no_activation and ram_style_thr == "distributed":
+        B = bits(layer.odt)
+        thr_luts = (2**B - 1) * acc * math.ceil(tmem / 64)
+        comp_luts = (2**B - 1) * acc
+
+    if layer.impl == "hls":
+        mult_luts = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
+        addertree_luts = (W + A) * (2 * simd - 1)
+        lut = int(300 + 1.1 * (pe * (mult_luts + addertree_luts + acc + thr_luts + comp_luts)) + c2)
+        dsp = int(pe * simd * math.ceil((W + A) / 48)) if res_type == "dsp" else 0
+    else:
+        lut = 0 if ctx.finn_compat else int(300 + 1.1 * (pe * (acc + thr_luts + comp_luts)) + c2)
+        dsp = pe * math.ceil(simd / 3) if ctx.dsp58 else math.ceil(pe / 4) * simd
+
+    cycles = (layer.mh // pe) * (layer.mw // simd) * layer.n_vectors
+    return Resources(LUT=lut, BRAM_18K=bram, URAM=uram, DSP=dsp), int(cycles)
+
+
+def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:  # filled in below
+    raise NotImplementedError

@@ -1,0 +1,86 @@
+"""Stream widths and words per frame at each layer's input and output, for width converters and FIFOs.
+
+Mirrors the ``get_instream_width`` / ``get_outstream_width`` / ``get_folded_*_shape`` methods of the
+finn-plus 1.6.1 custom ops named in each branch.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from ..errors import UnsupportedLayerError
+from ..types import LayerFolding
+from .context import knob
+from .dtypes import bits
+from .layers import (
+    MVAU,
+    VVAU,
+    ConvolutionInputGenerator,
+    ElementwiseBinary,
+    FMPadding,
+    LabelSelect,
+    LayerSpec,
+    Pool,
+    StreamingDataWidthConverter,
+    StreamingFIFO,
+    StreamingMaxPool,
+    Thresholding,
+)
+
+__all__ = ["stream_io"]
+
+
+def stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
+    """``(in_width_bits, in_words_per_frame, out_width_bits, out_words_per_frame)`` of ``layer``."""
+    if isinstance(layer, MVAU):
+        pe, simd = int(knob(f, "pe", 1)), int(knob(f, "simd", 1))
+        return (simd * bits(layer.idt), layer.n_vectors * layer.mw // simd,
+                pe * bits(layer.odt), layer.n_vectors * layer.mh // pe)
+    if isinstance(layer, VVAU):
+        pe, simd = int(knob(f, "pe", 1)), int(knob(f, "simd", 1))
+        n = prod(layer.dim)
+        k = layer.kernel_elems
+        return (pe * simd * bits(layer.idt), n * layer.channels * k // (pe * simd),
+                pe * bits(layer.odt), n * layer.channels // pe)
+    if isinstance(layer, Thresholding):
+        pe = int(knob(f, "pe", 1))
+        w = layer.n_vectors * layer.channels // pe
+        return pe * bits(layer.idt), w, pe * bits(layer.odt), w
+    if isinstance(layer, ConvolutionInputGenerator):
+        simd = int(knob(f, "simd", 1))
+        pw = int(knob(f, "parallel_window", 0))
+        kk = layer.kernel[0] * layer.kernel[1]
+        w_in = layer.ifm_dim[0] * layer.ifm_dim[1] * layer.ifm_ch // simd
+        n_out = layer.ofm_dim[0] * layer.ofm_dim[1] * kk * layer.ifm_ch // simd
+        if pw:
+            return simd * bits(layer.idt), w_in, simd * bits(layer.idt) * kk, n_out // kk
+        return simd * bits(layer.idt), w_in, simd * bits(layer.idt), n_out
+    if isinstance(layer, Pool):
+        pe = int(knob(f, "pe", 1))
+        n = prod(layer.out_dims) * layer.batch
+        return (pe * bits(layer.idt), n * prod(layer.kernel) * layer.channels // pe,
+                pe * bits(layer.odt), n * layer.channels // pe)
+    if isinstance(layer, StreamingMaxPool):
+        pe = int(knob(f, "pe", 1))
+        (h, w), (ph, pw_) = layer.ifm_dim, layer.pool_dim
+        return (pe * bits(layer.idt), h * w * layer.channels // pe,
+                pe * bits(layer.idt), (h // ph) * (w // pw_) * layer.channels // pe)
+    if isinstance(layer, FMPadding):
+        simd = int(knob(f, "simd", 1))
+        (h, w), (t, left, b, r) = layer.ifm_dim, layer.padding
+        return (simd * bits(layer.idt), h * w * layer.channels // simd,
+                simd * bits(layer.idt), (h + t + b) * (w + left + r) * layer.channels // simd)
+    if isinstance(layer, LabelSelect):
+        pe = int(knob(f, "pe", 1))
+        return pe * bits(layer.idt), layer.labels // pe, bits(layer.odt), layer.k
+    if isinstance(layer, ElementwiseBinary):
+        pe = int(knob(f, "pe", 1))
+        w = prod(layer.out_shape) // pe
+        return pe * bits(layer.lhs_dt), w, pe * bits(layer.odt), w
+    if isinstance(layer, StreamingDataWidthConverter):
+        total = layer.in_width * layer.n_words_in
+        return layer.in_width, layer.n_words_in, layer.out_width, total // layer.out_width
+    if isinstance(layer, StreamingFIFO):
+        return layer.width, 0, layer.width, 0
+    raise UnsupportedLayerError(f"Layer {layer.name} has kind '{layer.kind}', whose streams the estimator "
+                                "does not model.")

@@ -1,0 +1,121 @@
+"""ConvolutionInputGenerator (sliding-window generator) cost formulas.
+
+Mirrors finn-plus 1.6.1 ``finn/custom_op/fpgadataflow/rtl/convolutioninputgenerator_rtl.py``
+(``select_impl_style``, ``get_buffer_depth``, ``get_exp_cycles``, ``bram/lut/uram_estimation``).
+finn-plus 1.6.1 has no HLS SWG; an ``impl="hls"`` SWG is costed with the RTL model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..types import LayerFolding, Resources
+from .context import Ctx, FoldingError, knob
+from .dtypes import bits
+from .layers import ConvolutionInputGenerator
+
+__all__ = ["swg_cost", "swg_impl_style", "swg_buffer_depth"]
+
+
+def swg_impl_style(layer: ConvolutionInputGenerator, simd: int, parallel_window: int) -> str:
+    """``"parallel"`` or ``"default"`` and the folding constraints of ``select_impl_style``."""
+    kh, kw = layer.kernel
+    if layer.ifm_ch % simd:
+        raise FoldingError(f"{layer.name}: SIMD={simd} does not divide IFMChannels={layer.ifm_ch}; "
+                           f"choose a divisor of {layer.ifm_ch}.")
+    mmv_out = kh * kw if parallel_window else 1
+    if mmv_out > 1 or (kh == 1 and kw == 1):
+        if not (layer.depthwise or (kh == 1 and kw == 1)) and simd != layer.ifm_ch:
+            raise FoldingError(f"{layer.name}: parallel_window=1 needs SIMD = IFMChannels = {layer.ifm_ch} "
+                               f"(got SIMD={simd}); set SIMD={layer.ifm_ch} or parallel_window=0.")
+        return "parallel"
+    return "default"
+
+
+def swg_buffer_depth(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+    """Line-buffer depth in words (``get_buffer_depth``)."""
+    kh, kw = layer.kernel
+    h, w = layer.ifm_dim
+    sh, sw = layer.stride
+    dh, dw = layer.dilation
+    cf = layer.ifm_ch // simd
+    if style == "default":
+        bmin = ((kh - 1) * dh * w + (kw - 1) * dw + 1) * cf
+        return bmin + max(0, ((sw - 1) - kh * kw) * cf) + max(0, ((sh - 1) * w - kh * kw) * cf)
+    return ((kh - 1) * dh * w + (kw - 1) * dw) * cf + 1 + 1
+
+
+def _bram_for(depth: int, width: int) -> int:
+    def rw(d: int) -> int:
+        for lim, wd in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
+            if d <= lim:
+                return wd
+        return 1
+
+    casc_d = math.ceil(depth / 16384)
+    casc_w = math.ceil(width / rw(depth))
+    savings = 0
+    if depth > 16384:
+        savings = casc_w - math.ceil(width / rw(depth % 16384))
+    return casc_d * casc_w - savings
+
+
+def _cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+    if style == "parallel":
+        return layer.ifm_dim[0] * layer.ifm_dim[1] * (layer.ifm_ch // simd) + 2
+    cf = layer.ifm_ch // simd
+    (ih, iw), (oh, ow) = layer.ifm_dim, layer.ofm_dim
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    if ih == 1 or iw == 1:  # 1D, normalised to [1, D]
+        if iw == 1:
+            ih, iw, oh, ow, kh, kw, sh, sw, dh, dw = iw, ih, ow, oh, kw, kh, sw, sh, dw, dh
+        if layer.depthwise:
+            c_out = ow * kw * cf + (cf - 1) * kw
+            c_in = iw * cf + cf * (kw - 1) * (sw - 1)
+            return max(c_out, c_in) + 2
+        return ow * kw * cf + 2
+    bmin = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+    mx = max(ow * kw * kh * cf, sw * iw * cf)
+    if layer.depthwise:
+        mx += ow * (sw - 1) * (cf - 1)
+    cyc = bmin + oh * mx
+    if layer.depthwise:
+        cyc += (sh - 1) * iw * cf
+    return cyc
+
+
+def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
+    """LUT, BRAM18, URAM and cycles of the RTL SWG.
+
+    - cycles: ``get_exp_cycles`` (parallel: input words + 2; default: buffer fill + OFM_H *
+      max(write block, read block), with the 1D and depthwise variants).
+    - LUT: 300 + width*ceil(depth/38) for ram_style=distributed (FINN's fitted LUTRAM model).
+    - BRAM18: aspect-ratio model for ram_style block/auto; parallel: (k_h-1) line buffers.
+    - URAM: 72x4096 blocks for ram_style=ultra.
+    """
+    simd = int(knob(f, "simd", 1))
+    pw = int(knob(f, "parallel_window", 0))
+    ram_style = knob(f, "ram_style", "distributed")
+    if ram_style not in ("auto", "block", "distributed", "ultra"):
+        raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not auto, block, distributed or ultra.")
+    style = swg_impl_style(layer, simd, pw)
+    width = simd * bits(layer.idt)
+    depth = swg_buffer_depth(layer, simd, style)
+    lut = 300 + (int(width * math.ceil(depth / 38)) if ram_style == "distributed" else 0)
+
+    kh, kw = layer.kernel
+    (ih, iw), (dh, dw) = layer.ifm_dim, layer.dilation
+    bram = uram = 0
+    if ram_style in ("block", "auto", "ultra"):
+        if style == "default":
+            bdepth, bcount = depth, 1
+        elif ih == 1 or iw == 1:
+            bdepth, bcount = 0, 0
+        else:
+            bdepth, bcount = (iw - ((kw - 1) * dw + 1)) + iw * (dh - 1), kh - 1
+        if bcount:
+            if ram_style == "ultra":
+                uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
+            else:
+                bram = _bram_for(bdepth, width) * bcount
+    return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), _cycles(layer, simd, style)

@@ -1,0 +1,114 @@
+"""Thresholding (hls and rtl) cost formulas.
+
+Mirrors finn-plus 1.6.1 ``finn/custom_op/fpgadataflow/thresholding.py`` (``get_exp_cycles``),
+``hls/thresholding_hls.py`` (``bram/uram/lut_estimation``) and ``rtl/thresholding_rtl.py``
+(``get_pe_mem_geometries``, ``_get_memory_estimate_details``) with ``finn/util/memutil.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from ..types import LayerFolding, Resources
+from .context import Ctx, FoldingError, knob
+from .dtypes import bits
+from .layers import Thresholding
+
+__all__ = ["thresholding_cost", "MEM_PRIMITIVES", "memutil_best"]
+
+#: finn/util/memutil.py ``mem_primitives_versal``: name -> (width, depth)
+MEM_PRIMITIVES: dict[str, tuple[int, int]] = {
+    "URAM_72x4096": (72, 4096),
+    "URAM_36x8192": (36, 8192),
+    "URAM_18x16384": (18, 16384),
+    "URAM_9x32768": (9, 32768),
+    "BRAM18_36x512": (36, 512),
+    "BRAM18_18x1024": (18, 1024),
+    "BRAM18_9x2048": (9, 2048),
+    "LUTRAM": (1, 64),
+}
+
+
+def _roundup(x: float, m: int) -> int:
+    return int(math.ceil(x / m) * m)
+
+
+@cache
+def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[str, int]:
+    """The primitive with least wasted bits and how many of it (``get_memutil_alternatives(...)[0]``).
+
+    Ties keep dictionary order, as Python's stable ``sorted`` does in FINN.
+    """
+    best = None
+    for name in allowed:
+        pw, pd = MEM_PRIMITIVES[name]
+        count = (_roundup(width, pw) // pw) * (_roundup(depth, pd) // pd)
+        waste = count * pw * pd - width * depth
+        if best is None or waste < best[2]:
+            best = (name, count, waste)
+    assert best is not None
+    return best[0], best[1]
+
+
+def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ctx: Ctx) -> dict[str, int]:
+    """Thresholding_rtl memory per FINN: one memory per output bit (binary search stage) per PE."""
+    wbits, obits = bits(layer.tdt), bits(layer.odt)
+    cf = layer.channels / pe
+    if layer.uniform_thres:
+        geoms = [(obits - x, cf * 2**x) for x in range(1, obits)]
+    else:
+        geoms = [(wbits, cf * 2**x) for x in range(obits)]
+    names_all = tuple(MEM_PRIMITIVES)
+    if not ctx.finn_compat and not ctx.has_uram:
+        # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
+        names_all = tuple(n for n in names_all if not n.startswith("URAM"))
+    out: dict[str, int] = {}
+    for width, depth in geoms:
+        names = names_all
+        if trig_bram != 0 or trig_uram != 0:
+            if trig_bram <= depth < trig_uram:
+                names = tuple(n for n in names_all if "BRAM" in n)
+            elif depth >= trig_uram:
+                names = tuple(n for n in names_all if "URAM" in n) or names_all
+        prim, count = memutil_best(width, depth, names)
+        key = "BRAM" if prim.startswith("BRAM") else prim.split("_")[0]
+        out[key] = out.get(key, 0) + pe * count
+    return out
+
+
+def thresholding_cost(layer: Thresholding, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
+    """LUT, BRAM18, URAM and cycles of a Thresholding node.
+
+    - cycles: prod(folded output shape[:-1]) = n_vectors * channels/PE (``Thresholding.get_exp_cycles``).
+    - hls: comparators A*P LUTs + LUTRAM P*Wt*steps*ceil(TMEM/64) for ram_style=distributed (TMEM>1);
+      BRAM ceil(width/16)*ceil(TMEM/1024) for block; URAM ceil(width/72)*ceil(TMEM/4096) for ultra
+      (``Thresholding_hls``).
+    - rtl: FINN counts, per PE and per output bit, the least-waste primitive of memutil.py; its LUT
+      estimate is only the LUTRAM count. Unless ``ctx.finn_compat`` we add the comparator LUTs of
+      the binary-search pipeline of finn-rtllib ``thresholding.sv`` (one Wt-bit compare per output bit
+      per PE, ~Wt LUTs each: P * B * Wt) and never place memory in URAM on parts without URAM.
+    """
+    pe = int(knob(f, "pe", 1))
+    if layer.channels % pe:
+        raise FoldingError(f"{layer.name}: PE={pe} does not divide NumChannels={layer.channels}; "
+                           f"choose a divisor of {layer.channels}.")
+    cycles = layer.n_vectors * (layer.channels // pe)
+    tmem = layer.channels // pe
+    if layer.impl == "hls":
+        style = knob(f, "ram_style", "distributed")
+        if style not in ("distributed", "block", "ultra"):
+            raise FoldingError(f"{layer.name}: ram_style '{style}' is not distributed, block or ultra.")
+        width = pe * bits(layer.tdt) * layer.num_steps
+        bram = int(math.ceil(width / 16)) * int(math.ceil(tmem / 1024)) if style == "block" and tmem > 1 else 0
+        uram = int(math.ceil(width / 72)) * int(math.ceil(tmem / 4096)) if style == "ultra" and tmem > 1 else 0
+        lutram = width * int(math.ceil(tmem / 64)) if style == "distributed" and tmem > 1 else 0
+        lut = bits(layer.idt) * pe + lutram
+        return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), int(cycles)
+    trig_bram = int(knob(f, "depth_trigger_bram", 0))
+    trig_uram = int(knob(f, "depth_trigger_uram", 0))
+    mem = _rtl_memory(layer, pe, trig_bram, trig_uram, ctx)
+    lut = mem.get("LUTRAM", 0)
+    if not ctx.finn_compat:
+        lut += pe * bits(layer.odt) * bits(layer.tdt)
+    return Resources(LUT=lut, BRAM_18K=mem.get("BRAM", 0), URAM=mem.get("URAM", 0)), int(cycles)
