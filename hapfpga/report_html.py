@@ -1,0 +1,475 @@
+"""A self-contained ``report.html`` from a run's ``report.json``.
+
+Every plot is a matplotlib PNG embedded as a base64 ``data:`` URI, so the page is one file that opens
+offline (on a laptop or copied next to the board). We use ``matplotlib.figure.Figure`` directly, not
+``pyplot``: no global backend switch, so calling this from a notebook leaves inline plotting alone.
+
+Sections (each one only when the report has the data):
+
+* summary (board, clock, dataset, accuracy, FPS, fit),
+* per-layer cycles with the bottleneck marked (FINN's estimate; ours alongside when present),
+* per-layer LUT / BRAM_18K / DSP / URAM stacked against the board budget,
+* accuracy-vs-FPS Pareto front of a pruning search,
+* channels before/after pruning,
+* verification table (Brevitas ↔ QONNX ↔ FINN),
+* FINN's estimate vs our estimator, per layer,
+* RTL simulation and stage timings.
+
+The FPS of a dataflow pipeline is ``clock / max_cycles``: the layer with the most cycles per frame
+bounds throughput (FINN-R, Blott et al. 2018, Sec. 4; finn-plus ``estimate_network_performance``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_report_html", "write_report_html", "layer_table", "pareto_front", "BUDGET_KEYS"]
+
+#: Resources drawn against the board budget (FF is not in FINN's per-layer estimate).
+BUDGET_KEYS: tuple[str, ...] = ("LUT", "BRAM_18K", "DSP", "URAM")
+
+_BOTTLENECK_COLOUR = "#d62728"
+_BAR_COLOUR = "#1f77b4"
+_OURS_COLOUR = "#ff7f0e"
+
+
+# -- data helpers (pure) -------------------------------------------------------------------------
+
+
+def layer_table(section: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
+    """Per-layer ``{node: {LUT, BRAM_18K, DSP, URAM, FF, cycles}}`` from an estimate section.
+
+    Accepts FINN's condensed estimate (``finn_estimate.layers``: flat keys) and our
+    ``NetworkEstimate.as_json()`` (``layers`` with flat keys, or ``{"resources": {...}, "cycles": n}``).
+    Missing keys are left out rather than set to 0.
+    """
+    if not section:
+        return {}
+    layers = section.get("layers", section)
+    out: dict[str, dict[str, float]] = {}
+    if not isinstance(layers, Mapping):
+        return out
+    for name, row in layers.items():
+        if not isinstance(row, Mapping):
+            continue
+        flat: dict[str, float] = {}
+        src = dict(row)
+        if isinstance(src.get("resources"), Mapping):
+            src = {**src, **src["resources"]}
+        for k in (*BUDGET_KEYS, "FF", "cycles"):
+            v = src.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                flat[k] = float(v)
+        if flat:
+            out[str(name)] = flat
+    return out
+
+
+def pareto_front(points: Sequence[Mapping[str, Any]], x: str = "fps", y: str = "accuracy") -> list[int]:
+    """Indices of the points not dominated in (higher ``x``, higher ``y``), sorted by ``x``."""
+    idx = [i for i, p in enumerate(points) if _num(p.get(x)) is not None and _num(p.get(y)) is not None]
+    front = []
+    for i in idx:
+        xi, yi = float(points[i][x]), float(points[i][y])
+        dominated = any(
+            float(points[j][x]) >= xi and float(points[j][y]) >= yi
+            and (float(points[j][x]) > xi or float(points[j][y]) > yi)
+            for j in idx if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: float(points[i][x]))
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(float(v)) else None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        if v == 0:
+            return "0"
+        if abs(v) >= 100:
+            return f"{v:,.0f}"
+        if abs(v) < 1e-3:
+            return f"{v:.2e}"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _esc(v: Any) -> str:
+    return html.escape(_fmt(v))
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(w: float, h: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h))
+
+
+def _plot_cycles(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, float]], bottleneck: str | None,
+                 clock_mhz: float | None) -> str | None:
+    names = [n for n in finn if "cycles" in finn[n]] or [n for n in ours if "cycles" in ours[n]]
+    if not names:
+        return None
+    src = finn if any("cycles" in finn.get(n, {}) for n in names) else ours
+    cyc = [src[n].get("cycles", 0.0) for n in names]
+    if bottleneck not in names:
+        bottleneck = names[max(range(len(names)), key=lambda i: cyc[i])]
+    fig = _figure(max(6.0, 0.55 * len(names) + 2), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = list(range(len(names)))
+    have_ours = any("cycles" in ours.get(n, {}) for n in names) and src is finn
+    w = 0.4 if have_ours else 0.8
+    colours = [_BOTTLENECK_COLOUR if n == bottleneck else _BAR_COLOUR for n in names]
+    ax.bar([x - (w / 2 if have_ours else 0) for x in xs], cyc, width=w, color=colours,
+           label="FINN estimate" if src is finn else "our estimate")
+    if have_ours:
+        ax.bar([x + w / 2 for x in xs], [ours.get(n, {}).get("cycles", float("nan")) for n in names], width=w,
+               color=_OURS_COLOUR, alpha=0.8, label="our estimate")
+    b = names.index(bottleneck)
+    title = f"Cycles per frame per layer — bottleneck {bottleneck} ({cyc[b]:,.0f} cycles"
+    if clock_mhz:
+        title += f", {clock_mhz * 1e6 / max(cyc[b], 1):,.0f} FPS at {clock_mhz:g} MHz"
+    ax.set_title(title + ")", fontsize=10)
+    ax.annotate("bottleneck", (b - (w / 2 if have_ours else 0), cyc[b]), xytext=(0, 6), textcoords="offset points",
+                ha="center", color=_BOTTLENECK_COLOUR, fontweight="bold", fontsize=9)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("cycles / frame")
+    ax.set_ylim(0, max(cyc) * 1.15 if max(cyc) > 0 else 1)
+    ax.grid(axis="y", alpha=0.3)
+    if have_ours:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _plot_budget(layers: dict[str, dict[str, float]], budget: Mapping[str, float], source: str) -> str | None:
+    keys = [k for k in BUDGET_KEYS if float(budget.get(k, 0) or 0) > 0 or any(r.get(k, 0) > 0 for r in layers.values())]
+    if not layers or not keys:
+        return None
+    from matplotlib import colormaps
+
+    names = list(layers)
+    cmap = colormaps["tab20"]
+    fig = _figure(9.0, 0.9 * len(keys) + 1.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for row, k in enumerate(keys):
+        cap = float(budget.get(k, 0) or 0)
+        scale = cap if cap > 0 else max(sum(r.get(k, 0.0) for r in layers.values()), 1.0)
+        left = 0.0
+        for i, n in enumerate(names):
+            v = layers[n].get(k, 0.0) / scale * 100.0
+            if v > 0:
+                ax.barh(row, v, left=left, color=cmap(i % 20), edgecolor="white", linewidth=0.5,
+                        label=n if row == 0 or not any(layers[n].get(kk, 0) for kk in keys[:row]) else None)
+                left += v
+        used = sum(r.get(k, 0.0) for r in layers.values())
+        label = f"{used:,.0f} / {cap:,.0f}" if cap > 0 else f"{used:,.0f} (board has none)"
+        ax.text(max(left, 0) + 1.5, row, label, va="center", fontsize=8,
+                color=_BOTTLENECK_COLOUR if cap > 0 and used > cap else "black")
+    ax.axvline(100.0, color=_BOTTLENECK_COLOUR, linestyle="--", linewidth=1.5, label="board budget")
+    ax.set_yticks(range(len(keys)))
+    ax.set_yticklabels(keys)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of the board budget (capacity × utilisation limit)")
+    ax.set_xlim(0, max(115.0, ax.get_xlim()[1] + 15))
+    ax.set_title(f"Per-layer resources against the budget ({source})", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    seen: dict[str, Any] = {}
+    for h, lab in zip(handles, labels, strict=False):
+        seen.setdefault(lab, h)
+    ax.legend(seen.values(), seen.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1)
+    return _png(fig)
+
+
+def _plot_pareto(points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> str | None:
+    pts = [p for p in points if _num(p.get("fps")) is not None and _num(p.get("accuracy")) is not None]
+    if not pts:
+        return None
+    front = pareto_front(pts)
+    fig = _figure(6.5, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    lut = [_num(p.get("LUT")) for p in pts]
+    if all(v is not None for v in lut):
+        sc = ax.scatter([p["fps"] for p in pts], [p["accuracy"] for p in pts], c=lut, cmap="viridis", s=30,
+                        label="candidates")
+        fig.colorbar(sc, ax=ax, label="LUT")
+    else:
+        ax.scatter([p["fps"] for p in pts], [p["accuracy"] for p in pts], color="grey", s=30, label="candidates")
+    ax.plot([pts[i]["fps"] for i in front], [pts[i]["accuracy"] for i in front], "-o", color=_BOTTLENECK_COLOUR,
+            markerfacecolor="none", label="Pareto front")
+    if chosen and _num(chosen.get("fps")) is not None and _num(chosen.get("accuracy")) is not None:
+        ax.scatter([chosen["fps"]], [chosen["accuracy"]], marker="*", s=200, color="gold", edgecolor="black",
+                   zorder=5, label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel("estimated FPS")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs throughput of the pruning search", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _plot_channels(before: Mapping[str, Any], after: Mapping[str, Any] | None) -> str | None:
+    names = [n for n in before if _num(before[n]) is not None]
+    if not names:
+        return None
+    fig = _figure(max(6.0, 0.6 * len(names) + 2), 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = list(range(len(names)))
+    if after:
+        ax.bar([x - 0.2 for x in xs], [before[n] for n in names], width=0.4, color="#9ecae1", label="before")
+        ax.bar([x + 0.2 for x in xs], [after.get(n, float("nan")) for n in names], width=0.4, color=_BAR_COLOUR,
+               label="after")
+        for x, n in zip(xs, names, strict=True):
+            a = _num(after.get(n))
+            if a is not None and before[n]:
+                ax.annotate(f"{a / before[n]:.0%}", (x + 0.2, a), xytext=(0, 3), textcoords="offset points",
+                            ha="center", fontsize=7)
+        ax.legend(fontsize=8)
+        ax.set_title("Output channels per layer before and after pruning", fontsize=10)
+    else:
+        ax.bar(xs, [before[n] for n in names], color=_BAR_COLOUR)
+        ax.set_title("Output channels per layer", fontsize=10)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("channels")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _plot_compare(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, float]]) -> str | None:
+    common = [n for n in finn if n in ours]
+    if not common:
+        return None
+    keys = [k for k in ("cycles", "LUT", "BRAM_18K", "DSP")
+            if any(k in finn[n] and k in ours[n] and (finn[n][k] or ours[n][k]) for n in common)]
+    if not keys:
+        return None
+    fig = _figure(max(7.0, 0.5 * len(common) + 3), 2.6 * len(keys))
+    xs = list(range(len(common)))
+    for i, k in enumerate(keys):
+        ax = fig.add_subplot(len(keys), 1, i + 1)
+        ax.bar([x - 0.2 for x in xs], [finn[n].get(k, float("nan")) for n in common], width=0.4, color=_BAR_COLOUR,
+               label="FINN estimate")
+        ax.bar([x + 0.2 for x in xs], [ours[n].get(k, float("nan")) for n in common], width=0.4, color=_OURS_COLOUR,
+               label="our estimator")
+        ax.set_ylabel(k)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(common if i == len(keys) - 1 else [""] * len(common), rotation=45, ha="right", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=8)
+            ax.set_title("FINN's estimate vs our estimator, per layer", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#2ca02c;font-weight:bold}.fail{color:#d62728;font-weight:bold}.note{color:#666;font-size:.85em}
+img{max-width:100%;height:auto;display:block;margin:.5em 0}
+"""
+
+# Marks on <html> how many of the embedded images decoded (used by the headless-browser test; harmless otherwise).
+_SCRIPT = """
+window.addEventListener('load',function(){var im=document.images,ok=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
+document.documentElement.setAttribute('data-images-total',String(im.length));
+document.documentElement.setAttribute('data-images-loaded',String(ok));});
+"""
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], num_cols: Sequence[int] = ()) -> str:
+    h = "".join(f"<th>{html.escape(str(x))}</th>" for x in headers)
+    body = []
+    for r in rows:
+        cells = []
+        for j, v in enumerate(r):
+            cls = ' class="num"' if j in num_cols else ""
+            cells.append(f"<td{cls}>{v if isinstance(v, _Raw) else _esc(v)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _passfail(ok: Any) -> _Raw:
+    if ok is None:
+        return _Raw("–")
+    return _Raw('<span class="pass">pass</span>' if ok else '<span class="fail">FAIL</span>')
+
+
+def _img(b64: str | None, alt: str) -> str:
+    if b64 is None:
+        return f'<p class="note">({html.escape(alt)}: no data in this report)</p>'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def render_report_html(report: Mapping[str, Any]) -> str:
+    """The HTML page (one string, no external resources) for a ``report.json`` dict."""
+    board = report.get("board") or {}
+    budget = board.get("budget") or {}
+    clock = _num(report.get("clock_mhz")) or _num(board.get("clock_mhz"))
+    fe = report.get("finn_estimate") or {}
+    finn_layers = layer_table(fe)
+    ours_sec = report.get("estimate") or {}
+    ours_layers = layer_table(ours_sec)
+    model = report.get("model") or {}
+    ds = report.get("dataset") or {}
+    acc = report.get("accuracy") or {}
+    fold = report.get("folding") or {}
+    prun = report.get("pruning")
+    ver = report.get("verification") or {}
+    title = f"hapfpga report — {model.get('name', 'model')} on {board.get('name', '?')}"
+
+    parts: list[str] = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+
+    # summary
+    rows: list[tuple[str, Any]] = [
+        ("board", f"{board.get('name', '?')} ({board.get('part', '?')})"),
+        ("clock", f"{_fmt(clock)} MHz" if clock else None),
+        ("dataset", f"{ds.get('name', '?')}: {_fmt(ds.get('n_train'))} train / {_fmt(ds.get('n_test'))} test, "
+                    f"input {ds.get('input_shape')}" if ds else None),
+        ("accuracy (baseline → final)", f"{_fmt(acc.get('baseline'), 4)} → {_fmt(acc.get('final'), 4)}" if acc else None),
+        ("parameters / MACs", f"{_fmt(model.get('params'))} / {_fmt(model.get('macs'))}" if model else None),
+        ("folding", f"{fold.get('mode')}; our predicted FPS {_fmt(fold.get('predicted_fps'))}"
+                    + (f", bound {_fmt(fold.get('bound_fps'))} ({fold.get('binding_resource')})"
+                       if fold.get("bound_fps") else "") if fold else None),
+        ("FINN estimate FPS", f"{_fmt(fe.get('fps'))} (bottleneck {fe.get('max_cycles_node')})" if fe else None),
+        ("fits the board", ("yes" if fe.get("fits") else f"no — over on {', '.join(fe.get('over_budget', []))}")
+         if "fits" in fe else None),
+        ("verification", "pass" if ver.get("passed") else "FAIL" if ver else None),
+    ]
+    parts.append("<h2>Summary</h2>" + _table(["figure", "value"], [r for r in rows if r[1] is not None]))
+    if fe.get("total"):
+        tot = fe["total"]
+        res_rows = []
+        for k in BUDGET_KEYS:
+            use, cap = _num(tot.get(k)), _num(budget.get(k))
+            pct = f"{use / cap:.0%}" if use is not None and cap else "–"
+            res_rows.append((k, use, cap, pct))
+        parts.append(_table(["resource", "FINN estimate", "budget", "used"], res_rows, num_cols=(1, 2, 3)))
+
+    # cycles
+    parts.append("<h2>Throughput: cycles per layer</h2>")
+    parts.append(_img(_plot_cycles(finn_layers, ours_layers, fe.get("max_cycles_node") or ours_sec.get("bottleneck"),
+                                   clock), "per-layer cycles with the bottleneck marked"))
+    parts.append('<p class="note">A dataflow pipeline runs at the pace of its slowest layer: FPS = clock / max '
+                 "cycles (FINN-R, Sec. 4). The red bar is the bottleneck; raise its PE/SIMD or prune it.</p>")
+
+    # budget
+    parts.append("<h2>Resources against the board budget</h2>")
+    src_layers, src_name = (finn_layers, "FINN estimate") if finn_layers else (ours_layers, "our estimate")
+    parts.append(_img(_plot_budget(src_layers, budget, src_name), "per-layer resources stacked against the budget"))
+    if budget:
+        parts.append(f'<p class="note">Budget = capacity × utilisation limits of {html.escape(str(board.get("name")))} '
+                     "(FINN's DEFAULT_RES_LIMITS unless the board file says otherwise). FIFOs and width converters are "
+                     "not in FINN's per-layer estimate.</p>")
+
+    # pruning
+    if prun:
+        parts.append("<h2>Pruning</h2>")
+        prow = [(k, prun.get(k)) for k in ("method", "params", "macs", "compression", "accuracy_drop", "fps_before",
+                                            "fps_after") if k in prun]
+        parts.append(_table(["figure", "value"], prow))
+        if prun.get("pareto"):
+            chosen = {"fps": prun.get("fps_after"), "accuracy": acc.get("final")}
+            parts.append(_img(_plot_pareto(prun["pareto"], chosen), "accuracy vs FPS Pareto front"))
+        if prun.get("channels_before"):
+            parts.append(_img(_plot_channels(prun["channels_before"], prun.get("channels_after")),
+                              "channels before and after pruning"))
+    elif model.get("channels"):
+        parts.append("<h2>Channels</h2>")
+        parts.append(_img(_plot_channels(model["channels"], None), "channels per layer"))
+
+    # verification
+    if ver.get("stages"):
+        parts.append("<h2>Verification</h2>")
+        vrows = [(s.get("name"), s.get("max_abs_diff"), s.get("argmax_agreement"), s.get("integer"), s.get("exact"),
+                  _passfail(s.get("passed")), s.get("note", "")) for s in ver["stages"]]
+        parts.append(_table(["stage", "max |Δ|", "argmax agreement", "integer", "exact", "result", "note"], vrows,
+                            num_cols=(1, 2)))
+
+    # FINN vs ours
+    if finn_layers and ours_layers:
+        parts.append("<h2>FINN's estimate vs our estimator</h2>")
+        parts.append(_img(_plot_compare(finn_layers, ours_layers), "FINN vs our estimator per layer"))
+        crow = []
+        for n in finn_layers:
+            if n not in ours_layers:
+                continue
+            f, o = finn_layers[n], ours_layers[n]
+            crow.append((n, f.get("cycles"), o.get("cycles"), f.get("LUT"), o.get("LUT"), f.get("BRAM_18K"),
+                         o.get("BRAM_18K"), f.get("DSP"), o.get("DSP")))
+        parts.append(_table(["layer", "cycles FINN", "cycles ours", "LUT FINN", "LUT ours", "BRAM FINN", "BRAM ours",
+                             "DSP FINN", "DSP ours"], crow, num_cols=range(1, 9)))
+        only = sorted(set(ours_layers) - set(finn_layers))
+        if only:
+            parts.append(f'<p class="note">Only in our estimate: {html.escape(", ".join(only))}.</p>')
+
+    # rtlsim
+    rtl = report.get("rtlsim")
+    if isinstance(rtl, Mapping) and rtl:
+        parts.append("<h2>RTL simulation</h2>")
+        parts.append(_table(["figure", "value"],
+                            [(k, v if not isinstance(v, (dict, list)) else json.dumps(v)[:200]) for k, v in rtl.items()]))
+
+    # timings
+    tim = report.get("timings")
+    if isinstance(tim, Mapping) and tim:
+        parts.append("<h2>Stage timings</h2>")
+        parts.append(_table(["stage", "seconds"], [(k, _num(v)) for k, v in tim.items()], num_cols=(1,)))
+
+    parts.append('<p class="note">Generated by hapfpga from report.json.</p></body></html>')
+    return "\n".join(parts)
+
+
+def write_report_html(report: Mapping[str, Any] | str | Path, path: str | Path) -> Path:
+    """Write ``report.html`` for a report dict (or the path of a ``report.json``); returns the path."""
+    if isinstance(report, (str, Path)):
+        report = json.loads(Path(report).read_text())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_report_html(report), encoding="utf-8")
+    tmp.replace(path)
+    return path

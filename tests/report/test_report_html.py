@@ -1,0 +1,137 @@
+"""The self-contained HTML report: content from a real FINN run, and a headless-Chromium render."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hapfpga.report_html import layer_table, pareto_front, render_report_html, write_report_html
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+_IMG = re.compile(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
+
+
+def _images(page: str) -> dict[str, bytes]:
+    return {alt: base64.b64decode(b64) for alt, b64 in _IMG.findall(page)}
+
+
+def test_page_is_self_contained_and_has_the_plots(tfc_report, tmp_path):
+    rep = tfc_report["report"]
+    out = write_report_html(tfc_report["path"], tmp_path / "report.html")
+    page = out.read_text()
+    # nothing fetched from outside: no http(s) URLs, no external src/href
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)
+    assert "http://" not in page and "https://" not in page
+    imgs = _images(page)
+    for alt in ("per-layer cycles with the bottleneck marked", "per-layer resources stacked against the budget",
+                "channels per layer"):
+        assert alt in imgs, alt
+        assert imgs[alt].startswith(b"\x89PNG\r\n\x1a\n")
+    # the bottleneck named in the page is FINN's, and it is the node with the most cycles in FINN's report
+    cyc = tfc_report["finn"].reports["estimate_layer_cycles"]
+    worst = max(cyc, key=cyc.get)
+    assert rep["finn_estimate"]["max_cycles_node"] == worst
+    assert f"bottleneck {worst}" in page
+    # FINN's total LUT and the board budget appear in the resource table
+    lut = rep["finn_estimate"]["total"]["LUT"]
+    assert f"{lut:,.0f}" in page and f"{rep['board']['budget']['LUT']:,.0f}" in page
+    # verification table with the stage we computed
+    assert "brevitas-&gt;qonnx" in page
+
+
+def test_bottleneck_bar_is_red(tfc_report):
+    """Decode the cycles PNG: the bottleneck colour is present exactly because one bar is the bottleneck."""
+    import io
+
+    from matplotlib.image import imread
+
+    page = render_report_html(tfc_report["report"])
+    png = _images(page)["per-layer cycles with the bottleneck marked"]
+    img = imread(io.BytesIO(png))[..., :3]
+    red = np.array([0xD6, 0x27, 0x28]) / 255.0
+    assert (np.abs(img - red).max(axis=-1) < 0.02).sum() > 50
+
+
+def test_comparison_section_when_our_estimate_present(tfc_report):
+    rep = tfc_report["report"]
+    if "estimate" not in rep:
+        pytest.skip("hapfpga.estimate (dev 'estimator') has not landed yet")
+    page = render_report_html(rep)
+    assert "FINN vs our estimator per layer" in _images(page)
+    ours = layer_table(rep["estimate"])
+    assert set(ours) & set(rep["finn_estimate"]["layers"])
+
+
+def test_pruning_sections_from_test_made_search():
+    """Pareto and channel plots appear when a pruning section is present (points made here)."""
+    rng = np.random.default_rng(1)
+    pts = [{"fps": float(f), "accuracy": float(a), "LUT": float(lu)}
+           for f, a, lu in zip(rng.uniform(100, 1e5, 30), rng.uniform(0.5, 0.99, 30), rng.uniform(1e3, 4e4, 30),
+                               strict=True)]
+    rep = {"board": {"name": "Pynq-Z2", "budget": {"LUT": 37240, "BRAM_18K": 224, "DSP": 176, "URAM": 0}},
+           "pruning": {"method": "l1", "channels_before": {"conv0": 32, "conv1": 64},
+                       "channels_after": {"conv0": 16, "conv1": 40}, "pareto": pts, "fps_after": pts[0]["fps"]},
+           "accuracy": {"final": pts[0]["accuracy"]}}
+    imgs = _images(render_report_html(rep))
+    assert "accuracy vs FPS Pareto front" in imgs and "channels before and after pruning" in imgs
+
+
+def test_pareto_front_matches_brute_force():
+    rng = np.random.default_rng(2)
+    pts = [{"fps": float(f), "accuracy": float(a)} for f, a in rng.integers(0, 20, size=(60, 2))]
+    front = set(pareto_front(pts))
+    for i, p in enumerate(pts):
+        dominated = any(q["fps"] >= p["fps"] and q["accuracy"] >= p["accuracy"] and q != p for q in pts)
+        assert (i in front) == (not dominated)
+
+
+def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make install adds it)")
+def test_report_renders_in_headless_chromium(tfc_report, tmp_path):
+    html_path = write_report_html(tfc_report["report"], tmp_path / "report.html")
+    n_img = len(_images(html_path.read_text()))
+    assert n_img >= 3
+    r = _chromium(["--virtual-time-budget=5000", "--dump-dom", html_path.as_uri()], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = re.search(r'data-images-loaded="(\d+)"', r.stdout)
+    t = re.search(r'data-images-total="(\d+)"', r.stdout)
+    assert m and t, "the page's load handler did not run"
+    assert int(t.group(1)) == n_img and int(m.group(1)) == n_img
+
+    shot = tmp_path / "shot.png"
+    r = _chromium(["--window-size=1200,2400", "--hide-scrollbars", f"--screenshot={shot}", html_path.as_uri()],
+                  tmp_path)
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    from matplotlib.image import imread
+
+    img = imread(str(shot))[..., :3]
+    # charts are drawn: a good share of non-white pixels, and the plots' blue bars are on screen
+    assert (img.min(axis=-1) < 0.9).mean() > 0.05
+    blue = np.array([0x1F, 0x77, 0xB4]) / 255.0
+    assert (np.abs(img - blue).max(axis=-1) < 0.03).sum() > 100
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make install adds it)")
+def test_chromium_check_detects_a_broken_image(tfc_report, tmp_path):
+    """The same check fails on a page whose image data is corrupt (so the test above can fail)."""
+    page = render_report_html(copy.deepcopy(tfc_report["report"]))
+    page = re.sub(r"base64,iVBOR", "base64,AAAAA", page, count=1)
+    p = tmp_path / "broken.html"
+    p.write_text(page)
+    r = _chromium(["--virtual-time-budget=5000", "--dump-dom", p.as_uri()], tmp_path)
+    loaded = int(re.search(r'data-images-loaded="(\d+)"', r.stdout).group(1))
+    total = int(re.search(r'data-images-total="(\d+)"', r.stdout).group(1))
+    assert loaded == total - 1
