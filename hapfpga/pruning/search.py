@@ -1,0 +1,344 @@
+"""Hardware-aware allocation of channels: how many channels each layer keeps.
+
+Three searches, all on channel counts per prunable group, all blind to torch (they get callables):
+
+- :func:`greedy_search` — NetAdapt-style (Yang et al., "NetAdapt: Platform-Aware Neural Network Adaptation for
+  Mobile Applications", ECCV 2018): each step tries, for every group, its next smaller fold-friendly count, scores
+  the trial by *gain in predicted FPS-within-budget per unit of accuracy lost* (accuracy measured without
+  fine-tuning, like NetAdapt's short-term evaluation), commits the best one, then lets the caller fine-tune
+  briefly. With ``objective="j"`` the score is the classic hardware-aware objective
+  ``J = α·accuracy + (1−α)·FPS/FPS_ref`` (e.g. Marculescu et al., "Hardware-Aware Machine Learning", ICCAD 2018)
+  and the search stops when no step raises J.
+- :func:`nsga2_search` — multi-objective evolutionary search (accuracy ↑, FPS ↑, LUT ↓) with Optuna's NSGA-II
+  sampler (Deb et al. 2002); storage is any Optuna storage URL (SQLite in the run directory by default, a
+  PostgreSQL URL to spread workers over machines); :func:`nsga2_worker` is what each extra worker process runs.
+- :func:`pareto_front` — non-dominated points of any list of evaluations.
+
+The hardware side is a callable ``hw(counts) -> HwPoint`` (see :func:`make_hw_evaluator`: scaled FINN layer specs
++ the folding optimiser, no FINN run per candidate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InfeasibleError
+from ..types import Resources
+
+__all__ = [
+    "HwPoint",
+    "Step",
+    "SearchResult",
+    "greedy_search",
+    "j_objective",
+    "nsga2_search",
+    "nsga2_worker",
+    "pareto_front",
+    "make_hw_evaluator",
+    "default_storage",
+]
+
+
+@dataclass(frozen=True)
+class HwPoint:
+    """Predicted hardware for one set of channel counts: FPS of the best folding within budget (0 if none fits)."""
+
+    fps: float
+    resources: Resources = field(default_factory=Resources)
+    fits: bool = True
+    bottleneck: str | None = None
+    plan: Any = None  # FoldingPlan, when the evaluator has one
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fps": self.fps, "fits": self.fits, "bottleneck": self.bottleneck, **self.resources.as_dict()}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One committed step of a search: counts, predicted hardware and accuracy (after any fine-tune)."""
+
+    counts: Mapping[str, int]
+    hw: HwPoint
+    accuracy: float
+    changed: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "accuracy": self.accuracy, "changed": self.changed, **self.hw.as_dict()}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen counts plus the whole trajectory (or Pareto front for NSGA-II)."""
+
+    best: Step
+    history: tuple[Step, ...]
+    pareto: tuple[Step, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best.as_dict(),
+            "history": [s.as_dict() for s in self.history],
+            "pareto": [{"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT} for s in self.pareto],
+        }
+
+
+def j_objective(accuracy: float, fps: float, fps_ref: float, alpha: float) -> float:
+    """``J = α·accuracy + (1−α)·fps/fps_ref`` (accuracy as a fraction, FPS normalised by a reference FPS)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"pruning.alpha is {alpha}; give a weight between 0 and 1.")
+    return alpha * accuracy + (1.0 - alpha) * (fps / fps_ref if fps_ref > 0 else 0.0)
+
+
+def _next_smaller(cands: Sequence[int], current: int) -> int | None:
+    smaller = [c for c in cands if c < current]
+    return max(smaller) if smaller else None
+
+
+def greedy_search(
+    start: Mapping[str, int],
+    candidates: Mapping[str, Sequence[int]],
+    hw: Callable[[Mapping[str, int]], HwPoint],
+    try_accuracy: Callable[[Mapping[str, int]], float],
+    commit: Callable[[Mapping[str, int]], float],
+    *,
+    start_accuracy: float,
+    target: str = "budget",
+    target_fps: float | None = None,
+    max_accuracy_drop: float = 0.01,
+    objective: str = "fps_per_sensitivity",
+    alpha: float = 0.5,
+    max_steps: int = 100,
+    eps: float = 1e-3,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """NetAdapt-style greedy channel allocation.
+
+    ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
+    fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
+    accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` keeps going while the
+    accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within it.
+    ``objective="fps_per_sensitivity"``: when no trial raises FPS (a plateau), the trial freeing the most
+    LUT/BRAM/DSP per accuracy lost is taken, so the optimiser can later spend the budget on the bottleneck.
+    Deterministic for deterministic callables (ties broken by group order).
+    """
+    if target not in ("fps", "budget"):
+        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps' or 'budget'.")
+    if target == "fps" and not target_fps:
+        raise ConfigError("pruning.target is 'fps' but no pruning.target_fps is given; set it.")
+    if objective not in ("fps_per_sensitivity", "j"):
+        raise ConfigError(f"pruning.objective '{objective}' is unknown; use 'fps_per_sensitivity' or 'j'.")
+    counts = dict(start)
+    hw0 = hw(counts)
+    fps_ref = hw0.fps if hw0.fps > 0 else 1.0
+    acc = start_accuracy
+    history = [Step(dict(counts), hw0, acc)]
+    say = log or (lambda s: None)
+    for _ in range(max_steps):
+        if target == "fps" and history[-1].hw.fps >= float(target_fps or 0):
+            break
+        cur = history[-1]
+        # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
+        best_gain: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
+        best_freed: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
+        for i, g in enumerate(candidates):
+            nxt = _next_smaller(candidates[g], counts[g])
+            if nxt is None:
+                continue
+            trial = {**counts, g: nxt}
+            h = hw(trial)
+            a = try_accuracy(trial)
+            if objective == "j":
+                gain = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
+                score = gain
+            else:
+                sens = max(eps, cur.accuracy - a)
+                score = ((h.fps - cur.hw.fps) / fps_ref) / sens if h.fits else -math.inf
+                freed = sum(
+                    (getattr(cur.hw.resources, k) - getattr(h.resources, k)) / max(1.0, getattr(cur.hw.resources, k))
+                    for k in ("LUT", "BRAM_18K", "DSP")
+                )
+                if h.fits and h.fps >= cur.hw.fps and (best_freed is None or freed / sens > best_freed[0] + 1e-12):
+                    best_freed = (freed / sens, i, g, trial, h, a)
+            if best_gain is None or score > best_gain[0] + 1e-12:
+                best_gain = (score, i, g, trial, h, a)
+        if best_gain is None:
+            break
+        pick = best_gain
+        if best_gain[0] <= 0:
+            if objective == "j" or best_freed is None or best_freed[0] <= 0:
+                break  # nothing raises J / FPS and nothing frees resources: stop
+            pick = best_freed  # plateau: free the most budget per accuracy lost, FPS follows later
+        _, _, g, trial, h, a = pick
+        new_acc = commit(trial)
+        counts = trial
+        history.append(Step(dict(counts), h, new_acc, changed=g))
+        say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
+        if target == "budget" and start_accuracy - new_acc > max_accuracy_drop:
+            break
+    ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
+    if target == "fps":
+        # the FPS target is the goal here; max_accuracy_drop is not a constraint (the report shows the drop)
+        hit = [s for s in history if s.hw.fits and s.hw.fps >= float(target_fps or 0)]
+        chosen = max(hit, key=lambda s: s.accuracy) if hit else max(history, key=lambda s: s.hw.fps)
+    elif objective == "j":
+        chosen = max(history, key=lambda s: j_objective(s.accuracy, s.hw.fps, fps_ref, alpha))
+    else:
+        chosen = max(ok or history[:1], key=lambda s: (s.hw.fps, s.accuracy))
+    return SearchResult(best=chosen, history=tuple(history))
+
+
+def pareto_front(points: Sequence[Step]) -> list[Step]:
+    """Non-dominated steps for (accuracy ↑, FPS ↑, LUT ↓)."""
+
+    def key(s: Step) -> tuple[float, float, float]:
+        return (s.accuracy, s.hw.fps, -s.hw.resources.LUT)
+
+    out = []
+    for p in points:
+        kp = key(p)
+        dominated = any(
+            all(a >= b for a, b in zip(key(q), kp, strict=True))
+            and any(a > b for a, b in zip(key(q), kp, strict=True))
+            for q in points
+        )
+        if not dominated:
+            out.append(p)
+    return sorted(out, key=lambda s: -s.hw.fps)
+
+
+def default_storage(run_dir: str | Path) -> str:
+    """SQLite storage in the run directory: ``sqlite:///RUN_DIR/pruning_optuna.db``."""
+    p = Path(run_dir).resolve()
+    p.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p / 'pruning_optuna.db'}"
+
+
+def _objective_fn(
+    candidates: Mapping[str, Sequence[int]],
+    evaluate: Callable[[Mapping[str, int]], tuple[float, HwPoint]],
+) -> Callable[[Any], tuple[float, float, float]]:
+    def objective(trial: Any) -> tuple[float, float, float]:
+        counts = {g: int(trial.suggest_categorical(g, list(c))) for g, c in candidates.items()}
+        acc, h = evaluate(counts)
+        trial.set_user_attr("fits", bool(h.fits))
+        trial.set_user_attr("resources", h.resources.as_dict())
+        return float(acc), float(h.fps if h.fits else 0.0), float(h.resources.LUT)
+
+    return objective
+
+
+def _study(storage: str, study_name: str, seed: int, population: int) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        directions=["maximize", "maximize", "minimize"],
+        sampler=sampler,
+        load_if_exists=True,
+    )
+
+
+def nsga2_worker(
+    storage: str,
+    study_name: str,
+    candidates: Mapping[str, Sequence[int]],
+    evaluate: Callable[[Mapping[str, int]], tuple[float, HwPoint]],
+    *,
+    n_trials: int,
+    seed: int = 0,
+    population: int = 16,
+) -> int:
+    """Run ``n_trials`` trials of a shared NSGA-II study (one worker; start several on one storage)."""
+    study = _study(storage, study_name, seed, population)
+    study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
+    return n_trials
+
+
+def nsga2_search(
+    candidates: Mapping[str, Sequence[int]],
+    evaluate: Callable[[Mapping[str, int]], tuple[float, HwPoint]],
+    *,
+    storage: str,
+    study_name: str = "pruning",
+    n_trials: int = 32,
+    seed: int = 0,
+    population: int = 16,
+    baseline_accuracy: float | None = None,
+    max_accuracy_drop: float = 0.01,
+    enqueue: Sequence[Mapping[str, int]] = (),
+) -> SearchResult:
+    """NSGA-II over channel counts; ``evaluate(counts) -> (accuracy, HwPoint)``.
+
+    Returns the Pareto front of *all* completed trials in the storage (other workers' too) and, as ``best``,
+    the fastest fitting Pareto point within ``max_accuracy_drop`` of ``baseline_accuracy`` (the most accurate
+    one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans).
+    """
+    import optuna
+
+    study = _study(storage, study_name, seed, population)
+    for c in enqueue:
+        study.enqueue_trial({g: int(c[g]) for g in candidates})
+    study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
+    steps = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        acc, fps, _lut = t.values
+        res = Resources.from_dict(t.user_attrs.get("resources", {}))
+        steps.append(Step({g: int(v) for g, v in t.params.items()}, HwPoint(fps, res, bool(t.user_attrs.get("fits"))), acc))
+    if not steps:
+        raise InfeasibleError("No NSGA-II trial completed; check the evaluator and the board budget.")
+    front = pareto_front(steps)
+    base = baseline_accuracy if baseline_accuracy is not None else max(s.accuracy for s in steps)
+    ok = [s for s in front if s.hw.fits and base - s.accuracy <= max_accuracy_drop + 1e-12]
+    best = max(ok, key=lambda s: (s.hw.fps, s.accuracy)) if ok else max(front, key=lambda s: s.accuracy)
+    return SearchResult(best=best, history=tuple(steps), pareto=tuple(front))
+
+
+def make_hw_evaluator(
+    base_layers: Sequence[Any],
+    order: Sequence[str],
+    before: Mapping[str, int],
+    board: Any,
+    *,
+    clock_mhz: float | None = None,
+    layer_to_group: Mapping[str, str] | None = None,
+    optimise: Callable[..., Any] | None = None,
+) -> Callable[[Mapping[str, int]], HwPoint]:
+    """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
+
+    ``order`` lists the model's conv/linear layers in execution order (one per FINN MVAU), ``before`` their
+    output channels, ``layer_to_group`` maps a layer to its channel group (identity for chains). Infeasible
+    designs give ``HwPoint(fps=0, fits=False)``.
+    """
+    from .plan import scale_layers
+
+    if optimise is None:
+        from ..folding import optimise as _opt  # type: ignore[attr-defined]
+
+        optimise = _opt
+    l2g = dict(layer_to_group or {n: n for n in order})
+    cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
+
+    def hw(counts: Mapping[str, int]) -> HwPoint:
+        key = tuple(sorted((k, int(v)) for k, v in counts.items()))
+        if key in cache:
+            return cache[key]
+        b = [int(before[n]) for n in order]
+        a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
+        layers = scale_layers(base_layers, b, a)
+        try:
+            res = optimise(layers, board, clock_mhz=clock_mhz)
+            est = res.estimate
+            point = HwPoint(float(res.fps), est.total, bool(est.fits), getattr(est, "bottleneck", None), res.plan)
+        except InfeasibleError:
+            point = HwPoint(0.0, Resources(), False)
+        cache[key] = point
+        return point
+
+    return hw
