@@ -1,0 +1,1 @@
+"""Open RTL simulation of FINN dataflow designs with Verilator (issue 7)."""

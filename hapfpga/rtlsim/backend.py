@@ -1,0 +1,211 @@
+"""Verilator backend: compile a ``hap_top`` with our testbench (cached), run it, read the results back.
+
+Build cache: ``<cache_dir>/<digest>/`` where the digest covers every HDL source after our fixes, the data
+files read at run time, the generated top and testbench, the compile flags and the Verilator version; the
+simulation runs with that folder as working directory so that the relative ``$readmemh`` paths resolve.
+A build is made in a temporary folder and renamed into place, so concurrent builds never see half a cache
+entry. The default cache is ``~/.cache/hapfpga/rtlsim`` (never inside the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import HapError, VerificationError
+from .sources import SourceSet
+from .tools import find_toolchain
+from .topgen import TOP_MODULE
+
+__all__ = ["DEFAULT_CACHE", "SimBinary", "RunResult", "build", "run", "BuildError"]
+
+DEFAULT_CACHE = Path.home() / ".cache" / "hapfpga" / "rtlsim"
+
+_VERILATOR_FLAGS = (
+    "--cc",
+    "--exe",
+    "--build",
+    "--no-timing",
+    "-Wno-fatal",
+    "-Wno-lint",
+    "-Wno-style",
+    "--x-assign",
+    "fast",
+    "-O3",
+)
+
+
+class BuildError(HapError):
+    """Verilator or the C++ compiler rejected a design."""
+
+
+@dataclass(frozen=True)
+class SimBinary:
+    """A compiled simulation: the executable and the folder it runs in."""
+
+    folder: Path
+    exe: Path
+    n_in: int
+    n_out: int
+    monitors: tuple[str, ...]
+    build_seconds: float  # 0.0 when it came from the cache
+    cached: bool
+
+
+@dataclass
+class RunResult:
+    """What one simulation run produced (raw words; ``hapfpga.rtlsim.sim`` unpacks them)."""
+
+    outputs: list[list[int]]  # per output stream: the accepted words
+    out_cycles: list[list[int]]  # per output stream: the cycle each word was accepted
+    in_cycles: list[list[int]]  # per input stream: the cycle each word was accepted
+    cycles: int
+    rc: int
+    monitors: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def _tb_ports_header(n_in: int, n_out: int, monitors: tuple[str, ...]) -> str:
+    ins = " ".join(f"X({k}, s{k})" for k in range(n_in))
+    outs = " ".join(f"X({k}, m{k})" for k in range(n_out))
+    mons = " ".join(f"X({m})" for m in monitors)
+    return (
+        f"#define HAP_N_IN {n_in}\n#define HAP_N_OUT {n_out}\n"
+        f"#define HAP_FOR_INPUTS(X) {ins}\n#define HAP_FOR_OUTPUTS(X) {outs}\n"
+        f"#define HAP_FOR_MONITORS(X) {mons}\n"
+    )
+
+
+def build(
+    sources: SourceSet,
+    top_text: str,
+    *,
+    n_in: int,
+    n_out: int,
+    monitors: tuple[str, ...] = (),
+    defines: tuple[str, ...] = (),
+    cache_dir: str | Path | None = None,
+    jobs: int = 2,
+    log=None,
+) -> SimBinary:
+    """Compile (or fetch from the cache) the simulation of ``top_text`` over ``sources``."""
+    tc = find_toolchain()
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    cache.mkdir(parents=True, exist_ok=True)
+    tb_text = resources.files("hapfpga.rtlsim").joinpath("tb/tb.cpp").read_text()
+    ports_h = _tb_ports_header(n_in, n_out, monitors)
+    srcs = SourceSet(files=dict(sources.files), data=dict(sources.data))
+    srcs.add_text(f"{TOP_MODULE}.sv", top_text)
+    key = srcs.digest(tb_text, ports_h, " ".join(_VERILATOR_FLAGS), " ".join(defines), tc.version)
+    folder = cache / key
+    exe = folder / "obj" / f"V{TOP_MODULE}"
+    if exe.is_file():
+        return SimBinary(folder, exe, n_in, n_out, tuple(monitors), 0.0, True)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp.", dir=cache))
+    srcs.write(tmp)
+    (tmp / "tb.cpp").write_text(tb_text)
+    (tmp / "tb_ports.h").write_text(ports_h)
+    cmd = [
+        str(tc.verilator),
+        *_VERILATOR_FLAGS,
+        "-j",
+        str(jobs),
+        "--top-module",
+        TOP_MODULE,
+        "--Mdir",
+        "obj",
+        "-CFLAGS",
+        f"-std=c++20 -I{tmp}",
+        "-MAKEFLAGS",
+        "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1",
+        *(f"+define+{d}" for d in defines),
+        *srcs.ordered_names(),
+        "tb.cpp",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tmp, env=tc.env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    (tmp / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + "\n" + proc.stderr)
+    if proc.returncode != 0 or not (tmp / "obj" / f"V{TOP_MODULE}").is_file():
+        errs = [ln for ln in proc.stderr.splitlines() if "%Error" in ln or "error:" in ln][:3]
+        raise BuildError(
+            f"Verilator could not build the simulation ({'; '.join(errs) or 'see log'}); the full log is "
+            f"{tmp / 'build.log'}."
+        )
+    # drop the object files, keep the executable (a few MB instead of tens)
+    for p in (tmp / "obj").glob("*.o"):
+        p.unlink()
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # someone else finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return SimBinary(folder, folder / "obj" / f"V{TOP_MODULE}", n_in, n_out, tuple(monitors), seconds, False)
+
+
+def run(
+    binary: SimBinary,
+    inputs: list[list[int]],
+    expect: list[int],
+    in_widths: list[int],
+    *,
+    stall_in: float = 0.0,
+    stall_out: float = 0.0,
+    seed: int = 1,
+    max_cycles: int = 10**9,
+    idle_limit: int = 100_000,
+    timeout_s: float | None = None,
+    work_dir: str | Path | None = None,
+) -> RunResult:
+    """Run a compiled simulation on packed input words; ``expect`` = output words to wait for per stream."""
+    if len(inputs) != binary.n_in or len(expect) != binary.n_out:
+        raise ValueError("number of streams does not match the compiled top")
+    io = Path(tempfile.mkdtemp(prefix="io.", dir=work_dir))
+    try:
+        for k, (words, w) in enumerate(zip(inputs, in_widths, strict=True)):
+            nd = max(1, (w + 3) // 4)
+            (io / f"in{k}.hex").write_text("".join(f"{int(x):0{nd}x}\n" for x in words))
+        (io / "expect.txt").write_text(" ".join(str(int(e)) for e in expect) + "\n")
+        cmd = [
+            str(binary.exe),
+            str(io),
+            str(int(max_cycles)),
+            repr(float(stall_in)),
+            repr(float(stall_out)),
+            str(int(seed)),
+            str(int(idle_limit)),
+        ]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=binary.folder, capture_output=True, text=True, timeout=timeout_s)
+        wall = time.perf_counter() - t0
+        if proc.returncode not in (0, 3, 4):
+            raise VerificationError(
+                f"the simulation crashed with exit code {proc.returncode} ({proc.stderr.strip()[:300]}); "
+                f"inputs kept in {io}."
+            )
+        outs, ocyc = [], []
+        for k in range(binary.n_out):
+            words, cyc = [], []
+            for line in (io / f"out{k}.txt").read_text().splitlines():
+                c, h = line.split()
+                cyc.append(int(c))
+                words.append(int(h, 16))
+            outs.append(words)
+            ocyc.append(cyc)
+        icyc = [[int(x) for x in (io / f"in{k}.cyc").read_text().split()] for k in range(binary.n_in)]
+        cycles, monitors = 0, {}
+        for line in (io / "stats.txt").read_text().splitlines():
+            parts = line.split()
+            if parts[0] == "cycles":
+                cycles = int(parts[1])
+            elif parts[0] == "monitor":
+                monitors[parts[1]] = int(parts[2])
+        return RunResult(outs, ocyc, icyc, cycles, proc.returncode, monitors, wall)
+    finally:
+        shutil.rmtree(io, ignore_errors=True)

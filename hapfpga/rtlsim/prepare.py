@@ -1,0 +1,146 @@
+"""Turn a QONNX model into a FINN dataflow graph that Verilator can simulate (adapter, lazy FINN imports).
+
+The recipe is FINN's own, restricted to what finn-plus 1.6.1 does without Vivado:
+
+1. ``run_finn_steps`` (estimate-only flow) with ``standalone_thresholds=True`` and a
+   ``specialize_layers_config_file`` of ``{"Defaults": {"preferred_impl_style": ["rtl", "all"]}}``, so that
+   every layer with an RTL variant (MVAU, Thresholding, SWG, FMPadding, ...) becomes ``*_rtl``;
+2. ``InsertDWC`` and ``InsertFIFO(create_shallow_fifos=True)`` as FINN's ``step_create_stitched_ip`` prelude
+   (``finn/builder/build_dataflow_steps.py``), then ``SpecializeLayers`` so that they become
+   ``StreamingDataWidthConverter_rtl`` / ``StreamingFIFO_rtl``;
+3. per-node HDL generation (``code_generation_ipgen``, what ``PrepareIP`` calls), into a folder of ours.
+
+FINN's ``PrepareIP`` skips nodes whose ``code_gen_dir_ipgen`` already exists and otherwise writes under
+``FINN_BUILD_DIR``; we set the folder per node and call the node's code generation ourselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["RTL_PREFERRED", "PreparedDesign", "prepare_design", "prepare_hw_model", "fold_model"]
+
+#: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant.
+RTL_PREFERRED: dict[str, Any] = {"Defaults": {"preferred_impl_style": ["rtl", "all"]}}
+
+#: Layers we simulate with our own models rather than FINN's RTL (``hapfpga/rtlsim/rtl``).
+OWN_MODELS = ("Pool_hls", "StreamingMaxPool_hls", "LabelSelect_hls")
+
+
+@dataclass(frozen=True)
+class PreparedDesign:
+    """A FINN dataflow partition ready for simulation."""
+
+    model_path: Path  # the dataflow-partition model with DWCs, FIFOs and generated HDL
+    folded_path: Path  # the same before DWC/FIFO insertion (what FINN's estimates describe)
+    parent_path: Path | None  # FINN's dataflow parent (float head/tail around the partition)
+    finn_reports: dict[str, Any]
+    fpgapart: str
+    clock_mhz: float
+
+
+def _write_spec_config(work: Path) -> Path:
+    p = work / "specialize_layers_rtl.json"
+    p.write_text(json.dumps(RTL_PREFERRED, indent=1))
+    return p
+
+
+def fold_model(
+    qonnx_path: str | Path,
+    work_dir: str | Path,
+    *,
+    finn_board: str = "Pynq-Z2",
+    clock_mhz: float = 100.0,
+    folding_config_file: str | Path | None = None,
+) -> tuple[Path, Path | None, dict[str, Any]]:
+    """Run FINN's estimate-only flow with RTL layers preferred; return (folded model, parent, reports)."""
+    from ..finn.build import ESTIMATE_STEPS, run_finn_steps
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    res = run_finn_steps(
+        qonnx_path,
+        work / "finn",
+        board=finn_board,
+        clock_mhz=clock_mhz,
+        folding_config_file=folding_config_file,
+        steps=ESTIMATE_STEPS,
+        specialize_layers_config_file=_write_spec_config(work),
+        standalone_thresholds=True,
+    )
+    parent = work / "finn" / "intermediate_models" / "dataflow_parent.onnx"
+    return res.final_model, (parent if parent.exists() else None), res.reports
+
+
+def prepare_hw_model(model: Any, fpgapart: str, clock_mhz: float, codegen_dir: str | Path) -> Any:
+    """InsertDWC + InsertFIFO + SpecializeLayers + per-node HDL generation on a folded FINN ``ModelWrapper``."""
+    from ..finn.shim import ensure_finn
+
+    ensure_finn()
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    model = model.transform(InsertDWC())
+    model = model.transform(InsertFIFO(create_shallow_fifos=True))
+    model = model.transform(SpecializeLayers(fpgapart))
+    model = model.transform(GiveUniqueNodeNames())
+    generate_hdl(model, fpgapart, clock_mhz, codegen_dir)
+    return model
+
+
+def generate_hdl(model: Any, fpgapart: str, clock_mhz: float, codegen_dir: str | Path) -> None:
+    """Run each RTL node's ``code_generation_ipgen`` into ``codegen_dir/<node name>`` (FINN's PrepareIP)."""
+    from finn.util.basic import getHWCustomOp
+    from finn.util.fpgadataflow import is_rtl_node
+
+    codegen_dir = Path(codegen_dir).resolve()
+    for node in model.graph.node:
+        if not is_rtl_node(node):
+            continue
+        inst = getHWCustomOp(node)
+        d = codegen_dir / node.name
+        d.mkdir(parents=True, exist_ok=True)
+        inst.set_nodeattr("code_gen_dir_ipgen", str(d))
+        inst.code_generation_ipgen(model, fpgapart, 1000.0 / clock_mhz)
+
+
+def prepare_design(
+    qonnx_path: str | Path,
+    work_dir: str | Path,
+    *,
+    finn_board: str = "Pynq-Z2",
+    fpgapart: str = "xc7z020clg400-1",
+    clock_mhz: float = 100.0,
+    folding_config_file: str | Path | None = None,
+) -> PreparedDesign:
+    """QONNX file -> FINN dataflow partition with RTL layers, DWCs, FIFOs and generated HDL."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    work = Path(work_dir).resolve()
+    folded, parent, reports = fold_model(
+        qonnx_path, work, finn_board=finn_board, clock_mhz=clock_mhz, folding_config_file=folding_config_file
+    )
+    model = ModelWrapper(str(folded))
+    if any(n.op_type == "StreamingDataflowPartition" for n in model.graph.node):
+        raise ConfigError(
+            f"{qonnx_path} has more than one dataflow partition after FINN's flow; simulate a model whose "
+            "hardware layers form one partition."
+        )
+    model = prepare_hw_model(model, fpgapart, clock_mhz, work / "codegen")
+    out = work / "rtlsim_model.onnx"
+    model.save(str(out))
+    return PreparedDesign(
+        model_path=out,
+        folded_path=Path(folded),
+        parent_path=parent,
+        finn_reports=reports,
+        fpgapart=fpgapart,
+        clock_mhz=clock_mhz,
+    )
