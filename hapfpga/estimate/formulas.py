@@ -7,7 +7,17 @@ from typing import Any
 
 from ..types import LayerFolding, Resources
 from .context import Ctx
-from .mvau import mvau_cost
+from .misc import (
+    dwc_cost,
+    elementwise_cost,
+    fifo_layer_cost,
+    fmpadding_cost,
+    labelselect_cost,
+    pool_cost,
+    reshape_cost,
+    streamingmaxpool_cost,
+)
+from .mvau import mvau_cost, vvau_cost
 from .swg import swg_cost
 from .thresholding import thresholding_cost
 
@@ -19,4 +29,14 @@ FORMULAS: dict[str, Formula] = {
     "MVAU": mvau_cost,
     "Thresholding": thresholding_cost,
     "ConvolutionInputGenerator": swg_cost,
+    "VVAU": vvau_cost,
+    "Pool": pool_cost,
+    "StreamingMaxPool": streamingmaxpool_cost,
+    "FMPadding": fmpadding_cost,
+    "LabelSelect": labelselect_cost,
+    "ElementwiseMul": elementwise_cost,
+    "ElementwiseAdd": elementwise_cost,
+    "Reshape": reshape_cost,
+    "StreamingDataWidthConverter": dwc_cost,
+    "StreamingFIFO": fifo_layer_cost,
 }

@@ -11,7 +11,6 @@ The only code that builds these from a FINN graph is :mod:`hapfpga.finn.graph`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import prod
 from typing import ClassVar
 
 from ..types import LayerFolding
@@ -32,6 +31,7 @@ __all__ = [
     "ElementwiseAdd",
     "StreamingDataWidthConverter",
     "StreamingFIFO",
+    "Reshape",
     "LAYER_KINDS",
 ]
 
@@ -160,6 +160,7 @@ class Pool(LayerSpec):
     odt: str = "INT8"
     function: str = "MaxPool"
     batch: int = 1
+    accum_bits: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +201,7 @@ class LabelSelect(LayerSpec):
     k: int = 1
     idt: str = "INT32"
     odt: str = "UINT8"
+    n_vectors: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,6 +221,7 @@ class ElementwiseBinary(LayerSpec):
     lhs_dt: str = "INT8"
     rhs_dt: str = "INT8"
     odt: str = "INT8"
+    lhs_const: bool = False
     rhs_const: bool = True
 
     @property
@@ -258,10 +261,23 @@ class StreamingFIFO(LayerSpec):
     depth: int = 2
     ram_style: str = "auto"
     impl_style: str = "rtl"
+    n_words: int = 0  # words per frame through the FIFO (its cycles)
 
 
-def _n_vectors(shape: tuple[int, ...]) -> int:
-    return prod(shape[:-1]) if shape else 1
+@dataclass(frozen=True, kw_only=True)
+class Reshape(LayerSpec):
+    """Stream reshape (finn-plus ``Reshape``, e.g. the flatten in front of TFC): shapes channels last."""
+
+    kind: ClassVar[str] = "Reshape"
+    fold_dims: ClassVar[dict[str, str]] = {"pe": "out_channels"}
+
+    inp_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    dt: str = "INT8"
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[-1]
 
 
 #: kind name -> dataclass
@@ -280,5 +296,6 @@ LAYER_KINDS: dict[str, type[LayerSpec]] = {
         ElementwiseAdd,
         StreamingDataWidthConverter,
         StreamingFIFO,
+        Reshape,
     )
 }

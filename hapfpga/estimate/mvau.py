@@ -139,5 +139,75 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram, DSP=dsp), int(cycles)
 
 
-def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:  # filled in below
-    raise NotImplementedError
+def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
+    """LUT, BRAM18, URAM, DSP and cycles of one VVAU (depthwise conv).
+
+    Mirrors finn-plus ``VVAU.get_exp_cycles`` (Ch*K*K/PE/SIMD * H*W), ``VVAU.bram_estimation``
+    (its own aspect-ratio table with /8, /16, /32 widths; ``auto`` memories of <= 128 words are
+    assumed LUTRAM), ``VVAU.uram_estimation``, ``VVAU_hls.lut_estimation`` (FINN-R) and
+    ``dsp_estimation``; ``VVAU_rtl``: DSP = P*ceil(Q/3), LUT 0 in FINN.
+    Deviations unless ``ctx.finn_compat`` (docs/estimator.md): (1) ``VVAU_hls`` resType=dsp costs
+    P*Q*ceil((W+A)/48) DSPs (FINN: P*ceil(...), i.e. ignores SIMD — one multiplier per PE*SIMD lane
+    exists, as in MVAU); (2) an ``auto`` weight memory of <= 128 words that FINN moves out of BRAM
+    is costed as LUTRAM (FINN counts it nowhere); (3) ``VVAU_rtl`` LUTs as for MVAU_rtl.
+    """
+    pe = int(knob(f, "pe", 1))
+    simd = int(knob(f, "simd", 1))
+    mem_mode = knob(f, "mem_mode", "internal_decoupled")
+    ram_style = knob(f, "ram_style", "auto")
+    res_type = knob(f, "res_type", "auto")
+    k = layer.kernel_elems
+    if layer.channels % pe:
+        raise FoldingError(f"{layer.name}: PE={pe} does not divide Channels={layer.channels}; "
+                           f"choose a divisor of {layer.channels}.")
+    if k % simd:
+        raise FoldingError(f"{layer.name}: SIMD={simd} does not divide the kernel size {k}; choose a divisor of {k}.")
+    if ram_style not in _RAM_STYLES:
+        raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not one of {sorted(_RAM_STYLES)}.")
+    W, A = bits(layer.wdt), bits(layer.idt)
+    wmem = (k * layer.channels // pe) // simd
+    tmem = 0 if layer.no_activation else layer.channels // pe
+    mem_width = simd * W * pe
+    omega = wmem
+    auto_small = ram_style == "auto" and wmem <= 128
+    if ((mem_mode == "internal_decoupled" and ram_style in ("distributed", "ultra")) or auto_small
+            or (mem_mode == "internal_embedded" and wmem <= 128) or mem_mode == "external"):
+        bram = 0
+    elif mem_width == 1:
+        bram = math.ceil(omega / 16384)
+    elif mem_width == 2:
+        bram = math.ceil(omega / 8192)
+    elif mem_width <= 4:
+        bram = math.ceil(omega / 4096) * math.ceil(mem_width / 4)
+    elif mem_width <= 9:
+        bram = math.ceil(omega / 2048) * math.ceil(mem_width / 8)
+    elif mem_width <= 18 or omega > 512:
+        bram = math.ceil(omega / 1024) * math.ceil(mem_width / 16)
+    else:
+        bram = math.ceil(omega / 512) * math.ceil(mem_width / 32)
+    uram = 0
+    if not ((mem_mode == "internal_decoupled" and ram_style != "ultra") or mem_mode in
+            ("internal_embedded", "external")):
+        uram = weight_uram(omega, mem_width)
+    c2 = 0
+    if (mem_mode == "internal_decoupled" and ram_style == "distributed") or (
+        mem_mode == "internal_embedded" and wmem <= 128
+    ) or (auto_small and not ctx.finn_compat):
+        c2 = (pe * simd * W) * math.ceil(wmem / 64)
+    acc = acc_bits(k, W, A, signed(layer.idt), bits(layer.acc_dt))
+    thr_luts = comp_luts = 0.0
+    if not layer.no_activation:
+        B = bits(layer.odt)
+        thr_luts = (2**B - 1) * acc * tmem / 64
+        comp_luts = (2**B - 1) * acc
+    if layer.impl == "hls":
+        mult = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
+        adder = (W + A) * (2 * simd - 1)
+        lut = int(300 + 1.1 * (pe * (mult + adder + acc + thr_luts + comp_luts)) + c2)
+        per = math.ceil((W + A) / 48)
+        dsp = (pe * per if ctx.finn_compat else pe * simd * per) if res_type == "dsp" else 0
+    else:
+        lut = 0 if ctx.finn_compat else int(300 + 1.1 * (pe * (acc + thr_luts + comp_luts)) + c2)
+        dsp = pe * math.ceil(simd / 3)
+    cycles = int(layer.channels * k / pe / simd * layer.dim[0] * layer.dim[1])
+    return Resources(LUT=lut, BRAM_18K=bram, URAM=uram, DSP=dsp), cycles

@@ -21,6 +21,7 @@ from .layers import (
     LabelSelect,
     LayerSpec,
     Pool,
+    Reshape,
     StreamingDataWidthConverter,
     StreamingFIFO,
     StreamingMaxPool,
@@ -81,6 +82,10 @@ def stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
         total = layer.in_width * layer.n_words_in
         return layer.in_width, layer.n_words_in, layer.out_width, total // layer.out_width
     if isinstance(layer, StreamingFIFO):
-        return layer.width, 0, layer.width, 0
+        return layer.width, layer.n_words, layer.width, layer.n_words
+    if isinstance(layer, Reshape):
+        pe = int(knob(f, "pe", 1))
+        n_in = prod(layer.inp_shape) // pe
+        return pe * bits(layer.dt), n_in, pe * bits(layer.dt), n_in
     raise UnsupportedLayerError(f"Layer {layer.name} has kind '{layer.kind}', whose streams the estimator "
                                 "does not model.")
