@@ -133,6 +133,9 @@ def _res_vec(r: Resources, keys: Sequence[str]) -> np.ndarray:
 
 
 def _attr(c: Candidate, attr: str) -> object:
+    """A folding attribute, or the candidate's ``in_width``/``out_width``/``cycles``."""
+    if attr in ("in_width", "out_width", "cycles"):
+        return getattr(c, attr)
     return getattr(c.folding, attr)
 
 

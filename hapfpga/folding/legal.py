@@ -1,0 +1,200 @@
+"""FINN's legal foldings per layer kind, and the ties and edges between neighbouring layers.
+
+Rules from finn-plus 1.6.1 (the ground truth):
+
+* divisors: every PE/SIMD must divide the dimension it folds (``SetFolding.divisors`` and each op's
+  ``get_folded_*_shape``): MVAU ``PE | MH``, ``SIMD | MW``; VVAU ``PE | Channels``, ``SIMD | k*k``;
+  Thresholding/Pool/StreamingMaxPool/ElementwiseBinary ``PE | channels``; LabelSelect ``PE | Labels``;
+  SWG/FMPadding ``SIMD | IFMChannels``.
+* AXI stream / ap_int width: an HLS node's streams must be at most ``MAX_ALLOWED_AP_INT_W`` = 8191
+  bits (``finn/util/basic.py``; ``SetFolding`` reverts MVAU PE when the weight stream PE*SIMD*W exceeds
+  it in ``internal_decoupled`` mode).
+* SWG ``parallel_window`` (RTL SWG, ``ConvolutionInputGenerator_rtl.select_impl_style``): needs
+  ``SIMD == IFMChannels`` for a non-depthwise SWG; its output is then k*k*SIMD wide.
+* depthwise SWG feeding VVAU/Pool: ``SIMD`` of the SWG = ``PE`` of its consumer (``SetFolding``:
+  "the producer ... whose SIMD value will be set equal to the PE value of its consumer node"), and
+  ``parallel_window=1`` iff the VVAU uses SIMD > 1; VVAU SIMD > 1 only with PE = Channels.
+* a non-depthwise SWG feeding an MVAU: we tie the SWG's output stream width to the MVAU's input
+  stream width (SWG SIMD = MVAU SIMD, or k*k*IFMChannels = MW with ``parallel_window``), so no width
+  converter is needed between them — FINN's ``InsertDWC`` would otherwise insert one.
+
+Weight storage knobs (MVAU/VVAU ``ram_style`` in block/distributed(/ultra), ``resType`` lut/dsp,
+``ram_style_thresholds``) are enumerated; ``mem_mode`` stays ``internal_decoupled`` (FINN's default and
+the only mode whose costs FINN models for all ram styles; ``external`` would move weights off-chip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from ..errors import UnsupportedLayerError
+from ..types import LayerFolding
+
+__all__ = [
+    "MAX_ALLOWED_AP_INT_W",
+    "KnobSpace",
+    "divisors",
+    "legal_foldings",
+    "stream_widths",
+    "SUPPORTED_KINDS",
+]
+
+#: finn/util/basic.py ``MAX_ALLOWED_AP_INT_W`` (finn-plus 1.6.1).
+MAX_ALLOWED_AP_INT_W = 8191
+
+SUPPORTED_KINDS = (
+    "MVAU",
+    "VVAU",
+    "Thresholding",
+    "ConvolutionInputGenerator",
+    "Pool",
+    "StreamingMaxPool",
+    "FMPadding",
+    "LabelSelect",
+    "ElementwiseMul",
+    "ElementwiseAdd",
+    "ElementwiseBinary",
+    "Reshape",
+)
+
+
+@dataclass(frozen=True)
+class KnobSpace:
+    """Which implementation knobs the search may use (all FINN exposes through the folding file)."""
+
+    ram_styles: tuple[str, ...] = ("block", "distributed")  # MVAU/VVAU weights; add "ultra" with URAM
+    res_types: tuple[str, ...] = ("lut", "dsp")  # MVAU_hls / VVAU
+    threshold_styles: tuple[str, ...] = ("auto", "distributed")  # MVAU ram_style_thresholds
+    swg_ram_styles: tuple[str, ...] = ("block", "distributed")
+    parallel_window: bool = True
+    max_stream_width: int = MAX_ALLOWED_AP_INT_W
+
+
+def divisors(n: int) -> list[int]:
+    """Divisors of ``n`` ascending (FINN's ``set_folding.divisors``)."""
+    n = int(n)
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _bits(dt: str) -> int:
+    from ..estimate.dtypes import bits
+
+    return bits(dt)
+
+
+def stream_widths(layer: object, f: LayerFolding) -> tuple[int, int]:
+    """(input, output) stream widths in bits of ``layer`` under folding ``f`` (each op's
+    ``get_instream_width(0)`` / ``get_outstream_width(0)`` in finn-plus)."""
+    kind = layer.kind  # type: ignore[attr-defined]
+    pe = f.pe or 1
+    simd = f.simd or 1
+    if kind == "MVAU":
+        return simd * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
+    if kind == "VVAU":
+        return pe * simd * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
+    if kind == "ConvolutionInputGenerator":
+        w = simd * _bits(layer.idt)  # type: ignore[attr-defined]
+        k = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
+        return w, w * (k if f.parallel_window else 1)
+    if kind == "Thresholding":
+        return pe * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
+    if kind in ("Pool", "StreamingMaxPool"):
+        odt = getattr(layer, "odt", layer.idt)  # type: ignore[attr-defined]
+        return pe * _bits(layer.idt), pe * _bits(odt)  # type: ignore[attr-defined]
+    if kind == "Reshape":  # Reshape_rtl: PE divides the last axis of input and output
+        return pe * _bits(layer.idt), pe * _bits(layer.idt)  # type: ignore[attr-defined]
+    if kind == "FMPadding":
+        w = simd * _bits(layer.idt)  # type: ignore[attr-defined]
+        return w, w
+    if kind == "LabelSelect":
+        return pe * _bits(layer.idt), _bits(layer.odt)  # type: ignore[attr-defined]
+    if kind in ("ElementwiseMul", "ElementwiseAdd", "ElementwiseBinary"):
+        return pe * _bits(layer.lhs_dt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
+    raise UnsupportedLayerError(f"Folding does not know layer {layer.name} of kind {kind}; "  # type: ignore[attr-defined]
+                                f"supported kinds are {', '.join(SUPPORTED_KINDS)}.")
+
+
+def _keep(layer: object, f: LayerFolding, space: KnobSpace) -> bool:
+    """Stream widths within FINN's ap_int limit (HLS) — the AXI stream width rule."""
+    if getattr(layer, "impl", "hls") != "hls":
+        return True
+    i, o = stream_widths(layer, f)
+    if max(i, o) > space.max_stream_width:
+        return False
+    if layer.kind in ("MVAU", "VVAU"):  # type: ignore[attr-defined]
+        # weight stream of internal_decoupled: PE*SIMD*W (SetFolding's ap_int check)
+        if (f.pe or 1) * (f.simd or 1) * _bits(layer.wdt) > space.max_stream_width:  # type: ignore[attr-defined]
+            return False
+    return True
+
+
+def _base(layer: object) -> LayerFolding:
+    return getattr(layer, "default_folding", None) or LayerFolding()
+
+
+def legal_foldings(layer: object, space: KnobSpace = KnobSpace(), *, depthwise_consumer: str | None = None
+                   ) -> Iterator[LayerFolding]:
+    """Every legal folding of ``layer`` (an ``hapfpga.estimate.layers.LayerSpec``) in ``space``.
+
+    Knobs the search does not vary keep the layer's ``default_folding`` value (so that FINN's
+    ``ApplyConfig`` sees the same attributes as before). ``depthwise_consumer`` is the kind of the node
+    a depthwise SWG feeds ("VVAU"/"Pool"): it restricts ``parallel_window``.
+    """
+    base = _base(layer)
+    kind = layer.kind  # type: ignore[attr-defined]
+    out: list[LayerFolding] = []
+    if kind == "MVAU":
+        thr_styles: Sequence[str | None] = (None,) if layer.no_activation else space.threshold_styles  # type: ignore[attr-defined]
+        res_types: Sequence[str | None] = space.res_types if layer.impl == "hls" else (None,)  # type: ignore[attr-defined]
+        for pe in divisors(layer.mh):  # type: ignore[attr-defined]
+            for simd in divisors(layer.mw):  # type: ignore[attr-defined]
+                for rs in space.ram_styles:
+                    for rt in res_types:
+                        for ts in thr_styles:
+                            out.append(base.with_(pe=pe, simd=simd, ram_style=rs,
+                                                  res_type=rt if rt is not None else base.res_type,
+                                                  ram_style_thresholds=ts if ts is not None else base.ram_style_thresholds,
+                                                  mem_mode=base.mem_mode or "internal_decoupled"))
+    elif kind == "VVAU":
+        ch, kk = layer.channels, layer.kernel_elems  # type: ignore[attr-defined]
+        for pe in divisors(ch):
+            for simd in divisors(kk) if pe == ch else [1]:
+                for rs in space.ram_styles:
+                    for rt in space.res_types:
+                        out.append(base.with_(pe=pe, simd=simd, ram_style=rs, res_type=rt,
+                                              mem_mode=base.mem_mode or "internal_decoupled"))
+    elif kind == "ConvolutionInputGenerator":
+        ch = layer.ifm_ch  # type: ignore[attr-defined]
+        kk = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
+        rtl = layer.impl == "rtl"  # type: ignore[attr-defined]
+        for simd in divisors(ch):
+            pws = [0]
+            if rtl and space.parallel_window and kk > 1:
+                if layer.depthwise:  # type: ignore[attr-defined]
+                    if depthwise_consumer == "VVAU":
+                        pws = [0, 1]
+                elif simd == ch:
+                    pws = [0, 1]
+            for pw in pws:
+                for rs in space.swg_ram_styles:
+                    out.append(base.with_(simd=simd, parallel_window=pw if rtl else base.parallel_window,
+                                          ram_style=rs))
+    elif kind in ("Thresholding", "Pool", "StreamingMaxPool", "ElementwiseMul", "ElementwiseAdd",
+                  "ElementwiseBinary", "Reshape"):
+        for pe in divisors(layer.channels):  # type: ignore[attr-defined]
+            out.append(base.with_(pe=pe))
+    elif kind == "LabelSelect":
+        for pe in divisors(layer.labels):  # type: ignore[attr-defined]
+            out.append(base.with_(pe=pe))
+    elif kind == "FMPadding":
+        for simd in divisors(layer.channels):  # type: ignore[attr-defined]
+            out.append(base.with_(simd=simd))
+    else:
+        raise UnsupportedLayerError(
+            f"Folding does not know layer {layer.name} of kind {kind}; "  # type: ignore[attr-defined]
+            f"supported kinds are {', '.join(SUPPORTED_KINDS)}."
+        )
+    for f in out:
+        if _keep(layer, f, space):
+            yield f

@@ -1,0 +1,307 @@
+"""``optimise``: the fastest (or, for an FPS target, the cheapest) legal FINN folding within a board budget.
+
+Builds a :class:`~hapfpga.folding.solver.Problem` from the layer list — every legal folding of every
+layer (``legal.legal_foldings``) costed by the estimator, ties between sliding-window generators and
+their consumers, and width-converter costs on the other edges — and solves it exactly.
+
+FPS = clock / max cycles (FINN's ``dataflow_performance``: the slowest node sets the throughput of a
+dataflow pipeline). The bound reported is the solver's proof: no legal folding within the budget has
+fewer max cycles than ``bound_cycles``, hence none reaches more than ``clock / bound_cycles`` FPS.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import InfeasibleError
+from ..types import FoldingPlan, LayerFolding, Resources
+from .legal import KnobSpace, legal_foldings, stream_widths
+from .solver import (
+    DEFAULT_KEYS,
+    Candidate,
+    Edge,
+    Problem,
+    Solution,
+    Tie,
+    Unit,
+    cycle_levels,
+    solve_max_fps,
+    solve_min_cost,
+    solve_min_max_utilisation,
+)
+
+__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem"]
+
+#: (layer, folding) -> (resources, cycles per frame)
+CostFn = Callable[[Any, LayerFolding], tuple[Resources, int]]
+#: (producer layer, consumer layer, producer out width, consumer in width) -> resources of what sits between
+EdgeCostFn = Callable[[Any, Any, int, int], Resources]
+
+_RES_NAMES = {"LUT": "LUTs", "FF": "FFs", "BRAM_18K": "BRAM18s", "URAM": "URAMs", "DSP": "DSPs"}
+
+
+@dataclass(frozen=True)
+class FoldingResult:
+    """What ``optimise`` found. ``estimate`` is the estimator's ``NetworkEstimate`` when available."""
+
+    plan: FoldingPlan
+    mode: str  # "max-fps" | "fps"
+    fps: float
+    max_cycles: int
+    bottleneck: str
+    bound_fps: float  # no legal folding within the budget exceeds this (proved by the solver)
+    binding_resource: str  # what stops a faster design
+    total: Resources  # chosen design, layers + width converters (our estimator)
+    layer_costs: dict[str, tuple[Resources, int]]
+    edge_costs: dict[str, Resources]
+    budget: Resources
+    clock_mhz: float
+    optimal: bool
+    solve_seconds: float
+    n_candidates: int
+    target_fps: float | None = None
+    estimate: Any = None
+    notes: tuple[str, ...] = field(default=())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "target_fps": self.target_fps,
+            "predicted_fps": self.fps,
+            "max_cycles": self.max_cycles,
+            "bottleneck": self.bottleneck,
+            "bound_fps": self.bound_fps,
+            "binding_resource": self.binding_resource,
+            "optimal": self.optimal,
+            "clock_mhz": self.clock_mhz,
+            "budget": self.budget.as_dict(),
+            "total": self.total.as_dict(),
+            "solve_seconds": round(self.solve_seconds, 3),
+            "n_candidates": self.n_candidates,
+            "layers": {
+                name: {**self.plan[name].to_finn(), **res.as_dict(), "cycles": cyc}
+                for name, (res, cyc) in self.layer_costs.items()
+            },
+            "width_converters": {k: v.as_dict() for k, v in self.edge_costs.items()},
+            "notes": list(self.notes),
+        }
+
+
+def _kind(layer: Any) -> str:
+    return layer.kind
+
+
+def build_problem(
+    layers: Sequence[Any],
+    budget: Resources,
+    cost_fn: CostFn,
+    *,
+    space: KnobSpace = KnobSpace(),
+    keys: Sequence[str] = DEFAULT_KEYS,
+    edge_cost: EdgeCostFn | None = None,
+) -> Problem:
+    """Candidate tables, ties and edges for ``layers`` (``LayerSpec``s in graph order)."""
+    by_name = {layer.name: layer for layer in layers}
+    units = []
+    for layer in layers:
+        dw_consumer = None
+        if _kind(layer) == "ConvolutionInputGenerator" and getattr(layer, "depthwise", False):
+            cons = [by_name[c] for c in layer.consumers if c in by_name]
+            dw_consumer = _kind(cons[0]) if cons else None
+        cands = []
+        for f in legal_foldings(layer, space, depthwise_consumer=dw_consumer):
+            res, cyc = cost_fn(layer, f)
+            i, o = stream_widths(layer, f)
+            cands.append(Candidate(f, int(cyc), res, in_width=i, out_width=o))
+        units.append(Unit(layer.name, _kind(layer), tuple(cands)))
+    ties, edges = [], []
+    for layer in layers:
+        for cname in layer.consumers:
+            if cname not in by_name:
+                continue
+            cons = by_name[cname]
+            if _kind(layer) == "ConvolutionInputGenerator" and _kind(cons) in ("MVAU", "VVAU", "Pool"):
+                ties.append(Tie(layer.name, cname, "out_width", "in_width"))
+            elif edge_cost is not None:
+                edges.append(Edge(layer.name, cname, _edge_fn(edge_cost, layer, cons)))
+    return Problem(tuple(units), budget, tuple(ties), tuple(edges), tuple(keys))
+
+
+def _edge_fn(edge_cost: EdgeCostFn, p: Any, c: Any) -> Callable[[int, int], Resources]:
+    cache: dict[tuple[int, int], Resources] = {}
+
+    def f(o: int, i: int) -> Resources:
+        if o == i:
+            return Resources()
+        if (o, i) not in cache:
+            cache[(o, i)] = edge_cost(p, c, o, i)
+        return cache[(o, i)]
+
+    return f
+
+
+def _fps(clock_mhz: float, cycles: float) -> float:
+    return clock_mhz * 1e6 / cycles if cycles > 0 else math.inf
+
+
+def _fmt(r: Resources, keys: Sequence[str]) -> str:
+    return ", ".join(f"{getattr(r, k):,.0f} {_RES_NAMES[k]}" for k in keys)
+
+
+def _binding(problem: Problem, sol: Solution, time_limit: float) -> str:
+    """The resource that stops the next faster design: the most over-budget resource of the least
+    over-budget design one cycle level faster (``solve_min_max_utilisation``)."""
+    faster = [lv for lv in cycle_levels(problem) if lv < sol.max_cycles]
+    if not faster:
+        return "none (every layer is at its fastest legal folding)"
+    try:
+        _, _, key = solve_min_max_utilisation(problem, faster[-1], time_limit=time_limit)
+    except InfeasibleError:
+        return "none"
+    return key
+
+
+def optimise_problem(
+    problem: Problem,
+    clock_mhz: float,
+    *,
+    target_fps: float | None = None,
+    time_limit: float = 60.0,
+) -> tuple[Solution, str, float, float]:
+    """Solve; returns (solution, binding resource, bound FPS, optimal max-fps cycles)."""
+    best = solve_max_fps(problem, time_limit=time_limit)
+    if best is None:
+        sol, frac, key = solve_min_max_utilisation(problem, time_limit=time_limit)
+        raise InfeasibleError(
+            f"No legal folding fits the budget, even the cheapest: {_RES_NAMES[key]} is binding — the cheapest "
+            f"design needs {_fmt(sol.total, problem.keys)} against a budget of {_fmt(problem.budget, problem.keys)} "
+            f"({frac:.0%} of the {_RES_NAMES[key]} budget); choose a larger board, raise its utilisation limits, "
+            "or prune/quantise the model."
+        )
+    bound_fps = _fps(clock_mhz, best.bound_cycles)
+    binding = _binding(problem, best, time_limit)
+    if target_fps is None:
+        return best, binding, bound_fps, best.max_cycles
+    limit = math.floor(clock_mhz * 1e6 / target_fps)
+    if best.max_cycles > limit:
+        faster = [lv for lv in cycle_levels(problem) if lv <= limit]
+        detail = ""
+        if faster:
+            sol, frac, key = solve_min_max_utilisation(problem, faster[-1], time_limit=time_limit)
+            detail = (
+                f"; {_RES_NAMES[key]} is binding: the cheapest design reaching it needs "
+                f"{_fmt(sol.total, problem.keys)} against a budget of {_fmt(problem.budget, problem.keys)}"
+            )
+        else:
+            detail = "; no legal folding is that fast even without a budget"
+        raise InfeasibleError(
+            f"Target {target_fps:,.0f} FPS cannot be met on this board: the fastest design that fits reaches "
+            f"{_fps(clock_mhz, best.max_cycles):,.0f} FPS{detail}; lower --fps or use --max-fps."
+        )
+    sol = solve_min_cost(problem, limit, time_limit=time_limit)
+    assert sol is not None  # best meets the limit, so a cheapest design exists
+    return sol, binding, bound_fps, best.max_cycles
+
+
+def _default_cost_fn(clock_mhz: float) -> CostFn:
+    from ..estimate import estimate_layer
+
+    def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
+        c = estimate_layer(layer, f, clock_mhz)
+        return c.resources, int(c.cycles)
+
+    return cost
+
+
+def _default_edge_cost(clock_mhz: float) -> EdgeCostFn | None:
+    try:
+        from ..estimate import estimate_layer
+        from ..estimate.layers import StreamingDataWidthConverter
+    except ImportError:  # pragma: no cover - estimator not installed
+        return None
+
+    def cost(p: Any, c: Any, o: int, i: int) -> Resources:
+        dwc = StreamingDataWidthConverter(name=f"DWC_{p.name}_{c.name}", in_width=o, out_width=i,
+                                          producers=(p.name,), consumers=(c.name,))
+        return estimate_layer(dwc, LayerFolding(), clock_mhz).resources
+
+    return cost
+
+
+def optimise(
+    layers: Sequence[Any],
+    board: Any,
+    *,
+    clock_mhz: float | None = None,
+    target_fps: float | None = None,
+    cost_fn: CostFn | None = None,
+    edge_cost: EdgeCostFn | None | str = "default",
+    budget: Resources | None = None,
+    space: KnobSpace | None = None,
+    keys: Sequence[str] = DEFAULT_KEYS,
+    time_limit: float = 60.0,
+    estimate: bool = True,
+) -> FoldingResult:
+    """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
+
+    ``cost_fn`` defaults to ``hapfpga.estimate.estimate_layer``; ``edge_cost`` to the estimator's width
+    converter cost (``None`` ignores edges); ``budget`` overrides ``board.budget`` (used to tighten a
+    resource after FINN's report disagrees). Raises ``InfeasibleError`` naming the binding resource.
+    """
+    clock = float(clock_mhz or board.clock_mhz)
+    budget = budget or board.budget
+    if space is None:
+        styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
+        space = KnobSpace(ram_styles=styles)
+    cost_fn = cost_fn or _default_cost_fn(clock)
+    if edge_cost == "default":
+        edge_cost = _default_edge_cost(clock)
+    problem = build_problem(layers, budget, cost_fn, space=space, keys=keys, edge_cost=edge_cost)  # type: ignore[arg-type]
+    sol, binding, bound_fps, _ = optimise_problem(problem, clock, target_fps=target_fps, time_limit=time_limit)
+    plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
+    notes = []
+    if not sol.optimal:
+        notes.append("solver stopped at its time limit; bound_fps is the solver's proven bound")
+    est = None
+    if estimate:
+        try:
+            from ..estimate import estimate_network
+
+            est = estimate_network(list(layers), plan, board, clock_mhz=clock)
+        except ImportError:  # pragma: no cover
+            notes.append("estimate_network unavailable")
+    return FoldingResult(
+        plan=plan,
+        mode="max-fps" if target_fps is None else "fps",
+        fps=_fps(clock, sol.max_cycles),
+        max_cycles=sol.max_cycles,
+        bottleneck=sol.bottleneck,
+        bound_fps=bound_fps,
+        binding_resource=binding,
+        total=sol.total,
+        layer_costs={n: (c.resources, c.cycles) for n, c in sol.choice.items()},
+        edge_costs={f"{p}->{c}": r for (p, c), r in sol.edge_costs.items() if any(r.as_dict().values())},
+        budget=budget,
+        clock_mhz=clock,
+        optimal=sol.optimal,
+        solve_seconds=sol.seconds,
+        n_candidates=sol.n_candidates,
+        target_fps=target_fps,
+        estimate=est,
+        notes=tuple(notes),
+    )
+
+
+def tightened(budget: Resources, used: Resources, finn_used: Resources, keys: Sequence[str]) -> Resources:
+    """A smaller budget for the resources where FINN's report exceeds ``budget``: scale each violated
+    resource by how much our estimate under-counted it (``used / finn_used``), minus one unit."""
+    changes = {}
+    for k in keys:
+        b, ours, theirs = getattr(budget, k), getattr(used, k), getattr(finn_used, k)
+        if theirs > b + 1e-9:
+            ratio = ours / theirs if theirs > 0 else 1.0
+            changes[k] = max(0.0, math.floor(b * ratio) - 1)
+    return replace(budget, **changes)
