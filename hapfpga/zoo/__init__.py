@@ -1,0 +1,97 @@
+"""Model zoo: Brevitas models by name (``digits_cnn``, ``tfc``, ``cnv``) or a user's ``path/to/file.py:factory``.
+
+The registry :data:`MODELS` is an explicit table (no registration by import side effect). Factories take
+``(input_shape, num_classes, quant: QuantSpec, **options)``; ``ModelConfig.options`` are passed through, so
+``options: {channels: [32, 32, 64, 64, 128, 128], fc: [256, 256]}`` narrows ``cnv``. A user factory is called
+with whichever of ``input_shape``, ``num_classes``, ``quant`` it accepts, plus the options, and must return a
+``torch.nn.Module``. torch/brevitas are imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ..runconfig import ModelConfig
+
+__all__ = ["MODELS", "build_model", "load_factory"]
+
+#: zoo name -> "module:function" inside hapfpga.zoo (resolved lazily so importing the zoo needs no torch)
+MODELS: dict[str, str] = {
+    "digits_cnn": "hapfpga.zoo.models:digits_cnn",
+    "tfc": "hapfpga.zoo.models:tfc",
+    "cnv": "hapfpga.zoo.models:cnv",
+}
+
+
+def _resolve(ref: str) -> Callable[..., Any]:
+    mod, fn = ref.split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def load_factory(name: str) -> Callable[..., Any]:
+    """The factory of a zoo name or of ``path/to/file.py:factory`` (user errors are one-sentence ConfigErrors)."""
+    if name in MODELS:
+        return _resolve(MODELS[name])
+    if ":" not in name or not name.split(":", 1)[0].endswith(".py"):
+        raise ConfigError(
+            f"Unknown model '{name}'; use one of {', '.join(sorted(MODELS))} or 'path/to/file.py:factory'."
+        )
+    file, fn = name.rsplit(":", 1)
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"Model file '{path}' (from model.name '{name}') does not exist; check the path.")
+    mod_name = f"hapfpga_user_model_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"Model file '{path}' cannot be imported as Python; give a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # so that torch.save can pickle classes defined there
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code failed to import: name it, one sentence
+        raise ConfigError(f"Model file '{path}' failed to import ({type(e).__name__}: {e}); fix that file.") from e
+    factory = getattr(module, fn, None)
+    if not callable(factory):
+        raise ConfigError(f"Model file '{path}' defines no function '{fn}'; name a factory defined there.")
+    return factory
+
+
+def build_model(cfg: ModelConfig, input_shape: Sequence[int], num_classes: int) -> torch.nn.Module:
+    """Build the Brevitas model ``cfg.name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes``."""
+    import torch
+
+    factory = load_factory(cfg.name)
+    kwargs: dict[str, Any] = {"input_shape": tuple(int(d) for d in input_shape), "num_classes": int(num_classes),
+                              "quant": cfg.quant}
+    options = dict(cfg.options or {})
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins: pass everything
+        sig = None
+    if sig is not None:
+        params = sig.parameters
+        var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if cfg.name not in MODELS:  # a user factory gets what it accepts
+            kwargs = {k: v for k, v in kwargs.items() if k in params or var_kw}
+        unknown = [k for k in options if k not in params and not var_kw]
+        if unknown:
+            accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY or (k not in kwargs and k != "self")]
+            raise ConfigError(
+                f"Model '{cfg.name}' has no option {', '.join(repr(k) for k in unknown)}; "
+                f"its options are {', '.join(accepted) or 'none'}."
+            )
+    model = factory(**kwargs, **options)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"Model factory '{cfg.name}' returned {type(model).__name__}, not a torch.nn.Module; fix it.")
+    return model
