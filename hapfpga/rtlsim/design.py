@@ -35,6 +35,8 @@ class StreamSpec:
     normal_shape: tuple[int, ...]
     bits: int  # stream width before padding
     width: int  # padded TDATA width
+    node: str = ""  # the node whose port this is (isolated designs)
+    pool_k2: int = 0  # >0: a Pool input in finn-hlslib order (channel fold outer, kernel inner), K2 positions
 
 
 @dataclass
@@ -187,11 +189,14 @@ def _net(tensor: str) -> str:
     return "t_" + "".join(c if c.isalnum() or c == "_" else "_" for c in tensor)
 
 
-def build_design(model: Any, *, gauges: bool = False, only: list[str] | None = None) -> Design:
+def build_design(
+    model: Any, *, gauges: bool = False, only: list[str] | None = None, isolate: bool = False
+) -> Design:
     """The simulated segment of ``model`` (a prepared FINN dataflow partition) as sources + top text.
 
     ``gauges``: expose each StreamingFIFO's ``maxcount`` as a top output (build with ``FINN_SIMULATION`` so
-    that FIFOs are finn-rtllib's unbounded ``fifo_gauge``) for FIFO sizing.
+    that FIFOs are finn-rtllib's unbounded ``fifo_gauge``) for FIFO sizing. ``isolate``: do not connect the
+    nodes; every node gets its own top-level input and output streams (one build measures every layer alone).
     """
     from finn.util.basic import getHWCustomOp
 
@@ -220,9 +225,13 @@ def build_design(model: Any, *, gauges: bool = False, only: list[str] | None = N
                 f"{node.name}: its stream interfaces ({len(ins)} in, {len(outs)} out) do not match its ONNX "
                 f"inputs/outputs ({len(dyn_inputs)}, {len(node.output)}); hapfpga cannot stitch it."
             )
+        pool_k2 = 0
+        if node.op_type.startswith("Pool"):
+            k = inst.get_nodeattr("KernelSize")
+            pool_k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
         for t, (port, w) in zip(dyn_inputs, ins, strict=True):
-            net = _net(t)
-            if t not in produced and net not in wires:  # a segment input
+            net = _net(f"{node.name}__{t}" if isolate else t)
+            if (isolate or t not in produced) and net not in wires:  # a segment input
                 k = len(top_in)
                 wires[net] = w
                 top_in.append(TopStream(f"s{k}", net, w))
@@ -235,15 +244,17 @@ def build_design(model: Any, *, gauges: bool = False, only: list[str] | None = N
                         tuple(inst.get_normal_input_shape(i_in)),
                         int(inst.get_instream_width(i_in)),
                         w,
+                        node.name,
+                        pool_k2 if isolate else 0,
                     )
                 )
             blk.conns.update(stream_conns(port, net))
         for o, (t, (port, w)) in enumerate(zip(node.output, outs, strict=True)):
-            net = _net(t)
+            net = _net(f"{node.name}__{t}" if isolate else t)
             wires[net] = w
             blk.conns.update(stream_conns(port, net))
             consumers = [c for c in model.find_consumers(t) or [] if c.name not in seg_names]
-            if consumers or t in graph_outputs:
+            if isolate or consumers or t in graph_outputs:
                 k = len(top_out)
                 top_out.append(TopStream(f"m{k}", net, w))
                 seg_outputs.append(
@@ -254,6 +265,7 @@ def build_design(model: Any, *, gauges: bool = False, only: list[str] | None = N
                         tuple(inst.get_normal_output_shape(o)),
                         int(inst.get_outstream_width(o)),
                         w,
+                        node.name,
                     )
                 )
         if gauges and node.op_type.startswith("StreamingFIFO"):

@@ -95,6 +95,12 @@ def _pack(x: np.ndarray, spec: Any) -> list[int]:
     from finn.util.data_packing import npy_to_rtlsim_input
 
     n = x.shape[0]
+    if spec.pool_k2:  # finn-hlslib Pool_batch order: channel fold outer, kernel position inner
+        pe = spec.folded_shape[-1]
+        lead = x.shape[1:-1]
+        cf = x.shape[-1] // (spec.pool_k2 * pe)
+        x = x.reshape((n, *lead, spec.pool_k2, cf, pe))
+        x = np.swapaxes(x, -3, -2)
     folded = x.reshape((n, *spec.folded_shape[1:])).astype(np.float32)
     return npy_to_rtlsim_input(folded, spec.dtype, spec.bits)
 
