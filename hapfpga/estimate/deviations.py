@@ -1,0 +1,57 @@
+"""Where our default estimate deliberately differs from finn-plus 1.6.1, and for which fields.
+
+docs/estimator.md gives the reason and evidence for each entry; the parity tests use
+``deviations_for`` to compare only the fields a documented deviation does not touch.
+"""
+
+from __future__ import annotations
+
+from ..boards import BoardSpec
+from ..types import LayerFolding
+from .context import knob
+from .core import effective_folding
+from .layers import MVAU, VVAU, ElementwiseBinary, LayerSpec, Thresholding
+
+__all__ = ["DEVIATIONS", "deviations_for"]
+
+#: id -> (what differs, fields affected)
+DEVIATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rtl-mvu-lut": ("MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count accumulator, threshold and LUTRAM logic",
+                    ("LUT",)),
+    "thr-rtl-comparators": ("Thresholding_rtl: FINN's LUT is only the LUTRAM count; we add the comparators", ("LUT",)),
+    "thr-rtl-no-uram": ("Thresholding_rtl: FINN may place thresholds in URAM on parts without URAM",
+                        ("LUT", "BRAM_18K", "URAM")),
+    "vvau-dsp-simd": ("VVAU_hls resType=dsp: FINN counts P*ceil((W+A)/48) DSPs, ignoring SIMD", ("DSP",)),
+    "vvau-auto-small": ("VVAU ram_style=auto, <=128 words: FINN counts the weights in neither BRAM nor LUT",
+                        ("LUT",)),
+    "zero-lut-kinds": ("Pool, StreamingMaxPool, FMPadding, LabelSelect, Reshape: FINN reports 0 LUT", ("LUT",)),
+    "eltwise-embedded-const": ("Elementwise* internal_embedded constant: FINN counts no memory (width 0)",
+                               ("LUT", "BRAM_18K", "URAM")),
+    "eltwise-operator": ("Elementwise*: FINN counts no operator logic", ("LUT", "DSP")),
+}
+
+_ZERO_LUT_KINDS = {"Pool", "StreamingMaxPool", "FMPadding", "LabelSelect", "Reshape"}
+
+
+def deviations_for(layer: LayerSpec, folding: LayerFolding | None = None,
+                   board: BoardSpec | None = None) -> list[str]:
+    """Ids of the deviations that can change this layer's estimate from FINN's."""
+    f = effective_folding(layer, folding)
+    out = []
+    if isinstance(layer, (MVAU, VVAU)) and layer.impl == "rtl":
+        out.append("rtl-mvu-lut")
+    if isinstance(layer, Thresholding) and layer.impl == "rtl":
+        out.append("thr-rtl-comparators")
+        if board is None or board.capacity.URAM == 0:
+            out.append("thr-rtl-no-uram")
+    if isinstance(layer, VVAU) and layer.impl == "hls" and knob(f, "res_type", "auto") == "dsp":
+        out.append("vvau-dsp-simd")
+    if isinstance(layer, VVAU) and knob(f, "ram_style", "auto") == "auto":
+        out.append("vvau-auto-small")
+    if layer.kind in _ZERO_LUT_KINDS:
+        out.append("zero-lut-kinds")
+    if isinstance(layer, ElementwiseBinary):
+        out.append("eltwise-operator")
+        if knob(f, "mem_mode", "internal_embedded") == "internal_embedded":
+            out.append("eltwise-embedded-const")
+    return out
