@@ -26,6 +26,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "run": "hapfpga.commands.run",
     "boards": "hapfpga.commands.boards",
+    "estimate": "hapfpga.commands.estimate",
 }
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from . import layers
 from .context import Ctx, FoldingError
 from .core import FORMULAS, effective_folding, estimate_layer
+from .deviations import DEVIATIONS, deviations_for
+from .folding_io import check_plan, load_folding
 from .layers import LAYER_KINDS, LayerSpec
 from .network import NetworkEstimate, estimate_network
 
@@ -29,4 +31,8 @@ __all__ = [
     "effective_folding",
     "estimate_network",
     "NetworkEstimate",
+    "load_folding",
+    "check_plan",
+    "DEVIATIONS",
+    "deviations_for",
 ]

@@ -1,0 +1,89 @@
+"""``hapfpga estimate MODEL.onnx --board B [--folding F.json] [--clock-mhz N] [--json]``.
+
+MODEL is a Brevitas/QONNX export (run through finn-plus up to step_specialize_layers, cached by file
+hash) or a FINN HW model that is already specialised. Without ``--folding``: FINN's defaults
+(PE=SIMD=1, or the folding the HW model holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Estimate LUT/FF/BRAM/URAM/DSP, cycles, FPS and power of a model's FINN accelerator (no Vivado)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="QONNX export (.onnx) or FINN HW model after step_specialize_layers")
+    p.add_argument("--board", default="pynq-z2", help="board key or name (see `hapfpga boards`)")
+    p.add_argument("--folding", help="FINN folding_config_file (JSON) keyed by FINN node names")
+    p.add_argument("--clock-mhz", type=float, default=None, help="clock (default: the board's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--finn-compat", action="store_true",
+                   help="reproduce finn-plus's per-node numbers exactly (its known gaps included)")
+    p.add_argument("--no-infrastructure", action="store_true", help="leave out FIFOs and width converters")
+    p.add_argument("--work-dir", default=None,
+                   help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)")
+
+
+def _is_finn_hw(path: Path) -> bool:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return any(n.domain.startswith("finn.custom_op.fpgadataflow") or n.op_type == "StreamingDataflowPartition"
+               for n in m.graph.node)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..boards import load_board
+    from ..errors import ConfigError
+    from ..estimate import estimate_network, load_folding
+    from ..finn.graph import hw_layers_from_qonnx, load_layers
+
+    board = load_board(args.board)
+    model = Path(args.model)
+    if not model.is_file():
+        raise ConfigError(f"Model file '{model}' does not exist; give the path of a QONNX or FINN .onnx model.")
+    if args.clock_mhz is not None and args.clock_mhz <= 0:
+        raise ConfigError(f"--clock-mhz must be positive, not {args.clock_mhz:g}.")
+    clock = args.clock_mhz or board.clock_mhz
+    if _is_finn_hw(model):
+        layers = load_layers(model)
+    else:
+        work = Path(args.work_dir) if args.work_dir else model.parent / ".hapfpga-cache"
+        layers, _ = hw_layers_from_qonnx(model, work, board, clock)
+    plan = load_folding(args.folding, layers) if args.folding else None
+    est = estimate_network(layers, plan, board, clock, finn_compat=args.finn_compat,
+                           infrastructure=not args.no_infrastructure)
+    if args.json:
+        print(json.dumps(est.as_json(), indent=2))
+        return 0
+    _print_table(est, board)
+    return 0
+
+
+def _print_table(est, board) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
+    t = Table(title=f"hapfpga estimate on {board.name} at {est.clock_mhz:g} MHz (FF not modelled)")
+    t.add_column("node")
+    for k in (*keys, "cycles"):
+        t.add_column(k, justify="right")
+
+    def row(name: str, r, cycles: str, style: str | None = None) -> None:  # noqa: ANN001
+        t.add_row(name, *(f"{getattr(r, k):,.0f}" for k in keys), cycles, style=style)
+
+    for n, c in est.layers.items():
+        row(n, c.resources, f"{c.cycles:,}", "bold" if n == est.bottleneck else None)
+    infra = sum((c.resources for c in est.infrastructure.values()), type(est.total)())
+    if est.infrastructure:
+        row(f"FIFOs + DWCs ({len(est.infrastructure)})", infra, "")
+    row("total", est.total, f"{est.max_cycles:,}", "bold")
+    row("budget", board.budget, "")
+    Console().print(t)
+    fit = "fits" if est.fits else f"does NOT fit ({', '.join(est.over)} over budget)"
+    print(f"{est.fps:,.1f} FPS (bottleneck {est.bottleneck}), {fit}; "
+          f"power ≈ {est.power_w:.2f} W (analytic estimate, not Vivado)")
