@@ -4,3 +4,16 @@ Pure core: :mod:`.plan` (channel counts, fold-aware rounding, scaling FINN layer
 Torch adapters (lazy heavy imports): :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.finetune`,
 :mod:`.unstructured`; search loops: :mod:`.search`.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_pruning_stage"]
+
+
+def run_pruning_stage(*args: Any, **kwargs: Any) -> Any:
+    """``hapfpga run``'s pruning stage (see :func:`hapfpga.pruning.stage.run_pruning_stage`); torch loads lazily."""
+    from .stage import run_pruning_stage as _run
+
+    return _run(*args, **kwargs)

@@ -1,0 +1,85 @@
+"""The ``pruning:`` section of ``hapfpga run`` / ``hapfpga prune`` configs (parsed with ``hapfpga.config``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..config import from_dict
+from ..errors import ConfigError
+
+__all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
+
+
+@dataclass(frozen=True)
+class NSGA2Config:
+    """Optuna NSGA-II settings; ``storage`` None = ``sqlite:///RUN_DIR/pruning_optuna.db``."""
+
+    trials: int = 32
+    population: int = 16
+    storage: str | None = None
+    study_name: str = "pruning"
+    finetune_epochs: float = 0.0  # per trial (0: accuracy without fine-tuning, the cheap proxy)
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.population < 2:
+            raise ConfigError("pruning.nsga2 needs trials >= 1 and population >= 2; raise them.")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Structured (channel) or unstructured (weight) pruning.
+
+    ``method``: ``greedy`` (NetAdapt-style, FPS gain per sensitivity), ``j`` (greedy on J = α·acc + (1−α)·FPS),
+    ``nsga2`` (Optuna multi-objective), ``uniform`` (same keep ratio everywhere) or ``unstructured`` (magnitude
+    masks; no FINN speed-up). ``target``: ``fps`` (reach ``target_fps``), ``budget`` (fastest within the board
+    budget and ``max_accuracy_drop``), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
+    """
+
+    method: Literal["greedy", "j", "nsga2", "uniform", "unstructured"] = "greedy"
+    target: Literal["fps", "budget", "ratio"] = "budget"
+    target_fps: float | None = None
+    ratio: float = 0.5
+    importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
+    alpha: float = 0.5
+    max_accuracy_drop: float = 0.01
+    fold_aware: bool = True
+    min_ratio: float = 0.0625
+    candidate_steps: int = 16
+    max_steps: int = 60
+    step_finetune_epochs: float = 0.25
+    finetune_epochs: float = 3.0
+    lr: float = 1e-3
+    distill: bool = False
+    iterations: int = 1
+    val_fraction: float = 0.2
+    sensitivity: bool = True
+    sensitivity_ratios: tuple[float, ...] = (0.75, 0.5, 0.25, 0.125)
+    exclude: tuple[str, ...] = ()
+    sparsity: float = 0.5
+    l1_sparsity: float = 0.0
+    nsga2: NSGA2Config = NSGA2Config()
+    folding_time_limit: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.target == "fps" and not (self.target_fps and self.target_fps > 0):
+            raise ConfigError("Config key 'pruning.target_fps' must be a positive number when pruning.target is 'fps'.")
+        if not 0 < self.ratio <= 1:
+            raise ConfigError(f"Config key 'pruning.ratio' is {self.ratio}; give a keep fraction in (0, 1].")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"Config key 'pruning.alpha' is {self.alpha}; give a weight in [0, 1].")
+        if not 0 < self.min_ratio <= 1:
+            raise ConfigError(f"Config key 'pruning.min_ratio' is {self.min_ratio}; give a fraction in (0, 1].")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"Config key 'pruning.val_fraction' is {self.val_fraction}; give a fraction in [0, 1).")
+        if self.iterations < 1:
+            raise ConfigError("Config key 'pruning.iterations' must be 1 or more.")
+        if not 0 <= self.sparsity < 1:
+            raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
+
+
+def parse_pruning_config(section: Any) -> PruningConfig:
+    """``PruningConfig`` from the ``pruning:`` mapping (an existing ``PruningConfig`` passes through)."""
+    if isinstance(section, PruningConfig):
+        return section
+    return from_dict(PruningConfig, section or {}, "pruning")

@@ -1,0 +1,313 @@
+"""The pruning stage of ``hapfpga run`` and ``hapfpga prune``: config → pruned, fine-tuned model + report dict.
+
+Search decisions use a validation split carved from the training data (``val_fraction``); the test split is
+only used for the reported accuracies. Hardware predictions come from the unpruned model's FINN layer specs,
+scaled to each candidate's channel counts, and the folding optimiser (no FINN run per candidate).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .config import PruningConfig, parse_pruning_config
+from .search import HwPoint, SearchResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["run_pruning_stage", "split_validation", "build_hw_evaluator", "export_for_finn"]
+
+
+def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """Deterministic split of training data into (x_fit, y_fit, x_val, y_val)."""
+    import numpy as np
+
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_val = int(round(n * fraction))
+    if n_val == 0:
+        return x, y, x, y
+    val, fit = perm[:n_val], perm[n_val:]
+    return x[fit], y[fit], x[val], y[val]
+
+
+def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path) -> Path:
+    """QONNX export for FINN: the ML side's ``hapfpga.export.export_qonnx`` when present, else Brevitas + cleanup."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from ..export import export_qonnx as _export  # type: ignore[import-not-found]
+
+        return Path(_export(model, tuple(input_shape), path))
+    except ImportError:
+        import torch
+        from brevitas.export import export_qonnx
+        from qonnx.util.cleanup import cleanup
+
+        was = model.training
+        model.eval()
+        export_qonnx(model, torch.zeros(1, *input_shape), str(path))
+        model.train(was)
+        cleanup(str(path), out_file=str(path))
+        return path
+
+
+def _layer_order(graph: Any) -> list[str]:
+    return graph._layers_in_order()
+
+
+def build_hw_evaluator(
+    model: torch.nn.Module,
+    graph: Any,
+    input_shape: tuple[int, ...],
+    board: Any,
+    work_dir: Path,
+    *,
+    clock_mhz: float | None = None,
+    time_limit: float = 20.0,
+    cost_fn: Any = None,
+) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
+    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
+    from ..finn.graph import hw_layers_from_qonnx
+    from ..folding.optimise import optimise
+    from .search import make_hw_evaluator
+
+    onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz)
+    order = _layer_order(graph)
+    mods = dict(model.named_modules())
+    before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
+    l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
+
+    def opt(lay: Any, b: Any, *, clock_mhz: float | None = None) -> Any:
+        kw: dict[str, Any] = {"clock_mhz": clock_mhz, "time_limit": time_limit, "estimate": False}
+        if cost_fn is not None:
+            kw["cost_fn"] = cost_fn
+        return optimise(lay, b, **kw)
+
+    hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g, optimise=opt)
+    return hw, layers, spec_path
+
+
+def _counts_of(model: torch.nn.Module, groups: Mapping[str, Any]) -> dict[str, int]:
+    from .apply import layer_channels
+
+    ch = layer_channels(model)
+    return {g: ch[g] for g in groups}
+
+
+def run_pruning_stage(
+    section: Mapping[str, Any] | PruningConfig | None,
+    model: torch.nn.Module,
+    dataset: Any,
+    board: Any,
+    run_dir: str | Path,
+    *,
+    clock_mhz: float | None = None,
+    train_cfg: Any = None,
+    seed: int = 0,
+    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
+
+    The report has ``method``, ``channels_before``/``channels_after`` (per group, named by its first conv/linear),
+    ``params``/``macs`` {before, after}, ``compression``, ``accuracy`` {before, after} on the test split,
+    ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``pareto`` and ``history``.
+    ``hw_eval`` overrides the hardware predictor (tests, benchmarks).
+    """
+    import torch
+
+    from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
+    from .finetune import FinetuneConfig, finetune, iterative_counts
+    from .importance import make_importance
+    from .plan import PruningPlan, candidate_counts, uniform_counts
+    from .search import default_storage, greedy_search, nsga2_search
+    from .sensitivity import analyse_sensitivity, evaluate_accuracy
+
+    cfg = parse_pruning_config(section)
+    say = log or (lambda s: None)
+    t0 = time.time()
+    out_dir = Path(run_dir) / "pruning"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    x_fit, y_fit, x_val, y_val = split_validation(dataset.x_train, dataset.y_train, cfg.val_fraction, seed)
+    x_test, y_test = dataset.x_test, dataset.y_test
+    input_shape = tuple(dataset.input_shape)
+    example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
+    base = copy.deepcopy(model).eval()
+    acc_before = evaluate_accuracy(base, x_test, y_test)
+    params_before = count_params(base)
+    macs_before = count_macs(base, example[:1])
+    ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, distill=cfg.distill)
+    step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill)
+    teacher = base if cfg.distill else None
+    report: dict[str, Any] = {"method": cfg.method, "target": cfg.target, "importance": cfg.importance}
+
+    if cfg.method == "unstructured":
+        from .unstructured import apply_masks, prune_unstructured, sparsity_report
+
+        pruned = copy.deepcopy(base)
+        n_iter = max(1, cfg.iterations)
+        per_iter = FinetuneConfig(epochs=cfg.finetune_epochs / n_iter, lr=cfg.lr, distill=cfg.distill)
+
+        def ft_step(m: Any, after: Callable[[Any], None]) -> None:
+            finetune(m, x_fit, y_fit, per_iter, teacher=teacher, seed=seed, l1_sparsity=cfg.l1_sparsity,
+                     after_step=after)
+
+        masks = prune_unstructured(pruned, cfg.sparsity, n_iter=n_iter, finetune_step=ft_step)
+        apply_masks(pruned, masks)
+        acc_after = evaluate_accuracy(pruned, x_test, y_test)
+        report.update(
+            {
+                "sparsity": sparsity_report(pruned),
+                "channels_before": {},
+                "channels_after": {},
+                "params": {"before": params_before, "after": params_before},
+                "macs": {"before": macs_before, "after": macs_before},
+                "compression": 1.0,
+                "accuracy": {"before": acc_before, "after": acc_after},
+                "accuracy_drop": acc_before - acc_after,
+                "fps_before": None,
+                "fps_after": None,
+                "pareto": [],
+                "seconds": time.time() - t0,
+            }
+        )
+        (out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
+        return pruned, report
+
+    graph = ChannelGraph(base, example)
+    for g in cfg.exclude:
+        if g not in graph.groups:
+            raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
+    groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
+    if not groups:
+        raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
+    full = {g: grp.channels for g, grp in groups.items()}
+    importance = make_importance(cfg.importance, x=x_fit[:512], y=y_fit[:512])
+    acc_val0 = evaluate_accuracy(base, x_val, y_val)
+
+    if cfg.sensitivity:
+        sens = analyse_sensitivity(base, graph, importance, x_val, y_val, ratios=cfg.sensitivity_ratios,
+                                   groups=list(groups), fold_aware=cfg.fold_aware)
+        sens.save(out_dir)
+        report["sensitivity"] = sens.as_dict()
+
+    need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
+    if hw_eval is None and need_hw:
+        hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
+                                           time_limit=cfg.folding_time_limit)
+    if cfg.fold_aware:
+        cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
+    else:
+        cands = {
+            g: sorted({max(1, round(n * (1 - (1 - cfg.min_ratio) * i / cfg.candidate_steps)))
+                       for i in range(cfg.candidate_steps + 1)}, reverse=True)
+            for g, n in full.items()
+        }
+    result: SearchResult | None = None
+
+    def prune_base(counts: Mapping[str, int]) -> Any:
+        return prune_to_counts(base, example, {g: counts[g] for g in groups}, importance, graph=graph)[0]
+
+    if cfg.method == "uniform" or cfg.target == "ratio":
+        ratio = cfg.ratio
+        if cfg.target == "fps" and hw_eval is not None:
+            ratio = 1.0  # the largest uniform ratio whose predicted FPS reaches the target
+            for r in [1 - i / 64 for i in range(64)]:
+                if hw_eval(uniform_counts(full, r, fold_aware=cfg.fold_aware)).fps >= float(cfg.target_fps or 0):
+                    ratio = r
+                    break
+                ratio = r
+        counts = uniform_counts(full, ratio, fold_aware=cfg.fold_aware)
+        pruned = base
+        cur_counts = dict(full)
+        for step_counts in iterative_counts(full, counts, cfg.iterations):
+            g_cur = ChannelGraph(pruned, example)
+            pruned, _ = prune_to_counts(pruned, example, {g: step_counts[g] for g in groups}, importance, graph=g_cur)
+            if cfg.iterations > 1:
+                finetune(pruned, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
+            cur_counts = step_counts
+        counts = cur_counts
+        report["ratio"] = ratio
+    elif cfg.method in ("greedy", "j"):
+        assert hw_eval is not None
+        state = {"model": base, "graph": graph}
+        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(full.items())): base}
+
+        def try_accuracy(counts: Mapping[str, int]) -> float:
+            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
+            return evaluate_accuracy(m, x_val, y_val)
+
+        def commit(counts: Mapping[str, int]) -> float:
+            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
+            if cfg.step_finetune_epochs > 0:
+                finetune(m, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
+            state["model"], state["graph"] = m, ChannelGraph(m, example)
+            snapshots[tuple(sorted(counts.items()))] = m
+            return evaluate_accuracy(m, x_val, y_val)
+
+        result = greedy_search(
+            full, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
+            target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
+            max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
+            alpha=cfg.alpha, max_steps=cfg.max_steps, log=say,
+        )
+        counts = dict(result.best.counts)
+        pruned = snapshots[tuple(sorted(counts.items()))]
+    elif cfg.method == "nsga2":
+        assert hw_eval is not None
+        trial_ft = FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr)
+
+        def evaluate(counts: Mapping[str, int]) -> tuple[float, HwPoint]:
+            m = prune_base(counts)
+            if cfg.nsga2.finetune_epochs > 0:
+                finetune(m, x_fit, y_fit, trial_ft, seed=seed)
+            return evaluate_accuracy(m, x_val, y_val), hw_eval(counts)
+
+        storage = cfg.nsga2.storage or default_storage(out_dir)
+        result = nsga2_search(
+            cands, evaluate, storage=storage, study_name=cfg.nsga2.study_name, n_trials=cfg.nsga2.trials,
+            seed=seed, population=cfg.nsga2.population, baseline_accuracy=acc_val0,
+            max_accuracy_drop=cfg.max_accuracy_drop,
+            enqueue=[full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)],
+        )
+        counts = dict(result.best.counts)
+        pruned = prune_base(counts)
+        report["storage"] = storage
+    else:  # pragma: no cover - Literal in the config prevents this
+        raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
+
+    if cfg.finetune_epochs > 0:
+        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed)
+    pruned.eval()
+    acc_after = evaluate_accuracy(pruned, x_test, y_test)
+    params_after = count_params(pruned)
+    plan = PruningPlan(before=full, after=counts, method=cfg.method)
+    fps_before = hw_eval(full).fps if hw_eval is not None else None
+    fps_after = hw_eval(counts).fps if hw_eval is not None else None
+    report.update(
+        {
+            **plan.as_dict(),
+            "params": {"before": params_before, "after": params_after},
+            "macs": {"before": macs_before, "after": count_macs(pruned, example[:1])},
+            "compression": params_before / max(1, params_after),
+            "accuracy": {"before": acc_before, "after": acc_after},
+            "accuracy_drop": acc_before - acc_after,
+            "fps_before": fps_before,
+            "fps_after": fps_after,
+            "pareto": (result.as_dict()["pareto"] if result is not None else []),
+            "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
+            "seconds": time.time() - t0,
+        }
+    )
+    (out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
+    return pruned, report

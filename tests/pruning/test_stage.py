@@ -1,0 +1,154 @@
+"""The pruning stage end to end on sklearn digits with a small Brevitas CNN (real training, real pruning).
+
+The hardware predictor here is an analytic dataflow pipeline (FPS = clock / slowest layer's cycles at a fixed
+PE·SIMD budget) so the test stays fast; the FINN-backed predictor is exercised in test_plan_finn.py.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+qnn = pytest.importorskip("brevitas.nn")
+nn = torch.nn
+
+from hapfpga.errors import ConfigError  # noqa: E402
+from hapfpga.pruning.apply import layer_channels  # noqa: E402
+from hapfpga.pruning.finetune import FinetuneConfig, finetune, iterative_counts  # noqa: E402
+from hapfpga.pruning.search import HwPoint  # noqa: E402
+from hapfpga.pruning.sensitivity import evaluate_accuracy  # noqa: E402
+from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
+from hapfpga.pruning.unstructured import magnitude_masks, sparsity_report  # noqa: E402
+from hapfpga.types import Resources  # noqa: E402
+
+
+class DigitsNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.c1 = qnn.QuantConv2d(1, 32, 3, padding=1, bias=False, weight_bit_width=2)
+        self.b1 = nn.BatchNorm2d(32)
+        self.a1 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+        self.c2 = qnn.QuantConv2d(32, 32, 3, padding=1, bias=False, weight_bit_width=2)
+        self.b2 = nn.BatchNorm2d(32)
+        self.a2 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = qnn.QuantLinear(32 * 16, 10, bias=True, weight_bit_width=2)
+
+    def forward(self, x):
+        x = self.a1(self.b1(self.c1(self.inp(x))))
+        x = self.pool(self.a2(self.b2(self.c2(x))))
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    p = rng.permutation(len(x))
+    x, y = x[p], y[p]
+    n = 1400
+    return SimpleNamespace(x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:], input_shape=(1, 8, 8),
+                           num_classes=10, name="digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    torch.manual_seed(0)
+    m = DigitsNet()
+    finetune(m, digits.x_train, digits.y_train, FinetuneConfig(epochs=3, lr=3e-3), seed=0)
+    return m
+
+
+def pipeline_hw(counts):
+    """c2 is the bottleneck (32·9 inputs × 64 positions per output channel); PE·SIMD budget fixed at 16."""
+    c1, c2 = counts["c1"], counts["c2"]
+    cycles = {"c1": c1 * 9 * 64 / 16, "c2": c2 * c1 * 9 * 64 / 16 / 8, "fc": 10 * c2 * 16 / 16}
+    return HwPoint(fps=1e8 / max(cycles.values()), resources=Resources(LUT=50.0 * (c1 + c2)), fits=True)
+
+
+def test_baseline_learns(trained, digits):
+    assert evaluate_accuracy(trained, digits.x_test, digits.y_test) > 0.85
+
+
+def test_greedy_stage_prunes_for_speed_within_accuracy(trained, digits, tmp_path):
+    cfg = {"method": "greedy", "target": "budget", "max_accuracy_drop": 0.03, "step_finetune_epochs": 0.25,
+           "finetune_epochs": 1.0, "sensitivity_ratios": [0.5, 0.25], "min_ratio": 0.125, "candidate_steps": 8}
+    m1, r1 = run_pruning_stage(cfg, trained, digits, None, tmp_path / "a", hw_eval=pipeline_hw, seed=0)
+    ch = layer_channels(m1)
+    assert ch["c1"] == r1["channels_after"]["c1"] and ch["c2"] == r1["channels_after"]["c2"]
+    assert r1["channels_before"] == {"c1": 32, "c2": 32}
+    assert r1["fps_after"] > r1["fps_before"]
+    assert r1["params"]["after"] < r1["params"]["before"] and r1["compression"] > 1
+    acc = evaluate_accuracy(m1, digits.x_test, digits.y_test)
+    assert r1["accuracy"]["after"] == pytest.approx(acc)
+    assert r1["accuracy_drop"] == pytest.approx(r1["accuracy"]["before"] - acc)
+    assert r1["accuracy_drop"] < 0.08
+    saved = json.loads((tmp_path / "a" / "pruning" / "pruning.json").read_text())
+    assert saved["channels_after"] == r1["channels_after"]
+    assert (tmp_path / "a" / "pruning" / "sensitivity.png").is_file()
+    # deterministic for a seed
+    _, r2 = run_pruning_stage(cfg, trained, digits, None, tmp_path / "b", hw_eval=pipeline_hw, seed=0)
+    assert r2["channels_after"] == r1["channels_after"]
+    assert r2["accuracy"]["after"] == r1["accuracy"]["after"]
+
+
+def test_uniform_ratio_stage(trained, digits, tmp_path):
+    cfg = {"method": "uniform", "target": "ratio", "ratio": 0.5, "finetune_epochs": 0.5, "sensitivity": False,
+           "iterations": 2, "step_finetune_epochs": 0.25}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, seed=0)
+    assert layer_channels(m) == {"c1": 16, "c2": 16, "fc": 10}
+    assert r["fps_before"] is None  # no hardware predictor needed for a fixed ratio
+
+
+def test_unstructured_stage_reports_no_finn_speedup(trained, digits, tmp_path):
+    cfg = {"method": "unstructured", "sparsity": 0.6, "iterations": 2, "finetune_epochs": 0.5}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, seed=0)
+    sp = r["sparsity"]
+    assert sp["sparsity"] == pytest.approx(0.6, abs=0.02)
+    assert sp["finn_cycles_change"] == 0 and "dense" in sp["note"]
+    assert sp["compressed_weight_bits"] < sp["dense_weight_bits"]
+    assert layer_channels(m) == layer_channels(trained)  # no structure removed
+    assert float((m.c2.weight == 0).float().mean()) == pytest.approx(0.6, abs=0.02)
+
+
+def test_magnitude_masks_zero_the_smallest(trained):
+    masks = magnitude_masks(trained, 0.5)
+    w = trained.c2.weight.detach().abs()
+    kept, dropped = w[masks["c2"] > 0], w[masks["c2"] == 0]
+    assert kept.min() >= dropped.max()
+    rep = sparsity_report(trained)
+    assert rep["weights"] == sum(m.weight.numel() for m in (trained.c1, trained.c2, trained.fc))
+
+
+def test_iterative_counts_schedule():
+    steps = iterative_counts({"a": 64}, {"a": 16}, 4)
+    vals = [s["a"] for s in steps]
+    assert vals[-1] == 16 and vals == sorted(vals, reverse=True)
+    assert 64 - vals[0] > vals[-2] - vals[-1]  # cubic schedule removes most early
+
+
+def test_distillation_finetune_runs_and_learns(digits):
+    torch.manual_seed(1)
+    teacher = DigitsNet()
+    finetune(teacher, digits.x_train, digits.y_train, FinetuneConfig(epochs=2, lr=3e-3), seed=0)
+    student = DigitsNet()
+    finetune(student, digits.x_train, digits.y_train, FinetuneConfig(epochs=2, lr=3e-3, distill=True),
+             teacher=teacher, seed=0)
+    assert evaluate_accuracy(student, digits.x_test, digits.y_test) > 0.7
+
+
+def test_config_errors(trained, digits, tmp_path):
+    with pytest.raises(ConfigError, match="pruning.metod"):
+        run_pruning_stage({"metod": "greedy"}, trained, digits, None, tmp_path)
+    with pytest.raises(ConfigError, match="exclude"):
+        run_pruning_stage({"method": "uniform", "target": "ratio", "exclude": ["zz"], "sensitivity": False},
+                          trained, digits, None, tmp_path)
