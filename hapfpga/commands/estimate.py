@@ -68,13 +68,14 @@ def _print_table(est, board) -> None:  # noqa: ANN001
     from rich.table import Table
 
     keys = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
-    t = Table(title=f"hapfpga estimate on {board.name} at {est.clock_mhz:g} MHz (FF not modelled)")
+    t = Table(title=f"hapfpga estimate on {board.name} at {est.clock_mhz:g} MHz (n/m: FF not modelled)")
     t.add_column("node")
     for k in (*keys, "cycles"):
         t.add_column(k, justify="right")
 
-    def row(name: str, r, cycles: str, style: str | None = None) -> None:  # noqa: ANN001
-        t.add_row(name, *(f"{getattr(r, k):,.0f}" for k in keys), cycles, style=style)
+    def row(name: str, r, cycles: str, style: str | None = None, budget: bool = False) -> None:  # noqa: ANN001
+        cells = [f"{getattr(r, k):,.0f}" if (k != "FF" or budget) else "n/m" for k in keys]
+        t.add_row(name, *cells, cycles, style=style)
 
     for n, c in est.layers.items():
         row(n, c.resources, f"{c.cycles:,}", "bold" if n == est.bottleneck else None)
@@ -82,7 +83,7 @@ def _print_table(est, board) -> None:  # noqa: ANN001
     if est.infrastructure:
         row(f"FIFOs + DWCs ({len(est.infrastructure)})", infra, "")
     row("total", est.total, f"{est.max_cycles:,}", "bold")
-    row("budget", board.budget, "")
+    row("budget", board.budget, "", budget=True)
     Console().print(t)
     fit = "fits" if est.fits else f"does NOT fit ({', '.join(est.over)} over budget)"
     print(f"{est.fps:,.1f} FPS (bottleneck {est.bottleneck}), {fit}; "

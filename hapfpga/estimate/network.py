@@ -57,6 +57,7 @@ class NetworkEstimate:
             "clock_mhz": self.clock_mhz,
             "power_w": round(self.power_w, 4),
             "power_note": "analytic estimate (static + XPE-class dynamic coefficients), not Vivado",
+            "ff_modelled": False,
             "max_cycles": self.max_cycles,
             "bottleneck": self.bottleneck,
             "critical_path_cycles": self.critical_path_cycles,

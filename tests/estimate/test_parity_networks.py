@@ -144,3 +144,33 @@ def test_cnv_w2a2_finn_examples_folding_matches_finn(tmp_path):
     # REFERENCE.md: FINN's estimate for this folding is 868 FPS, 20,076 LUT, 202 BRAM18
     perf = json.loads((res.output_dir / "report" / "estimate_network_performance.json").read_text())
     assert round(perf["estimated_throughput_fps"]) == 868
+
+
+def test_cli_on_tfc(tfc, tmp_path, capsys):
+    """``hapfpga estimate`` on a QONNX export: JSON keyed by FINN's node names, user errors exit 2."""
+    from hapfpga.cli import main
+
+    onnx_path, default, _, folding = tfc
+    work = ["--work-dir", str(tmp_path / "cache")]
+    assert main(["estimate", str(onnx_path), "--board", "pynq-z2", "--json", "--folding", str(folding), *work]) == 0
+    out = json.loads(capsys.readouterr().out)
+    finn_cycles = json.loads((default.output_dir / "report" / "estimate_layer_cycles.json").read_text())
+    assert set(out["layers"]) == set(finn_cycles)
+    assert out["fps"] == pytest.approx(out["clock_mhz"] * 1e6 / max(v["cycles"] for v in out["layers"].values()))
+    assert out["power_w"] > 0 and out["total"]["LUT"] >= sum(v["LUT"] for v in out["layers"].values())
+
+    bad_node = tmp_path / "bad_node.json"
+    bad_node.write_text(json.dumps({"Defaults": {}, "MVAU_hls_42": {"PE": 1}}))
+    assert main(["estimate", str(onnx_path), "--folding", str(bad_node), *work]) == 2
+    err = capsys.readouterr().err
+    assert "MVAU_hls_42" in err and err.count("\n") == 1
+
+    bad_pe = tmp_path / "bad_pe.json"
+    bad_pe.write_text(json.dumps({"Defaults": {}, "MVAU_hls_0": {"PE": 3}}))  # MH = 64
+    assert main(["estimate", str(onnx_path), "--folding", str(bad_pe), *work]) == 2
+    err = capsys.readouterr().err
+    assert "PE=3" in err and err.count("\n") == 1
+
+    # the table view runs too
+    assert main(["estimate", str(onnx_path), *work]) == 0
+    assert "FPS" in capsys.readouterr().out

@@ -1,0 +1,164 @@
+"""Behaviour of the pure estimator: purity, errors, infrastructure, FPS and power, caching speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hapfpga.boards import load_board
+from hapfpga.errors import ConfigError, HapError, UnsupportedLayerError
+from hapfpga.estimate import FoldingError, estimate_layer, estimate_network, load_folding
+from hapfpga.estimate import layers as L
+from hapfpga.types import FoldingPlan, LayerFolding
+
+
+def _chain() -> list[L.LayerSpec]:
+    """A small CNV-like chain built by hand: Thresholding -> SWG -> MVAU -> Pool-less FC."""
+    return [
+        L.Thresholding(name="Thresholding_rtl_0", impl="rtl", channels=3, n_vectors=32 * 32, idt="UINT8",
+                       tdt="INT9", odt="INT8", num_steps=255, consumers=("ConvolutionInputGenerator_rtl_0",)),
+        L.ConvolutionInputGenerator(name="ConvolutionInputGenerator_rtl_0", impl="rtl", ifm_ch=3, ifm_dim=(32, 32),
+                                    ofm_dim=(30, 30), idt="INT8", producers=("Thresholding_rtl_0",),
+                                    consumers=("MVAU_hls_0",)),
+        L.MVAU(name="MVAU_hls_0", mw=27, mh=64, n_vectors=900, idt="INT8", wdt="INT2", odt="UINT2",
+               acc_dt="INT13", producers=("ConvolutionInputGenerator_rtl_0",)),
+    ]
+
+
+def test_estimate_package_imports_no_heavy_frameworks():
+    code = ("import sys, hapfpga.estimate; bad = [m for m in ('torch', 'finn', 'onnx', 'qonnx', 'brevitas') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_unknown_node_in_folding_is_one_sentence_config_error():
+    with pytest.raises(FoldingError) as e:
+        load_folding({"Defaults": {}, "MVAU_hls_9": {"PE": 2}}, _chain())
+    assert isinstance(e.value, ConfigError) and "MVAU_hls_9" in e.value.message
+    assert e.value.message.count(". ") == 0 and "\n" not in e.value.message
+
+
+def test_pe_not_dividing_channels_is_user_error():
+    with pytest.raises(FoldingError, match=r"PE=5 does not divide.*64"):
+        load_folding({"MVAU_hls_0": {"PE": 5}}, _chain())
+    with pytest.raises(FoldingError, match="SIMD=2"):
+        estimate_layer(_chain()[1], LayerFolding(simd=2))
+    with pytest.raises(FoldingError):
+        estimate_network(_chain(), FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(simd=4)}))
+
+
+def test_unknown_folding_key_and_bad_json(tmp_path):
+    with pytest.raises(ConfigError, match="PEE"):
+        load_folding({"MVAU_hls_0": {"PEE": 2}}, _chain())
+    bad = tmp_path / "f.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_folding(bad, _chain())
+
+
+def test_unknown_kind_raises_not_zero():
+    with pytest.raises(UnsupportedLayerError):
+        estimate_layer(object(), LayerFolding())  # type: ignore[arg-type]
+
+
+def test_folding_changes_cycles_as_finn_folds():
+    m = _chain()[2]
+    base = estimate_layer(m, LayerFolding(pe=1, simd=1))
+    fast = estimate_layer(m, LayerFolding(pe=8, simd=3))
+    assert base.cycles == 27 * 64 * 900 and fast.cycles == base.cycles // 24
+    assert fast.resources.LUT > base.resources.LUT
+    dsp = estimate_layer(m, LayerFolding(pe=8, simd=3, res_type="dsp"))
+    assert dsp.resources.DSP == 24 and dsp.resources.LUT < fast.resources.LUT
+
+
+def test_network_infrastructure_dwc_where_widths_differ_and_fps():
+    board = load_board("pynq-z2")
+    layers = _chain()
+    same = FoldingPlan.from_mapping({"ConvolutionInputGenerator_rtl_0": LayerFolding(simd=3),
+                                     "MVAU_hls_0": LayerFolding(pe=8, simd=3),
+                                     "Thresholding_rtl_0": LayerFolding(pe=3)})
+    est = estimate_network(layers, same, board, 100.0)
+    assert not [n for n in est.infrastructure if n.startswith("DWC_")]
+    assert len([n for n in est.infrastructure if n.startswith("FIFO_")]) == 4  # in, 2 internal, out
+    diff = FoldingPlan.from_mapping({"ConvolutionInputGenerator_rtl_0": LayerFolding(simd=1),
+                                     "MVAU_hls_0": LayerFolding(pe=8, simd=3)})
+    est2 = estimate_network(layers, diff, board, 100.0)
+    assert "DWC_ConvolutionInputGenerator_rtl_0__MVAU_hls_0" in est2.infrastructure
+    assert est.max_cycles == max(c.cycles for c in est.layers.values())
+    assert est.fps == pytest.approx(100e6 / est.max_cycles)
+    infra_lut = sum(c.resources.LUT for c in est.infrastructure.values())
+    assert abs(est.total.LUT - (est.layer_total.LUT + infra_lut)) < 1e-9
+    at200 = estimate_network(layers, same, board, 200.0)
+    assert at200.fps == pytest.approx(2 * est.fps) and at200.power_w > est.power_w
+    j = est.as_json()
+    assert set(j) >= {"layers", "infrastructure", "total", "fps", "clock_mhz", "power_w"}
+    assert set(j["layers"]["MVAU_hls_0"]) == {"LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles"}
+    json.dumps(j)
+
+
+def test_fifo_model_matches_finn_resource_model():
+    """Our port of finn-plus's fitted fifo.sv model against finn-plus's own function."""
+    import random
+
+    from finn.util.resource_models import _fifo_cost, _resolve
+
+    from hapfpga.estimate.infra import fifo_cost, fifo_style
+
+    rng = random.Random(3)
+    for _ in range(300):
+        depth = rng.choice([2, 3, 16, 33, 34, 64, 65, 200, 257, 258, 1000, 2028, 2029, 5000, 40000])
+        width = rng.choice([1, 2, 5, 8, 12, 16, 24, 64, 72, 100, 256])
+        w = (width + 7) // 8 * 8
+        req = rng.choice(["auto", "block", "distributed", "ultra", "srl"])
+        style = _resolve(depth, w, req)
+        assert fifo_style(depth, w, req) == style
+        ref = _fifo_cost(depth, w, style)
+        ours = fifo_cost(depth, width, req, True)
+        got = (ours.BRAM_18K, ours.URAM, ours.LUT)
+        assert got == tuple(ref), (depth, width, req)
+
+
+def test_dwc_luts_match_finn():
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hapfpga.estimate.infra import dwc_luts
+    from hapfpga.finn.shim import ensure_finn
+
+    ensure_finn()
+    for a, b in [(8, 24), (24, 8), (16, 16), (6, 16), (64, 4), (3, 48)]:
+        node = helper.make_node("StreamingDataWidthConverter_hls", ["i"], ["o"],
+                                domain="finn.custom_op.fpgadataflow.hls", backend="fpgadataflow",
+                                inShape=[1, a * b // 1], outShape=[1, a * b], inWidth=a, outWidth=b, dataType="UINT1")
+        assert dwc_luts(a, b) == getCustomOp(node).lut_estimation("xc7z020clg400-1"), (a, b)
+
+
+def test_cached_full_network_evaluation_is_microseconds():
+    layers = _chain()
+    board = load_board("pynq-z2")
+    plan = FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=4, simd=3)})
+    estimate_network(layers, plan, board)
+    n = 2000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        estimate_layer(layers[2], LayerFolding(pe=4, simd=3), board=board)
+    per_layer = (time.perf_counter() - t0) / n
+    assert per_layer < 50e-6, per_layer
+
+
+def test_cli_estimate_errors_exit_2(tmp_path, capsys):
+    from hapfpga.cli import main
+
+    assert main(["estimate", str(tmp_path / "missing.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.onnx" in err and err.count("\n") == 1
+
+
+def test_hap_errors_are_one_line():
+    e = FoldingError("a\nb   c")
+    assert isinstance(e, HapError) and e.message == "a b c"
