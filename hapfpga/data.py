@@ -121,10 +121,14 @@ def load_npz(path: str | Path) -> Dataset:
         with np.load(p, allow_pickle=False) as f:
             arrs = {k: f[k] for k in f.files}
     except Exception as e:
-        raise DataError(f"Dataset file '{p}' is not a readable .npz ({type(e).__name__}); save it with numpy.savez.") from e
+        raise DataError(
+            f"Dataset file '{p}' is not a readable .npz ({type(e).__name__}); save it with numpy.savez."
+        ) from e
     missing = [k for k in _NPZ_KEYS if k not in arrs]
     if missing:
-        raise DataError(f"Dataset file '{p}' lacks key(s) {', '.join(missing)}; it needs {', '.join(_NPZ_KEYS)}.")
+        raise DataError(
+            f"Dataset file '{p}' lacks key(s) {', '.join(missing)}; it needs {', '.join(_NPZ_KEYS)}."
+        )
     xs = {}
     for k in ("x_train", "x_test"):
         x = arrs[k]
@@ -152,7 +156,9 @@ def load_npz(path: str | Path) -> Dataset:
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"'{k}' in '{p}' is {y.dtype}; store labels as integers 0..K-1.")
         if y.ndim != 1 or len(y) != len(xs[xk]):
-            raise DataError(f"'{k}' in '{p}' has shape {y.shape}; it needs one label per row of {xk} ({len(xs[xk])}).")
+            raise DataError(
+                f"'{k}' in '{p}' has shape {y.shape}; it needs one label per row of {xk} ({len(xs[xk])})."
+            )
         if y.min() < 0:
             raise DataError(f"'{k}' in '{p}' has negative label {int(y.min())}; use labels 0..K-1.")
         ys[k] = y.astype(np.int64)
@@ -161,7 +167,9 @@ def load_npz(path: str | Path) -> Dataset:
         raise DataError(f"Dataset '{p}' has a single class; classification needs at least two labels.")
     unseen = sorted(set(np.unique(ys["y_test"]).tolist()) - set(np.unique(ys["y_train"]).tolist()))
     if unseen:
-        raise DataError(f"y_test in '{p}' has label(s) {unseen[:5]} that y_train never shows; check the labels.")
+        raise DataError(
+            f"y_test in '{p}' has label(s) {unseen[:5]} that y_train never shows; check the labels."
+        )
     return Dataset(p.stem, xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], num_classes)
 
 
@@ -188,11 +196,15 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"MNIST file '{path}' is truncated; replace it with torchvision's raw file.")
     zero, dtype, dims = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08 or dims != ndim:
-        raise DataError(f"MNIST file '{path}' is not an IDX uint8 file with {ndim} dimension(s); check the folder.")
+        raise DataError(
+            f"MNIST file '{path}' is not an IDX uint8 file with {ndim} dimension(s); check the folder."
+        )
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise DataError(f"MNIST file '{path}' holds {data.size} values but its header says {shape}; it is damaged.")
+        raise DataError(
+            f"MNIST file '{path}' holds {data.size} values but its header says {shape}; it is damaged."
+        )
     return data.reshape(shape)
 
 
@@ -203,11 +215,17 @@ def load_mnist(path: str | Path) -> Dataset:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"MNIST folder '{root}' does not exist; set data.path to torchvision's MNIST root.")
-    folder = next((f for f in (root / "MNIST" / "raw", root / "raw", root) if f.is_dir() and any(f.glob("*idx*"))), root)
+    folder = next(
+        (f for f in (root / "MNIST" / "raw", root / "raw", root) if f.is_dir() and any(f.glob("*idx*"))), root
+    )
     xs, ys = {}, {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        img = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "MNIST"), 3)
-        lab = _read_idx(_find(folder, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "MNIST"), 1)
+        img = _read_idx(
+            _find(folder, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"], "MNIST"), 3
+        )
+        lab = _read_idx(
+            _find(folder, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"], "MNIST"), 1
+        )
         if len(img) != len(lab):
             raise DataError(f"MNIST {split} split in '{folder}' has {len(img)} images but {len(lab)} labels.")
         xs[split] = img[:, None, :, :].astype(np.float32) * INPUT_SCALE
@@ -220,7 +238,9 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             return pickle.load(f, encoding="bytes")
     except Exception as e:
-        raise DataError(f"CIFAR-10 file '{path}' is not a readable pickle ({type(e).__name__}); re-extract it.") from e
+        raise DataError(
+            f"CIFAR-10 file '{path}' is not a readable pickle ({type(e).__name__}); re-extract it."
+        ) from e
 
 
 def load_cifar10(path: str | Path) -> Dataset:
@@ -229,7 +249,9 @@ def load_cifar10(path: str | Path) -> Dataset:
     N×3×32×32 float32 ``k/255``. Only local files are read (they are the dataset authors' own pickles)."""
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise DataError(f"CIFAR-10 folder '{root}' does not exist; set data.path to torchvision's CIFAR-10 root.")
+        raise DataError(
+            f"CIFAR-10 folder '{root}' does not exist; set data.path to torchvision's CIFAR-10 root."
+        )
     folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
 
     def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -269,9 +291,13 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
         ds = load_digits(cfg.size, cfg.channels)
     else:
         if cfg.size is not None or cfg.channels != 1:
-            raise DataError(f"data.size and data.channels apply to 'digits' only, not to '{cfg.name}'; remove them.")
+            raise DataError(
+                f"data.size and data.channels apply to 'digits' only, not to '{cfg.name}'; remove them."
+            )
         if not cfg.path:
-            raise DataError(f"Dataset '{cfg.name}' needs data.path (a local {'file' if cfg.name == 'npz' else 'folder'}).")
+            raise DataError(
+                f"Dataset '{cfg.name}' needs data.path (a local {'file' if cfg.name == 'npz' else 'folder'})."
+            )
         loader = {"npz": load_npz, "mnist": load_mnist, "cifar10": load_cifar10}.get(cfg.name)
         if loader is None:
             raise DataError(f"Unknown dataset '{cfg.name}'; use digits, npz, mnist or cifar10.")

@@ -79,4 +79,6 @@ def layer_quantisers(spec: QuantSpec, index: int, *, per_channel: bool = False) 
         act: dict[str, Any] = {"act_quant": SignedBinaryActPerTensorConst, "bit_width": 1}
     else:
         act = {"act_quant": Uint8ActPerTensorFloat, "bit_width": ab}
-    return LayerQuantisers(index=index, weight_bits=wb, act_bits=ab, weight=weight, act=act, bipolar_act=ab == 1)
+    return LayerQuantisers(
+        index=index, weight_bits=wb, act_bits=ab, weight=weight, act=act, bipolar_act=ab == 1
+    )

@@ -174,7 +174,9 @@ def train(
                         with torch.no_grad():
                             t_out = _value(teacher(xb))
                         t = kd_temperature
-                        kd = F.kl_div(F.log_softmax(out / t, dim=1), F.softmax(t_out / t, dim=1), reduction="batchmean")
+                        kd = F.kl_div(
+                            F.log_softmax(out / t, dim=1), F.softmax(t_out / t, dim=1), reduction="batchmean"
+                        )
                         loss = (1.0 - kd_alpha) * loss + kd_alpha * t * t * kd
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -187,19 +189,31 @@ def train(
                 rec = {"epoch": epoch + 1, "loss": loss_sum / n, "train_acc": correct / n}
                 history.append(rec)
                 if pb is not None:
-                    pb.update(task, info=f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.3f} acc {rec['train_acc']:.3f}")
+                    pb.update(
+                        task,
+                        info=f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.3f} acc {rec['train_acc']:.3f}",
+                    )
                 if ckpt is not None:
                     _atomic_torch_save(
-                        {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "history": history, "seed": seed},
+                        {
+                            "epoch": epoch + 1,
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "history": history,
+                            "seed": seed,
+                        },
                         ckpt,
                     )
         model.eval()
         acc = evaluate(model, dataset.x_test, dataset.y_test)
         train_acc = history[-1]["train_acc"] if history else evaluate(model, dataset.x_train, dataset.y_train)
     return TrainResult(
-        accuracy=acc, train_accuracy=float(train_acc), epochs=cfg.epochs, seconds=time.perf_counter() - t0,
-        history=tuple(history), checkpoint=ckpt if ckpt is not None and ckpt.exists() else None,
+        accuracy=acc,
+        train_accuracy=float(train_acc),
+        epochs=cfg.epochs,
+        seconds=time.perf_counter() - t0,
+        history=tuple(history),
+        checkpoint=ckpt if ckpt is not None and ckpt.exists() else None,
     )
 
 
@@ -208,6 +222,11 @@ def _progress(console: Any = None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"), console=console or Console(stderr=True), transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console or Console(stderr=True),
+        transient=False,
     )

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..runconfig import ModelConfig
 
-__all__ = ["MODELS", "build_model", "load_factory"]
+__all__ = ["MODELS", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
 
 #: zoo name -> "module:function" inside hapfpga.zoo (resolved lazily so importing the zoo needs no torch)
 MODELS: dict[str, str] = {
@@ -60,7 +60,9 @@ def load_factory(name: str) -> Callable[..., Any]:
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the user's code failed to import: name it, one sentence
-        raise ConfigError(f"Model file '{path}' failed to import ({type(e).__name__}: {e}); fix that file.") from e
+        raise ConfigError(
+            f"Model file '{path}' failed to import ({type(e).__name__}: {e}); fix that file."
+        ) from e
     factory = getattr(module, fn, None)
     if not callable(factory):
         raise ConfigError(f"Model file '{path}' defines no function '{fn}'; name a factory defined there.")
@@ -72,8 +74,11 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], num_classes: int) 
     import torch
 
     factory = load_factory(cfg.name)
-    kwargs: dict[str, Any] = {"input_shape": tuple(int(d) for d in input_shape), "num_classes": int(num_classes),
-                              "quant": cfg.quant}
+    kwargs: dict[str, Any] = {
+        "input_shape": tuple(int(d) for d in input_shape),
+        "num_classes": int(num_classes),
+        "quant": cfg.quant,
+    }
     options = dict(cfg.options or {})
     try:
         sig = inspect.signature(factory)
@@ -86,12 +91,76 @@ def build_model(cfg: ModelConfig, input_shape: Sequence[int], num_classes: int) 
             kwargs = {k: v for k, v in kwargs.items() if k in params or var_kw}
         unknown = [k for k in options if k not in params and not var_kw]
         if unknown:
-            accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY or (k not in kwargs and k != "self")]
+            accepted = [
+                k for k, p in params.items() if p.kind is p.KEYWORD_ONLY or (k not in kwargs and k != "self")
+            ]
             raise ConfigError(
                 f"Model '{cfg.name}' has no option {', '.join(repr(k) for k in unknown)}; "
                 f"its options are {', '.join(accepted) or 'none'}."
             )
     model = factory(**kwargs, **options)
     if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"Model factory '{cfg.name}' returned {type(model).__name__}, not a torch.nn.Module; fix it.")
+        raise ConfigError(
+            f"Model factory '{cfg.name}' returned {type(model).__name__}, not a torch.nn.Module; fix it."
+        )
+    model.hap_spec = {  # what save_model needs to rebuild it (plain data)
+        "name": cfg.name,
+        "input_shape": [int(d) for d in input_shape],
+        "num_classes": int(num_classes),
+        "model_config": {
+            "weight_bits": cfg.weight_bits,
+            "act_bits": cfg.act_bits,
+            "input_bits": cfg.input_bits,
+            "layer_weight_bits": {int(k): int(v) for k, v in cfg.layer_weight_bits.items()},
+            "layer_act_bits": {int(k): int(v) for k, v in cfg.layer_act_bits.items()},
+        },
+        "options": options,
+    }
     return model
+
+
+def model_spec(model: torch.nn.Module) -> dict[str, Any]:
+    """How to rebuild ``model`` (built by :func:`build_model`): name, shapes, bits and options, with the widths
+    read from the modules themselves for zoo models, so a channel-pruned model rebuilds at its pruned widths."""
+    spec = getattr(model, "hap_spec", None)
+    if spec is None:
+        raise ConfigError(
+            "This model was not built by hapfpga.zoo.build_model; save it with torch.save(model.state_dict())."
+        )
+    spec = {**spec, "options": dict(spec["options"])}
+    if spec["name"] in MODELS:
+        import brevitas.nn as qnn
+
+        convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
+        names = [n for n, _ in model.features.named_children()]
+        fcs = [m for _, m in model.classifier.named_children() if isinstance(m, qnn.QuantLinear)]
+        if spec["name"] != "tfc":
+            spec["options"]["channels"] = [int(c.out_channels) for c in convs]
+            spec["options"]["pool_after"] = [int(n[4:]) for n in names if n.startswith("pool")]
+        spec["options"]["fc"] = [int(f.out_features) for f in fcs[:-1]]
+    return spec
+
+
+def save_model(model: torch.nn.Module, path: str | Path) -> Path:
+    """Save a zoo/user model as its rebuild spec plus ``state_dict`` (Brevitas models cannot be pickled whole:
+    their quantiser injectors are classes made at run time). Load with :func:`load_model`."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"spec": model_spec(model), "state_dict": model.state_dict()}, path)
+    return path
+
+
+def load_model(path: str | Path) -> torch.nn.Module:
+    """Rebuild a model saved by :func:`save_model` and load its weights and quantiser state (eval mode)."""
+    import torch
+
+    from ..runconfig import ModelConfig
+
+    blob = torch.load(Path(path), weights_only=True)
+    spec = blob["spec"]
+    cfg = ModelConfig(name=spec["name"], options=dict(spec["options"]), **spec["model_config"])
+    model = build_model(cfg, spec["input_shape"], spec["num_classes"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()

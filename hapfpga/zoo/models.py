@@ -52,7 +52,9 @@ def _ints(name: str, value: Any) -> tuple[int, ...]:
 class QuantCNN(torch.nn.Module):
     """``features`` → flatten → ``classifier``; the common shape of every zoo model (picklable: module level)."""
 
-    def __init__(self, features: torch.nn.Sequential, classifier: torch.nn.Sequential, input_shape, name: str):
+    def __init__(
+        self, features: torch.nn.Sequential, classifier: torch.nn.Sequential, input_shape, name: str
+    ):
         super().__init__()
         self.features = features
         self.classifier = classifier
@@ -106,14 +108,18 @@ def _conv_features(
         layers[f"act{i}"] = _act(q)
         if i in pool_after:
             if h < 2 or w < 2:
-                raise ConfigError(f"Model '{model}' cannot max-pool a {h}×{w} map after conv {i}; use larger inputs.")
+                raise ConfigError(
+                    f"Model '{model}' cannot max-pool a {h}×{w} map after conv {i}; use larger inputs."
+                )
             layers[f"pool{i}"] = torch.nn.MaxPool2d(2)
             h, w = h // 2, w // 2
         c = out_ch
     return torch.nn.Sequential(layers), (c, h, w), len(channels)
 
 
-def _fc_classifier(in_features: int, hidden: Sequence[int], num_classes: int, quant: QuantSpec, first: int, per_channel: bool):
+def _fc_classifier(
+    in_features: int, hidden: Sequence[int], num_classes: int, quant: QuantSpec, first: int, per_channel: bool
+):
     """fc → BN → act blocks and a last QuantLinear (no bias, no activation: its float scale is FINN's tail)."""
     import brevitas.nn as qnn
 
@@ -187,6 +193,8 @@ def cnv(
     the FC layers); ``channels`` / ``fc`` change the widths, ``input_shape`` the input.
     """
     channels, fc = _ints("channels", channels), _ints("fc", fc)
-    features, out_shape, nq = _conv_features(input_shape, channels, tuple(pool_after), quant, 3, per_channel, "cnv")
+    features, out_shape, nq = _conv_features(
+        input_shape, channels, tuple(pool_after), quant, 3, per_channel, "cnv"
+    )
     classifier = _fc_classifier(_prod(out_shape), fc, num_classes, quant, nq, per_channel)
     return QuantCNN(features, classifier, input_shape, "cnv")

@@ -1,0 +1,455 @@
+"""Verification chain: Brevitas model ↔ QONNX execution ↔ FINN streamlined graph ↔ FINN HW graph.
+
+All four run on the same test inputs as the hardware receives them, UINT8 pixels ``k = round(255 x)``: the
+Brevitas model gets ``k · 1/255`` (float32, exactly what the exported graph's first ``Mul`` computes), the graphs
+get ``k``. Graphs are executed node by node with qonnx's own node executors (``qonnx.core.onnx_exec.execute_node``
+semantics: onnxruntime for standard ONNX ops, the custom ops' Python ``execute_node`` for QONNX/FINN ops), one
+sample at a time because FINN's HW nodes carry the batch size 1 in their attributes; the onnxruntime session of
+each standard node is built once and reused, which makes this fast enough for hundreds of samples.
+
+Units. FINN's graphs end in an integer tensor (the last MVAU's accumulator) followed by a float "tail" of
+``Mul``/``Add`` by constants (the last layer's scales). We read that tail from the streamlined graph as an
+affine map ``y = t·M + A`` and report every difference in **integer units of that tensor** ``t``: for the float
+stages (Brevitas, QONNX) ``(y - A) / M``; for the FINN graphs the integer tensor itself. The streamlined and
+HW graphs are integer end to end and must agree **exactly** (difference 0); the float stages may differ by
+float rounding, within ``float_tol`` integer units.
+
+No stage is ever skipped: if a node cannot execute, the stage fails and its note names the node and op type.
+finn-plus 1.6.1 leaves the opset import of its HW domain (``finn.custom_op.fpgadataflow``) out of the HW graph,
+which makes qonnx execute its standard nodes with a wrong opset; we add it (version 1) before executing and say
+so in the note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import INPUT_SCALE, to_uint8
+from .errors import VerificationError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .finn.build import FinnBuildResult
+
+__all__ = ["StageResult", "VerificationReport", "verify_chain", "GraphRunner", "STREAMLINE_STEP", "HW_STEP"]
+
+STREAMLINE_STEP = "step_streamline"
+HW_STEP = "step_convert_to_hw"
+_TAIL_OPS = {"Mul": "mul", "Add": "add", "ElementwiseMul": "mul", "ElementwiseAdd": "add"}
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One stage compared with the stage before it (``reference``)."""
+
+    name: str
+    reference: str | None
+    max_abs_diff: float | None  # integer units of the output tensor (see module docstring); None: did not run
+    argmax_agreement: float | None  # fraction of samples whose argmax equals the reference's
+    integer: bool  # both sides are integer graphs: exact agreement required
+    exact: bool  # max_abs_diff == 0
+    passed: bool
+    note: str = ""
+    accuracy: float | None = None  # on the labels, when given
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "reference": self.reference,
+            "max_abs_diff": self.max_abs_diff,
+            "argmax_agreement": self.argmax_agreement,
+            "integer": self.integer,
+            "exact": self.exact,
+            "passed": self.passed,
+            "note": self.note,
+            "accuracy": self.accuracy,
+        }
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    n_samples: int
+    stages: tuple[StageResult, ...]
+    units: str
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(s.passed for s in self.stages)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n_samples": self.n_samples,
+            "units": self.units,
+            "stages": [s.as_dict() for s in self.stages],
+            "passed": self.passed,
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            bad = [s for s in self.stages if not s.passed]
+            raise VerificationError(
+                f"Verification failed at {', '.join(s.name for s in bad)} ({bad[0].note or 'outputs differ'}); "
+                "the exported or converted graph does not compute what the trained model computes."
+            )
+
+
+class NodeExecutionError(RuntimeError):
+    def __init__(self, node: Any, cause: Exception):
+        super().__init__(f"node {node.name or '?'} ({node.op_type}) failed: {type(cause).__name__}: {cause}")
+        self.node = node
+        self.cause = cause
+
+
+class GraphRunner:
+    """Executes a QONNX/FINN graph node by node, caching one onnxruntime session per standard node."""
+
+    def __init__(self, model: Any):
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        self.model: ModelWrapper = model if isinstance(model, ModelWrapper) else ModelWrapper(str(model))
+        self.graph = self.model.graph
+        self.opsets = self.model.get_opset_imports()
+        self._template = self.model.make_empty_exec_context()
+        self._sessions: dict[int, Any] = {}
+        self.input_name = self.graph.input[0].name
+        self.output_name = self.graph.output[0].name
+
+    def _session(self, i: int, node: Any, ctx: dict[str, np.ndarray]):
+        sess = self._sessions.get(i)
+        if sess is None:
+            import onnxruntime as rt
+            from onnx import helper
+            from qonnx.util.basic import qonnx_make_model
+
+            g = self.graph
+            ins = [v for coll in (g.input, g.output, g.value_info) for v in coll if v.name in node.input]
+            seen, inputs = set(), []
+            for v in ins:
+                if v.name not in seen:
+                    seen.add(v.name)
+                    inputs.append(v)
+            outputs = [v for coll in (g.output, g.value_info) for v in coll if v.name in node.output]
+            # initializers feed the node as inputs with their value (as qonnx's execute_node does via context)
+            for name in node.input:
+                if name and name not in seen:
+                    arr = ctx[name]
+                    inputs.append(helper.make_tensor_value_info(name, _np_to_onnx_type(arr), list(arr.shape)))
+                    seen.add(name)
+            m = qonnx_make_model(helper.make_graph([node], "single-node-exec", inputs, outputs))
+            m.opset_import[0].version = self.opsets.get(node.domain, self.opsets.get("", 11))
+            sess = rt.InferenceSession(m.SerializeToString())
+            self._sessions[i] = (sess, [o.name for o in outputs], [n for n in node.input if n])
+            sess = self._sessions[i]
+        return sess
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Full execution context for one input ``x`` (with its batch dim of 1)."""
+        from qonnx.core.execute_custom_node import execute_custom_node
+        from qonnx.custom_op.registry import is_custom_op
+
+        ctx = dict(self._template)
+        ctx[self.input_name] = x
+        for i, node in enumerate(self.graph.node):
+            try:
+                if is_custom_op(node.domain, node.op_type):
+                    opset = self.opsets.get(node.domain, 1)
+                    execute_custom_node(node, ctx, self.graph, onnx_opset_version=opset)
+                else:
+                    sess, out_names, in_names = self._session(i, node, ctx)
+                    outs = sess.run(None, {n: ctx[n] for n in in_names})
+                    for name, val in zip(out_names, outs, strict=True):
+                        ctx[name] = val
+            except Exception as e:
+                raise NodeExecutionError(node, e) from e
+        return ctx
+
+    def run_batch(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run every sample of ``xs`` (N, ...) and stack the named tensors."""
+        got: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+        for x in xs:
+            ctx = self.run(x[None].astype(np.float32))
+            for t in tensors:
+                got[t].append(np.asarray(ctx[t]).reshape(-1))
+        return {t: np.stack(v) for t, v in got.items()}
+
+
+def _np_to_onnx_type(arr: np.ndarray) -> int:
+    from onnx import helper
+
+    return helper.np_dtype_to_tensor_dtype(np.asarray(arr).dtype)
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """``output = t · mul + add`` where ``t`` (named ``tensor``) is the last integer tensor of the graph."""
+
+    tensor: str
+    mul: np.ndarray
+    add: np.ndarray
+    ops: tuple[str, ...]
+
+    def to_int_units(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.add) / self.mul
+
+
+def _float_tail(model: Any) -> _Tail:
+    """Walk back from the graph output through Mul/Add by constants to the last integer-typed tensor."""
+    name = model.graph.output[0].name
+    chain = []
+    while True:
+        dt = model.get_tensor_datatype(name)
+        if dt.is_integer():
+            break
+        node = model.find_producer(name)
+        if node is None or node.op_type not in _TAIL_OPS:
+            raise ValueError(
+                f"the graph output is not an integer tensor followed by constant Mul/Add (found "
+                f"{node.op_type if node is not None else 'the graph input'})"
+            )
+        consts = [model.get_initializer(i) for i in node.input]
+        var = [i for i, c in zip(node.input, consts, strict=True) if c is None]
+        const = [c for c in consts if c is not None]
+        if len(var) != 1 or len(const) != 1:
+            raise ValueError(
+                f"{node.op_type} node {node.name} of the output tail has no single constant operand"
+            )
+        chain.append((_TAIL_OPS[node.op_type], np.asarray(const[0], dtype=np.float64)))
+        name = var[0]
+    mul, add = np.ones(1), np.zeros(1)
+    for op, c in reversed(chain):  # forward order
+        if op == "mul":
+            mul, add = mul * c, add * c
+        else:
+            add = add + c
+    return _Tail(
+        name,
+        mul.reshape(1, -1) if mul.size > 1 else mul,
+        add.reshape(1, -1) if add.size > 1 else add,
+        tuple(op for op, _ in reversed(chain)),
+    )
+
+
+def _fix_hw_opset(model: Any) -> bool:
+    """Add finn-plus's HW domain to the opset imports when it is missing; True if added."""
+    from onnx import helper
+
+    from .finn.shim import FINN_HW_DOMAIN
+
+    uses = any(n.domain == FINN_HW_DOMAIN for n in model.graph.node)
+    have = any(o.domain == FINN_HW_DOMAIN for o in model.model.opset_import)
+    if uses and not have:
+        model.model.opset_import.append(helper.make_opsetid(FINN_HW_DOMAIN, 1))
+        return True
+    return False
+
+
+def _compare(a: np.ndarray, b: np.ndarray, integer_units: bool = True) -> tuple[float, float]:
+    """Max abs difference and argmax agreement. In integer units, argmax is taken on values rounded to integers,
+    so that equal accumulators (ties) break the same way on both sides instead of by float noise."""
+    a2 = a.reshape(len(a), -1).astype(np.float64)
+    b2 = b.reshape(len(b), -1).astype(np.float64)
+    diff = float(np.max(np.abs(a2 - b2))) if a2.size else 0.0
+    if integer_units:
+        a2, b2 = np.round(a2), np.round(b2)
+    agree = float(np.mean(a2.argmax(1) == b2.argmax(1))) if a2.size else 1.0
+    return diff, agree
+
+
+def _acc(out: np.ndarray | None, y: np.ndarray | None) -> float | None:
+    """Accuracy of outputs (in integer units where known: ties break as on the integer graphs)."""
+    if out is None or y is None:
+        return None
+    return float(np.mean(out.reshape(len(out), -1).argmax(1) == y))
+
+
+def verify_chain(
+    model: torch.nn.Module,
+    qonnx_path: str | Path,
+    finn_result: FinnBuildResult,
+    x: np.ndarray,
+    *,
+    y: np.ndarray | None = None,
+    float_tol: float = 1e-3,
+) -> VerificationReport:
+    """Compare Brevitas ↔ QONNX ↔ FINN streamlined ↔ FINN HW graph on inputs ``x`` (float in [0, 1]).
+
+    ``finn_result.step_models`` must hold ``step_streamline`` and ``step_convert_to_hw``. Returns a report with
+    one :class:`StageResult` per stage; ``.passed`` is False if any stage fails (integer stages must agree
+    exactly, float stages within ``float_tol`` integer units), and a stage that cannot run fails with the node
+    named in its note. ``y`` (labels) adds each stage's accuracy.
+    """
+    import time
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from .finn.shim import ensure_finn
+    from .train import predict
+
+    t0 = time.perf_counter()
+    ensure_finn()
+    k = to_uint8(x).astype(np.float32)
+    n = len(k)
+    y = None if y is None else np.asarray(y)[:n]
+    stages: list[StageResult] = []
+
+    # -- the integer tail, from the streamlined graph --------------------------------------------------
+    step_paths = dict(finn_result.step_models)
+    missing = [s for s in (STREAMLINE_STEP, HW_STEP) if s not in step_paths]
+    stream_mw = ModelWrapper(str(step_paths[STREAMLINE_STEP])) if STREAMLINE_STEP in step_paths else None
+    tail: _Tail | None = None
+    tail_note = ""
+    if stream_mw is not None:
+        try:
+            tail = _float_tail(stream_mw)
+        except ValueError as e:
+            tail_note = f"differences in output units, not integer units: {e}"
+    units = (
+        f"integer units of tensor '{tail.tensor}' (output = t·M + A, tail {'/'.join(tail.ops) or 'none'})"
+        if tail is not None
+        else "output units"
+    )
+
+    def to_units(yf: np.ndarray) -> np.ndarray:
+        return tail.to_int_units(yf.astype(np.float64)) if tail is not None else yf.astype(np.float64)
+
+    def _r(u: np.ndarray) -> np.ndarray:
+        return np.round(u) if tail is not None else u
+
+    # -- Brevitas (reference) -----------------------------------------------------------------------------
+    xb = k * INPUT_SCALE
+    y_brev = predict(model, xb)
+    stages.append(
+        StageResult(
+            "brevitas",
+            None,
+            0.0,
+            1.0,
+            False,
+            True,
+            True,
+            "reference: Brevitas/PyTorch float forward on k·(1/255)",
+            _acc(_r(to_units(y_brev)), y),
+        )
+    )
+
+    # -- QONNX --------------------------------------------------------------------------------------------
+    prev_name, prev_units = "brevitas", to_units(y_brev.astype(np.float64))
+    y_q = None
+    try:
+        qr = GraphRunner(qonnx_path)
+        y_q = qr.run_batch(k, [qr.output_name])[qr.output_name]
+        d, agree = _compare(to_units(y_q), prev_units, tail is not None)
+        ok = d <= float_tol
+        note = "float vs float" + (f"; {tail_note}" if tail_note else "")
+        if not ok:
+            note += f"; differs by more than float_tol={float_tol}"
+        stages.append(
+            StageResult("qonnx", prev_name, d, agree, False, d == 0.0, ok, note, _acc(_r(to_units(y_q)), y))
+        )
+        prev_name, prev_units = "qonnx", to_units(y_q.astype(np.float64))
+    except NodeExecutionError as e:
+        stages.append(
+            StageResult("qonnx", prev_name, None, None, False, False, False, f"could not execute: {e}")
+        )
+
+    # -- FINN streamlined and HW graphs -----------------------------------------------------------------
+    prev_int: np.ndarray | None = None
+    prev_out: np.ndarray | None = None
+    for stage, step in (("finn_streamlined", STREAMLINE_STEP), ("finn_hw", HW_STEP)):
+        if step not in step_paths:
+            stages.append(
+                StageResult(
+                    stage,
+                    prev_name,
+                    None,
+                    None,
+                    True,
+                    False,
+                    False,
+                    f"FINN build has no {step} model (missing: {', '.join(missing)})",
+                )
+            )
+            continue
+        mw = stream_mw if step == STREAMLINE_STEP else ModelWrapper(str(step_paths[step]))
+        notes = []
+        if step == HW_STEP and _fix_hw_opset(mw):
+            notes.append(
+                "added the missing opset import finn.custom_op.fpgadataflow v1 to execute the HW graph"
+            )
+        try:
+            runner = GraphRunner(mw)
+            want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
+            got = runner.run_batch(k, want)
+        except NodeExecutionError as e:
+            stages.append(
+                StageResult(
+                    stage,
+                    prev_name,
+                    None,
+                    None,
+                    step == HW_STEP,
+                    False,
+                    False,
+                    "; ".join([*notes, f"could not execute: {e}"]),
+                )
+            )
+            continue
+        except KeyError as e:
+            stages.append(
+                StageResult(
+                    stage,
+                    prev_name,
+                    None,
+                    None,
+                    step == HW_STEP,
+                    False,
+                    False,
+                    "; ".join([*notes, f"integer tensor {e} not found in this graph"]),
+                )
+            )
+            continue
+        out = got[runner.output_name]
+        t_int = got[tail.tensor] if tail is not None else out
+        if tail is not None and not np.array_equal(t_int, np.round(t_int)):  # the tensor must hold integers
+            notes.append(f"tensor {tail.tensor} is not integer-valued")
+        if step == STREAMLINE_STEP:
+            d, agree = _compare(t_int.astype(np.float64), prev_units, tail is not None)
+            integer = False  # compared with a float graph
+            ok = d <= float_tol and not any("not integer" in s for s in notes)
+            notes.insert(0, "integer graph vs float QONNX")
+        else:
+            d, agree = _compare(t_int, prev_int) if prev_int is not None else (None, None)
+            integer = True
+            ok = d == 0.0 and not any("not integer" in s for s in notes)
+            if prev_int is None:
+                ok = False
+                notes.append("no streamlined result to compare with")
+            else:
+                od, _ = _compare(out, prev_out)
+                notes.insert(0, "integer vs integer: must agree exactly")
+                if od != 0.0:
+                    ok = False
+                    notes.append(f"float outputs after the tail differ by {od:g}")
+        if not ok and d is not None:
+            notes.append(
+                f"max difference {d:g} exceeds {'0 (exact)' if integer else f'float_tol={float_tol}'}"
+            )
+        stages.append(
+            StageResult(stage, prev_name, d, agree, integer, d == 0.0, ok, "; ".join(notes), _acc(t_int, y))
+        )
+        prev_name, prev_int, prev_out = stage, t_int, out
+        prev_units = t_int.astype(np.float64)
+
+    return VerificationReport(
+        n_samples=n, stages=tuple(stages), units=units, seconds=time.perf_counter() - t0
+    )
