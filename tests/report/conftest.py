@@ -51,9 +51,8 @@ def _verify_brevitas_qonnx(model: Any, onnx_path: Path, n: int = 4) -> dict[str,
 
 def _our_estimate(finn_res: Any, board: Any) -> dict[str, Any] | None:
     try:
-        from hapfpga.finn.graph import load_layers
-
         from hapfpga.estimate import estimate_network
+        from hapfpga.finn.graph import load_layers
         from hapfpga.types import FoldingPlan
     except ImportError:
         return None

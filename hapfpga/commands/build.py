@@ -1,0 +1,101 @@
+"""``hapfpga build MODEL.onnx --board B [--folding F.json] --out DIR [--bitstream] [--rtlsim]``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = ("FINN build of a QONNX model: estimate reports, HW code and a deployment package; with --bitstream/"
+        "--rtlsim the full Vivado flow.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="QONNX model file (.onnx), e.g. DIR/final.qonnx.onnx of hapfpga run")
+    p.add_argument("--board", default="pynq-z2", help="board key, FINN board name or board YAML (default pynq-z2)")
+    p.add_argument("--folding", default=None, help="FINN folding JSON (hapfpga fold / hapfpga run's folding.json)")
+    p.add_argument("--target-fps", type=int, default=None, help="let FINN's SetFolding fold for this FPS instead")
+    p.add_argument("--clock-mhz", type=float, default=None, help="clock (default: the board's)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--bitstream", action="store_true", help="full flow to bitfile, driver and package (Vivado)")
+    p.add_argument("--rtlsim", action="store_true", help="FINN's RTL simulation of the stitched IP (Vivado)")
+    p.add_argument("--no-codegen", action="store_true", help="skip FINN's HLS/RTL code generation")
+    p.add_argument("--test-data", default=None,
+                   help="npz with x_test/y_test (or x/y), dataset domain, shipped for the accuracy check")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="dataset float -> accelerator input factor (255 for a UINT8 image input)")
+
+
+def _load_test_data(path: str):
+    import numpy as np
+
+    from ..errors import DataError
+
+    try:
+        d = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"Cannot read test data '{path}' ({e}); give an .npz file with x_test and y_test.") from None
+    for kx, ky in (("x_test", "y_test"), ("x", "y")):
+        if kx in d and ky in d:
+            return d[kx], d[ky]
+    raise DataError(f"Test data '{path}' has keys {sorted(d.files)}; it needs x_test and y_test (or x and y).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ..boards import load_board
+    from ..errors import ToolMissingError
+    from ..finn.fullbuild import build
+
+    board = load_board(args.board)
+    test_data = _load_test_data(args.test_data) if args.test_data else None
+    err = Console(stderr=True)
+    missing: ToolMissingError | None = None
+    with Progress(TextColumn("[bold]FINN build[/bold] {task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err,
+                  transient=False) as prog:
+        task = prog.add_task("starting", total=None)
+
+        def progress(i: int, n: int, name: str) -> None:
+            prog.update(task, total=n, completed=i, description=name)
+
+        try:
+            outs = build(Path(args.model), args.out, board, folding_file=args.folding, target_fps=args.target_fps,
+                         clock_mhz=args.clock_mhz, bitstream=args.bitstream, rtlsim=args.rtlsim,
+                         codegen=not args.no_codegen, test_data=test_data, input_scale=args.input_scale,
+                         progress=progress)
+        except ToolMissingError as e:
+            if not (Path(args.out) / "build.json").is_file():
+                raise
+            missing = e
+            outs = None
+        prog.update(task, completed=prog.tasks[0].total or 0, description="done")
+
+    import json
+
+    summary = json.loads((Path(args.out) / "build.json").read_text())
+    fe = summary["finn_estimate"]
+    budget = board.budget.as_dict()
+    t = Table(title=f"hapfpga build — {Path(args.model).name} on {board.name} @ {summary['clock_mhz']:g} MHz")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_column("note")
+    t.add_row("FINN estimate FPS", f"{fe['fps']:,.0f}", f"bottleneck {fe['max_cycles_node']} ({fe['max_cycles']:,} cycles)")
+    for k in ("LUT", "BRAM_18K", "URAM", "DSP"):
+        use = fe["total"][k]
+        t.add_row(f"FINN estimate {k}", f"{use:,.0f}",
+                  f"budget {budget[k]:,.0f}" + (" [red]OVER[/red]" if use > budget[k] else ""))
+    t.add_row("fits the board", "yes" if fe["fits"] else "[red]no[/red]", ", ".join(fe.get("over_budget", [])))
+    o = summary["outputs"]
+    t.add_row("HW code", "yes" if o["hw_code_dir"] else "no", o["hw_code_dir"] or "")
+    t.add_row("bitfile", "yes" if o["bitfile"] else "no", o["bitfile"] or "needs Vivado (--bitstream)")
+    t.add_row("deployment package", "yes" if o["deploy"] else "no",
+              f"{o['deploy_zip']} ({'board + simulated' if o['bitfile'] else 'simulated backend'})")
+    t.add_row("report", "yes", str(Path(args.out) / "report.html"))
+    Console().print(t)
+    if missing is not None:
+        raise missing
+    return 0 if outs is not None else 2
