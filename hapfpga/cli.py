@@ -26,6 +26,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "run": "hapfpga.commands.run",
     "boards": "hapfpga.commands.boards",
+    "build": "hapfpga.commands.build",
     "estimate": "hapfpga.commands.estimate",
 }
 
