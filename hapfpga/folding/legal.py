@@ -71,6 +71,10 @@ class KnobSpace:
     max_stream_width: int = MAX_ALLOWED_AP_INT_W
 
 
+#: the full knob space on a part without URAM
+DEFAULT_SPACE = KnobSpace()
+
+
 def divisors(n: int) -> list[int]:
     """Divisors of ``n`` ascending (FINN's ``set_folding.divisors``)."""
     n = int(n)
@@ -84,35 +88,12 @@ def _bits(dt: str) -> int:
 
 
 def stream_widths(layer: object, f: LayerFolding) -> tuple[int, int]:
-    """(input, output) stream widths in bits of ``layer`` under folding ``f`` (each op's
-    ``get_instream_width(0)`` / ``get_outstream_width(0)`` in finn-plus)."""
-    kind = layer.kind  # type: ignore[attr-defined]
-    pe = f.pe or 1
-    simd = f.simd or 1
-    if kind == "MVAU":
-        return simd * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
-    if kind == "VVAU":
-        return pe * simd * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
-    if kind == "ConvolutionInputGenerator":
-        w = simd * _bits(layer.idt)  # type: ignore[attr-defined]
-        k = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
-        return w, w * (k if f.parallel_window else 1)
-    if kind == "Thresholding":
-        return pe * _bits(layer.idt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
-    if kind in ("Pool", "StreamingMaxPool"):
-        odt = getattr(layer, "odt", layer.idt)  # type: ignore[attr-defined]
-        return pe * _bits(layer.idt), pe * _bits(odt)  # type: ignore[attr-defined]
-    if kind == "Reshape":  # Reshape_rtl: PE divides the last axis of input and output
-        return pe * _bits(layer.idt), pe * _bits(layer.idt)  # type: ignore[attr-defined]
-    if kind == "FMPadding":
-        w = simd * _bits(layer.idt)  # type: ignore[attr-defined]
-        return w, w
-    if kind == "LabelSelect":
-        return pe * _bits(layer.idt), _bits(layer.odt)  # type: ignore[attr-defined]
-    if kind in ("ElementwiseMul", "ElementwiseAdd", "ElementwiseBinary"):
-        return pe * _bits(layer.lhs_dt), pe * _bits(layer.odt)  # type: ignore[attr-defined]
-    raise UnsupportedLayerError(f"Folding does not know layer {layer.name} of kind {kind}; "  # type: ignore[attr-defined]
-                                f"supported kinds are {', '.join(SUPPORTED_KINDS)}.")
+    """(input, output) stream widths in bits of ``layer`` under folding ``f`` — the estimator's
+    ``stream_io`` (each op's ``get_instream_width(0)`` / ``get_outstream_width(0)`` in finn-plus)."""
+    from ..estimate.streams import stream_io
+
+    i, _, o, _ = stream_io(layer, f)  # type: ignore[arg-type]
+    return int(i), int(o)
 
 
 def _keep(layer: object, f: LayerFolding, space: KnobSpace) -> bool:
@@ -133,8 +114,9 @@ def _base(layer: object) -> LayerFolding:
     return getattr(layer, "default_folding", None) or LayerFolding()
 
 
-def legal_foldings(layer: object, space: KnobSpace = KnobSpace(), *, depthwise_consumer: str | None = None
-                   ) -> Iterator[LayerFolding]:
+def legal_foldings(
+    layer: object, space: KnobSpace = DEFAULT_SPACE, *, depthwise_consumer: str | None = None
+) -> Iterator[LayerFolding]:
     """Every legal folding of ``layer`` (an ``hapfpga.estimate.layers.LayerSpec``) in ``space``.
 
     Knobs the search does not vary keep the layer's ``default_folding`` value (so that FINN's
@@ -152,18 +134,31 @@ def legal_foldings(layer: object, space: KnobSpace = KnobSpace(), *, depthwise_c
                 for rs in space.ram_styles:
                     for rt in res_types:
                         for ts in thr_styles:
-                            out.append(base.with_(pe=pe, simd=simd, ram_style=rs,
-                                                  res_type=rt if rt is not None else base.res_type,
-                                                  ram_style_thresholds=ts if ts is not None else base.ram_style_thresholds,
-                                                  mem_mode=base.mem_mode or "internal_decoupled"))
+                            out.append(
+                                base.with_(
+                                    pe=pe,
+                                    simd=simd,
+                                    ram_style=rs,
+                                    res_type=rt if rt is not None else base.res_type,
+                                    ram_style_thresholds=ts if ts is not None else base.ram_style_thresholds,
+                                    mem_mode=base.mem_mode or "internal_decoupled",
+                                )
+                            )
     elif kind == "VVAU":
         ch, kk = layer.channels, layer.kernel_elems  # type: ignore[attr-defined]
         for pe in divisors(ch):
             for simd in divisors(kk) if pe == ch else [1]:
                 for rs in space.ram_styles:
                     for rt in space.res_types:
-                        out.append(base.with_(pe=pe, simd=simd, ram_style=rs, res_type=rt,
-                                              mem_mode=base.mem_mode or "internal_decoupled"))
+                        out.append(
+                            base.with_(
+                                pe=pe,
+                                simd=simd,
+                                ram_style=rs,
+                                res_type=rt,
+                                mem_mode=base.mem_mode or "internal_decoupled",
+                            )
+                        )
     elif kind == "ConvolutionInputGenerator":
         ch = layer.ifm_ch  # type: ignore[attr-defined]
         kk = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
@@ -178,10 +173,24 @@ def legal_foldings(layer: object, space: KnobSpace = KnobSpace(), *, depthwise_c
                     pws = [0, 1]
             for pw in pws:
                 for rs in space.swg_ram_styles:
-                    out.append(base.with_(simd=simd, parallel_window=pw if rtl else base.parallel_window,
-                                          ram_style=rs))
-    elif kind in ("Thresholding", "Pool", "StreamingMaxPool", "ElementwiseMul", "ElementwiseAdd",
-                  "ElementwiseBinary", "Reshape"):
+                    out.append(
+                        base.with_(
+                            simd=simd, parallel_window=pw if rtl else base.parallel_window, ram_style=rs
+                        )
+                    )
+    elif kind == "Reshape":  # Reshape_rtl: "PE must divide last axis" of input and output
+        import math
+
+        for pe in divisors(math.gcd(int(layer.inp_shape[-1]), int(layer.out_shape[-1]))):  # type: ignore[attr-defined]
+            out.append(base.with_(pe=pe))
+    elif kind in (
+        "Thresholding",
+        "Pool",
+        "StreamingMaxPool",
+        "ElementwiseMul",
+        "ElementwiseAdd",
+        "ElementwiseBinary",
+    ):
         for pe in divisors(layer.channels):  # type: ignore[attr-defined]
             out.append(base.with_(pe=pe))
     elif kind == "LabelSelect":

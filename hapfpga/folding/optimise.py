@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InfeasibleError
 from ..types import FoldingPlan, LayerFolding, Resources
-from .legal import KnobSpace, legal_foldings, stream_widths
+from .legal import DEFAULT_SPACE, KnobSpace, legal_foldings, stream_widths
 from .solver import (
     DEFAULT_KEYS,
     Candidate,
@@ -99,11 +99,16 @@ def build_problem(
     budget: Resources,
     cost_fn: CostFn,
     *,
-    space: KnobSpace = KnobSpace(),
+    space: KnobSpace = DEFAULT_SPACE,
     keys: Sequence[str] = DEFAULT_KEYS,
     edge_cost: EdgeCostFn | None = None,
+    stream_cost: Callable[[int], Resources] | None = None,
 ) -> Problem:
-    """Candidate tables, ties and edges for ``layers`` (``LayerSpec``s in graph order)."""
+    """Candidate tables, ties and edges for ``layers`` (``LayerSpec``s in graph order).
+
+    ``stream_cost(width)`` is a cost per stream that depends only on its width (FINN's minimal FIFOs):
+    it is added to each candidate for its input stream, and for its output stream at the graph output,
+    so it needs no pairwise variables. ``edge_cost`` is the pairwise rest (width converters)."""
     by_name = {layer.name: layer for layer in layers}
     units = []
     for layer in layers:
@@ -112,9 +117,12 @@ def build_problem(
             cons = [by_name[c] for c in layer.consumers if c in by_name]
             dw_consumer = _kind(cons[0]) if cons else None
         cands = []
+        is_out = not any(c in by_name for c in layer.consumers)
         for f in legal_foldings(layer, space, depthwise_consumer=dw_consumer):
             res, cyc = cost_fn(layer, f)
             i, o = stream_widths(layer, f)
+            if stream_cost is not None:
+                res = res + stream_cost(i) + (stream_cost(o) if is_out else Resources())
             cands.append(Candidate(f, int(cyc), res, in_width=i, out_width=o))
         units.append(Unit(layer.name, _kind(layer), tuple(cands)))
     ties, edges = [], []
@@ -125,7 +133,7 @@ def build_problem(
             cons = by_name[cname]
             if _kind(layer) == "ConvolutionInputGenerator" and _kind(cons) in ("MVAU", "VVAU", "Pool"):
                 ties.append(Tie(layer.name, cname, "out_width", "in_width"))
-            elif edge_cost is not None:
+            if edge_cost is not None:
                 edges.append(Edge(layer.name, cname, _edge_fn(edge_cost, layer, cons)))
     return Problem(tuple(units), budget, tuple(ties), tuple(edges), tuple(keys))
 
@@ -134,8 +142,6 @@ def _edge_fn(edge_cost: EdgeCostFn, p: Any, c: Any) -> Callable[[int, int], Reso
     cache: dict[tuple[int, int], Resources] = {}
 
     def f(o: int, i: int) -> Resources:
-        if o == i:
-            return Resources()
         if (o, i) not in cache:
             cache[(o, i)] = edge_cost(p, c, o, i)
         return cache[(o, i)]
@@ -157,8 +163,9 @@ def _binding(problem: Problem, sol: Solution, time_limit: float) -> str:
     faster = [lv for lv in cycle_levels(problem) if lv < sol.max_cycles]
     if not faster:
         return "none (every layer is at its fastest legal folding)"
-    try:
-        _, _, key = solve_min_max_utilisation(problem, faster[-1], time_limit=time_limit)
+    try:  # without width converters (small; they would make this label cost a slow solve)
+        relaxed = replace(problem, edges=())
+        _, _, key = solve_min_max_utilisation(relaxed, faster[-1], time_limit=time_limit)
     except InfeasibleError:
         return "none"
     return key
@@ -206,29 +213,31 @@ def optimise_problem(
     return sol, binding, bound_fps, best.max_cycles
 
 
-def _default_cost_fn(clock_mhz: float) -> CostFn:
+def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool) -> CostFn:
     from ..estimate import estimate_layer
 
     def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
-        c = estimate_layer(layer, f, clock_mhz)
+        c = estimate_layer(layer, f, clock_mhz, board=board, finn_compat=finn_compat)
         return c.resources, int(c.cycles)
 
     return cost
 
 
-def _default_edge_cost(clock_mhz: float) -> EdgeCostFn | None:
-    try:
-        from ..estimate import estimate_layer
-        from ..estimate.layers import StreamingDataWidthConverter
-    except ImportError:  # pragma: no cover - estimator not installed
-        return None
+def _default_edge_cost(board: Any) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
+    """Width converters where the widths differ, and FINN's minimal depth-2 FIFO on every stream
+    (graph input and output included), as the estimator's ``infrastructure_costs`` counts them
+    (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``)."""
+    from ..estimate.infra import dwc_luts, fifo_cost
 
-    def cost(p: Any, c: Any, o: int, i: int) -> Resources:
-        dwc = StreamingDataWidthConverter(name=f"DWC_{p.name}_{c.name}", in_width=o, out_width=i,
-                                          producers=(p.name,), consumers=(c.name,))
-        return estimate_layer(dwc, LayerFolding(), clock_mhz).resources
+    has_uram = board.capacity.URAM > 0
 
-    return cost
+    def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
+        return Resources(LUT=float(dwc_luts(o, i))) if o != i else Resources()
+
+    def fifo(width: int) -> Resources:
+        return fifo_cost(2, width, "auto", has_uram)
+
+    return dwc, fifo
 
 
 def optimise(
@@ -244,35 +253,70 @@ def optimise(
     keys: Sequence[str] = DEFAULT_KEYS,
     time_limit: float = 60.0,
     estimate: bool = True,
+    finn_compat: bool = False,
+    infrastructure: bool = True,
+    max_tightenings: int = 5,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
-    ``cost_fn`` defaults to ``hapfpga.estimate.estimate_layer``; ``edge_cost`` to the estimator's width
-    converter cost (``None`` ignores edges); ``budget`` overrides ``board.budget`` (used to tighten a
-    resource after FINN's report disagrees). Raises ``InfeasibleError`` naming the binding resource.
+    ``cost_fn`` defaults to ``hapfpga.estimate.estimate_layer`` (``finn_compat`` selects FINN's own
+    per-node numbers); with ``infrastructure`` the width converters and FIFOs between layers count
+    against the budget (``edge_cost`` overrides their cost; ``None`` ignores them). ``budget``
+    overrides ``board.budget``. The design is then checked with ``estimate_network`` (which also
+    counts the graph's input/output FIFOs); if that says it does not fit, the violated resources are
+    tightened and the problem re-solved (at most ``max_tightenings`` times, recorded in ``notes``).
+    Raises ``InfeasibleError`` naming the binding resource.
     """
     clock = float(clock_mhz or board.clock_mhz)
-    budget = budget or board.budget
+    full_budget = budget or board.budget
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)
-    cost_fn = cost_fn or _default_cost_fn(clock)
+    cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat)
+    stream_cost = None
     if edge_cost == "default":
-        edge_cost = _default_edge_cost(clock)
-    problem = build_problem(layers, budget, cost_fn, space=space, keys=keys, edge_cost=edge_cost)  # type: ignore[arg-type]
-    sol, binding, bound_fps, _ = optimise_problem(problem, clock, target_fps=target_fps, time_limit=time_limit)
-    plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
-    notes = []
+        edge_cost, stream_cost = _default_edge_cost(board) if infrastructure else (None, None)
+    problem = build_problem(
+        layers,
+        full_budget,
+        cost_fn,
+        space=space,
+        keys=keys,
+        edge_cost=edge_cost,  # type: ignore[arg-type]
+        stream_cost=stream_cost,
+    )
+    notes: list[str] = []
+    cur = full_budget
+    for _ in range(max_tightenings + 1):
+        problem = replace(problem, budget=cur)
+        sol, binding, bound_fps, _ = optimise_problem(
+            problem, clock, target_fps=target_fps, time_limit=time_limit
+        )
+        plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
+        est = None
+        if not estimate:
+            break
+        from ..estimate import estimate_network
+
+        est = estimate_network(
+            list(layers), plan, board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
+        )
+        over = est.total.over(full_budget, keys)
+        if not over:
+            break
+        new = tightened(cur, sol.total, est.total, keys, full_budget)
+        notes.append(
+            f"estimate_network exceeds {', '.join(over)} ; budget tightened to "
+            + ", ".join(f"{k} {getattr(new, k):g}" for k in over)
+        )
+        cur = new
+    else:
+        raise InfeasibleError(
+            f"No folding found whose full network estimate fits after {max_tightenings} tightenings of "
+            f"{', '.join(over)}; lower the utilisation or use a larger board."
+        )
     if not sol.optimal:
         notes.append("solver stopped at its time limit; bound_fps is the solver's proven bound")
-    est = None
-    if estimate:
-        try:
-            from ..estimate import estimate_network
-
-            est = estimate_network(list(layers), plan, board, clock_mhz=clock)
-        except ImportError:  # pragma: no cover
-            notes.append("estimate_network unavailable")
     return FoldingResult(
         plan=plan,
         mode="max-fps" if target_fps is None else "fps",
@@ -284,7 +328,7 @@ def optimise(
         total=sol.total,
         layer_costs={n: (c.resources, c.cycles) for n, c in sol.choice.items()},
         edge_costs={f"{p}->{c}": r for (p, c), r in sol.edge_costs.items() if any(r.as_dict().values())},
-        budget=budget,
+        budget=cur,
         clock_mhz=clock,
         optimal=sol.optimal,
         solve_seconds=sol.seconds,
@@ -295,13 +339,16 @@ def optimise(
     )
 
 
-def tightened(budget: Resources, used: Resources, finn_used: Resources, keys: Sequence[str]) -> Resources:
-    """A smaller budget for the resources where FINN's report exceeds ``budget``: scale each violated
-    resource by how much our estimate under-counted it (``used / finn_used``), minus one unit."""
+def tightened(
+    budget: Resources, used: Resources, actual: Resources, keys: Sequence[str], limit: Resources | None = None
+) -> Resources:
+    """A smaller budget for each resource where ``actual`` (FINN's report, or the full network
+    estimate) exceeds ``limit`` (default ``budget``): take off what ``used`` (the solver's total)
+    under-counted, at least one unit."""
+    limit = limit or budget
     changes = {}
     for k in keys:
-        b, ours, theirs = getattr(budget, k), getattr(used, k), getattr(finn_used, k)
-        if theirs > b + 1e-9:
-            ratio = ours / theirs if theirs > 0 else 1.0
-            changes[k] = max(0.0, math.floor(b * ratio) - 1)
+        b, ours, theirs = getattr(budget, k), getattr(used, k), getattr(actual, k)
+        if theirs > getattr(limit, k) + 1e-9:
+            changes[k] = max(0.0, math.floor(b - max(1.0, theirs - ours)))
     return replace(budget, **changes)

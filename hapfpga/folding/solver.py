@@ -31,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -205,17 +206,42 @@ def ties_hold(problem: Problem, choice: Mapping[str, Candidate]) -> bool:
 class _Model:
     n: int
     offsets: dict[str, int]
-    a_rows: list[np.ndarray]
-    lb: list[float]
-    ub: list[float]
+    a: Any  # scipy.sparse matrix of the structural rows (one-hot, ties, edge marginals)
+    lb: np.ndarray
+    ub: np.ndarray
     res_rows: np.ndarray  # (n_keys, n) resource coefficients
     cycles: np.ndarray  # (n,) cycles per variable (0 for edge variables and t)
     integrality: np.ndarray
     upper: np.ndarray
 
+    def with_t(self) -> _Model:
+        """The same model with one more continuous variable ``t`` (last column)."""
+        from scipy.sparse import csr_matrix, hstack
+
+        a = hstack([self.a, csr_matrix((self.a.shape[0], 1))]).tocsr()
+        return _Model(
+            self.n + 1,
+            self.offsets,
+            a,
+            self.lb,
+            self.ub,
+            np.hstack([self.res_rows, np.zeros((self.res_rows.shape[0], 1))]),
+            np.append(self.cycles, 0.0),
+            np.append(self.integrality, 0),
+            np.append(self.upper, np.inf),
+        )
+
 
 def _build(problem: Problem, cycle_limit: float | None) -> _Model:
-    """Variables: candidates of every unit, then edge-pair variables. Rows: one-hot, ties, edges."""
+    """Variables: candidates of every unit (binary), then per edge the joint width-pair variables.
+
+    Rows: one-hot per unit; per tie and value, (#a with value) - (#b with value) = 0; per edge the
+    marginals of the width-pair variables z[i, j] >= 0: sum_j z[i, j] = A_i and sum_i z[i, j] = B_j
+    (A_i, B_j: the producer's/consumer's candidates of out width i / in width j). With one-hot A and B
+    this forces z to the single chosen pair — an exact and tight linearisation of the pair cost.
+    """
+    from scipy.sparse import coo_matrix
+
     keys = problem.keys
     offsets: dict[str, int] = {}
     n = 0
@@ -223,86 +249,99 @@ def _build(problem: Problem, cycle_limit: float | None) -> _Model:
         offsets[u.name] = n
         n += len(u.candidates)
     n_x = n
-    # edge pair variables
-    edge_vars: list[tuple[Edge, int, int, Resources]] = []
+    # edge pair variables: every (out width, in width) pair of every edge
+    edge_blocks: list[tuple[Edge, list[int], list[int], int]] = []
     for e in problem.edges:
         outs = sorted({c.out_width for c in problem.unit(e.producer).candidates})
         ins = sorted({c.in_width for c in problem.unit(e.consumer).candidates})
-        for i in outs:
-            for j in ins:
-                cost = e.cost(i, j)
-                if any(getattr(cost, k) for k in keys):
-                    edge_vars.append((e, i, j, cost))
-    n_total = n_x + len(edge_vars)
+        edge_blocks.append((e, outs, ins, n))
+        n += len(outs) * len(ins)
+    n_total = n
 
-    rows: list[np.ndarray] = []
+    ri: list[int] = []
+    ci: list[int] = []
+    vals: list[float] = []
     lb: list[float] = []
     ub: list[float] = []
     upper = np.ones(n_total)
     cyc = np.zeros(n_total)
     res = np.zeros((len(keys), n_total))
+    row = 0
+
+    def put(col: int, v: float) -> None:
+        ri.append(row)
+        ci.append(col)
+        vals.append(v)
+
     for u in problem.units:
         o = offsets[u.name]
-        row = np.zeros(n_total)
-        row[o : o + len(u.candidates)] = 1
-        rows.append(row)
-        lb.append(1)
-        ub.append(1)
         for k, c in enumerate(u.candidates):
+            put(o + k, 1.0)
             cyc[o + k] = c.cycles
             res[:, o + k] = _res_vec(c.resources, keys)
             if cycle_limit is not None and c.cycles > cycle_limit:
                 upper[o + k] = 0
+        lb.append(1)
+        ub.append(1)
+        row += 1
     for t in problem.ties:
         ua, ub_ = problem.unit(t.a), problem.unit(t.b)
         values = {_attr(c, t.a_attr) for c in ua.candidates} | {_attr(c, t.b_attr) for c in ub_.candidates}
         for v in values:
-            row = np.zeros(n_total)
             for k, c in enumerate(ua.candidates):
                 if _attr(c, t.a_attr) == v:
-                    row[offsets[t.a] + k] += 1
+                    put(offsets[t.a] + k, 1.0)
             for k, c in enumerate(ub_.candidates):
                 if _attr(c, t.b_attr) == v:
-                    row[offsets[t.b] + k] -= 1
-            rows.append(row)
+                    put(offsets[t.b] + k, -1.0)
             lb.append(0)
             ub.append(0)
-    for idx, (e, i, j, cost) in enumerate(edge_vars):
-        col = n_x + idx
-        res[:, col] = _res_vec(cost, keys)
-        row = np.zeros(n_total)
-        row[col] = 1
-        for k, c in enumerate(problem.unit(e.producer).candidates):
-            if c.out_width == i:
-                row[offsets[e.producer] + k] -= 1
-        for k, c in enumerate(problem.unit(e.consumer).candidates):
-            if c.in_width == j:
-                row[offsets[e.consumer] + k] -= 1
-        rows.append(row)  # w - A_i - B_j >= -1
-        lb.append(-1)
-        ub.append(np.inf)
+            row += 1
+    for e, outs, ins, base in edge_blocks:
+        nin = len(ins)
+        for a_i, i in enumerate(outs):
+            for b_j, j in enumerate(ins):
+                res[:, base + a_i * nin + b_j] = _res_vec(e.cost(i, j), keys)
+        pc = problem.unit(e.producer).candidates
+        cc = problem.unit(e.consumer).candidates
+        for a_i, i in enumerate(outs):  # sum_j z[i, j] - A_i = 0
+            for b_j in range(nin):
+                put(base + a_i * nin + b_j, 1.0)
+            for k, c in enumerate(pc):
+                if c.out_width == i:
+                    put(offsets[e.producer] + k, -1.0)
+            lb.append(0)
+            ub.append(0)
+            row += 1
+        for b_j, j in enumerate(ins):  # sum_i z[i, j] - B_j = 0
+            for a_i in range(len(outs)):
+                put(base + a_i * nin + b_j, 1.0)
+            for k, c in enumerate(cc):
+                if c.in_width == j:
+                    put(offsets[e.consumer] + k, -1.0)
+            lb.append(0)
+            ub.append(0)
+            row += 1
+    a = coo_matrix((vals, (ri, ci)), shape=(row, n_total)).tocsr()
     integrality = np.zeros(n_total)
     integrality[:n_x] = 1
-    return _Model(n_total, offsets, rows, lb, ub, res, cyc, integrality, upper)
+    return _Model(n_total, offsets, a, np.array(lb, float), np.array(ub, float), res, cyc, integrality, upper)
 
 
-def _milp(
-    c: np.ndarray,
-    model: _Model,
-    extra_rows: list[tuple[np.ndarray, float, float]],
-    integrality,
-    upper,
-    time_limit: float,
-):
+def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float, float]], time_limit: float):
     from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix, vstack
 
-    a = np.vstack(model.a_rows + [r for r, _, _ in extra_rows])
-    lo = np.array(model.lb + [lo for _, lo, _ in extra_rows], dtype=float)
-    hi = np.array(model.ub + [hi for _, _, hi in extra_rows], dtype=float)
+    a = model.a
+    lo, hi = model.lb, model.ub
+    if extra_rows:
+        a = vstack([a, csr_matrix(np.vstack([r for r, _, _ in extra_rows]))]).tocsr()
+        lo = np.concatenate([lo, [x for _, x, _ in extra_rows]])
+        hi = np.concatenate([hi, [x for _, _, x in extra_rows]])
     return milp(
         c,
-        integrality=integrality,
-        bounds=Bounds(np.zeros(len(c)), upper),
+        integrality=model.integrality,
+        bounds=Bounds(np.zeros(len(c)), model.upper),
         constraints=LinearConstraint(a, lo, hi),
         options={"mip_rel_gap": 0.0, "time_limit": time_limit, "presolve": True},
     )
@@ -331,51 +370,105 @@ def _check_nonempty(problem: Problem) -> None:
             )
 
 
-def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
-    """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
-
-    A second solve at the optimal cycle count picks, among the fastest designs, the one with the least
-    total utilisation of the budget (sum over keys of used/budget) — headroom for estimator error.
-    """
-    t0 = time.perf_counter()
-    _check_nonempty(problem)
-    p = prune_dominated(problem, problem.keys) if prune else problem
-    n_cand = sum(len(u.candidates) for u in p.units)
-    model = _build(p, None)
+def _min_t(p: Problem, time_limit: float) -> tuple[float | None, bool, float]:
+    """MILP ``min t`` s.t. ``t >= cycles`` of every unit, within the budget: (t*, optimal, dual bound)."""
+    model = _build(p, None).with_t()
     budget = _res_vec(p.budget, p.keys)
-    # variables + t
-    n = model.n + 1
+    n = model.n
     c = np.zeros(n)
     c[-1] = 1.0
     extra = []
     for k in range(len(p.keys)):
-        extra.append((np.append(model.res_rows[k], 0.0), -np.inf, budget[k]))
+        extra.append((model.res_rows[k], -np.inf, budget[k]))
     for u in p.units:
         o = model.offsets[u.name]
         row = np.zeros(n)
         row[o : o + len(u.candidates)] = -model.cycles[o : o + len(u.candidates)]
         row[-1] = 1.0
         extra.append((row, 0.0, np.inf))  # t >= cycles of u
-    integrality = np.append(model.integrality, 0)
-    upper = np.append(model.upper, np.inf)
-    model.a_rows = [np.append(r, 0.0) for r in model.a_rows]
-    res = _milp(c, model, extra, integrality, upper, time_limit)
+    res = _milp(c, model, extra, time_limit)
     if res.x is None:
         if res.status == 2 or "infeasible" in str(res.message).lower():
-            return None
+            return None, True, math.inf
         raise InfeasibleError(
             f"The folding solver stopped without a design ({res.message}); raise its time limit."
         )
-    optimal = res.status == 0
-    bound = float(getattr(res, "mip_dual_bound", res.fun) or res.fun)
-    t_star = math.ceil(res.fun - 1e-6)
-    # second stage: cheapest among the fastest
-    sol2 = solve_min_cost(
-        p, t_star, time_limit=max(1.0, time_limit - (time.perf_counter() - t0)), prune=False
-    )
-    sol = sol2 if sol2 is not None and sol2.max_cycles <= t_star else None
+    bound = getattr(res, "mip_dual_bound", None)
+    return math.ceil(res.fun - 1e-6), res.status == 0, float(res.fun if bound is None else bound)
+
+
+def _feasible(p: Problem, cycle_limit: float, time_limit: float) -> bool | None:
+    """Does a choice with every unit at most ``cycle_limit`` cycles fit? ``None``: time limit hit."""
+    model = _build(p, cycle_limit)
+    budget = _res_vec(p.budget, p.keys)
+    extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
+    res = _milp(np.zeros(model.n), model, extra, time_limit)
+    if res.x is not None:
+        return True
+    if res.status == 2 or "infeasible" in str(res.message).lower():
+        return False
+    return None
+
+
+def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
+    """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
+
+    Without edges: one MILP ``min t``. With edges (pairwise costs make that MILP slow), the problem
+    without edges is a relaxation (edge costs are non-negative), so its optimum ``t0`` is a proven
+    lower bound; feasibility is monotone in the cycle limit, so a galloping then binary search over
+    the achievable cycle levels from ``t0`` finds the least feasible level with edges — exact, and
+    usually within one or two small feasibility MILPs.
+
+    A last solve at the optimal level picks, among the fastest designs, the one with the least total
+    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error.
+    """
+    t0 = time.perf_counter()
+    _check_nonempty(problem)
+    p = prune_dominated(problem, problem.keys) if prune else problem
+    n_cand = sum(len(u.candidates) for u in p.units)
+
+    def left() -> float:
+        return max(1.0, time_limit - (time.perf_counter() - t0))
+
+    relaxed = Problem(p.units, p.budget, p.ties, (), p.keys) if p.edges else p
+    t_star, optimal, bound = _min_t(relaxed, left())
+    if t_star is None:
+        return None
+    sol = None
+    if p.edges:
+        levels = [lv for lv in cycle_levels(p) if lv >= t_star]
+        sol = solve_min_cost(p, levels[0], time_limit=left(), prune=False)  # often already feasible
+        if sol is None:
+            lo, step, i, hi = 1, 1, 1, None
+            while i < len(levels):  # gallop
+                ok = _feasible(p, levels[i], left())
+                if ok is None:
+                    optimal = False
+                if ok:
+                    hi = i
+                    break
+                lo = i + 1
+                if i == len(levels) - 1:
+                    return None
+                step *= 2
+                i = min(len(levels) - 1, i + step)
+            if hi is None:
+                return None
+            while lo < hi:  # least feasible level in [lo, hi]
+                mid = (lo + hi) // 2
+                ok = _feasible(p, levels[mid], left())
+                if ok is None:
+                    optimal = False
+                if ok:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            t_star = levels[hi]
+        bound = float(t_star)
     if sol is None:
-        sol = _solution(p, model, res.x[:-1], optimal, bound, t0, n_cand)
+        sol = solve_min_cost(p, t_star, time_limit=left(), prune=False)
+    if sol is None:  # time limit in the last stage: t_star is feasible
+        raise InfeasibleError("The folding solver ran out of time; raise its time limit.")
     return Solution(
         sol.choice,
         sol.max_cycles,
@@ -383,7 +476,7 @@ def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = T
         sol.total,
         sol.edge_costs,
         optimal,
-        sol.max_cycles if optimal else bound,
+        float(sol.max_cycles) if optimal else bound,
         time.perf_counter() - t0,
         n_cand,
     )
@@ -417,7 +510,7 @@ def solve_min_cost(
     if within_budget:
         budget = _res_vec(p.budget, p.keys)
         extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
-    res = _milp(c, model, extra, model.integrality, model.upper, time_limit)
+    res = _milp(c, model, extra, time_limit)
     if res.x is None:
         return None
     sol = _solution(p, model, res.x, res.status == 0, float("nan"), t0, n_cand)
@@ -436,24 +529,21 @@ def solve_min_max_utilisation(
     _check_nonempty(problem)
     p = prune_dominated(problem, problem.keys) if prune else problem
     n_cand = sum(len(u.candidates) for u in p.units)
-    model = _build(p, cycle_limit)
+    model = _build(p, cycle_limit).with_t()
     budget = _res_vec(p.budget, p.keys)
-    n = model.n + 1
+    n = model.n
     c = np.zeros(n)
     c[-1] = 1.0
     extra = []
     for k in range(len(p.keys)):
-        row = np.append(model.res_rows[k], 0.0)
+        row = model.res_rows[k].copy()
         if budget[k] > 0:
             row = row / budget[k]
             row[-1] = -1.0
             extra.append((row, -np.inf, 0.0))  # use/budget <= u
         else:
             extra.append((row, -np.inf, 0.0))  # no budget: must not use any
-    model.a_rows = [np.append(r, 0.0) for r in model.a_rows]
-    integrality = np.append(model.integrality, 0)
-    upper = np.append(model.upper, np.inf)
-    res = _milp(c, model, extra, integrality, upper, time_limit)
+    res = _milp(c, model, extra, time_limit)
     if res.x is None:
         raise InfeasibleError(
             "No legal folding exists for this model even ignoring the budget; this is a bug."

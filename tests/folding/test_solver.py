@@ -129,3 +129,23 @@ def test_min_max_utilisation_names_the_binding_resource() -> None:
     assert key == "BRAM_18K"
     assert frac == pytest.approx(35 / 20)
     assert sol.choice["A"].cycles == 100
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_expensive_width_converters_force_a_slower_level(seed: int) -> None:
+    """Edge costs large against the budget: the edge-free optimum often does not fit, so the
+    level search (gallop + bisection) must find the least feasible level — checked by brute force."""
+    rng = np.random.default_rng(1000 + seed)
+    p = _random_problem(rng, n_units=3, n_cand=5, ties=False, edges=False)
+
+    def dwc(o: int, i: int) -> Resources:
+        return Resources() if o == i else Resources(LUT=float(p.budget.LUT) * 0.3, BRAM_18K=1.0)
+
+    p = Problem(p.units, p.budget, (), (Edge("L0", "L1", dwc), Edge("L1", "L2", dwc)))
+    ref = brute_force(p)
+    sol = solve_max_fps(p)
+    if ref is None:
+        assert sol is None
+        return
+    assert sol is not None and sol.optimal and sol.max_cycles == ref[0]
+    assert evaluate_choice(p, sol.choice)[1].fits_in(p.budget, p.keys)
