@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-codegen", action="store_true", help="skip FINN's HLS/RTL code generation")
     p.add_argument("--test-data", default=None,
                    help="npz with x_test/y_test (or x/y), dataset domain, shipped for the accuracy check")
-    p.add_argument("--input-scale", type=float, default=1.0,
-                   help="dataset float -> accelerator input factor (255 for a UINT8 image input)")
+    p.add_argument("--input-scale", type=float, default=None,
+                   help="dataset float -> accelerator input factor (default: 255 for a UINT8 graph input, else 1)")
 
 
 def _load_test_data(path: str):

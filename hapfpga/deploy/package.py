@@ -26,12 +26,15 @@ import numpy as np
 from ..errors import ConfigError
 from .api import MANIFEST
 
-__all__ = ["DeployPackage", "make_deployment_package", "HW_MODEL_STEP", "RUNTIME_FILES"]
+__all__ = ["DeployPackage", "make_deployment_package", "HW_MODEL_STEP", "PARTITION_STEP", "RUNTIME_FILES"]
 
-#: The FINN step whose saved model the simulated backend executes: the dataflow partition of FINN's
-#: HW layers before specialisation to HLS/RTL (those need cppsim/rtlsim; the generic layers run in
-#: Python with the same arithmetic; folding does not change what they compute).
-HW_MODEL_STEP = "step_create_dataflow_partition"
+#: The FINN step whose saved model the simulated backend executes: the graph right after FINN's
+#: conversion to HW layers, the one ``hapfpga.verify`` checks against Brevitas (stage ``finn_hw``).
+#: Its generic HW layers run in Python with the arithmetic of their HLS/RTL specialisations, and
+#: folding does not change what a layer computes.
+HW_MODEL_STEP = "step_convert_to_hw"
+#: The accelerator proper: FINN's dataflow partition (what the bitstream computes).
+PARTITION_STEP = "step_create_dataflow_partition"
 
 #: Modules of hapfpga.deploy that go to the board (they import numpy and pynq only).
 RUNTIME_FILES: tuple[str, ...] = ("api.py", "board.py")
@@ -95,13 +98,49 @@ class DeployPackage:
     manifest: dict[str, Any]
 
 
-def _hw_model_info(path: Path) -> dict[str, Any]:
+def _output_tail(hw: Any, accel_out: str) -> dict[str, Any] | None:
+    """``output = acc · mul + add`` between the accelerator's output ``accel_out`` and the graph output.
+
+    The board runtime applies it to what the bitstream returns, so that both backends return the
+    same outputs. None when the accelerator output is the graph output.
+    """
+    name = hw.graph.output[0].name
+    mul, add = np.ones(1), np.zeros(1)
+    chain = []
+    while name != accel_out:
+        node = hw.find_producer(name)
+        if node is None or node.op_type not in ("Mul", "Add"):
+            raise ConfigError(f"The FINN graph has a {node.op_type if node else 'missing'} node after the "
+                              "accelerator that hapfpga's runtime cannot apply; end the model in Mul/Add or integers.")
+        consts = [hw.get_initializer(i) for i in node.input]
+        var = [i for i, c in zip(node.input, consts, strict=True) if c is None]
+        const = [c for c in consts if c is not None]
+        if len(var) != 1 or len(const) != 1:
+            raise ConfigError(f"Node {node.name} after the accelerator has no single constant operand.")
+        chain.append((node.op_type, np.asarray(const[0], dtype=np.float64)))
+        name = var[0]
+    if not chain:
+        return None
+    for op, c in reversed(chain):
+        if op == "Mul":
+            mul, add = mul * c, add * c
+        else:
+            add = add + c
+    return {"mul": mul.reshape(-1).tolist(), "add": add.reshape(-1).tolist()}
+
+
+def _hw_model_info(path: Path, partition: Path | None) -> dict[str, Any]:
     from .sim import load_hw_model
 
     m = load_hw_model(path)
     i, o = m.graph.input[0].name, m.graph.output[0].name
     idt, odt = m.get_tensor_datatype(i), m.get_tensor_datatype(o)
+    tail = None
+    if partition is not None and partition.is_file():
+        p = load_hw_model(partition)
+        tail = _output_tail(m, p.graph.output[0].name)
     return {
+        "output_tail": tail,
         "input_shape": [int(d) for d in m.get_tensor_shape(i)],
         "output_shape": [int(d) for d in m.get_tensor_shape(o)],
         "input_dtype": idt.get_canonical_name(),
@@ -120,7 +159,7 @@ def make_deployment_package(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     n_test: int = 200,
-    input_scale: float = 1.0,
+    input_scale: float | None = None,
     batch_size: int = 10,
     estimated_fps: float | None = None,
     zip_package: bool = True,
@@ -128,7 +167,8 @@ def make_deployment_package(
     """Build ``out_dir`` (normally ``DIR/deploy``) from the FINN output dir ``finn_dir``.
 
     ``x_test``/``y_test`` (dataset domain) are shipped for the accuracy check (first ``n_test``);
-    ``input_scale`` maps dataset floats to the accelerator input (see ``hapfpga.deploy.api``).
+    ``input_scale`` maps dataset floats to the accelerator input (see ``hapfpga.deploy.api``); by
+    default 255 when the graph input is UINT8 (``hapfpga.export`` annotates raw pixels so), else 1.
     The bitfile and FINN's driver settings are included when the FINN build produced them
     (``finn_dir/bitfile``, ``finn_dir/driver``).
     """
@@ -170,11 +210,13 @@ def make_deployment_package(
         "hw_model": "model/hw_model.onnx",
         "bitfile": bitfile,
         "driver_settings": "driver/settings.json" if has_driver else None,
-        "input_scale": float(input_scale),
         "batch_size": int(batch_size),
         "estimated_fps": None if estimated_fps is None else float(estimated_fps),
-        **_hw_model_info(out / "model" / "hw_model.onnx"),
+        **_hw_model_info(out / "model" / "hw_model.onnx", finn_dir / "intermediate_models" / f"{PARTITION_STEP}.onnx"),
     }
+    if input_scale is None:
+        input_scale = 255.0 if manifest["input_dtype"] == "UINT8" else 1.0
+    manifest["input_scale"] = float(input_scale)
     manifest["output_kind"] = ("label" if manifest["output_integer"] and manifest["output_shape"][-1] == 1
                                else "scores")
     if x_test is not None:

@@ -1,8 +1,8 @@
 """The simulated backend: the same ``Accelerator`` API on the host, without a board.
 
-It executes the package's FINN hardware graph (``model/hw_model.onnx``: the dataflow partition of
-FINN's HW layers, the graph FINN specialises, folds and turns into the bitstream, and the one the
-verification chain compares against Brevitas and QONNX) with FINN's own Python execution
+It executes the package's FINN hardware graph (``model/hw_model.onnx``: FINN's graph after
+conversion to HW layers, which FINN then partitions, specialises, folds and turns into the
+bitstream, and which the verification chain compares against Brevitas and QONNX) with FINN's own Python execution
 (``finn.core.onnx_exec.execute_onnx``). Folding does not change what a layer computes, so the
 outputs are those of the accelerator; the timings are the host's, and the board prediction is
 FINN's estimate (``Measurement.estimated_fps``).
@@ -28,9 +28,18 @@ def load_hw_model(path: str | Path):  # -> qonnx ModelWrapper
     import finn.custom_op.fpgadataflow  # noqa: F401
     import finn.custom_op.fpgadataflow.hls  # noqa: F401
     import finn.custom_op.fpgadataflow.rtl  # noqa: F401
+    from onnx import helper
     from qonnx.core.modelwrapper import ModelWrapper
 
-    return ModelWrapper(str(path))
+    from ..finn.shim import FINN_HW_DOMAIN
+
+    m = ModelWrapper(str(path))
+    # finn-plus leaves its HW domain out of the opset imports; ONNX checks need it
+    if any(n.domain == FINN_HW_DOMAIN for n in m.graph.node) and not any(
+        o.domain == FINN_HW_DOMAIN for o in m.model.opset_import
+    ):
+        m.model.opset_import.append(helper.make_opsetid(FINN_HW_DOMAIN, 1))
+    return m
 
 
 class SimulatedAccelerator(Accelerator):

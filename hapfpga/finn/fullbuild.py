@@ -208,7 +208,7 @@ def build(
     rtlsim: bool = False,
     codegen: bool = True,
     test_data: tuple[Any, Any] | None = None,
-    input_scale: float = 1.0,
+    input_scale: float | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> BuildOutputs:
