@@ -7,7 +7,6 @@ cached by (layer, effective folding, context): frozen dataclasses hash by value.
 from __future__ import annotations
 
 from dataclasses import fields
-from functools import lru_cache
 
 from ..boards import BoardSpec
 from ..errors import UnsupportedLayerError
@@ -21,13 +20,24 @@ __all__ = ["estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_o
 _FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
 
 
+_EMPTY = LayerFolding()
+
+
 def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
     """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through)."""
     base = layer.default_folding
-    if folding is None or folding == base:
+    if folding is None or folding is base:
         return base
-    if base == LayerFolding():
+    if base == _EMPTY:
         return folding
+    memo = layer.memo("effective_folding")
+    f = memo.get(folding)
+    if f is None:
+        f = memo[folding] = _merge(base, folding)
+    return f
+
+
+def _merge(base: LayerFolding, folding: LayerFolding) -> LayerFolding:
     return LayerFolding(**{k: (v if (v := getattr(folding, k)) is not None else getattr(base, k))
                            for k in _FOLD_FIELDS})
 
@@ -40,9 +50,17 @@ def ctx_for(board: BoardSpec | None = None, finn_compat: bool = False) -> Ctx:
     return Ctx(finn_compat=finn_compat, dsp58=part.startswith("xcv"), has_uram=board.capacity.URAM > 0)
 
 
-@lru_cache(maxsize=1 << 18)
 def cost_of(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
-    """Cached formula call on an already-effective folding."""
+    """Formula call on an already-effective folding, cached per layer by (folding, ctx)."""
+    memo = layer.memo("cost")
+    key = (folding, ctx)
+    c = memo.get(key)
+    if c is None:
+        c = memo[key] = _cost(layer, folding, ctx)
+    return c
+
+
+def _cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
     fn = FORMULAS.get(layer.kind)
     if fn is None:
         raise UnsupportedLayerError(

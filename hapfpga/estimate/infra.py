@@ -146,21 +146,30 @@ def rate_depth(words: int, cycles_producer: int, cycles_consumer: int) -> int:
     return int(min(max(words, 2), max(2, math.ceil(words * (1.0 - lo / hi)))))
 
 
-def infrastructure_costs(edges: list[tuple], *, fifo_depths: str = "minimal", has_uram: bool = True
-                         ) -> dict[str, LayerCost]:
+def infrastructure_costs(edges: list[tuple] | tuple[tuple, ...], *, fifo_depths: str = "minimal",
+                         has_uram: bool = True) -> dict[str, LayerCost]:
     """FIFO and DWC costs of ``edges``, named ``FIFO_<producer>__<consumer>`` / ``DWC_...``.
 
     Each edge is ``(producer, consumer, width_out, width_in, words, cycles_producer,
     cycles_consumer)``; producer is ``""`` for the graph input, consumer ``""`` for the output.
+    Cached per edge.
     """
     out: dict[str, LayerCost] = {}
-    for prod_name, cons_name, w_out, w_in, words, cp, cc in edges:
-        tag = f"{prod_name or 'in'}__{cons_name or 'out'}"
-        if prod_name and cons_name and w_out != w_in:
-            out[f"DWC_{tag}"] = LayerCost(f"DWC_{tag}", "StreamingDataWidthConverter",
-                                          Resources(LUT=dwc_luts(w_out, w_in)), int(words))
-        depth = 2 if fifo_depths == "minimal" or not (prod_name and cons_name) else rate_depth(words, cp, cc)
-        width = w_in if cons_name else w_out
-        res = fifo_cost(depth, width, "auto", has_uram)
-        out[f"FIFO_{tag}"] = LayerCost(f"FIFO_{tag}", "StreamingFIFO", res, 0)
+    for e in edges:
+        for c in _edge_costs(tuple(e), fifo_depths, has_uram):
+            out[c.name] = c
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _edge_costs(edge: tuple, fifo_depths: str, has_uram: bool) -> tuple[LayerCost, ...]:
+    prod_name, cons_name, w_out, w_in, words, cp, cc = edge
+    tag = f"{prod_name or 'in'}__{cons_name or 'out'}"
+    out = []
+    if prod_name and cons_name and w_out != w_in:
+        out.append(LayerCost(f"DWC_{tag}", "StreamingDataWidthConverter", Resources(LUT=dwc_luts(w_out, w_in)),
+                             int(words)))
+    depth = 2 if fifo_depths == "minimal" or not (prod_name and cons_name) else rate_depth(words, cp, cc)
+    width = w_in if cons_name else w_out
+    out.append(LayerCost(f"FIFO_{tag}", "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0))
+    return tuple(out)

@@ -54,6 +54,21 @@ class LayerSpec:
     consumers: tuple[str, ...] = ()
     default_folding: LayerFolding = field(default_factory=LayerFolding)
 
+    def memo(self, table: str) -> dict:
+        """A per-instance cache dict (not a field: ignored by ==, hash and repr; pickles safely as a dict).
+
+        The estimator keeps per-layer results here keyed by folding, so a network evaluation does not
+        re-hash the layer description for every lookup.
+        """
+        d = self.__dict__.get("_memo")
+        if d is None:
+            d = {}
+            object.__setattr__(self, "_memo", d)
+        t = d.get(table)
+        if t is None:
+            t = d[table] = {}
+        return t
+
     def fold_limits(self) -> dict[str, int]:
         """Upper bound of each folding knob (the dimension it must divide)."""
         return {k: int(getattr(self, v)) for k, v in self.fold_dims.items()}

@@ -71,6 +71,17 @@ def _num(x: float) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
+def _sum(items) -> Resources:  # noqa: ANN001  (fast path of sum(Resources))
+    lut = ff = bram = uram = dsp = 0.0
+    for r in items:
+        lut += r.LUT
+        ff += r.FF
+        bram += r.BRAM_18K
+        uram += r.URAM
+        dsp += r.DSP
+    return Resources(lut, ff, bram, uram, dsp)
+
+
 def _foldings(layers: Sequence[LayerSpec], plan: FoldingPlan | None) -> list[LayerFolding]:
     if plan is None:
         return [layer.default_folding for layer in layers]
@@ -132,8 +143,8 @@ def estimate_network(
     if infrastructure and layers:
         infra = infrastructure_costs(_edges(layers, folds, costs), fifo_depths=fifo_depths,
                                      has_uram=ctx.has_uram)
-    layer_total = sum((c.resources for c in costs), Resources())
-    total = layer_total + sum((c.resources for c in infra.values()), Resources())
+    layer_total = _sum(c.resources for c in costs)
+    total = layer_total + _sum(c.resources for c in infra.values())
     if costs:
         worst = max(costs, key=lambda c: c.cycles)
         max_cycles, bottleneck = worst.cycles, worst.name

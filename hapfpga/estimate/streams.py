@@ -33,6 +33,14 @@ __all__ = ["stream_io"]
 
 def stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
     """``(in_width_bits, in_words_per_frame, out_width_bits, out_words_per_frame)`` of ``layer``."""
+    memo = layer.memo("stream_io")
+    r = memo.get(f)
+    if r is None:
+        r = memo[f] = _stream_io(layer, f)
+    return r
+
+
+def _stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
     if isinstance(layer, MVAU):
         pe, simd = int(knob(f, "pe", 1)), int(knob(f, "simd", 1))
         return (simd * bits(layer.idt), layer.n_vectors * layer.mw // simd,
