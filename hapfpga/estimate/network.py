@@ -12,7 +12,7 @@ from .context import FoldingError
 from .core import cost_of, ctx_for, effective_folding
 from .infra import infrastructure_costs
 from .layers import LayerSpec
-from .power import power_w
+from .power import dynamic_power_w, static_power_w
 from .streams import stream_io
 
 __all__ = ["NetworkEstimate", "estimate_network"]
@@ -37,6 +37,8 @@ class NetworkEstimate:
     fps: float
     clock_mhz: float
     power_w: float
+    static_power_w: float
+    layer_power_w: dict[str, float]
     fits: bool
     over: tuple[str, ...]
     board: str
@@ -56,6 +58,8 @@ class NetworkEstimate:
             "fps": self.fps,
             "clock_mhz": self.clock_mhz,
             "power_w": round(self.power_w, 4),
+            "power": {"static_w": round(self.static_power_w, 4),
+                      "dynamic_w": {n: round(w, 5) for n, w in self.layer_power_w.items()}},
             "power_note": "analytic estimate (static + XPE-class dynamic coefficients), not Vivado",
             "ff_modelled": False,
             "max_cycles": self.max_cycles,
@@ -159,6 +163,10 @@ def estimate_network(
             preds = [max(lat.values())]
         lat[layer.name] = c.cycles + max(preds, default=0)
     over = tuple(total.over(board.budget))
+    dyn = {n: dynamic_power_w(c.resources, clock, board.part) for n, c in layer_costs.items()}
+    if infra:
+        dyn["infrastructure"] = dynamic_power_w(_sum(c.resources for c in infra.values()), clock, board.part)
+    static = static_power_w(board.part)
     return NetworkEstimate(
         layers=layer_costs,
         infrastructure=infra,
@@ -169,7 +177,9 @@ def estimate_network(
         critical_path_cycles=max(lat.values(), default=0),
         fps=fps,
         clock_mhz=clock,
-        power_w=power_w(total, clock, board.part),
+        power_w=static + sum(dyn.values()),
+        static_power_w=static,
+        layer_power_w=dyn,
         fits=not over,
         over=over,
         board=board.key,

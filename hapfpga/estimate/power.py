@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..types import Resources
 
-__all__ = ["POWER_COEFFS", "STATIC_W", "power_w", "dynamic_power_w"]
+__all__ = ["POWER_COEFFS", "STATIC_W", "power_w", "dynamic_power_w", "static_power_w"]
 
 #: dynamic watts per resource at 100 MHz, XPE-default activity; (7-series, UltraScale+)
 POWER_COEFFS: dict[str, tuple[float, float]] = {

@@ -70,7 +70,9 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
             if trig_bram <= depth < trig_uram:
                 names = tuple(n for n in names_all if "BRAM" in n)
             elif depth >= trig_uram:
-                names = tuple(n for n in names_all if "URAM" in n) or names_all
+                # without URAM (deviation), Vivado backs a URAM request with BRAM
+                names = (tuple(n for n in names_all if "URAM" in n)
+                         or tuple(n for n in names_all if "BRAM" in n))
         prim, count = memutil_best(width, depth, names)
         key = "BRAM" if prim.startswith("BRAM") else prim.split("_")[0]
         out[key] = out.get(key, 0) + pe * count

@@ -162,3 +162,30 @@ def test_cli_estimate_errors_exit_2(tmp_path, capsys):
 def test_hap_errors_are_one_line():
     e = FoldingError("a\nb   c")
     assert isinstance(e, HapError) and e.message == "a b c"
+
+
+def test_power_is_static_plus_per_layer_dynamic():
+    board = load_board("pynq-z2")
+    small = estimate_network(_chain(), FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=1, simd=1)}), board)
+    big = estimate_network(_chain(), FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=64, simd=27)}), board)
+    for est in (small, big):
+        assert abs(est.power_w - (est.static_power_w + sum(est.layer_power_w.values()))) < 1e-12
+        assert set(est.layers) <= set(est.layer_power_w)
+    assert big.layer_power_w["MVAU_hls_0"] > small.layer_power_w["MVAU_hls_0"] > 0
+    assert big.static_power_w == small.static_power_w > 0
+    zcu = estimate_network(_chain(), None, load_board("zcu104"))
+    assert zcu.static_power_w > small.static_power_w  # a bigger part leaks more
+
+
+def test_thresholding_rtl_never_uses_uram_on_a_part_without_uram():
+    """FINN's memutil offers URAM primitives on any part; xc7z020 has none (deviation thr-rtl-no-uram)."""
+    t = L.Thresholding(name="Thresholding_rtl_0", impl="rtl", channels=256, idt="INT16", tdt="INT16", odt="UINT4",
+                       num_steps=15)
+    f = LayerFolding(pe=1, depth_trigger_bram=64, depth_trigger_uram=256)
+    z2, zcu = load_board("pynq-z2"), load_board("zcu104")
+    assert z2.capacity.URAM == 0
+    finn = estimate_layer(t, f, board=z2, finn_compat=True).resources
+    ours = estimate_layer(t, f, board=z2).resources
+    assert finn.URAM > 0  # FINN's number: impossible on this part
+    assert ours.URAM == 0 and ours.BRAM_18K > 0
+    assert estimate_layer(t, f, board=zcu).resources.URAM == finn.URAM  # a part with URAM keeps FINN's choice
