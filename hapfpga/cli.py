@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "boards": "hapfpga.commands.boards",
     "build": "hapfpga.commands.build",
     "estimate": "hapfpga.commands.estimate",
+    "fold": "hapfpga.commands.fold",
 }
 
 

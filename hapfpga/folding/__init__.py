@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from .legal import KnobSpace, legal_foldings
+from .optimise import FoldingResult, build_problem, optimise
 from .solver import (
     Candidate,
     Edge,
@@ -19,6 +21,11 @@ from .solver import (
 )
 
 __all__ = [
+    "optimise",
+    "FoldingResult",
+    "build_problem",
+    "KnobSpace",
+    "legal_foldings",
     "Candidate",
     "Edge",
     "Problem",

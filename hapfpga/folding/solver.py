@@ -399,18 +399,28 @@ def _min_t(p: Problem, time_limit: float) -> tuple[float | None, bool, float]:
 
 def _feasible(p: Problem, cycle_limit: float, time_limit: float) -> bool | None:
     """Does a choice with every unit at most ``cycle_limit`` cycles fit? ``None``: time limit hit."""
+    return _feasible_solution(p, cycle_limit, time_limit)[0]
+
+
+def _feasible_solution(
+    p: Problem, cycle_limit: float, time_limit: float
+) -> tuple[bool | None, Solution | None]:
+    t0 = time.perf_counter()
     model = _build(p, cycle_limit)
     budget = _res_vec(p.budget, p.keys)
     extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
     res = _milp(np.zeros(model.n), model, extra, time_limit)
     if res.x is not None:
-        return True
+        n_cand = sum(len(u.candidates) for u in p.units)
+        return True, _solution(p, model, res.x, True, float("nan"), t0, n_cand)
     if res.status == 2 or "infeasible" in str(res.message).lower():
-        return False
-    return None
+        return False, None
+    return None, None
 
 
-def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
+def solve_max_fps(
+    problem: Problem, *, time_limit: float = 60.0, prune: bool = True, polish_time: float = 4.0
+) -> Solution | None:
     """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
 
     Without edges: one MILP ``min t``. With edges (pairwise costs make that MILP slow), the problem
@@ -420,7 +430,8 @@ def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = T
     usually within one or two small feasibility MILPs.
 
     A last solve at the optimal level picks, among the fastest designs, the one with the least total
-    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error.
+    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error; it gets at
+    most ``polish_time`` seconds (its best incumbent is kept), as it does not change the FPS.
     """
     t0 = time.perf_counter()
     _check_nonempty(problem)
@@ -434,40 +445,39 @@ def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = T
     t_star, optimal, bound = _min_t(relaxed, left())
     if t_star is None:
         return None
-    sol = None
+    feasible_sol: Solution | None = None
     if p.edges:
         levels = [lv for lv in cycle_levels(p) if lv >= t_star]
-        sol = solve_min_cost(p, levels[0], time_limit=left(), prune=False)  # often already feasible
-        if sol is None:
-            lo, step, i, hi = 1, 1, 1, None
-            while i < len(levels):  # gallop
-                ok = _feasible(p, levels[i], left())
-                if ok is None:
-                    optimal = False
-                if ok:
-                    hi = i
-                    break
-                lo = i + 1
-                if i == len(levels) - 1:
-                    return None
-                step *= 2
-                i = min(len(levels) - 1, i + step)
-            if hi is None:
+        lo, step, i, hi = 0, 1, 0, None
+        found: dict[int, Solution] = {}
+        while True:  # gallop: levels[0], [1], [2], [4], ...
+            ok, fs = _feasible_solution(p, levels[i], left())
+            if ok is None:
+                optimal = False
+            if ok:
+                hi, found[i] = i, fs  # type: ignore[assignment]
+                break
+            lo = i + 1
+            if i == len(levels) - 1:
                 return None
-            while lo < hi:  # least feasible level in [lo, hi]
-                mid = (lo + hi) // 2
-                ok = _feasible(p, levels[mid], left())
-                if ok is None:
-                    optimal = False
-                if ok:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            t_star = levels[hi]
+            i = min(len(levels) - 1, i + step)
+            step *= 2
+        while lo < hi:  # least feasible level in [lo, hi]
+            mid = (lo + hi) // 2
+            ok, fs = _feasible_solution(p, levels[mid], left())
+            if ok is None:
+                optimal = False
+            if ok:
+                hi, found[mid] = mid, fs  # type: ignore[assignment]
+            else:
+                lo = mid + 1
+        t_star = levels[hi]
+        feasible_sol = found[hi]
         bound = float(t_star)
+    sol = solve_min_cost(p, t_star, time_limit=min(left(), polish_time), prune=False)
+    if sol is None or sol.max_cycles > t_star:  # no incumbent within the polish time
+        sol = feasible_sol or _feasible_solution(p, t_star, left())[1]
     if sol is None:
-        sol = solve_min_cost(p, t_star, time_limit=left(), prune=False)
-    if sol is None:  # time limit in the last stage: t_star is feasible
         raise InfeasibleError("The folding solver ran out of time; raise its time limit.")
     return Solution(
         sol.choice,

@@ -1,0 +1,138 @@
+"""``hapfpga fold MODEL.onnx --board B [--fps N | --max-fps] [--clock-mhz N] --out F.json [--json]``.
+
+Writes the fastest legal FINN folding that fits the board (``--max-fps``, the default), or the
+cheapest one that reaches ``--fps N``, as FINN's ``folding_config_file`` (FINN node names), and
+reports the proven bound: no legal folding within the budget is faster than ``bound_fps``.
+MODEL is a Brevitas/QONNX export (run through finn-plus up to step_specialize_layers, cached) or a
+FINN HW model that is already specialised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Fastest FINN folding (PE/SIMD/memory knobs) that fits a board, with its proven FPS bound."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="QONNX export (.onnx) or FINN HW model after step_specialize_layers")
+    p.add_argument("--board", default="pynq-z2", help="board key or name (see `hapfpga boards`)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fps", type=float, default=None, help="cheapest design reaching this FPS")
+    mode.add_argument("--max-fps", action="store_true", help="fastest design within the budget (default)")
+    p.add_argument("--clock-mhz", type=float, default=None, help="clock (default: the board's)")
+    p.add_argument("--out", required=True, help="folding JSON to write (FINN's folding_config_file format)")
+    p.add_argument(
+        "--json", action="store_true", help="print the plan, per-layer costs and predicted FPS as JSON"
+    )
+    p.add_argument(
+        "--finn-compat",
+        action="store_true",
+        help="cost layers exactly as finn-plus's estimate does (its known gaps included)",
+    )
+    p.add_argument(
+        "--no-infrastructure",
+        action="store_true",
+        help="do not count FIFOs and width converters against the budget",
+    )
+    p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)",
+    )
+
+
+def _is_finn_hw(path: Path) -> bool:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return any(
+        n.domain.startswith("finn.custom_op.fpgadataflow") or n.op_type == "StreamingDataflowPartition"
+        for n in m.graph.node
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..boards import load_board
+    from ..errors import ConfigError
+    from ..finn.graph import hw_layers_from_qonnx, load_layers
+    from ..folding import optimise
+
+    board = load_board(args.board)
+    model = Path(args.model)
+    if not model.is_file():
+        raise ConfigError(
+            f"Model file '{model}' does not exist; give the path of a QONNX or FINN .onnx model."
+        )
+    if args.clock_mhz is not None and args.clock_mhz <= 0:
+        raise ConfigError(f"--clock-mhz must be positive, not {args.clock_mhz:g}.")
+    if args.fps is not None and args.fps <= 0:
+        raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
+    clock = args.clock_mhz or board.clock_mhz
+    if _is_finn_hw(model):
+        layers = load_layers(model)
+    else:
+        work = Path(args.work_dir) if args.work_dir else model.parent / ".hapfpga-cache"
+        layers, _ = hw_layers_from_qonnx(model, work, board, clock)
+    res = optimise(
+        layers,
+        board,
+        clock_mhz=clock,
+        target_fps=args.fps,
+        finn_compat=args.finn_compat,
+        infrastructure=not args.no_infrastructure,
+        time_limit=args.time_limit,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(res.plan.to_finn_json())
+    tmp.replace(out)
+    if args.json:
+        doc = res.as_json()
+        doc["board"] = board.key
+        doc["folding_file"] = str(out)
+        if res.estimate is not None:
+            doc["estimate"] = res.estimate.as_json()
+        print(json.dumps(doc, indent=2))
+        return 0
+    _print(res, board, out)
+    return 0
+
+
+def _print(res, board, out: Path) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"hapfpga fold on {board.name} at {res.clock_mhz:g} MHz ({res.mode})")
+    for col in ("node", "PE", "SIMD", "memory", "LUT", "BRAM18", "DSP", "cycles"):
+        t.add_column(col, justify="left" if col in ("node", "memory") else "right")
+    for name, (r, cyc) in res.layer_costs.items():
+        f = res.plan[name]
+        mem = "/".join(str(x) for x in (f.ram_style, f.res_type) if x)
+        t.add_row(
+            name,
+            str(f.pe or ""),
+            str(f.simd or ""),
+            mem,
+            f"{r.LUT:,.0f}",
+            f"{r.BRAM_18K:,.0f}",
+            f"{r.DSP:,.0f}",
+            f"{cyc:,}",
+            style="bold" if name == res.bottleneck else None,
+        )
+    Console().print(t)
+    tot, b = res.total, res.budget
+    print(
+        f"total LUT {tot.LUT:,.0f}/{b.LUT:,.0f}, BRAM18 {tot.BRAM_18K:,.0f}/{b.BRAM_18K:,.0f}, "
+        f"URAM {tot.URAM:,.0f}/{b.URAM:,.0f}, DSP {tot.DSP:,.0f}/{b.DSP:,.0f} (FIFOs and width converters included)"
+    )
+    print(
+        f"predicted {res.fps:,.1f} FPS (bottleneck {res.bottleneck}); proven bound {res.bound_fps:,.1f} FPS "
+        f"(binding: {res.binding_resource}); solved in {res.solve_seconds:.2f}s; wrote {out}"
+    )
+    for n in res.notes:
+        print(f"note: {n}")
