@@ -7,6 +7,7 @@ cached by (layer, effective folding, context): frozen dataclasses hash by value.
 from __future__ import annotations
 
 from dataclasses import fields
+from functools import lru_cache
 
 from ..boards import BoardSpec
 from ..errors import UnsupportedLayerError
@@ -42,6 +43,7 @@ def _merge(base: LayerFolding, folding: LayerFolding) -> LayerFolding:
                            for k in _FOLD_FIELDS})
 
 
+@lru_cache(maxsize=64)
 def ctx_for(board: BoardSpec | None = None, finn_compat: bool = False) -> Ctx:
     """The estimation context of a board (DSP58 on Versal parts, URAM where the part has it)."""
     if board is None:
