@@ -1,0 +1,222 @@
+"""``optimise`` on estimator layer descriptions: optimality against brute force, ties, the network
+estimate's own accounting, the --fps mode and the infeasible-request errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from hapfpga.boards import load_board
+from hapfpga.errors import InfeasibleError
+from hapfpga.estimate import estimate_network
+from hapfpga.estimate import layers as L
+from hapfpga.folding import optimise
+from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
+from hapfpga.folding.solver import brute_force, evaluate_choice, solve_max_fps, ties_hold
+from hapfpga.types import Resources
+
+BOARD = load_board("pynq-z2")
+
+
+def _fc_net() -> list:
+    """Thresholding -> MVAU -> MVAU, small enough to enumerate every combination of legal foldings."""
+    return [
+        L.Thresholding(
+            name="Thresholding_rtl_0",
+            impl="rtl",
+            channels=4,
+            idt="UINT8",
+            tdt="UINT8",
+            odt="UINT2",
+            num_steps=3,
+            consumers=("MVAU_hls_0",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_0",
+            mw=4,
+            mh=4,
+            n_vectors=1,
+            idt="UINT2",
+            wdt="INT2",
+            odt="UINT2",
+            acc_dt="INT8",
+            num_steps=3,
+            producers=("Thresholding_rtl_0",),
+            consumers=("MVAU_hls_1",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_1",
+            mw=4,
+            mh=2,
+            n_vectors=1,
+            idt="UINT2",
+            wdt="INT2",
+            odt="INT8",
+            acc_dt="INT8",
+            no_activation=True,
+            producers=("MVAU_hls_0",),
+        ),
+    ]
+
+
+def _conv_net() -> list:
+    """Thresholding -> SWG -> MVAU (conv) -> MVAU (FC): exercises the SWG/MVAU tie."""
+    return [
+        L.Thresholding(
+            name="Thresholding_rtl_0",
+            impl="rtl",
+            channels=4,
+            n_vectors=36,
+            idt="UINT8",
+            tdt="UINT8",
+            odt="UINT2",
+            num_steps=3,
+            consumers=("ConvolutionInputGenerator_rtl_0",),
+        ),
+        L.ConvolutionInputGenerator(
+            name="ConvolutionInputGenerator_rtl_0",
+            impl="rtl",
+            ifm_ch=4,
+            ifm_dim=(6, 6),
+            ofm_dim=(4, 4),
+            kernel=(3, 3),
+            idt="UINT2",
+            producers=("Thresholding_rtl_0",),
+            consumers=("MVAU_hls_0",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_0",
+            mw=36,
+            mh=8,
+            n_vectors=16,
+            idt="UINT2",
+            wdt="INT2",
+            odt="UINT2",
+            acc_dt="INT8",
+            num_steps=3,
+            producers=("ConvolutionInputGenerator_rtl_0",),
+            consumers=("MVAU_hls_1",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_1",
+            mw=128,
+            mh=4,
+            n_vectors=1,
+            idt="UINT2",
+            wdt="INT2",
+            odt="INT8",
+            acc_dt="INT16",
+            no_activation=True,
+            producers=("MVAU_hls_0",),
+        ),
+    ]
+
+
+def _problem(layers: list, budget: Resources):
+    dwc, fifo = _default_edge_cost(BOARD)
+    return build_problem(
+        layers, budget, _default_cost_fn(100.0, BOARD, False), edge_cost=dwc, stream_cost=fifo
+    )
+
+
+_OTHER = {"BRAM_18K": 2, "DSP": 2}
+
+
+def _cheapest_luts(layers: list) -> float:
+    """Least LUTs of any combination within the BRAM/DSP budget (by enumeration, not the solver)."""
+    p = _problem(layers, BOARD.budget)
+    best = None
+    for combo in itertools.product(*(u.candidates for u in p.units)):
+        choice = {u.name: c for u, c in zip(p.units, combo, strict=True)}
+        total = evaluate_choice(p, choice)[1]
+        if all(getattr(total, k) <= v for k, v in _OTHER.items()):
+            best = total.LUT if best is None else min(best, total.LUT)
+    return best
+
+
+@pytest.mark.parametrize("extra_luts", [0, 300, 3000])
+def test_fc_net_optimum_equals_brute_force(extra_luts: int) -> None:
+    layers = _fc_net()
+    lut = _cheapest_luts(layers) + extra_luts
+    budget = Resources(LUT=lut, URAM=0, **_OTHER)
+    p = _problem(layers, budget)
+    ref = brute_force(p)
+    sol = solve_max_fps(p)
+    assert ref is not None and sol is not None
+    assert sol.optimal and sol.max_cycles == ref[0]
+
+
+def test_optimise_result_is_what_the_network_estimate_says() -> None:
+    layers = _conv_net()
+    budget = Resources(LUT=4000, FF=1e9, BRAM_18K=4, URAM=0, DSP=4)
+    r = optimise(layers, BOARD, clock_mhz=100, budget=budget)
+    est = estimate_network(layers, r.plan, BOARD, clock_mhz=100)
+    assert est.fits or not est.total.over(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
+    assert est.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
+    assert est.max_cycles == r.max_cycles
+    assert est.fps == pytest.approx(r.fps)
+    # the solver's own accounting (layers + FIFOs + width converters) is the network estimate's
+    for k in ("LUT", "BRAM_18K", "URAM", "DSP"):
+        assert getattr(est.total, k) == pytest.approx(getattr(r.total, k))
+    # SWG output stream feeds the MVAU without a width converter
+    swg, mvau = r.plan["ConvolutionInputGenerator_rtl_0"], r.plan["MVAU_hls_0"]
+    if swg.parallel_window:
+        assert mvau.simd == 36
+    else:
+        assert mvau.simd == swg.simd
+    assert not [n for n in est.infrastructure if n.startswith("DWC_ConvolutionInputGenerator")]
+    assert r.bound_fps == pytest.approx(r.fps) and r.optimal
+
+
+def test_conv_net_optimum_equals_brute_force_with_ties() -> None:
+    layers = _conv_net()
+    budget = Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0)
+    p = _problem(layers, budget)
+    ref = brute_force(p)
+    sol = solve_max_fps(p)
+    assert ref is not None and sol is not None
+    assert sol.max_cycles == ref[0]
+    assert ties_hold(p, sol.choice)
+
+
+def test_more_budget_never_slower_and_target_mode_is_cheaper() -> None:
+    layers = _conv_net()
+    small = optimise(layers, BOARD, budget=Resources(LUT=2500, BRAM_18K=2, URAM=0, DSP=0))
+    big = optimise(layers, BOARD, budget=Resources(LUT=8000, BRAM_18K=8, URAM=0, DSP=8))
+    assert big.max_cycles <= small.max_cycles
+    target = small.fps * 0.999
+    cheap = optimise(layers, BOARD, budget=Resources(LUT=8000, BRAM_18K=8, URAM=0, DSP=8), target_fps=target)
+    assert cheap.mode == "fps" and cheap.fps >= target
+    w = {"LUT": 8000, "BRAM_18K": 8, "DSP": 8}
+    assert (
+        sum(getattr(cheap.total, k) / v for k, v in w.items())
+        <= sum(getattr(big.total, k) / v for k, v in w.items()) + 1e-9
+    )
+    assert cheap.bound_fps == pytest.approx(big.fps)  # the bound is the max-fps optimum
+
+
+def test_budget_too_small_names_the_binding_resource() -> None:
+    layers = _conv_net()
+    with pytest.raises(InfeasibleError) as e:
+        optimise(layers, BOARD, budget=Resources(LUT=100, BRAM_18K=8, URAM=0, DSP=8))
+    msg = str(e.value)
+    assert "LUTs is binding" in msg and "budget of 100 LUTs" in msg and "cheapest design needs" in msg
+
+
+def test_unreachable_target_is_a_user_error() -> None:
+    layers = _conv_net()
+    best = optimise(layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0))
+    with pytest.raises(InfeasibleError, match="cannot be met"):
+        optimise(
+            layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0), target_fps=best.fps * 1.01
+        )
+
+
+def test_finn_json_has_finn_node_names_and_keys() -> None:
+    r = optimise(_conv_net(), BOARD)
+    d = r.plan.to_finn_dict()
+    assert d["Defaults"] == {}
+    assert set(d) - {"Defaults"} == {layer.name for layer in _conv_net()}
+    assert {"PE", "SIMD", "ram_style", "resType", "mem_mode"} <= set(d["MVAU_hls_0"])
+    assert set(d["ConvolutionInputGenerator_rtl_0"]) >= {"SIMD", "parallel_window", "ram_style"}
