@@ -60,6 +60,9 @@ class PruningConfig:
     l1_sparsity: float = 0.0
     nsga2: NSGA2Config = NSGA2Config()
     folding_time_limit: float = 20.0
+    #: knob space of the FPS predictor inside the search: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a
+    #: conservative, ~5× faster prediction) or "full" (every knob the final folding may use)
+    predictor_space: Literal["fast", "full"] = "fast"
 
     def __post_init__(self) -> None:
         if self.target == "fps" and not (self.target_fps and self.target_fps > 0):

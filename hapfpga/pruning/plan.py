@@ -120,6 +120,25 @@ def _channel_fields(layer: Any) -> list[str]:
     return [f for f in ("channels", "ifm_ch") if hasattr(type(layer), "__dataclass_fields__") and f in layer.__dataclass_fields__]
 
 
+#: (id(original layer), changes) -> (original, scaled): the same scaled object for the same request, so the
+#: estimator's per-layer cost memo is hit across the thousands of candidates a search evaluates.
+_SCALED: dict[tuple[int, tuple[tuple[str, int], ...]], tuple[Any, Any]] = {}
+
+
+def _replaced(lay: Any, **changes: int) -> Any:
+    if not changes:
+        return lay
+    key = (id(lay), tuple(sorted(changes.items())))
+    hit = _SCALED.get(key)
+    if hit is not None and hit[0] is lay:
+        return hit[1]
+    if len(_SCALED) > 50_000:
+        _SCALED.clear()
+    new = replace(lay, **changes)
+    _SCALED[key] = (lay, new)
+    return new
+
+
 def scale_layers(layers: Sequence[Any], before: Sequence[int], after: Sequence[int]) -> list[Any]:
     """FINN layer specs of the pruned network, derived from the unpruned network's specs.
 
@@ -163,7 +182,7 @@ def scale_layers(layers: Sequence[Any], before: Sequence[int], after: Sequence[i
                         f"MW={mw} of '{lay.name}' is not a multiple of its {in_old} input channels; cannot scale."
                     )
                 mw = mw * in_new // in_old
-            out.append(replace(lay, mw=mw, mh=after[k]))
+            out.append(_replaced(lay, **({"mw": mw} if mw != lay.mw else {}), **({"mh": after[k]} if after[k] != lay.mh else {})))
             cur_old, cur_new = before[k], after[k]
             continue
         changes = {}
@@ -171,5 +190,5 @@ def scale_layers(layers: Sequence[Any], before: Sequence[int], after: Sequence[i
             for f in _channel_fields(lay):
                 if getattr(lay, f) == cur_old:
                     changes[f] = cur_new
-        out.append(replace(lay, **changes) if changes else lay)
+        out.append(_replaced(lay, **changes))
     return out

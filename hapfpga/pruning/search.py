@@ -20,7 +20,6 @@ The hardware side is a callable ``hw(counts) -> HwPoint`` (see :func:`make_hw_ev
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +120,9 @@ def greedy_search(
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
     accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` keeps going while the
     accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within it.
-    ``objective="fps_per_sensitivity"``: when no trial raises FPS (a plateau), the trial freeing the most
-    LUT/BRAM/DSP per accuracy lost is taken, so the optimiser can later spend the budget on the bottleneck.
+    ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
+    when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
+    is taken so that a later step can move the bottleneck.
     Deterministic for deterministic callables (ties broken by group order).
     """
     if target not in ("fps", "budget"):
@@ -144,35 +144,36 @@ def greedy_search(
         # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
         best_gain: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
         best_freed: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
+        trials = []
         for i, g in enumerate(candidates):
             nxt = _next_smaller(candidates[g], counts[g])
-            if nxt is None:
-                continue
-            trial = {**counts, g: nxt}
-            h = hw(trial)
+            if nxt is not None:
+                trial = {**counts, g: nxt}
+                trials.append((i, g, trial, hw(trial)))
+        # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
+        gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
+        measured = trials if objective == "j" else gaining
+        for i, g, trial, h in measured:
             a = try_accuracy(trial)
             if objective == "j":
-                gain = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
-                score = gain
+                score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
             else:
-                sens = max(eps, cur.accuracy - a)
-                score = ((h.fps - cur.hw.fps) / fps_ref) / sens if h.fits else -math.inf
-                freed = sum(
-                    (getattr(cur.hw.resources, k) - getattr(h.resources, k)) / max(1.0, getattr(cur.hw.resources, k))
-                    for k in ("LUT", "BRAM_18K", "DSP")
-                )
-                if h.fits and h.fps >= cur.hw.fps and (best_freed is None or freed / sens > best_freed[0] + 1e-12):
-                    best_freed = (freed / sens, i, g, trial, h, a)
+                score = ((h.fps - cur.hw.fps) / fps_ref) / max(eps, cur.accuracy - a)
             if best_gain is None or score > best_gain[0] + 1e-12:
                 best_gain = (score, i, g, trial, h, a)
-        if best_gain is None:
-            break
-        pick = best_gain
-        if best_gain[0] <= 0:
-            if objective == "j" or best_freed is None or best_freed[0] <= 0:
-                break  # nothing raises J / FPS and nothing frees resources: stop
-            pick = best_freed  # plateau: free the most budget per accuracy lost, FPS follows later
-        _, _, g, trial, h, a = pick
+        if objective != "j" and best_gain is None:
+            # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
+            for i, g, trial, h in trials:
+                if h.fits and h.fps >= cur.hw.fps:
+                    a = try_accuracy(trial)
+                    if best_freed is None or a > best_freed[0] + 1e-12:
+                        best_freed = (a, i, g, trial, h, a)
+            if best_freed is None:
+                break
+            best_gain = (0.0, *best_freed[1:])
+        if best_gain is None or (objective == "j" and best_gain[0] <= 0):
+            break  # nothing raises J (or nothing left to prune)
+        _, _, g, trial, h, a = best_gain
         new_acc = commit(trial)
         counts = trial
         history.append(Step(dict(counts), h, new_acc, changed=g))

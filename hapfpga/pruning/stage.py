@@ -73,6 +73,7 @@ def build_hw_evaluator(
     clock_mhz: float | None = None,
     time_limit: float = 20.0,
     cost_fn: Any = None,
+    space: str = "fast",
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
     """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
     from ..finn.graph import hw_layers_from_qonnx
@@ -86,8 +87,18 @@ def build_hw_evaluator(
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
     l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
 
+    kspace = None
+    if space == "fast":
+        from ..folding.legal import KnobSpace
+
+        kspace = KnobSpace(ram_styles=("block",), res_types=("lut",), threshold_styles=("auto",),
+                           swg_ram_styles=("block",), parallel_window=False)
+
     def opt(lay: Any, b: Any, *, clock_mhz: float | None = None) -> Any:
         kw: dict[str, Any] = {"clock_mhz": clock_mhz, "time_limit": time_limit, "estimate": False}
+        if kspace is not None:
+            kw["space"] = kspace
+            kw["edge_cost"] = None
         if cost_fn is not None:
             kw["cost_fn"] = cost_fn
         return optimise(lay, b, **kw)
@@ -204,7 +215,7 @@ def run_pruning_stage(
     need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
     if hw_eval is None and need_hw:
         hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
-                                           time_limit=cfg.folding_time_limit)
+                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space)
     if cfg.fold_aware:
         cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
     else:
