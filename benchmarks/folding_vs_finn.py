@@ -81,57 +81,60 @@ def run_tail(model: Path, out: Path, **kw):
     return run_finn_steps(model, out, board="Pynq-Z2", clock_mhz=100.0, steps=TAIL_STEPS, **kw)
 
 
-def layers_and_costs(kind: str, minbits_model: Path, board, clock: float):
-    """(layers, cost_fn, label): our estimator when it is there and covers every layer, else FINN's costs."""
+def aim_analysis(layers, cost_fn, board, clock: float, aim_fps: float) -> dict:
+    """Why ``aim_fps`` is out of reach under FINN's own costs: among all legal designs reaching it (every
+    folding-file knob), the one whose most-used resource is least used — if that exceeds 100 %, none fits."""
+    from hapfpga.folding.optimise import build_problem
+    from hapfpga.folding.solver import solve_min_max_utilisation
+
+    p = build_problem(layers, board.budget, cost_fn)
+    limit = math.floor(clock * 1e6 / aim_fps)
+    sol, frac, key = solve_min_max_utilisation(p, limit)
+    util = {k: getattr(sol.total, k) / getattr(board.budget, k) for k in ("LUT", "BRAM_18K", "DSP")}
+    print(
+        f"  aim {aim_fps:,.0f} FPS (<= {limit:,} cycles): the least-loaded legal design needs {fmt(sol.total)} "
+        f"= {', '.join(f'{k} {v:.0%}' for k, v in util.items())} of the budget -> "
+        + ("does not fit: " + key + " binds" if frac > 1 else "fits")
+    )
+    return {"aim_fps": aim_fps, "max_utilisation": frac, "binding": key, "total": sol.total.as_dict()}
+
+
+def ours(name: str, base, work: Path, board, costs: str, aim_fps: float | None = None) -> dict:
+    """Optimise, check with FINN's report, tighten what FINN says is over, re-solve.
+
+    ``costs="hapfpga"``: our estimator in its default mode, FIFOs and width converters counted against
+    the budget (what ``hapfpga fold`` does). ``costs="finn"``: FINN's own per-node numbers and no
+    infrastructure — exactly the judge's accounting, for reference.
+    """
+    from hapfpga.finn.graph import load_layers
     from hapfpga.folding.finn_costs import FinnCosts
-
-    if kind in ("auto", "hapfpga"):
-        try:
-            from hapfpga.estimate import estimate_layer
-            from hapfpga.finn.graph import load_layers
-
-            layers = load_layers(minbits_model)
-
-            def cost(layer, f):
-                c = estimate_layer(layer, f, clock)
-                return c.resources, int(c.cycles)
-
-            for layer in layers:  # every kind must be modelled
-                cost(layer, layer.default_folding)
-            return layers, cost, "hapfpga estimator"
-        except Exception as e:  # noqa: BLE001 - fall back, and say why
-            if kind == "hapfpga":
-                raise
-            print(
-                f"  (our estimator unavailable for this model: {type(e).__name__}: {e}; using FINN's per-node costs)"
-            )
-    fc = FinnCosts(minbits_model, board.part)
-    return fc.layers, fc.cost, "FINN per-node costs"
-
-
-def ours(name: str, base, work: Path, board, costs: str) -> dict:
     from hapfpga.folding.optimise import optimise, tightened
 
     clock = 100.0
+    minbits = base.step_models["step_minimize_bit_width"]
     t0 = time.perf_counter()
-    layers, cost_fn, label = layers_and_costs(
-        costs, base.step_models["step_minimize_bit_width"], board, clock
-    )
-    t_cost = time.perf_counter() - t0
+    if costs == "finn":
+        fc = FinnCosts(minbits, board.part)
+        layers, kw, label = (
+            fc.layers,
+            {"cost_fn": fc.cost, "infrastructure": False, "estimate": False},
+            "FINN costs",
+        )
+    else:
+        layers, kw, label = load_layers(minbits), {}, "hapfpga estimator + FIFOs/DWCs"
+    t_load = time.perf_counter() - t0
     budget = board.budget
     history = []
     for it in range(6):
-        t1 = time.perf_counter()
-        r = optimise(
-            layers, board, clock_mhz=clock, cost_fn=cost_fn, edge_cost=None, budget=budget, estimate=False
-        )
-        t_opt = time.perf_counter() - t1
-        fold = work / f"{name}_ours_{it}.json"
+        t1, c1 = time.perf_counter(), time.process_time()
+        r = optimise(layers, board, clock_mhz=clock, budget=budget, **kw)
+        t_opt, c_opt = time.perf_counter() - t1, time.process_time() - c1
+        fold = work / f"{name}_ours_{costs}_{it}.json"
         fold.write_text(r.plan.to_finn_json())
         rep = finn_report(
             run_tail(
                 base.step_models["step_specialize_layers"],
-                work / f"{name}_ours_{it}",
+                work / f"{name}_ours_{costs}_{it}",
                 folding_config_file=fold,
             )
         )
@@ -141,18 +144,25 @@ def ours(name: str, base, work: Path, board, costs: str) -> dict:
                 "iteration": it,
                 "budget": budget.as_dict(),
                 "predicted_fps": r.fps,
+                "predicted_total": r.total.as_dict(),
                 "finn_fps": rep["fps"],
                 "finn_total": rep["total"].as_dict(),
                 "over": over,
             }
         )
         print(
-            f"  ours[{it}] ({label}): predicted {r.fps:,.0f} FPS (bound {r.bound_fps:,.0f}, binding "
-            f"{r.binding_resource}, solve {r.solve_seconds:.2f}s, optimise {t_opt:.2f}s + costing {t_cost:.2f}s); "
-            f"FINN: {rep['fps']:,.0f} FPS, {fmt(rep['total'])}{' OVER ' + ','.join(over) if over else ''}"
+            f"  ours[{label}, iteration {it}]: predicted {r.fps:,.0f} FPS with {fmt(r.total)}; proved bound "
+            f"{r.bound_fps:,.0f} FPS (binding {r.binding_resource}); optimise {t_opt:.2f}s wall, {c_opt:.2f}s CPU (solver {r.solve_seconds:.2f}s wall)"
+        )
+        print(
+            f"      FINN's report: {rep['fps']:,.0f} FPS, {fmt(rep['total'])}{' OVER ' + ','.join(over) if over else ', fits'}"
         )
         if not over:
+            aim = None
+            if costs == "finn" and aim_fps:
+                aim = aim_analysis(layers, fc.cost, board, clock, aim_fps)
             return {
+                "aim": aim,
                 "fps": rep["fps"],
                 "total": rep["total"],
                 "folding": str(fold),
@@ -161,11 +171,13 @@ def ours(name: str, base, work: Path, board, costs: str) -> dict:
                 "binding": r.binding_resource,
                 "solve_s": r.solve_seconds,
                 "optimise_s": t_opt,
-                "costing_s": t_cost,
+                "optimise_cpu_s": c_opt,
+                "load_s": t_load,
                 "costs": label,
                 "history": history,
             }
-        budget = tightened(budget, r.total, rep["total"], KEYS)
+        budget = tightened(budget, r.total, rep["total"], KEYS, board.budget)
+        print(f"      tightened budget to {fmt(budget)} and re-solving")
     raise SystemExit(f"{name}: our folding did not fit FINN's report after {len(history)} tightenings")
 
 
@@ -216,7 +228,17 @@ def setfolding_scan(name: str, base, work: Path, board, quick: bool) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="work directory (default: a temporary one)")
-    ap.add_argument("--costs", default="auto", choices=("auto", "finn", "hapfpga"))
+    ap.add_argument(
+        "--costs",
+        default="hapfpga",
+        choices=("finn", "hapfpga"),
+        help="cost model the optimiser uses (default: our estimator)",
+    )
+    ap.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the reference optimum computed with FINN's own per-node costs",
+    )
     ap.add_argument("--models", default="tfc,cnv")
     ap.add_argument("--quick", action="store_true", help="coarser SetFolding scan")
     ap.add_argument("--json", default=None, help="write the results here")
@@ -234,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         q = export(name, shape, work)
         base = run_finn_steps(q, work / f"{name}_base", board="Pynq-Z2", clock_mhz=100.0)
         o = ours(name, base, work, board, args.costs)
+        aim = 3050.0 if key == "cnv" else None  # issue 4's aim: 2x the best SetFolding design
+        ref = (
+            None if args.no_reference or args.costs == "finn" else ours(name, base, work, board, "finn", aim)
+        )
         t0 = time.perf_counter()
         s = setfolding_scan(name, base, work, board, args.quick)
         print(
@@ -245,8 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  ours {o['fps']:,.0f} FPS vs SetFolding {s['fps']:,.0f} FPS: {ratio:.3f}x; "
             f"proved bound {o['bound_fps']:,.0f} FPS (binding {o['binding']})"
         )
+        if ref is not None:
+            print(
+                f"  reference: exact optimum with FINN's own per-node costs {ref['fps']:,.0f} FPS "
+                f"(ours, with our estimator, reaches {o['fps'] / ref['fps']:.1%} of it)"
+            )
         results[key] = {
             "ours": {**o, "total": o["total"].as_dict()},
+            "reference_finn_costs": None if ref is None else {**ref, "total": ref["total"].as_dict()},
             "setfolding": {**s, "total": s["total"].as_dict()},
             "ratio": ratio,
         }

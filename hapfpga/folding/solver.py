@@ -328,7 +328,13 @@ def _build(problem: Problem, cycle_limit: float | None) -> _Model:
     return _Model(n_total, offsets, a, np.array(lb, float), np.array(ub, float), res, cyc, integrality, upper)
 
 
-def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float, float]], time_limit: float):
+def _milp(
+    c: np.ndarray,
+    model: _Model,
+    extra_rows: list[tuple[np.ndarray, float, float]],
+    time_limit: float,
+    rel_gap: float = 0.0,
+):
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix, vstack
 
@@ -343,7 +349,7 @@ def _milp(c: np.ndarray, model: _Model, extra_rows: list[tuple[np.ndarray, float
         integrality=model.integrality,
         bounds=Bounds(np.zeros(len(c)), model.upper),
         constraints=LinearConstraint(a, lo, hi),
-        options={"mip_rel_gap": 0.0, "time_limit": time_limit, "presolve": True},
+        options={"mip_rel_gap": rel_gap, "time_limit": time_limit, "presolve": True},
     )
 
 
@@ -419,7 +425,7 @@ def _feasible_solution(
 
 
 def solve_max_fps(
-    problem: Problem, *, time_limit: float = 60.0, prune: bool = True, polish_time: float = 4.0
+    problem: Problem, *, time_limit: float = 60.0, prune: bool = True, polish_gap: float = 0.01
 ) -> Solution | None:
     """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
 
@@ -430,8 +436,9 @@ def solve_max_fps(
     usually within one or two small feasibility MILPs.
 
     A last solve at the optimal level picks, among the fastest designs, the one with the least total
-    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error; it gets at
-    most ``polish_time`` seconds (its best incumbent is kept), as it does not change the FPS.
+    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error; it stops
+    within ``polish_gap`` (relative) of the least utilisation (deterministic, unlike a time cap), as it
+    does not change the FPS.
     """
     t0 = time.perf_counter()
     _check_nonempty(problem)
@@ -474,7 +481,7 @@ def solve_max_fps(
         t_star = levels[hi]
         feasible_sol = found[hi]
         bound = float(t_star)
-    sol = solve_min_cost(p, t_star, time_limit=min(left(), polish_time), prune=False)
+    sol = solve_min_cost(p, t_star, time_limit=left(), prune=False, rel_gap=polish_gap)
     if sol is None or sol.max_cycles > t_star:  # no incumbent within the polish time
         sol = feasible_sol or _feasible_solution(p, t_star, left())[1]
     if sol is None:
@@ -504,6 +511,7 @@ def solve_min_cost(
     time_limit: float = 60.0,
     prune: bool = True,
     within_budget: bool = True,
+    rel_gap: float = 0.0,
 ) -> Solution | None:
     """Least total utilisation (sum over keys of used/budget) with every unit at most ``cycle_limit`` cycles.
 
@@ -520,7 +528,7 @@ def solve_min_cost(
     if within_budget:
         budget = _res_vec(p.budget, p.keys)
         extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
-    res = _milp(c, model, extra, time_limit)
+    res = _milp(c, model, extra, time_limit, rel_gap)
     if res.x is None:
         return None
     sol = _solution(p, model, res.x, res.status == 0, float("nan"), t0, n_cand)
