@@ -55,7 +55,7 @@ def _random_plan(layers, rng: random.Random) -> FoldingPlan:
         kw = {k: rng.choice(layer.legal_values(k)) for k in layer.fold_limits()}
         if layer.kind == "MVAU":
             kw["ram_style"] = rng.choice(["auto", "block", "distributed"])
-            kw["res_type"] = rng.choice(["lut", "dsp"])
+            kw["res_type"] = rng.choice(["lut", "dsp"]) if layer.impl == "hls" else "dsp"
         if kw:
             entries.append((layer.name, LayerFolding(**kw)))
     return FoldingPlan(tuple(entries))

@@ -18,6 +18,8 @@ from .layers import MVAU, VVAU
 
 __all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits"]
 
+_RTL_LUT = ("{name}: resType=lut is not buildable for an RTL MVU (finn-plus raises at code generation); "
+            "use resType=dsp or the HLS variant.")
 _MEM_MODES = {"internal_embedded", "internal_decoupled", "external", "external_mem", "dynamic"}
 _RAM_STYLES = {"auto", "block", "distributed", "ultra"}
 
@@ -84,6 +86,8 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
       (``MVAU_rtl.dsp_estimation``). FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we
       model its LUTs with the FINN-R formula minus the multipliers and adder tree (they sit in the
       DSP chain): 300 + 1.1*P*(acc + thr + comp) + c2 — an estimate, see docs/estimator.md.
+    - rtl with resType=lut: FINN still reports DSPs, but ``MVAU_rtl._resolve_dsp_version`` raises at
+      code generation; unless ``ctx.finn_compat`` we raise ``FoldingError`` (not buildable).
     """
     pe = int(knob(f, "pe", 1))
     simd = int(knob(f, "simd", 1))
@@ -92,6 +96,8 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     ram_style_thr = knob(f, "ram_style_thresholds", "auto")
     res_type = knob(f, "res_type", "lut" if layer.impl == "hls" else "auto")
     _check(layer, pe, simd, mem_mode, ram_style, ram_style_thr, res_type)
+    if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
+        raise FoldingError(_RTL_LUT.format(name=layer.name))
 
     W, A = bits(layer.wdt), bits(layer.idt)
     wmem = layer.mw * layer.mh // (pe * simd)
@@ -164,6 +170,8 @@ def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         raise FoldingError(f"{layer.name}: SIMD={simd} does not divide the kernel size {k}; choose a divisor of {k}.")
     if ram_style not in _RAM_STYLES:
         raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not one of {sorted(_RAM_STYLES)}.")
+    if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
+        raise FoldingError(_RTL_LUT.format(name=layer.name))
     W, A = bits(layer.wdt), bits(layer.idt)
     wmem = (k * layer.channels // pe) // simd
     tmem = 0 if layer.no_activation else layer.channels // pe

@@ -43,9 +43,9 @@ def _random_folding(layers, seed: int) -> dict:
         entry = {}
         for knob in layer.fold_limits():
             entry[knob.upper()] = rng.choice(layer.legal_values(knob))
-        if layer.kind == "MVAU":
+        if layer.kind in ("MVAU", "VVAU"):
             entry["ram_style"] = rng.choice(["auto", "block", "distributed"])
-            entry["resType"] = rng.choice(["lut", "dsp"])
+            entry["resType"] = rng.choice(["lut", "dsp"]) if layer.impl == "hls" else "dsp"
         if entry:
             out[layer.name] = entry
     return out
@@ -174,3 +174,51 @@ def test_cli_on_tfc(tfc, tmp_path, capsys):
     # the table view runs too
     assert main(["estimate", str(onnx_path), *work]) == 0
     assert "FPS" in capsys.readouterr().out
+
+
+def _padded_depthwise_net():
+    """conv 3x3 pad 1 -> depthwise 3x3 pad 1 -> max-pool -> FC: gives FMPadding, VVAU and MVAU_rtl in finn-plus."""
+    import brevitas.nn as qnn
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(3, 16, 3, padding=1, bias=False, weight_bit_width=4)
+            self.bn1 = torch.nn.BatchNorm2d(16)
+            self.a1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.dw = qnn.QuantConv2d(16, 16, 3, padding=1, groups=16, bias=False, weight_bit_width=4)
+            self.bn2 = torch.nn.BatchNorm2d(16)
+            self.a2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
+            self.pool = torch.nn.MaxPool2d(2)
+            self.fc = qnn.QuantLinear(16 * 4 * 4, 10, bias=False, weight_bit_width=4)
+
+        def forward(self, x):
+            x = self.a2(self.bn2(self.dw(self.a1(self.bn1(self.c1(self.inp(x)))))))
+            return self.fc(self.pool(x).flatten(1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+@pytest.mark.slow
+def test_padded_depthwise_net_random_folding_matches_finn(tmp_path):
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.util.cleanup import cleanup
+
+    from hapfpga.finn.build import run_finn_steps
+    from hapfpga.finn.graph import SPECIALIZE_STEPS, load_layers
+
+    path = tmp_path / "dw.onnx"
+    export_qonnx(_padded_depthwise_net(), torch.randn(1, 3, 8, 8), str(path))
+    cleanup(str(path), out_file=str(path))
+    spec = run_finn_steps(path, tmp_path / "spec", steps=SPECIALIZE_STEPS).step_models["step_specialize_layers"]
+    layers = load_layers(spec)
+    kinds = {(ly.kind, ly.impl) for ly in layers}
+    assert {("FMPadding", "rtl"), ("VVAU", "hls"), ("MVAU", "rtl")} <= kinds
+    folding = tmp_path / "folding.json"
+    folding.write_text(json.dumps(_random_folding(layers, seed=11)))
+    res = run_finn_steps(path, tmp_path / "folded", folding_config_file=folding)
+    _check(res.output_dir, res.step_models["step_specialize_layers"], folding)
