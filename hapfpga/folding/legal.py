@@ -103,11 +103,11 @@ def _keep(layer: object, f: LayerFolding, space: KnobSpace) -> bool:
     i, o = stream_widths(layer, f)
     if max(i, o) > space.max_stream_width:
         return False
-    if layer.kind in ("MVAU", "VVAU"):  # type: ignore[attr-defined]
-        # weight stream of internal_decoupled: PE*SIMD*W (SetFolding's ap_int check)
-        if (f.pe or 1) * (f.simd or 1) * _bits(layer.wdt) > space.max_stream_width:  # type: ignore[attr-defined]
-            return False
-    return True
+    # weight stream of internal_decoupled: PE*SIMD*W (SetFolding's ap_int check)
+    return not (
+        layer.kind in ("MVAU", "VVAU")  # type: ignore[attr-defined]
+        and (f.pe or 1) * (f.simd or 1) * _bits(layer.wdt) > space.max_stream_width  # type: ignore[attr-defined]
+    )
 
 
 def _base(layer: object) -> LayerFolding:
