@@ -99,7 +99,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
         from .zoo import build_model
 
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes)
-        res = train(model, dataset, cfg.train, seed=cfg.seed, run_dir=run_dir, progress=True)
+        res = train(model, dataset, cfg.train, seed=cfg.seed, run_dir=run_dir, progress=True, console=console)
         _save_model(model, baseline_pt)
         return [baseline_pt], {"accuracy": float(res.accuracy)}
 
@@ -200,7 +200,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
             step_models={p.stem: p for p in sorted(inter.glob("*.onnx"))},
         )
         n = min(cfg.verify.n_samples, len(dataset.x_test))
-        rep = verify_chain(final_model, final_onnx, fr, dataset.x_test[:n])
+        rep = verify_chain(final_model, final_onnx, fr, dataset.x_test[:n], y=dataset.y_test[:n], float_tol=cfg.verify.float_tol)
         return [], rep.as_dict()
 
     verification = runner.stage("verify", k_verify, do_verify)
