@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finn-compat", action="store_true",
                    help="reproduce finn-plus's per-node numbers exactly (its known gaps included)")
     p.add_argument("--no-infrastructure", action="store_true", help="leave out FIFOs and width converters")
+    p.add_argument("--fifo-depths", choices=("minimal", "rate"), default="minimal",
+                   help="FIFO depth model: FINN's force_minimal_fifos rule, or an analytic rate-mismatch bound")
     p.add_argument("--work-dir", default=None,
                    help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)")
 
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         layers, _ = hw_layers_from_qonnx(model, work, board, clock)
     plan = load_folding(args.folding, layers) if args.folding else None
     est = estimate_network(layers, plan, board, clock, finn_compat=args.finn_compat,
-                           infrastructure=not args.no_infrastructure)
+                           infrastructure=not args.no_infrastructure, fifo_depths=args.fifo_depths)
     if args.json:
         print(json.dumps(est.as_json(), indent=2))
         return 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..boards import BoardSpec
+from ..errors import ConfigError
 from ..types import RESOURCE_KEYS, FoldingPlan, LayerCost, LayerFolding, Resources
 from .context import FoldingError
 from .core import cost_of, ctx_for, effective_folding
@@ -134,6 +135,8 @@ def estimate_network(
     Raises ``FoldingError`` when ``plan`` names a node that is not in ``layers`` or a PE/SIMD that
     does not divide its dimension, ``UnsupportedLayerError`` for a layer kind not modelled.
     """
+    if fifo_depths not in ("minimal", "rate"):
+        raise ConfigError(f"fifo_depths '{fifo_depths}' is not a FIFO depth model; use 'minimal' or 'rate'.")
     if board is None:
         from ..boards import load_board
 

@@ -189,3 +189,25 @@ def test_thresholding_rtl_never_uses_uram_on_a_part_without_uram():
     assert finn.URAM > 0  # FINN's number: impossible on this part
     assert ours.URAM == 0 and ours.BRAM_18K > 0
     assert estimate_layer(t, f, board=zcu).resources.URAM == finn.URAM  # a part with URAM keeps FINN's choice
+
+
+def test_rtl_mvu_with_restype_lut_is_a_user_error_but_finn_compat_keeps_finns_number():
+    m = L.MVAU(name="MVAU_rtl_0", impl="rtl", mw=256, mh=10, idt="UINT4", wdt="INT4", odt="INT16", acc_dt="INT16",
+               no_activation=True)
+    f = LayerFolding(pe=1, simd=256, res_type="lut")
+    assert estimate_layer(m, f, finn_compat=True).resources.DSP == 256  # ceil(1/4) * 256 on DSP48
+    with pytest.raises(FoldingError, match="resType=lut"):
+        estimate_layer(m, f)
+    assert estimate_layer(m, f.with_(res_type="dsp")).resources.DSP == 256
+
+
+def test_fifo_depth_models():
+    board = load_board("pynq-z2")
+    plan = FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=1, simd=1)})
+    minimal = estimate_network(_chain(), plan, board, fifo_depths="minimal")
+    rate = estimate_network(_chain(), plan, board, fifo_depths="rate")
+    # the SWG (fast) feeding a slow MVAU needs a deep FIFO under the rate model, depth 2 under FINN's minimal rule
+    key = "FIFO_ConvolutionInputGenerator_rtl_0__MVAU_hls_0"
+    assert rate.infrastructure[key].resources.BRAM_18K + rate.infrastructure[key].resources.LUT > \
+        minimal.infrastructure[key].resources.LUT
+    assert minimal.layers == rate.layers
