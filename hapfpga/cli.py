@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "build": "hapfpga.commands.build",
     "estimate": "hapfpga.commands.estimate",
     "fold": "hapfpga.commands.fold",
+    "prune": "hapfpga.commands.prune",
 }
 
 
