@@ -185,8 +185,16 @@ def _rtl_block(node: Any, model: Any, sources: SourceSet, blocks: list[Block], w
     return blk, ins, outs
 
 
-def _net(tensor: str) -> str:
-    return "t_" + "".join(c if c.isalnum() or c == "_" else "_" for c in tensor)
+def _stable_names(model: Any) -> dict[str, str]:
+    """Tensor -> net name from the graph's structure (FINN's tensor names are random per build; ours must
+    not be, or the content-keyed build cache would never hit)."""
+    names: dict[str, str] = {}
+    for k, t in enumerate(model.graph.input):
+        names[t.name] = f"graph_in{k}"
+    for n in model.graph.node:
+        for o, t in enumerate(n.output):
+            names[t] = f"{n.name}_out{o}"
+    return names
 
 
 def build_design(
@@ -213,6 +221,10 @@ def build_design(
     monitors: dict[str, tuple[str, int]] = {}
     monitor_nodes: dict[str, str] = {}
     graph_outputs = {o.name for o in model.graph.output}
+    stable = _stable_names(model)
+
+    def _net(key: str) -> str:
+        return "".join(c if c.isalnum() or c == "_" else "_" for c in key)
     for node in seg:
         inst = getHWCustomOp(node)
         if node.op_type in OWN_RTL:
@@ -229,8 +241,8 @@ def build_design(
         if node.op_type.startswith("Pool"):
             k = inst.get_nodeattr("KernelSize")
             pool_k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
-        for t, (port, w) in zip(dyn_inputs, ins, strict=True):
-            net = _net(f"{node.name}__{t}" if isolate else t)
+        for i_dyn, (t, (port, w)) in enumerate(zip(dyn_inputs, ins, strict=True)):
+            net = _net(f"{node.name}__in{i_dyn}" if isolate else stable.get(t, t))
             if (isolate or t not in produced) and net not in wires:  # a segment input
                 k = len(top_in)
                 wires[net] = w
@@ -250,7 +262,7 @@ def build_design(
                 )
             blk.conns.update(stream_conns(port, net))
         for o, (t, (port, w)) in enumerate(zip(node.output, outs, strict=True)):
-            net = _net(f"{node.name}__{t}" if isolate else t)
+            net = _net(f"{node.name}__out{o}" if isolate else stable.get(t, t))
             wires[net] = w
             blk.conns.update(stream_conns(port, net))
             consumers = [c for c in model.find_consumers(t) or [] if c.name not in seg_names]

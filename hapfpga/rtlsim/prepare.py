@@ -144,3 +144,29 @@ def prepare_design(
         fpgapart=fpgapart,
         clock_mhz=clock_mhz,
     )
+
+
+def folding_for_rtl(folding: dict[str, Any]) -> dict[str, Any]:
+    """Turn an HLS-named FINN folding config (e.g. finn-examples') into one for the RTL-specialised graph.
+
+    ``MVAU_hls_i`` -> ``MVAU_rtl_i`` keeping PE, SIMD, ram_style and mem_mode (RTL MVAUs are DSP-based:
+    ``resType`` becomes ``dsp``, FINN refuses ``lut``); with ``standalone_thresholds`` the activation after
+    ``MVAU_rtl_i`` is ``Thresholding_rtl_{i+1}`` (``Thresholding_rtl_0`` quantises the input), which gets the
+    MVAU's PE unless the config names it. Other entries are kept as they are.
+    """
+    out: dict[str, Any] = {"Defaults": dict(folding.get("Defaults", {}))}
+    mvau_keys = ("PE", "SIMD", "ram_style", "mem_mode", "runtime_writeable_weights")
+    for name, cfg in folding.items():
+        if name == "Defaults":
+            continue
+        if name.startswith("MVAU_hls_") or name.startswith("MVAU_rtl_"):
+            idx = int(name.rsplit("_", 1)[1])
+            new = {k: v for k, v in cfg.items() if k in mvau_keys}
+            new["resType"] = "dsp"
+            out[f"MVAU_rtl_{idx}"] = new
+            thr = f"Thresholding_rtl_{idx + 1}"
+            if thr not in folding and "PE" in cfg:
+                out[thr] = {"PE": int(cfg["PE"])}
+        else:
+            out[name] = dict(cfg)
+    return out
