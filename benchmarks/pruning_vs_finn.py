@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="coarser SetFolding scan")
     ap.add_argument("--max-steps", type=int, default=40, help="greedy steps at most")
+    ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
     ap.add_argument("--smoke", action="store_true", help="plumbing check: one SetFolding target only")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -172,10 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         f"budget {fmt(board.budget)}; work {work}")
 
     # 1. the unpruned model
-    model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
     x_fit, y_fit, _, _ = split_validation(data.x_train, data.y_train, 0.15, args.seed)
-    finetune(model, data.x_train, data.y_train, FinetuneConfig(epochs=args.epochs, lr=2e-3, batch_size=32),
-             seed=args.seed)
+    base_pt = work / "baseline.pt"  # cached: re-running with the same --work resumes after training
+    if base_pt.is_file():
+        model = torch.load(base_pt, weights_only=False)
+    else:
+        model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
+        finetune(model, data.x_train, data.y_train, FinetuneConfig(epochs=args.epochs, lr=2e-3, batch_size=32),
+                 seed=args.seed)
+        torch.save(model, base_pt)
     acc_base = evaluate_accuracy(model, data.x_test, data.y_test)
     say(f"unpruned CNV-w2a2: test accuracy {100 * acc_base:.2f}%")
     base_onnx = export_for_finn(model, (3, 32, 32), work / "baseline.qonnx.onnx")
@@ -192,12 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     target = args.speedup_target * args.setfolding_hint
     cfg = {
         "method": "greedy", "target": "fps", "target_fps": target, "importance": "l1",
-        "candidate_steps": 8, "min_ratio": 0.125, "max_steps": args.max_steps, "step_finetune_epochs": 0.25,
+        "candidate_steps": 8, "min_ratio": 0.125, "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
         "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 30.0,
         "val_fraction": 0.15,
     }
-    pruned, rep = run_pruning_stage(cfg, model, data, board, work / "prune", clock_mhz=100.0, seed=args.seed,
-                                    log=lambda s: say("  " + s))
+    pruned_pt, rep_json = work / "pruned.pt", work / "pruning_report.json"
+    if pruned_pt.is_file() and rep_json.is_file():
+        pruned, rep = torch.load(pruned_pt, weights_only=False), json.loads(rep_json.read_text())
+    else:
+        pruned, rep = run_pruning_stage(cfg, model, data, board, work / "prune", clock_mhz=100.0, seed=args.seed,
+                                        log=lambda s: say("  " + s))
+        torch.save(pruned, pruned_pt)
+        rep_json.write_text(json.dumps(rep, default=str))
     acc_pruned = evaluate_accuracy(pruned, data.x_test, data.y_test)
     say(f"pruned: channels {rep['channels_after']}; predicted {rep['fps_after']:,.0f} FPS; test accuracy "
         f"{100 * acc_pruned:.2f}%; params {rep['params']['before']:,} -> {rep['params']['after']:,}")

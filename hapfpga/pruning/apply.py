@@ -237,10 +237,13 @@ class ChannelGraph:
         if check:
             model_was_training = model.training
             model.eval()
+            orig_was_training = self.model.training
             with torch.no_grad():
                 ref = _value(self.model.eval()(self.example_input)) if not inplace else None
                 out = _value(model(self.example_input))
             model.train(model_was_training)
+            if not inplace:
+                self.model.train(orig_was_training)
             if ref is not None and tuple(out.shape) != tuple(ref.shape):
                 raise VerificationError(
                     f"Pruned model output shape {tuple(out.shape)} differs from {tuple(ref.shape)}; "
