@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "estimate": "hapfpga.commands.estimate",
     "fold": "hapfpga.commands.fold",
     "prune": "hapfpga.commands.prune",
+    "rtlsim": "hapfpga.commands.rtlsim",
 }
 
 

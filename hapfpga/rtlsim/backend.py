@@ -92,9 +92,12 @@ def build(
     defines: tuple[str, ...] = (),
     cache_dir: str | Path | None = None,
     jobs: int = 2,
-    log=None,
+    opt: str = "-O1",
 ) -> SimBinary:
-    """Compile (or fetch from the cache) the simulation of ``top_text`` over ``sources``."""
+    """Compile (or fetch from the cache) the simulation of ``top_text`` over ``sources``.
+
+    ``opt``: the C++ optimisation level of the model (``-O0`` compiles fastest, ``-O2`` runs fastest).
+    """
     tc = find_toolchain()
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
     cache.mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,7 @@ def build(
     ports_h = _tb_ports_header(n_in, n_out, monitors)
     srcs = SourceSet(files=dict(sources.files), data=dict(sources.data))
     srcs.add_text(f"{TOP_MODULE}.sv", top_text)
-    key = srcs.digest(tb_text, ports_h, " ".join(_VERILATOR_FLAGS), " ".join(defines), tc.version)
+    key = srcs.digest(tb_text, ports_h, " ".join(_VERILATOR_FLAGS), " ".join(defines), tc.version, opt)
     folder = cache / key
     exe = folder / "obj" / f"V{TOP_MODULE}"
     if exe.is_file():
@@ -124,7 +127,7 @@ def build(
         "-CFLAGS",
         f"-std=c++20 -I{tmp}",
         "-MAKEFLAGS",
-        "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1",
+        f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}",
         *(f"+define+{d}" for d in defines),
         *srcs.ordered_names(),
         "tb.cpp",

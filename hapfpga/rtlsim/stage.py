@@ -1,0 +1,174 @@
+"""The ``rtlsim`` verification stage: QONNX + folding -> Verilator simulation -> dict for report.json.
+
+``run_rtlsim_stage`` is what ``hapfpga run`` / ``hapfpga build --rtlsim`` call (the lead wires it in) and
+what ``hapfpga rtlsim`` runs. It fails fast with ``ToolMissingError`` (one sentence, exit 2) when the
+``verilator`` package or a C++ compiler is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..boards import BoardSpec
+from .tools import find_toolchain
+
+__all__ = ["run_rtlsim_stage", "partition_input"]
+
+
+def partition_input(parent_path: str | Path | None, x: np.ndarray) -> np.ndarray:
+    """Run FINN's dataflow parent up to the partition (e.g. CNV's NCHW->NHWC Transpose) on N samples."""
+    if parent_path is None:
+        return x
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from .sim import run_python
+
+    parent = ModelWrapper(str(parent_path))
+    sdp = next(n for n in parent.graph.node if n.op_type == "StreamingDataflowPartition")
+    head = []
+    for n in parent.graph.node:
+        if n is sdp or n.name == sdp.name:
+            break
+        head.append(n.name)
+    if not head:
+        return x
+    gin = parent.graph.input[0].name
+    shape = parent.get_tensor_shape(gin)
+    outs = []
+    for i in range(x.shape[0]):
+        ctx = run_python(parent, head, {gin: np.asarray(x[i : i + 1], np.float32).reshape(shape)})
+        outs.append(ctx[sdp.input[0]])
+    return np.concatenate(outs)
+
+
+def run_rtlsim_stage(
+    qonnx_path: str | Path,
+    folding_json: str | Path | None,
+    board: BoardSpec,
+    run_dir: str | Path,
+    x: np.ndarray,
+    n: int = 16,
+    *,
+    clock_mhz: float | None = None,
+    fifo_sizing: bool = True,
+    per_layer: bool = True,
+    stall: float = 0.0,
+    cache_dir: str | Path | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Simulate the FINN design of ``qonnx_path`` on the first ``n`` samples of ``x``; return report.json's
+    ``"rtlsim"`` section.
+
+    ``folding_json``: a FINN folding config (HLS- or RTL-named; ``folding_for_rtl`` maps it onto the
+    RTL-specialised graph). Bit-exactness is checked against FINN's Python execution of the same graph on
+    the same samples; a float tail after the last integer layer runs in software (as FINN's PYNQ driver
+    does) and is named in ``software_tail``.
+    """
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from ..finn.shim import ensure_finn
+    from .fifos import size_fifos
+    from .perf import measure_layers
+    from .prepare import folding_for_rtl, prepare_design
+    from .sim import reference, simulate
+
+    def step(msg: str) -> None:
+        if progress is not None:
+            progress(msg)
+
+    tc = find_toolchain()  # fail fast: one sentence, exit 2
+    ensure_finn()
+    run_dir = Path(run_dir)
+    work = run_dir / "rtlsim"
+    work.mkdir(parents=True, exist_ok=True)
+    clock = float(clock_mhz or board.clock_mhz)
+    timings: dict[str, float] = {}
+    fold_file = None
+    if folding_json is not None:
+        fold_file = work / "folding_rtl.json"
+        fold_file.write_text(json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1))
+
+    t0 = time.perf_counter()
+    step("FINN: RTL layers, width converters, FIFOs, HDL")
+    design = prepare_design(
+        qonnx_path,
+        work,
+        finn_board=board.finn_board,
+        fpgapart=board.part,
+        clock_mhz=clock,
+        folding_config_file=fold_file,
+    )
+    timings["prepare"] = time.perf_counter() - t0
+    model = ModelWrapper(str(design.model_path))
+    xs = partition_input(design.parent_path, np.asarray(x[:n], np.float32))
+
+    t0 = time.perf_counter()
+    step(f"Verilator: stitched design, {len(xs)} frames")
+    res = simulate(model, xs, cache_dir=cache_dir, stall_in=stall, stall_out=stall)
+    timings["simulate"] = time.perf_counter() - t0
+    ref = reference(model, xs, list(res.segment_outputs))
+    diffs = [float(np.max(np.abs(res.segment_outputs[t] - ref[t]))) for t in res.segment_outputs]
+    diffs += [float(np.max(np.abs(res.outputs[t] - ref[t]))) for t in res.outputs]
+    exact = all(d == 0.0 for d in diffs)
+    finn_perf = design.finn_reports.get("estimate_network_performance", {})
+    out: dict[str, Any] = {
+        "simulator": f"verilator {tc.version}",
+        "frames": int(len(xs)),
+        "exact": exact,
+        "max_abs_diff": max(diffs) if diffs else 0.0,
+        "passed": exact,
+        "simulated_nodes": len(res.design.nodes),
+        "software_head": res.design.head,
+        "software_tail": res.design.tail,
+        "clock_mhz": clock,
+        "cycles_per_frame": res.cycles_per_frame,
+        "latency_cycles": res.latency_cycles,
+        "fps": clock * 1e6 / res.cycles_per_frame,
+        "latency_us": res.latency_cycles / clock,
+        "finn_estimate": {
+            "max_cycles": finn_perf.get("max_cycles"),
+            "bottleneck": finn_perf.get("max_cycles_node_name"),
+            "fps": finn_perf.get("estimated_throughput_fps"),
+        },
+        "build_seconds": res.build_seconds,
+        "sim_cycles_per_second": res.cycles_per_second,
+        "stall_probability": stall,
+    }
+    if per_layer:
+        t0 = time.perf_counter()
+        step("Verilator: every layer alone")
+        layers = measure_layers(model, xs[: min(3, len(xs))], model_path=design.folded_path, cache_dir=cache_dir)
+        timings["per_layer"] = time.perf_counter() - t0
+        out["layers"] = {m.name: m.as_dict() for m in layers if not m.op_type.startswith("StreamingFIFO")}
+        worst = 0.0
+        for m in layers:
+            if m.estimate_cycles:
+                worst = max(worst, abs(m.cycles_per_frame - m.estimate_cycles) / m.estimate_cycles)
+        out["max_rel_error_vs_estimate"] = worst
+        out["layers_exact"] = all(m.exact for m in layers)
+        out["passed"] = out["passed"] and out["layers_exact"]
+    if fifo_sizing:
+        t0 = time.perf_counter()
+        step("Verilator: FIFO sizing")
+        model, sizing = size_fifos(
+            model,
+            xs,
+            fpgapart=design.fpgapart,
+            clock_mhz=clock,
+            codegen_dir=work / "codegen",
+            cache_dir=cache_dir,
+            before=res.cycles_per_frame,
+        )
+        timings["fifo_sizing"] = time.perf_counter() - t0
+        sized_path = work / "rtlsim_model_sized_fifos.onnx"
+        model.save(str(sized_path))
+        out["fifo_sizing"] = {**sizing.as_dict(), "model": str(sized_path)}
+        out["fps_sized_fifos"] = clock * 1e6 / sizing.cycles_per_frame_after
+    out["timings"] = timings
+    (work / "rtlsim.json").write_text(json.dumps(out, indent=1, default=float))
+    return out
