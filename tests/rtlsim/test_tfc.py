@@ -55,9 +55,7 @@ def test_every_layer_alone_bit_exact_and_cycles_match_estimates(tfc_design, mnis
     from hapfpga.rtlsim.perf import measure_layers
 
     model = _model(tfc_design)
-    layers = measure_layers(
-        model, mnist_like[:3], model_path=tfc_design.folded_path, cache_dir=rtlsim_cache
-    )
+    layers = measure_layers(model, mnist_like[:3], model_path=tfc_design.folded_path, cache_dir=rtlsim_cache)
     kinds = {m.op_type for m in layers}
     assert {"MVAU_rtl", "Thresholding_rtl", "StreamingFIFO_rtl", "StreamingDataWidthConverter_rtl"} <= kinds
     for m in layers:
