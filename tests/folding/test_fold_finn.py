@@ -35,8 +35,19 @@ def test_fold_cli_design_fits_finns_report_and_beats_default(tfc_qonnx: Path, tm
     from hapfpga.finn.build import run_finn_steps
 
     fold = tmp_path / "fold.json"
-    rc = main(["fold", str(tfc_qonnx), "--board", "pynq-z2", "--out", str(fold), "--json",
-               "--work-dir", str(tmp_path / "cache")])
+    rc = main(
+        [
+            "fold",
+            str(tfc_qonnx),
+            "--board",
+            "pynq-z2",
+            "--out",
+            str(fold),
+            "--json",
+            "--work-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)
     plan = json.loads(fold.read_text())
@@ -45,7 +56,9 @@ def test_fold_cli_design_fits_finns_report_and_beats_default(tfc_qonnx: Path, tm
     assert doc["predicted_fps"] > 0 and doc["bound_fps"] >= doc["predicted_fps"] * 0.999
 
     # FINN accepts the file as is and its own report says the design fits the Pynq-Z2 budget
-    res = run_finn_steps(tfc_qonnx, tmp_path / "finn", board="Pynq-Z2", clock_mhz=100.0, folding_config_file=fold)
+    res = run_finn_steps(
+        tfc_qonnx, tmp_path / "finn", board="Pynq-Z2", clock_mhz=100.0, folding_config_file=fold
+    )
     total = res.reports["estimate_layer_resources"]["total"]
     budget = load_board("pynq-z2").budget
     assert total["LUT"] <= budget.LUT and total["BRAM_18K"] <= budget.BRAM_18K and total["DSP"] <= budget.DSP
@@ -59,8 +72,20 @@ def test_fold_cli_design_fits_finns_report_and_beats_default(tfc_qonnx: Path, tm
 def test_fold_cli_infeasible_target_exits_2(tfc_qonnx: Path, tmp_path: Path, capsys) -> None:
     from hapfpga.cli import main
 
-    rc = main(["fold", str(tfc_qonnx), "--board", "pynq-z2", "--fps", "1e12", "--out", str(tmp_path / "f.json"),
-               "--work-dir", str(tmp_path / "cache")])
+    rc = main(
+        [
+            "fold",
+            str(tfc_qonnx),
+            "--board",
+            "pynq-z2",
+            "--fps",
+            "1e12",
+            "--out",
+            str(tmp_path / "f.json"),
+            "--work-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "cannot be met" in err and "FPS" in err

@@ -220,3 +220,20 @@ def test_finn_json_has_finn_node_names_and_keys() -> None:
     assert set(d) - {"Defaults"} == {layer.name for layer in _conv_net()}
     assert {"PE", "SIMD", "ram_style", "resType", "mem_mode"} <= set(d["MVAU_hls_0"])
     assert set(d["ConvolutionInputGenerator_rtl_0"]) >= {"SIMD", "parallel_window", "ram_style"}
+
+
+def test_network_check_tightens_until_the_full_estimate_fits() -> None:
+    """With FIFOs/DWCs left out of the solver (edge_cost=None) but counted by estimate_network, the
+    first design overflows; optimise must tighten the budget and re-solve until the network fits."""
+    layers = _conv_net()
+    first = optimise(
+        layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0), edge_cost=None, estimate=False
+    )
+    budget = Resources(LUT=first.total.LUT, BRAM_18K=2, URAM=0, DSP=0)  # no room left for FIFOs
+    loose = optimise(layers, BOARD, budget=budget, edge_cost=None, estimate=False)
+    net = estimate_network(layers, loose.plan, BOARD)
+    assert net.total.over(budget, ("LUT", "BRAM_18K", "URAM", "DSP")) == ["LUT"]
+    r = optimise(layers, BOARD, budget=budget, edge_cost=None)
+    assert r.notes and "tightened" in r.notes[0]
+    assert r.estimate.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
+    assert r.max_cycles >= loose.max_cycles
