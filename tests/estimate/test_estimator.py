@@ -211,3 +211,14 @@ def test_fifo_depth_models():
     assert rate.infrastructure[key].resources.BRAM_18K + rate.infrastructure[key].resources.LUT > \
         minimal.infrastructure[key].resources.LUT
     assert minimal.layers == rate.layers
+
+
+@pytest.mark.parametrize("key", ["pynq-z1", "pynq-z2", "ultra96-v2", "zcu104", "kv260"])
+def test_every_board_estimates_and_budget_check_is_consistent(key):
+    board = load_board(key)
+    est = estimate_network(_chain(), None, board)
+    assert est.board == key and est.clock_mhz == board.clock_mhz
+    assert est.fits == (not est.total.over(board.budget)) and est.power_w > est.static_power_w > 0
+    huge = FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=64, simd=27, ram_style="distributed")})
+    big = estimate_network(_chain(), huge, board)
+    assert big.total.LUT > est.total.LUT and big.fps > est.fps
