@@ -85,6 +85,12 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     runner = _Runner(state, console)
     atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
+    # -- validate optional sections now, not after minutes of training ---------------------------
+    if cfg.pruning is not None:
+        from .pruning.config import parse_pruning_config
+
+        parse_pruning_config(cfg.pruning)
+
     # -- data (cheap, never cached: always load and validate) ------------------------------------
     from .data import load_dataset
 
@@ -95,10 +101,12 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     baseline_pt = run_dir / "baseline.pt"
 
     def do_train():
+        from .modelcheck import check_model
         from .train import train
         from .zoo import build_model
 
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes)
+        check_model(model, dataset.input_shape, dataset.num_classes, name=f"model '{cfg.model.name}'")
         res = train(model, dataset, cfg.train, seed=cfg.seed, run_dir=run_dir, progress=True, console=console)
         _save_model(model, baseline_pt)
         return [baseline_pt], {"accuracy": float(res.accuracy)}
