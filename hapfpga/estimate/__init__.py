@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import layers
 from .context import Ctx, FoldingError
-from .core import FORMULAS, effective_folding, estimate_layer
+from .core import COST_COLUMNS, FORMULAS, cost_table, effective_folding, estimate_layer
 from .deviations import DEVIATIONS, deviations_for
 from .folding_io import check_plan, load_folding
 from .layers import LAYER_KINDS, LayerSpec
@@ -28,6 +28,8 @@ __all__ = [
     "Ctx",
     "FoldingError",
     "estimate_layer",
+    "cost_table",
+    "COST_COLUMNS",
     "effective_folding",
     "estimate_network",
     "NetworkEstimate",

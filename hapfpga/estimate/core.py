@@ -1,13 +1,16 @@
 """Dispatch from a layer description + folding to the per-kind formula, with a cache.
 
 ``estimate_layer`` is called many thousands of times by the folding optimiser, so results are
-cached by (layer, effective folding, context): frozen dataclasses hash by value.
+memoised on each layer description by (effective folding, context) (see ``LayerSpec.memo``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from functools import lru_cache
+
+import numpy as np
 
 from ..boards import BoardSpec
 from ..errors import UnsupportedLayerError
@@ -16,7 +19,10 @@ from .context import Ctx
 from .formulas import FORMULAS
 from .layers import LayerSpec
 
-__all__ = ["estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of"]
+__all__ = ["estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of", "cost_table", "COST_COLUMNS"]
+
+#: columns of ``cost_table``
+COST_COLUMNS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles")
 
 _FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
 
@@ -94,3 +100,25 @@ def estimate_layer(
     if not isinstance(layer, LayerSpec) or not layer.kind:
         raise UnsupportedLayerError(f"{layer!r} is not a layer description the estimator models.")
     return cost_of(layer, effective_folding(layer, folding), ctx_for(board, finn_compat))
+
+
+def cost_table(
+    layer: LayerSpec,
+    foldings: Sequence[LayerFolding],
+    *,
+    board: BoardSpec | None = None,
+    finn_compat: bool = False,
+) -> np.ndarray:
+    """Costs of many candidate foldings of one layer as an ``(n, 6)`` float array (``COST_COLUMNS``).
+
+    For solvers that want whole candidate sets at once (knapsack / ILP over per-layer options).
+    Results are memoised per layer like ``estimate_layer``; an illegal candidate raises ``FoldingError``.
+    """
+    ctx = ctx_for(board, finn_compat)
+    out = np.empty((len(foldings), len(COST_COLUMNS)), dtype=np.float64)
+    for i, f in enumerate(foldings):
+        c = cost_of(layer, effective_folding(layer, f), ctx)
+        r = c.resources
+        out[i] = (r.LUT, r.FF, r.BRAM_18K, r.URAM, r.DSP, c.cycles)
+    return out
+

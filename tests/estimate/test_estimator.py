@@ -222,3 +222,15 @@ def test_every_board_estimates_and_budget_check_is_consistent(key):
     huge = FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=64, simd=27, ram_style="distributed")})
     big = estimate_network(_chain(), huge, board)
     assert big.total.LUT > est.total.LUT and big.fps > est.fps
+
+
+def test_cost_table_matches_estimate_layer():
+    from hapfpga.estimate import COST_COLUMNS, cost_table
+
+    m = _chain()[2]
+    cands = [LayerFolding(pe=p, simd=s) for p in m.legal_values("pe") for s in m.legal_values("simd")]
+    table = cost_table(m, cands)
+    assert table.shape == (len(cands), len(COST_COLUMNS))
+    for row, f in zip(table, cands, strict=True):
+        c = estimate_layer(m, f)
+        assert tuple(row) == (*(getattr(c.resources, k) for k in COST_COLUMNS[:-1]), c.cycles)
