@@ -335,8 +335,9 @@ def make_hw_evaluator(
         layers = scale_layers(base_layers, b, a)
         try:
             res = optimise(layers, board, clock_mhz=clock_mhz)
-            est = res.estimate
-            point = HwPoint(float(res.fps), est.total, bool(est.fits), getattr(est, "bottleneck", None), res.plan)
+            total = res.total
+            budget = getattr(res, "budget", None) or board.budget
+            point = HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
         except InfeasibleError:
             point = HwPoint(0.0, Resources(), False)
         cache[key] = point
