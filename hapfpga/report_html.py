@@ -97,6 +97,8 @@ def _num(v: Any) -> float | None:
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
+    if isinstance(v, Mapping) and "before" in v and "after" in v:
+        return f"{_fmt(v['before'], digits)} → {_fmt(v['after'], digits)}"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
@@ -408,8 +410,8 @@ def render_report_html(report: Mapping[str, Any]) -> str:
     # pruning
     if prun:
         parts.append("<h2>Pruning</h2>")
-        prow = [(k, prun.get(k)) for k in ("method", "params", "macs", "compression", "accuracy_drop", "fps_before",
-                                            "fps_after") if k in prun]
+        prow = [(k, prun.get(k)) for k in ("method", "params", "macs", "accuracy", "compression", "accuracy_drop",
+                                            "fps_before", "fps_after") if k in prun]
         parts.append(_table(["figure", "value"], prow))
         if prun.get("pareto"):
             chosen = {"fps": prun.get("fps_after"), "accuracy": acc.get("final")}
