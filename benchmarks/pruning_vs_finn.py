@@ -104,13 +104,21 @@ def setfolding_best_fit(spec_model: Path, work: Path, board, quick: bool) -> dic
 
 
 def setfolding_job(qonnx: Path, work: Path, board, quick: bool, smoke: bool = False) -> dict:
+    """SetFolding's best fit on the unpruned model (cached in ``WORK/setfolding.json`` for resumed runs)."""
     from hapfpga.finn.build import run_finn_steps
 
+    cache = work / "setfolding.json"
+    if cache.is_file():
+        d = json.loads(cache.read_text())
+        return {**d, "total": Resources.from_dict(d["total"])}
     base = run_finn_steps(qonnx, work / "finn_base", board="Pynq-Z2", clock_mhz=100.0)
     if smoke:
         rep = finn_report(run_tail(base.step_models["step_specialize_layers"], work / "sf_smoke", target_fps=1000))
-        return {"target_fps": 1000, "n_builds": 1, "fits": True, **rep}
-    return setfolding_best_fit(base.step_models["step_specialize_layers"], work, board, quick)
+        out = {"target_fps": 1000, "n_builds": 1, "fits": True, **rep}
+    else:
+        out = setfolding_best_fit(base.step_models["step_specialize_layers"], work, board, quick)
+    cache.write_text(json.dumps({**out, "total": out["total"].as_dict()}))
+    return out
 
 
 def our_folding(qonnx: Path, work: Path, board) -> dict:
