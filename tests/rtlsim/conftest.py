@@ -39,6 +39,17 @@ def export_brevitas(name: str, shape: tuple[int, ...], path: Path, seed: int = 0
 
 
 @pytest.fixture(scope="session")
+def brevitas_export():
+    """``export_brevitas(name, shape, path)`` for tests."""
+    return export_brevitas
+
+
+@pytest.fixture(scope="session")
+def tfc_folding() -> dict:
+    return json.loads(json.dumps(TFC_FOLDING))
+
+
+@pytest.fixture(scope="session")
 def rtlsim_cache(tmp_path_factory) -> Path:
     """The default build cache (content-keyed, so safe to share between runs); builds are slow."""
     from hapfpga.rtlsim.backend import DEFAULT_CACHE

@@ -70,6 +70,7 @@ def test_every_layer_alone_bit_exact_and_cycles_match_estimates(tfc_design, mnis
     assert compared == 8
 
 
+@pytest.mark.slow
 def test_fifo_sizing_from_simulation(tfc_design, mnist_like, rtlsim_cache, tmp_path):
     from hapfpga.rtlsim.fifos import size_fifos
     from hapfpga.rtlsim.sim import reference, simulate
