@@ -167,7 +167,19 @@ def run_rtlsim_stage(
         timings["fifo_sizing"] = time.perf_counter() - t0
         sized_path = work / "rtlsim_model_sized_fifos.onnx"
         model.save(str(sized_path))
-        out["fifo_sizing"] = {**sizing.as_dict(), "model": str(sized_path)}
+        # FINN's ApplyFIFODepthsFromFile format, covering every FIFO (software-tail ones keep their depth)
+        from finn.util.basic import getHWCustomOp
+
+        all_depths = {
+            n.name: int(sizing.depths.get(n.name, getHWCustomOp(n).get_nodeattr("depth")))
+            for n in model.graph.node
+            if n.op_type.startswith("StreamingFIFO")
+        }
+        fifo_file = work / "fifo_depths.json"
+        fifo_file.write_text(
+            json.dumps({"fifo_depths": all_depths, "impl_style": {k: "rtl" for k in all_depths}}, indent=1)
+        )
+        out["fifo_sizing"] = {**sizing.as_dict(), "model": str(sized_path), "finn_fifo_config": str(fifo_file)}
         out["fps_sized_fifos"] = clock * 1e6 / sizing.cycles_per_frame_after
     out["timings"] = timings
     (work / "rtlsim.json").write_text(json.dumps(out, indent=1, default=float))
