@@ -9,7 +9,8 @@ the finn-examples folding file from ``shared/reference`` plus random legal foldi
 - ours: ``estimate_network`` (per-layer costs, FIFOs and DWCs, FPS, power) for each of N random legal
   foldings that it has not seen before, median time; and the same folding again (cached).
 
-Both sides' per-node numbers are checked equal (finn_compat) for the reference folding before timing.
+The heap left by torch/finn is frozen (``gc.freeze``) before our timing loop so that Python's cyclic GC
+does not re-scan it. Both sides' per-node numbers are checked equal (finn_compat) for the reference folding before timing.
 Last line: ``estimator_speedup_vs_finn <ratio>`` = FINN per-folding time / our median new-folding time.
 
 Usage: ``.venv/bin/python benchmarks/estimator_speed.py [--work DIR] [--n N] [--finn-reps R]``
@@ -18,6 +19,7 @@ Usage: ``.venv/bin/python benchmarks/estimator_speed.py [--work DIR] [--n N] [--
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -101,6 +103,10 @@ def main() -> None:
 
     rng = random.Random(0)
     plans = [_random_plan(layers, rng) for _ in range(args.n)]
+    # torch/brevitas/finn, imported for the FINN side, leave a large heap behind; freeze it so Python's
+    # cyclic GC does not re-scan it during our timing (a full collection over it costs milliseconds)
+    gc.collect()
+    gc.freeze()
     new_times = []
     for p in plans:
         t0 = time.perf_counter()
