@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["TrainResult", "train", "evaluate", "predict", "deterministic"]
 
-#: CPU threads used while training (fixed so results do not depend on the machine's core count).
-TRAIN_THREADS = 1
+#: CPU threads used while training: fixed per machine (at most 4), so a run repeats bit for bit on the same
+#: machine; float summation order, hence the last bits, may differ between machines with different core counts.
+TRAIN_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

@@ -152,25 +152,52 @@ class GraphRunner:
             sess = self._sessions[i]
         return sess
 
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Full execution context for one input ``x`` (with its batch dim of 1)."""
-        from qonnx.core.execute_custom_node import execute_custom_node
+    def _prepare(self) -> None:
+        """Decide once per node how it runs, and run the nodes that depend only on constants (weight ``Quant``
+        nodes of a QONNX graph) once, into the template context."""
         from qonnx.custom_op.registry import is_custom_op
 
+        const = {t.name for t in self.graph.initializer}
+        self._plan: list[tuple[int, Any, str]] = []
+        for i, node in enumerate(self.graph.node):
+            if is_custom_op(node.domain, node.op_type):
+                how = "custom"
+            elif node.domain not in ("", "ai.onnx"):
+                how = "unknown"
+            else:
+                how = "ort"
+            if how != "unknown" and all(n in const for n in node.input if n):
+                self._exec(i, node, how, self._template)
+                const.update(o for o in node.output if o)
+            else:
+                self._plan.append((i, node, how))
+
+    def _exec(self, i: int, node: Any, how: str, ctx: dict[str, np.ndarray]) -> None:
+        from qonnx.core.execute_custom_node import execute_custom_node
+
+        try:
+            if how == "custom":
+                execute_custom_node(node, ctx, self.graph, onnx_opset_version=self.opsets.get(node.domain, 1))
+            elif how == "unknown":
+                raise NotImplementedError(
+                    f"op {node.op_type} of domain {node.domain} has no Python execution registered"
+                )
+            else:
+                sess, out_names, in_names = self._session(i, node, ctx)
+                outs = sess.run(None, {n: ctx[n] for n in in_names})
+                for name, val in zip(out_names, outs, strict=True):
+                    ctx[name] = val
+        except Exception as e:
+            raise NodeExecutionError(node, e) from e
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Full execution context for one input ``x`` (with its batch dim of 1)."""
+        if not hasattr(self, "_plan"):
+            self._prepare()
         ctx = dict(self._template)
         ctx[self.input_name] = x
-        for i, node in enumerate(self.graph.node):
-            try:
-                if is_custom_op(node.domain, node.op_type):
-                    opset = self.opsets.get(node.domain, 1)
-                    execute_custom_node(node, ctx, self.graph, onnx_opset_version=opset)
-                else:
-                    sess, out_names, in_names = self._session(i, node, ctx)
-                    outs = sess.run(None, {n: ctx[n] for n in in_names})
-                    for name, val in zip(out_names, outs, strict=True):
-                        ctx[name] = val
-            except Exception as e:
-                raise NodeExecutionError(node, e) from e
+        for i, node, how in self._plan:
+            self._exec(i, node, how, ctx)
         return ctx
 
     def run_batch(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray]:
@@ -251,6 +278,29 @@ def _fix_hw_opset(model: Any) -> bool:
         model.model.opset_import.append(helper.make_opsetid(FINN_HW_DOMAIN, 1))
         return True
     return False
+
+
+def _register_hw_ops(model: Any) -> list[str]:
+    """Import the finn-plus modules of HW ops that its registry has not imported (finn-plus 1.6.1 defines the HW
+    ``Reshape`` in ``finn.custom_op.fpgadataflow.reshape`` but never imports it, so qonnx cannot find its Python
+    execution). Returns the op types registered this way."""
+    import importlib
+
+    from qonnx.custom_op.registry import is_custom_op
+
+    from .finn.shim import FINN_HW_DOMAIN
+
+    done = []
+    for op in sorted({n.op_type for n in model.graph.node if n.domain == FINN_HW_DOMAIN}):
+        if is_custom_op(FINN_HW_DOMAIN, op):
+            continue
+        try:
+            importlib.import_module(f"{FINN_HW_DOMAIN}.{op.lower()}")
+        except ImportError:
+            continue
+        if is_custom_op(FINN_HW_DOMAIN, op):
+            done.append(op)
+    return done
 
 
 def _compare(a: np.ndarray, b: np.ndarray, integer_units: bool = True) -> tuple[float, float]:
@@ -385,6 +435,12 @@ def verify_chain(
         if step == HW_STEP and _fix_hw_opset(mw):
             notes.append(
                 "added the missing opset import finn.custom_op.fpgadataflow v1 to execute the HW graph"
+            )
+        registered = _register_hw_ops(mw)
+        if registered:
+            notes.append(
+                f"imported finn-plus's Python execution of HW op(s) {', '.join(registered)} "
+                "(defined in finn.custom_op.fpgadataflow but not imported by its registry)"
             )
         try:
             runner = GraphRunner(mw)

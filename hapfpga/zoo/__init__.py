@@ -69,9 +69,19 @@ def load_factory(name: str) -> Callable[..., Any]:
     return factory
 
 
-def build_model(cfg: ModelConfig, input_shape: Sequence[int], num_classes: int) -> torch.nn.Module:
-    """Build the Brevitas model ``cfg.name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes``."""
+def build_model(
+    cfg: ModelConfig, input_shape: Sequence[int], num_classes: int, *, seed: int | None = 0
+) -> torch.nn.Module:
+    """Build the Brevitas model ``cfg.name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes``.
+
+    The initial weights are drawn from ``torch.manual_seed(seed)`` inside a forked RNG (the global torch RNG is
+    left as it was), so the same config builds the same model; ``seed=None`` uses the global RNG."""
     import torch
+
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_model(cfg, input_shape, num_classes, seed=None)
 
     factory = load_factory(cfg.name)
     kwargs: dict[str, Any] = {
@@ -156,11 +166,14 @@ def load_model(path: str | Path) -> torch.nn.Module:
     """Rebuild a model saved by :func:`save_model` and load its weights and quantiser state (eval mode)."""
     import torch
 
-    from ..runconfig import ModelConfig
-
     blob = torch.load(Path(path), weights_only=True)
-    spec = blob["spec"]
-    cfg = ModelConfig(name=spec["name"], options=dict(spec["options"]), **spec["model_config"])
-    model = build_model(cfg, spec["input_shape"], spec["num_classes"])
+    model = _from_spec(blob["spec"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()
+
+
+def _from_spec(spec: dict[str, Any]) -> torch.nn.Module:
+    from ..runconfig import ModelConfig
+
+    cfg = ModelConfig(name=spec["name"], options=dict(spec["options"]), **spec["model_config"])
+    return build_model(cfg, spec["input_shape"], spec["num_classes"])

@@ -66,6 +66,33 @@ class QuantCNN(torch.nn.Module):
         x = x.flatten(1)
         return self.classifier(x)
 
+    def __reduce__(self):
+        """Pickle as (rebuild spec, state_dict): Brevitas quantisers hold injector classes made at run time, which
+        pickle cannot name, so ``torch.save(model)`` would fail. The spec reads the widths from the modules, so a
+        channel-pruned model comes back at its pruned widths (``hapfpga.zoo.model_spec``)."""
+        from . import model_spec
+
+        return (_rebuild, (model_spec(self), self.state_dict(), self.training))
+
+    def __deepcopy__(self, memo):
+        """Plain deep copy of the attributes (not the pickle path above, which would rebuild the model)."""
+        import copy
+
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        return new
+
+
+def _rebuild(spec: dict, state_dict: dict, training: bool) -> torch.nn.Module:
+    """Inverse of ``QuantCNN.__reduce__``."""
+    from . import _from_spec
+
+    model = _from_spec(spec)
+    model.load_state_dict(state_dict)
+    return model.train(training)
+
 
 def _act(q):
     import brevitas.nn as qnn
