@@ -183,7 +183,7 @@ def optimise_problem(
     if best is None:
         sol, frac, key = solve_min_max_utilisation(problem, time_limit=time_limit)
         raise InfeasibleError(
-            f"No legal folding fits the budget, even the cheapest: {_RES_NAMES[key]} is binding — the cheapest "
+            f"No legal folding fits the budget, even the cheapest: the binding resource is {_RES_NAMES[key]}; the cheapest "
             f"design needs {_fmt(sol.total, problem.keys)} against a budget of {_fmt(problem.budget, problem.keys)} "
             f"({frac:.0%} of the {_RES_NAMES[key]} budget); choose a larger board, raise its utilisation limits, "
             "or prune/quantise the model."
@@ -199,7 +199,8 @@ def optimise_problem(
         if faster:
             sol, frac, key = solve_min_max_utilisation(problem, faster[-1], time_limit=time_limit)
             detail = (
-                f"; {_RES_NAMES[key]} is binding: the cheapest design reaching it needs "
+                f"; the binding resource is {_RES_NAMES[key]}: the least-loaded design reaching "
+                f"{target_fps:,.0f} FPS needs "
                 f"{_fmt(sol.total, problem.keys)} against a budget of {_fmt(problem.budget, problem.keys)}"
             )
         else:

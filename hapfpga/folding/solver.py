@@ -480,7 +480,7 @@ def solve_max_fps(
                 lo = mid + 1
         t_star = levels[hi]
         feasible_sol = found[hi]
-        bound = float(t_star)
+        bound = float(t_star) if optimal else bound  # else: the edge-free relaxation's proven bound
     sol = solve_min_cost(p, t_star, time_limit=left(), prune=False, rel_gap=polish_gap)
     if sol is None or sol.max_cycles > t_star:  # no incumbent within the polish time
         sol = feasible_sol or _feasible_solution(p, t_star, left())[1]
