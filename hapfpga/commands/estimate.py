@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..types import Resources
+
+if TYPE_CHECKING:
+    from ..boards import BoardSpec
+    from ..estimate import NetworkEstimate
 
 HELP = "Estimate LUT/FF/BRAM/URAM/DSP, cycles, FPS and power of a model's FINN accelerator (no Vivado)."
 
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(est, board) -> None:  # noqa: ANN001
+def _print_table(est: NetworkEstimate, board: BoardSpec) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -75,13 +82,13 @@ def _print_table(est, board) -> None:  # noqa: ANN001
     for k in (*keys, "cycles"):
         t.add_column(k, justify="right")
 
-    def row(name: str, r, cycles: str, style: str | None = None, budget: bool = False) -> None:  # noqa: ANN001
+    def row(name: str, r: Resources, cycles: str, style: str | None = None, budget: bool = False) -> None:
         cells = [f"{getattr(r, k):,.0f}" if (k != "FF" or budget) else "n/m" for k in keys]
         t.add_row(name, *cells, cycles, style=style)
 
     for n, c in est.layers.items():
         row(n, c.resources, f"{c.cycles:,}", "bold" if n == est.bottleneck else None)
-    infra = sum((c.resources for c in est.infrastructure.values()), type(est.total)())
+    infra = sum((c.resources for c in est.infrastructure.values()), Resources())
     if est.infrastructure:
         row(f"FIFOs + DWCs ({len(est.infrastructure)})", infra, "")
     row("total", est.total, f"{est.max_cycles:,}", "bold")

@@ -69,6 +69,10 @@ class LayerSpec:
             t = d[table] = {}
         return t
 
+    def __getstate__(self) -> dict:
+        """Pickle the fields only, not the memo (it is rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
     def fold_limits(self) -> dict[str, int]:
         """Upper bound of each folding knob (the dimension it must divide)."""
         return {k: int(getattr(self, v)) for k, v in self.fold_dims.items()}

@@ -234,3 +234,14 @@ def test_cost_table_matches_estimate_layer():
     for row, f in zip(table, cands, strict=True):
         c = estimate_layer(m, f)
         assert tuple(row) == (*(getattr(c.resources, k) for k in COST_COLUMNS[:-1]), c.cycles)
+
+
+def test_layer_specs_pickle_without_their_memo():
+    import pickle
+
+    m = _chain()[2]
+    estimate_layer(m, LayerFolding(pe=4, simd=3))
+    assert m.memo("cost")
+    back = pickle.loads(pickle.dumps(m))
+    assert back == m and "_memo" not in back.__dict__
+    assert estimate_layer(back, LayerFolding(pe=4, simd=3)) == estimate_layer(m, LayerFolding(pe=4, simd=3))
