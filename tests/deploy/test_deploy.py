@@ -206,3 +206,19 @@ def test_full_flow_with_vivado(tfc_build, tmp_path):
     assert outs.bitfile is not None and outs.bitfile.stat().st_size > 1_000_000
     assert outs.deploy.has_bitfile and (outs.deploy.path / "driver" / "settings.json").is_file()
     assert list((outs.deploy.path / "bitfile").glob("*.hwh"))
+
+
+def test_estimate_only_build_succeeds(tfc_build, tmp_path, capsys):
+    """Without --bitstream/--rtlsim nothing needs Vivado: exit 0, FINN reports, package, report."""
+    from hapfpga.cli import main
+
+    rc = main(["build", str(tfc_build["onnx"]), "--out", str(tmp_path / "b"), "--no-codegen"])
+    assert rc == 0
+    out = tmp_path / "b"
+    assert not (out / "hw_code").exists() or not any((out / "hw_code").iterdir())
+    assert (out / "deploy" / "manifest.json").is_file() and (out / "report.html").is_file()
+    # no folding given: FINN's defaults (PE=SIMD=1), slower than the SetFolding build of the fixture
+    slow = json.loads((out / "build.json").read_text())["finn_estimate"]["fps"]
+    fast = json.loads((tfc_build["out"] / "build.json").read_text())["finn_estimate"]["fps"]
+    assert slow < fast
+    assert "hapfpga: error" not in capsys.readouterr().err
