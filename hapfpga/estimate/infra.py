@@ -5,14 +5,16 @@
   authors on out-of-context Vivado runs). On parts without URAM, an ``ultra`` FIFO is costed as
   ``block`` (Vivado maps it to BRAM, Synth 8-12187, as that module's docstring says).
 - FIFO depth: ``fifo_depths="minimal"`` (default) is FINN's ``force_minimal_fifos`` rule (InsertFIFO
-  with create_shallow_fifos: depth 2 on every edge, plus the input and output FIFOs);
+  with create_shallow_fifos: depth 2 on every edge, plus the input and output FIFOs; checked equal to
+  FINN's inserted nodes on TFC/CNV in tests/estimate/test_parity_networks.py);
   ``"rate"`` is an analytic upper bound: an edge whose producer and consumer take Cp and Cc
   cycles per frame for N words needs ``max(2, ceil(N * (1 - min(Cp,Cc)/max(Cp,Cc))))`` words so
   the faster side never stalls the bottleneck within a frame (capped at one frame, N) — a
   heuristic, not FINN's simulation-based sizing (see docs/estimator.md).
 - DWC cost: finn-plus ``StreamingDataWidthConverter.lut_estimation`` (shift-based, via the LCM
   width); inserted wherever a producer's output width differs from its consumer's input width,
-  as FINN's ``InsertDWC`` does.
+  as FINN's ``InsertDWC`` does. FINN's ``InsertFIFO`` then treats the DWC as a node of its own, so such
+  an edge gets two FIFOs (producer width before the DWC, consumer width after it).
 """
 
 from __future__ import annotations
@@ -166,10 +168,12 @@ def _edge_costs(edge: tuple, fifo_depths: str, has_uram: bool) -> tuple[LayerCos
     prod_name, cons_name, w_out, w_in, words, cp, cc = edge
     tag = f"{prod_name or 'in'}__{cons_name or 'out'}"
     out = []
+    depth = 2 if fifo_depths == "minimal" or not (prod_name and cons_name) else rate_depth(words, cp, cc)
     if prod_name and cons_name and w_out != w_in:
+        # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter
+        out.append(LayerCost(f"FIFO_{tag}__pre", "StreamingFIFO", fifo_cost(2, w_out, "auto", has_uram), 0))
         out.append(LayerCost(f"DWC_{tag}", "StreamingDataWidthConverter", Resources(LUT=dwc_luts(w_out, w_in)),
                              int(words)))
-    depth = 2 if fifo_depths == "minimal" or not (prod_name and cons_name) else rate_depth(words, cp, cc)
     width = w_in if cons_name else w_out
     out.append(LayerCost(f"FIFO_{tag}", "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0))
     return tuple(out)

@@ -83,7 +83,34 @@ def _check(build_dir: Path, spec_model: Path, folding_file: Path) -> dict[str, l
                 errs[k].append(abs(getattr(c.resources, k) - rep[layer.name][k]) / max(rep[layer.name][k], 1))
     for k, e in errs.items():
         assert median(e) <= 0.05, (k, median(e))
+    _check_infrastructure(build_dir, est)
     return errs
+
+
+def _check_infrastructure(build_dir: Path, est) -> None:  # noqa: ANN001
+    """FIFOs and DWCs: FINN's own InsertDWC + InsertFIFO(create_shallow_fifos) (its force_minimal_fifos
+    flow) on the folded model, costed by FINN's node methods, against our infrastructure estimate."""
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    part = "xc7z020clg400-1"
+    model = ModelWrapper(str(build_dir / "intermediate_models" / "step_generate_estimate_reports.onnx"))
+    model = model.transform(InsertDWC()).transform(InsertFIFO(create_shallow_fifos=True))
+    model = model.transform(SpecializeLayers(part))
+    finn: dict[str, list[float]] = {"FIFO": [0, 0, 0], "DWC": [0, 0, 0]}
+    ours: dict[str, list[float]] = {"FIFO": [0, 0, 0], "DWC": [0, 0, 0]}
+    for n in model.graph.node:
+        if n.op_type.startswith(("StreamingFIFO", "StreamingDataWidthConverter")):
+            inst, key = getCustomOp(n), ("FIFO" if "FIFO" in n.op_type else "DWC")
+            finn[key] = [finn[key][0] + 1, finn[key][1] + inst.lut_estimation(part),
+                         finn[key][2] + inst.bram_estimation(part)]
+    for name, c in est.infrastructure.items():
+        key = "FIFO" if name.startswith("FIFO") else "DWC"
+        ours[key] = [ours[key][0] + 1, ours[key][1] + c.resources.LUT, ours[key][2] + c.resources.BRAM_18K]
+    assert ours == finn
 
 
 @pytest.fixture(scope="module")
