@@ -24,13 +24,14 @@ DEVIATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vvau-dsp-simd": ("VVAU_hls resType=dsp: FINN counts P*ceil((W+A)/48) DSPs, ignoring SIMD", ("DSP",)),
     "vvau-auto-small": ("VVAU ram_style=auto, <=128 words: FINN counts the weights in neither BRAM nor LUT",
                         ("LUT",)),
-    "zero-lut-kinds": ("Pool, StreamingMaxPool, FMPadding, LabelSelect, Reshape: FINN reports 0 LUT", ("LUT",)),
+    "zero-lut-kinds": ("Pool, StreamingMaxPool, FMPadding, LabelSelect, Reshape, DuplicateStreams: FINN reports "
+                       "0 LUT", ("LUT",)),
     "eltwise-embedded-const": ("Elementwise* internal_embedded constant: FINN counts no memory (width 0)",
                                ("LUT", "BRAM_18K", "URAM")),
     "eltwise-operator": ("Elementwise*: FINN counts no operator logic", ("LUT", "DSP")),
 }
 
-_ZERO_LUT_KINDS = {"Pool", "StreamingMaxPool", "FMPadding", "LabelSelect", "Reshape"}
+_ZERO_LUT_KINDS = {"Pool", "StreamingMaxPool", "FMPadding", "LabelSelect", "Reshape", "DuplicateStreams"}
 
 
 def deviations_for(layer: LayerSpec, folding: LayerFolding | None = None,

@@ -8,6 +8,7 @@ from typing import Any
 from ..types import LayerFolding, Resources
 from .context import Ctx
 from .misc import (
+    duplicatestreams_cost,
     dwc_cost,
     elementwise_cost,
     fifo_layer_cost,
@@ -37,6 +38,7 @@ FORMULAS: dict[str, Formula] = {
     "ElementwiseMul": elementwise_cost,
     "ElementwiseAdd": elementwise_cost,
     "Reshape": reshape_cost,
+    "DuplicateStreams": duplicatestreams_cost,
     "StreamingDataWidthConverter": dwc_cost,
     "StreamingFIFO": fifo_layer_cost,
 }

@@ -32,6 +32,7 @@ __all__ = [
     "StreamingDataWidthConverter",
     "StreamingFIFO",
     "Reshape",
+    "DuplicateStreams",
     "LAYER_KINDS",
 ]
 
@@ -284,6 +285,19 @@ class StreamingFIFO(LayerSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DuplicateStreams(LayerSpec):
+    """Stream fan-out (FINN ``DuplicateStreams``, in front of a residual ElementwiseAdd)."""
+
+    kind: ClassVar[str] = "DuplicateStreams"
+    fold_dims: ClassVar[dict[str, str]] = {"pe": "channels"}
+
+    channels: int
+    n_vectors: int = 1
+    n_outputs: int = 2
+    idt: str = "INT8"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reshape(LayerSpec):
     """Stream reshape (finn-plus ``Reshape``, e.g. the flatten in front of TFC): shapes channels last."""
 
@@ -316,5 +330,6 @@ LAYER_KINDS: dict[str, type[LayerSpec]] = {
         StreamingDataWidthConverter,
         StreamingFIFO,
         Reshape,
+        DuplicateStreams,
     )
 }

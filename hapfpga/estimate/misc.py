@@ -1,7 +1,7 @@
-"""Pool, StreamingMaxPool, FMPadding, LabelSelect, Elementwise{Mul,Add}, Reshape, DWC and FIFO as layers.
+"""Pool, StreamingMaxPool, FMPadding, LabelSelect, Elementwise{Mul,Add}, Reshape, DuplicateStreams, DWC, FIFO.
 
 Cycles mirror finn-plus 1.6.1's ``get_exp_cycles`` of ``pool.py``, ``fmpadding.py``,
-``labelselect.py``, ``elementwise_binary.py`` and ``reshape.py``. FINN gives these nodes 0 LUT
+``labelselect.py``, ``elementwise_binary.py``, ``reshape.py`` and ``duplicatestreams.py``. FINN gives these nodes 0 LUT
 (the ``HWCustomOp`` base-class default); unless ``ctx.finn_compat`` we count their logic with the
 structural models below — counts of comparators, registers and multiplexers of the hlslib / finn-rtllib
 implementation at ~1 LUT6 per bit of a compare or a 2:1 mux. They are our estimates, not fitted to
@@ -18,6 +18,7 @@ from .context import Ctx, FoldingError, knob
 from .dtypes import bits
 from .infra import dwc_luts, fifo_cost
 from .layers import (
+    DuplicateStreams,
     ElementwiseBinary,
     FMPadding,
     LabelSelect,
@@ -36,6 +37,7 @@ __all__ = [
     "labelselect_cost",
     "elementwise_cost",
     "reshape_cost",
+    "duplicatestreams_cost",
     "dwc_cost",
     "fifo_layer_cost",
 ]
@@ -187,6 +189,19 @@ def reshape_cost(layer: Reshape, f: LayerFolding, ctx: Ctx) -> tuple[Resources, 
     pe = _pe(layer, f, layer.out_channels)
     cycles = int(prod(layer.out_shape[:-1]) * (layer.out_shape[-1] // pe))
     return (Resources() if ctx.finn_compat else Resources(LUT=_ctrl(cycles))), cycles
+
+
+def duplicatestreams_cost(layer: DuplicateStreams, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
+    """DuplicateStreams: cycles = n_vectors * Ch/PE (``DuplicateStreams.get_exp_cycles``).
+
+    LUT (ours; FINN 0): the joint handshake of the output streams (an AND of the ready signals and a
+    per-output "sent" flag) plus the word counter; the data wires fan out for free.
+    """
+    pe = _pe(layer, f, layer.channels)
+    cycles = layer.n_vectors * (layer.channels // pe)
+    if ctx.finn_compat:
+        return Resources(), cycles
+    return Resources(LUT=2 * layer.n_outputs + _ctrl(cycles)), cycles
 
 
 def dwc_cost(layer: StreamingDataWidthConverter, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:

@@ -16,6 +16,7 @@ from .layers import (
     MVAU,
     VVAU,
     ConvolutionInputGenerator,
+    DuplicateStreams,
     ElementwiseBinary,
     FMPadding,
     LabelSelect,
@@ -91,6 +92,10 @@ def _stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
         return layer.in_width, layer.n_words_in, layer.out_width, total // layer.out_width
     if isinstance(layer, StreamingFIFO):
         return layer.width, layer.n_words, layer.width, layer.n_words
+    if isinstance(layer, DuplicateStreams):
+        pe = int(knob(f, "pe", 1))
+        w = layer.n_vectors * layer.channels // pe
+        return pe * bits(layer.idt), w, pe * bits(layer.idt), w
     if isinstance(layer, Reshape):
         pe = int(knob(f, "pe", 1))
         n_in = prod(layer.inp_shape) // pe

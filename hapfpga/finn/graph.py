@@ -114,6 +114,9 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return cls(**common, lhs_shape=tuple(a("lhs_shape")), rhs_shape=tuple(a("rhs_shape")),
                    out_shape=tuple(a("out_shape")), lhs_dt=a("lhs_dtype"), rhs_dt=a("rhs_dtype"),
                    odt=a("out_dtype"), lhs_const=a("lhs_style") == "const", rhs_const=a("rhs_style") == "const")
+    if kind == "DuplicateStreams":
+        return L.DuplicateStreams(**common, channels=a("NumChannels"), n_vectors=int(prod(a("numInputVectors"))),
+                                  n_outputs=a("NumOutputStreams"), idt=a("inputDataType"))
     if kind == "Reshape":
         return L.Reshape(**common, inp_shape=tuple(a("inp_shape")), out_shape=tuple(a("out_shape")),
                          dt=a("dtype"))

@@ -161,7 +161,18 @@ def _eltwise(rng: random.Random, i: int):
     return f"{op}_hls", attrs, spec, LayerFolding.from_finn(fold)
 
 
-GENERATORS = [_mvau, _thr, _swg, _vvau, _pool, _labelselect, _fmpad, _eltwise]
+def _dup(rng: random.Random, i: int):
+    ch = rng.choice([16, 64, 256])
+    pe = rng.choice(_divisors(ch))
+    nv = rng.choice([[1], [1, 8, 8]])
+    idt = _dt(rng)
+    attrs = dict(NumChannels=ch, PE=pe, NumOutputStreams=2, inputDataType=idt, numInputVectors=nv)
+    spec = L.DuplicateStreams(name=f"DuplicateStreams_hls_{i}", channels=ch, n_vectors=int(__import__("math").prod(nv)),
+                              idt=idt)
+    return "DuplicateStreams_hls", attrs, spec, LayerFolding(pe=pe)
+
+
+GENERATORS = [_mvau, _thr, _swg, _vvau, _pool, _labelselect, _fmpad, _eltwise, _dup]
 
 
 def _finn_node(op_type: str, attrs: dict):
