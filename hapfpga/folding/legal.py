@@ -14,9 +14,11 @@ Rules from finn-plus 1.6.1 (the ground truth):
 * depthwise SWG feeding VVAU/Pool: ``SIMD`` of the SWG = ``PE`` of its consumer (``SetFolding``:
   "the producer ... whose SIMD value will be set equal to the PE value of its consumer node"), and
   ``parallel_window=1`` iff the VVAU uses SIMD > 1; VVAU SIMD > 1 only with PE = Channels.
-* a non-depthwise SWG feeding an MVAU: we tie the SWG's output stream width to the MVAU's input
-  stream width (SWG SIMD = MVAU SIMD, or k*k*IFMChannels = MW with ``parallel_window``), so no width
-  converter is needed between them — FINN's ``InsertDWC`` would otherwise insert one.
+* a non-depthwise SWG feeding an MVAU folds independently (``SetFolding`` treats it as a plain SIMD
+  op); where the widths differ FINN's ``InsertDWC`` inserts a width converter, which the optimiser
+  charges (``optimise(..., tie_conv_swg=True)`` forbids that instead). Width converters are always
+  legal here: both widths are whole elements and divide the tensor (``StreamingDataWidthConverter.
+  _folded_shape_for_width``), since PE/SIMD divide the channels.
 
 Weight storage knobs (MVAU/VVAU ``ram_style`` in block/distributed(/ultra), ``resType`` lut/dsp,
 ``ram_style_thresholds``) are enumerated; ``mem_mode`` stays ``internal_decoupled`` (FINN's default and

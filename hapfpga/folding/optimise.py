@@ -103,12 +103,17 @@ def build_problem(
     keys: Sequence[str] = DEFAULT_KEYS,
     edge_cost: EdgeCostFn | None = None,
     stream_cost: Callable[[int], Resources] | None = None,
+    tie_conv_swg: bool = False,
 ) -> Problem:
     """Candidate tables, ties and edges for ``layers`` (``LayerSpec``s in graph order).
 
     ``stream_cost(width)`` is a cost per stream that depends only on its width (FINN's minimal FIFOs):
     it is added to each candidate for its input stream, and for its output stream at the graph output,
-    so it needs no pairwise variables. ``edge_cost`` is the pairwise rest (width converters)."""
+    so it needs no pairwise variables. ``edge_cost`` is the pairwise rest (width converters).
+    A depthwise SWG is always tied to its VVAU/Pool (FINN's rule); a convolution's SWG is tied to its
+    MVAU's input width only with ``tie_conv_swg`` — otherwise, as in FINN's SetFolding, they fold
+    independently and FINN's ``InsertDWC`` puts a width converter between them, which ``edge_cost``
+    charges."""
     by_name = {layer.name: layer for layer in layers}
     units = []
     for layer in layers:
@@ -131,7 +136,13 @@ def build_problem(
             if cname not in by_name:
                 continue
             cons = by_name[cname]
-            if _kind(layer) == "ConvolutionInputGenerator" and _kind(cons) in ("MVAU", "VVAU", "Pool"):
+            # depthwise SWG -> VVAU/Pool: FINN's rule; SWG -> MVAU: only with tie_conv_swg, otherwise a
+            # width converter (an edge cost) may sit between them
+            if (
+                _kind(layer) == "ConvolutionInputGenerator"
+                and _kind(cons) in ("MVAU", "VVAU", "Pool")
+                and (getattr(layer, "depthwise", False) or _kind(cons) != "MVAU" or tie_conv_swg)
+            ):
                 ties.append(Tie(layer.name, cname, "out_width", "in_width"))
             if edge_cost is not None:
                 edges.append(Edge(layer.name, cname, _edge_fn(edge_cost, layer, cons)))
@@ -225,15 +236,19 @@ def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool) -> CostFn:
 
 
 def _default_edge_cost(board: Any) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
-    """Width converters where the widths differ, and FINN's minimal depth-2 FIFO on every stream
-    (graph input and output included), as the estimator's ``infrastructure_costs`` counts them
-    (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``)."""
+    """Width converters (with the FIFO in front of each) where the widths differ, and FINN's minimal
+    depth-2 FIFO on every stream (graph input and output included), as the estimator's
+    ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``)."""
     from ..estimate.infra import dwc_luts, fifo_cost
 
     has_uram = board.capacity.URAM > 0
 
     def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
-        return Resources(LUT=float(dwc_luts(o, i))) if o != i else Resources()
+        # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter (the consumer-side
+        # one is the per-stream FIFO below)
+        if o == i:
+            return Resources()
+        return Resources(LUT=float(dwc_luts(o, i))) + fifo_cost(2, o, "auto", has_uram)
 
     def fifo(width: int) -> Resources:
         return fifo_cost(2, width, "auto", has_uram)
@@ -257,6 +272,7 @@ def optimise(
     finn_compat: bool = False,
     infrastructure: bool = True,
     max_tightenings: int = 5,
+    tie_conv_swg: bool = False,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -285,6 +301,7 @@ def optimise(
         keys=keys,
         edge_cost=edge_cost,  # type: ignore[arg-type]
         stream_cost=stream_cost,
+        tie_conv_swg=tie_conv_swg,
     )
     notes: list[str] = []
     cur = full_budget

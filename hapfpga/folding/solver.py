@@ -334,6 +334,7 @@ def _milp(
     extra_rows: list[tuple[np.ndarray, float, float]],
     time_limit: float,
     rel_gap: float = 0.0,
+    node_limit: int | None = None,
 ):
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix, vstack
@@ -349,7 +350,12 @@ def _milp(
         integrality=model.integrality,
         bounds=Bounds(np.zeros(len(c)), model.upper),
         constraints=LinearConstraint(a, lo, hi),
-        options={"mip_rel_gap": rel_gap, "time_limit": time_limit, "presolve": True},
+        options={
+            "mip_rel_gap": rel_gap,
+            "time_limit": time_limit,
+            "presolve": True,
+            **({"node_limit": node_limit} if node_limit is not None else {}),
+        },
     )
 
 
@@ -409,13 +415,16 @@ def _feasible(p: Problem, cycle_limit: float, time_limit: float) -> bool | None:
 
 
 def _feasible_solution(
-    p: Problem, cycle_limit: float, time_limit: float
+    p: Problem, cycle_limit: float, time_limit: float, rel_gap: float | None = None
 ) -> tuple[bool | None, Solution | None]:
+    """Feasibility at a cycle limit; with ``rel_gap`` the returned design is also within that relative
+    gap of the least total utilisation (so a feasible level needs no separate polishing solve)."""
     t0 = time.perf_counter()
     model = _build(p, cycle_limit)
     budget = _res_vec(p.budget, p.keys)
     extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
-    res = _milp(np.zeros(model.n), model, extra, time_limit)
+    c = np.zeros(model.n) if rel_gap is None else _weights(p) @ model.res_rows
+    res = _milp(c, model, extra, time_limit, 0.0 if rel_gap is None else rel_gap)
     if res.x is not None:
         n_cand = sum(len(u.candidates) for u in p.units)
         return True, _solution(p, model, res.x, True, float("nan"), t0, n_cand)
@@ -425,7 +434,12 @@ def _feasible_solution(
 
 
 def solve_max_fps(
-    problem: Problem, *, time_limit: float = 60.0, prune: bool = True, polish_gap: float = 0.01
+    problem: Problem,
+    *,
+    time_limit: float = 60.0,
+    prune: bool = True,
+    polish_gap: float = 0.05,
+    polish_nodes: int | None = 300,
 ) -> Solution | None:
     """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
 
@@ -437,8 +451,8 @@ def solve_max_fps(
 
     A last solve at the optimal level picks, among the fastest designs, the one with the least total
     utilisation of the budget (sum over keys of used/budget) — headroom for estimator error; it stops
-    within ``polish_gap`` (relative) of the least utilisation (deterministic, unlike a time cap), as it
-    does not change the FPS.
+    within ``polish_gap`` (relative) of the least utilisation or after ``polish_nodes`` branch-and-bound
+    nodes, keeping its best incumbent (deterministic, unlike a time cap), as it does not change the FPS.
     """
     t0 = time.perf_counter()
     _check_nonempty(problem)
@@ -481,8 +495,10 @@ def solve_max_fps(
         t_star = levels[hi]
         feasible_sol = found[hi]
         bound = float(t_star) if optimal else bound  # else: the edge-free relaxation's proven bound
-    sol = solve_min_cost(p, t_star, time_limit=left(), prune=False, rel_gap=polish_gap)
-    if sol is None or sol.max_cycles > t_star:  # no incumbent within the polish time
+    sol = solve_min_cost(
+        p, t_star, time_limit=left(), prune=False, rel_gap=polish_gap, node_limit=polish_nodes
+    )
+    if sol is None or sol.max_cycles > t_star:  # no incumbent within the node limit
         sol = feasible_sol or _feasible_solution(p, t_star, left())[1]
     if sol is None:
         raise InfeasibleError("The folding solver ran out of time; raise its time limit.")
@@ -512,6 +528,7 @@ def solve_min_cost(
     prune: bool = True,
     within_budget: bool = True,
     rel_gap: float = 0.0,
+    node_limit: int | None = None,
 ) -> Solution | None:
     """Least total utilisation (sum over keys of used/budget) with every unit at most ``cycle_limit`` cycles.
 
@@ -528,7 +545,7 @@ def solve_min_cost(
     if within_budget:
         budget = _res_vec(p.budget, p.keys)
         extra = [(model.res_rows[k], -np.inf, budget[k]) for k in range(len(p.keys))]
-    res = _milp(c, model, extra, time_limit, rel_gap)
+    res = _milp(c, model, extra, time_limit, rel_gap, node_limit)
     if res.x is None:
         return None
     sol = _solution(p, model, res.x, res.status == 0, float("nan"), t0, n_cand)

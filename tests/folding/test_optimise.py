@@ -113,10 +113,68 @@ def _conv_net() -> list:
     ]
 
 
-def _problem(layers: list, budget: Resources):
+def _tiny_conv_net() -> list:
+    """Small enough for exhaustive search with untied SWG/MVAU (about 70k combinations)."""
+    return [
+        L.Thresholding(
+            name="Thresholding_rtl_0",
+            impl="rtl",
+            channels=2,
+            n_vectors=16,
+            idt="UINT8",
+            tdt="UINT8",
+            odt="UINT2",
+            num_steps=3,
+            consumers=("ConvolutionInputGenerator_rtl_0",),
+        ),
+        L.ConvolutionInputGenerator(
+            name="ConvolutionInputGenerator_rtl_0",
+            impl="rtl",
+            ifm_ch=2,
+            ifm_dim=(4, 4),
+            ofm_dim=(2, 2),
+            kernel=(3, 3),
+            idt="UINT2",
+            producers=("Thresholding_rtl_0",),
+            consumers=("MVAU_hls_0",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_0",
+            mw=18,
+            mh=4,
+            n_vectors=4,
+            idt="UINT2",
+            wdt="INT2",
+            odt="UINT2",
+            acc_dt="INT8",
+            num_steps=3,
+            producers=("ConvolutionInputGenerator_rtl_0",),
+            consumers=("MVAU_hls_1",),
+        ),
+        L.MVAU(
+            name="MVAU_hls_1",
+            mw=16,
+            mh=2,
+            n_vectors=1,
+            idt="UINT2",
+            wdt="INT2",
+            odt="INT8",
+            acc_dt="INT16",
+            no_activation=True,
+            producers=("MVAU_hls_0",),
+        ),
+    ]
+
+
+def _problem(layers: list, budget: Resources, tie: bool = False):
     dwc, fifo = _default_edge_cost(BOARD)
     return build_problem(
-        layers, budget, _default_cost_fn(100.0, BOARD, False), edge_cost=dwc, stream_cost=fifo
+        layers,
+        budget,
+        _default_cost_fn(100.0, BOARD, False),
+        edge_cost=dwc,
+        stream_cost=fifo,
+        tie_conv_swg=tie,
     )
 
 
@@ -150,7 +208,7 @@ def test_fc_net_optimum_equals_brute_force(extra_luts: int) -> None:
 def test_optimise_result_is_what_the_network_estimate_says() -> None:
     layers = _conv_net()
     budget = Resources(LUT=4000, FF=1e9, BRAM_18K=4, URAM=0, DSP=4)
-    r = optimise(layers, BOARD, clock_mhz=100, budget=budget)
+    r = optimise(layers, BOARD, clock_mhz=100, budget=budget, tie_conv_swg=True)
     est = estimate_network(layers, r.plan, BOARD, clock_mhz=100)
     assert est.fits or not est.total.over(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
     assert est.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
@@ -169,15 +227,18 @@ def test_optimise_result_is_what_the_network_estimate_says() -> None:
     assert r.bound_fps == pytest.approx(r.fps) and r.optimal
 
 
-def test_conv_net_optimum_equals_brute_force_with_ties() -> None:
-    layers = _conv_net()
-    budget = Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0)
-    p = _problem(layers, budget)
+@pytest.mark.parametrize(("tie", "lut"), [(True, 1150), (True, 1300), (False, 1150), (False, 1300)])
+def test_conv_net_optimum_equals_brute_force(tie: bool, lut: float) -> None:
+    layers = _tiny_conv_net()
+    budget = Resources(LUT=lut, BRAM_18K=1, URAM=0, DSP=0)
+    p = _problem(layers, budget, tie)
     ref = brute_force(p)
     sol = solve_max_fps(p)
     assert ref is not None and sol is not None
     assert sol.max_cycles == ref[0]
     assert ties_hold(p, sol.choice)
+    unbounded = solve_max_fps(_problem(layers, Resources(LUT=1e9, BRAM_18K=1e9, URAM=0, DSP=1e9), tie))
+    assert unbounded.max_cycles < sol.max_cycles  # the budget binds: the test is not trivial
 
 
 def test_more_budget_never_slower_and_target_mode_is_cheaper() -> None:
@@ -239,3 +300,15 @@ def test_network_check_tightens_until_the_full_estimate_fits() -> None:
     assert r.notes and "tightened" in r.notes[0]
     assert r.estimate.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
     assert r.max_cycles >= loose.max_cycles
+
+
+def test_untied_swg_pays_for_its_width_converter_exactly_as_the_network_estimate() -> None:
+    layers = _conv_net()
+    budget = Resources(LUT=3500, BRAM_18K=2, URAM=0, DSP=0)
+    tied = optimise(layers, BOARD, budget=budget, tie_conv_swg=True)
+    free = optimise(layers, BOARD, budget=budget)
+    assert free.max_cycles <= tied.max_cycles  # a superset of designs
+    est = estimate_network(layers, free.plan, BOARD)
+    for k in ("LUT", "BRAM_18K", "URAM", "DSP"):
+        assert getattr(est.total, k) == pytest.approx(getattr(free.total, k))
+    assert est.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
