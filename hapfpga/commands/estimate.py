@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..types import Resources
@@ -36,32 +35,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)")
 
 
-def _is_finn_hw(path: Path) -> bool:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    return any(n.domain.startswith("finn.custom_op.fpgadataflow") or n.op_type == "StreamingDataflowPartition"
-               for n in m.graph.node)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..boards import load_board
     from ..errors import ConfigError
     from ..estimate import estimate_network, load_folding
-    from ..finn.graph import hw_layers_from_qonnx, load_layers
+    from ..finn.graph import layers_for_model_file
 
     board = load_board(args.board)
-    model = Path(args.model)
-    if not model.is_file():
-        raise ConfigError(f"Model file '{model}' does not exist; give the path of a QONNX or FINN .onnx model.")
     if args.clock_mhz is not None and args.clock_mhz <= 0:
         raise ConfigError(f"--clock-mhz must be positive, not {args.clock_mhz:g}.")
     clock = args.clock_mhz or board.clock_mhz
-    if _is_finn_hw(model):
-        layers = load_layers(model)
-    else:
-        work = Path(args.work_dir) if args.work_dir else model.parent / ".hapfpga-cache"
-        layers, _ = hw_layers_from_qonnx(model, work, board, clock)
+    layers = layers_for_model_file(args.model, args.work_dir, board, clock)
     plan = load_folding(args.folding, layers) if args.folding else None
     est = estimate_network(layers, plan, board, clock, finn_compat=args.finn_compat,
                            infrastructure=not args.no_infrastructure, fifo_depths=args.fifo_depths)

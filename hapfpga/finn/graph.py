@@ -190,3 +190,37 @@ def hw_layers_from_qonnx(
         res = run_finn_steps(qonnx_path, out, board=board.finn_board, clock_mhz=clock, steps=SPECIALIZE_STEPS)
         spec_model = res.step_models["step_specialize_layers"]
     return load_layers(spec_model), spec_model
+
+
+def is_finn_hw_model(model: Any) -> bool:
+    """True for a FINN HW graph (HW custom ops or a dataflow partition), False for a QONNX export."""
+    return any(
+        n.domain.startswith("finn.custom_op.fpgadataflow") or n.op_type == "StreamingDataflowPartition"
+        for n in model.graph.node
+    )
+
+
+def layers_for_model_file(
+    path: str | Path, work_dir: str | Path | None, board: BoardSpec, clock_mhz: float | None = None
+) -> list[L.LayerSpec]:
+    """Layers of a user's model file: a FINN HW model is read as it is, a QONNX export is converted first.
+
+    The file is checked first (missing, truncated, not ONNX, not QONNX: one-sentence ``ConfigError``); a
+    QONNX graph that FINN cannot convert is a user error naming the step and the log.
+    """
+    from .build import FinnStepError
+    from .onnxfile import check_onnx_file
+
+    path = Path(path)
+    proto = check_onnx_file(path)
+    if is_finn_hw_model(proto):
+        return load_layers(path)
+    work = Path(work_dir) if work_dir else path.parent / ".hapfpga-cache"
+    try:
+        layers, _ = hw_layers_from_qonnx(path, work, board, clock_mhz)
+    except FinnStepError as e:
+        raise ConfigError(
+            f"FINN could not convert '{path}' at {e.step} ({type(e.cause).__name__}; details in {e.log_file}); "
+            "check that the model uses only layers FINN supports."
+        ) from None
+    return layers
