@@ -284,8 +284,8 @@ def nsga2_search(
     import optuna
 
     study = _study(storage, study_name, seed, population)
-    for c in enqueue:
-        study.enqueue_trial({g: int(c[g]) for g in candidates})
+    for c in enqueue:  # snapped to the nearest candidate count (the search space is categorical)
+        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=int(c[g]): (abs(v - t), v)) for g in candidates})
     study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):

@@ -140,7 +140,7 @@ def run_pruning_stage(
     from .finetune import FinetuneConfig, finetune, iterative_counts
     from .importance import make_importance
     from .plan import PruningPlan, candidate_counts, uniform_counts
-    from .search import default_storage, greedy_search, nsga2_search
+    from .search import default_storage, greedy_search, nsga2_search, pareto_front
     from .sensitivity import analyse_sensitivity, evaluate_accuracy
 
     cfg = parse_pruning_config(section)
@@ -315,7 +315,12 @@ def run_pruning_stage(
             "accuracy_drop": acc_before - acc_after,
             "fps_before": fps_before,
             "fps_after": fps_after,
-            "pareto": (result.as_dict()["pareto"] if result is not None else []),
+            "pareto": [
+                {"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT, "counts": dict(s.counts)}
+                for s in (result.pareto or tuple(pareto_front(result.history)))
+            ]
+            if result is not None
+            else [],
             "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
             "seconds": time.time() - t0,
         }

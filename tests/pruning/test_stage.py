@@ -153,3 +153,16 @@ def test_config_errors(trained, digits, tmp_path):
     with pytest.raises(ConfigError, match="exclude"):
         run_pruning_stage({"method": "uniform", "target": "ratio", "exclude": ["zz"], "sensitivity": False},
                           trained, digits, None, tmp_path)
+
+
+def test_nsga2_stage_uses_sqlite_in_run_dir(trained, digits, tmp_path):
+    cfg = {"method": "nsga2", "target": "budget", "max_accuracy_drop": 0.05, "finetune_epochs": 0.1,
+           "sensitivity": False, "min_ratio": 0.25, "candidate_steps": 4,
+           "nsga2": {"trials": 6, "population": 4}}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    assert (tmp_path / "pruning" / "pruning_optuna.db").is_file()
+    assert r["storage"].startswith("sqlite:///")
+    assert r["pareto"] and all({"accuracy", "fps", "LUT"} <= set(p) for p in r["pareto"])
+    assert len(r["history"]) == 6
+    assert r["fps_after"] == pipeline_hw(r["channels_after"]).fps
+    assert layer_channels(m)["c2"] == r["channels_after"]["c2"]
