@@ -61,10 +61,6 @@ def export_qonnx(
     The exporters' prints (torch.onnx progress, warnings) go to ``log_file`` (default ``export.log`` next to
     ``path``), not to the terminal."""
     import torch
-    from brevitas.export import export_qonnx as bv_export
-    from qonnx.core.datatype import DataType
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.cleanup import cleanup
 
     from .finn.shim import finn_quiet
 
@@ -77,6 +73,11 @@ def export_qonnx(
         wrapped = _wrapper(model).eval()
         example = torch.zeros((1, *[int(d) for d in input_shape]), dtype=torch.float32)
         with tempfile.TemporaryDirectory(prefix="hapfpga_export_") as tmp, finn_quiet(log):
+            from brevitas.export import export_qonnx as bv_export  # imported here: its import warns on stderr
+            from qonnx.core.datatype import DataType
+            from qonnx.core.modelwrapper import ModelWrapper
+            from qonnx.util.cleanup import cleanup
+
             raw = Path(tmp) / "raw.onnx"
             with torch.no_grad():
                 bv_export(wrapped, args=example, export_path=str(raw))

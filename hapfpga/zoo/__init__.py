@@ -84,6 +84,10 @@ def build_model(
             return build_model(cfg, input_shape, num_classes, seed=None)
 
     factory = load_factory(cfg.name)
+    if cfg.name in MODELS and cfg.input_bits != 8:
+        raise ConfigError(
+            f"model.input_bits is {cfg.input_bits}, but the zoo's models take UINT8 pixels; set model.input_bits: 8."
+        )
     kwargs: dict[str, Any] = {
         "input_shape": tuple(int(d) for d in input_shape),
         "num_classes": int(num_classes),

@@ -115,6 +115,8 @@ def test_unknown_model_and_option():
     with pytest.raises(ConfigError, match="no option 'width'"):
         build_model(ModelConfig(name="cnv", options={"width": 2}), (3, 32, 32), 10)
     assert set(MODELS) == {"digits_cnn", "tfc", "cnv"}
+    with pytest.raises(ConfigError, match="UINT8"):
+        build_model(ModelConfig(input_bits=4), (1, 8, 8), 10)
 
 
 def test_user_factory_from_file(tmp_path):
