@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock-mhz", type=float, default=None, help="clock (default: the board's)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--bitstream", action="store_true", help="full flow to bitfile, driver and package (Vivado)")
-    p.add_argument("--rtlsim", action="store_true", help="FINN's RTL simulation of the stitched IP (Vivado)")
+    p.add_argument("--rtlsim", action="store_true",
+                   help="RTL simulation: FINN's stitched-IP rtlsim with Vivado, else hapfpga's Verilator simulation")
     p.add_argument("--no-codegen", action="store_true", help="skip FINN's HLS/RTL code generation")
     p.add_argument("--test-data", default=None,
                    help="npz with x_test/y_test (or x/y), dataset domain, shipped for the accuracy check")
@@ -94,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     t.add_row("bitfile", "yes" if o["bitfile"] else "no", o["bitfile"] or "needs Vivado (--bitstream)")
     t.add_row("deployment package", "yes" if o["deploy"] else "no",
               f"{o['deploy_zip']} ({'board + simulated' if o['bitfile'] else 'simulated backend'})")
+    r = o.get("rtlsim")
+    if r:
+        t.add_row("RTL simulation", "pass" if r.get("passed") else "[red]FAIL[/red]",
+                  f"{r.get('simulator', '')}: {r.get('frames')} frames, "
+                  f"{'bit-exact' if r.get('exact') else 'NOT bit-exact'}, {r.get('fps', 0):,.0f} FPS measured")
     t.add_row("report", "yes", str(Path(args.out) / "report.html"))
     Console().print(t)
     if missing is not None:

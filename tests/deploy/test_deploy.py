@@ -183,15 +183,15 @@ def test_detect_unsupported_or_incomplete(tmp_path):
     assert not no_hls.supported and "Vitis HLS" in no_hls.missing()
 
 
-def test_rtlsim_gate_names_vivado_version_problem(tfc_build, tmp_path):
+def test_bitstream_gate_names_vivado_version_problem(tfc_build, tmp_path):
     """A Vivado install in a version finn-plus does not support: exits the same way, naming the version."""
     from hapfpga.boards import load_board
     from hapfpga.errors import ToolMissingError
 
     env = _fake_xilinx(tmp_path / "x", "2023.1")
     with pytest.raises(ToolMissingError, match=r"2023\.1") as ei:
-        build(tfc_build["onnx"], tmp_path / "out", load_board("pynq-z2"), rtlsim=True, codegen=False, env=env)
-    assert "RTL simulation" in str(ei.value)
+        build(tfc_build["onnx"], tmp_path / "out", load_board("pynq-z2"), bitstream=True, codegen=False, env=env)
+    assert str(ei.value).startswith("A bitstream needs")
     assert (tmp_path / "out" / "deploy" / "manifest.json").is_file()
 
 
@@ -222,3 +222,20 @@ def test_estimate_only_build_succeeds(tfc_build, tmp_path, capsys):
     fast = json.loads((tfc_build["out"] / "build.json").read_text())["finn_estimate"]["fps"]
     assert slow < fast
     assert "hapfpga: error" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rtlsim_without_vivado_uses_verilator(tfc_build, tmp_path):
+    """--rtlsim without Vivado: hapfpga's Verilator simulation of FINN's RTL, bit-exact, cycles near FINN's estimate."""
+    from hapfpga.boards import load_board
+
+    if detect_xilinx().supported:
+        pytest.skip("Vivado is installed: the FINN flow runs instead")
+    outs = build(tfc_build["onnx"], tmp_path / "out", load_board("pynq-z2"), rtlsim=True, codegen=False,
+                 test_data=(tfc_build["x"], tfc_build["y"]), rtlsim_frames=4)
+    r = outs.rtlsim
+    assert r["simulator"].startswith("verilator") and r["frames"] == 4
+    assert r["exact"] and r["passed"]
+    est = outs.finn_estimate["max_cycles"]
+    assert 0.8 * est <= r["cycles_per_frame"] <= 1.25 * est
+    assert "RTL simulation" in (tmp_path / "out" / "report.html").read_text()
