@@ -225,6 +225,7 @@ def build_design(
 
     def _net(key: str) -> str:
         return "".join(c if c.isalnum() or c == "_" else "_" for c in key)
+
     for node in seg:
         inst = getHWCustomOp(node)
         if node.op_type in OWN_RTL:

@@ -20,7 +20,12 @@ from . import backend
 from .design import build_design
 from .sim import _pack, _unpack, frame_timing, reference
 
-__all__ = ["LayerMeasurement", "measure_layers", "estimated_cycles"]
+__all__ = ["LayerMeasurement", "measure_layers", "estimated_cycles", "matches_estimate"]
+
+#: A layer's measured cycles match an estimate when within 5% (issue 7) or within this many cycles: tiny
+#: layers (a 2x2 SWG of 20 cycles) carry a per-frame start-up in FINN's formula that overlaps with the
+#: previous frame in a steady stream, a few cycles that are a large fraction of nothing.
+ABS_TOLERANCE_CYCLES = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,13 @@ class LayerMeasurement:
             "finn_cycles": self.finn_cycles,
             "estimate_cycles": self.estimate_cycles,
         }
+
+
+def matches_estimate(measured: float, estimate: int | None, rel: float = 0.05) -> bool:
+    """``measured`` within ``rel`` of ``estimate`` or within ``ABS_TOLERANCE_CYCLES`` cycles of it."""
+    if not estimate:
+        return True
+    return abs(measured - estimate) <= max(rel * estimate, ABS_TOLERANCE_CYCLES)
 
 
 def estimated_cycles(model_path: str | Path) -> dict[str, int]:

@@ -73,7 +73,7 @@ def run_rtlsim_stage(
 
     from ..finn.shim import ensure_finn
     from .fifos import size_fifos
-    from .perf import measure_layers
+    from .perf import matches_estimate, measure_layers
     from .prepare import folding_for_rtl, prepare_design
     from .sim import reference, simulate
 
@@ -91,7 +91,9 @@ def run_rtlsim_stage(
     fold_file = None
     if folding_json is not None:
         fold_file = work / "folding_rtl.json"
-        fold_file.write_text(json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1))
+        fold_file.write_text(
+            json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1)
+        )
 
     t0 = time.perf_counter()
     step("FINN: RTL layers, width converters, FIFOs, HDL")
@@ -142,7 +144,9 @@ def run_rtlsim_stage(
     if per_layer:
         t0 = time.perf_counter()
         step("Verilator: every layer alone")
-        layers = measure_layers(model, xs[: min(3, len(xs))], model_path=design.folded_path, cache_dir=cache_dir)
+        layers = measure_layers(
+            model, xs[: min(3, len(xs))], model_path=design.folded_path, cache_dir=cache_dir
+        )
         timings["per_layer"] = time.perf_counter() - t0
         out["layers"] = {m.name: m.as_dict() for m in layers if not m.op_type.startswith("StreamingFIFO")}
         worst = 0.0
@@ -150,6 +154,9 @@ def run_rtlsim_stage(
             if m.estimate_cycles:
                 worst = max(worst, abs(m.cycles_per_frame - m.estimate_cycles) / m.estimate_cycles)
         out["max_rel_error_vs_estimate"] = worst
+        out["estimate_outliers"] = [
+            m.name for m in layers if not matches_estimate(m.cycles_per_frame, m.estimate_cycles)
+        ]
         out["layers_exact"] = all(m.exact for m in layers)
         out["passed"] = out["passed"] and out["layers_exact"]
     if fifo_sizing:
@@ -179,7 +186,11 @@ def run_rtlsim_stage(
         fifo_file.write_text(
             json.dumps({"fifo_depths": all_depths, "impl_style": {k: "rtl" for k in all_depths}}, indent=1)
         )
-        out["fifo_sizing"] = {**sizing.as_dict(), "model": str(sized_path), "finn_fifo_config": str(fifo_file)}
+        out["fifo_sizing"] = {
+            **sizing.as_dict(),
+            "model": str(sized_path),
+            "finn_fifo_config": str(fifo_file),
+        }
         out["fps_sized_fifos"] = clock * 1e6 / sizing.cycles_per_frame_after
     out["timings"] = timings
     (work / "rtlsim.json").write_text(json.dumps(out, indent=1, default=float))

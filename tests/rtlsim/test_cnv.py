@@ -64,10 +64,11 @@ def test_cnv_layers_alone_match_estimates(cnv, cifar_like, rtlsim_cache):
     design, model, _ = cnv
     layers = measure_layers(model, cifar_like[:2], model_path=design.folded_path, cache_dir=rtlsim_cache)
     assert {"Pool_hls", "ConvolutionInputGenerator_rtl", "MVAU_rtl"} <= {m.op_type for m in layers}
+    from hapfpga.rtlsim.perf import matches_estimate
+
     for m in layers:
         assert m.exact, m
-        if m.estimate_cycles:
-            assert abs(m.cycles_per_frame - m.estimate_cycles) <= 0.05 * m.estimate_cycles, m
+        assert matches_estimate(m.cycles_per_frame, m.estimate_cycles), m
 
 
 @pytest.mark.slow
