@@ -21,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folding", default=None, help="FINN folding config JSON (HLS or RTL node names)")
     p.add_argument("--clock-mhz", type=float, default=None, help="clock for FPS numbers (board default)")
     p.add_argument("-n", "--frames", type=int, default=16, help="number of inputs to simulate (default 16)")
-    p.add_argument("--inputs", default=None, help=".npy of float inputs (N, ...); default: uniform [0,1) noise")
+    p.add_argument(
+        "--inputs",
+        default=None,
+        help=".npy of inputs (N, ...) in the model's input domain; default: random values of the "
+        "model's input datatype (integers for UINT8 pixels, else uniform [0,1))",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--stall", type=float, default=0.0, help="random back-pressure probability (0..1)")
     p.add_argument("--no-fifo-sizing", action="store_true", help="skip FIFO sizing from simulation")
@@ -50,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         from qonnx.core.modelwrapper import ModelWrapper
 
-        shape = ModelWrapper(str(model)).get_tensor_shape(ModelWrapper(str(model)).graph.input[0].name)
-        x = np.random.default_rng(args.seed).random((args.frames, *shape[1:])).astype(np.float32)
+        mw = ModelWrapper(str(model))
+        gin = mw.graph.input[0].name
+        shape, dt = mw.get_tensor_shape(gin), mw.get_tensor_datatype(gin)
+        rng = np.random.default_rng(args.seed)
+        if dt.is_integer():  # e.g. hapfpga's exports take UINT8 pixels
+            x = rng.integers(int(dt.min()), int(dt.max()) + 1, (args.frames, *shape[1:])).astype(np.float32)
+        else:
+            x = rng.random((args.frames, *shape[1:])).astype(np.float32)
     res = run_rtlsim_stage(
         model,
         args.folding,
