@@ -382,13 +382,23 @@ def _check_nonempty(problem: Problem) -> None:
             )
 
 
-def _min_t(p: Problem, time_limit: float) -> tuple[float | None, bool, float]:
-    """MILP ``min t`` s.t. ``t >= cycles`` of every unit, within the budget: (t*, optimal, dual bound)."""
+#: weight of the secondary objective (total utilisation, at most ~len(keys)) against max cycles: any
+#: whole cycle saved outweighs it, so one MILP is an exact lexicographic (fastest, then cheapest) solve
+_EPS = 0.2
+
+
+def _min_t(p: Problem, time_limit: float, cheapest: bool = True) -> tuple[float | None, bool, float, Any]:
+    """MILP ``min t (+ eps * utilisation)`` s.t. ``t >= cycles`` of every unit, within the budget.
+
+    Returns (t*, optimal, proven lower bound on t, the MILP's x without t)."""
     model = _build(p, None).with_t()
     budget = _res_vec(p.budget, p.keys)
     n = model.n
     c = np.zeros(n)
     c[-1] = 1.0
+    w = _weights(p)
+    if cheapest:
+        c[:-1] += _EPS * (w @ model.res_rows[:, :-1])
     extra = []
     for k in range(len(p.keys)):
         extra.append((model.res_rows[k], -np.inf, budget[k]))
@@ -401,12 +411,15 @@ def _min_t(p: Problem, time_limit: float) -> tuple[float | None, bool, float]:
     res = _milp(c, model, extra, time_limit)
     if res.x is None:
         if res.status == 2 or "infeasible" in str(res.message).lower():
-            return None, True, math.inf
+            return None, True, math.inf, None
         raise InfeasibleError(
             f"The folding solver stopped without a design ({res.message}); raise its time limit."
         )
+    t = float(res.x[-1])
     bound = getattr(res, "mip_dual_bound", None)
-    return math.ceil(res.fun - 1e-6), res.status == 0, float(res.fun if bound is None else bound)
+    max_secondary = _EPS * float(np.sum(np.where(budget > 0, 1.0, 0.0))) if cheapest else 0.0
+    lower = float(res.fun if bound is None else bound) - max_secondary
+    return math.ceil(t - 1e-6), res.status == 0, lower, (model, res.x[:-1])
 
 
 def _feasible(p: Problem, cycle_limit: float, time_limit: float) -> bool | None:
@@ -433,75 +446,23 @@ def _feasible_solution(
     return None, None
 
 
-def solve_max_fps(
-    problem: Problem,
-    *,
-    time_limit: float = 60.0,
-    prune: bool = True,
-    polish_gap: float = 0.05,
-    polish_nodes: int | None = 300,
-) -> Solution | None:
-    """Minimise the maximum cycles within the budget; ``None`` when no choice fits the budget.
+def solve_max_fps(problem: Problem, *, time_limit: float = 60.0, prune: bool = True) -> Solution | None:
+    """Minimise the maximum cycles within the budget, then the total utilisation of the budget (sum
+    over keys of used/budget — headroom for estimator error); ``None`` when no choice fits.
 
-    Without edges: one MILP ``min t``. With edges (pairwise costs make that MILP slow), the problem
-    without edges is a relaxation (edge costs are non-negative), so its optimum ``t0`` is a proven
-    lower bound; feasibility is monotone in the cycle limit, so a galloping then binary search over
-    the achievable cycle levels from ``t0`` finds the least feasible level with edges — exact, and
-    usually within one or two small feasibility MILPs.
-
-    A last solve at the optimal level picks, among the fastest designs, the one with the least total
-    utilisation of the budget (sum over keys of used/budget) — headroom for estimator error; it stops
-    within ``polish_gap`` (relative) of the least utilisation or after ``polish_nodes`` branch-and-bound
-    nodes, keeping its best incumbent (deterministic, unlike a time cap), as it does not change the FPS.
+    One MILP: ``min t + eps * utilisation`` with ``t >= cycles[u]`` for every unit. Cycles are integers
+    and the utilisation term is below one cycle, so this is exactly lexicographic. With the tight
+    edge-marginal formulation of ``_build`` HiGHS solves CNV-w2a2 with width converters in seconds.
     """
     t0 = time.perf_counter()
     _check_nonempty(problem)
     p = prune_dominated(problem, problem.keys) if prune else problem
     n_cand = sum(len(u.candidates) for u in p.units)
-
-    def left() -> float:
-        return max(1.0, time_limit - (time.perf_counter() - t0))
-
-    relaxed = Problem(p.units, p.budget, p.ties, (), p.keys) if p.edges else p
-    t_star, optimal, bound = _min_t(relaxed, left())
+    t_star, optimal, lower, mx = _min_t(p, time_limit)
     if t_star is None:
         return None
-    feasible_sol: Solution | None = None
-    if p.edges:
-        levels = [lv for lv in cycle_levels(p) if lv >= t_star]
-        lo, step, i, hi = 0, 1, 0, None
-        found: dict[int, Solution] = {}
-        while True:  # gallop: levels[0], [1], [2], [4], ...
-            ok, fs = _feasible_solution(p, levels[i], left())
-            if ok is None:
-                optimal = False
-            if ok:
-                hi, found[i] = i, fs  # type: ignore[assignment]
-                break
-            lo = i + 1
-            if i == len(levels) - 1:
-                return None
-            i = min(len(levels) - 1, i + step)
-            step *= 2
-        while lo < hi:  # least feasible level in [lo, hi]
-            mid = (lo + hi) // 2
-            ok, fs = _feasible_solution(p, levels[mid], left())
-            if ok is None:
-                optimal = False
-            if ok:
-                hi, found[mid] = mid, fs  # type: ignore[assignment]
-            else:
-                lo = mid + 1
-        t_star = levels[hi]
-        feasible_sol = found[hi]
-        bound = float(t_star) if optimal else bound  # else: the edge-free relaxation's proven bound
-    sol = solve_min_cost(
-        p, t_star, time_limit=left(), prune=False, rel_gap=polish_gap, node_limit=polish_nodes
-    )
-    if sol is None or sol.max_cycles > t_star:  # no incumbent within the node limit
-        sol = feasible_sol or _feasible_solution(p, t_star, left())[1]
-    if sol is None:
-        raise InfeasibleError("The folding solver ran out of time; raise its time limit.")
+    model, x = mx
+    sol = _solution(p, model, x, optimal, float("nan"), t0, n_cand)
     return Solution(
         sol.choice,
         sol.max_cycles,
@@ -509,7 +470,7 @@ def solve_max_fps(
         sol.total,
         sol.edge_costs,
         optimal,
-        float(sol.max_cycles) if optimal else bound,
+        float(sol.max_cycles) if optimal else max(lower, 1.0),
         time.perf_counter() - t0,
         n_cand,
     )
