@@ -6,19 +6,21 @@ or the resources for a cycle target (``solve_min_cost``), subject to
 
 * the sum of the chosen candidates' resources, plus the cost of every edge between neighbours, within
   the budget for each resource key;
-* ties: an attribute of one unit's folding equals an attribute of another's (FINN's rule that a
-  depthwise sliding-window generator has ``SIMD`` = its consumer's ``PE``; our choice of tying a
-  convolution's SWG ``SIMD`` to the MVAU's ``SIMD`` so that no width converter sits between them);
+* ties: an attribute of one unit's folding (or its stream width) equals another's (FINN's rule that a
+  depthwise sliding-window generator has ``SIMD`` = its consumer's ``PE``; optionally a convolution's
+  SWG output width = its MVAU's input width, so that no width converter sits between them);
 * edge costs: a function of the producer's output stream width and the consumer's input stream width
-  (width converters, FIFOs), paid whenever that pair of widths is chosen.
+  (width converters and the FIFO in front of them), paid for the pair of widths chosen.
 
-The formulation is a multiple-choice integer program: binary ``x[u, c]`` per candidate, one
-continuous ``t`` for the max-cycles objective (``t >= sum_c cycles[c] x[u, c]`` for each unit), and
-for each edge and each pair of distinct widths (i, j) with a non-zero cost a variable ``w >= A_i +
-B_j - 1`` where ``A_i`` (``B_j``) sums the producer's (consumer's) candidates of that width: the
-standard linearisation of a product of binaries. It is solved by HiGHS (``scipy.optimize.milp``)
-with a zero relative gap, so an answer flagged ``optimal`` is provably optimal; ``bound_cycles`` is
-the solver's proven lower bound on the max cycles of any feasible choice.
+The formulation is a multiple-choice integer program: binary ``x[u, c]`` per candidate; for each edge
+continuous ``z[i, j] >= 0`` per (out width, in width) pair with marginals ``sum_j z[i, j] = A_i`` and
+``sum_i z[i, j] = B_j`` (``A_i``/``B_j``: the producer's/consumer's candidates of that width), which
+with one-hot ``x`` forces ``z`` onto the chosen pair — an exact linearisation whose LP relaxation is
+much tighter than ``w >= A_i + B_j - 1``. ``solve_max_fps`` is one MILP ``min t + eps * utilisation``
+with ``t >= sum_c cycles[c] x[u, c]`` per unit: cycles are integers and the utilisation term stays
+below one cycle, so it is lexicographic (fastest, then least sum of used/budget). HiGHS
+(``scipy.optimize.milp``) runs with a zero relative gap, so an answer flagged ``optimal`` is provably
+optimal and ``bound_cycles`` is a proven lower bound on the max cycles of any feasible choice.
 
 Dominated candidates (no faster and no cheaper in every resource than another candidate with the same
 tie values and stream widths) are removed first; this never changes the optimum.
