@@ -12,7 +12,11 @@ on weight values) on Pynq-Z2 at 100 MHz, in one process:
    refined linearly around the best, keeping the fastest design that fits by FINN's report.
 
 Both sides are scored only by FINN's ``estimate_network_performance.json`` / ``estimate_layer_resources.json``.
-Last line: ``fold_speedup_vs_setfolding_cnv <ratio>``.
+``ours`` optimises with our estimator as ``hapfpga fold`` does by default (FIFOs and width converters
+charged against the budget, although FINN's report does not count them); the reference optimises
+with FINN's own per-node costs (the judge's accounting) and, for CNV, shows whether 3,050 FPS (2x the
+best SetFolding design) is reachable at all. Last line: ``fold_speedup_vs_setfolding_cnv <ratio>``
+(ours, default settings).
 
 Usage: ``.venv/bin/python benchmarks/folding_vs_finn.py [--work DIR] [--costs auto|finn|hapfpga] [--quick]``
 """
@@ -284,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    for key in args.models.split(","):
+        ref = results[key].get("reference_finn_costs")
+        if ref is not None:  # same judge, optimised against the judge's own accounting (no FIFOs/DWCs)
+            sf = results[key]["setfolding"]["fps"]
+            print(f"fold_speedup_vs_setfolding_{key}_finn_costs {ref['fps'] / sf:.4f}")
     for key in args.models.split(","):
         if key != "cnv":
             print(f"fold_speedup_vs_setfolding_{key} {results[key]['ratio']:.4f}")
