@@ -142,9 +142,13 @@ def build(
             f"Verilator could not build the simulation ({'; '.join(errs) or 'see log'}); the full log is "
             f"{tmp / 'build.log'}."
         )
-    # drop the object files, keep the executable (a few MB instead of tens)
-    for p in (tmp / "obj").glob("*.o"):
-        p.unlink()
+    # keep only the executable: Verilator's generated C++, objects and 100 MB precompiled headers go
+    for p in (tmp / "obj").iterdir():
+        if p.name != f"V{TOP_MODULE}":
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
     try:
         os.rename(tmp, folder)
     except OSError:  # someone else finished the same build first
