@@ -148,14 +148,16 @@ def our_folding(qonnx: Path, work: Path, board) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None)
-    ap.add_argument("--epochs", type=float, default=4.0, help="QAT epochs of the unpruned model")
+    ap.add_argument("--epochs", type=float, default=3.0, help="QAT epochs of the unpruned model")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after pruning")
-    ap.add_argument("--speedup-target", type=float, default=6.0, help="greedy FPS target, × SetFolding FPS")
+    ap.add_argument("--speedup-target", type=float, default=4.5, help="greedy FPS target, × SetFolding FPS")
     ap.add_argument("--setfolding-hint", type=float, default=1526.0,
                     help="SetFolding FPS used to set the search target while the real scan runs in parallel")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="coarser SetFolding scan")
-    ap.add_argument("--max-steps", type=int, default=40, help="greedy steps at most")
+    ap.add_argument("--max-steps", type=int, default=25, help="greedy steps at most")
+    ap.add_argument("--candidate-steps", type=int, default=6, help="fold-friendly counts per group (step size)")
+    ap.add_argument("--workers", type=int, default=4, help="processes for the FPS predictor")
     ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
     ap.add_argument("--smoke", action="store_true", help="plumbing check: one SetFolding target only")
     ap.add_argument("--json", default=None)
@@ -182,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. the unpruned model
     x_fit, y_fit, _, _ = split_validation(data.x_train, data.y_train, 0.15, args.seed)
-    base_pt = work / "baseline.pt"  # cached: re-running with the same --work resumes after training
+    base_pt = work / "baseline_state.pt"  # cached: re-running with the same --work resumes after training
+    model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
     if base_pt.is_file():
-        model = torch.load(base_pt, weights_only=False)
+        model.load_state_dict(torch.load(base_pt))
     else:
-        model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
         finetune(model, data.x_train, data.y_train, FinetuneConfig(epochs=args.epochs, lr=2e-3, batch_size=32),
                  seed=args.seed)
-        torch.save(model, base_pt)
+        torch.save(model.state_dict(), base_pt)  # Brevitas injectors do not pickle: save the state only
+    model.eval()
     acc_base = evaluate_accuracy(model, data.x_test, data.y_test)
     say(f"unpruned CNV-w2a2: test accuracy {100 * acc_base:.2f}%")
     base_onnx = export_for_finn(model, (3, 32, 32), work / "baseline.qonnx.onnx")
@@ -206,18 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     target = args.speedup_target * args.setfolding_hint
     cfg = {
         "method": "greedy", "target": "fps", "target_fps": target, "importance": "l1",
-        "candidate_steps": 8, "min_ratio": 0.125, "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
+        "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers, "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
         "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 30.0,
         "val_fraction": 0.15,
     }
-    pruned_pt, rep_json = work / "pruned.pt", work / "pruning_report.json"
-    if pruned_pt.is_file() and rep_json.is_file():
-        pruned, rep = torch.load(pruned_pt, weights_only=False), json.loads(rep_json.read_text())
-    else:
-        pruned, rep = run_pruning_stage(cfg, model, data, board, work / "prune", clock_mhz=100.0, seed=args.seed,
-                                        log=lambda s: say("  " + s))
-        torch.save(pruned, pruned_pt)
-        rep_json.write_text(json.dumps(rep, default=str))
+    pruned, rep = run_pruning_stage(cfg, model, data, board, work / "prune", clock_mhz=100.0, seed=args.seed,
+                                    log=lambda s: say("  " + s))
     acc_pruned = evaluate_accuracy(pruned, data.x_test, data.y_test)
     say(f"pruned: channels {rep['channels_after']}; predicted {rep['fps_after']:,.0f} FPS; test accuracy "
         f"{100 * acc_pruned:.2f}%; params {rep['params']['before']:,} -> {rep['params']['after']:,}")

@@ -63,6 +63,8 @@ class PruningConfig:
     #: knob space of the FPS predictor inside the search: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a
     #: conservative, ~5× faster prediction) or "full" (every knob the final folding may use)
     predictor_space: Literal["fast", "full"] = "fast"
+    #: processes evaluating a greedy step's trials in parallel (0: in this process)
+    predictor_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.target == "fps" and not (self.target_fps and self.target_fps > 0):

@@ -144,12 +144,14 @@ def greedy_search(
         # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
         best_gain: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
         best_freed: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
-        trials = []
+        pending = []
         for i, g in enumerate(candidates):
             nxt = _next_smaller(candidates[g], counts[g])
             if nxt is not None:
-                trial = {**counts, g: nxt}
-                trials.append((i, g, trial, hw(trial)))
+                pending.append((i, g, {**counts, g: nxt}))
+        many = getattr(hw, "many", None)
+        points = many([t for _, _, t in pending]) if many is not None else [hw(t) for _, _, t in pending]
+        trials = [(i, g, t, h) for (i, g, t), h in zip(pending, points, strict=True)]
         # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
         gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
         measured = trials if objective == "j" else gaining
@@ -301,6 +303,36 @@ def nsga2_search(
     return SearchResult(best=best, history=tuple(steps), pareto=tuple(front))
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _hw_worker_init(state: dict[str, Any]) -> None:
+    _WORKER.clear()
+    _WORKER.update(state)
+
+
+def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
+    from .plan import scale_layers
+
+    order, before, l2g = state["order"], state["before"], state["l2g"]
+    b = [int(before[n]) for n in order]
+    a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
+    layers = scale_layers(state["layers"], b, a)
+    try:
+        res = optimise(layers, state["board"], clock_mhz=state["clock_mhz"], **state["kwargs"])
+    except InfeasibleError:
+        return HwPoint(0.0, Resources(), False)
+    total = res.total
+    budget = getattr(res, "budget", None) or state["board"].budget
+    return HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
+
+
+def _hw_worker_eval(counts: dict[str, int]) -> HwPoint:
+    from ..folding.optimise import optimise
+
+    return _hw_point(_WORKER, counts, optimise)
+
+
 def make_hw_evaluator(
     base_layers: Sequence[Any],
     order: Sequence[str],
@@ -310,37 +342,55 @@ def make_hw_evaluator(
     clock_mhz: float | None = None,
     layer_to_group: Mapping[str, str] | None = None,
     optimise: Callable[..., Any] | None = None,
+    optimise_kwargs: Mapping[str, Any] | None = None,
+    workers: int = 0,
 ) -> Callable[[Mapping[str, int]], HwPoint]:
     """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
 
     ``order`` lists the model's conv/linear layers in execution order (one per FINN MVAU), ``before`` their
     output channels, ``layer_to_group`` maps a layer to its channel group (identity for chains). Infeasible
-    designs give ``HwPoint(fps=0, fits=False)``.
+    designs give ``HwPoint(fps=0, fits=False)``. ``optimise_kwargs`` go to ``hapfpga.folding.optimise.optimise``
+    (or to ``optimise`` when given). With ``workers > 0`` the returned function also has ``.many(list of counts)``,
+    which evaluates a batch in that many processes (the greedy search uses it for the trials of a step).
     """
-    from .plan import scale_layers
-
     if optimise is None:
-        from ..folding import optimise as _opt  # type: ignore[attr-defined]
+        from ..folding.optimise import optimise as _opt
 
         optimise = _opt
-    l2g = dict(layer_to_group or {n: n for n in order})
+    state = {
+        "layers": list(base_layers),
+        "order": list(order),
+        "before": dict(before),
+        "l2g": dict(layer_to_group or {n: n for n in order}),
+        "board": board,
+        "clock_mhz": clock_mhz,
+        "kwargs": dict(optimise_kwargs or {}),
+    }
     cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
+    pool: list[Any] = []
+
+    def key_of(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted((k, int(v)) for k, v in counts.items()))
 
     def hw(counts: Mapping[str, int]) -> HwPoint:
-        key = tuple(sorted((k, int(v)) for k, v in counts.items()))
-        if key in cache:
-            return cache[key]
-        b = [int(before[n]) for n in order]
-        a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
-        layers = scale_layers(base_layers, b, a)
-        try:
-            res = optimise(layers, board, clock_mhz=clock_mhz)
-            total = res.total
-            budget = getattr(res, "budget", None) or board.budget
-            point = HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
-        except InfeasibleError:
-            point = HwPoint(0.0, Resources(), False)
-        cache[key] = point
-        return point
+        key = key_of(counts)
+        if key not in cache:
+            cache[key] = _hw_point(state, counts, optimise)
+        return cache[key]
 
+    def many(batch: Sequence[Mapping[str, int]]) -> list[HwPoint]:
+        todo = [dict(c) for c in batch if key_of(c) not in cache]
+        if len(todo) > 1 and workers > 0:
+            if not pool:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+
+                pool.append(ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                                initializer=_hw_worker_init, initargs=(state,)))
+            for c, point in zip(todo, pool[0].map(_hw_worker_eval, todo), strict=True):
+                cache[key_of(c)] = point
+        return [hw(c) for c in batch]
+
+    hw.many = many  # type: ignore[attr-defined]
+    hw.close = lambda: [p.shutdown() for p in pool]  # type: ignore[attr-defined]
     return hw

@@ -74,10 +74,10 @@ def build_hw_evaluator(
     time_limit: float = 20.0,
     cost_fn: Any = None,
     space: str = "fast",
+    workers: int = 0,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
     """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
     from ..finn.graph import hw_layers_from_qonnx
-    from ..folding.optimise import optimise
     from .search import make_hw_evaluator
 
     onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
@@ -87,23 +87,17 @@ def build_hw_evaluator(
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
     l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
 
-    kspace = None
+    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False}
     if space == "fast":
         from ..folding.legal import KnobSpace
 
-        kspace = KnobSpace(ram_styles=("block",), res_types=("lut",), threshold_styles=("auto",),
-                           swg_ram_styles=("block",), parallel_window=False)
-
-    def opt(lay: Any, b: Any, *, clock_mhz: float | None = None) -> Any:
-        kw: dict[str, Any] = {"clock_mhz": clock_mhz, "time_limit": time_limit, "estimate": False}
-        if kspace is not None:
-            kw["space"] = kspace
-            kw["edge_cost"] = None
-        if cost_fn is not None:
-            kw["cost_fn"] = cost_fn
-        return optimise(lay, b, **kw)
-
-    hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g, optimise=opt)
+        kw["space"] = KnobSpace(ram_styles=("block",), res_types=("lut",), threshold_styles=("auto",),
+                                swg_ram_styles=("block",), parallel_window=False)
+        kw["edge_cost"] = None
+    if cost_fn is not None:
+        kw["cost_fn"] = cost_fn
+    hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
+                           optimise_kwargs=kw, workers=workers)
     return hw, layers, spec_path
 
 
@@ -215,7 +209,8 @@ def run_pruning_stage(
     need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
     if hw_eval is None and need_hw:
         hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
-                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space)
+                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
+                                           workers=cfg.predictor_workers)
     if cfg.fold_aware:
         cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
     else:
