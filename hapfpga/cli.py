@@ -51,9 +51,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def _crash_log_path(args: argparse.Namespace | None) -> Path:
     out = getattr(args, "out", None) if args is not None else None
     if out:
+        folder = Path(out).parent if Path(out).suffix else Path(out)  # --out F.json names a file
         try:
-            Path(out).mkdir(parents=True, exist_ok=True)
-            return Path(out) / "hapfpga-error.log"
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder / "hapfpga-error.log"
         except OSError:
             pass
     return Path(tempfile.gettempdir()) / f"hapfpga-error-{os.getpid()}.log"

@@ -215,13 +215,23 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
 
     # -- RTL simulation (optional) -------------------------------------------------------------
     rtlsim_rep = None
-    if cfg.rtlsim or cfg.build.rtlsim:
-        from .rtlsim import run_rtlsim_stage
+    if cfg.rtlsim is not None or cfg.build.rtlsim:
+        from .data import to_uint8
+        from .rtlsim.stage import run_rtlsim_stage
+        from .rtlsim.tools import find_toolchain
+        from .runconfig import RtlsimConfig
 
-        k_rtl = stage_key("rtlsim", k_build, cfg.rtlsim)
+        find_toolchain()  # no verilator / C++ compiler: one sentence, exit 2
+        rcfg = cfg.rtlsim or RtlsimConfig()
+        k_rtl = stage_key("rtlsim", k_build, to_dict(rcfg))
 
         def do_rtlsim():
-            rep = run_rtlsim_stage(cfg.rtlsim or {}, final_onnx, folding_json, board, run_dir, dataset, clock_mhz=clock)
+            n = min(rcfg.n, len(dataset.x_test))
+            x = to_uint8(dataset.x_test[:n]).astype("float32")  # the accelerator's UINT8 pixels
+            rep = run_rtlsim_stage(
+                final_onnx, folding_json, board, run_dir / "rtlsim", x, n, clock_mhz=clock,
+                fifo_sizing=rcfg.fifo_sizing, per_layer=rcfg.per_layer, stall=rcfg.stall,
+            )
             return [], rep
 
         rtlsim_rep = runner.stage("rtlsim", k_rtl, do_rtlsim)
@@ -259,6 +269,11 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     if write_report_html is not None:
         write_report_html(report, run_dir / "report.html")
 
+    if rtlsim_rep is not None and not rtlsim_rep.get("exact", False):
+        raise VerificationError(
+            f"RTL simulation does not match FINN's Python execution (max |diff| {rtlsim_rep.get('max_abs_diff')}, "
+            f"figures in {run_dir / 'report.json'}); the generated hardware would compute wrong results."
+        )
     if not verification.get("passed", False):
         failed = [s["name"] for s in verification.get("stages", []) if not s.get("passed")]
         raise VerificationError(

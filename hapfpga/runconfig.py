@@ -21,6 +21,7 @@ __all__ = [
     "FoldingConfig",
     "BuildConfig",
     "VerifyConfig",
+    "RtlsimConfig",
     "RunConfig",
     "load_run_config",
 ]
@@ -119,6 +120,22 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class RtlsimConfig:
+    """The optional ``rtlsim:`` stage: Verilator simulation of the FINN design on test images."""
+
+    n: int = 16
+    fifo_sizing: bool = True
+    per_layer: bool = True
+    stall: float = 0.0  # probability of random back-pressure on the output stream
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ConfigError(f"Config key 'rtlsim.n' is {self.n}; simulate 1 or more images.")
+        if not 0.0 <= self.stall < 1.0:
+            raise ConfigError(f"Config key 'rtlsim.stall' is {self.stall}; use a probability in [0, 1).")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     board: str = "pynq-z2"
     clock_mhz: float | None = None  # None: the board's default clock
@@ -131,8 +148,8 @@ class RunConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     #: parsed by hapfpga.pruning (None or absent: no pruning)
     pruning: dict[str, Any] | None = None
-    #: parsed by hapfpga.rtlsim (None or absent: no RTL simulation)
-    rtlsim: dict[str, Any] | None = None
+    #: Verilator simulation of the built design (None or absent: no RTL simulation)
+    rtlsim: RtlsimConfig | None = None
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -45,38 +45,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _is_finn_hw(path: Path) -> bool:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    return any(
-        n.domain.startswith("finn.custom_op.fpgadataflow") or n.op_type == "StreamingDataflowPartition"
-        for n in m.graph.node
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from ..boards import load_board
     from ..errors import ConfigError
-    from ..finn.graph import hw_layers_from_qonnx, load_layers
+    from ..finn.graph import layers_for_model_file
     from ..folding import optimise
+    from ..runstate import atomic_write_text
 
     board = load_board(args.board)
-    model = Path(args.model)
-    if not model.is_file():
-        raise ConfigError(
-            f"Model file '{model}' does not exist; give the path of a QONNX or FINN .onnx model."
-        )
     if args.clock_mhz is not None and args.clock_mhz <= 0:
         raise ConfigError(f"--clock-mhz must be positive, not {args.clock_mhz:g}.")
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
     clock = args.clock_mhz or board.clock_mhz
-    if _is_finn_hw(model):
-        layers = load_layers(model)
-    else:
-        work = Path(args.work_dir) if args.work_dir else model.parent / ".hapfpga-cache"
-        layers, _ = hw_layers_from_qonnx(model, work, board, clock)
+    layers = layers_for_model_file(args.model, args.work_dir, board, clock)
     res = optimise(
         layers,
         board,
@@ -87,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
         time_limit=args.time_limit,
     )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(res.plan.to_finn_json())
-    tmp.replace(out)
+    atomic_write_text(out, res.plan.to_finn_json())
     if args.json:
         doc = res.as_json()
         doc["board"] = board.key
