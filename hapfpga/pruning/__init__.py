@@ -2,7 +2,7 @@
 
 Pure core: :mod:`.plan` (channel counts, fold-aware rounding, scaling FINN layer specs), :mod:`.config`.
 Torch adapters (lazy heavy imports): :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.finetune`,
-:mod:`.unstructured`; search loops: :mod:`.search`.
+:mod:`.unstructured`; search loops: :mod:`.search`; the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
 """
 
 from __future__ import annotations

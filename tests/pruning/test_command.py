@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_prune_command_saves_pruned_model_and_report(tmp_path):
     from hapfpga.cli import main
     from hapfpga.pruning.apply import layer_channels

@@ -137,6 +137,7 @@ def test_iterative_counts_schedule():
     assert 64 - vals[0] > vals[-2] - vals[-1]  # cubic schedule removes most early
 
 
+@pytest.mark.slow
 def test_distillation_finetune_runs_and_learns(trained, digits):
     torch.manual_seed(1)
     student = DigitsNet()
