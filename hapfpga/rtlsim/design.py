@@ -13,6 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import UnsupportedLayerError
 from .sources import SourceSet
 from .topgen import Block, TopStream, generate_top, parse_ports, stream_conns
@@ -36,7 +38,8 @@ class StreamSpec:
     bits: int  # stream width before padding
     width: int  # padded TDATA width
     node: str = ""  # the node whose port this is (isolated designs)
-    pool_k2: int = 0  # >0: a Pool input in finn-hlslib order (channel fold outer, kernel inner), K2 positions
+    pool_k2: int = 0  # >0: hardware order channel fold outer, kernel position inner (K2 positions): a Pool
+    # input (finn-hlslib Pool_batch) or a depthwise SWG output, where it differs from FINN's Python layout
 
 
 @dataclass
@@ -262,6 +265,14 @@ def build_design(
                     )
                 )
             blk.conns.update(stream_conns(port, net))
+        dw_k2 = 0
+        if (
+            isolate
+            and node.op_type.startswith("ConvolutionInputGenerator")
+            and inst.get_nodeattr("depthwise")
+        ):
+            kd = inst.get_nodeattr("ConvKernelDim")
+            dw_k2 = int(np.prod(kd))
         for o, (t, (port, w)) in enumerate(zip(node.output, outs, strict=True)):
             net = _net(f"{node.name}__out{o}" if isolate else stable.get(t, t))
             wires[net] = w
@@ -279,6 +290,7 @@ def build_design(
                         int(inst.get_outstream_width(o)),
                         w,
                         node.name,
+                        dw_k2,
                     )
                 )
         if gauges and node.op_type.startswith("StreamingFIFO"):

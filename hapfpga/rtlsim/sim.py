@@ -81,6 +81,19 @@ def run_python(model: Any, nodes: list[str] | None, context: dict[str, np.ndarra
     return ctx
 
 
+def _pipeline_cycles(model: Any, nodes: list[str]) -> int:
+    """Sum of FINN's expected cycles per frame over ``nodes`` (an upper bound of a frame's fill latency)."""
+    from finn.util.basic import getHWCustomOp
+
+    total = 0
+    for name in nodes:
+        try:
+            total += int(getHWCustomOp(model.get_node_from_name(name)).get_exp_cycles())
+        except Exception:
+            continue
+    return total
+
+
 def frame_timing(out_cycles: list[int], in_cycles: list[int], frames: int) -> tuple[int, float]:
     """(latency of frame 0, steady-state cycles per frame) from accepted-word cycles of one stream pair."""
     wpf = len(out_cycles) // frames
@@ -91,16 +104,21 @@ def frame_timing(out_cycles: list[int], in_cycles: list[int], frames: int) -> tu
     return latency, cpf
 
 
+def to_hw_order(x: np.ndarray, k2: int, pe: int) -> np.ndarray:
+    """FINN's Python im2col layout ``[..., k2, C]`` -> the depthwise hardware stream order (channel fold
+    outer, kernel position inner, PE lanes innermost; finn-hlslib ``Pool_batch``, depthwise SWG)."""
+    n, lead = x.shape[0], x.shape[1:-1]
+    cf = x.shape[-1] // (k2 * pe)
+    y = np.swapaxes(x.reshape((n, *lead, k2, cf, pe)), -3, -2)
+    return y.reshape(x.shape)
+
+
 def _pack(x: np.ndarray, spec: Any) -> list[int]:
     from finn.util.data_packing import npy_to_rtlsim_input
 
     n = x.shape[0]
-    if spec.pool_k2:  # finn-hlslib Pool_batch order: channel fold outer, kernel position inner
-        pe = spec.folded_shape[-1]
-        lead = x.shape[1:-1]
-        cf = x.shape[-1] // (spec.pool_k2 * pe)
-        x = x.reshape((n, *lead, spec.pool_k2, cf, pe))
-        x = np.swapaxes(x, -3, -2)
+    if spec.pool_k2:
+        x = to_hw_order(x, spec.pool_k2, spec.folded_shape[-1])
     folded = x.reshape((n, *spec.folded_shape[1:])).astype(np.float32)
     return npy_to_rtlsim_input(folded, spec.dtype, spec.bits)
 
@@ -124,7 +142,7 @@ def simulate(
     seed: int = 1,
     gauges: bool = False,
     only: list[str] | None = None,
-    idle_limit: int = 200_000,
+    idle_limit: int | None = None,
     max_cycles: int = 10**10,
     timeout_s: float | None = None,
     work_dir: str | Path | None = None,
@@ -156,6 +174,8 @@ def simulate(
     gshape = model.get_tensor_shape(gin)
     n = int(x.shape[0])
     x = np.asarray(x, dtype=np.float32).reshape((n, *gshape[1:]))
+    if idle_limit is None:  # the first output may take the whole pipeline's fill time with the input done
+        idle_limit = 100_000 + 2 * _pipeline_cycles(model, design.nodes)
     ctxs = []
     for i in range(n):
         ctx = {gin: x[i : i + 1]}
