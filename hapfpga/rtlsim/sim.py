@@ -9,7 +9,6 @@ of its generic FINN op (``MVAU``, ``Thresholding``, ``Pool``, ...), which is wha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,9 +244,3 @@ def reference(model: Any, x: np.ndarray, tensors: list[str] | None = None) -> di
     want = [o.name for o in model.graph.output] + list(tensors or [])
     ctxs = [run_python(pymodel, None, {gin: x[i : i + 1]}) for i in range(n)]
     return {t: np.concatenate([c[t] for c in ctxs]) for t in want}
-
-
-def timed(fn, *a, **k):  # pragma: no cover - small helper for benchmarks
-    t0 = time.perf_counter()
-    r = fn(*a, **k)
-    return r, time.perf_counter() - t0

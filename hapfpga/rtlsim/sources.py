@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +108,3 @@ class SourceSet:
             (folder / n).write_text(t)
         for n, b in self.data.items():
             (folder / n).write_bytes(b)
-
-
-def copy_tree_files(src: Path, dst: Path) -> None:  # pragma: no cover - helper for debugging
-    shutil.copytree(src, dst, dirs_exist_ok=True)
