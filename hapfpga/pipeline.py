@@ -236,6 +236,22 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
 
         rtlsim_rep = runner.stage("rtlsim", k_rtl, do_rtlsim)
 
+    # -- PYNQ deployment package (simulated backend without a bitfile) -------------------------
+    k_deploy = stage_key("deploy", k_verify)
+    deploy_dir = run_dir / "deploy"
+
+    def do_deploy():
+        from .deploy import make_deployment_package
+
+        pkg = make_deployment_package(
+            deploy_dir, finn_dir, board=board, clock_mhz=clock, x_test=dataset.x_test, y_test=dataset.y_test,
+            estimated_fps=finn_est["fps"],
+        )
+        return [deploy_dir, pkg.zip_path], {"path": str(pkg.path), "zip": str(pkg.zip_path),
+                                            "has_bitfile": pkg.has_bitfile}
+
+    deploy_res = runner.stage("deploy", k_deploy, do_deploy)
+
     # -- report ----------------------------------------------------------------------------------
     s_base, s_final = export_res["summary_baseline"], export_res["summary_final"]
     report: dict[str, Any] = {
@@ -254,6 +270,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
         "estimate": fold_res.get("estimate"),
         "finn_estimate": finn_est,
         "verification": verification,
+        "deploy": deploy_res,
         "timings": dict(runner.timings),
         "resumed_stages": list(runner.resumed),
     }
@@ -280,10 +297,30 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
             f"Verification failed at stage(s) {', '.join(failed) or '?'} (figures in {run_dir / 'report.json'}); "
             "the exported or converted graph does not compute what the trained model computes."
         )
+    if cfg.build.bitstream:
+        _bitstream(final_onnx, folding_json, board, clock, run_dir, dataset)
     return PipelineResult(run_dir=run_dir, report=report, resumed=runner.resumed)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def _bitstream(onnx_path: Path, folding_json: Path, board: BoardSpec, clock: float, run_dir: Path, dataset) -> None:
+    """The Vivado part of the flow: stitched IP, synthesis, bitfile, driver (needs Vivado; else exit 2)."""
+    from .errors import ToolMissingError
+    from .finn.shim import vivado_available
+
+    if not vivado_available():
+        raise ToolMissingError(
+            "A bitstream needs Vivado (XILINX_VIVADO is not set and vivado is not on PATH), so "
+            f"{run_dir} holds everything short of it: the trained and exported models, folding, FINN estimate "
+            "build, verification, report and a deployment package with the simulated backend."
+        )
+    from .finn.fullbuild import build
+
+    build(onnx_path, run_dir / "hw", board, folding_file=folding_json, clock_mhz=clock, bitstream=True,
+          test_data=(dataset.x_test, dataset.y_test))
+
 
 
 def _atomic(path: Path):
