@@ -83,7 +83,7 @@ def bench(name: str, qonnx: Path, folding: dict, work: Path, frames: int) -> dic
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=4, help="CNV frames (TFC runs 32x as many)")
     ap.add_argument("--work", default="/tmp/hapfpga-rtlsim-bench")
     ap.add_argument("--skip-cnv", action="store_true")
     args = ap.parse_args()
@@ -91,12 +91,12 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     from hapfpga.rtlsim.prepare import folding_for_rtl
 
-    tfc = bench("TFC", export("tfc_2w2a", (1, 1, 28, 28), work / "tfc.onnx"), TFC_FOLDING, work, args.frames)
+    tfc = bench("TFC", export("tfc_2w2a", (1, 1, 28, 28), work / "tfc.onnx"), TFC_FOLDING, work, 32 * args.frames)
     cnv_cps = float("nan")
     if not args.skip_cnv:
         fold = folding_for_rtl(json.loads(CNV_REFERENCE.read_text()))
         fold.pop("ElementwiseMul_hls_0", None)
-        cnv = bench("CNV", export("cnv_2w2a", (1, 3, 32, 32), work / "cnv.onnx"), fold, work, max(2, args.frames // 2))
+        cnv = bench("CNV", export("cnv_2w2a", (1, 3, 32, 32), work / "cnv.onnx"), fold, work, max(2, args.frames))
         cnv_cps = cnv["cps"]
     print(f"rtlsim cycles/s: TFC {tfc['cps']:.0f} CNV {cnv_cps:.0f}")
     return 0
