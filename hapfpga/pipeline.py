@@ -58,18 +58,18 @@ class _Runner:
 
 
 def _save_model(model: Any, path: Path) -> None:
-    import torch
-
+    """Save as rebuild spec + state_dict (Brevitas models cannot be pickled whole), atomically."""
     from .runstate import atomic_path
+    from .zoo import save_model
 
     with atomic_path(path) as tmp:
-        torch.save(model, tmp)
+        save_model(model, tmp)
 
 
 def _load_model(path: Path) -> Any:
-    import torch
+    from .zoo import load_model
 
-    return torch.load(path, weights_only=False)
+    return load_model(path)
 
 
 def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> PipelineResult:
