@@ -247,7 +247,8 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
             deploy_dir, finn_dir, board=board, clock_mhz=clock, x_test=dataset.x_test, y_test=dataset.y_test,
             estimated_fps=finn_est["fps"],
         )
-        return [deploy_dir, pkg.zip_path], {"path": str(pkg.path), "zip": str(pkg.zip_path),
+        return [deploy_dir, pkg.zip_path], {"path": str(Path(pkg.path).relative_to(run_dir)),
+                                            "zip": str(Path(pkg.zip_path).relative_to(run_dir)),
                                             "has_bitfile": pkg.has_bitfile}
 
     deploy_res = runner.stage("deploy", k_deploy, do_deploy)
