@@ -86,13 +86,29 @@ def size_fifos(
     cache_dir: str | Path | None = None,
     margin: int = 1,
     before: float | None = None,
+    throttle: bool = False,
 ) -> tuple[Any, FifoSizing]:
-    """Size every StreamingFIFO of ``model`` from an unbounded-FIFO simulation of ``x`` (N >= 2 frames)."""
+    """Size every StreamingFIFO of ``model`` from an unbounded-FIFO simulation of ``x`` (N >= 2 frames).
+
+    An input that is always valid fills the FIFOs near the input with whole frames (the unbounded gauge
+    never pushes back). ``throttle=True`` feeds the gauge run at about the bottleneck layer's rate instead
+    (random input stalls with probability ``1 - 1.05 * words_per_frame / max_exp_cycles``), as a DMA
+    behind a back-pressured accelerator would, which keeps those FIFOs small.
+    """
     from finn.util.basic import getHWCustomOp
 
     if before is None:
         before = simulate(model, x, cache_dir=cache_dir).cycles_per_frame
-    gauge = simulate(model, x, cache_dir=cache_dir, gauges=True)
+    stall_in = 0.0
+    if throttle:
+        from .design import split_segment
+
+        _, seg, _ = split_segment(model)
+        first = getHWCustomOp(seg[0])
+        words = int(np.prod(first.get_folded_input_shape(0)[:-1]))
+        slowest = max(int(getHWCustomOp(n).get_exp_cycles() or 0) for n in seg)
+        stall_in = max(0.0, 1.0 - 1.05 * words / slowest) if slowest else 0.0
+    gauge = simulate(model, x, cache_dir=cache_dir, gauges=True, stall_in=stall_in, seed=3)
     old = {
         n.name: int(getHWCustomOp(n).get_nodeattr("depth"))
         for n in model.graph.node
