@@ -2,8 +2,9 @@
 
 1. Build the stitched design with ``FINN_SIMULATION`` so that every ``StreamingFIFO_rtl`` is finn-rtllib's
    ``fifo_gauge``: an unbounded queue that is always ready and records its maximum fill (``maxcount``).
-2. Stream N frames with the output never back-pressured; the maximum fill of each FIFO is what it must
-   hold so that no producer ever waits on it.
+2. Stream N frames, the input throttled to about the bottleneck layer's rate and the output never
+   back-pressured; the maximum fill of each FIFO is what it must hold so that no producer ever waits on it
+   (measured: CNV-w2a2 63,515 words of FIFO unthrottled vs 10,048 throttled, both stall-free).
 3. Write ``depth = max(2, maxcount + margin)`` into each FIFO node, regenerate its HDL and simulate again
    with real FIFOs: the steady-state cycles per frame must equal the unbounded run's (no stall beyond the
    bottleneck layer).
@@ -86,12 +87,12 @@ def size_fifos(
     cache_dir: str | Path | None = None,
     margin: int = 1,
     before: float | None = None,
-    throttle: bool = False,
+    throttle: bool = True,
 ) -> tuple[Any, FifoSizing]:
     """Size every StreamingFIFO of ``model`` from an unbounded-FIFO simulation of ``x`` (N >= 2 frames).
 
     An input that is always valid fills the FIFOs near the input with whole frames (the unbounded gauge
-    never pushes back). ``throttle=True`` feeds the gauge run at about the bottleneck layer's rate instead
+    never pushes back). ``throttle=True`` (default) feeds the gauge run at about the bottleneck layer's rate instead
     (random input stalls with probability ``1 - 1.05 * words_per_frame / max_exp_cycles``), as a DMA
     behind a back-pressured accelerator would, which keeps those FIFOs small.
     """
