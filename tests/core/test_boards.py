@@ -18,9 +18,9 @@ def test_pynq_z2_budget_matches_finn_default_limits():
     assert b.part == "xc7z020clg400-1"
     assert b.capacity.LUT == 53200 and b.capacity.BRAM_18K == 280 and b.capacity.DSP == 220
     # REFERENCE.md: on Pynq-Z2, FINN's DEFAULT_RES_LIMITS give LUT <= 37,240, BRAM18 <= 224, DSP <= 176
-    assert b.budget.LUT == pytest.approx(37240)
-    assert b.budget.BRAM_18K == pytest.approx(224)
-    assert b.budget.DSP == pytest.approx(176)
+    assert pytest.approx(37240) == b.budget.LUT
+    assert pytest.approx(224) == b.budget.BRAM_18K
+    assert pytest.approx(176) == b.budget.DSP
 
 
 def test_board_limits_equal_finn_default_res_limits():
@@ -28,7 +28,7 @@ def test_board_limits_equal_finn_default_res_limits():
 
     for key in list_boards():
         lim = load_board(key).limits
-        assert [lim.LUT, lim.FF, lim.BRAM_18K, lim.URAM, lim.DSP] == pytest.approx(list(DEFAULT_RES_LIMITS))
+        assert pytest.approx(list(DEFAULT_RES_LIMITS)) == [lim.LUT, lim.FF, lim.BRAM_18K, lim.URAM, lim.DSP]
 
 
 def test_parts_agree_with_finn_part_map():
