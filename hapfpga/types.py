@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "RESOURCE_KEYS",
+    "FOLDING_KEYS",
     "Resources",
     "LayerCost",
     "LayerFolding",
@@ -92,8 +93,8 @@ class LayerCost:
         return {**self.resources.as_dict(), "cycles": self.cycles}
 
 
-#: Keys of FINN's folding_config_file that LayerFolding knows, in FINN's spelling.
-_FOLDING_KEYS = {
+#: Keys of FINN's folding_config_file that LayerFolding knows (FINN's spelling -> field name).
+FOLDING_KEYS: dict[str, str] = {
     "PE": "pe",
     "SIMD": "simd",
     "ram_style": "ram_style",
@@ -131,7 +132,7 @@ class LayerFolding:
 
     def to_finn(self) -> dict[str, Any]:
         out = {}
-        for finn_key, attr in _FOLDING_KEYS.items():
+        for finn_key, attr in FOLDING_KEYS.items():
             v = getattr(self, attr)
             if v is not None:
                 out[finn_key] = v
@@ -140,10 +141,10 @@ class LayerFolding:
     @classmethod
     def from_finn(cls, d: Mapping[str, Any]) -> LayerFolding:
         """Build from one entry of a FINN folding file; unknown keys raise ``KeyError`` naming them."""
-        unknown = sorted(set(d) - set(_FOLDING_KEYS))
+        unknown = sorted(set(d) - set(FOLDING_KEYS))
         if unknown:
             raise KeyError(", ".join(unknown))
-        return cls(**{_FOLDING_KEYS[k]: v for k, v in d.items()})
+        return cls(**{FOLDING_KEYS[k]: v for k, v in d.items()})
 
     def with_(self, **changes: Any) -> LayerFolding:
         return replace(self, **changes)

@@ -14,36 +14,16 @@ from typing import Any
 from ..boards import BoardSpec
 from ..errors import ConfigError, UnsupportedLayerError
 from ..estimate import layers as L
-from ..types import LayerFolding
+from ..types import FOLDING_KEYS, LayerFolding
+from .build import ESTIMATE_STEPS
 
-__all__ = ["load_layers", "layers_from_model", "hw_layers_from_qonnx", "SPECIALIZE_STEPS"]
+__all__ = [
+    "load_layers", "layers_from_model", "hw_layers_from_qonnx", "layers_for_model_file", "is_finn_hw_model",
+    "SPECIALIZE_STEPS",
+]
 
 #: finn-plus 1.6.1 estimate-only steps up to and including step_specialize_layers
-SPECIALIZE_STEPS: tuple[str, ...] = (
-    "step_qonnx_to_finn",
-    "step_tidy_up",
-    "step_streamline",
-    "step_convert_to_hw",
-    "step_minimize_bit_width_initial",
-    "step_create_dataflow_partition",
-    "step_specialize_layers",
-)
-
-# FINN folding-file keys -> LayerFolding fields, read only when the node type has the attribute
-_FOLD_ATTRS = {
-    "PE": "pe",
-    "SIMD": "simd",
-    "ram_style": "ram_style",
-    "ram_style_thresholds": "ram_style_thresholds",
-    "resType": "res_type",
-    "mem_mode": "mem_mode",
-    "parallel_window": "parallel_window",
-    "runtime_writeable_weights": "runtime_writeable_weights",
-    "depth_trigger_uram": "depth_trigger_uram",
-    "depth_trigger_bram": "depth_trigger_bram",
-    "depth": "depth",
-    "impl_style": "impl_style",
-}
+SPECIALIZE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_specialize_layers") + 1]
 
 
 def _kind_and_impl(op_type: str) -> tuple[str, str]:
@@ -67,7 +47,7 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return _s(inst.get_nodeattr(name))
 
     kind, impl = _kind_and_impl(node.op_type)
-    fold = LayerFolding(**{f: a(k) for k, f in _FOLD_ATTRS.items() if k in types})
+    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types})
     preds = model.find_direct_predecessors(node) or []
     succs = model.find_direct_successors(node) or []
     common: dict[str, Any] = dict(
