@@ -112,12 +112,7 @@ def measure_layers(
             f"an isolated layer stopped producing output after {res.cycles} cycles "
             f"({[len(w) for w in res.outputs]} of {expect} words); a layer's stream widths or data are wrong."
         )
-    est: dict[str, int] = {}
-    if model_path is not None:
-        try:
-            est = estimated_cycles(model_path)
-        except Exception:  # the estimator is optional here; FINN's numbers are still reported
-            est = {}
+    est = estimated_cycles(model_path) if model_path is not None else {}
     in_cyc = {s.node: res.in_cycles[k] for k, s in enumerate(design.inputs)}
     out: list[LayerMeasurement] = []
     for k, s in enumerate(design.outputs):
