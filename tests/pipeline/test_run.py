@@ -97,3 +97,17 @@ def test_kill_mid_run_then_resume(tmp_path, fast_config):
     rep = _report(out)
     assert "train" in rep["resumed_stages"]
     assert rep["verification"]["passed"] is True
+
+
+def test_run_with_pruning_builds_the_pruned_model(tmp_path, fast_config):
+    cfg = fast_config(pruning={"method": "uniform", "target": "ratio", "ratio": 0.5, "finetune_epochs": 1.0,
+                               "sensitivity": False})
+    out = tmp_path / "p"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    rep = _report(out)
+    p = rep["pruning"]
+    before, after = p["channels_before"], p["channels_after"]
+    assert set(before) == set(after) and all(after[k] < before[k] for k in before)
+    assert rep["model"]["params"] < rep["model"]["baseline"]["params"]
+    assert (out / "baseline.qonnx.onnx").read_bytes() != (out / "final.qonnx.onnx").read_bytes()
+    assert rep["verification"]["passed"] is True and rep["finn_estimate"]["fits"] is True
