@@ -229,10 +229,10 @@ def _plot_pareto(points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] 
             markerfacecolor="none", label="Pareto front")
     if chosen and _num(chosen.get("fps")) is not None and _num(chosen.get("accuracy")) is not None:
         ax.scatter([chosen["fps"]], [chosen["accuracy"]], marker="*", s=200, color="gold", edgecolor="black",
-                   zorder=5, label="chosen")
+                   zorder=5, label="chosen (test split)")
     ax.set_xscale("log")
     ax.set_xlabel("estimated FPS")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("accuracy (search points: validation split)")
     ax.set_title("Accuracy vs throughput of the pruning search", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
