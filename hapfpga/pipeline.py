@@ -21,7 +21,7 @@ from .boards import BoardSpec, load_board
 from .config import to_dict
 from .errors import VerificationError
 from .runconfig import RunConfig
-from .runstate import RunState, atomic_write_text, stage_key
+from .runstate import RunState, atomic_dir, atomic_path, atomic_write_bytes, atomic_write_text, stage_key
 
 __all__ = ["run_pipeline", "PipelineResult"]
 
@@ -59,7 +59,6 @@ class _Runner:
 
 def _save_model(model: Any, path: Path) -> None:
     """Save as rebuild spec + state_dict (Brevitas models cannot be pickled whole), atomically."""
-    from .runstate import atomic_path
     from .zoo import save_model
 
     with atomic_path(path) as tmp:
@@ -105,7 +104,7 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
         from .train import train
         from .zoo import build_model
 
-        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes)
+        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, seed=cfg.seed)
         check_model(model, dataset.input_shape, dataset.num_classes, name=f"model '{cfg.model.name}'")
         res = train(model, dataset, cfg.train, seed=cfg.seed, run_dir=run_dir, progress=True, console=console)
         _save_model(model, baseline_pt)
@@ -149,13 +148,13 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
         from .summary import model_summary
         from .train import evaluate
 
-        with _atomic(baseline_onnx) as tmp:
+        with atomic_path(baseline_onnx) as tmp:
             export_qonnx(baseline_model, dataset.input_shape, tmp)
         if final_pt == baseline_pt:
-            atomic_write_bytes_copy(baseline_onnx, final_onnx)
+            atomic_write_bytes(final_onnx, baseline_onnx.read_bytes())
             acc_final = acc_baseline
         else:
-            with _atomic(final_onnx) as tmp:
+            with atomic_path(final_onnx) as tmp:
                 export_qonnx(final_model, dataset.input_shape, tmp)
             acc_final = float(evaluate(final_model, dataset.x_test, dataset.y_test))
         return [baseline_onnx, final_onnx], {
@@ -182,7 +181,6 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
 
     def do_build():
         from .finn.build import run_finn_steps
-        from .runstate import atomic_dir
 
         with atomic_dir(finn_dir) as tmp:
             res = run_finn_steps(
@@ -321,19 +319,6 @@ def _bitstream(onnx_path: Path, folding_json: Path, board: BoardSpec, clock: flo
 
     build(onnx_path, run_dir / "hw", board, folding_file=folding_json, clock_mhz=clock, bitstream=True,
           test_data=(dataset.x_test, dataset.y_test))
-
-
-
-def _atomic(path: Path):
-    from .runstate import atomic_path
-
-    return atomic_path(path)
-
-
-def atomic_write_bytes_copy(src: Path, dst: Path) -> None:
-    from .runstate import atomic_write_bytes
-
-    atomic_write_bytes(dst, Path(src).read_bytes())
 
 
 def finn_estimate_summary(reports: dict[str, Any], board: BoardSpec) -> dict[str, Any]:
