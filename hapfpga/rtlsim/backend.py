@@ -192,9 +192,10 @@ def run(
         proc = subprocess.run(cmd, cwd=binary.folder, capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - t0
         if proc.returncode not in (0, 3, 4):
+            said = " ".join((proc.stderr.strip() or proc.stdout.strip()).split())  # Verilator reports on stdout
             raise VerificationError(
-                f"the simulation crashed with exit code {proc.returncode} ({proc.stderr.strip()[:300]}); "
-                f"inputs kept in {io}."
+                f"The simulation stopped with exit code {proc.returncode} ({said[-300:] or 'no message'}); "
+                "the simulated RTL failed one of its own checks."
             )
         outs, ocyc = [], []
         for k in range(binary.n_out):
