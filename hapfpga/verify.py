@@ -446,32 +446,11 @@ def verify_chain(
             runner = GraphRunner(mw)
             want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
             got = runner.run_batch(k, want)
-        except NodeExecutionError as e:
+        except (NodeExecutionError, KeyError) as e:
+            why = (f"could not execute: {e}" if isinstance(e, NodeExecutionError)
+                   else f"integer tensor {e} not found in this graph")
             stages.append(
-                StageResult(
-                    stage,
-                    prev_name,
-                    None,
-                    None,
-                    step == HW_STEP,
-                    False,
-                    False,
-                    "; ".join([*notes, f"could not execute: {e}"]),
-                )
-            )
-            continue
-        except KeyError as e:
-            stages.append(
-                StageResult(
-                    stage,
-                    prev_name,
-                    None,
-                    None,
-                    step == HW_STEP,
-                    False,
-                    False,
-                    "; ".join([*notes, f"integer tensor {e} not found in this graph"]),
-                )
+                StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([*notes, why]))
             )
             continue
         out = got[runner.output_name]
