@@ -33,14 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hapfpga.boards import load_board  # noqa: E402
+from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
-TAIL_STEPS = (
-    "step_target_fps_parallelization",
-    "step_apply_folding_config",
-    "step_minimize_bit_width",
-    "step_generate_estimate_reports",
-)
 KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 T0 = time.perf_counter()
 

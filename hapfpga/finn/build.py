@@ -22,6 +22,7 @@ from .shim import ensure_finn, finn_quiet
 __all__ = [
     "ESTIMATE_STEPS",
     "HW_CODEGEN_STEPS",
+    "FOLD_AND_ESTIMATE_STEPS",
     "FinnBuildResult",
     "run_finn_steps",
     "read_estimate_reports",
@@ -42,6 +43,8 @@ ESTIMATE_STEPS: tuple[str, ...] = (
     "step_generate_estimate_reports",
 )
 HW_CODEGEN_STEPS: tuple[str, ...] = (*ESTIMATE_STEPS, "step_hw_codegen")
+#: The estimate-only steps after step_specialize_layers: fold a specialised model and report its estimates.
+FOLD_AND_ESTIMATE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[ESTIMATE_STEPS.index("step_target_fps_parallelization"):]
 
 
 @dataclass
