@@ -469,9 +469,6 @@ def write_report_html(report: Mapping[str, Any] | str | Path, path: str | Path) 
     """Write ``report.html`` for a report dict (or the path of a ``report.json``); returns the path."""
     if isinstance(report, (str, Path)):
         report = json.loads(Path(report).read_text())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_report_html(report), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from .runstate import atomic_write_text
+
+    return atomic_write_text(path, render_report_html(report))
