@@ -1,7 +1,8 @@
 """Verilator backend: compile a ``hap_top`` with our testbench (cached), run it, read the results back.
 
 Build cache: ``<cache_dir>/<digest>/`` where the digest covers every HDL source after our fixes, the data
-files read at run time, the generated top and testbench, the compile flags and the Verilator version; the
+files read at run time, the C++ models and every file in their include directories (``SimSources``), the
+generated top and testbench, the compile flags and the Verilator version; the
 simulation runs with that folder as working directory so that the relative ``$readmemh`` paths resolve.
 A build is made in a temporary folder and renamed into place, so concurrent builds never see half a cache
 entry. The default cache is ``~/.cache/hapfpga/rtlsim`` (never inside the repository).
@@ -9,6 +10,7 @@ entry. The default cache is ``~/.cache/hapfpga/rtlsim`` (never inside the reposi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from .sources import SourceSet
 from .tools import find_toolchain
 from .topgen import TOP_MODULE
 
-__all__ = ["DEFAULT_CACHE", "SimBinary", "RunResult", "build", "run", "BuildError"]
+__all__ = ["DEFAULT_CACHE", "SimSources", "SimBinary", "RunResult", "build", "run", "BuildError"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "hapfpga" / "rtlsim"
 
@@ -43,6 +45,35 @@ _VERILATOR_FLAGS = (
 
 class BuildError(HapError):
     """Verilator or the C++ compiler rejected a design."""
+
+
+@dataclass
+class SimSources(SourceSet):
+    """HDL sources plus the C++ that DPI-C models link into the simulation (compiled with the testbench).
+
+    ``cxx``: file name -> C++ text; ``include_dirs``: ``-I`` folders for that C++ (read where they are, not
+    copied; every file in them counts in the build digest).
+    """
+
+    cxx: dict[str, str] = field(default_factory=dict)
+    include_dirs: list[Path] = field(default_factory=list)
+
+    def add_cxx(self, name: str, text: str) -> str:
+        self.cxx[name] = text
+        return name
+
+    def add_include_dir(self, folder: str | Path) -> None:
+        folder = Path(folder).resolve()
+        if folder not in self.include_dirs:
+            self.include_dirs.append(folder)
+
+
+def _folder_digest(folder: Path) -> str:
+    """Content digest of every file under ``folder`` (names relative to it)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in folder.rglob("*") if q.is_file() and "__pycache__" not in q.parts):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,7 +136,17 @@ def build(
     ports_h = _tb_ports_header(n_in, n_out, monitors)
     srcs = SourceSet(files=dict(sources.files), data=dict(sources.data))
     srcs.add_text(f"{TOP_MODULE}.sv", top_text)
-    key = srcs.digest(tb_text, ports_h, " ".join(_VERILATOR_FLAGS), " ".join(defines), tc.version, opt)
+    cxx = dict(sources.cxx) if isinstance(sources, SimSources) else {}
+    incs = list(sources.include_dirs) if isinstance(sources, SimSources) else []
+    for d in incs:
+        if not d.is_dir():
+            raise BuildError(
+                f"the C++ include folder {d} of a simulation model does not exist; reinstall hapfpga."
+            )
+    cxx_keys = [f"{n}\0{t}" for n, t in sorted(cxx.items())] + [f"-I\0{_folder_digest(d)}" for d in incs]
+    key = srcs.digest(
+        tb_text, ports_h, " ".join(_VERILATOR_FLAGS), " ".join(defines), tc.version, opt, *cxx_keys
+    )
     folder = cache / key
     exe = folder / "obj" / f"V{TOP_MODULE}"
     if exe.is_file():
@@ -115,6 +156,8 @@ def build(
     srcs.write(tmp)
     (tmp / "tb.cpp").write_text(tb_text)
     (tmp / "tb_ports.h").write_text(ports_h)
+    for name, text in cxx.items():
+        (tmp / name).write_text(text)
     cmd = [
         str(tc.verilator),
         *_VERILATOR_FLAGS,
@@ -125,12 +168,13 @@ def build(
         "--Mdir",
         "obj",
         "-CFLAGS",
-        f"-std=c++20 -I{tmp}",
+        " ".join([f"-std=c++20 -I{tmp}", *(f"-I{d}" for d in incs)]),
         "-MAKEFLAGS",
         f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}",
         *(f"+define+{d}" for d in defines),
         *srcs.ordered_names(),
         "tb.cpp",
+        *cxx,
     ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=tmp, env=tc.env(), capture_output=True, text=True)
@@ -192,7 +236,9 @@ def run(
         proc = subprocess.run(cmd, cwd=binary.folder, capture_output=True, text=True, timeout=timeout_s)
         wall = time.perf_counter() - t0
         if proc.returncode not in (0, 3, 4):
-            said = " ".join((proc.stderr.strip() or proc.stdout.strip()).split())  # Verilator reports on stdout
+            said = " ".join(
+                (proc.stderr.strip() or proc.stdout.strip()).split()
+            )  # Verilator reports on stdout
             raise VerificationError(
                 f"The simulation stopped with exit code {proc.returncode} ({said[-300:] or 'no message'}); "
                 "the simulated RTL failed one of its own checks."

@@ -4,10 +4,19 @@ Splits a FINN dataflow partition into a software head, a simulated segment and a
 tail after the last integer layer, e.g. TFC/CNV's ``ElementwiseMul_hls``, stays in software as FINN's
 driver does), gathers the segment's HDL (FINN's generated wrappers + finn-rtllib + our own models for
 layers without RTL) and builds the stitched top.
+
+Our models of FINN layers without RTL (:data:`OWN_MODELS`): ``Pool_hls`` max-pool is our SystemVerilog
+(``rtl/hap_maxpool.sv``); ``LabelSelect_hls``, ``DuplicateStreams_hls`` and the streamed integer
+``ElementwiseAdd_hls`` (FINN's AddStreams) run the HLS-style C++ kernels of the repository's
+``hls_templates/`` inside the Verilator simulation through DPI-C: per node, a generated SystemVerilog
+wrapper with FINN's port names and a generated C++ file that instantiates the kernel in a
+``hap::Block`` (``rtl/hap_hls_block.h``, which documents the cycle model).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,14 +24,25 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UnsupportedLayerError
+from ..errors import ToolMissingError, UnsupportedLayerError
+from .backend import SimSources
 from .sources import SourceSet
-from .topgen import Block, TopStream, generate_top, parse_ports, stream_conns
+from .topgen import TOP_MODULE, Block, TopStream, generate_top, parse_ports, stream_conns
 
-__all__ = ["StreamSpec", "Design", "split_segment", "build_design", "OWN_RTL", "is_simulatable"]
+__all__ = [
+    "StreamSpec",
+    "Design",
+    "HlsKernel",
+    "OwnModel",
+    "OWN_MODELS",
+    "split_segment",
+    "build_design",
+    "hls_kernel",
+    "hls_templates_dir",
+    "ap_types_dir",
+    "is_simulatable",
+]
 
-#: FINN layers without an RTL variant that we simulate with our own RTL (``hapfpga/rtlsim/rtl``).
-OWN_RTL = ("Pool_hls",)
 #: Pass-through infrastructure that may follow the float tail (executed in software there).
 _INFRA = ("StreamingFIFO", "StreamingDataWidthConverter")
 
@@ -59,7 +79,10 @@ class Design:
 def is_simulatable(node: Any) -> bool:
     from finn.util.fpgadataflow import is_rtl_node
 
-    return is_rtl_node(node) or node.op_type in OWN_RTL
+    if is_rtl_node(node):
+        return True
+    own = OWN_MODELS.get(node.op_type)
+    return own is not None and own.covers(node)
 
 
 def split_segment(model: Any, only: list[str] | None = None) -> tuple[list[Any], list[Any], list[Any]]:
@@ -104,31 +127,346 @@ def split_segment(model: Any, only: list[str] | None = None) -> tuple[list[Any],
     return head, seg, tail
 
 
+def hls_templates_dir() -> Path:
+    """The ``hls_templates`` folder: package data of an installed hapfpga, else the repository's top level."""
+    packaged = Path(str(resources.files("hapfpga"))) / "hls_templates"
+    for d in (packaged, Path(__file__).resolve().parents[2] / "hls_templates"):
+        if (d / "hap_labelselect.h").is_file():
+            return d
+    raise ToolMissingError(
+        "hapfpga's hls_templates folder (the C++ models of FINN's HLS-only layers) is missing; reinstall hapfpga "
+        "from its repository."
+    )
+
+
+def ap_types_dir() -> Path:
+    """The ``ap_int``/``hls_stream`` C-simulation headers that the hls4ml wheel bundles."""
+    from importlib.util import find_spec
+
+    spec = find_spec("hls4ml")
+    if spec is not None and spec.origin is not None:
+        d = Path(spec.origin).parent / "templates" / "vivado" / "ap_types"
+        if (d / "ap_int.h").is_file():
+            return d
+    raise ToolMissingError(
+        "simulating FINN's HLS-only layers needs the ap_int headers of the hls4ml package, which is not "
+        "installed; run '.venv/bin/pip install --no-deps hls4ml==1.3.0'."
+    )
+
+
+@dataclass(frozen=True)
+class HlsKernel:
+    """One ``hls_templates`` kernel call standing for a FINN node, in C++ text.
+
+    ``decls`` declare the kernel's streams; ``ins``/``outs`` name each AXI-Stream port's stream expression
+    with its word width (unpadded) and the words one call with ``reps = 1`` consumes/produces; ``call`` is
+    the kernel call with ``{reps}`` for the repetition count (frames for LabelSelect, words otherwise).
+    """
+
+    header: str
+    decls: tuple[str, ...]
+    ins: tuple[tuple[str, int, int], ...]
+    outs: tuple[tuple[str, int, int], ...]
+    call: str
+
+    def run(self, reps: str | int) -> str:
+        return self.call.replace("{reps}", str(reps))
+
+
+def _ctype(dt: Any, what: str, node: Any, *, bipolar: bool = False) -> str:
+    """The ``ap_int``/``ap_uint`` element type of a FINN integer DataType."""
+    name = dt.name
+    if name in ("BIPOLAR", "BINARY") and bipolar:
+        return "ap_uint<1>"  # BIPOLAR's encoding (-1 -> 0, +1 -> 1) keeps the order
+    if not dt.is_integer() or name in ("BIPOLAR", "TERNARY"):
+        raise UnsupportedLayerError(
+            f"{node.name}: its {what} data type {name} is not a plain integer, which the hapfpga model of "
+            f"{node.op_type} needs; quantise that tensor to INT/UINT."
+        )
+    return f"ap_{'' if dt.signed() else 'u'}int<{dt.bitwidth()}>"
+
+
+def _labelselect_kernel(node: Any, inst: Any) -> HlsKernel:
+    labels, pe, k = (int(inst.get_nodeattr(a)) for a in ("Labels", "PE", "K"))
+    idt, odt = inst.get_input_datatype(), inst.get_output_datatype()
+    it, ot = _ctype(idt, "input", node, bipolar=True), _ctype(odt, "output", node)
+    iw = pe * idt.bitwidth()
+    return HlsKernel(
+        "hap_labelselect.h",
+        (f"hls::stream<ap_uint<{iw}>> in0;", f"hls::stream<ap_uint<{odt.bitwidth()}>> out0;"),
+        (("in0", iw, labels // pe),),
+        (("out0", odt.bitwidth(), k),),
+        f"hap_labelselect<{labels}, {pe}, {k}, {it}, {ot}>(in0, out0, {{reps}});",
+    )
+
+
+def _duplicate_kernel(node: Any, inst: Any) -> HlsKernel:
+    n = int(inst.get_nodeattr("NumOutputStreams"))
+    w = int(inst.get_instream_width(0))
+    return HlsKernel(
+        "hap_duplicatestreams.h",
+        (f"hls::stream<ap_uint<{w}>> in0;", f"hls::stream<ap_uint<{w}>> out[{n}];"),
+        (("in0", w, 1),),
+        tuple((f"out[{j}]", w, 1) for j in range(n)),
+        f"hap_duplicatestreams<{n}, {w}>(in0, out, {{reps}});",
+    )
+
+
+def _addstreams_problem(node: Any) -> str | None:
+    """Why the streamed-add model does not cover this ElementwiseAdd node (None: it does)."""
+    from finn.util.basic import getHWCustomOp
+
+    inst = getHWCustomOp(node)
+    if inst.get_nodeattr("lhs_style") != "input" or inst.get_nodeattr("rhs_style") != "input":
+        return "one operand is a constant (only the join of two streams, FINN's AddStreams, is modelled)"
+    shapes = [list(inst.get_nodeattr(a)) for a in ("lhs_shape", "rhs_shape", "out_shape")]
+    if not shapes[0] == shapes[1] == shapes[2]:
+        return f"its operands are broadcast ({shapes[0]} + {shapes[1]})"
+    for a in ("lhs_dtype", "rhs_dtype", "out_dtype"):
+        dt = getattr(inst, a)
+        if not dt.is_integer() or dt.name in ("BIPOLAR", "TERNARY"):
+            return f"its {a} {dt.name} is not a plain integer type"
+    return None
+
+
+def _addstreams_kernel(node: Any, inst: Any) -> HlsKernel:
+    why = _addstreams_problem(node)
+    if why is not None:
+        raise UnsupportedLayerError(f"{node.name} cannot be simulated by hapfpga's AddStreams model: {why}.")
+    pe = int(inst.get_nodeattr("PE"))
+    a, b, o = inst.lhs_dtype, inst.rhs_dtype, inst.out_dtype
+    ta, tb, to = (_ctype(t, w, node) for t, w in ((a, "lhs"), (b, "rhs"), (o, "output")))
+    wa, wb, wo = pe * a.bitwidth(), pe * b.bitwidth(), pe * o.bitwidth()
+    return HlsKernel(
+        "hap_addstreams.h",
+        (
+            f"hls::stream<ap_uint<{wa}>> in0;",
+            f"hls::stream<ap_uint<{wb}>> in1;",
+            f"hls::stream<ap_uint<{wo}>> out0;",
+        ),
+        (("in0", wa, 1), ("in1", wb, 1)),
+        (("out0", wo, 1),),
+        f"hap_addstreams<{pe}, {ta}, {tb}, {to}>(in0, in1, out0, {{reps}});",
+    )
+
+
+_KERNELS: dict[str, Callable[[Any, Any], HlsKernel]] = {
+    "LabelSelect_hls": _labelselect_kernel,
+    "DuplicateStreams_hls": _duplicate_kernel,
+    "ElementwiseAdd_hls": _addstreams_kernel,
+}
+
+
+def hls_kernel(node: Any) -> HlsKernel:
+    """The ``hls_templates`` kernel call that models ``node`` (LabelSelect, DuplicateStreams, AddStreams)."""
+    from finn.util.basic import getHWCustomOp
+
+    make = _KERNELS.get(node.op_type)
+    if make is None:
+        raise UnsupportedLayerError(f"{node.name} ({node.op_type}) has no hls_templates kernel.")
+    return make(node, getHWCustomOp(node))
+
+
+def _c_name(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _model_cpp(node: Any, k: HlsKernel, fn: str, in_w: list[int], out_w: list[int]) -> str:
+    """C++ of one node's DPI-C model: a ``hap::Model`` around the kernel and the two DPI functions."""
+    ni, no = len(k.ins), len(k.outs)
+    limbs = [(w + 31) // 32 for w in out_w]
+
+    def cases(body: Callable[[int, str, int], str], ports: tuple[tuple[str, int, int], ...]) -> str:
+        return " ".join(f"case {j}: {body(j, e, w)}" for j, (e, w, _) in enumerate(ports))
+
+    args = ["void* h", "svBit rst"]
+    args += [f"svBit in{j}_fire, const svBitVecVal* in{j}_data" for j in range(ni)]
+    args += [f"svBit out{j}_fire" for j in range(no)]
+    args += [f"svBit* in{j}_ready" for j in range(ni)]
+    args += [f"svBit* out{j}_valid, svBitVecVal* out{j}_data" for j in range(no)]
+    lst = ", ".join
+    return f"""// generated by hapfpga.rtlsim.design -- do not edit
+// DPI-C model of {node.name} ({node.op_type}): hls_templates/{k.header} in a hap::Block (hap_hls_block.h)
+#include "V{TOP_MODULE}__Dpi.h"
+#include "hap_hls_block.h"
+#include "{k.header}"
+
+namespace {{
+struct M_{fn} final : hap::Model {{
+    {chr(10).join("    " + d for d in k.decls).strip()}
+    unsigned n_in() const override {{ return {ni}; }}
+    unsigned n_out() const override {{ return {no}; }}
+    unsigned in_unit(unsigned k) const override {{
+        static const unsigned u[] = {{{lst(str(u) for _, _, u in k.ins)}}};
+        return u[k];
+    }}
+    std::size_t in_size(unsigned k) override {{
+        switch (k) {{ {cases(lambda j, e, w: f"return {e}.size();", k.ins)} }}
+        return 0;
+    }}
+    std::size_t out_size(unsigned k) override {{
+        switch (k) {{ {cases(lambda j, e, w: f"return {e}.size();", k.outs)} }}
+        return 0;
+    }}
+    void push(unsigned k, const svBitVecVal* d) override {{
+        switch (k) {{ {cases(lambda j, e, w: f"{e}.write(hap::from_limbs<{w}>(d)); break;", k.ins)} }}
+    }}
+    void pop(unsigned k, svBitVecVal* d, unsigned n) override {{
+        switch (k) {{ {cases(lambda j, e, w: f"hap::to_limbs<{w}>({e}.read(), d, n); break;", k.outs)} }}
+    }}
+    void run() override {{ {k.run(1)} }}
+}};
+}}  // namespace
+
+extern "C" void* {fn}_new() {{
+    return new hap::Block([] {{ return static_cast<hap::Model*>(new M_{fn}()); }}, {{{lst(map(str, limbs))}}});
+}}
+
+extern "C" void {fn}_step({lst(args)}) {{
+    const bool in_fire[] = {{{lst([f"in{j}_fire != 0" for j in range(ni)])}}};
+    const svBitVecVal* const in_data[] = {{{lst([f"in{j}_data" for j in range(ni)])}}};
+    const bool out_fire[] = {{{lst([f"out{j}_fire != 0" for j in range(no)])}}};
+    svBitVecVal* const out_data[] = {{{lst([f"out{j}_data" for j in range(no)])}}};
+    svBit in_ready[{ni}], out_valid[{no}];
+    static_cast<hap::Block*>(h)->step(rst != 0, in_fire, in_data, out_fire, in_ready, out_valid, out_data);
+    {" ".join(f"*in{j}_ready = in_ready[{j}];" for j in range(ni))}
+    {" ".join(f"*out{j}_valid = out_valid[{j}];" for j in range(no))}
+}}
+"""
+
+
+def _dpi_wrapper_sv(
+    node: Any, module: str, fn: str, ins: list[tuple[str, int]], outs: list[tuple[str, int]]
+) -> str:
+    """SystemVerilog wrapper with FINN's AXI-Stream port names that steps the node's C++ model every edge."""
+    ports = ["\tinput ap_clk", "\tinput ap_rst_n"]
+    for p, w in ins:
+        ports += [f"\tinput [{w - 1}:0] {p}_TDATA", f"\tinput {p}_TVALID", f"\toutput {p}_TREADY"]
+    for p, w in outs:
+        ports += [f"\toutput [{w - 1}:0] {p}_TDATA", f"\toutput {p}_TVALID", f"\tinput {p}_TREADY"]
+    ni, no = len(ins), len(outs)
+    dargs = ["input chandle h", "input bit rst"]
+    dargs += [f"input bit in{j}_fire, input bit [{w - 1}:0] in{j}_data" for j, (_, w) in enumerate(ins)]
+    dargs += [f"input bit out{j}_fire" for j in range(no)]
+    dargs += [f"output bit in{j}_ready" for j in range(ni)]
+    dargs += [f"output bit out{j}_valid, output bit [{w - 1}:0] out{j}_data" for j, (_, w) in enumerate(outs)]
+    regs = [f"\tbit in{j}_rdy = 0;" for j in range(ni)]
+    regs += [f"\tbit out{j}_vld = 0;\n\tbit [{w - 1}:0] out{j}_dat = '0;" for j, (_, w) in enumerate(outs)]
+    assigns = [f"\tassign {p}_TREADY = in{j}_rdy;" for j, (p, _) in enumerate(ins)]
+    assigns += [
+        f"\tassign {p}_TVALID = out{j}_vld;\n\tassign {p}_TDATA = out{j}_dat;"
+        for j, (p, _) in enumerate(outs)
+    ]
+    nxt = [f"\t\tbit in{j}_rdy_n;" for j in range(ni)]
+    nxt += [f"\t\tbit out{j}_vld_n;\n\t\tbit [{w - 1}:0] out{j}_dat_n;" for j, (_, w) in enumerate(outs)]
+    call = ["h", "!ap_rst_n"]
+    call += [f"{p}_TVALID && in{j}_rdy, {p}_TDATA" for j, (p, _) in enumerate(ins)]
+    call += [f"out{j}_vld && {p}_TREADY" for j, (p, _) in enumerate(outs)]
+    call += [f"in{j}_rdy_n" for j in range(ni)]
+    call += [f"out{j}_vld_n, out{j}_dat_n" for j in range(no)]
+    upd = [f"\t\tin{j}_rdy <= in{j}_rdy_n;" for j in range(ni)]
+    upd += [f"\t\tout{j}_vld <= out{j}_vld_n;\n\t\tout{j}_dat <= out{j}_dat_n;" for j in range(no)]
+    nl = "\n"
+    return f"""// generated by hapfpga.rtlsim.design -- do not edit
+// {node.name} ({node.op_type}): AXI-Stream shell around its hls_templates C++ model ({fn}_step, DPI-C)
+module {module} (
+{("," + nl).join(ports)}
+);
+\timport "DPI-C" function chandle {fn}_new();
+\timport "DPI-C" function void {fn}_step({", ".join(dargs)});
+\tchandle h;
+\tinitial h = {fn}_new();
+{nl.join(regs)}
+{nl.join(assigns)}
+\talways @(posedge ap_clk) begin : step
+{nl.join(nxt)}
+\t\t{fn}_step({", ".join(call)});
+{nl.join(upd)}
+\tend
+endmodule : {module}
+"""
+
+
+def _hls_block(
+    node: Any, inst: Any, sources: SourceSet
+) -> tuple[Block, list[tuple[str, int]], list[tuple[str, int]]]:
+    """A node whose model is an hls_templates kernel: DPI-C wrapper + generated C++ (see module docstring)."""
+    if not isinstance(sources, SimSources):
+        raise TypeError("HLS kernel models need SimSources (C++ sources and include folders)")
+    k = hls_kernel(node)
+    ins = [(f"in{j}_V", int(inst.get_instream_width_padded(j))) for j in range(len(k.ins))]
+    outs = [(f"out{j}_V", int(inst.get_outstream_width_padded(j))) for j in range(len(k.outs))]
+    for (_, w, _), (p, wp) in zip(k.ins + k.outs, ins + outs, strict=True):
+        if w > wp:
+            raise UnsupportedLayerError(
+                f"{node.name}: stream {p} is {wp} bits wide, narrower than its {w}-bit words."
+            )
+    fn = f"hap_{_c_name(node.name)}"
+    module = f"{_c_name(node.name)}_hapmodel"
+    text = _dpi_wrapper_sv(node, module, fn, ins, outs)
+    sources.add_text(f"{module}.sv", text)
+    sources.add_cxx(f"{fn}.cpp", _model_cpp(node, k, fn, [w for _, w in ins], [w for _, w in outs]))
+    sources.add_include_dir(hls_templates_dir())
+    sources.add_include_dir(ap_types_dir())
+    sources.add_include_dir(Path(str(resources.files("hapfpga.rtlsim"))) / "rtl")
+    return Block(module, node.name, parse_ports(text, module)), ins, outs
+
+
+def _maxpool_block(
+    node: Any, inst: Any, sources: SourceSet
+) -> tuple[Block, list[tuple[str, int]], list[tuple[str, int]]]:
+    """``Pool_hls`` with ``Function=MaxPool``: our RTL ``rtl/hap_maxpool.sv``."""
+    if inst.get_nodeattr("Function") != "MaxPool":
+        raise UnsupportedLayerError(
+            f"{node.name}: only max-pooling Pool layers have a hapfpga simulation model (got "
+            f"{inst.get_nodeattr('Function')}); use MaxPool."
+        )
+    text = resources.files("hapfpga.rtlsim").joinpath("rtl/hap_maxpool.sv").read_text()
+    sources.add_text("hap_maxpool.sv", text)
+    idt = inst.get_input_datatype(0)
+    pe = int(inst.get_nodeattr("PE"))
+    k = inst.get_nodeattr("KernelSize")
+    k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
+    ch = int(inst.get_nodeattr("Channels"))
+    params = {"PE": pe, "CF": ch // pe, "K2": k2, "BITS": idt.bitwidth(), "SIGNED": int(idt.signed())}
+    iw = inst.get_instream_width_padded(0)
+    ow = inst.get_outstream_width_padded(0)
+    blk = Block("hap_maxpool", node.name, parse_ports(text, "hap_maxpool"), params=params)
+    return blk, [("in0_V", iw)], [("out0_V", ow)]
+
+
+@dataclass(frozen=True)
+class OwnModel:
+    """hapfpga's simulation model of a FINN layer that has no RTL variant.
+
+    ``block(node, inst, sources)`` adds the model's sources and returns its instance with its input and
+    output stream ports; ``covers(node)`` says which nodes of the op type it models (the rest stay in software
+    when they sit at the segment's ends, e.g. a float ``ElementwiseAdd_hls`` tail).
+    """
+
+    block: Callable[[Any, Any, SourceSet], tuple[Block, list[tuple[str, int]], list[tuple[str, int]]]]
+    covers: Callable[[Any], bool] = lambda node: True
+    kind: str = "rtl"  # "rtl": our SystemVerilog; "hls": an hls_templates kernel through DPI-C
+
+
+#: FINN op type -> our model of it.
+OWN_MODELS: dict[str, OwnModel] = {
+    "Pool_hls": OwnModel(_maxpool_block),
+    "LabelSelect_hls": OwnModel(_hls_block, kind="hls"),
+    "DuplicateStreams_hls": OwnModel(_hls_block, kind="hls"),
+    "ElementwiseAdd_hls": OwnModel(_hls_block, lambda node: _addstreams_problem(node) is None, kind="hls"),
+}
+
+
 def _own_block(
     node: Any, model: Any, sources: SourceSet
 ) -> tuple[Block, list[tuple[str, int]], list[tuple[str, int]]]:
     from finn.util.basic import getHWCustomOp
 
-    inst = getHWCustomOp(node)
-    if node.op_type == "Pool_hls":
-        if inst.get_nodeattr("Function") != "MaxPool":
-            raise UnsupportedLayerError(
-                f"{node.name}: only max-pooling Pool layers have a hapfpga simulation model (got "
-                f"{inst.get_nodeattr('Function')}); use MaxPool."
-            )
-        text = resources.files("hapfpga.rtlsim").joinpath("rtl/hap_maxpool.sv").read_text()
-        sources.add_text("hap_maxpool.sv", text)
-        idt = inst.get_input_datatype(0)
-        pe = int(inst.get_nodeattr("PE"))
-        k = inst.get_nodeattr("KernelSize")
-        k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
-        ch = int(inst.get_nodeattr("Channels"))
-        params = {"PE": pe, "CF": ch // pe, "K2": k2, "BITS": idt.bitwidth(), "SIGNED": int(idt.signed())}
-        iw = inst.get_instream_width_padded(0)
-        ow = inst.get_outstream_width_padded(0)
-        blk = Block("hap_maxpool", node.name, parse_ports(text, "hap_maxpool"), params=params)
-        return blk, [("in0_V", iw)], [("out0_V", ow)]
-    raise UnsupportedLayerError(f"{node.name} ({node.op_type}) has no hapfpga simulation model.")
+    own = OWN_MODELS.get(node.op_type)
+    if own is None:
+        raise UnsupportedLayerError(f"{node.name} ({node.op_type}) has no hapfpga simulation model.")
+    return own.block(node, getHWCustomOp(node), sources)
 
 
 def _rtl_block(node: Any, model: Any, sources: SourceSet, blocks: list[Block], wires: dict[str, int]):
@@ -214,7 +552,7 @@ def build_design(
     head, seg, tail = split_segment(model, only)
     seg_names = {n.name for n in seg}
     produced = {o: n for n in seg for o in n.output}
-    sources = SourceSet()
+    sources = SimSources()
     blocks: list[Block] = []
     wires: dict[str, int] = {}
     seg_inputs: list[StreamSpec] = []
@@ -231,7 +569,7 @@ def build_design(
 
     for node in seg:
         inst = getHWCustomOp(node)
-        if node.op_type in OWN_RTL:
+        if node.op_type in OWN_MODELS:
             blk, ins, outs = _own_block(node, model, sources)
         else:
             blk, ins, outs = _rtl_block(node, model, sources, blocks, wires)
