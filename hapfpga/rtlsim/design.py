@@ -511,6 +511,7 @@ def _rtl_block(node: Any, model: Any, sources: SourceSet, blocks: list[Block], w
         sources.add_file(wrapper, text)
         sources.add_file(rtllib / "memstream" / "hdl" / "memstream_axi.sv")
         sources.add_file(rtllib / "memstream" / "hdl" / "memstream.sv")
+        sources.add_file(rtllib / "axi" / "hdl" / "axilite.sv")  # memstream_axi's config port
         net = f"{node.name}_weights"
         wires[net] = int(inst.get_instream_width_padded(1))
         mem = Block(wname, f"{node.name}_memstream", parse_ports(sources.files[wrapper.name], wname))

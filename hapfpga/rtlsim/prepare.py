@@ -23,7 +23,15 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["RTL_PREFERRED", "PreparedDesign", "prepare_design", "prepare_hw_model", "fold_model"]
+__all__ = [
+    "RTL_PREFERRED",
+    "PreparedDesign",
+    "complete_rtl_folding",
+    "folding_for_rtl",
+    "prepare_design",
+    "prepare_hw_model",
+    "fold_model",
+]
 
 #: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant.
 RTL_PREFERRED: dict[str, Any] = {"Defaults": {"preferred_impl_style": ["rtl", "all"]}}
@@ -128,6 +136,21 @@ def prepare_design(
         qonnx_path, work, finn_board=finn_board, clock_mhz=clock_mhz, folding_config_file=folding_config_file
     )
     model = ModelWrapper(str(folded))
+    if folding_config_file is not None:
+        # standalone thresholds the config does not name: fold them from the graph, then fold again
+        given = json.loads(Path(folding_config_file).read_text())
+        full = complete_rtl_folding(model, given)
+        if full != given:
+            folding_config_file = work / "folding_rtl_completed.json"
+            folding_config_file.write_text(json.dumps(full, indent=1))
+            folded, parent, reports = fold_model(
+                qonnx_path,
+                work,
+                finn_board=finn_board,
+                clock_mhz=clock_mhz,
+                folding_config_file=folding_config_file,
+            )
+            model = ModelWrapper(str(folded))
     if any(n.op_type == "StreamingDataflowPartition" for n in model.graph.node):
         raise ConfigError(
             f"{qonnx_path} has more than one dataflow partition after FINN's flow; simulate a model whose "
@@ -150,9 +173,10 @@ def folding_for_rtl(folding: dict[str, Any]) -> dict[str, Any]:
     """Turn an HLS-named FINN folding config (e.g. finn-examples') into one for the RTL-specialised graph.
 
     ``MVAU_hls_i`` -> ``MVAU_rtl_i`` keeping PE, SIMD, ram_style and mem_mode (RTL MVAUs are DSP-based:
-    ``resType`` becomes ``dsp``, FINN refuses ``lut``); with ``standalone_thresholds`` the activation after
-    ``MVAU_rtl_i`` is ``Thresholding_rtl_{i+1}`` (``Thresholding_rtl_0`` quantises the input), which gets the
-    MVAU's PE unless the config names it. Other entries are kept as they are.
+    ``resType`` becomes ``dsp``, FINN refuses ``lut``). Other entries are kept as they are. The standalone
+    ``Thresholding_rtl`` layers that ``standalone_thresholds`` splits off the MVAUs are named by FINN in graph
+    order, which depends on the network (an input quantiser takes index 0 or not): ``complete_rtl_folding``
+    folds them from the graph itself.
     """
     out: dict[str, Any] = {"Defaults": dict(folding.get("Defaults", {}))}
     mvau_keys = ("PE", "SIMD", "ram_style", "mem_mode", "runtime_writeable_weights")
@@ -164,9 +188,45 @@ def folding_for_rtl(folding: dict[str, Any]) -> dict[str, Any]:
             new = {k: v for k, v in cfg.items() if k in mvau_keys}
             new["resType"] = "dsp"
             out[f"MVAU_rtl_{idx}"] = new
-            thr = f"Thresholding_rtl_{idx + 1}"
-            if thr not in folding and "PE" in cfg:
-                out[thr] = {"PE": int(cfg["PE"])}
         else:
             out[name] = dict(cfg)
+    return out
+
+
+def complete_rtl_folding(model: Any, folding: dict[str, Any]) -> dict[str, Any]:
+    """Fold the standalone ``Thresholding_rtl`` layers ``folding`` does not name, from the graph.
+
+    ``model``: the RTL-specialised, folded FINN graph. A threshold layer fed by an MVAU/VVAU takes its PE
+    (what the activation had inside the HLS MVAU, so the design keeps the HLS design's throughput); any other
+    (e.g. an input quantiser) takes the smallest PE dividing its channels whose cycles do not exceed the
+    slowest other layer's (``get_exp_cycles``), so it never becomes the bottleneck by default.
+    """
+    from finn.util.basic import getHWCustomOp
+
+    out = {k: dict(v) for k, v in folding.items()}
+    todo = []
+    for node in model.graph.node:
+        if not node.op_type.startswith("Thresholding") or node.name in out:
+            continue
+        prod = model.find_producer(node.input[0])
+        if prod is not None and prod.op_type.startswith(("MVAU", "VVAU")):
+            inst = getHWCustomOp(prod)
+            out[node.name] = {"PE": int(inst.get_nodeattr("PE"))}
+            getHWCustomOp(node).set_nodeattr("PE", out[node.name]["PE"])
+        else:
+            todo.append(node)
+    if todo:
+        names = {n.name for n in todo}
+        target = max(
+            (int(getHWCustomOp(n).get_exp_cycles()) for n in model.graph.node if n.name not in names),
+            default=0,
+        )
+        for node in todo:
+            inst = getHWCustomOp(node)
+            ch = int(inst.get_nodeattr("NumChannels"))
+            for pe in (d for d in range(1, ch + 1) if ch % d == 0):
+                inst.set_nodeattr("PE", pe)
+                if int(inst.get_exp_cycles()) <= target:
+                    break
+            out[node.name] = {"PE": int(inst.get_nodeattr("PE"))}
     return out

@@ -1,4 +1,4 @@
-"""Collect a design's RTL sources into a build folder, applying our two behaviour-neutral Verilator fixes.
+"""Collect a design's RTL sources into a build folder, applying our fixes to copies of finn-rtllib.
 
 finn-plus 1.6.1's finn-rtllib needs two edits before Verilator 5.048 accepts it (issue 7 probe); we edit
 COPIES in the build folder, never the installed package:
@@ -7,6 +7,17 @@ COPIES in the build folder, never the installed package:
   ``generate`` block, which Verilator cannot evaluate for a localparam: move both to module scope.
 * ``fifo/hdl/fifo.sv`` uses an unpacked struct as the type of the ``INIT_ABITS`` constant function: make it
   ``packed``.
+
+and one bug fix, which changes behaviour only where the original would lose data
+(``fix_mvu_output_queue``, :data:`RTLLIB_BUG_FIXES`; the report names the nodes it matters for):
+
+* ``mvu/mvu_vvu_axi.sv`` sizes its output queue for ``CORE_PIPELINE_DEPTH = 3 + $clog2(SIMD+1) + (SIMD == 1)``
+  results in flight, but (a) ``mvu.sv``'s result pipeline is ``PIPELINE_DEPTH = 3 + $clog2(SIMD) + (SIMD == 1)
+  + 1`` deep, one more whenever SIMD is not a power of two, and (b) the back-pressure lock ``OLock`` is a
+  register, so the core accepts one more input after the first stalled output. With one result per cycle
+  (``MW == SIMD``) a stalled output stream overflows the queue: Verilator stops on the file's own assertion
+  "Overflowing output queue" (without the assertion, on a board, a result is lost). Two more entries cover
+  both; see :func:`mvu_rtl_queue_overflows` for which configurations are affected.
 
 Memory initialisation files (``memblock.dat`` of memstream, thresholding ``*.dat``) are copied next to the
 sources under unique names and the HDL refers to them relative to the working directory, in which the
@@ -22,7 +33,15 @@ from pathlib import Path
 
 from ..errors import HapError
 
-__all__ = ["SourceSet", "fix_add_multi", "fix_fifo", "FIXES"]
+__all__ = [
+    "SourceSet",
+    "fix_add_multi",
+    "fix_fifo",
+    "fix_mvu_output_queue",
+    "mvu_rtl_queue_overflows",
+    "FIXES",
+    "RTLLIB_BUG_FIXES",
+]
 
 
 def fix_add_multi(text: str) -> str:
@@ -50,8 +69,42 @@ def fix_fifo(text: str) -> str:
     return re.sub(r"typedef struct \{(\s*int unsigned\s+lo;)", r"typedef struct packed {\1", text)
 
 
+_QUEUE_LINE = "localparam int unsigned  MAX_IN_FLIGHT = CORE_PIPELINE_DEPTH;"
+
+
+def fix_mvu_output_queue(text: str) -> str:
+    """Give ``mvu_vvu_axi.sv``'s output queue two more entries (see the module docstring)."""
+    if _QUEUE_LINE not in text:
+        if "MAX_IN_FLIGHT = CORE_PIPELINE_DEPTH + 2;" in text:
+            return text
+        raise HapError(
+            "finn-rtllib's mvu_vvu_axi.sv changed shape; update hapfpga.rtlsim.sources.fix_mvu_output_queue."
+        )
+    return text.replace(
+        _QUEUE_LINE,
+        "localparam int unsigned  MAX_IN_FLIGHT = CORE_PIPELINE_DEPTH + 2;"
+        "  // hapfpga: + mvu.sv's extra stage + the registered OLock",
+    )
+
+
+def mvu_rtl_queue_overflows(mw: int, simd: int) -> bool:
+    """True where finn-plus 1.6.1's unpatched ``MVAU_rtl`` (DSP48 cores) can overflow its output queue under
+    back-pressure: one result per cycle, i.e. ``MW == SIMD`` (one input word per output vector).
+
+    Derived from a cycle model of ``mvu_vvu_axi.sv``'s ``blkOutput`` and ``mvu.sv``'s ``L`` pipeline, checked
+    by simulation (tests/rtlsim/test_mvu_queue.py): with two or more cycles between results the queue never
+    holds more than half the pipeline.
+    """
+    return int(mw) == int(simd)
+
+
 #: file name -> text fix applied to the copy.
-FIXES = {"add_multi.sv": fix_add_multi, "fifo.sv": fix_fifo}
+FIXES = {"add_multi.sv": fix_add_multi, "fifo.sv": fix_fifo, "mvu_vvu_axi.sv": fix_mvu_output_queue}
+#: the fixes above that change behaviour (bug fixes, not Verilator parse fixes): reported per design.
+RTLLIB_BUG_FIXES = {
+    "mvu_vvu_axi.sv": "output queue sized for mvu.sv's pipeline depth + the registered back-pressure lock "
+    "(finn-plus 1.6.1 overflows it when MW == SIMD and the output stalls)",
+}
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 from ..boards import BoardSpec
 from .tools import find_toolchain
 
-__all__ = ["run_rtlsim_stage", "partition_input"]
+__all__ = ["run_rtlsim_stage", "partition_input", "rtllib_fixes"]
 
 
 def partition_input(parent_path: str | Path | None, x: np.ndarray) -> np.ndarray:
@@ -44,6 +44,23 @@ def partition_input(parent_path: str | Path | None, x: np.ndarray) -> np.ndarray
         ctx = run_python(parent, head, {gin: np.asarray(x[i : i + 1], np.float32).reshape(shape)})
         outs.append(ctx[sdp.input[0]])
     return np.concatenate(outs)
+
+
+def rtllib_fixes(model: Any) -> list[dict[str, Any]]:
+    """The behaviour-changing finn-rtllib fixes (``sources.RTLLIB_BUG_FIXES``) and the nodes they matter for."""
+    from finn.util.basic import getHWCustomOp
+
+    from .sources import RTLLIB_BUG_FIXES, mvu_rtl_queue_overflows
+
+    hit = []
+    for n in model.graph.node:
+        if n.op_type == "MVAU_rtl":
+            inst = getHWCustomOp(n)
+            if mvu_rtl_queue_overflows(inst.get_nodeattr("MW"), inst.get_nodeattr("SIMD")):
+                hit.append(n.name)
+    if not hit:
+        return []
+    return [{"file": "mvu_vvu_axi.sv", "fix": RTLLIB_BUG_FIXES["mvu_vvu_axi.sv"], "nodes": hit}]
 
 
 def run_rtlsim_stage(
@@ -137,6 +154,7 @@ def run_rtlsim_stage(
             "bottleneck": finn_perf.get("max_cycles_node_name"),
             "fps": finn_perf.get("estimated_throughput_fps"),
         },
+        "rtllib_fixes": rtllib_fixes(model),
         "build_seconds": res.build_seconds,
         "sim_cycles_per_second": res.cycles_per_second,
         "stall_probability": stall,
