@@ -128,9 +128,15 @@ def split_segment(model: Any, only: list[str] | None = None) -> tuple[list[Any],
 
 
 def hls_templates_dir() -> Path:
-    """The ``hls_templates`` folder: package data of an installed hapfpga, else the repository's top level."""
-    packaged = Path(str(resources.files("hapfpga"))) / "hls_templates"
-    for d in (packaged, Path(__file__).resolve().parents[2] / "hls_templates"):
+    """The repository's top-level ``hls_templates`` folder: next to the ``hapfpga`` package in a checkout
+    (editable install), else the ``hls_templates`` data package an installed wheel ships."""
+    from importlib.util import find_spec
+
+    candidates = [Path(__file__).resolve().parents[2] / "hls_templates"]
+    spec = find_spec("hls_templates")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) for p in spec.submodule_search_locations]
+    for d in candidates:
         if (d / "hap_labelselect.h").is_file():
             return d
     raise ToolMissingError(
