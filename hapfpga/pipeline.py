@@ -180,13 +180,15 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     finn_dir = run_dir / "finn"
 
     def do_build():
-        from .finn.build import run_finn_steps
+        from .finn.build import rtl_build_kwargs, run_finn_steps
 
+        extra = rtl_build_kwargs(run_dir / "work") if cfg.folding.open_simulatable else {}
         with atomic_dir(finn_dir) as tmp:
             res = run_finn_steps(
                 final_onnx, tmp, board=board.finn_board, clock_mhz=clock,
                 folding_config_file=folding_json if cfg.folding.mode != "finn" else None,
                 target_fps=int(cfg.folding.fps) if cfg.folding.mode == "finn" else None,
+                **extra,
             )
             est = finn_estimate_summary(res.reports, board)
         return [finn_dir], est
@@ -297,14 +299,16 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
             "the exported or converted graph does not compute what the trained model computes."
         )
     if cfg.build.bitstream:
-        _bitstream(final_onnx, folding_json, board, clock, run_dir, dataset)
+        _bitstream(final_onnx, folding_json, board, clock, run_dir, dataset, cfg.folding.open_simulatable)
     return PipelineResult(run_dir=run_dir, report=report, resumed=runner.resumed)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _bitstream(onnx_path: Path, folding_json: Path, board: BoardSpec, clock: float, run_dir: Path, dataset) -> None:
+def _bitstream(
+    onnx_path: Path, folding_json: Path, board: BoardSpec, clock: float, run_dir: Path, dataset, rtl: bool = False
+) -> None:
     """The Vivado part of the flow: stitched IP, synthesis, bitfile, driver (needs Vivado; else exit 2)."""
     from .errors import ToolMissingError
     from .finn.shim import vivado_available
@@ -318,7 +322,7 @@ def _bitstream(onnx_path: Path, folding_json: Path, board: BoardSpec, clock: flo
     from .finn.fullbuild import build
 
     build(onnx_path, run_dir / "hw", board, folding_file=folding_json, clock_mhz=clock, bitstream=True,
-          test_data=(dataset.x_test, dataset.y_test))
+          test_data=(dataset.x_test, dataset.y_test), open_simulatable=rtl)
 
 
 def finn_estimate_summary(reports: dict[str, Any], board: BoardSpec) -> dict[str, Any]:
@@ -354,7 +358,18 @@ def _fold(cfg: RunConfig, board: BoardSpec, clock: float, onnx_path: Path, work:
     from .finn.graph import hw_layers_from_qonnx
     from .types import FoldingPlan
 
-    layers, _ = hw_layers_from_qonnx(onnx_path, work, board, clock)
+    layers, _ = hw_layers_from_qonnx(onnx_path, work, board, clock, rtl=cfg.folding.open_simulatable)
+    if cfg.folding.open_simulatable:
+        from .errors import ConfigError
+        from .folding.legal import open_simulatable_blockers
+
+        blockers = open_simulatable_blockers(layers)
+        if blockers:
+            raise ConfigError(
+                f"folding.open_simulatable is set but {', '.join(blockers)} has neither an RTL variant in "
+                "finn-plus nor a hapfpga simulation model; set folding.open_simulatable to false or change "
+                "those layers."
+            )
     mode = cfg.folding.mode
     if mode in ("max_fps", "fps"):
         from .folding import optimise
@@ -369,4 +384,10 @@ def _fold(cfg: RunConfig, board: BoardSpec, clock: float, onnx_path: Path, work:
         est = estimate_network(layers, plan, board, clock)
         extra = {"bound_fps": None, "binding_resource": None}
     atomic_write_text(out_json, plan.to_finn_json())
-    return {"mode": mode, "predicted_fps": est.fps, **extra, "estimate": est.as_json()}
+    return {
+        "mode": mode,
+        "open_simulatable": cfg.folding.open_simulatable,
+        "predicted_fps": est.fps,
+        **extra,
+        "estimate": est.as_json(),
+    }

@@ -96,10 +96,15 @@ class FoldingConfig:
 
     mode: Literal["max_fps", "fps", "finn", "none"] = "max_fps"
     fps: float | None = None
+    #: build every layer that has one as FINN's RTL variant (standalone thresholds), so that the built
+    #: design is the one ``rtlsim`` simulates; layers with neither RTL nor a hapfpga model are refused.
+    open_simulatable: bool = False
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):
-            raise ConfigError(f"Config key 'folding.fps' must be a positive number when folding.mode is '{self.mode}'.")
+            raise ConfigError(
+                f"Config key 'folding.fps' must be a positive number when folding.mode is '{self.mode}'."
+            )
 
 
 @dataclass(frozen=True)

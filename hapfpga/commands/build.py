@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtlsim", action="store_true",
                    help="RTL simulation: FINN's stitched-IP rtlsim with Vivado, else hapfpga's Verilator simulation")
     p.add_argument("--no-codegen", action="store_true", help="skip FINN's HLS/RTL code generation")
+    p.add_argument("--open-simulatable", action="store_true",
+                   help="RTL variants wherever FINN has one, standalone thresholds (fold with the same flag)")
     p.add_argument("--test-data", default=None,
                    help="npz with x_test/y_test (or x/y), dataset domain, shipped for the accuracy check")
     p.add_argument("--input-scale", type=float, default=None,
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             outs = build(Path(args.model), args.out, board, folding_file=args.folding, target_fps=args.target_fps,
                          clock_mhz=args.clock_mhz, bitstream=args.bitstream, rtlsim=args.rtlsim,
                          codegen=not args.no_codegen, test_data=test_data, input_scale=args.input_scale,
-                         progress=progress)
+                         progress=progress, open_simulatable=args.open_simulatable)
         except ToolMissingError as e:
             if not (Path(args.out) / "build.json").is_file():
                 raise

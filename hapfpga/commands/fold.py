@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds")
     p.add_argument(
+        "--open-simulatable",
+        action="store_true",
+        help="fold FINN's RTL variants (standalone thresholds): a design hapfpga rtlsim simulates as built",
+    )
+    p.add_argument(
         "--work-dir",
         default=None,
         help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)",
@@ -58,7 +63,16 @@ def run(args: argparse.Namespace) -> int:
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
     clock = args.clock_mhz or board.clock_mhz
-    layers = layers_for_model_file(args.model, args.work_dir, board, clock)
+    layers = layers_for_model_file(args.model, args.work_dir, board, clock, rtl=args.open_simulatable)
+    if args.open_simulatable:
+        from ..folding.legal import open_simulatable_blockers
+
+        blockers = open_simulatable_blockers(layers)
+        if blockers:
+            raise ConfigError(
+                f"{', '.join(blockers)} has neither an RTL variant in finn-plus nor a hapfpga simulation model, "
+                "so the design cannot be open-simulatable; leave out --open-simulatable."
+            )
     res = optimise(
         layers,
         board,

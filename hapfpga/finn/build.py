@@ -20,6 +20,8 @@ from ..errors import HapError
 from .shim import ensure_finn, finn_quiet
 
 __all__ = [
+    "RTL_PREFERRED",
+    "rtl_build_kwargs",
     "ESTIMATE_STEPS",
     "HW_CODEGEN_STEPS",
     "FOLD_AND_ESTIMATE_STEPS",
@@ -27,6 +29,22 @@ __all__ = [
     "run_finn_steps",
     "read_estimate_reports",
 ]
+
+#: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant (an "open-simulatable"
+#: design: hapfpga.rtlsim simulates RTL layers with Verilator; finn-plus simulates HLS layers only through
+#: Vivado).
+RTL_PREFERRED: dict[str, Any] = {"Defaults": {"preferred_impl_style": ["rtl", "all"]}}
+
+
+def rtl_build_kwargs(folder: str | Path) -> dict[str, Any]:
+    """``run_finn_steps`` keywords for an open-simulatable build: RTL layers preferred, standalone thresholds
+    (an RTL MVAU has no embedded activation, ``_mvu_rtl_possible`` in finn-plus's specialize_layers.py)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "specialize_layers_rtl.json"
+    cfg.write_text(json.dumps(RTL_PREFERRED, indent=1))
+    return {"specialize_layers_config_file": cfg, "standalone_thresholds": True}
+
 
 #: finn-plus 1.6.1's ``estimate_only_dataflow_steps`` (copied so that we do not import finn to list them).
 ESTIMATE_STEPS: tuple[str, ...] = (
@@ -44,7 +62,9 @@ ESTIMATE_STEPS: tuple[str, ...] = (
 )
 HW_CODEGEN_STEPS: tuple[str, ...] = (*ESTIMATE_STEPS, "step_hw_codegen")
 #: The estimate-only steps after step_specialize_layers: fold a specialised model and report its estimates.
-FOLD_AND_ESTIMATE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[ESTIMATE_STEPS.index("step_target_fps_parallelization"):]
+FOLD_AND_ESTIMATE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[
+    ESTIMATE_STEPS.index("step_target_fps_parallelization") :
+]
 
 
 @dataclass

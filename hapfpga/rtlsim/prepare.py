@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..finn.build import RTL_PREFERRED, rtl_build_kwargs  # imports no finn at module load
 
 __all__ = [
     "RTL_PREFERRED",
@@ -32,12 +33,6 @@ __all__ = [
     "prepare_hw_model",
     "fold_model",
 ]
-
-#: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant.
-RTL_PREFERRED: dict[str, Any] = {"Defaults": {"preferred_impl_style": ["rtl", "all"]}}
-
-#: Layers we simulate with our own models rather than FINN's RTL (``hapfpga/rtlsim/rtl``).
-OWN_MODELS = ("Pool_hls", "StreamingMaxPool_hls", "LabelSelect_hls")
 
 
 @dataclass(frozen=True)
@@ -50,12 +45,6 @@ class PreparedDesign:
     finn_reports: dict[str, Any]
     fpgapart: str
     clock_mhz: float
-
-
-def _write_spec_config(work: Path) -> Path:
-    p = work / "specialize_layers_rtl.json"
-    p.write_text(json.dumps(RTL_PREFERRED, indent=1))
-    return p
 
 
 def fold_model(
@@ -78,8 +67,7 @@ def fold_model(
         clock_mhz=clock_mhz,
         folding_config_file=folding_config_file,
         steps=ESTIMATE_STEPS,
-        specialize_layers_config_file=_write_spec_config(work),
-        standalone_thresholds=True,
+        **rtl_build_kwargs(work),
     )
     parent = work / "finn" / "intermediate_models" / "dataflow_parent.onnx"
     return res.final_model, (parent if parent.exists() else None), res.reports

@@ -98,3 +98,31 @@ def test_untouched_knobs_keep_finn_defaults() -> None:
     t = L.Thresholding(name="Thresholding_rtl_0", impl="rtl", channels=12, default_folding=base)
     for f in legal_foldings(t):
         assert f.runtime_writeable_weights == 0 and f.mem_mode == "internal_decoupled"
+
+
+def test_rtl_mvau_never_gets_one_result_per_cycle() -> None:
+    """finn-rtllib's MVU output queue overflows with SIMD == MW (tests/rtlsim/test_mvu_queue.py)."""
+    hls = L.MVAU(name="MVAU_hls_0", mw=9, mh=16, n_vectors=64, idt="UINT8", wdt="INT2", odt="UINT2")
+    rtl = L.MVAU(name="MVAU_rtl_0", impl="rtl", mw=9, mh=16, n_vectors=64, idt="UINT8", wdt="INT2",
+                 odt="INT16", no_activation=True)
+    assert {f.simd for f in legal_foldings(hls)} == {1, 3, 9}
+    assert {f.simd for f in legal_foldings(rtl)} == {1, 3}
+    assert {f.pe for f in legal_foldings(rtl)} == set(divisors(16))
+
+
+def test_open_simulatable_blockers_allow_software_head_and_tail_only() -> None:
+    from hapfpga.folding.legal import open_simulatable_blockers
+
+    swg = L.ConvolutionInputGenerator(name="ConvolutionInputGenerator_rtl_0", impl="rtl", ifm_ch=1,
+                                      ifm_dim=(8, 8), ofm_dim=(8, 8), kernel=(3, 3))
+    mvau_rtl = L.MVAU(name="MVAU_rtl_0", impl="rtl", mw=9, mh=16, n_vectors=64, idt="UINT8", wdt="INT2",
+                      odt="INT16", no_activation=True)
+    mvau_hls = L.MVAU(name="MVAU_hls_1", mw=16, mh=10, n_vectors=1, idt="UINT2", wdt="INT2", odt="UINT2")
+    maxpool = L.Pool(name="Pool_hls_0", channels=16)
+    avgpool = L.Pool(name="Pool_hls_1", channels=16, function="AvgPool")
+    mul = L.ElementwiseMul(name="ElementwiseMul_hls_0", lhs_shape=(1, 10), rhs_shape=(10,), out_shape=(1, 10),
+                           lhs_dt="INT16", rhs_dt="FLOAT32", odt="FLOAT32")
+    assert open_simulatable_blockers([swg, mvau_rtl, maxpool, mul]) == []  # float tail runs in software
+    assert open_simulatable_blockers([swg, mvau_hls, mvau_rtl, mul]) == ["MVAU_hls_1"]
+    assert open_simulatable_blockers([swg, avgpool, mvau_rtl]) == ["Pool_hls_1"]
+    assert open_simulatable_blockers([mvau_hls]) == ["MVAU_hls_1"]
