@@ -8,34 +8,54 @@ from __future__ import annotations
 
 from ..boards import BoardSpec
 from ..types import LayerFolding
-from .context import knob
+from .context import FoldingError, knob
 from .core import effective_folding
-from .layers import MVAU, VVAU, ElementwiseBinary, LayerSpec, Thresholding
+from .layers import MVAU, VVAU, ConvolutionInputGenerator, ElementwiseBinary, LayerSpec, Thresholding
+from .swg import swg_impl_style
 
 __all__ = ["DEVIATIONS", "deviations_for"]
 
 #: id -> (what differs, fields affected)
 DEVIATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "rtl-mvu-lut": ("MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count accumulator, threshold and LUTRAM logic",
-                    ("LUT",)),
-    "thr-rtl-comparators": ("Thresholding_rtl: FINN's LUT is only the LUTRAM count; we add the comparators", ("LUT",)),
-    "thr-rtl-no-uram": ("Thresholding_rtl: FINN may place thresholds in URAM on parts without URAM",
-                        ("LUT", "BRAM_18K", "URAM")),
+    "rtl-mvu-lut": (
+        "MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count accumulator, threshold and LUTRAM logic",
+        ("LUT",),
+    ),
+    "thr-rtl-comparators": (
+        "Thresholding_rtl: FINN's LUT is only the LUTRAM count; we add the comparators",
+        ("LUT",),
+    ),
+    "thr-rtl-no-uram": (
+        "Thresholding_rtl: FINN may place thresholds in URAM on parts without URAM",
+        ("LUT", "BRAM_18K", "URAM"),
+    ),
     "vvau-dsp-simd": ("VVAU_hls resType=dsp: FINN counts P*ceil((W+A)/48) DSPs, ignoring SIMD", ("DSP",)),
-    "vvau-auto-small": ("VVAU ram_style=auto, <=128 words: FINN counts the weights in neither BRAM nor LUT",
-                        ("LUT",)),
-    "zero-lut-kinds": ("Pool, StreamingMaxPool, FMPadding, LabelSelect, Reshape, DuplicateStreams: FINN reports "
-                       "0 LUT", ("LUT",)),
-    "eltwise-embedded-const": ("Elementwise* internal_embedded constant: FINN counts no memory (width 0)",
-                               ("LUT", "BRAM_18K", "URAM")),
+    "vvau-auto-small": (
+        "VVAU ram_style=auto, <=128 words: FINN counts the weights in neither BRAM nor LUT",
+        ("LUT",),
+    ),
+    "zero-lut-kinds": (
+        "Pool, StreamingMaxPool, FMPadding, LabelSelect, Reshape, DuplicateStreams: FINN reports 0 LUT",
+        ("LUT",),
+    ),
+    "eltwise-embedded-const": (
+        "Elementwise* internal_embedded constant: FINN counts no memory (width 0)",
+        ("LUT", "BRAM_18K", "URAM"),
+    ),
     "eltwise-operator": ("Elementwise*: FINN counts no operator logic", ("LUT", "DSP")),
+    "swg-rtl-cycles": (
+        "ConvolutionInputGenerator default style, 2D: FINN adds the whole buffer fill per frame "
+        "and a per-window depthwise stall; we count finn-rtllib's measured steady state",
+        ("cycles",),
+    ),
 }
 
 _ZERO_LUT_KINDS = {"Pool", "StreamingMaxPool", "FMPadding", "LabelSelect", "Reshape", "DuplicateStreams"}
 
 
-def deviations_for(layer: LayerSpec, folding: LayerFolding | None = None,
-                   board: BoardSpec | None = None) -> list[str]:
+def deviations_for(
+    layer: LayerSpec, folding: LayerFolding | None = None, board: BoardSpec | None = None
+) -> list[str]:
     """Ids of the deviations that can change this layer's estimate from FINN's."""
     f = effective_folding(layer, folding)
     out = []
@@ -55,4 +75,11 @@ def deviations_for(layer: LayerSpec, folding: LayerFolding | None = None,
         out.append("eltwise-operator")
         if knob(f, "mem_mode", "internal_embedded") == "internal_embedded":
             out.append("eltwise-embedded-const")
+    if isinstance(layer, ConvolutionInputGenerator) and 1 not in layer.ifm_dim:
+        try:
+            style = swg_impl_style(layer, int(knob(f, "simd", 1)), int(knob(f, "parallel_window", 0)))
+        except FoldingError:
+            style = None
+        if style == "default":
+            out.append("swg-rtl-cycles")
     return out

@@ -21,13 +21,17 @@ def swg_impl_style(layer: ConvolutionInputGenerator, simd: int, parallel_window:
     """``"parallel"`` or ``"default"`` and the folding constraints of ``select_impl_style``."""
     kh, kw = layer.kernel
     if layer.ifm_ch % simd:
-        raise FoldingError(f"{layer.name}: SIMD={simd} does not divide IFMChannels={layer.ifm_ch}; "
-                           f"choose a divisor of {layer.ifm_ch}.")
+        raise FoldingError(
+            f"{layer.name}: SIMD={simd} does not divide IFMChannels={layer.ifm_ch}; "
+            f"choose a divisor of {layer.ifm_ch}."
+        )
     mmv_out = kh * kw if parallel_window else 1
     if mmv_out > 1 or (kh == 1 and kw == 1):
         if not (layer.depthwise or (kh == 1 and kw == 1)) and simd != layer.ifm_ch:
-            raise FoldingError(f"{layer.name}: parallel_window=1 needs SIMD = IFMChannels = {layer.ifm_ch} "
-                               f"(got SIMD={simd}); set SIMD={layer.ifm_ch} or parallel_window=0.")
+            raise FoldingError(
+                f"{layer.name}: parallel_window=1 needs SIMD = IFMChannels = {layer.ifm_ch} "
+                f"(got SIMD={simd}); set SIMD={layer.ifm_ch} or parallel_window=0."
+            )
         return "parallel"
     return "default"
 
@@ -60,7 +64,8 @@ def _bram_for(depth: int, width: int) -> int:
     return casc_d * casc_w - savings
 
 
-def _cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+def _finn_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+    """``get_exp_cycles`` exactly (finn-plus 1.6.1, ``convolutioninputgenerator_rtl.py``)."""
     if style == "parallel":
         return layer.ifm_dim[0] * layer.ifm_dim[1] * (layer.ifm_ch // simd) + 2
     cf = layer.ifm_ch // simd
@@ -84,11 +89,53 @@ def _cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
     return cyc
 
 
+def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+    """Steady-state cycles per frame of finn-rtllib's default-style SWG (2D); FINN's formula elsewhere.
+
+    From ``finn-rtllib/swg/swg_template_default.sv`` (out always ready, input always valid):
+
+    - frames do not overlap: the next frame's first read waits until the last window is written and the
+      last input word read (``nbe_rst``, "todo: allow for read overlapping between feature maps");
+    - one buffer fetch and one output word per cycle (``fetch_cmd``), one input word per cycle
+      (``read_cmd``), a fetch waits until its element is buffered (``Current_elem > Newest_buffered_elem``),
+      a read until the element it overwrites is behind ``First_elem_next_window`` and ``Current_elem``;
+    - so the output stream runs OFM_H*OFM_W*K_H*K_W*CF words back to back, after a fill: the first window's
+      last element is input word ``bmin - 1`` (non-depthwise: the window then needs no more fetch time,
+      fill = bmin - K_H*K_W*CF); a depthwise window (``IS_DEPTHWISE``, ``prepare_codegen_default``'s
+      re-arranged loops: channel fold outer, kernel inner) replays the buffered window once per channel
+      fold, so its channel-0 pass already waits for the window's last pixel (fill = bmin - CF - K_H*K_W);
+    - depthwise, from the second output row on: the first window of a row needs the last kernel row's
+      pixels, which the read side could not fetch ahead while the previous row's last window held the
+      buffer (``BUF_ELEM_TOTAL`` from ``get_buffer_depth``): a stall of the words between what the buffer
+      let in and what channel 0 needs, less the (K_H-1)*K_W fetches of channel 0 that do not wait;
+    - never fewer cycles than reading the whole input frame (H*W*CF words, stride > 1 skips rows).
+
+    Checked against a cycle-level model of the template and Verilator runs of single SWG nodes
+    (docs/estimator.md, D10). The 1D and parallel styles measure within 3 cycles of FINN's formula.
+    """
+    (ih, iw), (oh, ow) = layer.ifm_dim, layer.ofm_dim
+    if style == "parallel" or ih == 1 or iw == 1:
+        return _finn_cycles(layer, simd, style)
+    cf = layer.ifm_ch // simd
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    k2 = kh * kw
+    bmin = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+    if layer.depthwise and cf > 1:
+        buf = swg_buffer_depth(layer, simd, style)
+        gap = ((sh + (kh - 1) * dh) * iw + (kw - 1) * dw - (ow - 1) * sw - 1) * cf - buf + 2
+        stall = max(0, gap - (kh - 1) * kw - 4)
+        cyc = bmin - cf - k2 + 3 + oh * ow * k2 * cf + (oh - 1) * stall
+    else:
+        cyc = bmin - k2 * cf + 2 + oh * ow * k2 * cf
+    return max(cyc, ih * iw * cf + 2)
+
+
 def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """LUT, BRAM18, URAM and cycles of the RTL SWG.
 
-    - cycles: ``get_exp_cycles`` (parallel: input words + 2; default: buffer fill + OFM_H *
-      max(write block, read block), with the 1D and depthwise variants).
+    - cycles: ``ctx.finn_compat``: ``get_exp_cycles`` (parallel: input words + 2; default: buffer fill +
+      OFM_H * max(write block, read block), with the 1D and depthwise variants); otherwise the RTL's
+      steady state (``_rtl_cycles``, deviation ``swg-rtl-cycles``).
     - LUT: 300 + width*ceil(depth/38) for ram_style=distributed (FINN's fitted LUTRAM model).
     - BRAM18: aspect-ratio model for ram_style block/auto; parallel: (k_h-1) line buffers.
     - URAM: 72x4096 blocks for ram_style=ultra.
@@ -118,4 +165,5 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
                 uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
             else:
                 bram = _bram_for(bdepth, width) * bcount
-    return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), _cycles(layer, simd, style)
+    cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style)
+    return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), cycles
