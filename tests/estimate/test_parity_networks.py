@@ -70,14 +70,15 @@ def _check(build_dir: Path, spec_model: Path, folding_file: Path) -> dict[str, l
     assert est.bottleneck == perf["max_cycles_node_name"]
     assert est.critical_path_cycles == perf["critical_path_cycles"]
     assert est.fps == pytest.approx(perf["estimated_throughput_fps"])
-    # default (corrected) mode: cycles exact, untouched fields within 5 % median
+    # default (corrected) mode: untouched cycles exact, untouched fields within 5 % median
     ours = estimate_network(layers, plan, board, 100.0)
     errs: dict[str, list[float]] = {k: [] for k in RES}
     folds = dict(plan.layers)
     for layer in layers:
         c = ours.layers[layer.name]
-        assert c.cycles == cyc[layer.name]
         touched = {f for d in deviations_for(layer, folds.get(layer.name), board) for f in DEVIATIONS[d][1]}
+        if "cycles" not in touched:  # swg-rtl-cycles: the RTL SWG's measured steady state instead
+            assert c.cycles == cyc[layer.name]
         for k in RES:
             if k not in touched:
                 errs[k].append(abs(getattr(c.resources, k) - rep[layer.name][k]) / max(rep[layer.name][k], 1))

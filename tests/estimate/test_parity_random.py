@@ -227,17 +227,19 @@ def test_finn_compat_is_exact(cases):
 
 
 def test_default_mode_median_error_within_5_percent_and_cycles_exact(cases):
-    """Our corrected mode: cycles exact everywhere; per resource, over the configurations no documented
-    deviation touches, median relative error <= 5 %. Fields a deviation touches must differ from FINN
-    only where docs/estimator.md says so (checked by the deviation ids' field lists)."""
+    """Our corrected mode: cycles exact wherever no documented deviation touches them (``swg-rtl-cycles``
+    does); per resource, over the configurations no documented deviation touches, median relative error
+    <= 5 %. Fields a deviation touches must differ from FINN only where docs/estimator.md says so (checked
+    by the deviation ids' field lists)."""
     from hapfpga.estimate.deviations import DEVIATIONS, deviations_for
 
     board = load_board("pynq-z2")
     errs: dict[str, list[float]] = {k: [] for k in RES}
     for _op_type, spec, fold, finn in cases:
         c = estimate_layer(spec, fold, board=board)
-        assert c.cycles == finn["cycles"], (spec, fold)
         touched = {field for d in deviations_for(spec, fold, board) for field in DEVIATIONS[d][1]}
+        if "cycles" not in touched:
+            assert c.cycles == finn["cycles"], (spec, fold)
         for k in RES:
             ours, ref = getattr(c.resources, k), finn[k]
             if k in touched:
@@ -258,7 +260,8 @@ def test_deviations_change_what_they_claim(cases):
     for _op_type, spec, fold, finn in cases:
         c = estimate_layer(spec, fold, board=board)
         for d in deviations_for(spec, fold, board):
-            diff = any(getattr(c.resources, k) != finn[k] for k in DEVIATIONS[d][1])
+            ours = {**{k: getattr(c.resources, k) for k in RES}, "cycles": c.cycles}
+            diff = any(ours[k] != finn[k] for k in DEVIATIONS[d][1])
             changed[d] = changed.get(d, False) or diff
     # every deviation the random configurations can reach must be observed to matter at least once
     assert changed, "no deviation exercised"
