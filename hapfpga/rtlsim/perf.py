@@ -60,14 +60,22 @@ def matches_estimate(measured: float, estimate: int | None, rel: float = 0.05) -
     return abs(measured - estimate) <= max(rel * estimate, ABS_TOLERANCE_CYCLES)
 
 
-def estimated_cycles(model_path: str | Path) -> dict[str, int]:
-    """hapfpga's estimator (``hapfpga.estimate``) cycles per frame for every layer it models."""
+def estimated_cycles(model: Any) -> dict[str, int]:
+    """hapfpga's estimator (``hapfpga.estimate``) cycles per frame for every layer it models.
+
+    ``model``: a FINN HW model file or ``ModelWrapper`` (the simulated one, with its width converters, or
+    the folded one before FINN inserted them). A graph the estimator cannot read gives no estimates.
+    """
     from ..errors import HapError
     from ..estimate import estimate_layer
-    from ..finn.graph import load_layers
+    from ..finn.graph import layers_from_model, load_layers
 
+    try:
+        layers = load_layers(model) if isinstance(model, str | Path) else layers_from_model(model)
+    except HapError:
+        return {}
     out: dict[str, int] = {}
-    for layer in load_layers(model_path):
+    for layer in layers:
         try:
             out[layer.name] = int(estimate_layer(layer).cycles)
         except HapError:
@@ -112,7 +120,9 @@ def measure_layers(
             f"an isolated layer stopped producing output after {res.cycles} cycles "
             f"({[len(w) for w in res.outputs]} of {expect} words); a layer's stream widths or data are wrong."
         )
-    est = estimated_cycles(model_path) if model_path is not None else {}
+    est = estimated_cycles(model)  # width converters included (FINN inserted them after folding)
+    if model_path is not None:
+        est.update(estimated_cycles(model_path))
     in_cyc = {s.node: res.in_cycles[k] for k, s in enumerate(design.inputs)}
     out: list[LayerMeasurement] = []
     for k, s in enumerate(design.outputs):

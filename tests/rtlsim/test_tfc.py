@@ -67,7 +67,11 @@ def test_every_layer_alone_bit_exact_and_cycles_match_estimates(tfc_design, mnis
             assert m.estimate_cycles is not None, m
             assert abs(m.cycles_per_frame - m.estimate_cycles) <= 0.05 * m.estimate_cycles, m
             compared += 1
-    assert compared == 8
+        elif m.op_type.startswith("StreamingDataWidthConverter"):  # FINN reports 0 cycles; we estimate them
+            assert m.estimate_cycles and abs(m.cycles_per_frame - m.estimate_cycles) <= 0.05 * m.estimate_cycles, m
+            compared += 1
+    n_dwc = sum(m.op_type.startswith("StreamingDataWidthConverter") for m in layers)
+    assert n_dwc > 0 and compared == 8 + n_dwc
 
 
 @pytest.mark.slow
