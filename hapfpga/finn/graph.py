@@ -162,9 +162,9 @@ def hw_layers_from_qonnx(
     Cached by the model file's hash (and board/clock): a second call on the same file reads the saved
     specialised model. Returns the layers (FINN's default folding, PE=SIMD=1) and that model's path.
     ``rtl``: prefer RTL variants with standalone thresholds (``rtl_build_kwargs``), an open-simulatable
-    design.
+    design. A graph FINN cannot convert is a user error (``ConfigError``) naming the step and the log.
     """
-    from .build import rtl_build_kwargs, run_finn_steps
+    from .build import FinnStepError, rtl_build_kwargs, run_finn_steps
 
     qonnx_path = Path(qonnx_path)
     if not qonnx_path.is_file():
@@ -175,9 +175,15 @@ def hw_layers_from_qonnx(
     spec_model = out / "intermediate_models" / "step_specialize_layers.onnx"
     if not spec_model.is_file():
         extra = rtl_build_kwargs(out) if rtl else {}
-        res = run_finn_steps(
-            qonnx_path, out, board=board.finn_board, clock_mhz=clock, steps=SPECIALIZE_STEPS, **extra
-        )
+        try:
+            res = run_finn_steps(
+                qonnx_path, out, board=board.finn_board, clock_mhz=clock, steps=SPECIALIZE_STEPS, **extra
+            )
+        except FinnStepError as e:
+            raise ConfigError(
+                f"FINN could not convert '{qonnx_path}' at {e.step} ({type(e.cause).__name__}; details in "
+                f"{e.log_file}); check that the model uses only layers and quantisers FINN supports."
+            ) from None
         spec_model = res.step_models["step_specialize_layers"]
     return load_layers(spec_model), spec_model
 
@@ -203,7 +209,6 @@ def layers_for_model_file(
     The file is checked first (missing, truncated, not ONNX, not QONNX: one-sentence ``ConfigError``); a
     QONNX graph that FINN cannot convert is a user error naming the step and the log.
     """
-    from .build import FinnStepError
     from .onnxfile import check_onnx_file
 
     path = Path(path)
@@ -211,11 +216,5 @@ def layers_for_model_file(
     if is_finn_hw_model(proto):
         return load_layers(path)
     work = Path(work_dir) if work_dir else path.parent / ".hapfpga-cache"
-    try:
-        layers, _ = hw_layers_from_qonnx(path, work, board, clock_mhz, rtl=rtl)
-    except FinnStepError as e:
-        raise ConfigError(
-            f"FINN could not convert '{path}' at {e.step} ({type(e.cause).__name__}; details in {e.log_file}); "
-            "check that the model uses only layers FINN supports."
-        ) from None
+    layers, _ = hw_layers_from_qonnx(path, work, board, clock_mhz, rtl=rtl)
     return layers

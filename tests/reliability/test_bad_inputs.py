@@ -277,3 +277,27 @@ def test_internal_error_exit_1_with_log(tmp_path, monkeypatch, capsys):
     assert "internal error" in err and "Traceback" not in err
     log = Path(re.search(r"traceback is in (\S+)\.$", err.strip()).group(1))
     assert "ZeroDivisionError" in log.read_text()
+
+
+#: FINN's streamlining cannot turn a signed 8-bit quantiser on the UINT8 input into hardware thresholds.
+FINN_UNCONVERTIBLE_MODEL = """
+import torch.nn as nn
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+def make(input_shape, num_classes, quant=None, **kw):
+    return nn.Sequential(
+        QuantIdentity(bit_width=8, return_quant_tensor=True), nn.Flatten(),
+        QuantLinear(64, 32, weight_bit_width=2, bias=False), QuantReLU(bit_width=2, return_quant_tensor=True),
+        QuantLinear(32, num_classes, weight_bit_width=2, bias=False))
+"""
+
+
+def test_model_finn_cannot_convert_is_a_user_error(tmp_path, capsys):
+    """A model that trains and exports but that FINN cannot convert stops at the fold stage with exit 2."""
+    rc = main(_run(tmp_path, model={"name": _user_model(tmp_path, FINN_UNCONVERTIBLE_MODEL)}))
+    err = capsys.readouterr().err
+    assert rc == 2, err[-1500:]
+    assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("hapfpga: error:")]
+    assert len(errors) == 1 and "FINN could not convert" in errors[0] and errors[0].endswith("."), errors
+    assert not (tmp_path / "out" / "report.json").exists()
+    assert not (tmp_path / "out" / "folding.json").exists()
