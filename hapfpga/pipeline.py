@@ -359,17 +359,6 @@ def _fold(cfg: RunConfig, board: BoardSpec, clock: float, onnx_path: Path, work:
     from .types import FoldingPlan
 
     layers, _ = hw_layers_from_qonnx(onnx_path, work, board, clock, rtl=cfg.folding.open_simulatable)
-    if cfg.folding.open_simulatable:
-        from .errors import ConfigError
-        from .folding.legal import open_simulatable_blockers
-
-        blockers = open_simulatable_blockers(layers)
-        if blockers:
-            raise ConfigError(
-                f"folding.open_simulatable is set but {', '.join(blockers)} has neither an RTL variant in "
-                "finn-plus nor a hapfpga simulation model; set folding.open_simulatable to false or change "
-                "those layers."
-            )
     mode = cfg.folding.mode
     if mode in ("max_fps", "fps"):
         from .folding import optimise

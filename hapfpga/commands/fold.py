@@ -64,15 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
     clock = args.clock_mhz or board.clock_mhz
     layers = layers_for_model_file(args.model, args.work_dir, board, clock, rtl=args.open_simulatable)
-    if args.open_simulatable:
-        from ..folding.legal import open_simulatable_blockers
-
-        blockers = open_simulatable_blockers(layers)
-        if blockers:
-            raise ConfigError(
-                f"{', '.join(blockers)} has neither an RTL variant in finn-plus nor a hapfpga simulation model, "
-                "so the design cannot be open-simulatable; leave out --open-simulatable."
-            )
     res = optimise(
         layers,
         board,

@@ -162,7 +162,8 @@ def hw_layers_from_qonnx(
     Cached by the model file's hash (and board/clock): a second call on the same file reads the saved
     specialised model. Returns the layers (FINN's default folding, PE=SIMD=1) and that model's path.
     ``rtl``: prefer RTL variants with standalone thresholds (``rtl_build_kwargs``), an open-simulatable
-    design. A graph FINN cannot convert is a user error (``ConfigError``) naming the step and the log.
+    design; a layer that keeps it from simulating (``open_simulatable_blockers``) is a user error. A graph
+    FINN cannot convert is a user error (``ConfigError``) naming the step and the log.
     """
     from .build import FinnStepError, rtl_build_kwargs, run_finn_steps
 
@@ -185,7 +186,17 @@ def hw_layers_from_qonnx(
                 f"{e.log_file}); check that the model uses only layers and quantisers FINN supports."
             ) from None
         spec_model = res.step_models["step_specialize_layers"]
-    return load_layers(spec_model), spec_model
+    layers = load_layers(spec_model)
+    if rtl:
+        from ..folding.legal import open_simulatable_blockers
+
+        blockers = open_simulatable_blockers(layers)
+        if blockers:
+            raise ConfigError(
+                f"{', '.join(blockers)} has neither an RTL variant in finn-plus nor a hapfpga simulation model, "
+                "so the design cannot be open-simulatable; turn open-simulatable off or change those layers."
+            )
+    return layers, spec_model
 
 
 def is_finn_hw_model(model: Any) -> bool:

@@ -49,6 +49,7 @@ __all__ = [
     "SUPPORTED_KINDS",
     "SIM_MODEL_KINDS",
     "open_simulatable_blockers",
+    "mvu_rtl_queue_overflows",
 ]
 
 #: finn/util/basic.py ``MAX_ALLOWED_AP_INT_W`` (finn-plus 1.6.1).
@@ -68,6 +69,17 @@ SUPPORTED_KINDS = (
     "ElementwiseBinary",
     "Reshape",
 )
+
+
+def mvu_rtl_queue_overflows(mw: int, simd: int) -> bool:
+    """True where finn-plus 1.6.1's ``MVAU_rtl`` (DSP48 cores) can overflow its output queue under
+    back-pressure (module docstring): one result per cycle, i.e. ``MW == SIMD``.
+
+    From a cycle model of ``mvu_vvu_axi.sv``'s ``blkOutput`` and ``mvu.sv``'s ``L`` pipeline, checked by
+    simulation (tests/rtlsim/test_mvu_queue.py): with two or more cycles between results the queue never
+    holds more than half the pipeline.
+    """
+    return int(mw) == int(simd)
 
 
 #: Kinds without an RTL variant in finn-plus 1.6.1 that ``hapfpga.rtlsim`` simulates with its own models
@@ -173,7 +185,7 @@ def legal_foldings(
         res_types: Sequence[str | None] = space.res_types if layer.impl == "hls" else (None,)  # type: ignore[attr-defined]
         simds = divisors(layer.mw)  # type: ignore[attr-defined]
         if layer.impl == "rtl" and layer.mw > 1:  # type: ignore[attr-defined]
-            simds = simds[:-1]  # SIMD == MW overflows finn-rtllib's MVU output queue (module docstring)
+            simds = [d for d in simds if not mvu_rtl_queue_overflows(layer.mw, d)]  # type: ignore[attr-defined]
         for pe in divisors(layer.mh):  # type: ignore[attr-defined]
             for simd in simds:
                 for rs in space.ram_styles:

@@ -191,6 +191,8 @@ def complete_rtl_folding(model: Any, folding: dict[str, Any]) -> dict[str, Any]:
     """
     from finn.util.basic import getHWCustomOp
 
+    from ..folding.legal import divisors
+
     out = {k: dict(v) for k, v in folding.items()}
     todo = []
     for node in model.graph.node:
@@ -212,7 +214,7 @@ def complete_rtl_folding(model: Any, folding: dict[str, Any]) -> dict[str, Any]:
         for node in todo:
             inst = getHWCustomOp(node)
             ch = int(inst.get_nodeattr("NumChannels"))
-            for pe in (d for d in range(1, ch + 1) if ch % d == 0):
+            for pe in divisors(ch):
                 inst.set_nodeattr("PE", pe)
                 if int(inst.get_exp_cycles()) <= target:
                     break

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HapError
+from ..folding.legal import mvu_rtl_queue_overflows  # the rule, shared with the folding optimiser
 
 __all__ = [
     "SourceSet",
@@ -85,17 +86,6 @@ def fix_mvu_output_queue(text: str) -> str:
         "localparam int unsigned  MAX_IN_FLIGHT = CORE_PIPELINE_DEPTH + 2;"
         "  // hapfpga: + mvu.sv's extra stage + the registered OLock",
     )
-
-
-def mvu_rtl_queue_overflows(mw: int, simd: int) -> bool:
-    """True where finn-plus 1.6.1's unpatched ``MVAU_rtl`` (DSP48 cores) can overflow its output queue under
-    back-pressure: one result per cycle, i.e. ``MW == SIMD`` (one input word per output vector).
-
-    Derived from a cycle model of ``mvu_vvu_axi.sv``'s ``blkOutput`` and ``mvu.sv``'s ``L`` pipeline, checked
-    by simulation (tests/rtlsim/test_mvu_queue.py): with two or more cycles between results the queue never
-    holds more than half the pipeline.
-    """
-    return int(mw) == int(simd)
 
 
 #: file name -> text fix applied to the copy.
