@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import VerificationError
 from . import backend
 from .design import build_design
-from .sim import _pack, _pipeline_cycles, _unpack, frame_timing, reference, to_hw_order
+from .sim import _pipeline_cycles, _unpack, expected_words, frame_timing, reference, run_design, to_hw_order
 
 __all__ = ["LayerMeasurement", "measure_layers", "estimated_cycles", "matches_estimate"]
 
@@ -105,13 +105,12 @@ def measure_layers(
     tensors = sorted({s.tensor for s in design.inputs} | {s.tensor for s in design.outputs})
     ref = reference(model, x, tensors)
     n = int(x.shape[0])
-    words = [_pack(ref[s.tensor], s) for s in design.inputs]
-    expect = [n * int(np.prod(s.folded_shape[:-1])) for s in design.outputs]
-    res = backend.run(
+    expect = expected_words(design, n)
+    res = run_design(
         binary,
-        words,
-        expect,
-        [s.width for s in design.inputs],
+        design,
+        ref,
+        n,
         timeout_s=timeout_s,
         idle_limit=100_000 + 2 * _pipeline_cycles(model, design.nodes),
     )

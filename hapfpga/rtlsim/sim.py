@@ -19,7 +19,15 @@ from ..errors import VerificationError
 from . import backend
 from .design import Design, build_design
 
-__all__ = ["SimResult", "simulate", "python_model", "run_python", "frame_timing"]
+__all__ = [
+    "SimResult",
+    "simulate",
+    "python_model",
+    "run_python",
+    "frame_timing",
+    "run_design",
+    "expected_words",
+]
 
 
 @dataclass
@@ -131,6 +139,19 @@ def _unpack(words: list[int], spec: Any, n: int) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32).reshape((n, *spec.normal_shape[1:]))
 
 
+def expected_words(design: Design, n: int) -> list[int]:
+    """Output words per segment output stream for ``n`` frames."""
+    return [n * int(np.prod(s.folded_shape[:-1])) for s in design.outputs]
+
+
+def run_design(
+    binary: Any, design: Design, seg_in: dict[str, np.ndarray], n: int, **run_kw: Any
+) -> backend.RunResult:
+    """Pack the segment inputs (tensor -> (N, ...) array) with FINN's helpers and run ``binary`` on them."""
+    words = [_pack(seg_in[s.tensor], s) for s in design.inputs]
+    return backend.run(binary, words, expected_words(design, n), [s.width for s in design.inputs], **run_kw)
+
+
 def simulate(
     model: Any,
     x: np.ndarray,
@@ -182,13 +203,12 @@ def simulate(
             ctx = run_python(pymodel, design.head, ctx)
         ctxs.append(ctx)
     seg_in = {s.tensor: np.concatenate([c[s.tensor] for c in ctxs]) for s in design.inputs}
-    words = [_pack(seg_in[s.tensor], s) for s in design.inputs]
-    expect = [n * int(np.prod(s.folded_shape[:-1])) for s in design.outputs]
-    res = backend.run(
+    expect = expected_words(design, n)
+    res = run_design(
         binary,
-        words,
-        expect,
-        [s.width for s in design.inputs],
+        design,
+        seg_in,
+        n,
         stall_in=stall_in,
         stall_out=stall_out,
         seed=seed,
