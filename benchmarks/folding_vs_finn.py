@@ -106,7 +106,7 @@ def ours(name: str, base, work: Path, board, costs: str, aim_fps: float | None =
     infrastructure — exactly the judge's accounting, for reference.
     """
     from hapfpga.finn.graph import load_layers
-    from hapfpga.folding.finn_costs import FinnCosts
+    from hapfpga.finn.costs import FinnCosts
     from hapfpga.folding.optimise import optimise, tightened
 
     clock = 100.0

@@ -125,7 +125,8 @@ class ChannelGraph:
         self.groups = self._find_groups()
 
     # ------------------------------------------------------------------ discovery
-    def _layers_in_order(self) -> list[str]:
+    def layers_in_order(self) -> list[str]:
+        """Prunable conv/linear layers (names as in ``model.named_modules()``) in forward-pass order."""
         mods = dict(self.model.named_modules())
         return [n for n in self.order if _is_prunable_layer(mods[n])]
 
@@ -153,7 +154,7 @@ class ChannelGraph:
         mods = dict(self.model.named_modules())
         seen: set[str] = set()
         groups: dict[str, ChannelGroup] = {}
-        for name in self._layers_in_order():
+        for name in self.layers_in_order():
             if name in seen:
                 continue
             m = mods[name]

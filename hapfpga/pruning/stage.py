@@ -60,7 +60,7 @@ def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: 
 
 
 def _layer_order(graph: Any) -> list[str]:
-    return graph._layers_in_order()
+    return graph.layers_in_order()
 
 
 def build_hw_evaluator(
