@@ -212,6 +212,23 @@ def test_cli_on_tfc(tfc, tmp_path, capsys):
     assert "FPS" in capsys.readouterr().out
 
 
+def test_fold_and_estimate_json_is_json_alone_on_stdout(tfc, tmp_path, capfd):
+    """``--json`` of ``fold`` and ``estimate`` (first run: a FINN build behind it): stdout is exactly one JSON
+    document, at the file-descriptor level (what ``| jq`` sees)."""
+    from hapfpga.cli import main
+
+    onnx_path = tfc[0]
+    work = ["--work-dir", str(tmp_path / "cache")]
+    fold = tmp_path / "f.json"
+    capfd.readouterr()
+    assert main(["fold", str(onnx_path), "--board", "pynq-z2", "--out", str(fold), "--json", *work]) == 0
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["predicted_fps"] > 0 and set(json.loads(fold.read_text())) - {"Defaults"}
+    assert main(["estimate", str(onnx_path), "--folding", str(fold), "--json", *work]) == 0
+    est = json.loads(capfd.readouterr().out)
+    assert est["fps"] == pytest.approx(doc["predicted_fps"], rel=1e-6)
+
+
 def _padded_depthwise_net():
     """conv 3x3 pad 1 -> depthwise 3x3 pad 1 -> max-pool -> FC: gives FMPadding, VVAU and MVAU_rtl in finn-plus."""
     import brevitas.nn as qnn
