@@ -98,14 +98,14 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "interface",
-        ("hapfpga/cli.py", "hapfpga/commands/*", "hapfpga/pipeline.py", "hapfpga/stages/*",
+        ("hapfpga/cli.py", "hapfpga/commands/*", "hapfpga/stages/*",
          "hapfpga/report_html.py", "hapfpga/summary.py", "hapfpga/summary_table.py", "hapfpga/runstate.py",
          "hapfpga/synth/*"),
         HEAVY,
         lazy=True,
         readme=(
             ("hapfpga/cli.py, commands/", "the `hapfpga` commands (thin; heavy imports inside functions)"),
-            ("hapfpga/pipeline.py, runstate.py", "`hapfpga run`: named, resumable stages"),
+            ("hapfpga/stages/, runstate.py", "registered stages: `hapfpga run` and `hapfpga build` are two lists of them"),
             ("hapfpga/report_html.py, summary.py", "HTML report; model size (params, MACs), run summary table"),
         ),
     ),
