@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from statistics import median
 
@@ -227,6 +228,25 @@ def test_fold_and_estimate_json_is_json_alone_on_stdout(tfc, tmp_path, capfd):
     assert main(["estimate", str(onnx_path), "--folding", str(fold), "--json", *work]) == 0
     est = json.loads(capfd.readouterr().out)
     assert est["fps"] == pytest.approx(doc["predicted_fps"], rel=1e-6)
+
+
+def test_fold_and_estimate_tables_at_80_columns(tfc, tmp_path, capsys, monkeypatch):
+    """Not a terminal and COLUMNS=80 (a pipe, a CI log): node names wrap, nothing is cut with an ellipsis."""
+    from hapfpga.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    onnx_path = tfc[0]
+    work = ["--work-dir", str(tmp_path / "cache")]
+    fold = tmp_path / "f.json"
+    for argv in (["fold", str(onnx_path), "--out", str(fold), *work], ["estimate", str(onnx_path), *work]):
+        capsys.readouterr()
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        end = next(i for i, ln in enumerate(lines) if re.match(r"(total LUT|[\d,.]+ FPS)", ln))
+        assert end > 5  # the table; the sentences after it are plain prints that a terminal wraps
+        assert all(len(line) <= 80 for line in lines[:end]), out
+        assert "…" not in out and "MVAU_hls_0" in out.replace("\n", "")
 
 
 def _padded_depthwise_net():
