@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import HapError, ToolMissingError
+from ..errors import HapError, ToolMissingError, UnsupportedLayerError
 from .shim import ensure_finn, finn_quiet
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "FinnBuildResult",
     "run_finn_steps",
     "read_estimate_reports",
+    "step_hap_1d_to_4d",
+    "with_hap_steps",
 ]
 
 #: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant (an "open-simulatable"
@@ -54,7 +56,7 @@ def _finn_step_lists() -> dict[str, tuple[str, ...]]:
     (``default_build_dataflow_steps``, ``estimate_only_dataflow_steps``, ``hw_codegen_dataflow_steps``).
 
     Read with :mod:`ast` rather than imported: importing that module loads onnx and qonnx and needs finn's
-    settings, and these lists are needed by modules that must stay cheap to import. ``tests/core`` checks
+    settings, and these lists are needed by modules that must stay cheap to import. ``tests/finn/test_steps.py`` checks
     that the lists read here are the ones finn-plus itself uses, and that they are still finn-plus 1.6.1's.
     """
     import ast
@@ -171,7 +173,7 @@ def run_finn_steps(
     inter.mkdir(exist_ok=True)
     with finn_quiet(log_file):
         model = create_model_wrapper(str(Path(model_file).resolve()), cfg)
-        step_fns = resolve_build_steps(cfg)
+        step_fns = with_hap_steps(resolve_build_steps(cfg))
         for i, fn in enumerate(step_fns):
             name = fn.__name__
             if progress is not None:
@@ -194,6 +196,38 @@ def run_finn_steps(
             result.step_models[name] = path
     result.reports = read_estimate_reports(output_dir)
     return result
+
+
+def step_hap_1d_to_4d(model: Any, cfg: Any) -> Any:
+    """1D networks (N×C×L tensors) onto FINN's 2D dataflow layers: qonnx's ``Change3DTo4DTensors`` makes every
+    tensor N×C×L×1 and every Conv/MaxPool window (k, 1), as finn-examples' VGG10-1D build does before
+    streamlining (its ``step_pre_streamline``). A graph without 3D input is returned unchanged; one whose nodes
+    the transformation does not handle is refused (qonnx would only warn and leave it 3D)."""
+    from qonnx.transformation.change_3d_tensors_to_4d import Change3DTo4DTensors, _find_invalid_nodes
+
+    if len(model.get_tensor_shape(model.graph.input[0].name)) != 3:
+        return model
+    bad = sorted(set(_find_invalid_nodes(model)))
+    if bad:
+        raise UnsupportedLayerError(
+            f"This 1D network has {', '.join(bad)} node(s), which qonnx's Change3DTo4DTensors cannot turn into "
+            "FINN's 2D layers (FINN step step_hap_1d_to_4d); use only QuantConv1d, BatchNorm1d, MaxPool1d, "
+            "quantised activations and QuantLinear."
+        )
+    return model.transform(Change3DTo4DTensors())
+
+
+#: Our steps and the finn-plus step each runs right after (when that step is in the list).
+HAP_STEPS_AFTER: dict[str, tuple[Any, ...]] = {"step_tidy_up": (step_hap_1d_to_4d,)}
+
+
+def with_hap_steps(step_fns: Sequence[Any]) -> list[Any]:
+    """finn-plus's resolved steps with ours (:data:`HAP_STEPS_AFTER`) inserted after the step each follows."""
+    out: list[Any] = []
+    for fn in step_fns:
+        out.append(fn)
+        out.extend(HAP_STEPS_AFTER.get(fn.__name__, ()))
+    return out
 
 
 class FinnStepError(RuntimeError):

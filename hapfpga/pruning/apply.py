@@ -97,7 +97,8 @@ class ChannelGraph:
 
         def hook(mod: Any, inp: Any, out: Any) -> None:
             name = self._names[mod]
-            if name not in out_shapes:
+            if name not in seen:
+                seen.add(name)
                 order.append(name)
                 v = _value(out)
                 if hasattr(v, "shape"):
@@ -105,8 +106,12 @@ class ChannelGraph:
                 if inp and hasattr(_value(inp[0]), "shape"):
                     in_shapes[name] = tuple(_value(inp[0]).shape)
 
+        seen: set[str] = set()
+        # Containers (nn.Sequential, a user's block) are left out: their hooks fire after all their children, so
+        # in execution order they would look like a module that follows their last layer, holding per-channel
+        # tensors (BN statistics of earlier layers) that belong to other channel groups.
         for name, m in model.named_modules():
-            if name:
+            if name and not _holds_layers(m):
                 hooks.append(m.register_forward_hook(hook))
         try:
             with torch.no_grad():
@@ -284,28 +289,41 @@ class ChannelGraph:
     def _channel_modules_after(self, producer: str) -> list[str]:
         """Modules between ``producer`` and the next conv/linear in execution order that hold per-channel tensors.
 
-        Assumption (chains and residual blocks): a per-channel activation quantiser acts on the channels of the
-        most recent producer before it; any tensor in such a module with exactly one non-singleton dimension of
-        the producer's channel count is indexed by those channels.
+        Assumption (chains, residual and depthwise blocks): a per-channel activation quantiser acts on the channels
+        of the most recent producer before it; any tensor in such a module with exactly one non-singleton dimension
+        of the producer's channel count is indexed by those channels. ``order`` holds no containers (see
+        ``__init__``); of nested candidates (a quantiser and its proxies) only the outermost is returned, so
+        no tensor is cut twice.
         """
+        import torch.nn as nn
+
         mods = dict(self.model.named_modules())
         i = self.order.index(producer)
         c = _out_channels(mods[producer])
-        out = []
+        found = []
         for name in self.order[i + 1 :]:
             m = mods[name]
             if _is_prunable_layer(m):
                 break
-            if name.startswith(producer + "."):
-                continue
-            if isinstance(m, __import__("torch").nn.modules.batchnorm._BatchNorm):
-                continue
-            # only the outermost module: tensors of submodules are reached recursively
-            if any(name.startswith(o + ".") for o in out):
+            if name.startswith(producer + ".") or isinstance(m, nn.modules.batchnorm._BatchNorm):
                 continue
             if _channel_tensors(m, c):
-                out.append(name)
-        return out
+                found.append(name)
+        return [n for n in found if not any(n.startswith(o + ".") for o in found)]
+
+
+def _holds_layers(module: Any) -> bool:
+    """True for a module that contains a conv/linear/BatchNorm below itself (a container, not a layer)."""
+    import torch.nn as nn
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(s, kinds) for s in module.modules() if s is not module)
+
+
+def _is_depthwise(m: Any) -> bool:
+    """A depthwise convolution: one filter per input channel (``groups == in_channels == out_channels``)."""
+    g = getattr(m, "groups", 1)
+    return g > 1 and g == m.in_channels == m.out_channels
 
 
 def _channel_tensors(module: Any, channels: int) -> list[tuple[Any, str, int]]:

@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +25,39 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..runconfig import ModelConfig
 
-__all__ = ["MODELS", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
+__all__ = ["MODELS", "ZooModel", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
 
-#: zoo name -> "module:function" inside hapfpga.zoo (resolved lazily so importing the zoo needs no torch)
-MODELS: dict[str, str] = {
-    "digits_cnn": "hapfpga.zoo.models:digits_cnn",
-    "tfc": "hapfpga.zoo.models:tfc",
-    "cnv": "hapfpga.zoo.models:cnv",
+@dataclass(frozen=True)
+class ZooModel:
+    """One zoo entry: where its factory lives and how to read a (pruned) model's widths back as options.
+
+    Both are ``"module:function"`` references inside hapfpga.zoo, resolved lazily (importing the zoo needs no
+    torch). ``widths(model) -> options`` returns the factory options that rebuild ``model`` at its current widths.
+    """
+
+    factory: str
+    widths: str
+    summary: str
+
+
+#: The zoo: one explicit table (no registration by import side effect). ``resnet8`` is added by
+#: ``hapfpga/zoo/resnet.py`` with one line here.
+MODELS: dict[str, ZooModel] = {
+    "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "hapfpga.zoo.models:chain_widths",
+                           "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
+    "tfc": ZooModel("hapfpga.zoo.models:tfc", "hapfpga.zoo.models:fc_widths", "FINN's TFC (FC 64-64-64)"),
+    "cnv": ZooModel("hapfpga.zoo.models:cnv", "hapfpga.zoo.models:chain_widths",
+                    "FINN's CNV (conv 64-64-128-128-256-256, FC 512-512)"),
+    "cnn1d": ZooModel("hapfpga.zoo.conv1d:cnn1d", "hapfpga.zoo.conv1d:cnn1d_widths",
+                      "VGG10-1D-like QuantConv1d stack for N×C×L signals"),
+    "mobilenet_v1": ZooModel("hapfpga.zoo.separable:mobilenet_v1", "hapfpga.zoo.separable:separable_widths",
+                             "MobileNet-v1 (depthwise-separable, width multiplier)"),
+    "ds_cnn": ZooModel("hapfpga.zoo.separable:ds_cnn", "hapfpga.zoo.separable:separable_widths",
+                       "keyword-spotting DS-CNN on a 2D feature map"),
+    "kws_mlp": ZooModel("hapfpga.zoo.mlp:kws_mlp", "hapfpga.zoo.models:fc_widths",
+                        "keyword-spotting MLP (FC only)"),
+    "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "hapfpga.zoo.models:fc_widths",
+                                "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
 }
 
 
@@ -42,7 +69,7 @@ def _resolve(ref: str) -> Callable[..., Any]:
 def load_factory(name: str) -> Callable[..., Any]:
     """The factory of a zoo name or of ``path/to/file.py:factory`` (user errors are one-sentence ConfigErrors)."""
     if name in MODELS:
-        return _resolve(MODELS[name])
+        return _resolve(MODELS[name].factory)
     if ":" not in name or not name.split(":", 1)[0].endswith(".py"):
         raise ConfigError(
             f"Unknown model '{name}'; use one of {', '.join(sorted(MODELS))} or 'path/to/file.py:factory'."
@@ -143,15 +170,7 @@ def model_spec(model: torch.nn.Module) -> dict[str, Any]:
         )
     spec = {**spec, "options": dict(spec["options"])}
     if spec["name"] in MODELS:
-        import brevitas.nn as qnn
-
-        convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
-        names = [n for n, _ in model.features.named_children()]
-        fcs = [m for _, m in model.classifier.named_children() if isinstance(m, qnn.QuantLinear)]
-        if spec["name"] != "tfc":
-            spec["options"]["channels"] = [int(c.out_channels) for c in convs]
-            spec["options"]["pool_after"] = [int(n[4:]) for n in names if n.startswith("pool")]
-        spec["options"]["fc"] = [int(f.out_features) for f in fcs[:-1]]
+        spec["options"].update(_resolve(MODELS[spec["name"]].widths)(model))
     return spec
 
 
