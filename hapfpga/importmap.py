@@ -99,7 +99,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "interface",
         ("hapfpga/cli.py", "hapfpga/commands/*", "hapfpga/stages/*",
-         "hapfpga/report_html.py", "hapfpga/summary.py", "hapfpga/summary_table.py", "hapfpga/runstate.py",
+         "hapfpga/report_html.py", "hapfpga/summary.py", "hapfpga/runstate.py",
          "hapfpga/synth/*"),
         HEAVY,
         lazy=True,

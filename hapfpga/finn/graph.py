@@ -15,15 +15,12 @@ from ..boards import BoardSpec
 from ..errors import ConfigError, UnsupportedLayerError
 from ..estimate import layers as L
 from ..types import FOLDING_KEYS, LayerFolding
-from .build import ESTIMATE_STEPS
+from .build import SPECIALIZE_STEPS
 
 __all__ = [
     "load_layers", "layers_from_model", "hw_layers_from_qonnx", "layers_for_model_file", "is_finn_hw_model",
     "SPECIALIZE_STEPS",
 ]
-
-#: finn-plus 1.6.1 estimate-only steps up to and including step_specialize_layers
-SPECIALIZE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_specialize_layers") + 1]
 
 
 def _kind_and_impl(op_type: str) -> tuple[str, str]:
