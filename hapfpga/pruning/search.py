@@ -317,7 +317,7 @@ def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callab
     order, before, l2g = state["order"], state["before"], state["l2g"]
     b = [int(before[n]) for n in order]
     a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
-    layers = scale_layers(state["layers"], b, a)
+    layers = scale_layers(state["layers"], b, a, state.get("model_layers"))
     try:
         res = optimise(layers, state["board"], clock_mhz=state["clock_mhz"], **state["kwargs"])
     except InfeasibleError:
@@ -344,6 +344,7 @@ def make_hw_evaluator(
     optimise: Callable[..., Any] | None = None,
     optimise_kwargs: Mapping[str, Any] | None = None,
     workers: int = 0,
+    model_layers: Sequence[Any] | None = None,
 ) -> Callable[[Mapping[str, int]], HwPoint]:
     """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
 
@@ -352,6 +353,8 @@ def make_hw_evaluator(
     designs give ``HwPoint(fps=0, fits=False)``. ``optimise_kwargs`` go to ``hapfpga.folding.optimise.optimise``
     (or to ``optimise`` when given). With ``workers > 0`` the returned function also has ``.many(list of counts)``,
     which evaluates a batch in that many processes (the greedy search uses it for the trials of a step).
+    ``model_layers`` (``plan.ModelLayer`` per entry of ``order``) maps FINN's MVAUs/VVAUs to the layers by shape,
+    which non-chain and depthwise graphs need (see ``plan.scale_layers``).
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt
@@ -365,6 +368,7 @@ def make_hw_evaluator(
         "board": board,
         "clock_mhz": clock_mhz,
         "kwargs": dict(optimise_kwargs or {}),
+        "model_layers": list(model_layers) if model_layers is not None else None,
     }
     cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
     pool: list[Any] = []

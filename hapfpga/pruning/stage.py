@@ -73,15 +73,22 @@ def build_hw_evaluator(
     clock_mhz: float | None = None,
     time_limit: float = 20.0,
     cost_fn: Any = None,
-    space: str = "fast",
+    space: str = "full",
     workers: int = 0,
+    open_simulatable: bool = False,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
-    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
+    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
+
+    ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
+    converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
+    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation.
+    """
     from ..finn.graph import hw_layers_from_qonnx
+    from .apply import hw_layer_shapes
     from .search import make_hw_evaluator
 
     onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
-    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz)
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz, rtl=open_simulatable)
     order = _layer_order(graph)
     mods = dict(model.named_modules())
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
@@ -97,7 +104,7 @@ def build_hw_evaluator(
     if cost_fn is not None:
         kw["cost_fn"] = cost_fn
     hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
-                           optimise_kwargs=kw, workers=workers)
+                           optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order))
     return hw, layers, spec_path
 
 
