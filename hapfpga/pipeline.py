@@ -96,16 +96,20 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     dataset = load_dataset(cfg.data, seed=cfg.seed)
 
     # -- train ------------------------------------------------------------------------------------
-    k_train = stage_key("train", to_dict(cfg.model), to_dict(cfg.data), to_dict(cfg.train), cfg.seed)
+    from .zoo import model_source_hash
+
+    k_train = stage_key("train", to_dict(cfg.model), to_dict(cfg.data), to_dict(cfg.train), cfg.seed,
+                        model_source_hash(cfg.model.name))
     baseline_pt = run_dir / "baseline.pt"
 
     def do_train():
-        from .modelcheck import check_model
+        from .modelcheck import check_before_training
         from .train import train
         from .zoo import build_model
 
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, seed=cfg.seed)
-        check_model(model, dataset.input_shape, dataset.num_classes, name=f"model '{cfg.model.name}'")
+        check_before_training(model, cfg.model.name, dataset.input_shape, dataset.num_classes, run_dir / "work" /
+                              "check", board, clock, rtl=cfg.folding.open_simulatable)
         res = train(model, dataset, cfg.train, seed=cfg.seed, run_dir=run_dir, progress=True, console=console)
         _save_model(model, baseline_pt)
         return [baseline_pt], {"accuracy": float(res.accuracy)}
