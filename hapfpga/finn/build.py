@@ -23,6 +23,8 @@ __all__ = [
     "RTL_PREFERRED",
     "rtl_build_kwargs",
     "ESTIMATE_STEPS",
+    "RESIDUAL_STEPS",
+    "with_residual_steps",
     "HW_CODEGEN_STEPS",
     "FOLD_AND_ESTIMATE_STEPS",
     "FinnBuildResult",
@@ -60,6 +62,23 @@ ESTIMATE_STEPS: tuple[str, ...] = (
     "step_minimize_bit_width",
     "step_generate_estimate_reports",
 )
+#: hapfpga's fork/join streamlining around step_streamline (``hapfpga.finn.streamline``; no-ops on chains)
+RESIDUAL_STEPS: tuple[str, str] = (
+    "hapfpga.finn.streamline.step_streamline_forks",
+    "hapfpga.finn.streamline.step_streamline_fork_layouts",
+)
+
+
+def with_residual_steps(steps: Sequence[str]) -> tuple[str, ...]:
+    """``steps`` with ``RESIDUAL_STEPS`` placed just before and just after ``step_streamline``."""
+    steps = [s for s in steps if s not in RESIDUAL_STEPS]
+    if "step_streamline" not in steps:
+        return tuple(steps)
+    i = steps.index("step_streamline")
+    return (*steps[:i], RESIDUAL_STEPS[0], steps[i], RESIDUAL_STEPS[1], *steps[i + 1 :])
+
+
+ESTIMATE_STEPS = with_residual_steps(ESTIMATE_STEPS)
 HW_CODEGEN_STEPS: tuple[str, ...] = (*ESTIMATE_STEPS, "step_hw_codegen")
 #: The estimate-only steps after step_specialize_layers: fold a specialised model and report its estimates.
 FOLD_AND_ESTIMATE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ToolMissingError
-from .build import ESTIMATE_STEPS, HW_CODEGEN_STEPS, FinnBuildResult, rtl_build_kwargs, run_finn_steps
+from .build import (
+    ESTIMATE_STEPS,
+    HW_CODEGEN_STEPS,
+    FinnBuildResult,
+    rtl_build_kwargs,
+    run_finn_steps,
+    with_residual_steps,
+)
 
 __all__ = [
     "SUPPORTED_VIVADO",
@@ -66,6 +73,7 @@ FULL_STEPS: tuple[str, ...] = (
     "step_make_driver",
     "step_deployment_package",
 )
+FULL_STEPS = with_residual_steps(FULL_STEPS)  # fork/join streamlining (hapfpga.finn.streamline)
 #: The full flow up to FINN's RTL simulation of the stitched IP (``--rtlsim`` without ``--bitstream``).
 RTLSIM_STEPS: tuple[str, ...] = FULL_STEPS[: FULL_STEPS.index("step_measure_rtlsim_performance") + 1]
 
