@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "digits_cnn": "hapfpga.zoo.models:digits_cnn",
     "tfc": "hapfpga.zoo.models:tfc",
     "cnv": "hapfpga.zoo.models:cnv",
+    "resnet8": "hapfpga.zoo.resnet:resnet8",
 }
 
 
@@ -142,7 +143,7 @@ def model_spec(model: torch.nn.Module) -> dict[str, Any]:
             "This model was not built by hapfpga.zoo.build_model; save it with torch.save(model.state_dict())."
         )
     spec = {**spec, "options": dict(spec["options"])}
-    if spec["name"] in MODELS:
+    if spec["name"] in MODELS and hasattr(model, "features"):  # QuantCNN zoo models (resnet8 keeps its options)
         import brevitas.nn as qnn
 
         convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]

@@ -109,8 +109,15 @@ class ResNet(torch.nn.Module):
             h, w = (h + s - 1) // s, (w + s - 1) // s
             cin, act = cout, blk.act_out
         self.blocks = torch.nn.ModuleList(blocks)
-        pool_cls = torch.nn.AvgPool2d if pool == "avg" else torch.nn.MaxPool2d
-        self.pool = pool_cls((h, w))
+        if pool == "avg":
+            from brevitas.quant import TruncTo8bit
+
+            # FINN's QONNX conversion turns AveragePool + Trunc into QuantAvgPool2d (an integer Pool layer);
+            # it needs the quantised input, so the last block hands on a QuantTensor
+            act.return_quant_tensor = True
+            self.pool = qnn.TruncAvgPool2d((h, w), trunc_quant=TruncTo8bit, float_to_int_impl_type="FLOOR")
+        else:
+            self.pool = torch.nn.MaxPool2d((h, w))
         qf = layer_quantisers(quant, nq, per_channel=per_channel)
         self.fc = qnn.QuantLinear(cin, num_classes, bias=False, **qf.weight)
         self.input_shape = tuple(int(d) for d in input_shape)
