@@ -115,7 +115,10 @@ class ResNet(torch.nn.Module):
             # FINN's QONNX conversion turns AveragePool + Trunc into QuantAvgPool2d (an integer Pool layer);
             # it needs the quantised input, so the last block hands on a QuantTensor
             act.return_quant_tensor = True
-            self.pool = qnn.TruncAvgPool2d((h, w), trunc_quant=TruncTo8bit, float_to_int_impl_type="FLOOR")
+            # the average of b-bit values keeps b bits: truncate the sum to the block output's width (a wider
+            # target would make FINN's QuantAvgPool2d shift by a negative amount)
+            self.pool = qnn.TruncAvgPool2d((h, w), trunc_quant=TruncTo8bit, float_to_int_impl_type="FLOOR",
+                                           bit_width=quant.act_bits_of(nq - 1))
         else:
             self.pool = torch.nn.MaxPool2d((h, w))
         qf = layer_quantisers(quant, nq, per_channel=per_channel)
