@@ -195,7 +195,7 @@ def run_pruning_stage(
         if g not in graph.groups:
             raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
     groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
-    if not groups:
+    if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
         raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
     full = {g: grp.channels for g, grp in groups.items()}
     importance = make_importance(cfg.importance, x=x_fit[:512], y=y_fit[:512])
