@@ -44,6 +44,10 @@ __all__ = [
     "load_problem",
     "worker_loop",
     "front_rows",
+    "trial_rows",
+    "open_study",
+    "join_search",
+    "lead_shared_search",
     "load_artifact",
 ]
 
@@ -221,15 +225,23 @@ class TrialEvaluator:
 
 def make_storage(url: str, cfg: SearchConfig) -> Any:
     """An Optuna RDB storage with heartbeats and retry of failed trials (``url``: sqlite:/// or postgresql://)."""
-    import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    import importlib.util
 
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # the pinned driver (SQLAlchemy's default is v3)
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=cfg.heartbeat, grace_period=cfg.grace or 3 * cfg.heartbeat,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=cfg.retries),
-            engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (stable since 2.x in practice)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=cfg.heartbeat, grace_period=cfg.grace or 3 * cfg.heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries),
+                engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+            )
     except ImportError as e:  # e.g. psycopg2 missing for postgresql://
         raise ConfigError(f"Optuna storage '{url}' needs a driver that is not installed ({e}); install it.") from e
     except Exception as e:  # sqlalchemy's OperationalError: the database is not reachable
@@ -408,25 +420,42 @@ def worker_loop(study: Any, objective: Callable[[Any], Any], *, n_trials: int, c
     return ran
 
 
-def front_rows(study: Any) -> list[dict[str, Any]]:
-    """The Pareto front (accuracy ↑, FPS ↑, LUT ↓) of a study's complete trials, as plain rows, fastest first."""
+def open_study(storage_url: str, study_name: str) -> Any:
+    """An existing study of a storage, for reading (a missing one is a user error naming the known studies)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(storage_url, SearchConfig())
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise ConfigError(f"No study '{study_name}' in {storage_url}; known studies: {names or 'none'}.") from None
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """Every complete trial of a study as a plain row (trial number, objectives, counts, worker, artifact id)."""
     from optuna.trial import TrialState
 
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        acc, fps, lut = t.values
+        rows.append({"trial": t.number, "accuracy": acc, "fps": fps, "LUT": lut,
+                     "counts": {g: int(v) for g, v in t.params.items()}, "worker": t.user_attrs.get("worker"),
+                     "artifact": t.user_attrs.get("artifact")})
+    return rows
+
+
+def front_rows(study: Any) -> list[dict[str, Any]]:
+    """The Pareto front (accuracy ↑, FPS ↑, LUT ↓) of a study's complete trials, fastest first."""
     from ..types import Resources
     from .search import HwPoint, Step, pareto_front
 
-    trials = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        acc, fps, _lut = t.values
-        res = Resources.from_dict(t.user_attrs.get("resources", {}))
-        trials[t.number] = (t, Step({g: int(v) for g, v in t.params.items()}, HwPoint(fps, res), acc))
-    front = {id(s) for s in pareto_front([s for _, s in trials.values()])}
-    rows = [
-        {"trial": t.number, "accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT,
-         "counts": dict(s.counts), "worker": t.user_attrs.get("worker"), "artifact": t.user_attrs.get("artifact")}
-        for t, s in trials.values() if id(s) in front
-    ]
-    return sorted(rows, key=lambda r: (-r["fps"], -r["accuracy"], r["trial"]))
+    rows = trial_rows(study)
+    steps = [Step(r["counts"], HwPoint(r["fps"], Resources(LUT=r["LUT"])), r["accuracy"]) for r in rows]
+    front = {id(s) for s in pareto_front(steps)}
+    out = [r for r, s in zip(rows, steps, strict=True) if id(s) in front]
+    return sorted(out, key=lambda r: (-r["fps"], -r["accuracy"], r["trial"]))
 
 
 def artifact_store(directory: str | Path) -> Any:
