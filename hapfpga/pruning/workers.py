@@ -226,7 +226,6 @@ class TrialEvaluator:
 def make_storage(url: str, cfg: SearchConfig) -> Any:
     """An Optuna RDB storage with heartbeats and retry of failed trials (``url``: sqlite:/// or postgresql://)."""
     import importlib.util
-
     import warnings
 
     import optuna
