@@ -56,3 +56,24 @@ def test_kill_9_mid_qat_then_rerun_gives_the_uninterrupted_model_bytes(tmp_path)
     assert at_kill <= res["resumed_epoch"] < EPOCHS  # it continued after a checkpoint, not from scratch
     assert (killed / "final.pt").read_bytes() == (whole / "final.pt").read_bytes()
     assert res["accuracy"] == json.loads((whole / "result.json").read_text())["accuracy"]
+
+
+def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
+    """Another seed, other data or other settings: the checkpoint's fingerprint differs, training starts over."""
+    from hapfpga.data import load_digits
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.train import FitSpec, fit
+    from hapfpga.zoo import build_model
+
+    ds = load_digits()
+    x, y, ck = ds.x_train[:200], ds.y_train[:200], tmp_path / "ck.pt"
+
+    def run(seed, spec=FitSpec(epochs=2), xs=x):
+        m = build_model(ModelConfig(), ds.input_shape, ds.num_classes, seed=0)
+        return fit(m, xs, y, spec, seed=seed, checkpoint=ck)[1]
+
+    assert run(0) == 0 and ck.is_file()
+    assert run(0) == 2  # the same run: found finished, nothing retrained
+    assert run(1) == 0
+    assert run(1, FitSpec(epochs=2, lr=0.002)) == 0
+    assert run(1, FitSpec(epochs=2, lr=0.002), x * 0.5) == 0
