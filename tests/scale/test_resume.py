@@ -68,9 +68,9 @@ def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
     ds = load_digits()
     x, y, ck = ds.x_train[:200], ds.y_train[:200], tmp_path / "ck.pt"
 
-    def run(seed, spec=FitSpec(epochs=2), xs=x):
+    def run(seed, spec=None, xs=x):
         m = build_model(ModelConfig(), ds.input_shape, ds.num_classes, seed=0)
-        return fit(m, xs, y, spec, seed=seed, checkpoint=ck)[1]
+        return fit(m, xs, y, spec or FitSpec(epochs=2), seed=seed, checkpoint=ck)[1]
 
     assert run(0) == 0 and ck.is_file()
     assert run(0) == 2  # the same run: found finished, nothing retrained
