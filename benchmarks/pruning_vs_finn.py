@@ -131,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from hapfpga.data import load_digits
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
-    from hapfpga.pruning.finetune import FinetuneConfig, finetune
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import uniform_counts
-    from hapfpga.pruning.sensitivity import evaluate_accuracy
     from hapfpga.pruning.stage import build_hw_evaluator, export_for_finn, run_pruning_stage, split_validation
+    from hapfpga.train import FinetuneConfig, finetune
+    from hapfpga.train import evaluate as evaluate_accuracy
 
     board = load_board("pynq-z2")
     work = Path(args.work or tempfile.mkdtemp(prefix="prune_vs_finn_"))
