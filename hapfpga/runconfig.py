@@ -60,11 +60,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset: ``digits`` (built in), ``npz`` (``path``), ``mnist`` / ``cifar10`` (local ``path``)."""
+    """Dataset: ``digits``, ``signals`` (built in), ``npz`` (``path``), ``mnist`` / ``cifar10`` (local ``path``)."""
 
-    name: Literal["digits", "npz", "mnist", "cifar10"] = "digits"
+    name: Literal["digits", "signals", "npz", "mnist", "cifar10"] = "digits"
     path: str | None = None
-    #: digits only: upsample 8×8 to this size (e.g. 32) and repeat to ``channels`` channels
+    #: digits: upsample 8×8 to this size (e.g. 32) and repeat to ``channels`` channels;
+    #: signals: the length L and the number of channels
     size: int | None = None
     channels: int = 1
     #: use at most this many training / test samples (None: all)
@@ -79,6 +80,8 @@ class TrainConfig:
     lr: float = 0.01
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
+    #: where QAT, fine-tuning, distillation, sensitivity and the search run: auto (CUDA when available), cpu, cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:

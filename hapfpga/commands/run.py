@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runconfig import load_run_config
     from ..stages import run_config
-    from ..summary_table import print_summary
+    from ..summary import print_summary
 
     cfg = load_run_config(args.config)
     out = args.out or str(Path("runs") / Path(args.config).stem)

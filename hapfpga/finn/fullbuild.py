@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import ESTIMATE_STEPS, HW_CODEGEN_STEPS, FinnBuildResult, rtl_build_kwargs, run_finn_steps
+from .build import (
+    ESTIMATE_STEPS,
+    FULL_STEPS,
+    HW_CODEGEN_STEPS,
+    RTLSIM_STEPS,
+    FinnBuildResult,
+    rtl_build_kwargs,
+    run_finn_steps,
+)
 
 __all__ = [
     "SUPPORTED_VIVADO",
@@ -42,32 +50,7 @@ __all__ = [
 #: Vivado/Vitis versions finn-plus 1.6.1 supports (its README, "Xilinx Tools").
 SUPPORTED_VIVADO: tuple[tuple[int, int], ...] = ((2022, 2), (2024, 2))
 
-#: finn-plus 1.6.1's ``default_build_dataflow_steps`` (copied so that listing them imports no finn).
-FULL_STEPS: tuple[str, ...] = (
-    "step_qonnx_to_finn",
-    "step_tidy_up",
-    "step_streamline",
-    "step_convert_to_hw",
-    "step_minimize_bit_width_initial",
-    "step_create_dataflow_partition",
-    "step_specialize_layers",
-    "step_target_fps_parallelization",
-    "step_apply_folding_config",
-    "step_minimize_bit_width",
-    "step_transpose_decomposition",
-    "step_generate_estimate_reports",
-    "step_assign_ddr_weight_offsets",
-    "step_generate_hardware",
-    "step_create_stitched_ip",
-    "step_measure_rtlsim_performance",
-    "step_out_of_context_synthesis",
-    "step_prepare_synthesis",
-    "step_synthesize_bitfile",
-    "step_make_driver",
-    "step_deployment_package",
-)
-#: The full flow up to FINN's RTL simulation of the stitched IP (``--rtlsim`` without ``--bitstream``).
-RTLSIM_STEPS: tuple[str, ...] = FULL_STEPS[: FULL_STEPS.index("step_measure_rtlsim_performance") + 1]
+# FULL_STEPS / RTLSIM_STEPS: finn-plus's own ``default_build_dataflow_steps`` (see build.py).
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,15 @@ def final_model_file(ctx: Context) -> Path:
 
 
 def train(ctx: Context, conf: Conf) -> StageOutput:
-    from ..modelcheck import check_model
+    from ..modelcheck import check_before_training
     from ..train import train as qat
     from ..zoo import build_model
 
     ds = ctx.dataset
     model = build_model(conf.model, ds.input_shape, ds.num_classes, seed=conf.seed)
-    check_model(model, ds.input_shape, ds.num_classes, name=f"model '{conf.model.name}'")
+    # seconds of export + FINN conversion of the untrained model before minutes of training
+    check_before_training(model, conf.model.name, ds.input_shape, ds.num_classes, ctx.path("work/check"),
+                          ctx.board, ctx.clock_mhz, rtl=ctx.cfg.folding.open_simulatable)
     res = qat(model, ds, conf.train, seed=conf.seed, run_dir=ctx.run_dir, progress=True, console=ctx.console)
     out = ctx.path("baseline.pt")
     save_model(model, out)
@@ -56,8 +58,15 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     return [out], rep
 
 
+def _model_source(ctx: Context) -> str | None:
+    """The content hash of a user's model file: editing the .py re-runs training."""
+    from ..zoo import model_source_hash
+
+    return model_source_hash(ctx.cfg.model.name)
+
+
 TRAIN = Stage(
-    "train", train, outputs=("baseline.pt",), config=("model", "data", "train", "seed"),
+    "train", train, outputs=("baseline.pt",), config=("model", "data", "train", "seed"), key_extra=_model_source,
     produces="the trained model",
 )
 PRUNE = Stage(
