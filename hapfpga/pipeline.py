@@ -122,13 +122,13 @@ def run_pipeline(cfg: RunConfig, out_dir: str | Path, console: Any = None) -> Pi
     if cfg.pruning:
         from .pruning import run_pruning_stage
 
-        k_prune = stage_key("prune", k_train, cfg.pruning, board.as_dict(), clock)
+        k_prune = stage_key("prune", k_train, cfg.pruning, board.as_dict(), clock, cfg.folding.open_simulatable)
         pruned_pt = run_dir / "pruned.pt"
 
         def do_prune():
             model, rep = run_pruning_stage(
                 cfg.pruning, baseline_model, dataset, board, run_dir, clock_mhz=clock, train_cfg=cfg.train,
-                seed=cfg.seed,
+                seed=cfg.seed, open_simulatable=cfg.folding.open_simulatable,
             )
             _save_model(model, pruned_pt)
             return [pruned_pt], rep
