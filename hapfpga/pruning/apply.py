@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedLayerError, VerificationError
+from ..summary import count_macs, count_params  # the one parameter/MAC counter, re-exported here
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -131,7 +132,8 @@ class ChannelGraph:
         self.groups = self._find_groups()
 
     # ------------------------------------------------------------------ discovery
-    def _layers_in_order(self) -> list[str]:
+    def layers_in_order(self) -> list[str]:
+        """Prunable conv/linear layers (names as in ``model.named_modules()``) in forward-pass order."""
         mods = dict(self.model.named_modules())
         return [n for n in self.order if _is_prunable_layer(mods[n])]
 
@@ -159,7 +161,7 @@ class ChannelGraph:
         mods = dict(self.model.named_modules())
         seen: set[str] = set()
         groups: dict[str, ChannelGroup] = {}
-        for name in self._layers_in_order():
+        for name in self.layers_in_order():
             if name in seen:
                 continue
             m = mods[name]
@@ -471,40 +473,3 @@ def hw_layer_shapes(model: torch.nn.Module, names: Sequence[str]) -> list[Any]:
 def layer_channels(model: torch.nn.Module) -> dict[str, int]:
     """Output channels/neurons of every conv and linear layer (module name → count)."""
     return {n: _out_channels(m) for n, m in model.named_modules() if _is_prunable_layer(m)}
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Number of weights and biases of conv/linear layers (quantiser scales not counted)."""
-    total = 0
-    for _, m in model.named_modules():
-        if _is_prunable_layer(m):
-            total += m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
-    return int(total)
-
-
-def count_macs(model: torch.nn.Module, example_input: torch.Tensor) -> int:
-    """Multiply-accumulates per input of conv/linear layers: ``weight.numel() × output spatial size``."""
-    import torch
-
-    macs = 0
-    hooks = []
-
-    def hook(m: Any, inp: Any, out: Any) -> None:
-        nonlocal macs
-        v = _value(out)
-        spatial = int(v[0, 0].numel()) if v.dim() > 2 else 1
-        macs += m.weight.numel() * spatial
-
-    for _, m in model.named_modules():
-        if _is_prunable_layer(m):
-            hooks.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return int(macs)
