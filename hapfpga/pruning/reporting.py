@@ -51,6 +51,7 @@ def target_sentence(prun: Mapping[str, Any]) -> str | None:
     if prun.get("target_met") is not False:
         return None
     after, before = prun.get("fps_after") or 0.0, prun.get("fps_before") or 0.0
-    what = "kept the unpruned channel counts" if after <= before else f"reached only {after:,.0f} FPS"
+    unpruned = prun.get("channels_after") == prun.get("channels_before")
+    what = "kept the unpruned channel counts" if unpruned else f"reached only {after:,.0f} FPS"
     return (f"The pruning search could not reach its target of {prun.get('target_fps', 0):,.0f} FPS on this "
             f"board: it {what} (unpruned: {before:,.0f} FPS).")

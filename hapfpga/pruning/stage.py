@@ -119,14 +119,15 @@ def _counts_of(model: torch.nn.Module, groups: Mapping[str, Any]) -> dict[str, i
 
 
 def _target_met(
-    cfg: PruningConfig, fps_before: float | None, fps_after: float | None, log: Callable[[str], None] | None
+    cfg: PruningConfig, fps_before: float | None, fps_after: float | None, log: Callable[[str], None] | None,
+    unpruned: bool,
 ) -> bool | None:
     """Whether the predicted FPS reaches ``pruning.target_fps`` (None for other targets); says so when not."""
     if cfg.target != "fps" or fps_after is None:
         return None
     met = fps_after >= float(cfg.target_fps or 0)
     if not met:
-        kept = "kept the unpruned model" if fps_after <= (fps_before or 0) else f"reached {fps_after:,.0f} FPS"
+        kept = "kept the unpruned model" if unpruned else f"reached {fps_after:,.0f} FPS"
         msg = (f"warning: pruning could not reach the target of {cfg.target_fps:,.0f} FPS on this board "
                f"({kept}, from {fps_before or 0:,.0f} FPS); lower pruning.target_fps or pruning.min_ratio, "
                "or use a larger board.")
@@ -362,7 +363,7 @@ def run_pruning_stage(
     report["accuracy_val"] = {"before": acc_val0, "after": evaluate_accuracy(pruned, x_val, y_val)}
     fps_before = hw_eval(start).fps if hw_eval is not None else None
     fps_after = hw_eval(knobs).fps if hw_eval is not None else None
-    target_met = _target_met(cfg, fps_before, fps_after, log)
+    target_met = _target_met(cfg, fps_before, fps_after, log, dict(knobs) == dict(start))
     report.update(
         {
             **plan.as_dict(),
