@@ -513,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared, oversubscribed machine 2 threads ran a CNV step 4x slower)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     q = args.quick or args.smoke
@@ -525,8 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    import torch
+
     from hapfpga.data import load_digits
 
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the FINN and predictor worker processes inherit it
     board = load_board("pynq-z2")
     work = Path(args.work or tempfile.mkdtemp(prefix="prune_vs_finn_"))
     work.mkdir(parents=True, exist_ok=True)
