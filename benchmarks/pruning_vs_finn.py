@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,12 +51,13 @@ sys.path.insert(0, str(ROOT))
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
+from hapfpga.finn.setfolding import FINE, QUICK, finn_estimate, setfolding_best_fit  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
 KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 T0 = time.perf_counter()
 #: sources whose code produced each cached result (hashed into the cache key)
-TRAIN_CODE = ("hapfpga/zoo", "hapfpga/quant.py", "hapfpga/data.py", "hapfpga/pruning/finetune.py", "hapfpga/train.py")
+TRAIN_CODE = ("hapfpga/zoo", "hapfpga/quant.py", "hapfpga/data.py", "hapfpga/train.py")
 PRUNE_CODE = (*TRAIN_CODE, "hapfpga/pruning", "hapfpga/folding", "hapfpga/estimate", "hapfpga/finn", "hapfpga/export.py")
 FINN_CODE = ("hapfpga/finn", "hapfpga/folding", "hapfpga/estimate")
 
@@ -117,55 +119,10 @@ class Cache:
 # ----------------------------------------------------------------------------------------------- FINN side
 
 
-def finn_report(result) -> dict:
-    res = result.reports["estimate_layer_resources"]
-    perf = result.reports["estimate_network_performance"]
-    return {
-        "fps": float(perf["estimated_throughput_fps"]),
-        "bottleneck": perf["max_cycles_node_name"],
-        "total": Resources.from_dict(res.get("total") or {}),
-    }
-
-
 def run_tail(model: Path, out: Path, **kw):
     from hapfpga.finn.build import run_finn_steps
 
     return run_finn_steps(model, out, board="Pynq-Z2", clock_mhz=100.0, steps=TAIL_STEPS, **kw)
-
-
-def setfolding_best_fit(spec_model: Path, work: Path, board, quick: bool, start: float) -> dict:
-    """Fastest SetFolding design that fits: a geometric scan of ``target_fps`` from ``start`` until it stops
-    fitting, then a fine linear scan up to two factors above the best (fit is not monotone in the target)."""
-    seen: dict[int, dict] = {}
-
-    def run(t: int) -> dict:
-        if t not in seen:
-            rep = finn_report(run_tail(spec_model, work / f"sf_{t}", target_fps=t))
-            rep["fits"] = not rep["total"].over(board.budget, KEYS)
-            seen[t] = rep
-        return seen[t]
-
-    factor = 1.3 if quick else 1.15
-    t, best_t, misses = float(start), None, 0
-    while t < 1e6:
-        rep = run(int(t))
-        if rep["fits"]:
-            misses = 0
-            if best_t is None or rep["fps"] > seen[best_t]["fps"]:
-                best_t = int(t)
-        else:
-            misses += 1
-            if misses >= (2 if quick else 4):
-                break
-        t *= factor
-    if best_t is None:
-        raise SystemExit(f"no SetFolding target from {start:.0f} fits the board")
-    hi = int(best_t * factor * factor)
-    for t in range(best_t, hi + 1, max(1, (hi - best_t) // (4 if quick else 12))):
-        run(t)
-    fitting = {t: r for t, r in seen.items() if r["fits"]}
-    best = max(fitting, key=lambda k: fitting[k]["fps"])
-    return {"target_fps": best, "n_builds": len(seen), **fitting[best]}
 
 
 def _to_json(rep: dict) -> dict:
@@ -191,10 +148,11 @@ def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float
     base = run_finn_steps(qonnx, work_p / "finn_base", board="Pynq-Z2", clock_mhz=100.0)
     spec = base.step_models["step_specialize_layers"]
     if smoke:  # plumbing only: one target, fit judged like every other
-        rep = finn_report(run_tail(spec, work_p / "sf_smoke", target_fps=int(start)))
+        rep = finn_estimate(run_tail(spec, work_p / "sf_smoke", target_fps=int(start)))
         out = {"target_fps": int(start), "n_builds": 1, "fits": not rep["total"].over(board.budget, KEYS), **rep}
-    else:
-        out = setfolding_best_fit(spec, work_p, board, quick, start)
+    else:  # the shared scan (hapfpga/finn/setfolding.py), started near the design's own FPS range
+        settings = dataclasses.replace(QUICK if quick else FINE, start=start)
+        out = setfolding_best_fit(spec, work_p, board, clock_mhz=100.0, settings=settings)
     cache.put("setfolding", key, _to_json(out))
     return out
 
@@ -219,7 +177,7 @@ def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
         r = optimise(layers, board, clock_mhz=100.0, budget=budget, estimate=False, time_limit=120)
         fold = work_p / f"ours_folding_{it}.json"
         fold.write_text(r.plan.to_finn_json())
-        rep = finn_report(run_tail(base.step_models["step_specialize_layers"], work_p / f"ours_{it}",
+        rep = finn_estimate(run_tail(base.step_models["step_specialize_layers"], work_p / f"ours_{it}",
                                    folding_config_file=fold))
         if not rep["total"].over(board.budget, KEYS):
             out = {**rep, "fits": True, "predicted_fps": r.fps, "iterations": it + 1}
@@ -234,8 +192,8 @@ def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
 
 def train_converged(model, x_fit, y_fit, x_val, y_val, args, seed: int) -> tuple[object, list[float], int]:
     """Epochs until ``args.patience`` in a row do not raise validation accuracy; the best epoch's weights."""
-    from hapfpga.pruning.finetune import FinetuneConfig, finetune
-    from hapfpga.pruning.sensitivity import evaluate_accuracy
+    from hapfpga.train import FinetuneConfig, finetune
+    from hapfpga.train import evaluate as evaluate_accuracy
 
     curve: list[float] = []
     best, best_state, since = -1.0, None, 0
@@ -331,10 +289,10 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     import torch
 
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
-    from hapfpga.pruning.finetune import FinetuneConfig, finetune
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import uniform_counts
     from hapfpga.pruning.stage import build_hw_evaluator
+    from hapfpga.train import FinetuneConfig, finetune
 
     x_fit, y_fit, _, _ = splits
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
@@ -356,7 +314,7 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
 
 
 def finetuned_copy(model, splits, epochs: float, seed: int):
-    from hapfpga.pruning.finetune import FinetuneConfig, finetune
+    from hapfpga.train import FinetuneConfig, finetune
 
     m = copy.deepcopy(model)
     if epochs > 0:
@@ -381,8 +339,8 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     """Every arm for one seed: FINN's FPS and fit, test accuracy, extra training epochs."""
     import torch
 
-    from hapfpga.pruning.sensitivity import evaluate_accuracy
     from hapfpga.pruning.stage import export_for_finn, split_validation
+    from hapfpga.train import evaluate as evaluate_accuracy
 
     wd = work / f"seed{seed}"
     wd.mkdir(parents=True, exist_ok=True)
@@ -531,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hapfpga.data import load_digits
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # hapfpga.train trains with 1 thread (TRAIN_THREADS) whatever this says
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the FINN and predictor worker processes inherit it
     board = load_board("pynq-z2")
     work = Path(args.work or tempfile.mkdtemp(prefix="prune_vs_finn_"))

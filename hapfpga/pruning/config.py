@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ..config import from_dict
 from ..errors import ConfigError
+from .workers import SearchConfig
 
 __all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
 
@@ -73,6 +74,8 @@ class PruningConfig:
     predictor_space: Literal["fast", "full"] = "fast"
     #: processes evaluating a greedy step's trials in parallel (0: in this process)
     predictor_workers: int = 0
+    #: parallel candidate evaluation and the multi-machine search (hapfpga.pruning.workers)
+    search: SearchConfig = SearchConfig()
 
     def __post_init__(self) -> None:
         if self.target == "fps" and not (self.target_fps and self.target_fps > 0):

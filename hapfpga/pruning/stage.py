@@ -60,7 +60,7 @@ def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: 
 
 
 def _layer_order(graph: Any) -> list[str]:
-    return graph._layers_in_order()
+    return graph.layers_in_order()
 
 
 def build_hw_evaluator(
@@ -73,16 +73,23 @@ def build_hw_evaluator(
     clock_mhz: float | None = None,
     time_limit: float = 20.0,
     cost_fn: Any = None,
-    space: str = "fast",
+    space: str = "full",
     workers: int = 0,
+    open_simulatable: bool = False,
     base_bits: Mapping[str, int] | None = None,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
-    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
+    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
+
+    ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
+    converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
+    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation.
+    """
     from ..finn.graph import hw_layers_from_qonnx
+    from .apply import hw_layer_shapes
     from .search import make_hw_evaluator
 
     onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
-    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz)
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz, rtl=open_simulatable)
     order = _layer_order(graph)
     mods = dict(model.named_modules())
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
@@ -98,7 +105,8 @@ def build_hw_evaluator(
     if cost_fn is not None:
         kw["cost_fn"] = cost_fn
     hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
-                           optimise_kwargs=kw, workers=workers, base_bits=base_bits)
+                           optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order),
+                           base_bits=base_bits)
     return hw, layers, spec_path
 
 
@@ -131,14 +139,25 @@ def run_pruning_stage(
     """
     import torch
 
+    from ..train import FinetuneConfig, resolve_device
+    from ..train import evaluate as _evaluate
+    from ..train import finetune as _finetune
     from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
-    from .finetune import FinetuneConfig, finetune, iterative_counts
     from .importance import make_importance
-    from .plan import PruningPlan, candidate_counts, uniform_counts
+    from .plan import PruningPlan, candidate_counts, iterative_counts, uniform_counts
     from .search import default_storage, greedy_search, nsga2_search, pareto_front
-    from .sensitivity import analyse_sensitivity, evaluate_accuracy
+    from .sensitivity import analyse_sensitivity
+    from .workers import map_ordered, resolve_workers
 
     cfg = parse_pruning_config(section)
+    dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
+
+    def evaluate_accuracy(m: Any, x: Any, y: Any) -> float:
+        return _evaluate(m, x, y, device=dev)
+
+    def finetune(m: Any, x: Any, y: Any, c: Any, **kw: Any) -> Any:
+        return _finetune(m, x, y, c, device=dev, **kw)
+    n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only
     say = log or (lambda s: None)
     t0 = time.time()
     out_dir = Path(run_dir) / "pruning"
@@ -203,7 +222,7 @@ def run_pruning_stage(
 
     if cfg.sensitivity:
         sens = analyse_sensitivity(base, graph, importance, x_val, y_val, ratios=cfg.sensitivity_ratios,
-                                   groups=list(groups), fold_aware=cfg.fold_aware)
+                                   groups=list(groups), fold_aware=cfg.fold_aware, device=dev)
         sens.save(out_dir)
         report["sensitivity"] = sens.as_dict()
 
@@ -266,6 +285,8 @@ def run_pruning_stage(
         def try_accuracy(counts: Mapping[str, int]) -> float:
             return evaluate_accuracy(realise(state["model"], state["graph"], counts), x_val, y_val)
 
+        try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, n_workers)  # type: ignore[attr-defined]
+
         def commit(counts: Mapping[str, int]) -> float:
             m = realise(state["model"], state["graph"], counts)
             if cfg.step_finetune_epochs > 0:
@@ -284,20 +305,18 @@ def run_pruning_stage(
         pruned = snapshots[tuple(sorted(counts.items()))]
     elif cfg.method == "nsga2":
         assert hw_eval is not None
-        trial_ft = FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr)
+        from .workers import TrialEvaluator, lead_shared_search
 
-        def evaluate(counts: Mapping[str, int]) -> tuple[float, HwPoint]:
-            m = prune_base(counts)
-            if cfg.nsga2.finetune_epochs > 0:
-                finetune(m, x_fit, y_fit, trial_ft, seed=seed)
-            return evaluate_accuracy(m, x_val, y_val), hw_eval(counts)
-
+        evaluate = TrialEvaluator(base, example, graph, list(groups), importance, (x_fit, y_fit), (x_val, y_val),
+                                  FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr), seed, hw_eval, dev)
         storage = cfg.nsga2.storage or default_storage(out_dir)
+        first = [full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)]
+        shared = lead_shared_search(cfg, storage, evaluate, cands, first, seed, say) if cfg.search.artifacts else None
         result = nsga2_search(
-            cands, evaluate, storage=storage, study_name=cfg.nsga2.study_name, n_trials=cfg.nsga2.trials,
-            seed=seed, population=cfg.nsga2.population, baseline_accuracy=acc_val0,
-            max_accuracy_drop=cfg.max_accuracy_drop,
-            enqueue=[full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)],
+            cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
+            n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
+            baseline_accuracy=acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
+            workers=n_workers,
         )
         counts = dict(result.best.counts)
         pruned = prune_base(counts)
@@ -306,7 +325,8 @@ def run_pruning_stage(
         raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
 
     if cfg.finetune_epochs > 0:
-        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed)
+        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed,
+                          checkpoint=out_dir / "checkpoints" / "finetune.pt")  # a killed run resumes here
     pruned.eval()
     acc_after = evaluate_accuracy(pruned, x_test, y_test)
     params_after = count_params(pruned)
