@@ -242,6 +242,7 @@ def prune_cfg(args, bits: bool) -> dict:
     cfg = {
         "method": "greedy", "target": "max_fps", "max_accuracy_drop": args.max_drop, "importance": "l1",
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
+        "predictor_space": "fast",
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
         "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 30.0,
         "val_fraction": args.val_fraction,
