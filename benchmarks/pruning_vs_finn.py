@@ -8,8 +8,9 @@ Pynq-Z2 at 100 MHz.
 1. **Splits**: the training data is split (seeded, ``--val-fraction``) into a fit and a validation part; every
    training step uses the fit part, every search decision the validation part; the test split is only used for
    the figures below.
-2. **Converged baseline**: the unpruned model is trained epoch by epoch until ``--patience`` epochs in a row do not
-   raise validation accuracy (at most ``--max-epochs``); the best epoch's weights are kept and the curve printed.
+2. **Converged baseline**: the unpruned model is trained epoch by epoch; an epoch that does not raise validation
+   accuracy sends it back to the best weights at half the learning rate, and ``--patience`` such epochs in a row
+   (or ``--max-epochs``) end training; the best epoch's weights are kept and the validation curve printed.
 3. **Arms** (FPS from finn-plus's ``estimate_network_performance.json``, fit from ``estimate_layer_resources.json``
    against FINN's default limits LUT 0.7 / BRAM, DSP 0.8; accuracy on the test split):
    unpruned + SetFolding best fit (a scan of ``target_fps``: coarse, then a fine linear scan around the best),
@@ -191,23 +192,27 @@ def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
 
 
 def train_converged(model, x_fit, y_fit, x_val, y_val, args, seed: int) -> tuple[object, list[float], int]:
-    """Epochs until ``args.patience`` in a row do not raise validation accuracy; the best epoch's weights."""
+    """Train to convergence on validation accuracy: after an epoch that does not raise it, go back to the best
+    weights and halve the learning rate (reduce-on-plateau); stop after ``args.patience`` such epochs in a row
+    (or ``args.max_epochs``). Returns the best epoch's model, the validation curve and the epochs run."""
     from hapfpga.train import FinetuneConfig, finetune
     from hapfpga.train import evaluate as evaluate_accuracy
 
     curve: list[float] = []
-    best, best_state, since = -1.0, None, 0
+    best, best_state, since, lr = -1.0, None, 0, args.lr
     for e in range(args.max_epochs):
-        finetune(model, x_fit, y_fit, FinetuneConfig(epochs=1, lr=args.lr, batch_size=64), seed=seed * 1000 + e)
+        finetune(model, x_fit, y_fit, FinetuneConfig(epochs=1, lr=lr, batch_size=64), seed=seed * 1000 + e)
         acc = evaluate_accuracy(model, x_val, y_val)
         curve.append(acc)
-        say(f"  baseline epoch {e + 1}: validation accuracy {100 * acc:.2f}%")
+        say(f"  baseline epoch {e + 1} (lr {lr:.2g}): validation accuracy {100 * acc:.2f}%")
         if acc > best + 1e-9:
             best, best_state, since = acc, copy.deepcopy(model.state_dict()), 0
-        else:
-            since += 1
-            if since >= args.patience:
-                break
+            continue
+        since += 1
+        if since >= args.patience:
+            break
+        model.load_state_dict(best_state)
+        lr *= 0.5
     model.load_state_dict(best_state)
     return model.eval(), curve, len(curve)
 
@@ -222,7 +227,7 @@ def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     x_fit, y_fit, x_val, y_val = splits
     key = {"model": args.model, "bits": args.bits, "data": data.name, "n_fit": len(x_fit),
            "val_fraction": args.val_fraction, "seed": seed, "max_epochs": args.max_epochs,
-           "patience": args.patience, "lr": args.lr, "code": code_version(TRAIN_CODE)}
+           "patience": args.patience, "lr": args.lr, "schedule": "plateau-halve", "code": code_version(TRAIN_CODE)}
     hit = cache.get("baseline", key)
     pt = cache.path("baseline", key, "pt")
     if hit is not None and pt.is_file():
@@ -461,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0)")
     ap.add_argument("--quick", action="store_true", help="one seed, fewer epochs and steps, coarse SetFolding scan")
     ap.add_argument("--smoke", action="store_true", help="plumbing check: tiny budgets, throw-away cache")
-    ap.add_argument("--max-epochs", type=int, default=None, help="baseline epochs at most (default 40, quick 8)")
-    ap.add_argument("--patience", type=int, default=None, help="epochs without validation gain (default 3, quick 2)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="baseline epochs at most (default 40, quick 10)")
+    ap.add_argument("--patience", type=int, default=None, help="epochs without validation gain (default 4, quick 3)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
@@ -478,8 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     q = args.quick or args.smoke
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
-    args.max_epochs = args.max_epochs or (1 if args.smoke else 8 if q else 40)
-    args.patience = args.patience or (2 if q else 3)
+    args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
+    args.patience = args.patience or (3 if q else 4)
     args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
     args.candidate_steps = args.candidate_steps or (4 if q else 6)
 
