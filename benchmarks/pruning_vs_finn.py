@@ -376,7 +376,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     submit("unpruned+ours", model)
     for name in ("hw", "mixed"):
         pm, rep = searched_arm(name, args, model, data, board, seed, cache, wd, base_key)
-        arms[f"{name}+ours"] = {"accuracy": test_acc(pm), **rep}
+        arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": test_acc(pm)}
         say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
             f"predicted {rep['fps_after']:,.0f} FPS, test accuracy {100 * arms[name + '+ours']['accuracy']:.2f}%")
         submit(f"{name}+ours", pm)
@@ -386,7 +386,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
     uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd))
-    arms["uniform+ours"] = {"accuracy": test_acc(uni), **urep}
+    arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}
     arms["uniform+setfolding"] = dict(arms["uniform+ours"])
     say(f"  uniform keep ratio {urep['ratio']:.3f}: predicted {urep['predicted_fps']:,.0f} FPS, test accuracy "
         f"{100 * arms['uniform+ours']['accuracy']:.2f}%")
