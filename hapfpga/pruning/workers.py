@@ -216,9 +216,13 @@ class TrialEvaluator:
     def __call__(self, counts: Mapping[str, int]) -> tuple[float, Any]:
         from ..train import evaluate, finetune
         from .apply import prune_to_counts
+        from .mixed import split_knobs, with_operand_bits
 
         m = prune_to_counts(self.base, self.example, {g: int(counts[g]) for g in self.groups}, self.importance,
                             graph=self.graph)[0]
+        bits = split_knobs(counts)[1]  # mixed precision: ``bits:<layer>`` knobs
+        if bits:
+            m = with_operand_bits(m, bits)
         if self.finetune.epochs > 0:
             finetune(m, *self.fit_data, self.finetune, seed=candidate_seed(self.seed, counts), device=self.device)
         self.last_model = m
