@@ -42,8 +42,7 @@ class ZooModel:
     summary: str
 
 
-#: The zoo: one explicit table (no registration by import side effect). ``resnet8`` is added by
-#: ``hapfpga/zoo/resnet.py`` with one line here.
+#: The zoo: one explicit table (no registration by import side effect).
 MODELS: dict[str, ZooModel] = {
     "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "hapfpga.zoo.models:chain_widths",
                            "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
@@ -60,6 +59,8 @@ MODELS: dict[str, ZooModel] = {
                         "keyword-spotting MLP (FC only)"),
     "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "hapfpga.zoo.models:fc_widths",
                                 "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
+    "resnet8": ZooModel("hapfpga.zoo.resnet:resnet8", "hapfpga.zoo.resnet:resnet_widths",
+                        "MLPerf Tiny ResNet-8 (stem 16, residual stages 16/32/64, 1x1 shortcuts)"),
 }
 
 
