@@ -177,7 +177,7 @@ def test_signals_are_fixed_balanced_n_c_l_on_the_uint8_grid():
     a, b = load_signals(size=32, channels=2), load_signals(size=32, channels=2)
     np.testing.assert_array_equal(a.x_train, b.x_train)  # the dataset is fixed, not drawn per run
     assert a.input_shape == (2, 32) and a.num_classes == len(SIGNAL_CLASSES) == 4
-    assert a.x_train.dtype == np.float32 and 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert a.x_train.dtype == np.float32 and a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     np.testing.assert_array_equal(to_uint8(a.x_test).astype(np.float32) * INPUT_SCALE, a.x_test)
     counts = np.bincount(a.y_train, minlength=4)
     assert counts.min() > 0.2 * len(a.y_train)  # every class present, roughly balanced
