@@ -235,20 +235,35 @@ def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool) -> CostFn:
     return cost
 
 
-def _default_edge_cost(board: Any) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
+def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
     """Width converters (with the FIFO in front of each) where the widths differ, and FINN's minimal
     depth-2 FIFO on every stream (graph input and output included), as the estimator's
-    ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``)."""
+    ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``); on the short
+    input of a join, the skip-branch FIFO instead of the minimal one (``hapfpga.estimate.joins``: its depth
+    in words follows the join's input width, ``frame bits / width``)."""
     from ..estimate.infra import dwc_luts, fifo_cost
+    from ..estimate.joins import skip_fifo_depth, skip_fifo_fractions
 
     has_uram = board.capacity.URAM > 0
+    skip = skip_fifo_fractions(layers) if layers else {}
+
+    def skip_extra(p: Any, c: Any, i: int) -> Resources:
+        frac = skip.get((p.name, c.name))
+        if frac is None:
+            return Resources()
+        from ..estimate.dtypes import bits
+
+        dt = c.lhs_dt if c.producers[0] == p.name else c.rhs_dt
+        words = math.prod(c.out_shape) * bits(dt) // max(1, i)
+        return fifo_cost(skip_fifo_depth(frac, words), i, "auto", has_uram) - fifo_cost(2, i, "auto", has_uram)
 
     def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter (the consumer-side
         # one is the per-stream FIFO below)
+        extra = skip_extra(p, c, i) if skip else Resources()
         if o == i:
-            return Resources()
-        return Resources(LUT=float(dwc_luts(o, i))) + fifo_cost(2, o, "auto", has_uram)
+            return extra
+        return Resources(LUT=float(dwc_luts(o, i))) + fifo_cost(2, o, "auto", has_uram) + extra
 
     def fifo(width: int) -> Resources:
         return fifo_cost(2, width, "auto", has_uram)
@@ -292,7 +307,7 @@ def optimise(
     cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat)
     stream_cost = None
     if edge_cost == "default":
-        edge_cost, stream_cost = _default_edge_cost(board) if infrastructure else (None, None)
+        edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)
     problem = build_problem(
         layers,
         full_budget,

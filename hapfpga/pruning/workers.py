@@ -188,9 +188,11 @@ def run_trials(
 
 
 def enqueue_snapped(study: Any, candidates: Mapping[str, Sequence[int]], plans: Sequence[Mapping[str, int]]) -> None:
-    """Queue ``plans`` as the first trials, each count snapped to the nearest candidate (categorical space)."""
+    """Queue ``plans`` as the first trials, each count snapped to the nearest candidate (categorical space); a knob
+    a plan does not name (e.g. a mixed-precision ``bits:<layer>``) starts at its first, largest candidate."""
     for c in plans:
-        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=int(c[g]): (abs(v - t), v)) for g in candidates})
+        want = {g: int(c.get(g, candidates[g][0])) for g in candidates}
+        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=want[g]: (abs(v - t), v)) for g in candidates})
 
 
 def _fail_state() -> Any:
