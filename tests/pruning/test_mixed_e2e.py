@@ -20,11 +20,11 @@ pytest.importorskip("finn")
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.data import load_digits  # noqa: E402
-from hapfpga.pruning.finetune import FinetuneConfig, finetune  # noqa: E402
 from hapfpga.pruning.mixed import layer_bits, operand_bits, with_operand_bits  # noqa: E402
-from hapfpga.pruning.sensitivity import evaluate_accuracy  # noqa: E402
 from hapfpga.pruning.stage import export_for_finn, run_pruning_stage  # noqa: E402
 from hapfpga.runconfig import ModelConfig  # noqa: E402
+from hapfpga.train import FinetuneConfig, finetune  # noqa: E402
+from hapfpga.train import evaluate as evaluate_accuracy  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 from hapfpga.zoo import build_model  # noqa: E402
 
