@@ -123,11 +123,12 @@ def build_problem(
             dw_consumer = _kind(cons[0]) if cons else None
         cands = []
         is_out = not any(c in by_name for c in layer.consumers)
+        n_in = max(1, sum(p in by_name for p in layer.producers))  # a join takes one stream per producer
         for f in legal_foldings(layer, space, depthwise_consumer=dw_consumer):
             res, cyc = cost_fn(layer, f)
             i, o = stream_widths(layer, f)
             if stream_cost is not None:
-                res = res + stream_cost(i) + (stream_cost(o) if is_out else Resources())
+                res = res + stream_cost(i) * n_in + (stream_cost(o) if is_out else Resources())
             cands.append(Candidate(f, int(cyc), res, in_width=i, out_width=o))
         units.append(Unit(layer.name, _kind(layer), tuple(cands)))
     ties, edges = [], []
