@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
+from hapfpga.finn.setfolding import FINE, QUICK, setfolding_best_fit  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
 KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
@@ -64,40 +65,6 @@ def run_tail(model: Path, out: Path, **kw):
     return run_finn_steps(model, out, board="Pynq-Z2", clock_mhz=100.0, steps=TAIL_STEPS, **kw)
 
 
-def setfolding_best_fit(spec_model: Path, work: Path, board, quick: bool) -> dict:
-    """Fastest SetFolding design that fits (geometric scan, then linear refinement; fit is not monotone)."""
-    seen: dict[int, dict] = {}
-
-    def run(t: int) -> dict:
-        if t not in seen:
-            rep = finn_report(run_tail(spec_model, work / f"sf_{t}", target_fps=t))
-            rep["fits"] = not rep["total"].over(board.budget, KEYS)
-            seen[t] = rep
-        return seen[t]
-
-    factor = 1.3 if quick else 1.15
-    t, best_t, misses = 400.0, None, 0
-    while t < 1e6:
-        rep = run(int(t))
-        if rep["fits"]:
-            misses = 0
-            if best_t is None or rep["fps"] > seen[best_t]["fps"]:
-                best_t = int(t)
-        else:
-            misses += 1
-            if misses >= (2 if quick else 4):
-                break
-        t *= factor
-    if best_t is None:
-        raise SystemExit("no SetFolding target fits the board")
-    hi = int(best_t * factor * factor)
-    for t in range(best_t, hi + 1, max(1, (hi - best_t) // (4 if quick else 12))):
-        run(t)
-    fitting = {t: r for t, r in seen.items() if r["fits"]}
-    best = max(fitting, key=lambda k: fitting[k]["fps"])
-    return {"target_fps": best, "n_builds": len(seen), **fitting[best]}
-
-
 def setfolding_job(qonnx: Path, work: Path, board, quick: bool, smoke: bool = False) -> dict:
     """SetFolding's best fit on the unpruned model (cached in ``WORK/setfolding.json`` for resumed runs)."""
     from hapfpga.finn.build import run_finn_steps
@@ -111,7 +78,8 @@ def setfolding_job(qonnx: Path, work: Path, board, quick: bool, smoke: bool = Fa
         rep = finn_report(run_tail(base.step_models["step_specialize_layers"], work / "sf_smoke", target_fps=1000))
         out = {"target_fps": 1000, "n_builds": 1, "fits": True, **rep}
     else:
-        out = setfolding_best_fit(base.step_models["step_specialize_layers"], work, board, quick)
+        out = setfolding_best_fit(base.step_models["step_specialize_layers"], work, board,
+                                  settings=QUICK if quick else FINE)
     cache.write_text(json.dumps({**out, "total": out["total"].as_dict()}))
     return out
 

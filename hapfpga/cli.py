@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "fold": "hapfpga.commands.fold",
     "prune": "hapfpga.commands.prune",
     "rtlsim": "hapfpga.commands.rtlsim",
+    "synth": "hapfpga.commands.synth",
 }
 
 

@@ -55,7 +55,8 @@ def ctx_for(board: BoardSpec | None = None, finn_compat: bool = False) -> Ctx:
     if board is None:
         return Ctx(finn_compat=finn_compat)
     part = board.part.lower()
-    return Ctx(finn_compat=finn_compat, dsp58=part.startswith("xcv"), has_uram=board.capacity.URAM > 0)
+    return Ctx(finn_compat=finn_compat, dsp58=part.startswith("xcv"), has_uram=board.capacity.URAM > 0,
+               dsp48e1=part[2:3] == "7")
 
 
 def cost_of(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:

@@ -15,15 +15,12 @@ from ..boards import BoardSpec
 from ..errors import ConfigError, UnsupportedLayerError
 from ..estimate import layers as L
 from ..types import FOLDING_KEYS, LayerFolding
-from .build import ESTIMATE_STEPS
+from .build import SPECIALIZE_STEPS
 
 __all__ = [
     "load_layers", "layers_from_model", "hw_layers_from_qonnx", "layers_for_model_file", "is_finn_hw_model",
     "SPECIALIZE_STEPS",
 ]
-
-#: finn-plus 1.6.1 estimate-only steps up to and including step_specialize_layers
-SPECIALIZE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_specialize_layers") + 1]
 
 
 def _kind_and_impl(op_type: str) -> tuple[str, str]:
@@ -35,6 +32,14 @@ def _kind_and_impl(op_type: str) -> tuple[str, str]:
 
 def _s(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def _narrow(model: Any, node: Any, inst: Any) -> bool | None:
+    """FINN's ``NARROW_WEIGHTS`` (``MVAU_rtl.generate_hdl``): the weights never reach the type's minimum."""
+    w = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+    if w is None:
+        return None
+    return bool(w.min() != inst.get_input_datatype(1).min())
 
 
 def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
@@ -61,7 +66,7 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return L.MVAU(**common, mw=a("MW"), mh=a("MH"), n_vectors=int(prod(a("numInputVectors"))),
                       idt=a("inputDataType"), wdt=a("weightDataType"), odt=a("outputDataType"),
                       acc_dt=a("accDataType"), no_activation=bool(a("noActivation")),
-                      binary_xnor=bool(a("binaryXnorMode")))
+                      binary_xnor=bool(a("binaryXnorMode")), narrow_weights=_narrow(model, node, inst))
     if kind == "VVAU":
         return L.VVAU(**common, channels=a("Channels"), kernel=tuple(a("Kernel")), dim=tuple(a("Dim")),
                       idt=a("inputDataType"), wdt=a("weightDataType"), odt=a("outputDataType"),

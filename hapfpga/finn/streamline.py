@@ -5,7 +5,7 @@ stops at a forking ``Mul`` ("Mul_0 is a fork-node, try MoveLinearPastFork first"
 add inputs stay in front of the add, so ``step_convert_to_hw`` leaves ``Transpose``/``Im2Col``/``MatMul``
 unmapped. finn-examples' ResNet-50 build (``build/resnet50/custom_steps.py``: ``step_resnet50_streamline``)
 runs FINN's linear streamlining and ``MoveLinearPastEltwiseAdd`` + ``MoveLinearPastFork`` in a loop; we do the
-same in two steps placed around FINN's own ``step_streamline`` (``RESIDUAL_STEPS`` in ``hapfpga.finn.build``):
+same in two steps placed around FINN's own ``step_streamline`` (``HAP_STEPS_AFTER`` in ``hapfpga.finn.build``):
 
 * :func:`step_streamline_forks` (before ``step_streamline``, still on convolutions): repeat four times (the
   count finn-examples uses) FINN's ``Streamline`` → ``MoveLinearPastFork`` (a scale on a forking tensor is

@@ -34,6 +34,7 @@ __all__ = [
     "SearchResult",
     "greedy_search",
     "j_objective",
+    "fps_per_sensitivity",
     "nsga2_search",
     "nsga2_worker",
     "pareto_front",
@@ -92,6 +93,13 @@ def j_objective(accuracy: float, fps: float, fps_ref: float, alpha: float) -> fl
     return alpha * accuracy + (1.0 - alpha) * (fps / fps_ref if fps_ref > 0 else 0.0)
 
 
+def fps_per_sensitivity(fps: float, cur_fps: float, fps_ref: float, acc: float, cur_acc: float, eps: float) -> float:
+    """NetAdapt's step score: predicted FPS gain (normalised by ``fps_ref``) per unit of accuracy lost (at least
+    ``eps``). The same score ranks a channel step and a bit-lowering step, so the greedy search takes whichever buys
+    more FPS per unit of sensitivity."""
+    return ((fps - cur_fps) / fps_ref) / max(eps, cur_acc - acc)
+
+
 def _next_smaller(cands: Sequence[int], current: int) -> int | None:
     smaller = [c for c in cands if c < current]
     return max(smaller) if smaller else None
@@ -114,19 +122,22 @@ def greedy_search(
     eps: float = 1e-3,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """NetAdapt-style greedy channel allocation.
+    """NetAdapt-style greedy channel (and bit-width) allocation.
 
-    ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
+    ``start``/``candidates`` are integer knobs with descending candidate lists: channel counts per group and,
+    for mixed precision, operand bits per layer (``hapfpga.pruning.mixed.bits_key``); a step lowers one knob to
+    its next smaller candidate. ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
-    accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` keeps going while the
-    accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within it.
+    accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
+    going while the accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within
+    it.
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
     Deterministic for deterministic callables (ties broken by group order).
     """
-    if target not in ("fps", "budget"):
-        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps' or 'budget'.")
+    if target not in ("fps", "budget", "max_fps"):
+        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps', 'budget' or 'max_fps'.")
     if target == "fps" and not target_fps:
         raise ConfigError("pruning.target is 'fps' but no pruning.target_fps is given; set it.")
     if objective not in ("fps_per_sensitivity", "j"):
@@ -160,7 +171,7 @@ def greedy_search(
             if objective == "j":
                 score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
             else:
-                score = ((h.fps - cur.hw.fps) / fps_ref) / max(eps, cur.accuracy - a)
+                score = fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, a, cur.accuracy, eps)
             if best_gain is None or score > best_gain[0] + 1e-12:
                 best_gain = (score, i, g, trial, h, a)
         if objective != "j" and best_gain is None:
@@ -180,7 +191,7 @@ def greedy_search(
         counts = trial
         history.append(Step(dict(counts), h, new_acc, changed=g))
         say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
-        if target == "budget" and start_accuracy - new_acc > max_accuracy_drop:
+        if target != "fps" and start_accuracy - new_acc > max_accuracy_drop:
             break
     ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
     if target == "fps":
@@ -277,17 +288,20 @@ def nsga2_search(
     max_accuracy_drop: float = 0.01,
     enqueue: Sequence[Mapping[str, int]] = (),
 ) -> SearchResult:
-    """NSGA-II over channel counts; ``evaluate(counts) -> (accuracy, HwPoint)``.
+    """NSGA-II over channel counts (and operand bits per layer for mixed precision: one more categorical dimension
+    per ``bits:<layer>`` knob); ``evaluate(counts) -> (accuracy, HwPoint)``.
 
     Returns the Pareto front of *all* completed trials in the storage (other workers' too) and, as ``best``,
     the fastest fitting Pareto point within ``max_accuracy_drop`` of ``baseline_accuracy`` (the most accurate
-    one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans).
+    one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans; a knob
+    an enqueued plan does not name starts at its first, largest candidate).
     """
     import optuna
 
     study = _study(storage, study_name, seed, population)
     for c in enqueue:  # snapped to the nearest candidate count (the search space is categorical)
-        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=int(c[g]): (abs(v - t), v)) for g in candidates})
+        want = {g: int(c.get(g, candidates[g][0])) for g in candidates}
+        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=want[g]: (abs(v - t), v)) for g in candidates})
     study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -312,12 +326,18 @@ def _hw_worker_init(state: dict[str, Any]) -> None:
 
 
 def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
+    from .mixed import apply_operand_bits, split_knobs
     from .plan import scale_layers
 
     order, before, l2g = state["order"], state["before"], state["l2g"]
+    chans, bits = split_knobs(counts)
     b = [int(before[n]) for n in order]
-    a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
-    layers = scale_layers(state["layers"], b, a)
+    a = [int(chans.get(l2g.get(n, n), before[n])) for n in order]
+    layers = scale_layers(state["layers"], b, a, state.get("model_layers"))
+    bits0 = state.get("bits0", {})
+    changed = {order.index(n): v for n, v in bits.items() if bits0.get(n) != v}
+    if changed:
+        layers = apply_operand_bits(layers, changed)
     try:
         res = optimise(layers, state["board"], clock_mhz=state["clock_mhz"], **state["kwargs"])
     except InfeasibleError:
@@ -344,6 +364,8 @@ def make_hw_evaluator(
     optimise: Callable[..., Any] | None = None,
     optimise_kwargs: Mapping[str, Any] | None = None,
     workers: int = 0,
+    model_layers: Sequence[Any] | None = None,
+    base_bits: Mapping[str, int] | None = None,
 ) -> Callable[[Mapping[str, int]], HwPoint]:
     """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
 
@@ -352,6 +374,11 @@ def make_hw_evaluator(
     designs give ``HwPoint(fps=0, fits=False)``. ``optimise_kwargs`` go to ``hapfpga.folding.optimise.optimise``
     (or to ``optimise`` when given). With ``workers > 0`` the returned function also has ``.many(list of counts)``,
     which evaluates a batch in that many processes (the greedy search uses it for the trials of a step).
+    ``model_layers`` (``plan.ModelLayer`` per entry of ``order``) maps FINN's MVAUs/VVAUs to the layers by shape,
+    which non-chain and depthwise graphs need (see ``plan.scale_layers``).
+    ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
+    specs were converted at, and a knob that differs rewrites the specs' data types
+    (:func:`hapfpga.pruning.mixed.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt
@@ -365,6 +392,8 @@ def make_hw_evaluator(
         "board": board,
         "clock_mhz": clock_mhz,
         "kwargs": dict(optimise_kwargs or {}),
+        "model_layers": list(model_layers) if model_layers is not None else None,
+        "bits0": {k: int(v) for k, v in (base_bits or {}).items()},
     }
     cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
     pool: list[Any] = []

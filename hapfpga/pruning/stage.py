@@ -60,7 +60,7 @@ def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: 
 
 
 def _layer_order(graph: Any) -> list[str]:
-    return graph._layers_in_order()
+    return graph.layers_in_order()
 
 
 def build_hw_evaluator(
@@ -73,15 +73,23 @@ def build_hw_evaluator(
     clock_mhz: float | None = None,
     time_limit: float = 20.0,
     cost_fn: Any = None,
-    space: str = "fast",
+    space: str = "full",
     workers: int = 0,
+    open_simulatable: bool = False,
+    base_bits: Mapping[str, int] | None = None,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
-    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
+    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
+
+    ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
+    converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
+    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation.
+    """
     from ..finn.graph import hw_layers_from_qonnx
+    from .apply import hw_layer_shapes
     from .search import make_hw_evaluator
 
     onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
-    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz)
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz, rtl=open_simulatable)
     order = _layer_order(graph)
     mods = dict(model.named_modules())
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
@@ -97,7 +105,8 @@ def build_hw_evaluator(
     if cost_fn is not None:
         kw["cost_fn"] = cost_fn
     hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
-                           optimise_kwargs=kw, workers=workers)
+                           optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order),
+                           base_bits=base_bits)
     return hw, layers, spec_path
 
 
@@ -194,7 +203,7 @@ def run_pruning_stage(
         if g not in graph.groups:
             raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
     groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
-    if not groups:
+    if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
         raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
     full = {g: grp.channels for g, grp in groups.items()}
     importance = make_importance(cfg.importance, x=x_fit[:512], y=y_fit[:512])
@@ -206,11 +215,17 @@ def run_pruning_stage(
         sens.save(out_dir)
         report["sensitivity"] = sens.as_dict()
 
+    from .mixed import bits_knobs, layer_bits, split_knobs, with_operand_bits
+
+    # mixed precision: operand bits per layer are knobs beside the channel counts (``bits:<layer>``)
+    bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
+    start = {**full, **bits0}
     need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
     if hw_eval is None and need_hw:
         hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
                                            time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
-                                           workers=cfg.predictor_workers)
+                                           workers=cfg.predictor_workers,
+                                           base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     if cfg.fold_aware:
         cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
     else:
@@ -219,10 +234,17 @@ def run_pruning_stage(
                        for i in range(cfg.candidate_steps + 1)}, reverse=True)
             for g, n in full.items()
         }
+    cands.update(bits_cands)
     result: SearchResult | None = None
 
+    def realise(m: Any, m_graph: Any, knobs: Mapping[str, int]) -> Any:
+        """``m`` pruned to the knobs' channel counts, then at their operand bits (a new model)."""
+        chans, bits = split_knobs(knobs)
+        pm = prune_to_counts(m, example, {g: chans[g] for g in groups}, importance, graph=m_graph)[0]
+        return with_operand_bits(pm, bits) if bits else pm
+
     def prune_base(counts: Mapping[str, int]) -> Any:
-        return prune_to_counts(base, example, {g: counts[g] for g in groups}, importance, graph=graph)[0]
+        return realise(base, graph, counts)
 
     if cfg.method == "uniform" or cfg.target == "ratio":
         ratio = cfg.ratio
@@ -247,14 +269,13 @@ def run_pruning_stage(
     elif cfg.method in ("greedy", "j"):
         assert hw_eval is not None
         state = {"model": base, "graph": graph}
-        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(full.items())): base}
+        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(start.items())): base}
 
         def try_accuracy(counts: Mapping[str, int]) -> float:
-            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
-            return evaluate_accuracy(m, x_val, y_val)
+            return evaluate_accuracy(realise(state["model"], state["graph"], counts), x_val, y_val)
 
         def commit(counts: Mapping[str, int]) -> float:
-            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
+            m = realise(state["model"], state["graph"], counts)
             if cfg.step_finetune_epochs > 0:
                 finetune(m, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
             state["model"], state["graph"] = m, ChannelGraph(m, example)
@@ -262,7 +283,7 @@ def run_pruning_stage(
             return evaluate_accuracy(m, x_val, y_val)
 
         result = greedy_search(
-            full, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
+            start, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
             target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
             max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
             alpha=cfg.alpha, max_steps=cfg.max_steps, log=say,
@@ -297,9 +318,14 @@ def run_pruning_stage(
     pruned.eval()
     acc_after = evaluate_accuracy(pruned, x_test, y_test)
     params_after = count_params(pruned)
+    knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
     plan = PruningPlan(before=full, after=counts, method=cfg.method)
-    fps_before = hw_eval(full).fps if hw_eval is not None else None
-    fps_after = hw_eval(counts).fps if hw_eval is not None else None
+    if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
+        report.update(bits=list(cfg.bits), bits_before=layer_bits(base), bits_after=layer_bits(pruned))
+    # the search's decisions are on the validation split; the test split above is only for the figures
+    report["accuracy_val"] = {"before": acc_val0, "after": evaluate_accuracy(pruned, x_val, y_val)}
+    fps_before = hw_eval(start).fps if hw_eval is not None else None
+    fps_after = hw_eval(knobs).fps if hw_eval is not None else None
     report.update(
         {
             **plan.as_dict(),

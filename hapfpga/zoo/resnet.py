@@ -58,14 +58,15 @@ class ResidualBlock(torch.nn.Module):
     module the block's input came out of (passed in), otherwise the shortcut's own activation."""
 
     def __init__(self, cin: int, cout: int, stride: int, in_act: torch.nn.Module, quant: QuantSpec,
-                 first: int, per_channel: bool):
+                 first: int, per_channel: bool, mid: int | None = None):
         super().__init__()
+        mid = cout if mid is None else int(mid)  # the inner width (conv1's outputs), pruned on its own
         q1 = layer_quantisers(quant, first, per_channel=per_channel)
         q2 = layer_quantisers(quant, first + 1, per_channel=per_channel)
-        self.conv1 = _conv(cin, cout, 3, stride, q1)
-        self.bn1 = torch.nn.BatchNorm2d(cout, eps=1e-4)
+        self.conv1 = _conv(cin, mid, 3, stride, q1)
+        self.bn1 = torch.nn.BatchNorm2d(mid, eps=1e-4)
         self.act1 = _qrelu(q1)
-        self.conv2 = _conv(cout, cout, 3, 1, q2)
+        self.conv2 = _conv(mid, cout, 3, 1, q2)
         self.bn2 = torch.nn.BatchNorm2d(cout, eps=1e-4)
         self.n_quant = 2
         if stride != 1 or cin != cout:
@@ -92,7 +93,8 @@ class ResNet(torch.nn.Module):
     """stem (conv → BN → act) → residual blocks → average pool over the map → flatten → FC."""
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, quant: QuantSpec, stages: Sequence[int],
-                 strides: Sequence[int], stem: int, per_channel: bool, pool: str, name: str):
+                 strides: Sequence[int], stem: int, per_channel: bool, pool: str, name: str,
+                 mid: Sequence[int] | None = None):
         super().__init__()
         import brevitas.nn as qnn
 
@@ -102,8 +104,9 @@ class ResNet(torch.nn.Module):
         self.bn0 = torch.nn.BatchNorm2d(stem, eps=1e-4)
         self.act0 = _qrelu(q0)
         blocks, cin, act, nq = [], stem, self.act0, 1
-        for cout, s in zip(stages, strides, strict=True):
-            blk = ResidualBlock(cin, cout, s, act, quant, nq, per_channel)
+        mids = list(mid) if mid is not None else [None] * len(stages)
+        for cout, s, m in zip(stages, strides, mids, strict=True):
+            blk = ResidualBlock(cin, cout, s, act, quant, nq, per_channel, m)
             blocks.append(blk)
             nq += blk.n_quant
             h, w = (h + s - 1) // s, (w + s - 1) // s
@@ -145,11 +148,13 @@ def resnet8(
     width: float = 1.0,
     pool: str = "avg",
     per_channel: bool = False,
+    mid: Sequence[int] | None = None,
 ) -> ResNet:
     """MLPerf Tiny's ResNet-8 (module docstring): stem 16 → stages 16/32/64 → average pool → FC.
 
     ``width`` scales every channel count (0.25 gives 4/4/8/16, for fast tests); ``stages``/``strides`` set the
-    blocks; ``pool: max`` takes the maximum over the map instead of the average."""
+    blocks; ``pool: max`` takes the maximum over the map instead of the average; ``mid`` gives each block's
+    inner width (its first conv's outputs; default: the stage width), which pruning changes on its own."""
     stages = tuple(stages)
     if len(input_shape) != 3:
         raise ConfigError(
@@ -173,8 +178,21 @@ def resnet8(
 
     chans = tuple(scaled(int(c)) for c in stages)
     stem_ch = scaled(stem if stem is not None else chans[0] if width == 1.0 else int(stages[0]))
+    if mid is not None and len(tuple(mid)) != len(stages):
+        raise ConfigError(f"Model options 'mid' and 'stages' differ in length ({list(mid)} vs {list(stages)}).")
     return ResNet(input_shape, num_classes, quant, chans, tuple(int(s) for s in strides), stem_ch,
-                  per_channel, pool, "resnet8")
+                  per_channel, pool, "resnet8", mid=None if mid is None else tuple(int(m) for m in mid))
+
+
+def resnet_widths(model: torch.nn.Module) -> dict[str, Any]:
+    """The options that rebuild ``model`` at its current (possibly pruned) widths: stem, stages and each block's
+    inner width, at ``width`` 1."""
+    return {
+        "width": 1.0,
+        "stem": int(model.conv0.out_channels),
+        "stages": [int(b.conv2.out_channels) for b in model.blocks],
+        "mid": [int(b.conv1.out_channels) for b in model.blocks],
+    }
 
 
 def _unused(_: Any) -> None:  # pragma: no cover

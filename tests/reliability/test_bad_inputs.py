@@ -207,6 +207,8 @@ CASES = [
     Case("bitstream-without-vivado", lambda t, fx: ["build", fx["onnx"], "--board", "pynq-z2", "--folding",
                                                     fx["folding"], "--out", str(t / "b"), "--bitstream"],
          r"Vivado"),
+    Case("rtlsim-not-onnx", lambda t, fx: ["rtlsim", _file(t, "m.onnx", "hello"), "--out", str(t / "r")], r"m\.onnx"),
+    Case("rtlsim-not-qonnx", lambda t, fx: ["rtlsim", _plain_onnx(t), "--out", str(t / "r")], r"plain\.onnx|QONNX"),
 ]
 
 
