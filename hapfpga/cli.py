@@ -31,6 +31,9 @@ COMMANDS: dict[str, str] = {
     "fold": "hapfpga.commands.fold",
     "prune": "hapfpga.commands.prune",
     "rtlsim": "hapfpga.commands.rtlsim",
+    "synth": "hapfpga.commands.synth",
+    "search-worker": "hapfpga.commands.search_worker",
+    "search-front": "hapfpga.commands.search_front",
 }
 
 

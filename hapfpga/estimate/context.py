@@ -22,11 +22,14 @@ class Ctx:
     docs/estimator.md lists as FINN bugs; ``False`` (default) applies our corrections.
     ``dsp58``: Versal DSP58 slices (FINN's ``get_dsp_block(fpgapart)``) instead of DSP48.
     ``has_uram``: the part has UltraRAM (xc7z020 and xczu3eg do not).
+    ``dsp48e1``: 7-series DSP48E1 (25-bit A port) rather than UltraScale+ DSP48E2 (27-bit); FINN's
+    ``get_dsp_block`` rule (``fpgapart[2] == "7"``). The RTL MVU packs fewer lanes into a DSP48E1.
     """
 
     finn_compat: bool = False
     dsp58: bool = False
     has_uram: bool = True
+    dsp48e1: bool = False
 
 
 def knob(f: LayerFolding, attr: str, default):

@@ -21,6 +21,11 @@ DEVIATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
         "MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count accumulator, threshold and LUTRAM logic",
         ("LUT",),
     ),
+    "rtl-mvu-dsp": (
+        "MVAU_rtl: FINN counts ceil(P/4)*Q DSPs; we count what mvu.sv instantiates, ceil(P/L)*Q with L lanes "
+        "per DSP from the weight/activation widths (exact against Yosys)",
+        ("DSP",),
+    ),
     "thr-rtl-comparators": (
         "Thresholding_rtl: FINN's LUT is only the LUTRAM count; we add the comparators",
         ("LUT",),
@@ -61,6 +66,8 @@ def deviations_for(
     out = []
     if isinstance(layer, (MVAU, VVAU)) and layer.impl == "rtl":
         out.append("rtl-mvu-lut")
+    if isinstance(layer, MVAU) and layer.impl == "rtl":
+        out.append("rtl-mvu-dsp")
     if isinstance(layer, Thresholding) and layer.impl == "rtl":
         out.append("thr-rtl-comparators")
         if board is None or board.capacity.URAM == 0:

@@ -105,6 +105,8 @@ class MVAU(LayerSpec):
     no_activation: bool = False
     binary_xnor: bool = False
     num_steps: int = 0  # thresholds per channel (2^odt bits - 1 when activation is fused)
+    #: weights never reach the type's minimum (FINN's ``NARROW_WEIGHTS`` of the RTL MVU); None = unknown
+    narrow_weights: bool | None = None
 
     @property
     def weight_bits(self) -> int:

@@ -16,7 +16,7 @@ from .context import Ctx, FoldingError, knob
 from .dtypes import bits, signed
 from .layers import MVAU, VVAU
 
-__all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits"]
+__all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits", "mvu_rtl_lanes", "mvu_rtl_dsp"]
 
 _RTL_LUT = ("{name}: resType=lut is not buildable for an RTL MVU (finn-plus raises at code generation); "
             "use resType=dsp or the HLS variant.")
@@ -57,6 +57,34 @@ def acc_bits(mw: int, wbits: int, abits: int, idt_signed: bool, acc_dt_bits: int
     return int(min(acc_dt_bits, math.ceil(alpha + math.log(1 + 2.0 ** (-alpha), 2) + 1)))
 
 
+def mvu_rtl_lanes(wbits: int, abits: int, narrow: bool, a_width: int) -> int:
+    """MACs packed into one DSP by finn-rtllib ``mvu/mvu.sv`` (finn-plus 1.6.1): ``NUM_LANES``.
+
+    ``NUM_LANES = A_WIDTH == WEIGHT_WIDTH ? 1 : 1 + (A_WIDTH - !NARROW_WEIGHTS - WEIGHT_WIDTH) / MIN_LANE_WIDTH``
+    with ``MIN_LANE_WIDTH = WEIGHT_WIDTH + ACTIVATION_WIDTH - 1`` (integer division) and ``A_WIDTH = 25`` on
+    DSP48E1, 27 on DSP48E2 / DSP58 (the pre-adder width the weights of all lanes share).
+    """
+    if a_width == wbits:
+        return 1
+    return 1 + (a_width - (0 if narrow else 1) - wbits) // (wbits + abits - 1)
+
+
+def mvu_rtl_dsp(pe: int, simd: int, wbits: int, abits: int, narrow: bool, version: str) -> int:
+    """DSP slices of one RTL MVU, as ``mvu_vvu_axi.sv`` + ``mvu.sv`` instantiate them (finn-plus 1.6.1).
+
+    - ``mvu.sv`` (``genPipes`` x ``genSIMD``): ``PIPE_COUNT = 1 + (PE-1)/NUM_LANES`` = ceil(PE/L) pipes of SIMD DSPs
+      each, L = :func:`mvu_rtl_lanes`; ``version`` ``"DSP48E1"`` (A 25 bits) or ``"DSP48E2"`` (27 bits).
+    - ``"DSP58"``: ``mvu_vvu_axi.sv``'s ``genINT8`` sidesteps to ``mvu_vvu_8sx9_dsp58.sv`` when L <= 3, W <= 8 and
+      A <= 9: PE chains of ``CHAINLEN = (SIMD+2)/3`` DSP58s; otherwise ``mvu.sv`` with A_WIDTH 27.
+    Checked against Yosys elaboration of FINN's generated RTL (docs/estimator.md, tests/synth).
+    """
+    a_width = 25 if version == "DSP48E1" else 27
+    lanes = mvu_rtl_lanes(wbits, abits, narrow, a_width)
+    if version == "DSP58" and lanes <= 3 and wbits <= 8 and abits <= 9:
+        return pe * ((simd + 2) // 3)
+    return -(-pe // lanes) * simd
+
+
 def _check(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, ram_style_thr: str,
            res_type: str) -> None:
     if layer.mh % pe:
@@ -82,8 +110,11 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     - LUT (hls): FINN-R ``c0 + c1*P*(mult + addertree + acc + thr + comp) + c2`` with c0=300, c1=1.1,
       c2 = LUTRAM of distributed weights (``MVAU_hls.lut_estimation``).
     - DSP (hls): P*Q*ceil((W+A)/48) for resType=dsp, else 0 (``MVAU_hls.dsp_estimation``).
-    - rtl: DSP = ceil(P/4)*Q on DSP48 (4 MACs packed per DSP48E2), P*ceil(Q/3) on DSP58
-      (``MVAU_rtl.dsp_estimation``). FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we
+    - rtl, ``ctx.finn_compat``: DSP = ceil(P/4)*Q on DSP48, P*ceil(Q/3) on DSP58 (``MVAU_rtl.dsp_estimation``).
+      Otherwise the RTL's own packing rule, :func:`mvu_rtl_dsp` (ceil(P/L)*Q with L MACs per DSP from the
+      weight/activation widths and NARROW_WEIGHTS; deviation ``rtl-mvu-dsp``). Unknown narrowness: narrow on
+      DSP48E1 (FINN only builds MVAU_rtl there with narrow weights), else not narrow (never fewer DSPs).
+      FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we
       model its LUTs with the FINN-R formula minus the multipliers and adder tree (they sit in the
       DSP chain): 300 + 1.1*P*(acc + thr + comp) + c2 — an estimate, see docs/estimator.md.
     - rtl with resType=lut: FINN still reports DSPs, but ``MVAU_rtl._resolve_dsp_version`` raises at
@@ -139,7 +170,16 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         dsp = int(pe * simd * math.ceil((W + A) / 48)) if res_type == "dsp" else 0
     else:
         lut = 0 if ctx.finn_compat else int(300 + 1.1 * (pe * (acc + thr_luts + comp_luts)) + c2)
-        dsp = pe * math.ceil(simd / 3) if ctx.dsp58 else math.ceil(pe / 4) * simd
+        if ctx.finn_compat:
+            dsp = pe * math.ceil(simd / 3) if ctx.dsp58 else math.ceil(pe / 4) * simd
+        else:
+            narrow = layer.narrow_weights
+            if mem_mode in ("dynamic", "external_mem"):
+                narrow = False  # MVAU_rtl.generate_hdl: NARROW_WEIGHTS = 0 for streamed weights
+            elif narrow is None:
+                narrow = ctx.dsp48e1
+            version = "DSP58" if ctx.dsp58 else ("DSP48E1" if ctx.dsp48e1 else "DSP48E2")
+            dsp = mvu_rtl_dsp(pe, simd, W, A, narrow, version)
 
     cycles = (layer.mh // pe) * (layer.mw // simd) * layer.n_vectors
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram, DSP=dsp), int(cycles)

@@ -32,6 +32,7 @@ __all__ = [
     "run_finn_steps",
     "read_estimate_reports",
     "step_hap_1d_to_4d",
+    "step_hap_round_thresholds",
     "with_hap_steps",
 ]
 
@@ -214,11 +215,35 @@ def step_hap_1d_to_4d(model: Any, cfg: Any) -> Any:
             "FINN's 2D layers (FINN step step_hap_1d_to_4d); use only QuantConv1d, BatchNorm1d, MaxPool1d, "
             "quantised activations and QuantLinear."
         )
-    return model.transform(Change3DTo4DTensors())
+    model = model.transform(Change3DTo4DTensors())
+    for node in model.get_nodes_by_op_type("MaxPool"):  # qonnx extends kernel/pads/strides, not dilations
+        for attr in node.attribute:
+            if attr.name == "dilations" and len(attr.ints) == 1:
+                attr.ints.append(1)
+    return model
 
+
+def step_hap_round_thresholds(model: Any, cfg: Any) -> Any:
+    """FINN's own ``RoundAndClipThresholds`` right after ``step_convert_to_hw``: thresholds on integer inputs
+    rounded up and clipped to the input's range, which does not change any output (an integer ``x >= t`` iff
+    ``x >= ceil(t)``; below the range is always true, above never). finn-plus 1.6.1 runs it only after
+    ``MinimizeWeightBitWidth``, whose ``Thresholding`` asserts non-negative thresholds on unsigned inputs: a
+    signed input quantiser (Brevitas ``QuantIdentity(bit_width=8)`` on the UINT8 pixels) has negative
+    thresholds and failed there (``step_minimize_bit_width_initial``)."""
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+
+    return model.transform(RoundAndClipThresholds())
+
+
+from .streamline import step_streamline_fork_layouts, step_streamline_forks  # noqa: E402  (no finn import)
 
 #: Our steps and the finn-plus step each runs right after (when that step is in the list).
-HAP_STEPS_AFTER: dict[str, tuple[Any, ...]] = {"step_tidy_up": (step_hap_1d_to_4d,)}
+HAP_STEPS_AFTER: dict[str, tuple[Any, ...]] = {
+    # 1D convolutions as 2D (qonnx Change3DTo4DTensors); then float scales moved through forks and joins
+    "step_tidy_up": (step_hap_1d_to_4d, step_streamline_forks),
+    "step_streamline": (step_streamline_fork_layouts,),  # NCHW<->NHWC transposes around forks cancelled
+    "step_convert_to_hw": (step_hap_round_thresholds,),
+}
 
 
 def with_hap_steps(step_fns: Sequence[Any]) -> list[Any]:

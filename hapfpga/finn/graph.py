@@ -34,6 +34,14 @@ def _s(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _narrow(model: Any, node: Any, inst: Any) -> bool | None:
+    """FINN's ``NARROW_WEIGHTS`` (``MVAU_rtl.generate_hdl``): the weights never reach the type's minimum."""
+    w = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+    if w is None:
+        return None
+    return bool(w.min() != inst.get_input_datatype(1).min())
+
+
 def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
     from qonnx.custom_op.registry import getCustomOp
 
@@ -44,7 +52,8 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return _s(inst.get_nodeattr(name))
 
     kind, impl = _kind_and_impl(node.op_type)
-    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types})
+    # inFIFODepths: every FINN node has it (default [2]); only the folding optimiser sets it, for joins
+    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types and k != "inFIFODepths"})
     preds = model.find_direct_predecessors(node) or []
     succs = model.find_direct_successors(node) or []
     common: dict[str, Any] = dict(
@@ -58,7 +67,7 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return L.MVAU(**common, mw=a("MW"), mh=a("MH"), n_vectors=int(prod(a("numInputVectors"))),
                       idt=a("inputDataType"), wdt=a("weightDataType"), odt=a("outputDataType"),
                       acc_dt=a("accDataType"), no_activation=bool(a("noActivation")),
-                      binary_xnor=bool(a("binaryXnorMode")))
+                      binary_xnor=bool(a("binaryXnorMode")), narrow_weights=_narrow(model, node, inst))
     if kind == "VVAU":
         return L.VVAU(**common, channels=a("Channels"), kernel=tuple(a("Kernel")), dim=tuple(a("Dim")),
                       idt=a("inputDataType"), wdt=a("weightDataType"), odt=a("outputDataType"),

@@ -4,7 +4,9 @@ What it does: physically removes output channels of convolutions / neurons of li
 everything that is indexed by them: the following BatchNorm, per-channel quantiser tensors (weight-quant scales
 of the layer itself, per-channel activation-quant scales after it), the input channels of the consuming layers,
 the flatten→linear mapping (channel ``c`` of a ``C×H×W`` map owns inputs ``c·H·W … (c+1)·H·W−1`` of the linear
-layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations).
+layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations, depthwise convs — whose
+channels are their producer's: pruning the producer removes the same depthwise filters and sets ``groups``).
+Works on 1D and 2D convs, linear layers and their BatchNorms; a grouped conv that is not depthwise is refused.
 
 How: Torch-Pruning's ``DependencyGraph`` (Fang et al., "DepGraph", CVPR 2023) is used **only to discover which
 layers are coupled** and how indices map through concatenations; the surgery is ours, because on Brevitas graphs
@@ -37,6 +39,7 @@ __all__ = [
     "count_params",
     "count_macs",
     "layer_channels",
+    "hw_layer_shapes",
 ]
 
 
@@ -115,7 +118,7 @@ class ChannelGraph:
                 hooks.append(m.register_forward_hook(hook))
         try:
             with torch.no_grad():
-                model(example_input)
+                self.out_shape = tuple(_value(model(example_input)).shape)
         finally:
             for h in hooks:
                 h.remove()
@@ -164,21 +167,24 @@ class ChannelGraph:
             if name in seen:
                 continue
             m = mods[name]
-            if getattr(m, "groups", 1) != 1:
+            if getattr(m, "groups", 1) != 1 and not _is_depthwise(m):
                 raise UnsupportedLayerError(
-                    f"Layer '{name}' is a grouped/depthwise convolution, which the channel pruner does not "
-                    "support yet; exclude it with pruning.exclude or use dense convolutions."
+                    f"Layer '{name}' is a grouped convolution (groups={m.groups}) that is not depthwise, which the "
+                    "channel pruner does not support; use dense or depthwise convolutions."
                 )
             acts = self._group_actions(name, [0])
             producers = tuple(dict.fromkeys(n for n, out, _ in acts if out and _is_prunable_layer(mods[n])))
-            consumers = tuple(dict.fromkeys(n for n, out, _ in acts if not out))
+            consumers = tuple(dict.fromkeys(n for n, out, _ in acts if not out and not _is_depthwise(mods[n])))
             seen.update(producers)
+            producers = producers or (name,)
             groups[name] = ChannelGroup(
                 name=name,
-                producers=producers or (name,),
+                producers=producers,
                 consumers=consumers,
                 channels=_out_channels(m),
-                prunable=bool(consumers),
+                # channels that leave the network, or that only depthwise convs make (their channels are the
+                # network input's), cannot be removed
+                prunable=bool(consumers) and not all(_is_depthwise(mods[p]) for p in producers),
             )
         return groups
 
@@ -235,6 +241,9 @@ class ChannelGraph:
                 for act in self._channel_modules_after(prod):
                     c0, s = act_channels.setdefault(act, (grp.channels, set()))
                     s.update(removed)
+        for name in [n for n in remove_in if _is_depthwise(mods[n])]:
+            # a depthwise conv's inputs are its outputs: one removal, whichever side Torch-Pruning reported
+            remove_out.setdefault(name, set()).update(remove_in.pop(name))
         for name, rem in remove_out.items():
             _prune_module(mods[name], out_remove=sorted(rem))
         for name, rem in remove_in.items():
@@ -244,16 +253,12 @@ class ChannelGraph:
         if check:
             model_was_training = model.training
             model.eval()
-            orig_was_training = self.model.training
             with torch.no_grad():
-                ref = _value(self.model.eval()(self.example_input)) if not inplace else None
                 out = _value(model(self.example_input))
             model.train(model_was_training)
-            if not inplace:
-                self.model.train(orig_was_training)
-            if ref is not None and tuple(out.shape) != tuple(ref.shape):
+            if tuple(out.shape) != self.out_shape:
                 raise VerificationError(
-                    f"Pruned model output shape {tuple(out.shape)} differs from {tuple(ref.shape)}; "
+                    f"Pruned model output shape {tuple(out.shape)} differs from {self.out_shape}; "
                     "this is a pruner bug, report it with the model."
                 )
             if not torch.isfinite(out).all():
@@ -405,6 +410,8 @@ def _prune_module(m: Any, *, out_remove: Sequence[int] = (), in_remove: Sequence
             _set_tensor(m, "bias", _index_keep(m.bias, 0, out_remove))
         if isinstance(m, nn.Linear):
             m.out_features = c - len(out_remove)
+        elif _is_depthwise(m):
+            m.out_channels = m.in_channels = m.groups = c - len(out_remove)
         else:
             m.out_channels = c - len(out_remove)
     if in_remove:
@@ -453,6 +460,16 @@ def prune_to_counts(
         order = sorted(range(grp.channels), key=lambda i: (-float(scores[i]), i))
         keep[g] = sorted(order[: max(1, int(n))])
     return graph.prune(keep), keep
+
+
+def hw_layer_shapes(model: torch.nn.Module, names: Sequence[str]) -> list[Any]:
+    """``plan.ModelLayer`` (outputs, weights per output, depthwise) of the conv/linear layers ``names``."""
+    from .plan import ModelLayer
+
+    mods = dict(model.named_modules())
+    return [
+        ModelLayer(n, _out_channels(mods[n]), int(mods[n].weight[0].numel()), _is_depthwise(mods[n])) for n in names
+    ]
 
 
 def layer_channels(model: torch.nn.Module) -> dict[str, int]:

@@ -9,23 +9,25 @@ with whichever of ``input_shape``, ``num_classes``, ``quant`` it accepts, plus t
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HapError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..runconfig import ModelConfig
 
-__all__ = ["MODELS", "ZooModel", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
+__all__ = ["MODELS", "ZooModel", "model_source_hash", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
 
 @dataclass(frozen=True)
 class ZooModel:
@@ -40,8 +42,7 @@ class ZooModel:
     summary: str
 
 
-#: The zoo: one explicit table (no registration by import side effect). ``resnet8`` is added by
-#: ``hapfpga/zoo/resnet.py`` with one line here.
+#: The zoo: one explicit table (no registration by import side effect).
 MODELS: dict[str, ZooModel] = {
     "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "hapfpga.zoo.models:chain_widths",
                            "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
@@ -58,6 +59,8 @@ MODELS: dict[str, ZooModel] = {
                         "keyword-spotting MLP (FC only)"),
     "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "hapfpga.zoo.models:fc_widths",
                                 "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
+    "resnet8": ZooModel("hapfpga.zoo.resnet:resnet8", "hapfpga.zoo.resnet:resnet_widths",
+                        "MLPerf Tiny ResNet-8 (stem 16, residual stages 16/32/64, 1x1 shortcuts)"),
 }
 
 
@@ -139,7 +142,7 @@ def build_model(
                 f"Model '{cfg.name}' has no option {', '.join(repr(k) for k in unknown)}; "
                 f"its options are {', '.join(accepted) or 'none'}."
             )
-    model = factory(**kwargs, **options)
+    model = _call_factory(cfg.name, factory, kwargs, options, user=cfg.name not in MODELS)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"Model factory '{cfg.name}' returned {type(model).__name__}, not a torch.nn.Module; fix it."
@@ -158,6 +161,45 @@ def build_model(
         "options": options,
     }
     return model
+
+
+def _call_factory(
+    name: str, factory: Callable[..., Any], kwargs: dict[str, Any], options: dict[str, Any], *, user: bool
+) -> Any:
+    """Call a factory; for a user's factory, a signature that cannot take the call and any exception raised
+    inside it are one-sentence ConfigErrors quoting the user's error and the line of their file."""
+    if not user:
+        return factory(**kwargs, **options)
+    try:
+        inspect.signature(factory).bind(**kwargs, **options)
+    except TypeError as e:
+        raise ConfigError(
+            f"Model factory '{name}' cannot be called as factory(input_shape, num_classes, quant, **options) "
+            f"({e}); give it that signature (see README, user model contract)."
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): just call it
+        pass
+    try:
+        return factory(**kwargs, **options)
+    except HapError:
+        raise
+    except Exception as e:
+        file = Path(inspect.getsourcefile(factory) or "").resolve()
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file]
+        where = f" at {file.name}:{frames[-1].lineno}" if frames else ""
+        msg = " ".join(str(e).split()).rstrip(".")
+        raise ConfigError(
+            f"Model factory '{name}' raised {type(e).__name__}{where}: {msg or 'no message'}; fix the factory."
+        ) from None
+
+
+def model_source_hash(name: str) -> str | None:
+    """sha256 of a user's model file (``path/to/file.py:factory``), None for zoo models: the train stage's cache
+    key includes it, so editing the file re-runs training."""
+    if name in MODELS or ":" not in name:
+        return None
+    path = Path(name.rsplit(":", 1)[0]).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def model_spec(model: torch.nn.Module) -> dict[str, Any]:

@@ -163,5 +163,7 @@ def separable_widths(model: torch.nn.Module) -> dict[str, Any]:
     """``channels`` (stem, then each pointwise conv) of a separable model at its current widths."""
     import brevitas.nn as qnn
 
-    convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
-    return {"channels": [int(m.out_channels) for m in convs if m.groups == 1]}
+    convs = [(n, m) for n, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
+    # conv0 is the stem, conv{2b+1} block b's depthwise and conv{2b+2} its pointwise conv (by name: a
+    # 1-channel depthwise conv has groups == 1 too)
+    return {"channels": [int(m.out_channels) for n, m in convs if int(n[4:]) % 2 == 0]}

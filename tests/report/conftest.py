@@ -65,7 +65,7 @@ def tfc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """(report dict, path of report.json, FINN output dir) for TFC-w2a2 on Pynq-Z2 at 100 MHz."""
     from hapfpga.boards import load_board
     from hapfpga.finn.build import run_finn_steps
-    from hapfpga.pipeline import finn_estimate_summary
+    from hapfpga.stages import finn_estimate_summary
 
     tmp = tmp_path_factory.mktemp("tfc_report")
     model, onnx_path = _export_tfc(tmp)
