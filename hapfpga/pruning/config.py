@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..config import from_dict
 from ..errors import ConfigError
-from .workers import SearchConfig
+from .parallel import SearchConfig
 
 __all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
 

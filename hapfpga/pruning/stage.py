@@ -169,10 +169,10 @@ def run_pruning_stage(
     from ..train import finetune as _finetune
     from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
     from .importance import make_importance
+    from .parallel import map_ordered, resolve_workers
     from .plan import PruningPlan, candidate_counts, iterative_counts, uniform_counts
     from .search import default_storage, greedy_search, nsga2_search, pareto_front
     from .sensitivity import analyse_sensitivity
-    from .workers import map_ordered, resolve_workers
 
     cfg = parse_pruning_config(section)
     dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
