@@ -79,3 +79,47 @@ def test_fork_streamlining_is_a_noop_on_chains_and_maps_resnet8(tmp_path, monkey
     kinds = [n.op_type for n in nodes]
     assert kinds.count("DuplicateStreams_hls") == 3 and kinds.count("ElementwiseAdd_hls") == 3
     assert not {"Transpose", "Im2Col", "MatMul", "Shuffle_hls", "Shuffle"} & set(kinds)
+
+
+class _UnsharedResidual(torch.nn.Module):
+    """A user's residual block whose add joins two activations with their own quantisers (no shared scale)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        import brevitas.nn as qnn
+        from brevitas.quant import Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+
+        w = {"weight_quant": Int8WeightPerTensorFloat, "weight_bit_width": 2, "bias": False}
+        a = {"act_quant": Uint8ActPerTensorFloat, "bit_width": 2}
+        self.conv0, self.bn0, self.act0 = qnn.QuantConv2d(1, 4, 3, padding=1, **w), torch.nn.BatchNorm2d(4), \
+            qnn.QuantReLU(**a)
+        self.conv1, self.bn1, self.act1 = qnn.QuantConv2d(4, 4, 3, padding=1, **w), torch.nn.BatchNorm2d(4), \
+            qnn.QuantReLU(**a)
+        self.out = qnn.QuantReLU(**a)
+        self.pool = torch.nn.MaxPool2d(8)
+        self.fc = qnn.QuantLinear(4, num_classes, **w)
+
+    def forward(self, x):
+        x = self.act0(self.bn0(self.conv0(x)))
+        x = self.out(self.act1(self.bn1(self.conv1(x))) + x)
+        return self.fc(self.pool(x).flatten(1))
+
+
+def test_unshared_residual_add_is_refused_before_training_and_resnet8_passes(tmp_path):
+    """The fail-fast check (before training) names the add, the step and the fix for a user's residual model
+    whose add inputs have different scales; the zoo's resnet8, which shares them, converts."""
+    from hapfpga.boards import load_board
+    from hapfpga.errors import UnsupportedLayerError
+    from hapfpga.modelcheck import check_finn_conversion
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.zoo import build_model
+
+    board = load_board("pynq-z2")
+    with pytest.raises(UnsupportedLayerError) as e:
+        check_finn_conversion(_UnsharedResidual(), (1, 8, 8), "model 'user.py:factory'", tmp_path / "bad", board)
+    msg = str(e.value)
+    assert "residual add Add_0" in msg and "step_streamline_forks" in msg and "shared" in msg
+    assert "\n" not in msg and "before training" in msg
+    res = build_model(ModelConfig(name="resnet8", weight_bits=2, act_bits=2, options={"width": 0.25}), (1, 8, 8), 10)
+    onnx_path = check_finn_conversion(res, (1, 8, 8), "model 'resnet8'", tmp_path / "good", board)
+    assert onnx_path.is_file()
