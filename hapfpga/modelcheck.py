@@ -232,8 +232,9 @@ def check_before_training(
     clock_mhz: float | None = None, *, rtl: bool = False,
 ) -> None:
     """Everything the train stage checks before it trains: :func:`check_model` always, and for a user's model
-    (``path/to/file.py:factory``) also :func:`check_finn_conversion` (the zoo's models are known to convert:
-    tests/ml/test_zoo_finn.py converts every one of them)."""
+    (``path/to/file.py:factory``) also :func:`check_finn_conversion`. The zoo's models skip it: the test suite
+    builds each of them through FINN (tests/ml/test_zoo_flow.py for the newer ones, tests/pipeline and
+    tests/estimate for digits_cnn, tfc and cnv, the residual tests for resnet8)."""
     from .zoo import MODELS
 
     name = f"model '{model_name}'"

@@ -80,6 +80,8 @@ class TrainConfig:
     lr: float = 0.01
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
+    #: where QAT, fine-tuning, distillation, sensitivity and the search run: auto (CUDA when available), cpu, cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:

@@ -289,6 +289,7 @@ def optimise(
     infrastructure: bool = True,
     max_tightenings: int = 5,
     tie_conv_swg: bool = False,
+    margin: float | None = None,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -298,10 +299,17 @@ def optimise(
     overrides ``board.budget``. The design is then checked with ``estimate_network`` (which also
     counts the graph's input/output FIFOs); if that says it does not fit, the violated resources are
     tightened and the problem re-solved (at most ``max_tightenings`` times, recorded in ``notes``).
+    ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``; ``None``: the measured
+    estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an explicit ``budget`` is
+    taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
     Raises ``InfeasibleError`` naming the binding resource.
     """
+    from .margin import with_margin
+
     clock = float(clock_mhz or board.clock_mhz)
     full_budget = budget or board.budget
+    if margin is not None or (budget is None and not finn_compat):
+        full_budget = with_margin(full_budget, margin)
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)

@@ -34,6 +34,7 @@ __all__ = [
     "polynomial_schedule",
     "ModelLayer",
     "match_hw_layers",
+    "iterative_counts",
 ]
 
 
@@ -115,6 +116,18 @@ def polynomial_schedule(step: int, n_steps: int, final_sparsity: float, *, initi
     """
     t = min(max(step, 0), n_steps) / max(1, n_steps)
     return final_sparsity + (initial - final_sparsity) * (1 - t) ** power
+
+
+def iterative_counts(
+    start: Mapping[str, int], final: Mapping[str, int], n_iter: int, *, power: int = 3
+) -> list[dict[str, int]]:
+    """Channel counts per iteration, removing channels on Zhu & Gupta's polynomial schedule (last = ``final``)."""
+    out = []
+    for t in range(1, n_iter + 1):
+        frac = polynomial_schedule(t, n_iter, 1.0, power=power)  # fraction of the total removal done
+        out.append({g: int(round(start[g] - (start[g] - final.get(g, start[g])) * frac)) for g in start})
+    out[-1] = {g: int(final.get(g, start[g])) for g in start}
+    return out
 
 
 #: (id(original layer), changes) -> (original, scaled): the same scaled object for the same request, so the

@@ -125,7 +125,7 @@ def greedy_search(
     """NetAdapt-style greedy channel (and bit-width) allocation.
 
     ``start``/``candidates`` are integer knobs with descending candidate lists: channel counts per group and,
-    for mixed precision, operand bits per layer (``hapfpga.pruning.mixed.bits_key``); a step lowers one knob to
+    for mixed precision, operand bits per layer (``hapfpga.pruning.bits.bits_key``); a step lowers one knob to
     its next smaller candidate. ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
     accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
@@ -166,8 +166,7 @@ def greedy_search(
         # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
         gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
         measured = trials if objective == "j" else gaining
-        for i, g, trial, h in measured:
-            a = try_accuracy(trial)
+        for (i, g, trial, h), a in zip(measured, _accuracies(try_accuracy, [t[2] for t in measured]), strict=True):
             if objective == "j":
                 score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
             else:
@@ -176,11 +175,10 @@ def greedy_search(
                 best_gain = (score, i, g, trial, h, a)
         if objective != "j" and best_gain is None:
             # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
-            for i, g, trial, h in trials:
-                if h.fits and h.fps >= cur.hw.fps:
-                    a = try_accuracy(trial)
-                    if best_freed is None or a > best_freed[0] + 1e-12:
-                        best_freed = (a, i, g, trial, h, a)
+            keep = [t for t in trials if t[3].fits and t[3].fps >= cur.hw.fps]
+            for (i, g, trial, h), a in zip(keep, _accuracies(try_accuracy, [t[2] for t in keep]), strict=True):
+                if best_freed is None or a > best_freed[0] + 1e-12:
+                    best_freed = (a, i, g, trial, h, a)
             if best_freed is None:
                 break
             best_gain = (0.0, *best_freed[1:])
@@ -203,6 +201,12 @@ def greedy_search(
     else:
         chosen = max(ok or history[:1], key=lambda s: (s.hw.fps, s.accuracy))
     return SearchResult(best=chosen, history=tuple(history))
+
+
+def _accuracies(try_accuracy: Callable[[Mapping[str, int]], float], batch: list[dict[str, int]]) -> list[float]:
+    """``try_accuracy`` of each trial, in order; through ``try_accuracy.many`` (parallel workers) when it has one."""
+    many = getattr(try_accuracy, "many", None)
+    return list(many(batch)) if many is not None else [try_accuracy(t) for t in batch]
 
 
 def pareto_front(points: Sequence[Step]) -> list[Step]:
@@ -287,6 +291,7 @@ def nsga2_search(
     baseline_accuracy: float | None = None,
     max_accuracy_drop: float = 0.01,
     enqueue: Sequence[Mapping[str, int]] = (),
+    workers: int = 1,
 ) -> SearchResult:
     """NSGA-II over channel counts (and operand bits per layer for mixed precision: one more categorical dimension
     per ``bits:<layer>`` knob); ``evaluate(counts) -> (accuracy, HwPoint)``.
@@ -295,14 +300,15 @@ def nsga2_search(
     the fastest fitting Pareto point within ``max_accuracy_drop`` of ``baseline_accuracy`` (the most accurate
     one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans; a knob
     an enqueued plan does not name starts at its first, largest candidate).
+    Trials are evaluated one population at a time in ``workers`` processes (same result for any number).
     """
     import optuna
 
+    from .parallel import enqueue_snapped, run_trials
+
     study = _study(storage, study_name, seed, population)
-    for c in enqueue:  # snapped to the nearest candidate count (the search space is categorical)
-        want = {g: int(c.get(g, candidates[g][0])) for g in candidates}
-        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=want[g]: (abs(v - t), v)) for g in candidates})
-    study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
+    enqueue_snapped(study, candidates, enqueue)
+    run_trials(study, candidates, evaluate, _objective_fn, n_trials=n_trials, batch=population, workers=workers)
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         acc, fps, _lut = t.values
@@ -326,7 +332,7 @@ def _hw_worker_init(state: dict[str, Any]) -> None:
 
 
 def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
-    from .mixed import apply_operand_bits, split_knobs
+    from .bits import apply_operand_bits, split_knobs
     from .plan import scale_layers
 
     order, before, l2g = state["order"], state["before"], state["l2g"]
@@ -378,7 +384,7 @@ def make_hw_evaluator(
     which non-chain and depthwise graphs need (see ``plan.scale_layers``).
     ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
     specs were converted at, and a knob that differs rewrites the specs' data types
-    (:func:`hapfpga.pruning.mixed.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
+    (:func:`hapfpga.pruning.bits.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt
@@ -421,5 +427,6 @@ def make_hw_evaluator(
         return [hw(c) for c in batch]
 
     hw.many = many  # type: ignore[attr-defined]
+    hw.state = state  # type: ignore[attr-defined]  # what a remote search worker needs to rebuild this predictor
     hw.close = lambda: [p.shutdown() for p in pool]  # type: ignore[attr-defined]
     return hw
