@@ -1,7 +1,7 @@
 """Time of one full-network estimate for a new folding: hapfpga.estimate vs a FINN estimate-only build.
 
 CNV-w2a2 (``brevitas_examples``, untrained: FINN's estimates do not depend on weights), Pynq-Z2, 100 MHz,
-the finn-examples folding file from ``shared/reference`` plus random legal foldings.
+the finn-examples folding file from ``tests/data`` plus random legal foldings.
 
 - FINN (per new folding, the conservative baseline): finn-plus steps ``step_apply_folding_config``,
   ``step_minimize_bit_width``, ``step_generate_estimate_reports`` on the already specialised model —
@@ -37,7 +37,7 @@ from hapfpga.estimate import estimate_network, load_folding  # noqa: E402
 from hapfpga.estimate.core import clear_caches  # noqa: E402
 from hapfpga.types import FoldingPlan, LayerFolding  # noqa: E402
 
-FOLDING = ROOT.parent / "shared" / "reference" / "cnv-w2a2_finn-examples_folding.json"
+FOLDING = ROOT / "tests" / "data" / "cnv-w2a2_finn-examples_folding.json"
 TAIL = ("step_apply_folding_config", "step_minimize_bit_width", "step_generate_estimate_reports")
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/rtlsim_speed.py [--frames 8] [--work /tmp/hapfpga-rtlsim-bench]
 
-TFC uses a small folding (PE/SIMD 2-8), CNV the finn-examples folding (/work/shared/reference, mapped to RTL
+TFC uses a small folding (PE/SIMD 2-8), CNV the finn-examples folding (tests/data, mapped to RTL
 MVAUs by ``folding_for_rtl``), both on Pynq-Z2 at 100 MHz. Builds are cached (~/.cache/hapfpga/rtlsim); the
 build time printed is 0 on a cache hit. Each run is also checked bit-exactly against FINN's Python execution.
 The last line is ``rtlsim cycles/s: TFC <n> CNV <n>``.
@@ -31,7 +31,7 @@ TFC_FOLDING = {
     "Thresholding_rtl_3": {"PE": 2},
     "MVAU_rtl_3": {"PE": 2, "SIMD": 4, "resType": "dsp"},
 }
-CNV_REFERENCE = Path("/work/shared/reference/cnv-w2a2_finn-examples_folding.json")
+CNV_REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "cnv-w2a2_finn-examples_folding.json"
 
 
 def export(name: str, shape: tuple[int, ...], path: Path) -> Path:

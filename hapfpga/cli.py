@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "prune": "hapfpga.commands.prune",
     "rtlsim": "hapfpga.commands.rtlsim",
     "synth": "hapfpga.commands.synth",
+    "search-worker": "hapfpga.commands.search_worker",
+    "search-front": "hapfpga.commands.search_front",
 }
 
 

@@ -1,6 +1,8 @@
-"""Datasets, offline only: scikit-learn's bundled digits, ``.npz`` files, local MNIST and CIFAR-10 folders.
+"""Datasets, offline only: scikit-learn's bundled digits, procedural 1D signals, ``.npz`` files, local MNIST and
+CIFAR-10 folders, looked up in one table (:data:`DATASETS`).
 
-Every loader returns a :class:`Dataset` of float32 arrays in [0, 1] (images NCHW, vectors N×F) and int64 labels.
+Every loader returns a :class:`Dataset` of float32 arrays in [0, 1] (images N×C×H×W, signals N×C×L, vectors N×F)
+and int64 labels.
 Nothing is ever downloaded: MNIST and CIFAR-10 are read from folders in torchvision's on-disk format.
 
 Input convention for FINN: the hardware takes UINT8 pixels ``k`` and the exported graph multiplies them by
@@ -17,6 +19,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +35,10 @@ __all__ = [
     "Dataset",
     "load_dataset",
     "load_digits",
+    "load_signals",
     "load_npz",
+    "DATASETS",
+    "DatasetEntry",
     "load_mnist",
     "load_cifar10",
     "to_uint8_grid",
@@ -45,7 +51,7 @@ INPUT_SCALE = np.float32(1.0 / 255.0)
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train/test arrays: ``x`` float32 in [0, 1] (N×C×H×W or N×F), ``y`` int64 class indices."""
+    """Train/test arrays: ``x`` float32 in [0, 1] (N×C×H×W, N×C×L or N×F), ``y`` int64 class indices."""
 
     name: str
     x_train: np.ndarray
@@ -108,11 +114,47 @@ def load_digits(size: int | None = None, channels: int = 1) -> Dataset:
     return Dataset(name, np.ascontiguousarray(x_tr), y_tr, np.ascontiguousarray(x_te), y_te, 10)
 
 
+#: The waveforms of :func:`load_signals`, one class each.
+SIGNAL_CLASSES: tuple[str, ...] = ("sine", "square", "sawtooth", "chirp")
+
+
+def load_signals(size: int | None = None, channels: int = 1, n_train: int = 768, n_test: int = 256) -> Dataset:
+    """A procedural 1D dataset (no files): N×C×L signals of four waveform classes (:data:`SIGNAL_CLASSES`).
+
+    Each sample is a waveform with random frequency (2 to 6 periods per window), phase and amplitude plus
+    Gaussian noise (σ = 0.35 of full scale); channel ``c`` is the waveform shifted by a quarter period per
+    channel (2 channels: an I/Q pair, as radio data). ``size`` is the length L (default 64, at least 8). Values
+    are mapped to [0, 1] on the UINT8 grid. Always generated from the same seed, so the dataset is fixed.
+    """
+    length = 64 if size is None else int(size)
+    if length < 8:
+        raise DataError(f"data.size is {length}; signals need a length of 8 or more samples.")
+    if channels < 1:
+        raise DataError(f"data.channels is {channels}; use 1 or more channels.")
+    rng = np.random.default_rng(20_241_126)
+    n = n_train + n_test
+    y = np.arange(n) % len(SIGNAL_CLASSES)
+    rng.shuffle(y)
+    t = np.arange(length, dtype=np.float64)[None, None, :] / length  # (1, 1, L) in [0, 1)
+    periods = rng.uniform(2.0, 6.0, (n, 1, 1))
+    phase = rng.uniform(0.0, 1.0, (n, 1, 1)) + np.arange(channels)[None, :, None] * 0.25
+    amp = rng.uniform(0.5, 1.0, (n, 1, 1))
+    cyc = periods * t + phase  # (n, C, L) in periods
+    chirp = periods * t * (0.5 + t) + phase  # frequency rising over the window
+    waves = np.stack([np.sin(2 * np.pi * cyc), np.sign(np.sin(2 * np.pi * cyc)),
+                      2.0 * (cyc % 1.0) - 1.0, np.sin(2 * np.pi * chirp)])  # (4, n, C, L)
+    x = amp * waves[y, np.arange(n)] + rng.normal(0.0, 0.35, (n, channels, length))
+    x = to_uint8_grid(np.clip(0.5 + 0.3 * x, 0.0, 1.0))
+    name = f"signals-{channels}x{length}"
+    return Dataset(name, x[:n_train], y[:n_train].astype(np.int64), x[n_train:], y[n_train:].astype(np.int64),
+                   len(SIGNAL_CLASSES))
+
+
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_npz(path: str | Path) -> Dataset:
-    """An ``.npz`` with ``x_train, y_train, x_test, y_test``: x float32 in [0, 1] (N×C×H×W or N×F), y integer
+    """An ``.npz`` with ``x_train, y_train, x_test, y_test``: x float32 in [0, 1] (N×C×H×W, N×C×L or N×F), y integer
     labels 0..K-1. Used exactly as given; anything else is a one-sentence DataError naming the fix."""
     p = Path(path).expanduser()
     if not p.is_file():
@@ -134,8 +176,10 @@ def load_npz(path: str | Path) -> Dataset:
         x = arrs[k]
         if x.dtype != np.float32:
             raise DataError(f"'{k}' in '{p}' is {x.dtype}; store inputs as float32 in [0, 1].")
-        if x.ndim not in (2, 4):
-            raise DataError(f"'{k}' in '{p}' has shape {x.shape}; use N×F vectors or N×C×H×W images.")
+        if x.ndim not in (2, 3, 4):
+            raise DataError(
+                f"'{k}' in '{p}' has shape {x.shape}; use N×F vectors, N×C×L signals or N×C×H×W images."
+            )
         if len(x) == 0:
             raise DataError(f"'{k}' in '{p}' is empty; give at least one sample.")
         if not np.isfinite(x).all():
@@ -284,24 +328,41 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generato
     return x[idx], y[idx]
 
 
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset of :data:`DATASETS`: its loader and which ``data`` keys it takes."""
+
+    load: Callable[[DataConfig], Dataset]
+    #: "file" or "folder" when ``data.path`` is required, None when the dataset is built in
+    path: str | None
+    #: takes ``data.size`` / ``data.channels``
+    shaped: bool
+
+
+#: Every dataset, by ``data.name``: one lookup, no if/elif chain.
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry(lambda c: load_digits(c.size, c.channels), None, True),
+    "signals": DatasetEntry(lambda c: load_signals(c.size, c.channels), None, True),
+    "npz": DatasetEntry(lambda c: load_npz(c.path), "file", False),
+    "mnist": DatasetEntry(lambda c: load_mnist(c.path), "folder", False),
+    "cifar10": DatasetEntry(lambda c: load_cifar10(c.path), "folder", False),
+}
+
+
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     """The dataset of a run's ``data`` section; ``max_train`` / ``max_test`` keep a seeded random subset
     (in the original order)."""
-    if cfg.name == "digits":
-        ds = load_digits(cfg.size, cfg.channels)
-    else:
-        if cfg.size is not None or cfg.channels != 1:
-            raise DataError(
-                f"data.size and data.channels apply to 'digits' only, not to '{cfg.name}'; remove them."
-            )
-        if not cfg.path:
-            raise DataError(
-                f"Dataset '{cfg.name}' needs data.path (a local {'file' if cfg.name == 'npz' else 'folder'})."
-            )
-        loader = {"npz": load_npz, "mnist": load_mnist, "cifar10": load_cifar10}.get(cfg.name)
-        if loader is None:
-            raise DataError(f"Unknown dataset '{cfg.name}'; use digits, npz, mnist or cifar10.")
-        ds = loader(cfg.path)
+    entry = DATASETS.get(cfg.name)
+    if entry is None:
+        raise DataError(f"Unknown dataset '{cfg.name}'; use one of {', '.join(DATASETS)}.")
+    if not entry.shaped and (cfg.size is not None or cfg.channels != 1):
+        shaped = ", ".join(n for n, e in DATASETS.items() if e.shaped)
+        raise DataError(
+            f"data.size and data.channels apply to {shaped} only, not to '{cfg.name}'; remove them."
+        )
+    if entry.path and not cfg.path:
+        raise DataError(f"Dataset '{cfg.name}' needs data.path (a local {entry.path}).")
+    ds = entry.load(cfg)
     if cfg.max_train is None and cfg.max_test is None:
         return ds
     rng = np.random.default_rng(seed)

@@ -35,6 +35,19 @@ __all__ = ["render_report_html", "write_report_html", "layer_table", "pareto_fro
 #: Resources drawn against the board budget (FF is not in FINN's per-layer estimate).
 BUDGET_KEYS: tuple[str, ...] = ("LUT", "BRAM_18K", "DSP", "URAM")
 
+#: How the folding was chosen, by ``folding.mode`` (the fold stage's report fragment).
+_FOLD_SOURCE: dict[str, str] = {
+    "max_fps": "max_fps (our optimiser: fastest that fits)",
+    "fps": "fps (our optimiser: cheapest meeting the target)",
+    "finn": "finn (FINN's SetFolding, read back from FINN's model)",
+    "none": "none (FINN's defaults)",
+    "file": "file (the user's folding file, as FINN applied it)",
+}
+_FOLD_NOTE: dict[str, str] = {
+    "finn": "FINN's SetFolding chose this folding (read back from FINN's model after step_apply_folding_config).",
+    "file": "The user's folding file, read back from FINN's model after step_apply_folding_config.",
+}
+
 _BOTTLENECK_COLOUR = "#d62728"
 _BAR_COLOUR = "#1f77b4"
 _OURS_COLOUR = "#ff7f0e"
@@ -373,7 +386,8 @@ def render_report_html(report: Mapping[str, Any]) -> str:
                     f"input {ds.get('input_shape')}" if ds else None),
         ("accuracy (baseline → final)", f"{_fmt(acc.get('baseline'), 4)} → {_fmt(acc.get('final'), 4)}" if acc else None),
         ("parameters / MACs", f"{_fmt(model.get('params'))} / {_fmt(model.get('macs'))}" if model else None),
-        ("folding", f"{fold.get('mode')}; our predicted FPS {_fmt(fold.get('predicted_fps'))}"
+        ("folding", f"{_FOLD_SOURCE.get(fold.get('mode'), fold.get('mode'))}; our estimate of this design "
+                    f"{_fmt(fold.get('predicted_fps'))} FPS"
                     + (f", bound {_fmt(fold.get('bound_fps'))} ({fold.get('binding_resource')})"
                        if fold.get("bound_fps") else "") if fold else None),
         ("FINN estimate FPS", f"{_fmt(fe.get('fps'))} (bottleneck {fe.get('max_cycles_node')})" if fe else None),
@@ -409,10 +423,13 @@ def render_report_html(report: Mapping[str, Any]) -> str:
 
     # pruning
     if prun:
+        from .pruning.reporting import pruning_rows, target_sentence
+
         parts.append("<h2>Pruning</h2>")
-        prow = [(k, prun.get(k)) for k in ("method", "params", "macs", "accuracy", "compression", "accuracy_drop",
-                                            "fps_before", "fps_after") if k in prun]
-        parts.append(_table(["figure", "value"], prow))
+        missed = target_sentence(prun)
+        if missed:
+            parts.append(f'<p class="note"><b>{html.escape(missed)}</b></p>')
+        parts.append(_table(["figure", "value"], pruning_rows(prun, fold.get("predicted_fps"))))
         if prun.get("pareto"):
             chosen = {"fps": prun.get("fps_after"), "accuracy": acc.get("final")}
             parts.append(_img(_plot_pareto(prun["pareto"], chosen), "accuracy vs FPS Pareto front"))
@@ -430,6 +447,14 @@ def render_report_html(report: Mapping[str, Any]) -> str:
                   _passfail(s.get("passed")), s.get("note", "")) for s in ver["stages"]]
         parts.append(_table(["stage", "max |Δ|", "argmax agreement", "integer", "exact", "result", "note"], vrows,
                             num_cols=(1, 2)))
+
+    # the folding FINN applied
+    if fold.get("layers"):
+        parts.append("<h2>Folding (as built)</h2>")
+        keys = sorted({k for v in fold["layers"].values() for k in v}, key=lambda k: (k not in ("PE", "SIMD"), k))
+        parts.append(_table(["layer", *keys], [(n, *(v.get(k, "") for k in keys)) for n, v in fold["layers"].items()]))
+        parts.append(f'<p class="note">{html.escape(_FOLD_NOTE.get(fold.get("mode"), ""))} FINN applied this '
+                     "folding file in the build; our estimate and the RTL simulation are of the same design.</p>")
 
     # FINN vs ours
     if finn_layers and ours_layers:

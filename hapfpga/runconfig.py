@@ -60,11 +60,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset: ``digits`` (built in), ``npz`` (``path``), ``mnist`` / ``cifar10`` (local ``path``)."""
+    """Dataset: ``digits``, ``signals`` (built in), ``npz`` (``path``), ``mnist`` / ``cifar10`` (local ``path``)."""
 
-    name: Literal["digits", "npz", "mnist", "cifar10"] = "digits"
+    name: Literal["digits", "signals", "npz", "mnist", "cifar10"] = "digits"
     path: str | None = None
-    #: digits only: upsample 8×8 to this size (e.g. 32) and repeat to ``channels`` channels
+    #: digits: upsample 8×8 to this size (e.g. 32) and repeat to ``channels`` channels;
+    #: signals: the length L and the number of channels
     size: int | None = None
     channels: int = 1
     #: use at most this many training / test samples (None: all)
@@ -79,6 +80,8 @@ class TrainConfig:
     lr: float = 0.01
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
+    #: where QAT, fine-tuning, distillation, sensitivity and the search run: auto (CUDA when available), cpu, cuda
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -92,10 +95,12 @@ class TrainConfig:
 @dataclass(frozen=True)
 class FoldingConfig:
     """How to fold: ``max_fps`` (fastest within budget), ``fps`` (cheapest meeting ``fps``),
-    ``finn`` (FINN's SetFolding with ``fps`` as target_fps) or ``none`` (PE=SIMD=1)."""
+    ``finn`` (FINN's SetFolding with ``fps`` as target_fps, read back from FINN's model), ``none``
+    (PE=SIMD=1) or ``file`` (FINN's folding JSON at ``file``, as ``hapfpga build --folding``)."""
 
-    mode: Literal["max_fps", "fps", "finn", "none"] = "max_fps"
+    mode: Literal["max_fps", "fps", "finn", "none", "file"] = "max_fps"
     fps: float | None = None
+    file: str | None = None
     #: build every layer that has one as FINN's RTL variant (standalone thresholds), so that the built
     #: design is the one ``rtlsim`` simulates; layers with neither RTL nor a hapfpga model are refused.
     open_simulatable: bool = False
@@ -105,12 +110,16 @@ class FoldingConfig:
             raise ConfigError(
                 f"Config key 'folding.fps' must be a positive number when folding.mode is '{self.mode}'."
             )
+        if self.mode == "file" and not self.file:
+            raise ConfigError("Config key 'folding.file' must name a FINN folding JSON when folding.mode is 'file'.")
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     bitstream: bool = False
     rtlsim: bool = False
+    #: FINN's HLS/RTL code generation in the finn_build stage (``hapfpga build`` does it unless --no-codegen)
+    codegen: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,9 @@ class RunConfig:
     pruning: dict[str, Any] | None = None
     #: Verilator simulation of the built design (None or absent: no RTL simulation)
     rtlsim: RtlsimConfig | None = None
+    #: run only these stages of ``hapfpga.stages.RUN_STAGES`` (None: all the config enables); the stages they
+    #: read from must be finished in the run directory. Names are checked against the registry when the run starts.
+    stages: tuple[str, ...] | None = None
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -1,30 +1,53 @@
-"""Quantisation-aware training (Brevitas) on CPU: seeded, deterministic, with a rich progress bar.
+"""The one trainer (Brevitas QAT, fine-tuning after pruning, knowledge distillation) and the one evaluator.
 
-Determinism: ``torch.manual_seed(seed)``, a seeded ``torch.Generator`` for shuffling, a fixed number of CPU
-threads and ``torch.use_deterministic_algorithms(True)`` while training (both restored afterwards), so the same
-seed, data and config give bit-identical weights on the same machine and torch build.
+:func:`fit` is the training loop; :func:`train` (QAT from a run config's ``train:`` section: cosine schedule,
+per-epoch history, test accuracy) and :func:`finetune` (short fine-tune after pruning: constant LR, fractional
+epochs, optional distillation, L1 and a per-step hook) are its two presets. :func:`evaluate` / :func:`predict`
+are the one accuracy evaluator, used by training, sensitivity, the searches and the pipeline.
 
-Optimiser: Adam or SGD (momentum 0.9) with a cosine learning-rate schedule over the epochs
-(Loshchilov & Hutter, "SGDR", ICLR 2017, without restarts: ``torch.optim.lr_scheduler.CosineAnnealingLR``).
+Determinism: ``torch.manual_seed(seed)``, a seeded ``torch.Generator`` on the CPU for shuffling (so the batch
+order is the same on every device), a fixed number of CPU threads and ``torch.use_deterministic_algorithms(True)``
+while training (all restored afterwards): on the CPU the same seed, data and config give bit-identical weights
+on the same machine and torch build. On CUDA the same seeds are set and cuDNN is put in deterministic mode
+(``cudnn.deterministic = True``, ``benchmark = False``), but deterministic algorithms are only *requested*
+(``warn_only=True``): some CUDA kernels (e.g. atomics-based backward passes, cuBLAS without
+``CUBLAS_WORKSPACE_CONFIG=:4096:8``) have no deterministic variant, so CUDA runs can differ from each other
+and from the CPU in the last bits of the weights (accuracies agree to noise, not bytes).
 
-Knowledge distillation (for fine-tuning after pruning): with a ``teacher``, the loss is
+Device: ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``. The model (and a teacher) move to it
+for training and back to the CPU afterwards, so export and saving always see a CPU model. On CUDA the training
+tensors are prepared once: copied to the GPU whole when they fit in :data:`GPU_DATA_BYTES`, else pinned in host
+memory and gathered into a pinned staging buffer per batch that is copied with ``non_blocking=True``.
+
+Optimiser: Adam or SGD (momentum 0.9); schedule ``cosine`` (Loshchilov & Hutter, "SGDR", ICLR 2017, without
+restarts: ``CosineAnnealingLR`` stepped per epoch) or ``constant``.
+
+Knowledge distillation: with a ``teacher``, the loss is
 ``(1 - α)·CE(student, y) + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`` (Hinton et al., "Distilling the
 Knowledge in a Neural Network", 2015; the T² keeps gradient magnitudes comparable across temperatures).
 
-Checkpoints: ``run_dir/checkpoints/last.pt`` after every epoch (model and optimiser state, epoch, history),
-written atomically.
+Checkpoints and resume: with ``checkpoint=PATH`` the loop writes PATH atomically after every epoch (model,
+Brevitas runtime-statistics state, optimiser, scheduler, shuffling generator and global RNG states, epoch,
+step, history) under a fingerprint of everything that determines the run (initial weights, data, spec, seed,
+teacher, loss options). A re-run of the same training finds the checkpoint and continues after its epoch, so a
+job killed with ``kill -9`` loses at most one epoch and, on the CPU, ends with the same weights bytes as an
+uninterrupted run; a checkpoint with another fingerprint is ignored (and overwritten).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -32,13 +55,58 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
     from .runconfig import TrainConfig
 
-__all__ = ["TrainResult", "train", "evaluate", "predict", "deterministic"]
+__all__ = [
+    "FitSpec",
+    "FinetuneConfig",
+    "TrainResult",
+    "fit",
+    "train",
+    "finetune",
+    "evaluate",
+    "predict",
+    "deterministic",
+    "resolve_device",
+]
 
 #: CPU threads used while training. One thread: the float summation order then does not depend on the machine's
 #: core count, so a seed gives the same weights on any machine with the same torch build, and training does not
 #: collapse on a shared, oversubscribed machine (measured: CNV on digits-32 with 2 threads under load ~13 took
-#: ~11 min per epoch, with 1 thread ~80 s). Pass ``threads=`` to :func:`train` to use more.
+#: ~11 min per epoch, with 1 thread ~80 s). Pass ``threads=`` to use more.
 TRAIN_THREADS = 1
+
+#: Training sets up to this size go to the GPU whole (no host->device copy per batch).
+GPU_DATA_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """One training run: ``epochs`` passes (may be fractional; ``max_steps`` caps the batches) of ``batch_size``."""
+
+    epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = 0.0
+    schedule: Literal["cosine", "constant"] = "constant"
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Short QAT fine-tune after pruning: ``epochs`` over the data (or ``max_steps`` batches), Adam at ``lr``."""
+
+    epochs: float = 1.0
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    distill: bool = False
+    distill_weight: float = 0.5
+    temperature: float = 4.0
+    max_steps: int | None = None
+
+    def spec(self) -> FitSpec:
+        return FitSpec(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                       max_steps=self.max_steps)
 
 
 @dataclass(frozen=True)
@@ -51,6 +119,7 @@ class TrainResult:
     seconds: float
     history: tuple[dict[str, float], ...] = field(default=())
     checkpoint: Path | None = None
+    resumed_epoch: int = 0  # the epoch a checkpoint let this run start after (0: from scratch)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,37 +132,45 @@ class TrainResult:
         }
 
 
-@contextlib.contextmanager
-def deterministic(seed: int, threads: int = TRAIN_THREADS) -> Iterator[None]:
-    """Seed torch/numpy, fix the thread count and force deterministic kernels; restore the global state after."""
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without a GPU is a user error."""
     import torch
 
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"Config key 'train.device' is '{name}'; use auto, cpu or cuda.")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but torch sees no CUDA GPU here; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, threads: int = TRAIN_THREADS, device: Any = None) -> Iterator[None]:
+    """Seed torch, fix the thread count and force deterministic kernels; restore the global state after.
+
+    On a CUDA ``device`` cuDNN is made deterministic and deterministic algorithms are requested with
+    ``warn_only=True`` (see the module docstring for what stays non-deterministic there).
+    """
+    import torch
+
+    cuda = device is not None and torch.device(device).type == "cuda"
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.manual_seed(seed)
+    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.manual_seed(seed)  # seeds every CUDA device too
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=cuda)
+    if cuda:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         yield
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-
-
-def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Model outputs (float32 logits) for ``x`` in eval mode, batched."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)))
-            outs.append(_value(out).detach().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
 
 
 def _value(out: Any) -> Any:
@@ -101,12 +178,118 @@ def _value(out: Any) -> Any:
     return getattr(out, "value", out)
 
 
-def evaluate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
-    """Accuracy (fraction of argmax == label) of ``model`` on ``x``, ``y``."""
+@contextlib.contextmanager
+def _on_device(model: torch.nn.Module, device: Any) -> Iterator[Any]:
+    """Run ``model`` on ``device`` (default: where it is) in eval mode; put it back where and as it was."""
+    import torch
+
+    p = next(iter(model.parameters()), None)
+    home = p.device if p is not None else torch.device("cpu")
+    dev = torch.device(device) if device is not None else home
+    was_training = model.training
+    model.to(dev).eval()
+    try:
+        yield dev
+    finally:
+        model.to(home).train(was_training)
+
+
+def predict(model: torch.nn.Module, x: Any, batch_size: int = 512, *, device: Any = None) -> np.ndarray:
+    """Model outputs (float32 logits, numpy) for ``x`` in eval mode, batched, on ``device`` (default: the model's)."""
+    import torch
+
+    outs = []
+    with _on_device(model, device) as dev, torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))
+            outs.append(_value(model(xb.to(dev))).detach().cpu().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def evaluate(model: torch.nn.Module, x: Any, y: Any, batch_size: int = 512, *, device: Any = None) -> float:
+    """Top-1 accuracy (fraction of argmax == label) of ``model`` on ``x``, ``y``; NaN for an empty set."""
     if len(x) == 0:
         return float("nan")
-    logits = predict(model, x, batch_size)
+    logits = predict(model, x, batch_size, device=device)
     return float(np.mean(logits.argmax(axis=1) == np.asarray(y)))
+
+
+class _Batches:
+    """Training tensors prepared once; ``get(idx)`` gives one batch on the training device."""
+
+    def __init__(self, x: Any, y: Any, device: torch.device):
+        import torch
+
+        self.device = device
+        xt = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        yt = torch.as_tensor(np.asarray(y)).long()
+        self.n = len(xt)
+        self.staging: tuple[Any, Any] | None = None
+        self.resident = not (device.type == "cuda" and xt.numel() * 4 > GPU_DATA_BYTES)
+        if self.resident:
+            self.x, self.y = xt.to(device), yt.to(device)
+        else:
+            self.x, self.y = xt.pin_memory(), yt.pin_memory()
+
+    def get(self, idx: Any) -> tuple[Any, Any]:
+        import torch
+
+        if self.resident:
+            idx = idx.to(self.device)
+            return self.x[idx], self.y[idx]
+        if self.staging is None or len(self.staging[0]) < len(idx):
+            self.staging = (torch.empty((len(idx), *self.x.shape[1:]), pin_memory=True),
+                            torch.empty((len(idx),), dtype=torch.long, pin_memory=True))
+        sx, sy = self.staging[0][: len(idx)], self.staging[1][: len(idx)]
+        torch.index_select(self.x, 0, idx, out=sx)
+        torch.index_select(self.y, 0, idx, out=sy)
+        return sx.to(self.device, non_blocking=True), sy.to(self.device, non_blocking=True)
+
+
+def _runtime_state(model: torch.nn.Module) -> dict[str, Any]:
+    """Brevitas state that ``state_dict`` leaves out: runtime-statistics counters and their raw buffers/params.
+
+    ``ParameterFromRuntimeStatsScaling`` collects activation statistics for its first training steps in a buffer
+    that ``state_dict`` drops (and reports the buffer as the value); restoring it exactly is what makes a resumed
+    run bit-identical to an uninterrupted one.
+    """
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(getattr(m, "counter", None), int):
+            out[name] = {
+                "counter": int(m.counter),
+                "buffers": {k: v.detach().clone() for k, v in m._buffers.items() if v is not None},
+                "params": {k: v.detach().clone() for k, v in m._parameters.items() if v is not None},
+            }
+    return out
+
+
+def _load_runtime_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    import torch
+
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        for name, s in state.items():
+            m = mods[name]
+            m.counter = s["counter"]
+            for k, v in s["buffers"].items():
+                m._buffers[k].copy_(v)
+            for k, v in s["params"].items():
+                m._parameters[k].copy_(v)
+
+
+def _fingerprint(model: Any, x: Any, y: Any, parts: dict[str, Any], teacher: Any) -> str:
+    """Hash of everything that determines a training run (initial weights and runtime state, data, options)."""
+    h = hashlib.sha256(repr(sorted(parts.items())).encode())
+    for m in (model, teacher) if teacher is not None else (model,):
+        for k, v in list(m.state_dict().items()) + sorted(
+            (f"rt:{n}:{b}", t) for n, s in _runtime_state(m).items() for b, t in {**s["buffers"], **s["params"]}.items()
+        ):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(y).astype(np.int64).tobytes())
+    return h.hexdigest()
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -114,8 +297,220 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
     from .runstate import atomic_path
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _rng_states(gen: Any) -> dict[str, Any]:
+    import torch
+
+    return {
+        "generator": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(gen: Any, s: dict[str, Any]) -> None:
+    import torch
+
+    gen.set_state(s["generator"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def _try_resume(ckpt: Path | None, fp: str, model: Any, opt: Any, sched: Any, gen: Any, dev: Any) -> dict | None:
+    """Load a matching checkpoint into the live objects; None when there is none (or it is another run's)."""
+    import torch
+
+    if ckpt is None or not ckpt.is_file():
+        return None
+    try:
+        blob = torch.load(ckpt, map_location=dev, weights_only=False)
+    except Exception:  # a torn or foreign file: start from scratch (it will be overwritten)
+        return None
+    if not isinstance(blob, dict) or blob.get("fingerprint") != fp:
+        return None
+    model.load_state_dict(blob["model"])
+    _load_runtime_state(model, blob["runtime"])
+    opt.load_state_dict(blob["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(blob["scheduler"])
+    _set_rng_states(gen, blob["rng"])
+    return blob
+
+
+def _make_optimiser(model: Any, spec: FitSpec) -> tuple[Any, Any]:
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=spec.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    sched = None
+    if spec.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(np.ceil(spec.epochs)), 1))
+    return opt, sched
+
+
+@dataclass
+class _Loss:
+    """CE + optional distillation (Hinton et al. 2015) + optional L1 on conv/linear weights."""
+
+    teacher: Any = None
+    kd_alpha: float = 0.5
+    kd_temperature: float = 4.0
+    l1: float = 0.0
+    weights: list[Any] = field(default_factory=list)
+
+    def __call__(self, out: Any, xb: Any, yb: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        loss = F.cross_entropy(out, yb)
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_out = _value(self.teacher(xb))
+            t = self.kd_temperature
+            kd = F.kl_div(F.log_softmax(out / t, dim=1), F.softmax(t_out / t, dim=1), reduction="batchmean")
+            loss = (1.0 - self.kd_alpha) * loss + self.kd_alpha * t * t * kd
+        if self.l1:
+            loss = loss + self.l1 * sum(w.abs().sum() for w in self.weights)
+        return loss
+
+
+def fit(
+    model: torch.nn.Module,
+    x: Any,
+    y: Any,
+    spec: FitSpec,
+    *,
+    seed: int = 0,
+    teacher: torch.nn.Module | None = None,
+    kd_alpha: float = 0.5,
+    kd_temperature: float = 4.0,
+    l1_sparsity: float = 0.0,
+    after_step: Callable[[torch.nn.Module], None] | None = None,
+    checkpoint: str | Path | None = None,
+    device: Any = "cpu",
+    threads: int = TRAIN_THREADS,
+    progress: Any = None,
+) -> tuple[list[dict[str, float]], int]:
+    """Train ``model`` in place on ``(x, y)``; returns (per-epoch history, epoch a checkpoint resumed after).
+
+    Batches of one sample are skipped (BatchNorm needs two in training mode). ``progress(done, total, info)``
+    is called after each batch and epoch. The model ends on the CPU in eval mode.
+    """
+    import torch
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    parts = {"spec": asdict(spec), "seed": seed, "kd": (kd_alpha, kd_temperature), "l1": l1_sparsity}
+    fp = _fingerprint(model, x, y, parts, teacher) if ckpt is not None else ""
+    data = _Batches(x, y, dev)
+    n, bs = data.n, spec.batch_size
+    per_epoch = max(1, (n + bs - 1) // bs)
+    total = int(round(spec.epochs * per_epoch))
+    if spec.max_steps is not None:
+        total = min(total, spec.max_steps)
+    history: list[dict[str, float]] = []
+    start_epoch = step = 0
+    with deterministic(seed, threads, dev):
+        model.to(dev)
+        if teacher is not None:
+            teacher.to(dev).eval()
+        gen = torch.Generator().manual_seed(seed)
+        opt, sched = _make_optimiser(model, spec)
+        loss_fn = _Loss(teacher, kd_alpha, kd_temperature, l1_sparsity, [
+            m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))])
+        blob = _try_resume(ckpt, fp, model, opt, sched, gen, dev)
+        if blob is not None:
+            start_epoch, step, history = int(blob["epoch"]), int(blob["step"]), list(blob["history"])
+        epoch = start_epoch
+        while step < total:
+            step = _epoch(model, data, gen, opt, loss_fn, after_step, bs, step, total, history, epoch, progress)
+            if sched is not None:
+                sched.step()
+            epoch += 1
+            if ckpt is not None:
+                _atomic_torch_save({
+                    "fingerprint": fp, "epoch": epoch, "step": step, "history": history, "seed": seed,
+                    "model": model.state_dict(), "runtime": _runtime_state(model), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None, "rng": _rng_states(gen),
+                }, ckpt)
+        model.to("cpu").eval()
+        if teacher is not None:
+            teacher.to("cpu")
+    return history, start_epoch
+
+
+def _epoch(model: Any, data: _Batches, gen: Any, opt: Any, loss_fn: _Loss, after_step: Any, bs: int, step: int,
+           total: int, history: list[dict[str, float]], epoch: int, progress: Any) -> int:
+    """One pass over the data (or up to ``total`` steps); appends the epoch's record to ``history``."""
+    import torch
+
+    model.train()
+    perm = torch.randperm(data.n, generator=gen)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.device)
+    seen = 0
+    for b in range(0, data.n, bs):
+        if step >= total:
+            break
+        idx = perm[b : b + bs]
+        if len(idx) < 2:  # BatchNorm needs two samples in training mode
+            continue
+        xb, yb = data.get(idx)
+        out = _value(model(xb))
+        loss = loss_fn(out, xb, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(model)
+        step += 1
+        seen += len(idx)
+        loss_sum += loss.detach() * len(idx)
+        correct += (out.detach().argmax(1) == yb).sum()
+        if progress is not None:
+            progress(step, total, None)
+    rec = {"epoch": epoch + 1, "loss": float(loss_sum) / max(1, seen), "train_acc": int(correct) / max(1, seen)}
+    history.append(rec)
+    if progress is not None:
+        progress(step, total, rec)
+    return step
+
+
+def finetune(
+    model: torch.nn.Module,
+    x: Any,
+    y: Any,
+    cfg: FinetuneConfig = FinetuneConfig(),
+    *,
+    teacher: torch.nn.Module | None = None,
+    seed: int = 0,
+    l1_sparsity: float = 0.0,
+    after_step: Callable[[torch.nn.Module], None] | None = None,
+    device: Any = "cpu",
+    checkpoint: str | Path | None = None,
+) -> torch.nn.Module:
+    """Fine-tune ``model`` in place on ``(x, y)`` (deterministic for ``seed`` on the CPU); returns it in eval mode.
+
+    ``teacher`` distils when ``cfg.distill``; ``l1_sparsity`` adds ``λ·Σ|w|`` over conv/linear weights (L1
+    sparsity regularisation); ``after_step`` runs after each optimiser step (e.g. re-apply masks); ``checkpoint``
+    makes it resumable (see the module docstring).
+    """
+    fit(model, x, y, cfg.spec(), seed=seed, teacher=teacher if cfg.distill else None, kd_alpha=cfg.distill_weight,
+        kd_temperature=cfg.temperature, l1_sparsity=l1_sparsity, after_step=after_step, checkpoint=checkpoint,
+        device=device)
+    return model
 
 
 def train(
@@ -132,84 +527,35 @@ def train(
     console: Any = None,
     threads: int = TRAIN_THREADS,
 ) -> TrainResult:
-    """Train ``model`` in place on ``dataset`` with ``cfg`` (epochs, batch size, lr, optimiser, weight decay).
+    """QAT: train ``model`` in place on ``dataset`` with ``cfg`` (epochs, batch size, lr, optimiser, weight decay,
+    device) on a cosine schedule; resumable from ``run_dir/checkpoints/last.pt``.
 
     Returns the test accuracy after the last epoch (no model selection on the test split). ``teacher`` turns on
     knowledge distillation (see the module docstring). ``progress`` shows a rich progress bar on stderr.
     """
-    import torch
-    import torch.nn.functional as F
-
     t0 = time.perf_counter()
     ckpt = Path(run_dir) / "checkpoints" / "last.pt" if run_dir is not None else None
-    history: list[dict[str, float]] = []
-    x_tr = torch.from_numpy(np.ascontiguousarray(dataset.x_train, dtype=np.float32))
-    y_tr = torch.from_numpy(np.asarray(dataset.y_train, dtype=np.int64))
-    n = len(x_tr)
-    steps = (n + cfg.batch_size - 1) // cfg.batch_size
+    spec = FitSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, optimizer=cfg.optimizer,
+                   weight_decay=cfg.weight_decay, schedule="cosine")
+    dev = resolve_device(getattr(cfg, "device", "cpu"))
+    bar = _progress(console) if progress else contextlib.nullcontext(None)
+    with bar as pb:
+        report = None
+        if pb is not None:
+            task = pb.add_task("QAT", total=max(1, cfg.epochs * ((len(dataset.x_train) + cfg.batch_size - 1)
+                                                                 // cfg.batch_size)), info="")
 
-    with deterministic(seed, threads):
-        gen = torch.Generator().manual_seed(seed)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            opt: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
-            )
-        else:
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
-        if teacher is not None:
-            teacher.eval()
+            def report(done: int, total: int, rec: dict | None) -> None:
+                pb.update(task, completed=done, total=total)
+                if rec is not None:
+                    pb.update(task, info=f"epoch {rec['epoch']}/{cfg.epochs} loss {rec['loss']:.3f} "
+                                         f"acc {rec['train_acc']:.3f}")
 
-        bar = _progress(console) if progress else contextlib.nullcontext(None)
-        with bar as pb:
-            task = pb.add_task("QAT", total=cfg.epochs * steps, info="") if pb is not None else None
-            for epoch in range(cfg.epochs):
-                model.train()
-                perm = torch.randperm(n, generator=gen)
-                loss_sum, correct = 0.0, 0
-                for b in range(steps):
-                    idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                    xb, yb = x_tr[idx], y_tr[idx]
-                    out = _value(model(xb))
-                    loss = F.cross_entropy(out, yb)
-                    if teacher is not None:
-                        with torch.no_grad():
-                            t_out = _value(teacher(xb))
-                        t = kd_temperature
-                        kd = F.kl_div(
-                            F.log_softmax(out / t, dim=1), F.softmax(t_out / t, dim=1), reduction="batchmean"
-                        )
-                        loss = (1.0 - kd_alpha) * loss + kd_alpha * t * t * kd
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    loss_sum += float(loss.detach()) * len(idx)
-                    correct += int((out.detach().argmax(1) == yb).sum())
-                    if pb is not None:
-                        pb.advance(task)
-                sched.step()
-                rec = {"epoch": epoch + 1, "loss": loss_sum / n, "train_acc": correct / n}
-                history.append(rec)
-                if pb is not None:
-                    pb.update(
-                        task,
-                        info=f"epoch {epoch + 1}/{cfg.epochs} loss {rec['loss']:.3f} acc {rec['train_acc']:.3f}",
-                    )
-                if ckpt is not None:
-                    _atomic_torch_save(
-                        {
-                            "epoch": epoch + 1,
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "history": history,
-                            "seed": seed,
-                        },
-                        ckpt,
-                    )
-        model.eval()
-        acc = evaluate(model, dataset.x_test, dataset.y_test)
-        train_acc = history[-1]["train_acc"] if history else evaluate(model, dataset.x_train, dataset.y_train)
+        history, resumed = fit(model, dataset.x_train, dataset.y_train, spec, seed=seed, teacher=teacher,
+                               kd_alpha=kd_alpha, kd_temperature=kd_temperature, checkpoint=ckpt, device=dev,
+                               threads=threads, progress=report)
+    acc = evaluate(model, dataset.x_test, dataset.y_test, device=dev)
+    train_acc = history[-1]["train_acc"] if history else evaluate(model, dataset.x_train, dataset.y_train, device=dev)
     return TrainResult(
         accuracy=acc,
         train_accuracy=float(train_acc),
@@ -217,6 +563,7 @@ def train(
         seconds=time.perf_counter() - t0,
         history=tuple(history),
         checkpoint=ckpt if ckpt is not None and ckpt.exists() else None,
+        resumed_epoch=resumed,
     )
 
 

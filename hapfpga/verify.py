@@ -123,6 +123,9 @@ class GraphRunner:
         self._sessions: dict[int, Any] = {}
         self.input_name = self.graph.input[0].name
         self.output_name = self.graph.output[0].name
+        #: the graph's input shape: FINN's graphs of 1D networks take N×C×L×1 (step_hap_1d_to_4d) where the
+        #: data and the QONNX export are N×C×L; an input of the same size is reshaped to it
+        self.input_shape = tuple(int(d) for d in self.model.get_tensor_shape(self.input_name))
 
     def _session(self, i: int, node: Any, ctx: dict[str, np.ndarray]):
         sess = self._sessions.get(i)
@@ -195,7 +198,7 @@ class GraphRunner:
         if not hasattr(self, "_plan"):
             self._prepare()
         ctx = dict(self._template)
-        ctx[self.input_name] = x
+        ctx[self.input_name] = x.reshape(self.input_shape) if x.size == np.prod(self.input_shape) else x
         for i, node, how in self._plan:
             self._exec(i, node, how, ctx)
         return ctx

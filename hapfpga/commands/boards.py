@@ -19,17 +19,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({b.key: b.as_dict() for b in boards}, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from .table import cli_table, print_table
 
-    t = Table(title="Boards (budget = capacity × FINN's utilisation limits)")
-    for col in ("board", "FINN name", "part", "MHz", "LUT", "FF", "BRAM18", "URAM", "DSP"):
-        t.add_column(col, justify="right" if col not in ("board", "FINN name", "part") else "left")
+    nums = ("LUT", "FF", "BRAM18", "URAM", "DSP")
+    keys = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
+    t = cli_table("Boards: budget (capacity × FINN's utilisation limits), capacity below",
+                  ("board", "part", "MHz", *nums), right=("MHz", *nums))
     for b in boards:
-        c, g = b.capacity, b.budget
-        t.add_row(
-            b.key, b.finn_board, b.part, f"{b.clock_mhz:g}",
-            *(f"{int(getattr(g, k)):,}/{int(getattr(c, k)):,}" for k in ("LUT", "FF", "BRAM_18K", "URAM", "DSP")),
-        )
-    Console().print(t)
+        t.add_row(b.key, b.part, f"{b.clock_mhz:g}", *(f"{int(getattr(b.budget, k)):,}" for k in keys))
+        t.add_row("", "capacity", "", *(f"{int(getattr(b.capacity, k)):,}" for k in keys), style="dim")
+    print_table(t)
     return 0

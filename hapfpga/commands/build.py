@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..boards import load_board
     from ..errors import ToolMissingError
-    from ..finn.fullbuild import build
+    from ..stages import build_model
 
     board = load_board(args.board)
     test_data = _load_test_data(args.test_data) if args.test_data else None
@@ -66,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
             prog.update(task, total=n, completed=i, description=name)
 
         try:
-            outs = build(Path(args.model), args.out, board, folding_file=args.folding, target_fps=args.target_fps,
-                         clock_mhz=args.clock_mhz, bitstream=args.bitstream, rtlsim=args.rtlsim,
-                         codegen=not args.no_codegen, test_data=test_data, input_scale=args.input_scale,
-                         progress=progress, open_simulatable=args.open_simulatable)
+            outs = build_model(Path(args.model), args.out, board, folding_file=args.folding,
+                               target_fps=args.target_fps, clock_mhz=args.clock_mhz, bitstream=args.bitstream,
+                               rtlsim=args.rtlsim, codegen=not args.no_codegen, test_data=test_data,
+                               input_scale=args.input_scale, progress=progress,
+                               open_simulatable=args.open_simulatable, console=err)
         except ToolMissingError as e:
             if not (Path(args.out) / "build.json").is_file():
                 raise
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_column("note")
+    fold = summary.get("folding") or {}
+    if fold:
+        t.add_row("folding", str(fold.get("mode")), f"{fold.get('source', 'hapfpga')}; our estimate "
+                  f"{fold.get('predicted_fps', 0):,.0f} FPS of the same design")
     t.add_row("FINN estimate FPS", f"{fe['fps']:,.0f}", f"bottleneck {fe['max_cycles_node']} ({fe['max_cycles']:,} cycles)")
     for k in ("LUT", "BRAM_18K", "URAM", "DSP"):
         use = fe["total"][k]

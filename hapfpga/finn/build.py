@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import HapError
+from ..errors import HapError, ToolMissingError, UnsupportedLayerError
 from .shim import ensure_finn, finn_quiet
 
 __all__ = [
@@ -24,10 +24,16 @@ __all__ = [
     "rtl_build_kwargs",
     "ESTIMATE_STEPS",
     "HW_CODEGEN_STEPS",
+    "FULL_STEPS",
+    "RTLSIM_STEPS",
     "FOLD_AND_ESTIMATE_STEPS",
+    "SPECIALIZE_STEPS",
     "FinnBuildResult",
     "run_finn_steps",
     "read_estimate_reports",
+    "step_hap_1d_to_4d",
+    "step_hap_round_thresholds",
+    "with_hap_steps",
 ]
 
 #: FINN's specialize-layers config asking for RTL wherever a layer has an RTL variant (an "open-simulatable"
@@ -46,25 +52,52 @@ def rtl_build_kwargs(folder: str | Path) -> dict[str, Any]:
     return {"specialize_layers_config_file": cfg, "standalone_thresholds": True}
 
 
-#: finn-plus 1.6.1's ``estimate_only_dataflow_steps`` (copied so that we do not import finn to list them).
-ESTIMATE_STEPS: tuple[str, ...] = (
-    "step_qonnx_to_finn",
-    "step_tidy_up",
-    "step_streamline",
-    "step_convert_to_hw",
-    "step_minimize_bit_width_initial",
-    "step_create_dataflow_partition",
-    "step_specialize_layers",
-    "step_target_fps_parallelization",
-    "step_apply_folding_config",
-    "step_minimize_bit_width",
-    "step_generate_estimate_reports",
-)
-HW_CODEGEN_STEPS: tuple[str, ...] = (*ESTIMATE_STEPS, "step_hw_codegen")
+def _finn_step_lists() -> dict[str, tuple[str, ...]]:
+    """finn-plus's own step lists, read from the source of ``finn.builder.build_dataflow_config``
+    (``default_build_dataflow_steps``, ``estimate_only_dataflow_steps``, ``hw_codegen_dataflow_steps``).
+
+    Read with :mod:`ast` rather than imported: importing that module loads onnx and qonnx and needs finn's
+    settings, and these lists are needed by modules that must stay cheap to import. ``tests/finn/test_steps.py`` checks
+    that the lists read here are the ones finn-plus itself uses, and that they are still finn-plus 1.6.1's.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("finn.builder.build_dataflow_config")
+    if spec is None or spec.origin is None:  # pragma: no cover - install problem
+        raise ToolMissingError("finn-plus is not installed (finn.builder not found); run 'make install'.")
+    tree = ast.parse(Path(spec.origin).read_text())
+    values: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if not name.endswith("_dataflow_steps") or not isinstance(node.value, ast.List):
+                continue
+            items: list[str] = []
+            for elt in node.value.elts:
+                if isinstance(elt, ast.Starred) and isinstance(elt.value, ast.Name):
+                    items.extend(values[elt.value.id])  # [*estimate_only_dataflow_steps, ...]
+                else:
+                    items.append(ast.literal_eval(elt))
+            values[name] = tuple(items)
+    return values
+
+
+_FINN_LISTS = _finn_step_lists()
+#: finn-plus's ``estimate_only_dataflow_steps``: QONNX -> folded FINN HW graph + estimate reports.
+ESTIMATE_STEPS: tuple[str, ...] = _FINN_LISTS["estimate_only_dataflow_steps"]
+#: finn-plus's ``hw_codegen_dataflow_steps``: the estimate steps + HLS/RTL code generation (no Xilinx tool).
+HW_CODEGEN_STEPS: tuple[str, ...] = _FINN_LISTS["hw_codegen_dataflow_steps"]
+#: finn-plus's ``default_build_dataflow_steps``: the whole flow to a bitfile and a deployment package (Vivado).
+FULL_STEPS: tuple[str, ...] = _FINN_LISTS["default_build_dataflow_steps"]
+#: The full flow up to FINN's own stitched-IP RTL simulation.
+RTLSIM_STEPS: tuple[str, ...] = FULL_STEPS[: FULL_STEPS.index("step_measure_rtlsim_performance") + 1]
 #: The estimate-only steps after step_specialize_layers: fold a specialised model and report its estimates.
 FOLD_AND_ESTIMATE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[
     ESTIMATE_STEPS.index("step_target_fps_parallelization") :
 ]
+#: The estimate-only steps up to and including step_specialize_layers: a FINN HW graph, not yet folded.
+SPECIALIZE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_specialize_layers") + 1]
 
 
 @dataclass
@@ -141,7 +174,7 @@ def run_finn_steps(
     inter.mkdir(exist_ok=True)
     with finn_quiet(log_file):
         model = create_model_wrapper(str(Path(model_file).resolve()), cfg)
-        step_fns = resolve_build_steps(cfg)
+        step_fns = with_hap_steps(resolve_build_steps(cfg))
         for i, fn in enumerate(step_fns):
             name = fn.__name__
             if progress is not None:
@@ -164,6 +197,62 @@ def run_finn_steps(
             result.step_models[name] = path
     result.reports = read_estimate_reports(output_dir)
     return result
+
+
+def step_hap_1d_to_4d(model: Any, cfg: Any) -> Any:
+    """1D networks (N×C×L tensors) onto FINN's 2D dataflow layers: qonnx's ``Change3DTo4DTensors`` makes every
+    tensor N×C×L×1 and every Conv/MaxPool window (k, 1), as finn-examples' VGG10-1D build does before
+    streamlining (its ``step_pre_streamline``). A graph without 3D input is returned unchanged; one whose nodes
+    the transformation does not handle is refused (qonnx would only warn and leave it 3D)."""
+    from qonnx.transformation.change_3d_tensors_to_4d import Change3DTo4DTensors, _find_invalid_nodes
+
+    if len(model.get_tensor_shape(model.graph.input[0].name)) != 3:
+        return model
+    bad = sorted(set(_find_invalid_nodes(model)))
+    if bad:
+        raise UnsupportedLayerError(
+            f"This 1D network has {', '.join(bad)} node(s), which qonnx's Change3DTo4DTensors cannot turn into "
+            "FINN's 2D layers (FINN step step_hap_1d_to_4d); use only QuantConv1d, BatchNorm1d, MaxPool1d, "
+            "quantised activations and QuantLinear."
+        )
+    model = model.transform(Change3DTo4DTensors())
+    for node in model.get_nodes_by_op_type("MaxPool"):  # qonnx extends kernel/pads/strides, not dilations
+        for attr in node.attribute:
+            if attr.name == "dilations" and len(attr.ints) == 1:
+                attr.ints.append(1)
+    return model
+
+
+def step_hap_round_thresholds(model: Any, cfg: Any) -> Any:
+    """FINN's own ``RoundAndClipThresholds`` right after ``step_convert_to_hw``: thresholds on integer inputs
+    rounded up and clipped to the input's range, which does not change any output (an integer ``x >= t`` iff
+    ``x >= ceil(t)``; below the range is always true, above never). finn-plus 1.6.1 runs it only after
+    ``MinimizeWeightBitWidth``, whose ``Thresholding`` asserts non-negative thresholds on unsigned inputs: a
+    signed input quantiser (Brevitas ``QuantIdentity(bit_width=8)`` on the UINT8 pixels) has negative
+    thresholds and failed there (``step_minimize_bit_width_initial``)."""
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+
+    return model.transform(RoundAndClipThresholds())
+
+
+from .streamline import step_streamline_fork_layouts, step_streamline_forks  # noqa: E402  (no finn import)
+
+#: Our steps and the finn-plus step each runs right after (when that step is in the list).
+HAP_STEPS_AFTER: dict[str, tuple[Any, ...]] = {
+    # 1D convolutions as 2D (qonnx Change3DTo4DTensors); then float scales moved through forks and joins
+    "step_tidy_up": (step_hap_1d_to_4d, step_streamline_forks),
+    "step_streamline": (step_streamline_fork_layouts,),  # NCHW<->NHWC transposes around forks cancelled
+    "step_convert_to_hw": (step_hap_round_thresholds,),
+}
+
+
+def with_hap_steps(step_fns: Sequence[Any]) -> list[Any]:
+    """finn-plus's resolved steps with ours (:data:`HAP_STEPS_AFTER`) inserted after the step each follows."""
+    out: list[Any] = []
+    for fn in step_fns:
+        out.append(fn)
+        out.extend(HAP_STEPS_AFTER.get(fn.__name__, ()))
+    return out
 
 
 class FinnStepError(RuntimeError):

@@ -15,15 +15,12 @@ from ..boards import BoardSpec
 from ..errors import ConfigError, UnsupportedLayerError
 from ..estimate import layers as L
 from ..types import FOLDING_KEYS, LayerFolding
-from .build import ESTIMATE_STEPS
+from .build import SPECIALIZE_STEPS
 
 __all__ = [
     "load_layers", "layers_from_model", "hw_layers_from_qonnx", "layers_for_model_file", "is_finn_hw_model",
     "SPECIALIZE_STEPS",
 ]
-
-#: finn-plus 1.6.1 estimate-only steps up to and including step_specialize_layers
-SPECIALIZE_STEPS: tuple[str, ...] = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_specialize_layers") + 1]
 
 
 def _kind_and_impl(op_type: str) -> tuple[str, str]:
@@ -55,7 +52,8 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return _s(inst.get_nodeattr(name))
 
     kind, impl = _kind_and_impl(node.op_type)
-    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types})
+    # inFIFODepths: every FINN node has it (default [2]); only the folding optimiser sets it, for joins
+    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types and k != "inFIFODepths"})
     preds = model.find_direct_predecessors(node) or []
     succs = model.find_direct_successors(node) or []
     common: dict[str, Any] = dict(

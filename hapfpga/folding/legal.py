@@ -68,6 +68,7 @@ SUPPORTED_KINDS = (
     "ElementwiseAdd",
     "ElementwiseBinary",
     "Reshape",
+    "DuplicateStreams",
 )
 
 
@@ -247,6 +248,7 @@ def legal_foldings(
         "ElementwiseMul",
         "ElementwiseAdd",
         "ElementwiseBinary",
+        "DuplicateStreams",  # SetFolding's pe_ops: PE divides NumChannels; both outputs take the input's width
     ):
         for pe in divisors(layer.channels):  # type: ignore[attr-defined]
             out.append(base.with_(pe=pe))

@@ -33,7 +33,7 @@ from .solver import (
     solve_min_max_utilisation,
 )
 
-__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem"]
+__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
 
 #: (layer, folding) -> (resources, cycles per frame)
 CostFn = Callable[[Any, LayerFolding], tuple[Resources, int]]
@@ -123,11 +123,12 @@ def build_problem(
             dw_consumer = _kind(cons[0]) if cons else None
         cands = []
         is_out = not any(c in by_name for c in layer.consumers)
+        n_in = max(1, sum(p in by_name for p in layer.producers))  # a join takes one stream per producer
         for f in legal_foldings(layer, space, depthwise_consumer=dw_consumer):
             res, cyc = cost_fn(layer, f)
             i, o = stream_widths(layer, f)
             if stream_cost is not None:
-                res = res + stream_cost(i) + (stream_cost(o) if is_out else Resources())
+                res = res + stream_cost(i) * n_in + (stream_cost(o) if is_out else Resources())
             cands.append(Candidate(f, int(cyc), res, in_width=i, out_width=o))
         units.append(Unit(layer.name, _kind(layer), tuple(cands)))
     ties, edges = [], []
@@ -235,20 +236,35 @@ def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool) -> CostFn:
     return cost
 
 
-def _default_edge_cost(board: Any) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
+def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCostFn, Callable[[int], Resources]]:
     """Width converters (with the FIFO in front of each) where the widths differ, and FINN's minimal
     depth-2 FIFO on every stream (graph input and output included), as the estimator's
-    ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``)."""
+    ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``); on the short
+    input of a join, the skip-branch FIFO instead of the minimal one (``hapfpga.estimate.joins``: its depth
+    in words follows the join's input width, ``frame bits / width``)."""
     from ..estimate.infra import dwc_luts, fifo_cost
+    from ..estimate.joins import skip_fifo_depth, skip_fifo_fractions
 
     has_uram = board.capacity.URAM > 0
+    skip = skip_fifo_fractions(layers) if layers else {}
+
+    def skip_extra(p: Any, c: Any, i: int) -> Resources:
+        frac = skip.get((p.name, c.name))
+        if frac is None:
+            return Resources()
+        from ..estimate.dtypes import bits
+
+        dt = c.lhs_dt if c.producers[0] == p.name else c.rhs_dt
+        words = math.prod(c.out_shape) * bits(dt) // max(1, i)
+        return fifo_cost(skip_fifo_depth(frac, words), i, "auto", has_uram) - fifo_cost(2, i, "auto", has_uram)
 
     def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter (the consumer-side
         # one is the per-stream FIFO below)
+        extra = skip_extra(p, c, i) if skip else Resources()
         if o == i:
-            return Resources()
-        return Resources(LUT=float(dwc_luts(o, i))) + fifo_cost(2, o, "auto", has_uram)
+            return extra
+        return Resources(LUT=float(dwc_luts(o, i))) + fifo_cost(2, o, "auto", has_uram) + extra
 
     def fifo(width: int) -> Resources:
         return fifo_cost(2, width, "auto", has_uram)
@@ -300,7 +316,7 @@ def optimise(
     cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat)
     stream_cost = None
     if edge_cost == "default":
-        edge_cost, stream_cost = _default_edge_cost(board) if infrastructure else (None, None)
+        edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)
     problem = build_problem(
         layers,
         full_budget,
@@ -318,7 +334,8 @@ def optimise(
         sol, binding, bound_fps, _ = optimise_problem(
             problem, clock, target_fps=target_fps, time_limit=time_limit
         )
-        plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
+        plan = with_skip_fifos(FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units)),
+                               layers)
         est = None
         if not estimate:
             break
@@ -363,6 +380,25 @@ def optimise(
         estimate=est,
         notes=tuple(notes),
     )
+
+
+def with_skip_fifos(plan: FoldingPlan, layers: Sequence[Any]) -> FoldingPlan:
+    """``plan`` with FINN's ``inFIFODepths`` on every join: the skip-branch FIFO depth of its short input
+    (``hapfpga.estimate.joins``), 2 on the other, so that FINN's ``InsertFIFO`` builds the FIFO the estimate
+    costs and the design does not deadlock with minimal FIFOs."""
+    from ..estimate.joins import skip_fifo_depths
+
+    pes = {n: int(f.pe or 1) for n, f in plan}
+    skip = skip_fifo_depths(layers, pes)
+    if not skip:
+        return plan
+    by_name = {layer.name: layer for layer in layers}
+    depths: dict[str, list[int]] = {}
+    for (p, j), (d, _) in skip.items():
+        prods = by_name[j].producers
+        depths.setdefault(j, [2] * len(prods))[prods.index(p)] = d
+    return FoldingPlan(tuple((n, f.with_(in_fifo_depths=tuple(depths[n])) if n in depths else f) for n, f in plan),
+                       plan.meta)
 
 
 def tightened(

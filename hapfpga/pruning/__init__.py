@@ -1,7 +1,7 @@
 """Hardware-aware structured pruning co-optimised with folding.
 
 Pure core: :mod:`.plan` (channel counts, fold-aware rounding, scaling FINN layer specs), :mod:`.config`.
-Torch adapters (lazy heavy imports): :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.finetune`,
+Torch adapters (lazy heavy imports): :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`,
 :mod:`.unstructured`; search loops: :mod:`.search`; the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
 """
 

@@ -4,7 +4,9 @@ What it does: physically removes output channels of convolutions / neurons of li
 everything that is indexed by them: the following BatchNorm, per-channel quantiser tensors (weight-quant scales
 of the layer itself, per-channel activation-quant scales after it), the input channels of the consuming layers,
 the flatten→linear mapping (channel ``c`` of a ``C×H×W`` map owns inputs ``c·H·W … (c+1)·H·W−1`` of the linear
-layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations).
+layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations, depthwise convs — whose
+channels are their producer's: pruning the producer removes the same depthwise filters and sets ``groups``).
+Works on 1D and 2D convs, linear layers and their BatchNorms; a grouped conv that is not depthwise is refused.
 
 How: Torch-Pruning's ``DependencyGraph`` (Fang et al., "DepGraph", CVPR 2023) is used **only to discover which
 layers are coupled** and how indices map through concatenations; the surgery is ours, because on Brevitas graphs
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedLayerError, VerificationError
+from ..summary import count_macs, count_params  # the one parameter/MAC counter, re-exported here
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -36,6 +39,7 @@ __all__ = [
     "count_params",
     "count_macs",
     "layer_channels",
+    "hw_layer_shapes",
 ]
 
 
@@ -96,7 +100,8 @@ class ChannelGraph:
 
         def hook(mod: Any, inp: Any, out: Any) -> None:
             name = self._names[mod]
-            if name not in out_shapes:
+            if name not in seen:
+                seen.add(name)
                 order.append(name)
                 v = _value(out)
                 if hasattr(v, "shape"):
@@ -104,12 +109,16 @@ class ChannelGraph:
                 if inp and hasattr(_value(inp[0]), "shape"):
                     in_shapes[name] = tuple(_value(inp[0]).shape)
 
+        seen: set[str] = set()
+        # Containers (nn.Sequential, a user's block) are left out: their hooks fire after all their children, so
+        # in execution order they would look like a module that follows their last layer, holding per-channel
+        # tensors (BN statistics of earlier layers) that belong to other channel groups.
         for name, m in model.named_modules():
-            if name:
+            if name and not _holds_layers(m):
                 hooks.append(m.register_forward_hook(hook))
         try:
             with torch.no_grad():
-                model(example_input)
+                self.out_shape = tuple(_value(model(example_input)).shape)
         finally:
             for h in hooks:
                 h.remove()
@@ -125,7 +134,8 @@ class ChannelGraph:
         self.groups = self._find_groups()
 
     # ------------------------------------------------------------------ discovery
-    def _layers_in_order(self) -> list[str]:
+    def layers_in_order(self) -> list[str]:
+        """Prunable conv/linear layers (names as in ``model.named_modules()``) in forward-pass order."""
         mods = dict(self.model.named_modules())
         return [n for n in self.order if _is_prunable_layer(mods[n])]
 
@@ -153,25 +163,28 @@ class ChannelGraph:
         mods = dict(self.model.named_modules())
         seen: set[str] = set()
         groups: dict[str, ChannelGroup] = {}
-        for name in self._layers_in_order():
+        for name in self.layers_in_order():
             if name in seen:
                 continue
             m = mods[name]
-            if getattr(m, "groups", 1) != 1:
+            if getattr(m, "groups", 1) != 1 and not _is_depthwise(m):
                 raise UnsupportedLayerError(
-                    f"Layer '{name}' is a grouped/depthwise convolution, which the channel pruner does not "
-                    "support yet; exclude it with pruning.exclude or use dense convolutions."
+                    f"Layer '{name}' is a grouped convolution (groups={m.groups}) that is not depthwise, which the "
+                    "channel pruner does not support; use dense or depthwise convolutions."
                 )
             acts = self._group_actions(name, [0])
             producers = tuple(dict.fromkeys(n for n, out, _ in acts if out and _is_prunable_layer(mods[n])))
-            consumers = tuple(dict.fromkeys(n for n, out, _ in acts if not out))
+            consumers = tuple(dict.fromkeys(n for n, out, _ in acts if not out and not _is_depthwise(mods[n])))
             seen.update(producers)
+            producers = producers or (name,)
             groups[name] = ChannelGroup(
                 name=name,
-                producers=producers or (name,),
+                producers=producers,
                 consumers=consumers,
                 channels=_out_channels(m),
-                prunable=bool(consumers),
+                # channels that leave the network, or that only depthwise convs make (their channels are the
+                # network input's), cannot be removed
+                prunable=bool(consumers) and not all(_is_depthwise(mods[p]) for p in producers),
             )
         return groups
 
@@ -228,6 +241,9 @@ class ChannelGraph:
                 for act in self._channel_modules_after(prod):
                     c0, s = act_channels.setdefault(act, (grp.channels, set()))
                     s.update(removed)
+        for name in [n for n in remove_in if _is_depthwise(mods[n])]:
+            # a depthwise conv's inputs are its outputs: one removal, whichever side Torch-Pruning reported
+            remove_out.setdefault(name, set()).update(remove_in.pop(name))
         for name, rem in remove_out.items():
             _prune_module(mods[name], out_remove=sorted(rem))
         for name, rem in remove_in.items():
@@ -237,16 +253,12 @@ class ChannelGraph:
         if check:
             model_was_training = model.training
             model.eval()
-            orig_was_training = self.model.training
             with torch.no_grad():
-                ref = _value(self.model.eval()(self.example_input)) if not inplace else None
                 out = _value(model(self.example_input))
             model.train(model_was_training)
-            if not inplace:
-                self.model.train(orig_was_training)
-            if ref is not None and tuple(out.shape) != tuple(ref.shape):
+            if tuple(out.shape) != self.out_shape:
                 raise VerificationError(
-                    f"Pruned model output shape {tuple(out.shape)} differs from {tuple(ref.shape)}; "
+                    f"Pruned model output shape {tuple(out.shape)} differs from {self.out_shape}; "
                     "this is a pruner bug, report it with the model."
                 )
             if not torch.isfinite(out).all():
@@ -282,28 +294,41 @@ class ChannelGraph:
     def _channel_modules_after(self, producer: str) -> list[str]:
         """Modules between ``producer`` and the next conv/linear in execution order that hold per-channel tensors.
 
-        Assumption (chains and residual blocks): a per-channel activation quantiser acts on the channels of the
-        most recent producer before it; any tensor in such a module with exactly one non-singleton dimension of
-        the producer's channel count is indexed by those channels.
+        Assumption (chains, residual and depthwise blocks): a per-channel activation quantiser acts on the channels
+        of the most recent producer before it; any tensor in such a module with exactly one non-singleton dimension
+        of the producer's channel count is indexed by those channels. ``order`` holds no containers (see
+        ``__init__``); of nested candidates (a quantiser and its proxies) only the outermost is returned, so
+        no tensor is cut twice.
         """
+        import torch.nn as nn
+
         mods = dict(self.model.named_modules())
         i = self.order.index(producer)
         c = _out_channels(mods[producer])
-        out = []
+        found = []
         for name in self.order[i + 1 :]:
             m = mods[name]
             if _is_prunable_layer(m):
                 break
-            if name.startswith(producer + "."):
-                continue
-            if isinstance(m, __import__("torch").nn.modules.batchnorm._BatchNorm):
-                continue
-            # only the outermost module: tensors of submodules are reached recursively
-            if any(name.startswith(o + ".") for o in out):
+            if name.startswith(producer + ".") or isinstance(m, nn.modules.batchnorm._BatchNorm):
                 continue
             if _channel_tensors(m, c):
-                out.append(name)
-        return out
+                found.append(name)
+        return [n for n in found if not any(n.startswith(o + ".") for o in found)]
+
+
+def _holds_layers(module: Any) -> bool:
+    """True for a module that contains a conv/linear/BatchNorm below itself (a container, not a layer)."""
+    import torch.nn as nn
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(s, kinds) for s in module.modules() if s is not module)
+
+
+def _is_depthwise(m: Any) -> bool:
+    """A depthwise convolution: one filter per input channel (``groups == in_channels == out_channels``)."""
+    g = getattr(m, "groups", 1)
+    return g > 1 and g == m.in_channels == m.out_channels
 
 
 def _channel_tensors(module: Any, channels: int) -> list[tuple[Any, str, int]]:
@@ -385,6 +410,8 @@ def _prune_module(m: Any, *, out_remove: Sequence[int] = (), in_remove: Sequence
             _set_tensor(m, "bias", _index_keep(m.bias, 0, out_remove))
         if isinstance(m, nn.Linear):
             m.out_features = c - len(out_remove)
+        elif _is_depthwise(m):
+            m.out_channels = m.in_channels = m.groups = c - len(out_remove)
         else:
             m.out_channels = c - len(out_remove)
     if in_remove:
@@ -435,43 +462,16 @@ def prune_to_counts(
     return graph.prune(keep), keep
 
 
+def hw_layer_shapes(model: torch.nn.Module, names: Sequence[str]) -> list[Any]:
+    """``plan.ModelLayer`` (outputs, weights per output, depthwise) of the conv/linear layers ``names``."""
+    from .plan import ModelLayer
+
+    mods = dict(model.named_modules())
+    return [
+        ModelLayer(n, _out_channels(mods[n]), int(mods[n].weight[0].numel()), _is_depthwise(mods[n])) for n in names
+    ]
+
+
 def layer_channels(model: torch.nn.Module) -> dict[str, int]:
     """Output channels/neurons of every conv and linear layer (module name → count)."""
     return {n: _out_channels(m) for n, m in model.named_modules() if _is_prunable_layer(m)}
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Number of weights and biases of conv/linear layers (quantiser scales not counted)."""
-    total = 0
-    for _, m in model.named_modules():
-        if _is_prunable_layer(m):
-            total += m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
-    return int(total)
-
-
-def count_macs(model: torch.nn.Module, example_input: torch.Tensor) -> int:
-    """Multiply-accumulates per input of conv/linear layers: ``weight.numel() × output spatial size``."""
-    import torch
-
-    macs = 0
-    hooks = []
-
-    def hook(m: Any, inp: Any, out: Any) -> None:
-        nonlocal macs
-        v = _value(out)
-        spatial = int(v[0, 0].numel()) if v.dim() > 2 else 1
-        macs += m.weight.numel() * spatial
-
-    for _, m in model.named_modules():
-        if _is_prunable_layer(m):
-            hooks.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return int(macs)

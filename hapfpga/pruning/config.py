@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from ..config import from_dict
 from ..errors import ConfigError
+from .parallel import SearchConfig
 
 __all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
 
@@ -33,16 +34,24 @@ class PruningConfig:
     ``method``: ``greedy`` (NetAdapt-style, FPS gain per sensitivity), ``j`` (greedy on J = α·acc + (1−α)·FPS),
     ``nsga2`` (Optuna multi-objective), ``uniform`` (same keep ratio everywhere) or ``unstructured`` (magnitude
     masks; no FINN speed-up). ``target``: ``fps`` (reach ``target_fps``), ``budget`` (fastest within the board
-    budget and ``max_accuracy_drop``), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
+    budget and ``max_accuracy_drop``), ``max_fps`` (the same search with the accuracy rule made explicit: the
+    fastest design whose validation accuracy is within ``max_accuracy_drop`` of the unpruned model's, which must be
+    given in (0, 1)), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
+
+    ``bits``: mixed precision — FINN-legal bit widths (1–8) each layer's operands (weights and the activation
+    feeding it) may be lowered to, searched jointly with the channel counts by ``greedy``/``j`` (a step lowers one
+    layer's bits or one group's channels, whichever buys more FPS per unit of sensitivity) and ``nsga2`` (one more
+    dimension per layer); empty (default): bits stay as the model config has them. Needs a zoo model.
     """
 
     method: Literal["greedy", "j", "nsga2", "uniform", "unstructured"] = "greedy"
-    target: Literal["fps", "budget", "ratio"] = "budget"
+    target: Literal["fps", "budget", "max_fps", "ratio"] = "budget"
     target_fps: float | None = None
     ratio: float = 0.5
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
     alpha: float = 0.5
     max_accuracy_drop: float = 0.01
+    bits: tuple[int, ...] = ()
     fold_aware: bool = True
     min_ratio: float = 0.0625
     candidate_steps: int = 16
@@ -60,11 +69,14 @@ class PruningConfig:
     l1_sparsity: float = 0.0
     nsga2: NSGA2Config = NSGA2Config()
     folding_time_limit: float = 20.0
-    #: knob space of the FPS predictor inside the search: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a
-    #: conservative, ~5× faster prediction) or "full" (every knob the final folding may use)
-    predictor_space: Literal["fast", "full"] = "fast"
+    #: knob space of the FPS predictor inside the search: "full" (the fold stage's own space: every knob, SWG
+    #: parallel window, width converters — the FPS the search targets is the FPS the fold stage reaches) or
+    #: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a conservative, ~5× faster prediction)
+    predictor_space: Literal["fast", "full"] = "full"
     #: processes evaluating a greedy step's trials in parallel (0: in this process)
     predictor_workers: int = 0
+    #: parallel candidate evaluation and the multi-machine search (hapfpga.pruning.workers)
+    search: SearchConfig = SearchConfig()
 
     def __post_init__(self) -> None:
         if self.target == "fps" and not (self.target_fps and self.target_fps > 0):
@@ -79,6 +91,26 @@ class PruningConfig:
             raise ConfigError(f"Config key 'pruning.val_fraction' is {self.val_fraction}; give a fraction in [0, 1).")
         if self.iterations < 1:
             raise ConfigError("Config key 'pruning.iterations' must be 1 or more.")
+        if self.target == "max_fps" and not 0 < self.max_accuracy_drop < 1:
+            raise ConfigError(
+                f"Config key 'pruning.max_accuracy_drop' is {self.max_accuracy_drop}; pruning.target 'max_fps' needs "
+                "an accuracy drop in (0, 1), e.g. 0.01 for one point."
+            )
+        if not 0 <= self.max_accuracy_drop < 1:
+            raise ConfigError(
+                f"Config key 'pruning.max_accuracy_drop' is {self.max_accuracy_drop}; give a fraction in [0, 1)."
+            )
+        bad = [b for b in self.bits if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8]
+        if bad:
+            raise ConfigError(f"Config key 'pruning.bits' has {bad}; give FINN-legal bit widths from 1 to 8.")
+        if self.bits and self.method not in ("greedy", "j", "nsga2"):
+            raise ConfigError(
+                f"Config key 'pruning.bits' needs pruning.method greedy, j or nsga2 (the searches), not '{self.method}'."
+            )
+        if self.target == "max_fps" and self.method in ("uniform", "unstructured"):
+            raise ConfigError(
+                f"pruning.target 'max_fps' is a search target; use pruning.method greedy, j or nsga2, not '{self.method}'."
+            )
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
 

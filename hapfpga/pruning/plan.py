@@ -32,6 +32,9 @@ __all__ = [
     "uniform_counts",
     "scale_layers",
     "polynomial_schedule",
+    "ModelLayer",
+    "match_hw_layers",
+    "iterative_counts",
 ]
 
 
@@ -115,9 +118,16 @@ def polynomial_schedule(step: int, n_steps: int, final_sparsity: float, *, initi
     return final_sparsity + (initial - final_sparsity) * (1 - t) ** power
 
 
-def _channel_fields(layer: Any) -> list[str]:
-    """Fields of a non-MVAU FINN layer that carry the stream's channel count."""
-    return [f for f in ("channels", "ifm_ch") if hasattr(type(layer), "__dataclass_fields__") and f in layer.__dataclass_fields__]
+def iterative_counts(
+    start: Mapping[str, int], final: Mapping[str, int], n_iter: int, *, power: int = 3
+) -> list[dict[str, int]]:
+    """Channel counts per iteration, removing channels on Zhu & Gupta's polynomial schedule (last = ``final``)."""
+    out = []
+    for t in range(1, n_iter + 1):
+        frac = polynomial_schedule(t, n_iter, 1.0, power=power)  # fraction of the total removal done
+        out.append({g: int(round(start[g] - (start[g] - final.get(g, start[g])) * frac)) for g in start})
+    out[-1] = {g: int(final.get(g, start[g])) for g in start}
+    return out
 
 
 #: (id(original layer), changes) -> (original, scaled): the same scaled object for the same request, so the
@@ -139,56 +149,149 @@ def _replaced(lay: Any, **changes: int) -> Any:
     return new
 
 
-def scale_layers(layers: Sequence[Any], before: Sequence[int], after: Sequence[int]) -> list[Any]:
+@dataclass(frozen=True)
+class ModelLayer:
+    """A conv/linear layer of the torch model as FINN will see it (pure data, for matching FINN nodes).
+
+    ``out``: output channels/neurons; ``mw``: weights per output (``C_in·K·K`` for a dense conv, ``in_features``
+    for a linear layer, ``K·K`` for a depthwise conv) — FINN's MVAU ``MW`` / VVAU kernel size; ``depthwise``:
+    one filter per channel (FINN makes it a VVAU, whose channels are its producer's).
+    """
+
+    name: str
+    out: int
+    mw: int
+    depthwise: bool = False
+
+
+def _prod(t: Sequence[int]) -> int:
+    return math.prod(int(v) for v in t)
+
+
+def match_hw_layers(layers: Sequence[Any], model_layers: Sequence[ModelLayer] | None, n: int) -> dict[str, int]:
+    """FINN node name → index of the model layer that sets its output channels (MVAUs and VVAUs only).
+
+    With ``model_layers`` each dense layer is matched to the first unmatched MVAU with its ``(MH, MW)`` and each
+    depthwise layer to the first unmatched VVAU with its ``(Channels, K·K)``, in execution order (FINN's node
+    order may interleave the branches of a residual block). Without it, the ``n`` layers are the MVAUs in order.
+    """
+    compute = [lay for lay in layers if getattr(lay, "kind", "") in ("MVAU", "VVAU")]
+    if model_layers is None:
+        mvaus = [lay for lay in compute if lay.kind == "MVAU"]
+        if len(mvaus) != n or len(compute) != n:
+            raise UnsupportedLayerError(
+                f"The FINN graph has {len(mvaus)} MVAUs and {len(compute) - len(mvaus)} VVAUs but the model {n} "
+                "conv/linear layers; the pruned layer specs cannot be derived without the layers' shapes."
+            )
+        return {lay.name: k for k, lay in enumerate(mvaus)}
+    if len(model_layers) != n or len(compute) != n:
+        raise UnsupportedLayerError(
+            f"The FINN graph has {len(compute)} MVAU/VVAU nodes but the model {n} conv/linear layers; the pruned "
+            "layer specs cannot be derived by scaling, re-run FINN on the pruned model instead."
+        )
+    free = list(compute)
+    out: dict[str, int] = {}
+    for k, ml in enumerate(model_layers):
+        def fits(lay: Any, ml: ModelLayer = ml) -> bool:
+            if ml.depthwise:
+                return lay.kind == "VVAU" and lay.channels == ml.out and _prod(lay.kernel) == ml.mw
+            return lay.kind == "MVAU" and lay.mh == ml.out and lay.mw == ml.mw
+
+        hit = next((lay for lay in free if fits(lay)), None)
+        if hit is None:
+            raise UnsupportedLayerError(
+                f"No FINN {'VVAU' if ml.depthwise else 'MVAU'} matches layer '{ml.name}' ({ml.out} outputs, "
+                f"{ml.mw} weights each); the pruned layer specs cannot be derived by scaling."
+            )
+        free.remove(hit)
+        out[hit.name] = k
+    return out
+
+
+#: shape-carrying fields of non-compute FINN layers: scalar channel counts and NHWC shapes (channels last)
+_CHANNEL_INTS = ("channels", "ifm_ch")
+_CHANNEL_SHAPES = ("lhs_shape", "rhs_shape", "out_shape", "inp_shape")
+
+
+def _stream_changes(lay: Any, old: int, new: int) -> dict[str, Any]:
+    """Field changes of a channel-preserving layer whose input stream goes from ``old`` to ``new`` channels."""
+    fields = getattr(type(lay), "__dataclass_fields__", {})
+    changes: dict[str, Any] = {f: new for f in _CHANNEL_INTS if f in fields and getattr(lay, f) == old}
+    for f in _CHANNEL_SHAPES:
+        if f in fields:
+            shape = tuple(getattr(lay, f))
+            if shape and shape[-1] == old:
+                changes[f] = (*shape[:-1], new)
+            elif f == "out_shape" and shape and lay.kind == "Reshape" and (shape[-1] * new) % old == 0:
+                changes[f] = (*shape[:-1], shape[-1] * new // old)  # a flatten: C·H·W scales with C
+    return changes
+
+
+def _out_channels_of(lay: Any) -> int | None:
+    """Channels (last dim) of a layer's output stream, where its spec says it."""
+    for f in ("mh", "channels", "ifm_ch"):
+        if hasattr(lay, f):
+            return int(getattr(lay, f))
+    shape = getattr(lay, "out_shape", None)
+    return int(shape[-1]) if shape else None
+
+
+def scale_layers(
+    layers: Sequence[Any],
+    before: Sequence[int],
+    after: Sequence[int],
+    model_layers: Sequence[ModelLayer] | None = None,
+) -> list[Any]:
     """FINN layer specs of the pruned network, derived from the unpruned network's specs.
 
     ``before``/``after`` are the output channels of the model's conv/linear layers in execution order (the last
-    one, the classifier, normally unchanged). Assumptions (verified against a real FINN conversion in
-    ``tests/pruning/test_plan_finn.py``):
+    one, the classifier, normally unchanged); ``model_layers`` their shapes (see :func:`match_hw_layers`).
+    The channel change is propagated along FINN's graph (``producers``), so chains, forks/joins (residual blocks:
+    ``DuplicateStreams``, ``AddStreams``-style adds) and depthwise VVAUs are covered. Assumptions (checked against
+    real FINN conversions of pruned models in ``tests/pruning/test_plan_finn.py`` and the property test):
 
-    1. FINN keeps the conv/linear layers as MVAUs in the same order (``MH`` = output channels);
+    1. each conv/linear layer is one MVAU (``MH`` = output channels) or, depthwise, one VVAU (``Channels``);
     2. an MVAU's ``MW`` is linear in its input channels (``K·K·C_in`` for conv, ``C·H·W`` after a flatten), so
-       ``MW' = MW · C_in' / C_in``;
-    3. every other layer on the stream (SWG ``IFMChannels``, ``Thresholding``/``Pool``/``FMPadding``
-       ``NumChannels``) carries the channel count of the most recent MVAU (or the network input before the first);
-    4. the graph is a chain (one producer per node) — residual graphs raise ``UnsupportedLayerError``.
+       ``MW' = MW · C_in' / C_in``; a VVAU's channels are its input stream's;
+    3. every other layer carries its input stream's channels (SWG ``IFMChannels``, ``Thresholding``/``Pool``/
+       ``FMPadding``/``DuplicateStreams`` ``NumChannels``, the last dim of elementwise and reshape shapes);
+    4. FINN's nodes are in topological order, and the inputs of a join carry the same channels.
     """
     if len(before) != len(after):
         raise ValueError("before and after must have the same length")
-    mvaus = [i for i, lay in enumerate(layers) if getattr(lay, "kind", "") == "MVAU"]
-    if len(mvaus) != len(before):
-        raise UnsupportedLayerError(
-            f"The FINN graph has {len(mvaus)} MVAUs but the model {len(before)} conv/linear layers; the pruned "
-            "layer specs cannot be derived by scaling, re-run FINN on the pruned model instead."
-        )
+    owner = match_hw_layers(layers, model_layers, len(before))
+    stream: dict[str, tuple[int, int]] = {}  # node name -> (old, new) channels of its output stream
     out: list[Any] = []
-    k = -1  # index of the most recent MVAU
-    cur_old: int | None = None
-    cur_new: int | None = None
     for lay in layers:
-        if len(getattr(lay, "producers", ())) > 1:
+        ins = {stream[p] for p in getattr(lay, "producers", ()) if p in stream}
+        if len(ins) > 1:
             raise UnsupportedLayerError(
-                f"FINN node '{lay.name}' has several producers (residual/concat); scaled layer specs only support "
-                "chains, re-run FINN on the pruned model instead."
+                f"FINN node '{lay.name}' joins streams whose channels would differ after pruning ({sorted(ins)}); "
+                "the channels of an add must be pruned together."
             )
-        if getattr(lay, "kind", "") == "MVAU":
-            k += 1
-            in_old = before[k - 1] if k > 0 else None
-            in_new = after[k - 1] if k > 0 else None
-            mw = lay.mw
-            if in_old is not None and in_new != in_old:
-                if (mw * in_new) % in_old:
-                    raise UnsupportedLayerError(
-                        f"MW={mw} of '{lay.name}' is not a multiple of its {in_old} input channels; cannot scale."
-                    )
-                mw = mw * in_new // in_old
-            out.append(_replaced(lay, **({"mw": mw} if mw != lay.mw else {}), **({"mh": after[k]} if after[k] != lay.mh else {})))
-            cur_old, cur_new = before[k], after[k]
+        old, new = ins.pop() if ins else (None, None)
+        k = owner.get(lay.name)
+        if k is not None:
+            changes: dict[str, Any] = {}
+            if lay.kind == "MVAU":
+                mw = lay.mw
+                if old is not None and new != old:
+                    if (mw * new) % old:
+                        raise UnsupportedLayerError(
+                            f"MW={mw} of '{lay.name}' is not a multiple of its {old} input channels; cannot scale."
+                        )
+                    mw = mw * new // old
+                changes = {"mw": mw, "mh": int(after[k])}
+            else:
+                changes = {"channels": int(after[k])}
+            changes = {f: v for f, v in changes.items() if getattr(lay, f) != v}
+            out.append(_replaced(lay, **changes))
+            stream[lay.name] = (int(before[k]), int(after[k]))
             continue
-        changes = {}
-        if cur_old is not None and cur_new != cur_old:
-            for f in _channel_fields(lay):
-                if getattr(lay, f) == cur_old:
-                    changes[f] = cur_new
-        out.append(_replaced(lay, **changes))
+        changes = _stream_changes(lay, old, new) if old is not None and new != old else {}
+        new_lay = _replaced(lay, **changes)
+        out.append(new_lay)
+        if old is not None:
+            o_old, o_new = _out_channels_of(lay), _out_channels_of(new_lay)
+            stream[lay.name] = (o_old, o_new) if o_old is not None and o_new is not None else (old, new)
     return out

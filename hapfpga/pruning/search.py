@@ -34,6 +34,7 @@ __all__ = [
     "SearchResult",
     "greedy_search",
     "j_objective",
+    "fps_per_sensitivity",
     "nsga2_search",
     "nsga2_worker",
     "pareto_front",
@@ -92,6 +93,13 @@ def j_objective(accuracy: float, fps: float, fps_ref: float, alpha: float) -> fl
     return alpha * accuracy + (1.0 - alpha) * (fps / fps_ref if fps_ref > 0 else 0.0)
 
 
+def fps_per_sensitivity(fps: float, cur_fps: float, fps_ref: float, acc: float, cur_acc: float, eps: float) -> float:
+    """NetAdapt's step score: predicted FPS gain (normalised by ``fps_ref``) per unit of accuracy lost (at least
+    ``eps``). The same score ranks a channel step and a bit-lowering step, so the greedy search takes whichever buys
+    more FPS per unit of sensitivity."""
+    return ((fps - cur_fps) / fps_ref) / max(eps, cur_acc - acc)
+
+
 def _next_smaller(cands: Sequence[int], current: int) -> int | None:
     smaller = [c for c in cands if c < current]
     return max(smaller) if smaller else None
@@ -114,19 +122,22 @@ def greedy_search(
     eps: float = 1e-3,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """NetAdapt-style greedy channel allocation.
+    """NetAdapt-style greedy channel (and bit-width) allocation.
 
-    ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
+    ``start``/``candidates`` are integer knobs with descending candidate lists: channel counts per group and,
+    for mixed precision, operand bits per layer (``hapfpga.pruning.bits.bits_key``); a step lowers one knob to
+    its next smaller candidate. ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
-    accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` keeps going while the
-    accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within it.
+    accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
+    going while the accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within
+    it.
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
     Deterministic for deterministic callables (ties broken by group order).
     """
-    if target not in ("fps", "budget"):
-        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps' or 'budget'.")
+    if target not in ("fps", "budget", "max_fps"):
+        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps', 'budget' or 'max_fps'.")
     if target == "fps" and not target_fps:
         raise ConfigError("pruning.target is 'fps' but no pruning.target_fps is given; set it.")
     if objective not in ("fps_per_sensitivity", "j"):
@@ -155,21 +166,19 @@ def greedy_search(
         # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
         gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
         measured = trials if objective == "j" else gaining
-        for i, g, trial, h in measured:
-            a = try_accuracy(trial)
+        for (i, g, trial, h), a in zip(measured, _accuracies(try_accuracy, [t[2] for t in measured]), strict=True):
             if objective == "j":
                 score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
             else:
-                score = ((h.fps - cur.hw.fps) / fps_ref) / max(eps, cur.accuracy - a)
+                score = fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, a, cur.accuracy, eps)
             if best_gain is None or score > best_gain[0] + 1e-12:
                 best_gain = (score, i, g, trial, h, a)
         if objective != "j" and best_gain is None:
             # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
-            for i, g, trial, h in trials:
-                if h.fits and h.fps >= cur.hw.fps:
-                    a = try_accuracy(trial)
-                    if best_freed is None or a > best_freed[0] + 1e-12:
-                        best_freed = (a, i, g, trial, h, a)
+            keep = [t for t in trials if t[3].fits and t[3].fps >= cur.hw.fps]
+            for (i, g, trial, h), a in zip(keep, _accuracies(try_accuracy, [t[2] for t in keep]), strict=True):
+                if best_freed is None or a > best_freed[0] + 1e-12:
+                    best_freed = (a, i, g, trial, h, a)
             if best_freed is None:
                 break
             best_gain = (0.0, *best_freed[1:])
@@ -180,7 +189,7 @@ def greedy_search(
         counts = trial
         history.append(Step(dict(counts), h, new_acc, changed=g))
         say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
-        if target == "budget" and start_accuracy - new_acc > max_accuracy_drop:
+        if target != "fps" and start_accuracy - new_acc > max_accuracy_drop:
             break
     ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
     if target == "fps":
@@ -192,6 +201,12 @@ def greedy_search(
     else:
         chosen = max(ok or history[:1], key=lambda s: (s.hw.fps, s.accuracy))
     return SearchResult(best=chosen, history=tuple(history))
+
+
+def _accuracies(try_accuracy: Callable[[Mapping[str, int]], float], batch: list[dict[str, int]]) -> list[float]:
+    """``try_accuracy`` of each trial, in order; through ``try_accuracy.many`` (parallel workers) when it has one."""
+    many = getattr(try_accuracy, "many", None)
+    return list(many(batch)) if many is not None else [try_accuracy(t) for t in batch]
 
 
 def pareto_front(points: Sequence[Step]) -> list[Step]:
@@ -276,19 +291,24 @@ def nsga2_search(
     baseline_accuracy: float | None = None,
     max_accuracy_drop: float = 0.01,
     enqueue: Sequence[Mapping[str, int]] = (),
+    workers: int = 1,
 ) -> SearchResult:
-    """NSGA-II over channel counts; ``evaluate(counts) -> (accuracy, HwPoint)``.
+    """NSGA-II over channel counts (and operand bits per layer for mixed precision: one more categorical dimension
+    per ``bits:<layer>`` knob); ``evaluate(counts) -> (accuracy, HwPoint)``.
 
     Returns the Pareto front of *all* completed trials in the storage (other workers' too) and, as ``best``,
     the fastest fitting Pareto point within ``max_accuracy_drop`` of ``baseline_accuracy`` (the most accurate
-    one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans).
+    one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans; a knob
+    an enqueued plan does not name starts at its first, largest candidate).
+    Trials are evaluated one population at a time in ``workers`` processes (same result for any number).
     """
     import optuna
 
+    from .parallel import enqueue_snapped, run_trials
+
     study = _study(storage, study_name, seed, population)
-    for c in enqueue:  # snapped to the nearest candidate count (the search space is categorical)
-        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=int(c[g]): (abs(v - t), v)) for g in candidates})
-    study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
+    enqueue_snapped(study, candidates, enqueue)
+    run_trials(study, candidates, evaluate, _objective_fn, n_trials=n_trials, batch=population, workers=workers)
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         acc, fps, _lut = t.values
@@ -312,12 +332,18 @@ def _hw_worker_init(state: dict[str, Any]) -> None:
 
 
 def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
+    from .bits import apply_operand_bits, split_knobs
     from .plan import scale_layers
 
     order, before, l2g = state["order"], state["before"], state["l2g"]
+    chans, bits = split_knobs(counts)
     b = [int(before[n]) for n in order]
-    a = [int(counts.get(l2g.get(n, n), before[n])) for n in order]
-    layers = scale_layers(state["layers"], b, a)
+    a = [int(chans.get(l2g.get(n, n), before[n])) for n in order]
+    layers = scale_layers(state["layers"], b, a, state.get("model_layers"))
+    bits0 = state.get("bits0", {})
+    changed = {order.index(n): v for n, v in bits.items() if bits0.get(n) != v}
+    if changed:
+        layers = apply_operand_bits(layers, changed)
     try:
         res = optimise(layers, state["board"], clock_mhz=state["clock_mhz"], **state["kwargs"])
     except InfeasibleError:
@@ -344,6 +370,8 @@ def make_hw_evaluator(
     optimise: Callable[..., Any] | None = None,
     optimise_kwargs: Mapping[str, Any] | None = None,
     workers: int = 0,
+    model_layers: Sequence[Any] | None = None,
+    base_bits: Mapping[str, int] | None = None,
 ) -> Callable[[Mapping[str, int]], HwPoint]:
     """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
 
@@ -352,6 +380,11 @@ def make_hw_evaluator(
     designs give ``HwPoint(fps=0, fits=False)``. ``optimise_kwargs`` go to ``hapfpga.folding.optimise.optimise``
     (or to ``optimise`` when given). With ``workers > 0`` the returned function also has ``.many(list of counts)``,
     which evaluates a batch in that many processes (the greedy search uses it for the trials of a step).
+    ``model_layers`` (``plan.ModelLayer`` per entry of ``order``) maps FINN's MVAUs/VVAUs to the layers by shape,
+    which non-chain and depthwise graphs need (see ``plan.scale_layers``).
+    ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
+    specs were converted at, and a knob that differs rewrites the specs' data types
+    (:func:`hapfpga.pruning.bits.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt
@@ -365,6 +398,8 @@ def make_hw_evaluator(
         "board": board,
         "clock_mhz": clock_mhz,
         "kwargs": dict(optimise_kwargs or {}),
+        "model_layers": list(model_layers) if model_layers is not None else None,
+        "bits0": {k: int(v) for k, v in (base_bits or {}).items()},
     }
     cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
     pool: list[Any] = []
@@ -392,5 +427,6 @@ def make_hw_evaluator(
         return [hw(c) for c in batch]
 
     hw.many = many  # type: ignore[attr-defined]
+    hw.state = state  # type: ignore[attr-defined]  # what a remote search worker needs to rebuild this predictor
     hw.close = lambda: [p.shutdown() for p in pool]  # type: ignore[attr-defined]
     return hw

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .apply import ChannelGraph
 
-__all__ = ["Sensitivity", "analyse_sensitivity", "evaluate_accuracy"]
+__all__ = ["Sensitivity", "analyse_sensitivity"]
 
 
 @dataclass(frozen=True)
@@ -65,24 +65,6 @@ class Sensitivity:
         return path
 
 
-def evaluate_accuracy(model: torch.nn.Module, x: Any, y: Any, batch_size: int = 256) -> float:
-    """Top-1 accuracy fraction of ``model`` on numpy/torch ``x``, ``y`` (eval mode, no grad)."""
-    import torch
-
-    was = model.training
-    model.eval()
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y).long()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(xt), batch_size):
-            out = model(xt[i : i + batch_size])
-            out = getattr(out, "value", out)
-            correct += int((out.argmax(1) == yt[i : i + batch_size]).sum())
-    model.train(was)
-    return correct / max(1, len(yt))
-
-
 def analyse_sensitivity(
     model: torch.nn.Module,
     graph: ChannelGraph,
@@ -93,12 +75,15 @@ def analyse_sensitivity(
     ratios: Sequence[float] = (0.75, 0.5, 0.25, 0.125),
     groups: Sequence[str] | None = None,
     fold_aware: bool = True,
+    device: Any = None,
 ) -> Sensitivity:
-    """Accuracy on ``(x, y)`` when only one group is pruned to each ratio (importance-ranked channels)."""
+    """Accuracy on ``(x, y)`` when only one group is pruned to each ratio (importance-ranked channels), measured
+    with :func:`hapfpga.train.evaluate` on ``device`` (default: where the model is)."""
+    from ..train import evaluate
     from .apply import prune_to_counts
     from .plan import fold_friendly_count
 
-    base = evaluate_accuracy(model, x, y)
+    base = evaluate(model, x, y, device=device)
     curves: dict[str, tuple[tuple[float, int, float], ...]] = {}
     names = groups or [g for g, grp in graph.groups.items() if grp.prunable]
     for g in names:
@@ -107,6 +92,6 @@ def analyse_sensitivity(
         for r in ratios:
             n = fold_friendly_count(c, c * r) if fold_aware else max(1, round(c * r))
             pruned, _ = prune_to_counts(model, graph.example_input, {g: n}, importance, graph=graph)
-            pts.append((float(r), int(n), evaluate_accuracy(pruned, x, y)))
+            pts.append((float(r), int(n), evaluate(pruned, x, y, device=device)))
         curves[g] = tuple(pts)
     return Sensitivity(base, curves)

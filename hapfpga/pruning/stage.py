@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -60,7 +61,7 @@ def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: 
 
 
 def _layer_order(graph: Any) -> list[str]:
-    return graph._layers_in_order()
+    return graph.layers_in_order()
 
 
 def build_hw_evaluator(
@@ -73,15 +74,23 @@ def build_hw_evaluator(
     clock_mhz: float | None = None,
     time_limit: float = 20.0,
     cost_fn: Any = None,
-    space: str = "fast",
+    space: str = "full",
     workers: int = 0,
+    open_simulatable: bool = False,
+    base_bits: Mapping[str, int] | None = None,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
-    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling)."""
+    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
+
+    ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
+    converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
+    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation.
+    """
     from ..finn.graph import hw_layers_from_qonnx
+    from .apply import hw_layer_shapes
     from .search import make_hw_evaluator
 
     onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
-    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz)
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz, rtl=open_simulatable)
     order = _layer_order(graph)
     mods = dict(model.named_modules())
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
@@ -97,7 +106,8 @@ def build_hw_evaluator(
     if cost_fn is not None:
         kw["cost_fn"] = cost_fn
     hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
-                           optimise_kwargs=kw, workers=workers)
+                           optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order),
+                           base_bits=base_bits)
     return hw, layers, spec_path
 
 
@@ -106,6 +116,26 @@ def _counts_of(model: torch.nn.Module, groups: Mapping[str, Any]) -> dict[str, i
 
     ch = layer_channels(model)
     return {g: ch[g] for g in groups}
+
+
+def _target_met(
+    cfg: PruningConfig, fps_before: float | None, fps_after: float | None, log: Callable[[str], None] | None,
+    unpruned: bool,
+) -> bool | None:
+    """Whether the predicted FPS reaches ``pruning.target_fps`` (None for other targets); says so when not."""
+    if cfg.target != "fps" or fps_after is None:
+        return None
+    met = fps_after >= float(cfg.target_fps or 0)
+    if not met:
+        kept = "kept the unpruned model" if unpruned else f"reached {fps_after:,.0f} FPS"
+        msg = (f"warning: pruning could not reach the target of {cfg.target_fps:,.0f} FPS on this board "
+               f"({kept}, from {fps_before or 0:,.0f} FPS); lower pruning.target_fps or pruning.min_ratio, "
+               "or use a larger board.")
+        if log is not None:
+            log(msg)
+        else:
+            print(msg, file=sys.stderr)
+    return met
 
 
 def run_pruning_stage(
@@ -120,24 +150,39 @@ def run_pruning_stage(
     seed: int = 0,
     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None = None,
     log: Callable[[str], None] | None = None,
+    open_simulatable: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
     The report has ``method``, ``channels_before``/``channels_after`` (per group, named by its first conv/linear),
     ``params``/``macs`` {before, after}, ``compression``, ``accuracy`` {before, after} on the test split,
-    ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``pareto`` and ``history``.
-    ``hw_eval`` overrides the hardware predictor (tests, benchmarks).
+    ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``target_met`` (``pruning.target:
+    fps`` only, else None), ``pareto`` and ``history``. A missed FPS target is one warning line (``log``, else
+    stderr), never a silent return of the unpruned model. ``hw_eval`` overrides the hardware predictor (tests,
+    benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
+    the layers FINN builds for it).
     """
     import torch
 
+    from ..train import FinetuneConfig, resolve_device
+    from ..train import evaluate as _evaluate
+    from ..train import finetune as _finetune
     from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
-    from .finetune import FinetuneConfig, finetune, iterative_counts
     from .importance import make_importance
-    from .plan import PruningPlan, candidate_counts, uniform_counts
+    from .parallel import map_ordered, resolve_workers
+    from .plan import PruningPlan, candidate_counts, iterative_counts, uniform_counts
     from .search import default_storage, greedy_search, nsga2_search, pareto_front
-    from .sensitivity import analyse_sensitivity, evaluate_accuracy
+    from .sensitivity import analyse_sensitivity
 
     cfg = parse_pruning_config(section)
+    dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
+
+    def evaluate_accuracy(m: Any, x: Any, y: Any) -> float:
+        return _evaluate(m, x, y, device=dev)
+
+    def finetune(m: Any, x: Any, y: Any, c: Any, **kw: Any) -> Any:
+        return _finetune(m, x, y, c, device=dev, **kw)
+    n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only
     say = log or (lambda s: None)
     t0 = time.time()
     out_dir = Path(run_dir) / "pruning"
@@ -194,7 +239,7 @@ def run_pruning_stage(
         if g not in graph.groups:
             raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
     groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
-    if not groups:
+    if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
         raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
     full = {g: grp.channels for g, grp in groups.items()}
     importance = make_importance(cfg.importance, x=x_fit[:512], y=y_fit[:512])
@@ -202,15 +247,21 @@ def run_pruning_stage(
 
     if cfg.sensitivity:
         sens = analyse_sensitivity(base, graph, importance, x_val, y_val, ratios=cfg.sensitivity_ratios,
-                                   groups=list(groups), fold_aware=cfg.fold_aware)
+                                   groups=list(groups), fold_aware=cfg.fold_aware, device=dev)
         sens.save(out_dir)
         report["sensitivity"] = sens.as_dict()
 
+    from .mixed import bits_knobs, layer_bits, split_knobs, with_operand_bits
+
+    # mixed precision: operand bits per layer are knobs beside the channel counts (``bits:<layer>``)
+    bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
+    start = {**full, **bits0}
     need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
     if hw_eval is None and need_hw:
         hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
                                            time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
-                                           workers=cfg.predictor_workers)
+                                           workers=cfg.predictor_workers, open_simulatable=open_simulatable,
+                                           base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     if cfg.fold_aware:
         cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
     else:
@@ -219,10 +270,17 @@ def run_pruning_stage(
                        for i in range(cfg.candidate_steps + 1)}, reverse=True)
             for g, n in full.items()
         }
+    cands.update(bits_cands)
     result: SearchResult | None = None
 
+    def realise(m: Any, m_graph: Any, knobs: Mapping[str, int]) -> Any:
+        """``m`` pruned to the knobs' channel counts, then at their operand bits (a new model)."""
+        chans, bits = split_knobs(knobs)
+        pm = prune_to_counts(m, example, {g: chans[g] for g in groups}, importance, graph=m_graph)[0]
+        return with_operand_bits(pm, bits) if bits else pm
+
     def prune_base(counts: Mapping[str, int]) -> Any:
-        return prune_to_counts(base, example, {g: counts[g] for g in groups}, importance, graph=graph)[0]
+        return realise(base, graph, counts)
 
     if cfg.method == "uniform" or cfg.target == "ratio":
         ratio = cfg.ratio
@@ -247,14 +305,15 @@ def run_pruning_stage(
     elif cfg.method in ("greedy", "j"):
         assert hw_eval is not None
         state = {"model": base, "graph": graph}
-        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(full.items())): base}
+        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(start.items())): base}
 
         def try_accuracy(counts: Mapping[str, int]) -> float:
-            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
-            return evaluate_accuracy(m, x_val, y_val)
+            return evaluate_accuracy(realise(state["model"], state["graph"], counts), x_val, y_val)
+
+        try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, n_workers)  # type: ignore[attr-defined]
 
         def commit(counts: Mapping[str, int]) -> float:
-            m, _ = prune_to_counts(state["model"], example, dict(counts), importance, graph=state["graph"])
+            m = realise(state["model"], state["graph"], counts)
             if cfg.step_finetune_epochs > 0:
                 finetune(m, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
             state["model"], state["graph"] = m, ChannelGraph(m, example)
@@ -262,7 +321,7 @@ def run_pruning_stage(
             return evaluate_accuracy(m, x_val, y_val)
 
         result = greedy_search(
-            full, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
+            start, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
             target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
             max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
             alpha=cfg.alpha, max_steps=cfg.max_steps, log=say,
@@ -271,20 +330,18 @@ def run_pruning_stage(
         pruned = snapshots[tuple(sorted(counts.items()))]
     elif cfg.method == "nsga2":
         assert hw_eval is not None
-        trial_ft = FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr)
+        from .workers import TrialEvaluator, lead_shared_search
 
-        def evaluate(counts: Mapping[str, int]) -> tuple[float, HwPoint]:
-            m = prune_base(counts)
-            if cfg.nsga2.finetune_epochs > 0:
-                finetune(m, x_fit, y_fit, trial_ft, seed=seed)
-            return evaluate_accuracy(m, x_val, y_val), hw_eval(counts)
-
+        evaluate = TrialEvaluator(base, example, graph, list(groups), importance, (x_fit, y_fit), (x_val, y_val),
+                                  FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr), seed, hw_eval, dev)
         storage = cfg.nsga2.storage or default_storage(out_dir)
+        first = [full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)]
+        shared = lead_shared_search(cfg, storage, evaluate, cands, first, seed, say) if cfg.search.artifacts else None
         result = nsga2_search(
-            cands, evaluate, storage=storage, study_name=cfg.nsga2.study_name, n_trials=cfg.nsga2.trials,
-            seed=seed, population=cfg.nsga2.population, baseline_accuracy=acc_val0,
-            max_accuracy_drop=cfg.max_accuracy_drop,
-            enqueue=[full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)],
+            cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
+            n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
+            baseline_accuracy=acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
+            workers=n_workers,
         )
         counts = dict(result.best.counts)
         pruned = prune_base(counts)
@@ -293,16 +350,25 @@ def run_pruning_stage(
         raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
 
     if cfg.finetune_epochs > 0:
-        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed)
+        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed,
+                          checkpoint=out_dir / "checkpoints" / "finetune.pt")  # a killed run resumes here
     pruned.eval()
     acc_after = evaluate_accuracy(pruned, x_test, y_test)
     params_after = count_params(pruned)
+    knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
     plan = PruningPlan(before=full, after=counts, method=cfg.method)
-    fps_before = hw_eval(full).fps if hw_eval is not None else None
-    fps_after = hw_eval(counts).fps if hw_eval is not None else None
+    if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
+        report.update(bits=list(cfg.bits), bits_before=layer_bits(base), bits_after=layer_bits(pruned))
+    # the search's decisions are on the validation split; the test split above is only for the figures
+    report["accuracy_val"] = {"before": acc_val0, "after": evaluate_accuracy(pruned, x_val, y_val)}
+    fps_before = hw_eval(start).fps if hw_eval is not None else None
+    fps_after = hw_eval(knobs).fps if hw_eval is not None else None
+    target_met = _target_met(cfg, fps_before, fps_after, log, dict(knobs) == dict(start))
     report.update(
         {
             **plan.as_dict(),
+            "target_fps": cfg.target_fps if cfg.target == "fps" else None,
+            "target_met": target_met,
             "params": {"before": params_before, "after": params_after},
             "macs": {"before": macs_before, "after": count_macs(pruned, example[:1])},
             "compression": params_before / max(1, params_after),

@@ -53,10 +53,12 @@ class LayerMeasurement:
         }
 
 
-def matches_estimate(measured: float, estimate: int | None, rel: float = 0.05) -> bool:
-    """``measured`` within ``rel`` of ``estimate`` or within ``ABS_TOLERANCE_CYCLES`` cycles of it."""
-    if not estimate:
-        return True
+def matches_estimate(measured: float, estimate: int, rel: float = 0.05) -> bool:
+    """``measured`` within ``rel`` of ``estimate`` or within ``ABS_TOLERANCE_CYCLES`` cycles of it.
+
+    A layer without an estimate is not a match: callers list those apart (``not_estimated``)."""
+    if estimate is None:
+        raise TypeError("matches_estimate needs an estimate; list layers without one apart")
     return abs(measured - estimate) <= max(rel * estimate, ABS_TOLERANCE_CYCLES)
 
 

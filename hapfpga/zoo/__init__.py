@@ -9,28 +9,58 @@ with whichever of ``input_shape``, ``num_classes``, ``quant`` it accepts, plus t
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, HapError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..runconfig import ModelConfig
 
-__all__ = ["MODELS", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
+__all__ = ["MODELS", "ZooModel", "model_source_hash", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
 
-#: zoo name -> "module:function" inside hapfpga.zoo (resolved lazily so importing the zoo needs no torch)
-MODELS: dict[str, str] = {
-    "digits_cnn": "hapfpga.zoo.models:digits_cnn",
-    "tfc": "hapfpga.zoo.models:tfc",
-    "cnv": "hapfpga.zoo.models:cnv",
+@dataclass(frozen=True)
+class ZooModel:
+    """One zoo entry: where its factory lives and how to read a (pruned) model's widths back as options.
+
+    Both are ``"module:function"`` references inside hapfpga.zoo, resolved lazily (importing the zoo needs no
+    torch). ``widths(model) -> options`` returns the factory options that rebuild ``model`` at its current widths.
+    """
+
+    factory: str
+    widths: str
+    summary: str
+
+
+#: The zoo: one explicit table (no registration by import side effect).
+MODELS: dict[str, ZooModel] = {
+    "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "hapfpga.zoo.models:chain_widths",
+                           "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
+    "tfc": ZooModel("hapfpga.zoo.models:tfc", "hapfpga.zoo.models:fc_widths", "FINN's TFC (FC 64-64-64)"),
+    "cnv": ZooModel("hapfpga.zoo.models:cnv", "hapfpga.zoo.models:chain_widths",
+                    "FINN's CNV (conv 64-64-128-128-256-256, FC 512-512)"),
+    "cnn1d": ZooModel("hapfpga.zoo.conv1d:cnn1d", "hapfpga.zoo.conv1d:cnn1d_widths",
+                      "VGG10-1D-like QuantConv1d stack for N×C×L signals"),
+    "mobilenet_v1": ZooModel("hapfpga.zoo.separable:mobilenet_v1", "hapfpga.zoo.separable:separable_widths",
+                             "MobileNet-v1 (depthwise-separable, width multiplier)"),
+    "ds_cnn": ZooModel("hapfpga.zoo.separable:ds_cnn", "hapfpga.zoo.separable:separable_widths",
+                       "keyword-spotting DS-CNN on a 2D feature map"),
+    "kws_mlp": ZooModel("hapfpga.zoo.mlp:kws_mlp", "hapfpga.zoo.models:fc_widths",
+                        "keyword-spotting MLP (FC only)"),
+    "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "hapfpga.zoo.models:fc_widths",
+                                "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
+    "resnet8": ZooModel("hapfpga.zoo.resnet:resnet8", "hapfpga.zoo.resnet:resnet_widths",
+                        "MLPerf Tiny ResNet-8 (stem 16, residual stages 16/32/64, 1x1 shortcuts)"),
 }
 
 
@@ -42,7 +72,7 @@ def _resolve(ref: str) -> Callable[..., Any]:
 def load_factory(name: str) -> Callable[..., Any]:
     """The factory of a zoo name or of ``path/to/file.py:factory`` (user errors are one-sentence ConfigErrors)."""
     if name in MODELS:
-        return _resolve(MODELS[name])
+        return _resolve(MODELS[name].factory)
     if ":" not in name or not name.split(":", 1)[0].endswith(".py"):
         raise ConfigError(
             f"Unknown model '{name}'; use one of {', '.join(sorted(MODELS))} or 'path/to/file.py:factory'."
@@ -112,7 +142,7 @@ def build_model(
                 f"Model '{cfg.name}' has no option {', '.join(repr(k) for k in unknown)}; "
                 f"its options are {', '.join(accepted) or 'none'}."
             )
-    model = factory(**kwargs, **options)
+    model = _call_factory(cfg.name, factory, kwargs, options, user=cfg.name not in MODELS)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"Model factory '{cfg.name}' returned {type(model).__name__}, not a torch.nn.Module; fix it."
@@ -133,6 +163,45 @@ def build_model(
     return model
 
 
+def _call_factory(
+    name: str, factory: Callable[..., Any], kwargs: dict[str, Any], options: dict[str, Any], *, user: bool
+) -> Any:
+    """Call a factory; for a user's factory, a signature that cannot take the call and any exception raised
+    inside it are one-sentence ConfigErrors quoting the user's error and the line of their file."""
+    if not user:
+        return factory(**kwargs, **options)
+    try:
+        inspect.signature(factory).bind(**kwargs, **options)
+    except TypeError as e:
+        raise ConfigError(
+            f"Model factory '{name}' cannot be called as factory(input_shape, num_classes, quant, **options) "
+            f"({e}); give it that signature (see README, user model contract)."
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): just call it
+        pass
+    try:
+        return factory(**kwargs, **options)
+    except HapError:
+        raise
+    except Exception as e:
+        file = Path(inspect.getsourcefile(factory) or "").resolve()
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file]
+        where = f" at {file.name}:{frames[-1].lineno}" if frames else ""
+        msg = " ".join(str(e).split()).rstrip(".")
+        raise ConfigError(
+            f"Model factory '{name}' raised {type(e).__name__}{where}: {msg or 'no message'}; fix the factory."
+        ) from None
+
+
+def model_source_hash(name: str) -> str | None:
+    """sha256 of a user's model file (``path/to/file.py:factory``), None for zoo models: the train stage's cache
+    key includes it, so editing the file re-runs training."""
+    if name in MODELS or ":" not in name:
+        return None
+    path = Path(name.rsplit(":", 1)[0]).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def model_spec(model: torch.nn.Module) -> dict[str, Any]:
     """How to rebuild ``model`` (built by :func:`build_model`): name, shapes, bits and options, with the widths
     read from the modules themselves for zoo models, so a channel-pruned model rebuilds at its pruned widths."""
@@ -143,15 +212,7 @@ def model_spec(model: torch.nn.Module) -> dict[str, Any]:
         )
     spec = {**spec, "options": dict(spec["options"])}
     if spec["name"] in MODELS:
-        import brevitas.nn as qnn
-
-        convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
-        names = [n for n, _ in model.features.named_children()]
-        fcs = [m for _, m in model.classifier.named_children() if isinstance(m, qnn.QuantLinear)]
-        if spec["name"] != "tfc":
-            spec["options"]["channels"] = [int(c.out_channels) for c in convs]
-            spec["options"]["pool_after"] = [int(n[4:]) for n in names if n.startswith("pool")]
-        spec["options"]["fc"] = [int(f.out_features) for f in fcs[:-1]]
+        spec["options"].update(_resolve(MODELS[spec["name"]].widths)(model))
     return spec
 
 

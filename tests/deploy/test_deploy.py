@@ -16,7 +16,8 @@ import pytest
 
 from hapfpga.deploy import Measurement, open_accelerator
 from hapfpga.deploy.package import RUNTIME_FILES
-from hapfpga.finn.fullbuild import SUPPORTED_VIVADO, build, detect_xilinx
+from hapfpga.finn.fullbuild import SUPPORTED_VIVADO, detect_xilinx
+from hapfpga.stages import build_model as build
 
 from .conftest import qonnx_outputs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from statistics import median
 
@@ -18,7 +19,9 @@ from hapfpga.boards import load_board
 from hapfpga.estimate import estimate_layer, estimate_network, load_folding
 from hapfpga.estimate.deviations import DEVIATIONS, deviations_for
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+#: cnv-w2a2_finn-examples_folding.json: finn-examples' hand-tuned CNV-w2a2 folding (BSD-3,
+#: github.com/Xilinx/finn-examples build/bnn-pynq/folding_config), node names as finn-plus 1.6.1 names them.
+DATA = Path(__file__).resolve().parents[1] / "data"
 RES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 
@@ -162,14 +165,20 @@ def test_hw_layers_from_qonnx_is_cached(tfc, tmp_path):
 @pytest.mark.slow
 def test_cnv_w2a2_finn_examples_folding_matches_finn(tmp_path):
     from hapfpga.finn.build import run_finn_steps
+    from hapfpga.finn.graph import load_layers
 
-    folding = REFERENCE / "cnv-w2a2_finn-examples_folding.json"
-    if not folding.is_file():
-        pytest.skip(f"reference folding {folding} not present")
+    folding = DATA / "cnv-w2a2_finn-examples_folding.json"
     onnx_path = _export("cnv_2w2a", (1, 3, 32, 32), tmp_path)
     res = run_finn_steps(onnx_path, tmp_path / "build", folding_config_file=folding)
-    _check(res.output_dir, res.step_models["step_specialize_layers"], folding)
-    # REFERENCE.md: FINN's estimate for this folding is 868 FPS, 20,076 LUT, 202 BRAM18
+    spec = res.step_models["step_specialize_layers"]
+    _check(res.output_dir, spec, folding)
+    # README / REFERENCE.md: this folding gives 868 FPS, 20,076 LUT, 202 BRAM18 -- from our estimator
+    # (FINN-compatible mode, the specialised model + the folding file, no FINN call), and FINN agrees
+    layers = load_layers(spec)
+    ours = estimate_network(layers, load_folding(folding, layers), load_board("pynq-z2"), 100.0, finn_compat=True)
+    assert round(ours.fps) == 868
+    assert round(sum(c.resources.LUT for c in ours.layers.values())) == 20076
+    assert round(sum(c.resources.BRAM_18K for c in ours.layers.values())) == 202
     perf = json.loads((res.output_dir / "report" / "estimate_network_performance.json").read_text())
     assert round(perf["estimated_throughput_fps"]) == 868
 
@@ -202,6 +211,61 @@ def test_cli_on_tfc(tfc, tmp_path, capsys):
     # the table view runs too
     assert main(["estimate", str(onnx_path), *work]) == 0
     assert "FPS" in capsys.readouterr().out
+
+
+def test_fold_and_estimate_json_alone_on_stdout_and_tables_at_80_columns(tfc, tmp_path, capfd, monkeypatch):
+    """``--json`` of ``fold`` and ``estimate`` (first run: a FINN build behind it): stdout is exactly one JSON
+    document, at the file-descriptor level (what ``| jq`` sees)."""
+    from hapfpga.cli import main
+
+    onnx_path = tfc[0]
+    work = ["--work-dir", str(tmp_path / "cache")]
+    fold = tmp_path / "f.json"
+    capfd.readouterr()
+    assert main(["fold", str(onnx_path), "--board", "pynq-z2", "--out", str(fold), "--json", *work]) == 0
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["predicted_fps"] > 0 and set(json.loads(fold.read_text())) - {"Defaults"}
+    assert main(["estimate", str(onnx_path), "--folding", str(fold), "--json", *work]) == 0
+    est = json.loads(capfd.readouterr().out)
+    assert est["fps"] == pytest.approx(doc["predicted_fps"], rel=1e-6)
+
+    # the tables: not a terminal and COLUMNS=80 (a pipe, a CI log): names wrap, nothing is cut with an ellipsis
+    monkeypatch.setenv("COLUMNS", "80")
+    for argv in (["fold", str(onnx_path), "--out", str(fold), *work], ["estimate", str(onnx_path), *work]):
+        capfd.readouterr()
+        assert main(argv) == 0
+        out = capfd.readouterr().out
+        lines = out.splitlines()
+        end = next(i for i, ln in enumerate(lines) if re.match(r"(total LUT|[\d,.]+ FPS)", ln))
+        assert end > 5  # the table; the sentences after it are plain prints that a terminal wraps
+        assert all(len(line) <= 80 for line in lines[:end]), out
+        assert "…" not in out and "MVAU_hls_0" in out.replace("\n", "")
+
+
+def test_setfolding_best_fit_is_the_fastest_fitting_design_finn_reports(tfc, tmp_path):
+    """The one SetFolding scan of the benchmarks, on TFC with a small LUT budget (few builds): the design it
+    returns fits by FINN's report, beats every other fitting target it tried, and a faster target did not fit."""
+    import dataclasses
+
+    from hapfpga.finn.setfolding import ScanSettings, setfolding_best_fit
+    from hapfpga.types import Resources
+
+    board = load_board("pynq-z2")
+    small = dataclasses.replace(board, capacity=Resources(LUT=20000, FF=1e6, BRAM_18K=280, URAM=0, DSP=220),
+                                limits=Resources(LUT=1.0, FF=1.0, BRAM_18K=1.0, URAM=1.0, DSP=1.0))
+    spec = tfc[1].step_models["step_specialize_layers"]
+    settings = ScanSettings(start=20000, factor=4.0, max_misses=1, refine_steps=2, stop=1e7)
+    best = setfolding_best_fit(spec, tmp_path, small, settings=settings)
+    assert best["fits"] and best["total"].LUT <= 20000
+    reports = {}
+    for d in sorted(tmp_path.glob("sf_*")):
+        perf = json.loads((d / "report" / "estimate_network_performance.json").read_text())
+        total = json.loads((d / "report" / "estimate_layer_resources.json").read_text())["total"]
+        reports[int(d.name[3:])] = (perf["estimated_throughput_fps"], total["LUT"] <= 20000)
+    assert len(reports) == best["n_builds"] >= 3
+    assert reports[best["target_fps"]] == (best["fps"], True)
+    assert all(fps <= best["fps"] for fps, fits in reports.values() if fits)
+    assert any(not fits and fps > best["fps"] for fps, fits in reports.values())
 
 
 def _padded_depthwise_net():

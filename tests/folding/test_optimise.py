@@ -60,112 +60,6 @@ def _fc_net() -> list:
     ]
 
 
-def _conv_net() -> list:
-    """Thresholding -> SWG -> MVAU (conv) -> MVAU (FC): exercises the SWG/MVAU tie."""
-    return [
-        L.Thresholding(
-            name="Thresholding_rtl_0",
-            impl="rtl",
-            channels=4,
-            n_vectors=36,
-            idt="UINT8",
-            tdt="UINT8",
-            odt="UINT2",
-            num_steps=3,
-            consumers=("ConvolutionInputGenerator_rtl_0",),
-        ),
-        L.ConvolutionInputGenerator(
-            name="ConvolutionInputGenerator_rtl_0",
-            impl="rtl",
-            ifm_ch=4,
-            ifm_dim=(6, 6),
-            ofm_dim=(4, 4),
-            kernel=(3, 3),
-            idt="UINT2",
-            producers=("Thresholding_rtl_0",),
-            consumers=("MVAU_hls_0",),
-        ),
-        L.MVAU(
-            name="MVAU_hls_0",
-            mw=36,
-            mh=8,
-            n_vectors=16,
-            idt="UINT2",
-            wdt="INT2",
-            odt="UINT2",
-            acc_dt="INT8",
-            num_steps=3,
-            producers=("ConvolutionInputGenerator_rtl_0",),
-            consumers=("MVAU_hls_1",),
-        ),
-        L.MVAU(
-            name="MVAU_hls_1",
-            mw=128,
-            mh=4,
-            n_vectors=1,
-            idt="UINT2",
-            wdt="INT2",
-            odt="INT8",
-            acc_dt="INT16",
-            no_activation=True,
-            producers=("MVAU_hls_0",),
-        ),
-    ]
-
-
-def _tiny_conv_net() -> list:
-    """Small enough for exhaustive search with untied SWG/MVAU (about 70k combinations)."""
-    return [
-        L.Thresholding(
-            name="Thresholding_rtl_0",
-            impl="rtl",
-            channels=2,
-            n_vectors=16,
-            idt="UINT8",
-            tdt="UINT8",
-            odt="UINT2",
-            num_steps=3,
-            consumers=("ConvolutionInputGenerator_rtl_0",),
-        ),
-        L.ConvolutionInputGenerator(
-            name="ConvolutionInputGenerator_rtl_0",
-            impl="rtl",
-            ifm_ch=2,
-            ifm_dim=(4, 4),
-            ofm_dim=(2, 2),
-            kernel=(3, 3),
-            idt="UINT2",
-            producers=("Thresholding_rtl_0",),
-            consumers=("MVAU_hls_0",),
-        ),
-        L.MVAU(
-            name="MVAU_hls_0",
-            mw=18,
-            mh=4,
-            n_vectors=4,
-            idt="UINT2",
-            wdt="INT2",
-            odt="UINT2",
-            acc_dt="INT8",
-            num_steps=3,
-            producers=("ConvolutionInputGenerator_rtl_0",),
-            consumers=("MVAU_hls_1",),
-        ),
-        L.MVAU(
-            name="MVAU_hls_1",
-            mw=16,
-            mh=2,
-            n_vectors=1,
-            idt="UINT2",
-            wdt="INT2",
-            odt="INT8",
-            acc_dt="INT16",
-            no_activation=True,
-            producers=("MVAU_hls_0",),
-        ),
-    ]
-
-
 def _problem(layers: list, budget: Resources, tie: bool = False):
     dwc, fifo = _default_edge_cost(BOARD)
     return build_problem(
@@ -205,12 +99,12 @@ def test_fc_net_optimum_equals_brute_force(extra_luts: int) -> None:
     assert sol.optimal and sol.max_cycles == ref[0]
 
 
-def test_optimise_result_is_what_the_network_estimate_says() -> None:
-    layers = _conv_net()
+def test_optimise_result_is_what_the_network_estimate_says(conv_net: list) -> None:
+    layers = conv_net
     budget = Resources(LUT=4000, FF=1e9, BRAM_18K=4, URAM=0, DSP=4)
     r = optimise(layers, BOARD, clock_mhz=100, budget=budget, tie_conv_swg=True)
     est = estimate_network(layers, r.plan, BOARD, clock_mhz=100)
-    assert est.fits or not est.total.over(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
+    assert est.fits  # on the board, as the optimiser promised
     assert est.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
     assert est.max_cycles == r.max_cycles
     assert est.fps == pytest.approx(r.fps)
@@ -228,8 +122,8 @@ def test_optimise_result_is_what_the_network_estimate_says() -> None:
 
 
 @pytest.mark.parametrize(("tie", "lut"), [(True, 1150), (True, 1300), (False, 1150), (False, 1300)])
-def test_conv_net_optimum_equals_brute_force(tie: bool, lut: float) -> None:
-    layers = _tiny_conv_net()
+def test_conv_net_optimum_equals_brute_force(tie: bool, lut: float, tiny_conv_net: list) -> None:
+    layers = tiny_conv_net
     budget = Resources(LUT=lut, BRAM_18K=1, URAM=0, DSP=0)
     p = _problem(layers, budget, tie)
     ref = brute_force(p)
@@ -241,8 +135,8 @@ def test_conv_net_optimum_equals_brute_force(tie: bool, lut: float) -> None:
     assert unbounded.max_cycles < sol.max_cycles  # the budget binds: the test is not trivial
 
 
-def test_more_budget_never_slower_and_target_mode_is_cheaper() -> None:
-    layers = _conv_net()
+def test_more_budget_never_slower_and_target_mode_is_cheaper(conv_net: list) -> None:
+    layers = conv_net
     small = optimise(layers, BOARD, budget=Resources(LUT=2500, BRAM_18K=2, URAM=0, DSP=0))
     big = optimise(layers, BOARD, budget=Resources(LUT=8000, BRAM_18K=8, URAM=0, DSP=8))
     assert big.max_cycles <= small.max_cycles
@@ -257,8 +151,8 @@ def test_more_budget_never_slower_and_target_mode_is_cheaper() -> None:
     assert cheap.bound_fps == pytest.approx(big.fps)  # the bound is the max-fps optimum
 
 
-def test_budget_too_small_names_the_binding_resource() -> None:
-    layers = _conv_net()
+def test_budget_too_small_names_the_binding_resource(conv_net: list) -> None:
+    layers = conv_net
     with pytest.raises(InfeasibleError) as e:
         optimise(layers, BOARD, budget=Resources(LUT=100, BRAM_18K=8, URAM=0, DSP=8))
     msg = str(e.value)
@@ -267,8 +161,8 @@ def test_budget_too_small_names_the_binding_resource() -> None:
     )
 
 
-def test_unreachable_target_is_a_user_error() -> None:
-    layers = _conv_net()
+def test_unreachable_target_is_a_user_error(conv_net: list) -> None:
+    layers = conv_net
     best = optimise(layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0))
     with pytest.raises(InfeasibleError, match="cannot be met"):
         optimise(
@@ -276,19 +170,19 @@ def test_unreachable_target_is_a_user_error() -> None:
         )
 
 
-def test_finn_json_has_finn_node_names_and_keys() -> None:
-    r = optimise(_conv_net(), BOARD)
+def test_finn_json_has_finn_node_names_and_keys(conv_net: list) -> None:
+    r = optimise(conv_net, BOARD)
     d = r.plan.to_finn_dict()
     assert d["Defaults"] == {}
-    assert set(d) - {"Defaults"} == {layer.name for layer in _conv_net()}
+    assert set(d) - {"Defaults"} == {layer.name for layer in conv_net}
     assert {"PE", "SIMD", "ram_style", "resType", "mem_mode"} <= set(d["MVAU_hls_0"])
     assert set(d["ConvolutionInputGenerator_rtl_0"]) >= {"SIMD", "parallel_window", "ram_style"}
 
 
-def test_network_check_tightens_until_the_full_estimate_fits() -> None:
+def test_network_check_tightens_until_the_full_estimate_fits(conv_net: list) -> None:
     """With FIFOs/DWCs left out of the solver (edge_cost=None) but counted by estimate_network, the
     first design overflows; optimise must tighten the budget and re-solve until the network fits."""
-    layers = _conv_net()
+    layers = conv_net
     first = optimise(
         layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0), edge_cost=None, estimate=False
     )
@@ -302,8 +196,8 @@ def test_network_check_tightens_until_the_full_estimate_fits() -> None:
     assert r.max_cycles >= loose.max_cycles
 
 
-def test_untied_swg_pays_for_its_width_converter_exactly_as_the_network_estimate() -> None:
-    layers = _conv_net()
+def test_untied_swg_pays_for_its_width_converter_exactly_as_the_network_estimate(conv_net: list) -> None:
+    layers = conv_net
     budget = Resources(LUT=3500, BRAM_18K=2, URAM=0, DSP=0)
     tied = optimise(layers, BOARD, budget=budget, tie_conv_swg=True)
     free = optimise(layers, BOARD, budget=budget)

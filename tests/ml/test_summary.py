@@ -23,3 +23,15 @@ def test_cnv_macs_and_channels():
     bn = 2 * (64 + 64 + 128 + 128 + 256 + 256 + 512 + 512)
     assert weights + bn <= s["params"] <= weights + bn + 16  # + one learned scale per activation quantiser
     assert s["params"] == sum(p.numel() for p in m.parameters())
+
+
+def test_one_counter_for_pruning_and_reports():
+    """The pruning stage's counter is this one; MACs are per input whatever the batch of the example."""
+    from hapfpga.pruning import apply
+    from hapfpga.summary import count_macs, count_params
+
+    assert apply.count_macs is count_macs and apply.count_params is count_params
+    m = build_model(ModelConfig(name="cnv"), (3, 32, 32), 10)
+    one = count_macs(m, torch.zeros(1, 3, 32, 32))
+    assert count_macs(m, torch.rand(5, 3, 32, 32)) == one == model_summary(m, (3, 32, 32))["macs"]
+    assert count_params(m) == model_summary(m, (3, 32, 32))["params"]

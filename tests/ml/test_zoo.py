@@ -114,7 +114,7 @@ def test_unknown_model_and_option():
         build_model(ModelConfig(name="resnet"), (1, 8, 8), 10)
     with pytest.raises(ConfigError, match="no option 'width'"):
         build_model(ModelConfig(name="cnv", options={"width": 2}), (3, 32, 32), 10)
-    assert set(MODELS) == {"digits_cnn", "tfc", "cnv"}
+    assert {"digits_cnn", "tfc", "cnv"} <= set(MODELS)
     with pytest.raises(ConfigError, match="UINT8"):
         build_model(ModelConfig(input_bits=4), (1, 8, 8), 10)
 

@@ -62,3 +62,18 @@ def test_notebook_runs(name, tmp_path):
     # figures were drawn
     if not name.startswith("03"):
         assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_default_work_folder_is_ignored_by_git():
+    """Run in Jupyter without HAPFPGA_NB_WORK, the notebooks write to notebooks/nb_work/: never untracked."""
+    import json
+    import shutil
+    import subprocess
+
+    for name in NAMES:
+        src = "".join("".join(c["source"]) for c in json.loads((NOTEBOOKS / name).read_text())["cells"])
+        assert 'os.environ.get("HAPFPGA_NB_WORK", "nb_work")' in src, name
+    git = shutil.which("git")
+    assert git is not None
+    proc = subprocess.run([git, "check-ignore", "-q", "notebooks/nb_work/digits.pt"], cwd=NOTEBOOKS.parent)
+    assert proc.returncode == 0, "notebooks/nb_work/ is not in .gitignore"

@@ -36,7 +36,7 @@ def test_run_fast_digits_end_to_end_and_deterministic(tmp_path, fast_config):
         assert (a / f).is_file(), f
     assert rep["verification"]["passed"] is True
     assert rep["finn_estimate"]["fits"] is True
-    assert rep["accuracy"]["baseline"] > 0.5  # 3 epochs only; the demo's >= 0.90 is checked in the slow test
+    assert rep["accuracy"]["baseline"] > 0.5  # 3 epochs only; the demo's >= 0.90: tests/examples/test_examples.py::test_demo (slow)
     assert rep["finn_estimate"]["fps"] > 0
     # same config + seed -> byte-identical artefacts and identical figures
     assert main(["run", str(cfg), "--out", str(b)]) == 0

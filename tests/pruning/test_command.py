@@ -19,7 +19,7 @@ def test_prune_command_saves_pruned_model_and_report(tmp_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="digits_cnn", options={"per_channel": True}), (1, 8, 8), 10)
     from hapfpga.data import load_digits
-    from hapfpga.pruning.finetune import FinetuneConfig, finetune
+    from hapfpga.train import FinetuneConfig, finetune
 
     d = load_digits()
     finetune(model, d.x_train, d.y_train, FinetuneConfig(max_steps=3), seed=0)  # a trained model (stats set)

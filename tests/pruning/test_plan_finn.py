@@ -38,7 +38,7 @@ def test_scaled_specs_match_finn_conversion_of_pruned_cnv(tmp_path):
     layers, _ = hw_layers_from_qonnx(export_for_finn(m, (3, 32, 32), tmp_path / "u.onnx"), tmp_path, board, 100)
     real, _ = hw_layers_from_qonnx(export_for_finn(p, (3, 32, 32), tmp_path / "p.onnx"), tmp_path, board, 100)
 
-    order = g._layers_in_order()
+    order = g.layers_in_order()
     before = [g.groups[n].channels if n in g.groups else None for n in order]
     after = [counts.get(n, b) for n, b in zip(order, before, strict=True)]
     scaled = scale_layers(layers, before, after)

@@ -18,11 +18,12 @@ nn = torch.nn
 
 from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.pruning.apply import layer_channels  # noqa: E402
-from hapfpga.pruning.finetune import FinetuneConfig, finetune, iterative_counts  # noqa: E402
+from hapfpga.pruning.plan import iterative_counts  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
-from hapfpga.pruning.sensitivity import evaluate_accuracy  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.pruning.unstructured import magnitude_masks, sparsity_report  # noqa: E402
+from hapfpga.train import FinetuneConfig, finetune  # noqa: E402
+from hapfpga.train import evaluate as evaluate_accuracy  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
 

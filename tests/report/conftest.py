@@ -2,7 +2,7 @@
 
 The FINN section is FINN's own reports (condensed by the pipeline's ``finn_estimate_summary``); the
 verification section compares Brevitas and QONNX execution on random inputs the fixture draws; our
-estimator's section is added when ``hapfpga.estimate`` is available.
+estimator's section is our estimate of the folding FINN chose.
 """
 
 from __future__ import annotations
@@ -49,13 +49,12 @@ def _verify_brevitas_qonnx(model: Any, onnx_path: Path, n: int = 4) -> dict[str,
             "exact": diff == 0.0, "passed": diff < 1e-3 and agree == 1.0, "note": f"{n} random inputs"}
 
 
-def _our_estimate(finn_res: Any, board: Any) -> dict[str, Any] | None:
-    try:
-        from hapfpga.estimate import estimate_network
-        from hapfpga.finn.graph import load_layers
-        from hapfpga.types import FoldingPlan
-    except ImportError:
-        return None
+def _our_estimate(finn_res: Any, board: Any) -> dict[str, Any]:
+    """Our estimator on the folding FINN applied (read back from the folded model's node attributes)."""
+    from hapfpga.estimate import estimate_network
+    from hapfpga.finn.graph import load_layers
+    from hapfpga.types import FoldingPlan
+
     layers = load_layers(finn_res.step_models["step_apply_folding_config"])
     plan = FoldingPlan(tuple((layer.name, layer.default_folding) for layer in layers))
     return estimate_network(layers, plan, board, 100.0).as_json()
@@ -66,7 +65,7 @@ def tfc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """(report dict, path of report.json, FINN output dir) for TFC-w2a2 on Pynq-Z2 at 100 MHz."""
     from hapfpga.boards import load_board
     from hapfpga.finn.build import run_finn_steps
-    from hapfpga.pipeline import finn_estimate_summary
+    from hapfpga.stages import finn_estimate_summary
 
     tmp = tmp_path_factory.mktemp("tfc_report")
     model, onnx_path = _export_tfc(tmp)
@@ -86,9 +85,7 @@ def tfc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "timings": {k: round(v, 3) for k, v in res.step_seconds.items()},
     }
     report["verification"]["passed"] = all(s["passed"] for s in report["verification"]["stages"])
-    est = _our_estimate(res, board)
-    if est is not None:
-        report["estimate"] = est
+    report["estimate"] = _our_estimate(res, board)
     path = tmp / "report.json"
     path.write_text(json.dumps(report, indent=2, default=float))
     return {"report": report, "path": path, "finn": res}

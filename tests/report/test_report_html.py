@@ -61,8 +61,6 @@ def test_bottleneck_bar_is_red(tfc_report):
 
 def test_comparison_section_when_our_estimate_present(tfc_report):
     rep = tfc_report["report"]
-    if "estimate" not in rep:
-        pytest.skip("hapfpga.estimate (dev 'estimator') has not landed yet")
     page = render_report_html(rep)
     assert "FINN vs our estimator per layer" in _images(page)
     ours = layer_table(rep["estimate"])

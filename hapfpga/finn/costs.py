@@ -23,8 +23,8 @@ class FinnCosts:
     """Layers of a FINN HW model and FINN's per-node cost of any folding of them."""
 
     def __init__(self, model_path: str | Path, fpgapart: str = "xc7z020clg400-1"):
-        from ..finn.graph import load_layers
-        from ..finn.shim import ensure_finn
+        from .graph import load_layers
+        from .shim import ensure_finn
 
         ensure_finn()
         from qonnx.core.modelwrapper import ModelWrapper

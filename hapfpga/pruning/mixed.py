@@ -1,0 +1,149 @@
+"""Hardware-aware mixed precision: per-layer bit widths as search knobs beside the channel counts.
+
+The searches in :mod:`hapfpga.pruning.search` work on one mapping of integer knobs with descending candidate
+lists; channel groups are keyed by their layer name, bit widths by ``"bits:<layer>"``. A bits knob is the
+**operand precision of one MVAU** (as in HAQ, Wang et al., "HAQ: Hardware-Aware Automated Quantization with Mixed
+Precision", CVPR 2019, which searches each layer's weight and activation bits): the layer's weight bits and the
+bits of the activation that feeds it (the quantised activation after the previous layer), lowered together.
+Lowering both is what FINN turns into cheaper hardware:
+
+* FINN's ``MinimizeWeightBitWidth`` gives 1-bit ({-1, +1}) weights on an integer input the type ``INT2`` (measured
+  on finn-plus 1.6.1: CNV with one 1-bit-weight FC layer keeps ``weightDataType INT2``), so 1-bit weights alone buy
+  nothing; 1-bit weights *and* a bipolar input become an XNOR-popcount MVAU (``binaryXnorMode``,
+  ``ConvertBipolarMatMulToXnorPopcount``; Umuroglu et al., "FINN", FPGA'17), with ``BINARY`` input and weights;
+* the MVAU's LUTs grow with ``W + A`` per PE·SIMD lane (FINN-R, ``MVAU_hls.lut_estimation``) and its weight memory
+  with ``W`` (``bram_estimation``), so the folding optimiser fits more parallelism in the same budget.
+
+The first layer's input is the 8-bit pixel stream (fixed by the data), so it has no bits knob. Bit widths are
+FINN-legal 1–8 (``hapfpga.quant.MAX_BITS``; 1 bit = bipolar, FINN's XNOR path).
+
+Pure part (no torch; in :mod:`hapfpga.pruning.bits`, re-exported here): knob names, candidates, the FINN data types of a bit width and :func:`apply_operand_bits`,
+which rewrites the estimator's FINN layer specs so the FPS prediction costs the changed bits. Torch part (lazy
+imports): :func:`operand_bits` / :func:`layer_bits` read a zoo model's bits, :func:`with_operand_bits` rebuilds
+the model at new bits keeping its trained weights and learned activation ranges (QAT then fine-tunes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from .bits import (
+    BITS_PREFIX,
+    MAX_BITS,
+    MIN_BITS,
+    act_dtype,
+    apply_operand_bits,
+    bit_candidates,
+    bits_key,
+    is_bits_key,
+    split_knobs,
+    weight_dtype,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "BITS_PREFIX",
+    "bits_key",
+    "is_bits_key",
+    "split_knobs",
+    "bit_candidates",
+    "act_dtype",
+    "weight_dtype",
+    "apply_operand_bits",
+    "quant_layer_names",
+    "layer_bits",
+    "operand_bits",
+    "with_operand_bits",
+    "bits_knobs",
+]
+
+
+# --------------------------------------------------------------------------------------------- torch side
+
+
+def quant_layer_names(model: torch.nn.Module) -> list[str]:
+    """Names of the model's quantised conv/linear layers in definition order (QuantSpec's layer index)."""
+    import brevitas.nn as qnn
+
+    return [n for n, m in model.named_modules() if isinstance(m, (qnn.QuantConv2d, qnn.QuantLinear))]
+
+
+def _model_config(model: torch.nn.Module) -> dict[str, Any]:
+    spec = getattr(model, "hap_spec", None)
+    if spec is None:
+        raise ConfigError(
+            "pruning.bits needs a model built by hapfpga's zoo (model.name: digits_cnn, tfc, cnv or a zoo-style "
+            "factory); remove pruning.bits for this model."
+        )
+    return spec["model_config"]
+
+
+def layer_bits(model: torch.nn.Module) -> dict[str, dict[str, int | None]]:
+    """``{layer: {"weight": w, "act": a}}`` for every quantised layer (``act`` None for the last, unactivated
+    one) — the per-layer bits the report and the exported QONNX carry."""
+    mc = _model_config(model)
+    lw = {int(k): int(v) for k, v in mc.get("layer_weight_bits", {}).items()}
+    la = {int(k): int(v) for k, v in mc.get("layer_act_bits", {}).items()}
+    names = quant_layer_names(model)
+    return {
+        n: {"weight": lw.get(i, int(mc["weight_bits"])),
+            "act": la.get(i, int(mc["act_bits"])) if i < len(names) - 1 else None}
+        for i, n in enumerate(names)
+    }
+
+
+def operand_bits(model: torch.nn.Module) -> dict[str, int]:
+    """Current operand precision of every layer but the first: ``max(weight bits, bits of its input)``."""
+    lb = layer_bits(model)
+    names = list(lb)
+    return {n: max(int(lb[n]["weight"] or 0), int(lb[names[i - 1]]["act"] or 0))
+            for i, n in enumerate(names) if i > 0}
+
+
+def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.nn.Module:
+    """A copy of ``model`` whose layers in ``bits`` have weights and input activations at that many bits.
+
+    The model is rebuilt from its zoo spec (pruned widths included) with new per-layer overrides, and the trained
+    state is loaded: weights, BatchNorm statistics and the learned activation ranges (Brevitas' scale is
+    range / (2^b − 1), so a range learned at 2 bits is a valid start at 1 bit); only the quantisers that do not
+    exist at the new width (a 1-bit activation has a constant scale) are left out. Unchanged bits: ``model`` itself.
+    """
+    names = quant_layer_names(model)
+    cur = operand_bits(model)
+    todo = {n: int(b) for n, b in bits.items() if cur.get(n) != int(b)}
+    unknown = [n for n in bits if n not in cur]
+    if unknown:
+        raise ConfigError(f"No operand bits can be set for {unknown}; use layers among {sorted(cur)}.")
+    if not todo:
+        return model
+    from ..zoo import _from_spec, model_spec
+
+    spec = model_spec(model)
+    mc = dict(spec["model_config"])
+    lw = {int(k): int(v) for k, v in mc.get("layer_weight_bits", {}).items()}
+    la = {int(k): int(v) for k, v in mc.get("layer_act_bits", {}).items()}
+    for n, b in todo.items():
+        if not MIN_BITS <= b <= MAX_BITS:
+            raise ConfigError(f"Operand bits {b} for '{n}'; FINN-legal bit widths are {MIN_BITS} to {MAX_BITS}.")
+        i = names.index(n)
+        lw[i], la[i - 1] = b, b
+    spec = {**spec, "model_config": {**mc, "layer_weight_bits": lw, "layer_act_bits": la}}
+    new = _from_spec(spec)
+    result = new.load_state_dict(model.state_dict(), strict=False)
+    stray = [k for k in (*result.missing_keys, *result.unexpected_keys) if "_quant" not in k]
+    if stray:  # pragma: no cover - the zoo's models only differ in quantiser state
+        raise RuntimeError(f"rebuilding at new bits changed non-quantiser state: {stray[:4]}")
+    return new.train(model.training)
+
+
+def bits_knobs(model: torch.nn.Module, allowed: Sequence[int]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """The search's bits knobs for ``model``: ``(start value, descending candidates)`` per ``bits:<layer>``,
+    for every layer (but the first) that can go lower within ``allowed``."""
+    ob = operand_bits(model)
+    cands = {bits_key(n): bit_candidates(b, allowed) for n, b in ob.items()}
+    cands = {k: c for k, c in cands.items() if len(c) > 1}
+    return {k: int(ob[k[len(BITS_PREFIX):]]) for k in cands}, cands

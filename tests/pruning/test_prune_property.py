@@ -1,0 +1,216 @@
+"""Property: any legal keep-count plan on any model prunes without an internal error.
+
+For every zoo model (the registry is iterated, so a model added to ``hapfpga.zoo.MODELS`` is covered without
+editing this file) and every graph kind of ``graph_models.py`` (depthwise-separable, residual with a 1×1 or an
+identity shortcut, 1D, MLP), random plans drawn from a seeded generator — random kept *indices* per prunable
+group, counts anywhere from 1 to all — must:
+
+1. prune to exactly the planned channel counts and run forward to finite outputs of the unpruned shape;
+2. export to QONNX with the pruned weight shapes;
+3. convert to a FINN HW graph whose MVAU/VVAU shapes are the ones :func:`hapfpga.pruning.plan.scale_layers`
+   predicts from the unpruned model's conversion (what the hardware-aware search relies on).
+
+The default suite runs many plans forward, a few through export and one per model through FINN; ``slow`` runs
+more seeds and more conversions. The plan of issue 13 that crashed CNV (``running_mean should contain 256
+elements not 192``) is a fixed case.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("brevitas")
+np = pytest.importorskip("numpy")
+
+from hapfpga.errors import ConfigError  # noqa: E402
+from hapfpga.pruning.apply import ChannelGraph, hw_layer_shapes, layer_channels  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("graph_models", Path(__file__).with_name("graph_models.py"))
+graph_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(graph_models)
+
+#: input shapes tried in turn for a zoo model (small first); the first its factory accepts is used
+CANDIDATE_SHAPES = ((1, 8, 8), (3, 16, 16), (3, 32, 32), (1, 32, 32), (2, 64), (1, 49, 10), (64,))
+#: graph kinds whose FINN conversion other branches are adding (issue 12: fork/join streamlining, 1D steps):
+#: while FINN cannot convert the *unpruned* model they are checked up to the export; as soon as it can, the
+#: whole check runs (nothing to edit here)
+FINN_PENDING = {"Residual", "IdentityResidual", "Conv1dNet"}
+SHAPE_FIELDS = ("mw", "mh", "n_vectors", "channels", "ifm_ch", "ifm_dim", "ofm_dim", "kernel", "labels",
+                "lhs_shape", "rhs_shape", "out_shape", "inp_shape")
+ISSUE_13_PLAN = {"features.conv0": 64, "features.conv1": 16, "features.conv2": 64, "features.conv3": 128,
+                 "features.conv4": 256, "features.conv5": 192, "classifier.fc0": 32, "classifier.fc1": 144}
+
+
+def _zoo_names() -> list[str]:
+    from hapfpga.zoo import MODELS
+
+    return sorted(MODELS)
+
+
+def _zoo_model(name: str):
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.zoo import build_model
+
+    errors = []
+    for shape in CANDIDATE_SHAPES:
+        try:
+            return build_model(ModelConfig(name=name), shape, 4, seed=0).eval(), shape
+        except ConfigError as e:
+            errors.append(f"{shape}: {e}")
+    raise AssertionError(f"zoo model {name!r} accepts none of {CANDIDATE_SHAPES}; add its shape: {errors}")
+
+
+_CACHE: dict[str, tuple] = {}
+
+
+def _case(case: str):
+    """(model, input_shape, channel graph) of ``zoo:NAME`` or ``graph:CLASS``, built once per session."""
+    if case not in _CACHE:
+        kind, name = case.split(":")
+        if kind == "zoo":
+            model, shape = _zoo_model(name)
+        else:
+            model = graph_models.build(name)
+            shape = graph_models.GRAPH_MODELS[name].input_shape
+        torch.manual_seed(0)
+        x = torch.rand(3, *shape)
+        _CACHE[case] = (model, shape, ChannelGraph(model, x))
+    return _CACHE[case]
+
+
+CASES = [f"zoo:{n}" for n in _zoo_names()] + [f"graph:{n}" for n in graph_models.GRAPH_MODELS]
+
+
+def random_keep(graph: ChannelGraph, rng) -> dict[str, list[int]]:
+    """Random kept indices per prunable group: all of them a quarter of the time, else 1..all at random."""
+    keep = {}
+    for name, grp in graph.groups.items():
+        if not grp.prunable or rng.random() < 0.25:
+            continue
+        n = int(rng.integers(1, grp.channels + 1))
+        keep[name] = sorted(int(i) for i in rng.choice(grp.channels, size=n, replace=False))
+    return keep
+
+
+def _check_pruned(graph: ChannelGraph, keep: dict[str, list[int]]):
+    pruned = graph.prune(keep)  # check=True: a forward pass, output shape as unpruned, finite outputs
+    ch = layer_channels(pruned)
+    for name, grp in graph.groups.items():
+        want = len(keep.get(name, range(grp.channels)))
+        for p in grp.producers:
+            assert ch[p] == want, (name, p, ch[p], want)
+    return pruned
+
+
+def _export(model, shape, path: Path) -> Path:
+    from hapfpga.export import export_qonnx
+
+    export_qonnx(model, shape, path)
+    return path
+
+
+def _exported_weight_shapes(path: Path) -> list[tuple[int, ...]]:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
+    made_by = {o: n for n in m.graph.node for o in n.output}
+
+    def weight(name: str):  # an initializer, possibly behind a QONNX Quant node
+        while name not in init and name in made_by:
+            name = made_by[name].input[0]
+        return init.get(name)
+
+    return sorted(w for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+                  for w in [weight(n.input[1])] if w is not None)
+
+
+def _check_finn(case: str, keep: dict[str, list[int]], pruned, tmp_path: Path) -> None:
+    """FINN converts the pruned model, and its MVAU/VVAU/stream shapes are the scaled prediction's."""
+    from hapfpga.boards import load_board
+    from hapfpga.finn.graph import hw_layers_from_qonnx
+    from hapfpga.pruning.plan import scale_layers
+
+    model, shape, graph = _case(case)
+    board = load_board("pynq-z2")
+    work = tmp_path / "finn"
+    try:
+        base, _ = hw_layers_from_qonnx(_export(model, shape, tmp_path / "u.onnx"), work, board, 100)
+    except ConfigError:
+        if case.split(":")[1] in FINN_PENDING:
+            return
+        raise
+    real, _ = hw_layers_from_qonnx(_export(pruned, shape, tmp_path / "p.onnx"), work, board, 100)
+    order = graph.layers_in_order()
+    l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
+    before = [int(hw_layer_shapes(model, [n])[0].out) for n in order]
+    after = [len(keep[l2g[n]]) if l2g.get(n) in keep else b for n, b in zip(order, before, strict=True)]
+    scaled = scale_layers(base, before, after, hw_layer_shapes(model, order))
+    assert [(s.name, s.kind) for s in scaled] == [(r.name, r.kind) for r in real]
+    for s, r in zip(scaled, real, strict=True):
+        for f in SHAPE_FIELDS:
+            if hasattr(r, f):
+                assert tuple(np.atleast_1d(getattr(s, f))) == tuple(np.atleast_1d(getattr(r, f))), (r.name, f)
+
+
+def _plans(case: str, seeds: range) -> list[dict[str, list[int]]]:
+    graph = _case(case)[2]
+    return [random_keep(graph, np.random.default_rng([seed, zlib.crc32(case.encode())])) for seed in seeds]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_random_plans_prune_and_run(case):
+    graph = _case(case)[2]
+    assert any(g.prunable for g in graph.groups.values()), f"{case} has no prunable group"
+    plans = _plans(case, range(6))
+    assert sum(bool(p) for p in plans) >= 3  # the generator really prunes
+    for keep in plans:
+        _check_pruned(graph, keep)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_random_plan_exports_and_converts_to_finn(case, tmp_path):
+    model, shape, graph = _case(case)
+    keep = next(p for p in _plans(case, range(100, 120)) if p)
+    pruned = _check_pruned(graph, keep)
+    path = _export(pruned, shape, tmp_path / "p.onnx")
+    shapes = _exported_weight_shapes(path)
+    assert shapes and shapes != _exported_weight_shapes(_export(model, shape, tmp_path / "u.onnx"))
+    _check_finn(case, keep, pruned, tmp_path)
+
+
+def test_issue_13_cnv_plan(tmp_path):
+    """The plan that crashed (seed-0 CNV, 3×32×32): prunes, runs, exports and converts."""
+    from hapfpga.pruning.apply import prune_to_counts
+    from hapfpga.pruning.importance import L1Importance
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.zoo import build_model
+
+    model = build_model(ModelConfig(name="cnv"), (3, 32, 32), 10, seed=0).eval()
+    x = torch.rand(2, 3, 32, 32)
+    graph = ChannelGraph(model, x)
+    pruned, keep = prune_to_counts(model, x, ISSUE_13_PLAN, L1Importance(), graph=graph)
+    ch = layer_channels(pruned)
+    assert {k: ch[k] for k in ISSUE_13_PLAN} == ISSUE_13_PLAN
+    assert pruned.features.bn4.num_features == 256 and pruned.features.bn5.num_features == 192
+    _CACHE["zoo:cnv-10"] = (model, (3, 32, 32), graph)
+    full = {k: list(range(graph.groups[k].channels)) for k in ISSUE_13_PLAN}
+    _check_finn("zoo:cnv-10", {**full, **keep}, pruned, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_many_random_plans(case, tmp_path):
+    model, shape, graph = _case(case)
+    plans = _plans(case, range(1000, 1060))
+    for keep in plans:
+        _check_pruned(graph, keep)
+    for i, keep in enumerate([p for p in plans if p][:4]):
+        (tmp_path / str(i)).mkdir()
+        _check_finn(case, keep, graph.prune(keep), tmp_path / str(i))
