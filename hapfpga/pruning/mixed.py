@@ -104,8 +104,9 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
     ``layers`` is a chain of FINN layer specs (the estimator's dataclasses) with MVAUs in model order; for each
     ``k`` in ``bits``: MVAU ``k`` gets ``wdt``/``idt`` (and ``binary_xnor`` when both are 1 bit), MVAU ``k-1``'s
     fused activation output ``odt`` and every layer on the stream between the two (sliding window, pool) carry
-    ``act_dtype(bits[k])``. MVAU 0's input is the data and cannot change (a ``bits[0]`` is an error).
+    ``act_dtype(bits[k])``; each capped at its current width (a knob never widens the narrower operand). MVAU 0's input is the data and cannot change (a ``bits[0]`` is an error).
     """
+    from ..estimate.dtypes import bits as dt_bits
     from .plan import _replaced
 
     if 0 in bits:
@@ -122,16 +123,17 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
         if getattr(lay, "kind", "") == "MVAU":
             k += 1
             ch: dict[str, Any] = {}
-            if k in bits:
-                b = bits[k]
-                ch.update(idt=act_dtype(b), wdt=weight_dtype(b, b), binary_xnor=b == 1)
+            if k in bits:  # a knob caps both operands (it never raises the narrower one)
+                a_b, w_b = min(bits[k], dt_bits(lay.idt)), min(bits[k], dt_bits(lay.wdt))
+                ch.update(idt=act_dtype(a_b), wdt=weight_dtype(w_b, a_b), binary_xnor=a_b == w_b == 1)
             if (k + 1) in bits and not lay.no_activation:
-                ch["odt"] = act_dtype(bits[k + 1])
+                ch["odt"] = act_dtype(min(bits[k + 1], dt_bits(lay.odt)))
             out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
             continue
         ch = {}
         if (k + 1) in bits and k >= 0:
-            ch = {f: act_dtype(bits[k + 1]) for f in _stream_dtype_fields(lay) if "FLOAT" not in getattr(lay, f)}
+            ch = {f: act_dtype(min(bits[k + 1], dt_bits(getattr(lay, f)))) for f in _stream_dtype_fields(lay)
+                  if "FLOAT" not in getattr(lay, f)}
         out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
     return out
 
@@ -179,7 +181,7 @@ def operand_bits(model: torch.nn.Module) -> dict[str, int]:
 
 
 def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.nn.Module:
-    """A copy of ``model`` whose layers in ``bits`` have weights and input activations at that many bits.
+    """A copy of ``model`` whose layers in ``bits`` have weights and input activations at most that many bits.
 
     The model is rebuilt from its zoo spec (pruned widths included) with new per-layer overrides, and the trained
     state is loaded: weights, BatchNorm statistics and the learned activation ranges (Brevitas' scale is
@@ -200,11 +202,13 @@ def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.
     mc = dict(spec["model_config"])
     lw = {int(k): int(v) for k, v in mc.get("layer_weight_bits", {}).items()}
     la = {int(k): int(v) for k, v in mc.get("layer_act_bits", {}).items()}
+    lb = layer_bits(model)
     for n, b in todo.items():
         if not MIN_BITS <= b <= MAX_BITS:
             raise ConfigError(f"Operand bits {b} for '{n}'; FINN-legal bit widths are {MIN_BITS} to {MAX_BITS}.")
-        i = names.index(n)
-        lw[i], la[i - 1] = b, b
+        i = names.index(n)  # cap both operands at b (never widen the narrower one)
+        lw[i] = min(b, int(lb[n]["weight"] or b))
+        la[i - 1] = min(b, int(lb[names[i - 1]]["act"] or b))
     spec = {**spec, "model_config": {**mc, "layer_weight_bits": lw, "layer_act_bits": la}}
     new = _from_spec(spec)
     result = new.load_state_dict(model.state_dict(), strict=False)

@@ -73,9 +73,14 @@ def test_apply_operand_bits_rewrites_the_stream_between_two_mvaus():
     # untouched: after MVAU 1 and before MVAU 0
     assert out["mvau1"].odt == "UINT2" and out["mvau2"] is by_name(base)["mvau2"]
     assert out["swg0"] is by_name(base)["swg0"]
-    out3 = by_name(apply_operand_bits(base, {3: 1, 2: 3}))
+    wide = [dataclasses.replace(lay, wdt="INT4", idt="UINT4") if lay.name == "mvau2" else
+            dataclasses.replace(lay, odt="UINT4") if lay.name == "mvau1" else lay for lay in base]
+    out3 = by_name(apply_operand_bits(wide, {3: 1, 2: 3}))
     assert out3["mvau3"].odt == "INT10"  # the classifier has no fused activation: its output is not an act
     assert (out3["mvau2"].wdt, out3["mvau2"].idt, out3["mvau2"].odt) == ("INT3", "UINT3", "BINARY")
+    assert out3["mvau1"].odt == "UINT3"
+    capped = by_name(apply_operand_bits(base, {2: 3}))  # a knob above a 2-bit operand never widens it
+    assert (capped["mvau2"].wdt, capped["mvau2"].idt, capped["mvau1"].odt) == ("INT2", "UINT2", "UINT2")
     assert out3["mul"].odt == "FLOAT32"
     with pytest.raises(ConfigError, match="data stream"):
         apply_operand_bits(base, {0: 1})
