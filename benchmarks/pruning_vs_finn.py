@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -74,8 +75,10 @@ def fmt(r: Resources) -> str:
 # ----------------------------------------------------------------------------------------------- caching
 
 
+@functools.cache
 def code_version(paths: tuple[str, ...]) -> str:
-    """Hash of the source of ``paths`` (files or folders of .py files) plus finn-plus's version."""
+    """Hash of the source of ``paths`` (files or folders of .py files) plus finn-plus's version; computed once per
+    process, at the start of ``main`` (so edits made while a run goes on do not relabel its results)."""
     from importlib.metadata import version
 
     h = hashlib.sha256(version("finn-plus").encode())
@@ -134,14 +137,13 @@ def _from_json(rep: dict) -> dict:
     return {**rep, "total": Resources.from_dict(rep["total"])}
 
 
-def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float, cache_root: str) -> dict:
+def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float, cache_root: str, code: str) -> dict:
     """SetFolding's best fit for one QONNX model (cached by the file's hash, the scan flags and FINN's code)."""
     from hapfpga.finn.build import run_finn_steps
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
-    key = {"onnx": file_hash(Path(qonnx)), "quick": quick, "smoke": smoke, "start": start,
-           "code": code_version(FINN_CODE)}
+    key = {"onnx": file_hash(Path(qonnx)), "quick": quick, "smoke": smoke, "start": start, "code": code}
     hit = cache.get("setfolding", key)
     if hit is not None:
         return {**_from_json(hit), "cached": True}
@@ -158,7 +160,7 @@ def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float
     return out
 
 
-def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
+def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     """FINN conversion, our folding, FINN's estimate report; the budget is tightened until FINN says it fits."""
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import load_layers
@@ -166,7 +168,7 @@ def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
-    key = {"onnx": file_hash(Path(qonnx)), "code": code_version(FINN_CODE)}
+    key = {"onnx": file_hash(Path(qonnx)), "code": code}
     hit = cache.get("ours", key)
     if hit is not None:
         return {**_from_json(hit), "cached": True}
@@ -363,10 +365,10 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     def submit(arm: str, m, sf_start: float | None = None) -> None:
         onnx = export_for_finn(m, shape, wd / f"{arm}.qonnx.onnx")
         if sf_start is None:
-            futures[arm] = pool.submit(ours_job, str(onnx), str(wd / arm), croot)
+            futures[arm] = pool.submit(ours_job, str(onnx), str(wd / arm), croot, code_version(FINN_CODE))
         else:
             futures[arm] = pool.submit(setfolding_job, str(onnx), str(wd / arm), args.quick, args.smoke,
-                                       sf_start, croot)
+                                       sf_start, croot, code_version(FINN_CODE))
 
     futures: dict = {}
     arms: dict[str, dict] = {"unpruned+setfolding": {"accuracy": test_acc(model), "extra_epochs": 0.0}}
@@ -502,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     cache = Cache(Path(tempfile.mkdtemp(prefix="prune_vs_finn_smoke_cache_")) if args.smoke else Path(args.cache))
     data = load_digits(size=32, channels=3)
+    for paths in (TRAIN_CODE, PRUNE_CODE, FINN_CODE):
+        code_version(paths)  # fixed now: the code this run loaded
     load0 = os.getloadavg()
     say(f"data {data.name}: train {len(data.x_train)}, test {len(data.x_test)}; board {board.name} budget "
         f"{fmt(board.budget)}; work {work}; cache {cache.root}; load average {load0[0]:.1f} on {os.cpu_count()} CPUs")
