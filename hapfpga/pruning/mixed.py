@@ -47,12 +47,26 @@ __all__ = [
     "operand_bits",
     "with_operand_bits",
     "bits_knobs",
+    "BITS_MODELS",
+    "check_bits_model",
 ]
 
 #: prefix of a bits knob in the search's knob mapping ("bits:features.conv3")
 BITS_PREFIX = "bits:"
 #: FINN-legal bit widths of the zoo's quantisers (hapfpga.quant.MAX_BITS)
 MIN_BITS, MAX_BITS = 1, 8
+#: zoo models whose quantised conv/linear layers form a chain (layer i's input is layer i-1's activation, one
+#: MVAU each), which is what an operand-bits knob assumes; residual, depthwise and 1D models are not searched yet
+BITS_MODELS = ("digits_cnn", "tfc", "cnv")
+
+
+def check_bits_model(name: str) -> None:
+    """``pruning.bits`` needs a chain model of the zoo: a one-sentence ``ConfigError`` otherwise."""
+    if name not in BITS_MODELS:
+        raise ConfigError(
+            f"pruning.bits (mixed precision) supports the zoo's chain models {', '.join(BITS_MODELS)}, not "
+            f"'{name}'; remove pruning.bits for this model."
+        )
 
 
 def bits_key(layer: str) -> str:
@@ -152,9 +166,10 @@ def _model_config(model: torch.nn.Module) -> dict[str, Any]:
     spec = getattr(model, "hap_spec", None)
     if spec is None:
         raise ConfigError(
-            "pruning.bits needs a model built by hapfpga's zoo (model.name: digits_cnn, tfc, cnv or a zoo-style "
-            "factory); remove pruning.bits for this model."
+            f"pruning.bits needs a model built by hapfpga's zoo ({', '.join(BITS_MODELS)}); remove pruning.bits "
+            "for this model."
         )
+    check_bits_model(spec["name"])
     return spec["model_config"]
 
 
