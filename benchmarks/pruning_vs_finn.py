@@ -376,7 +376,9 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     say(f"  converged baseline: {epochs} epochs, test accuracy {100 * arms['unpruned+ours']['accuracy']:.2f}%")
     submit("unpruned+setfolding", model, 400.0)
     submit("unpruned+ours", model)
-    for name in ("hw", "mixed"):
+    from hapfpga.pruning.mixed import BITS_MODELS
+
+    for name in ("hw", "mixed") if args.model in BITS_MODELS else ("hw",):  # bits: chain models only
         pm, rep = searched_arm(name, args, model, data, board, seed, cache, wd, base_key)
         arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": test_acc(pm)}
         say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
@@ -422,7 +424,9 @@ def summarise(runs: list[dict], args) -> dict:
     """Per arm: mean ± sd over seeds of FPS, ratio, accuracy and drop; the best arm meeting the rule."""
     out: dict[str, dict] = {}
     for arm, _ in ARMS:
-        rows = [r["arms"][arm] for r in runs]
+        rows = [r["arms"][arm] for r in runs if arm in r["arms"]]
+        if len(rows) < len(runs):
+            continue  # not run for this model (mixed precision: chain models only)
         out[arm] = {
             "fps": mean_sd([a["fps"] for a in rows]), "ratio": mean_sd([a["ratio"] for a in rows]),
             "accuracy": mean_sd([100 * a["accuracy"] for a in rows]), "drop_pts": mean_sd([a["drop_pts"] for a in rows]),
@@ -445,11 +449,14 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
           f"(mean; the largest extra budget of any arm) at {statistics.fmean(100 * r['reference_accuracy'] for r in runs):.2f}%")
     print(f"{'arm':<34}{'FPS (FINN)':>16}{'ratio':>13}{'test acc %':>15}{'drop pts':>14}{'extra ep':>9} fits")
     for arm, label in ARMS:
-        a = summary["arms"][arm]
+        a = summary["arms"].get(arm)
+        if a is None:
+            print(f"{label:<34}{'not run for this model':>30}")
+            continue
         print(f"{label:<34}{a['fps'][0]:>9,.0f} ±{a['fps'][1]:>5,.0f}{a['ratio'][0]:>7.2f} ±{a['ratio'][1]:>4.2f}"
               f"{a['accuracy'][0]:>8.2f} ±{a['accuracy'][1]:>5.2f}{a['drop_pts'][0]:>7.2f} ±{a['drop_pts'][1]:>5.2f}"
               f"{a['extra_epochs'][0]:>9.2f} {'yes' if a['fits'] else 'NO'}")
-    r = {k: summary["arms"][k]["fps"][0] for k, _ in ARMS}
+    r = {k: summary["arms"][k]["fps"][0] if k in summary["arms"] else float("nan") for k, _ in ARMS}
     print(f"where the gain comes from (mean FPS ratios, both sides judged by FINN): folding {r['unpruned+ours'] / r['unpruned+setfolding']:.2f}× "
           f"(unpruned: ours / SetFolding); channels {r['hw+ours'] / r['unpruned+ours']:.2f}× (hw-aware pruned / unpruned, "
           f"ours); bits {r['mixed+ours'] / r['hw+ours']:.2f}× (mixed + pruned / pruned, ours); pruning under SetFolding "
