@@ -251,7 +251,7 @@ def prune_cfg(args, bits: bool) -> dict:
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
         "predictor_space": "fast",
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
-        "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 30.0,
+        "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 10.0,
         "val_fraction": args.val_fraction,
     }
     return {**cfg, "bits": [args.bits, 1]} if bits else cfg
@@ -307,8 +307,9 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     graph = ChannelGraph(model.eval(), example)
     full = graph.channels()
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
-    hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "uniform_hw", clock_mhz=100.0,
-                                  time_limit=30.0)
+    # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
+    hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
+                                  time_limit=10.0)
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -481,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
-    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 10)")
-    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 4)")
+    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 6)")
+    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 3)")
     ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
@@ -494,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
     args.patience = args.patience or (3 if q else 4)
-    args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
-    args.candidate_steps = args.candidate_steps or (4 if q else 6)
+    args.max_steps = args.max_steps or (1 if args.smoke else 6 if q else 25)
+    args.candidate_steps = args.candidate_steps or (3 if q else 6)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
