@@ -179,7 +179,10 @@ def _preflight(cfg: RunConfig, chosen: list[str]) -> None:
     if cfg.pruning is not None:
         from ..pruning.config import parse_pruning_config
 
-        parse_pruning_config(cfg.pruning)
+        if parse_pruning_config(cfg.pruning).bits:
+            from ..pruning.mixed import check_bits_model
+
+            check_bits_model(cfg.model.name)
     if "rtlsim" in chosen:
         from ..rtlsim.tools import find_toolchain
 
