@@ -49,7 +49,7 @@ LAYERS: tuple[Layer, ...] = (
             "hapfpga/boards.py", "hapfpga/runconfig.py", "hapfpga/importmap.py",
             "hapfpga/estimate/*", "hapfpga/folding/*",
             "hapfpga/pruning/plan.py", "hapfpga/pruning/search.py",
-            "hapfpga/pruning/config.py",
+            "hapfpga/pruning/config.py", "hapfpga/pruning/parallel.py",
         ),
         _f(),
         lazy=False,

@@ -304,7 +304,7 @@ def nsga2_search(
     """
     import optuna
 
-    from .workers import enqueue_snapped, run_trials
+    from .parallel import enqueue_snapped, run_trials
 
     study = _study(storage, study_name, seed, population)
     enqueue_snapped(study, candidates, enqueue)
