@@ -201,8 +201,13 @@ def _skip_fifos(layers: Sequence[LayerSpec], folds: list[LayerFolding], infra: d
                 has_uram: bool) -> dict[str, int]:
     """Replace the minimal FIFO on the short input of every join by the skip-branch FIFO (``joins.py``)."""
     pes = {layer.name: int(f.pe or 1) for layer, f in zip(layers, folds, strict=True)}
+    given = {layer.name: (layer, f.in_fifo_depths) for layer, f in zip(layers, folds, strict=True)
+             if f.in_fifo_depths}
     out = {}
     for (p, j), (depth, width) in skip_fifo_depths(layers, pes).items():
+        if j in given:  # the folding sets FINN's inFIFODepths: InsertFIFO builds that depth
+            join, depths = given[j]
+            depth = int(depths[join.producers.index(p)])
         name = f"FIFO_{p}__{j}"
         infra[name] = LayerCost(name, "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0)
         out[name] = depth

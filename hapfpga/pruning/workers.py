@@ -56,9 +56,13 @@ class TrialEvaluator:
     def __call__(self, counts: Mapping[str, int]) -> tuple[float, Any]:
         from ..train import evaluate, finetune
         from .apply import prune_to_counts
+        from .mixed import split_knobs, with_operand_bits
 
         m = prune_to_counts(self.base, self.example, {g: int(counts[g]) for g in self.groups}, self.importance,
                             graph=self.graph)[0]
+        bits = split_knobs(counts)[1]  # mixed precision: ``bits:<layer>`` knobs
+        if bits:
+            m = with_operand_bits(m, bits)
         if self.finetune.epochs > 0:
             finetune(m, *self.fit_data, self.finetune, seed=candidate_seed(self.seed, counts), device=self.device)
         self.last_model = m
@@ -213,7 +217,8 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
     base, st = prob["model"], prob["hw_state"]
     hw = make_hw_evaluator(st["layers"], st["order"], st["before"], st["board"], clock_mhz=st["clock_mhz"],
-                           layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"])
+                           layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"],
+                           model_layers=st.get("model_layers"), base_bits=st.get("bits0"))
     ev = TrialEvaluator(base, example, ChannelGraph(base, example), prob["groups"],
                         make_importance(pcfg.importance, x=x_fit[:512], y=y_fit[:512]), (x_fit, y_fit),
                         (x_val, y_val), prob["finetune"], prob["seed"], hw, resolve_device(cfg.train.device))

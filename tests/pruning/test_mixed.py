@@ -162,3 +162,26 @@ def test_config_bits_and_max_fps_are_validated_before_training():
     ]:
         with pytest.raises(ConfigError, match=match):
             parse_pruning_config(bad)
+
+
+def test_nsga2_searches_a_bits_dimension_per_layer(tmp_path):
+    """NSGA-II gets one categorical dimension per bits knob; enqueued channel-only plans start at the full bits."""
+    from hapfpga.pruning.search import nsga2_search
+
+    cands = {"a": [32, 24, 16], "b": [64, 48, 32], bits_key("b"): [2, 1]}
+
+    def evaluate(k):
+        low = k[bits_key("b")] == 1
+        fps = 1000.0 * (32 / k["a"]) * (64 / k["b"]) * (1.6 if low else 1.0)
+        acc = 0.95 - 0.002 * (32 - k["a"]) - 0.001 * (64 - k["b"]) - (0.004 if low else 0.0)
+        return acc, HwPoint(fps, Resources(LUT=fps), True)
+
+    res = nsga2_search(cands, evaluate, storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=24, seed=0,
+                       population=8, baseline_accuracy=0.95, max_accuracy_drop=0.02,
+                       enqueue=[{"a": 32, "b": 64}])
+    seen = {s.counts[bits_key("b")] for s in res.history}
+    assert seen == {1, 2}  # both bit widths were tried
+    assert res.history[0].counts == {"a": 32, "b": 64, bits_key("b"): 2}  # the enqueued plan, full bits
+    assert 0.95 - res.best.accuracy <= 0.02 + 1e-12
+    # the cheapest FPS per accuracy is the bits step (1.6x for 0.4 pt): the best point within 2 pt uses it
+    assert res.best.counts[bits_key("b")] == 1

@@ -103,3 +103,25 @@ def test_greedy_lowers_bits_and_the_export_carries_them(trained, tmp_path):
     assert mvaus[k].binary_xnor and mvaus[k].wdt == "BINARY" and mvaus[k].idt == "BINARY"
     assert mvaus[k - 1].odt == "BINARY"
     assert not any(m.binary_xnor for i, m in enumerate(mvaus) if i != k)
+
+
+def test_nsga2_trial_evaluator_applies_the_bits_knobs(trained):
+    """NSGA-II's trial evaluator builds the candidate at its bits (not only its channel counts)."""
+    from hapfpga.pruning.apply import ChannelGraph
+    from hapfpga.pruning.importance import make_importance
+    from hapfpga.pruning.search import HwPoint
+    from hapfpga.pruning.workers import TrialEvaluator
+    from hapfpga.train import FinetuneConfig as FC
+
+    model, data = trained
+    example = torch.as_tensor(data.x_train[:2], dtype=torch.float32)
+    graph = ChannelGraph(model, example)
+    groups = [g for g, grp in graph.groups.items() if grp.prunable]
+    ev = TrialEvaluator(model, example, graph, groups, make_importance("l1"), (data.x_train, data.y_train),
+                        (data.x_test, data.y_test), FC(epochs=0.0), 0, lambda c: HwPoint(1.0))
+    counts = {**graph.channels(), "bits:classifier.fc1": 1}
+    counts = {k: v for k, v in counts.items() if k in groups or k.startswith("bits:")}
+    acc, _ = ev(counts)
+    assert layer_bits(ev.last_model)["classifier.fc1"]["weight"] == 1
+    assert layer_bits(ev.last_model)["classifier.fc0"]["act"] == 1
+    assert acc == evaluate_accuracy(with_operand_bits(model, {"classifier.fc1": 1}), data.x_test, data.y_test)
