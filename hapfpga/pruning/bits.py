@@ -20,12 +20,26 @@ __all__ = [
     "act_dtype",
     "weight_dtype",
     "apply_operand_bits",
+    "BITS_MODELS",
+    "check_bits_model",
 ]
 
 #: prefix of a bits knob in the search's knob mapping ("bits:features.conv3")
 BITS_PREFIX = "bits:"
 #: FINN-legal bit widths of the zoo's quantisers (hapfpga.quant.MAX_BITS)
 MIN_BITS, MAX_BITS = 1, 8
+#: zoo models whose quantised conv/linear layers form a chain (layer i's input is layer i-1's activation, one
+#: MVAU each), which is what an operand-bits knob assumes; residual, depthwise and 1D models are not searched yet
+BITS_MODELS = ("digits_cnn", "tfc", "cnv")
+
+
+def check_bits_model(name: str) -> None:
+    """``pruning.bits`` needs a chain model of the zoo: a one-sentence ``ConfigError`` otherwise."""
+    if name not in BITS_MODELS:
+        raise ConfigError(
+            f"pruning.bits (mixed precision) supports the zoo's chain models {', '.join(BITS_MODELS)}, not "
+            f"'{name}'; remove pruning.bits for this model."
+        )
 
 
 def bits_key(layer: str) -> str:
@@ -77,8 +91,9 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
     ``layers`` is a chain of FINN layer specs (the estimator's dataclasses) with MVAUs in model order; for each
     ``k`` in ``bits``: MVAU ``k`` gets ``wdt``/``idt`` (and ``binary_xnor`` when both are 1 bit), MVAU ``k-1``'s
     fused activation output ``odt`` and every layer on the stream between the two (sliding window, pool) carry
-    ``act_dtype(bits[k])``. MVAU 0's input is the data and cannot change (a ``bits[0]`` is an error).
+    ``act_dtype(bits[k])``; each capped at its current width (a knob never widens the narrower operand). MVAU 0's input is the data and cannot change (a ``bits[0]`` is an error).
     """
+    from ..estimate.dtypes import bits as dt_bits
     from .plan import _replaced
 
     if 0 in bits:
@@ -95,15 +110,16 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
         if getattr(lay, "kind", "") == "MVAU":
             k += 1
             ch: dict[str, Any] = {}
-            if k in bits:
-                b = bits[k]
-                ch.update(idt=act_dtype(b), wdt=weight_dtype(b, b), binary_xnor=b == 1)
+            if k in bits:  # a knob caps both operands (it never raises the narrower one)
+                a_b, w_b = min(bits[k], dt_bits(lay.idt)), min(bits[k], dt_bits(lay.wdt))
+                ch.update(idt=act_dtype(a_b), wdt=weight_dtype(w_b, a_b), binary_xnor=a_b == w_b == 1)
             if (k + 1) in bits and not lay.no_activation:
-                ch["odt"] = act_dtype(bits[k + 1])
+                ch["odt"] = act_dtype(min(bits[k + 1], dt_bits(lay.odt)))
             out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
             continue
         ch = {}
         if (k + 1) in bits and k >= 0:
-            ch = {f: act_dtype(bits[k + 1]) for f in _stream_dtype_fields(lay) if "FLOAT" not in getattr(lay, f)}
+            ch = {f: act_dtype(min(bits[k + 1], dt_bits(getattr(lay, f)))) for f in _stream_dtype_fields(lay)
+                  if "FLOAT" not in getattr(lay, f)}
         out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
     return out

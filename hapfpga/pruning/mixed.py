@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .bits import (
+    BITS_MODELS,
     BITS_PREFIX,
     MAX_BITS,
     MIN_BITS,
@@ -37,6 +38,7 @@ from .bits import (
     apply_operand_bits,
     bit_candidates,
     bits_key,
+    check_bits_model,
     is_bits_key,
     split_knobs,
     weight_dtype,
@@ -59,6 +61,8 @@ __all__ = [
     "operand_bits",
     "with_operand_bits",
     "bits_knobs",
+    "BITS_MODELS",
+    "check_bits_model",
 ]
 
 
@@ -76,9 +80,10 @@ def _model_config(model: torch.nn.Module) -> dict[str, Any]:
     spec = getattr(model, "hap_spec", None)
     if spec is None:
         raise ConfigError(
-            "pruning.bits needs a model built by hapfpga's zoo (model.name: digits_cnn, tfc, cnv or a zoo-style "
-            "factory); remove pruning.bits for this model."
+            f"pruning.bits needs a model built by hapfpga's zoo ({', '.join(BITS_MODELS)}); remove pruning.bits "
+            "for this model."
         )
+    check_bits_model(spec["name"])
     return spec["model_config"]
 
 
@@ -105,7 +110,7 @@ def operand_bits(model: torch.nn.Module) -> dict[str, int]:
 
 
 def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.nn.Module:
-    """A copy of ``model`` whose layers in ``bits`` have weights and input activations at that many bits.
+    """A copy of ``model`` whose layers in ``bits`` have weights and input activations at most that many bits.
 
     The model is rebuilt from its zoo spec (pruned widths included) with new per-layer overrides, and the trained
     state is loaded: weights, BatchNorm statistics and the learned activation ranges (Brevitas' scale is
@@ -126,11 +131,13 @@ def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.
     mc = dict(spec["model_config"])
     lw = {int(k): int(v) for k, v in mc.get("layer_weight_bits", {}).items()}
     la = {int(k): int(v) for k, v in mc.get("layer_act_bits", {}).items()}
+    lb = layer_bits(model)
     for n, b in todo.items():
         if not MIN_BITS <= b <= MAX_BITS:
             raise ConfigError(f"Operand bits {b} for '{n}'; FINN-legal bit widths are {MIN_BITS} to {MAX_BITS}.")
-        i = names.index(n)
-        lw[i], la[i - 1] = b, b
+        i = names.index(n)  # cap both operands at b (never widen the narrower one)
+        lw[i] = min(b, int(lb[n]["weight"] or b))
+        la[i - 1] = min(b, int(lb[names[i - 1]]["act"] or b))
     spec = {**spec, "model_config": {**mc, "layer_weight_bits": lw, "layer_act_bits": la}}
     new = _from_spec(spec)
     result = new.load_state_dict(model.state_dict(), strict=False)
