@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -74,8 +75,10 @@ def fmt(r: Resources) -> str:
 # ----------------------------------------------------------------------------------------------- caching
 
 
+@functools.cache
 def code_version(paths: tuple[str, ...]) -> str:
-    """Hash of the source of ``paths`` (files or folders of .py files) plus finn-plus's version."""
+    """Hash of the source of ``paths`` (files or folders of .py files) plus finn-plus's version; computed once per
+    process, at the start of ``main`` (so edits made while a run goes on do not relabel its results)."""
     from importlib.metadata import version
 
     h = hashlib.sha256(version("finn-plus").encode())
@@ -134,14 +137,13 @@ def _from_json(rep: dict) -> dict:
     return {**rep, "total": Resources.from_dict(rep["total"])}
 
 
-def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float, cache_root: str) -> dict:
+def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float, cache_root: str, code: str) -> dict:
     """SetFolding's best fit for one QONNX model (cached by the file's hash, the scan flags and FINN's code)."""
     from hapfpga.finn.build import run_finn_steps
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
-    key = {"onnx": file_hash(Path(qonnx)), "quick": quick, "smoke": smoke, "start": start,
-           "code": code_version(FINN_CODE)}
+    key = {"onnx": file_hash(Path(qonnx)), "quick": quick, "smoke": smoke, "start": start, "code": code}
     hit = cache.get("setfolding", key)
     if hit is not None:
         return {**_from_json(hit), "cached": True}
@@ -158,7 +160,7 @@ def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float
     return out
 
 
-def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
+def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     """FINN conversion, our folding, FINN's estimate report; the budget is tightened until FINN says it fits."""
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import load_layers
@@ -166,7 +168,7 @@ def ours_job(qonnx: str, work: str, cache_root: str) -> dict:
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
-    key = {"onnx": file_hash(Path(qonnx)), "code": code_version(FINN_CODE)}
+    key = {"onnx": file_hash(Path(qonnx)), "code": code}
     hit = cache.get("ours", key)
     if hit is not None:
         return {**_from_json(hit), "cached": True}
@@ -249,7 +251,7 @@ def prune_cfg(args, bits: bool) -> dict:
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
         "predictor_space": "fast",
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
-        "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 30.0,
+        "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 10.0,
         "val_fraction": args.val_fraction,
     }
     return {**cfg, "bits": [args.bits, 1]} if bits else cfg
@@ -305,8 +307,9 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     graph = ChannelGraph(model.eval(), example)
     full = graph.channels()
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
-    hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "uniform_hw", clock_mhz=100.0,
-                                  time_limit=30.0)
+    # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
+    hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
+                                  time_limit=10.0)
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -363,10 +366,10 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     def submit(arm: str, m, sf_start: float | None = None) -> None:
         onnx = export_for_finn(m, shape, wd / f"{arm}.qonnx.onnx")
         if sf_start is None:
-            futures[arm] = pool.submit(ours_job, str(onnx), str(wd / arm), croot)
+            futures[arm] = pool.submit(ours_job, str(onnx), str(wd / arm), croot, code_version(FINN_CODE))
         else:
             futures[arm] = pool.submit(setfolding_job, str(onnx), str(wd / arm), args.quick, args.smoke,
-                                       sf_start, croot)
+                                       sf_start, croot, code_version(FINN_CODE))
 
     futures: dict = {}
     arms: dict[str, dict] = {"unpruned+setfolding": {"accuracy": test_acc(model), "extra_epochs": 0.0}}
@@ -374,7 +377,9 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     say(f"  converged baseline: {epochs} epochs, test accuracy {100 * arms['unpruned+ours']['accuracy']:.2f}%")
     submit("unpruned+setfolding", model, 400.0)
     submit("unpruned+ours", model)
-    for name in ("hw", "mixed"):
+    from hapfpga.pruning.mixed import BITS_MODELS
+
+    for name in ("hw", "mixed") if args.model in BITS_MODELS else ("hw",):  # bits: chain models only
         pm, rep = searched_arm(name, args, model, data, board, seed, cache, wd, base_key)
         arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": test_acc(pm)}
         say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
@@ -420,7 +425,9 @@ def summarise(runs: list[dict], args) -> dict:
     """Per arm: mean ± sd over seeds of FPS, ratio, accuracy and drop; the best arm meeting the rule."""
     out: dict[str, dict] = {}
     for arm, _ in ARMS:
-        rows = [r["arms"][arm] for r in runs]
+        rows = [r["arms"][arm] for r in runs if arm in r["arms"]]
+        if len(rows) < len(runs):
+            continue  # not run for this model (mixed precision: chain models only)
         out[arm] = {
             "fps": mean_sd([a["fps"] for a in rows]), "ratio": mean_sd([a["ratio"] for a in rows]),
             "accuracy": mean_sd([100 * a["accuracy"] for a in rows]), "drop_pts": mean_sd([a["drop_pts"] for a in rows]),
@@ -443,11 +450,14 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
           f"(mean; the largest extra budget of any arm) at {statistics.fmean(100 * r['reference_accuracy'] for r in runs):.2f}%")
     print(f"{'arm':<34}{'FPS (FINN)':>16}{'ratio':>13}{'test acc %':>15}{'drop pts':>14}{'extra ep':>9} fits")
     for arm, label in ARMS:
-        a = summary["arms"][arm]
+        a = summary["arms"].get(arm)
+        if a is None:
+            print(f"{label:<34}{'not run for this model':>30}")
+            continue
         print(f"{label:<34}{a['fps'][0]:>9,.0f} ±{a['fps'][1]:>5,.0f}{a['ratio'][0]:>7.2f} ±{a['ratio'][1]:>4.2f}"
               f"{a['accuracy'][0]:>8.2f} ±{a['accuracy'][1]:>5.2f}{a['drop_pts'][0]:>7.2f} ±{a['drop_pts'][1]:>5.2f}"
               f"{a['extra_epochs'][0]:>9.2f} {'yes' if a['fits'] else 'NO'}")
-    r = {k: summary["arms"][k]["fps"][0] for k, _ in ARMS}
+    r = {k: summary["arms"][k]["fps"][0] if k in summary["arms"] else float("nan") for k, _ in ARMS}
     print(f"where the gain comes from (mean FPS ratios, both sides judged by FINN): folding {r['unpruned+ours'] / r['unpruned+setfolding']:.2f}× "
           f"(unpruned: ours / SetFolding); channels {r['hw+ours'] / r['unpruned+ours']:.2f}× (hw-aware pruned / unpruned, "
           f"ours); bits {r['mixed+ours'] / r['hw+ours']:.2f}× (mixed + pruned / pruned, ours); pruning under SetFolding "
@@ -472,8 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
-    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 10)")
-    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 4)")
+    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 6)")
+    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 3)")
     ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
@@ -485,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
     args.patience = args.patience or (3 if q else 4)
-    args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
-    args.candidate_steps = args.candidate_steps or (4 if q else 6)
+    args.max_steps = args.max_steps or (1 if args.smoke else 6 if q else 25)
+    args.candidate_steps = args.candidate_steps or (3 if q else 6)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -502,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     cache = Cache(Path(tempfile.mkdtemp(prefix="prune_vs_finn_smoke_cache_")) if args.smoke else Path(args.cache))
     data = load_digits(size=32, channels=3)
+    for paths in (TRAIN_CODE, PRUNE_CODE, FINN_CODE):
+        code_version(paths)  # fixed now: the code this run loaded
     load0 = os.getloadavg()
     say(f"data {data.name}: train {len(data.x_train)}, test {len(data.x_test)}; board {board.name} budget "
         f"{fmt(board.budget)}; work {work}; cache {cache.root}; load average {load0[0]:.1f} on {os.cpu_count()} CPUs")

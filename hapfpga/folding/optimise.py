@@ -242,8 +242,9 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
     ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``); on the short
     input of a join, the skip-branch FIFO instead of the minimal one (``hapfpga.estimate.joins``: its depth
     in words follows the join's input width, ``frame bits / width``)."""
+    from ..estimate.dtypes import bits
     from ..estimate.infra import dwc_luts, fifo_cost
-    from ..estimate.joins import skip_fifo_depth, skip_fifo_fractions
+    from ..estimate.joins import is_join, join_input_width, skip_fifo_depth, skip_fifo_fractions
 
     has_uram = board.capacity.URAM > 0
     skip = skip_fifo_fractions(layers) if layers else {}
@@ -252,8 +253,6 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
         frac = skip.get((p.name, c.name))
         if frac is None:
             return Resources()
-        from ..estimate.dtypes import bits
-
         dt = c.lhs_dt if c.producers[0] == p.name else c.rhs_dt
         words = math.prod(c.out_shape) * bits(dt) // max(1, i)
         return fifo_cost(skip_fifo_depth(frac, words), i, "auto", has_uram) - fifo_cost(2, i, "auto", has_uram)
@@ -261,6 +260,8 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
     def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter (the consumer-side
         # one is the per-stream FIFO below)
+        if is_join(c):  # the candidate's in_width is the lhs stream's; each input has its own data type
+            i = join_input_width(c, p.name, i // bits(c.lhs_dt))
         extra = skip_extra(p, c, i) if skip else Resources()
         if o == i:
             return extra

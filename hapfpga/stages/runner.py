@@ -109,9 +109,8 @@ def run_stages(ctx: Context, stages: list[Stage], chosen: list[str], *, force: b
             ctx.console.print(f"[bold]▶ {st.name}[/bold]")
             t0 = time.perf_counter()
             outputs, done = st.fn(ctx, ctx.conf(st))
-            if st.name != "report":
+            if st.cached:  # the report (not cached) is written with the timings of the others
                 ctx.timings[st.name] = round(time.perf_counter() - t0, 2)
-            if st.cached:
                 state.finish(st.name, key, outputs, done)
             ctx.console.print(f"✓ {st.name} ({time.perf_counter() - t0:.1f} s)")
             ran.append(st.name)
@@ -180,7 +179,10 @@ def _preflight(cfg: RunConfig, chosen: list[str]) -> None:
     if cfg.pruning is not None:
         from ..pruning.config import parse_pruning_config
 
-        parse_pruning_config(cfg.pruning)
+        if parse_pruning_config(cfg.pruning).bits:
+            from ..pruning.mixed import check_bits_model
+
+            check_bits_model(cfg.model.name)
     if "rtlsim" in chosen:
         from ..rtlsim.tools import find_toolchain
 

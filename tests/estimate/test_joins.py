@@ -133,3 +133,32 @@ def test_optimiser_folds_the_fork_and_join(board):
     choice = {u.name: next(c for c in u.candidates if c.folding == chosen[u.name]) for u in prob.units}
     _, total, per_edge = evaluate_choice(prob, choice)
     assert per_edge[("Dup", "Add")].LUT > 0
+
+
+def test_join_inputs_of_different_types_have_their_own_stream_widths():
+    """An add of a UINT2 long branch and a UINT4 skip: FINN's InsertDWC compares each input's own width, so
+    the skip stream (4 bits per PE) needs no converter from a 4-bit producer and the long branch none from 2."""
+    layers = residual_block(h=4, c=4)
+    thr, dup = layers[0], layers[1]
+    layers[0] = L.Thresholding(**{**{k: getattr(thr, k) for k in ("name", "channels", "n_vectors", "idt", "tdt",
+                                                                    "num_steps", "consumers")}, "odt": "UINT4"})
+    layers[1] = L.DuplicateStreams(**{**{k: getattr(dup, k) for k in ("name", "channels", "n_vectors", "producers",
+                                                                       "consumers")}, "idt": "UINT4"})
+    add = layers[5]
+    layers[5] = L.ElementwiseAdd(**{**{k: getattr(add, k) for k in ("name", "lhs_shape", "rhs_shape", "out_shape",
+                                                                     "lhs_dt", "producers", "consumers")},
+                                    "rhs_dt": "UINT4", "odt": "UINT5", "lhs_const": False, "rhs_const": False})
+    layers[2] = L.FMPadding(name="Pad", channels=4, ifm_dim=(4, 4), padding=(1, 1, 1, 1), idt="UINT4",
+                            producers=("Dup",), consumers=("SWG",))
+    layers[3] = L.ConvolutionInputGenerator(name="SWG", impl="rtl", ifm_ch=4, ifm_dim=(6, 6), ofm_dim=(4, 4),
+                                            kernel=(3, 3), idt="UINT4", producers=("Pad",), consumers=("MVAU",))
+    layers[4] = L.MVAU(name="MVAU", mw=36, mh=4, n_vectors=16, idt="UINT4", wdt="INT2", odt="UINT2", acc_dt="INT8",
+                       num_steps=3, producers=("SWG",), consumers=("Add",))
+    est = estimate_network(layers, None, load_board("pynq-z2"))
+    assert not any(k.startswith("DWC_") and "Add" in k.split("__")[-1] for k in est.infrastructure)
+    depth = est.skip_fifos["FIFO_Dup__Add"]
+    assert est.infrastructure["FIFO_Dup__Add"].resources == fifo_cost(depth, 4)
+    assert est.infrastructure["FIFO_MVAU__Add"].resources == fifo_cost(2, 2)
+    # the optimiser sees the same streams: its total is the network estimate's
+    res = optimise(layers, load_board("pynq-z2"), time_limit=30)
+    assert res.estimate.total.LUT == res.total.LUT

