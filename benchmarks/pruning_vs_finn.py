@@ -292,8 +292,8 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
 
 
 def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path):
-    """The same keep ratio in every layer: the largest (1/32 grid) whose predicted FPS reaches ``fps_goal``,
-    fine-tuned for ``epochs`` (the hardware-aware arm's whole extra budget)."""
+    """The same keep ratio in every layer: the largest (1/32 grid) whose predicted FPS reaches ``fps_goal`` (the
+    same predictor as the search's), fine-tuned for ``epochs`` (the hardware-aware arm's whole extra budget)."""
     import torch
 
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
@@ -309,7 +309,7 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
     # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
     hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
-                                  time_limit=10.0)
+                                  time_limit=10.0, space=prune_cfg(args, bits=False)["predictor_space"])
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
