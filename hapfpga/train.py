@@ -225,15 +225,16 @@ class _Batches:
         yt = torch.as_tensor(np.asarray(y)).long()
         self.n = len(xt)
         self.staging: tuple[Any, Any] | None = None
-        if device.type == "cuda" and xt.numel() * 4 > GPU_DATA_BYTES:
-            self.x, self.y = xt.pin_memory(), yt.pin_memory()
-        else:
+        self.resident = not (device.type == "cuda" and xt.numel() * 4 > GPU_DATA_BYTES)
+        if self.resident:
             self.x, self.y = xt.to(device), yt.to(device)
+        else:
+            self.x, self.y = xt.pin_memory(), yt.pin_memory()
 
     def get(self, idx: Any) -> tuple[Any, Any]:
         import torch
 
-        if self.x.device == self.device:
+        if self.resident:
             idx = idx.to(self.device)
             return self.x[idx], self.y[idx]
         if self.staging is None or len(self.staging[0]) < len(idx):

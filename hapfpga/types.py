@@ -107,6 +107,7 @@ FOLDING_KEYS: dict[str, str] = {
     "depth_trigger_bram": "depth_trigger_bram",
     "depth": "depth",
     "impl_style": "impl_style",
+    "inFIFODepths": "in_fifo_depths",  # FINN's InsertFIFO: an edge's depth = max(producer out, consumer in)
 }
 
 
@@ -129,13 +130,19 @@ class LayerFolding:
     depth_trigger_bram: int | None = None
     depth: int | None = None
     impl_style: str | None = None
+    #: depth of the FIFO in front of each input (FINN ``inFIFODepths``); set for joins (skip-branch FIFOs)
+    in_fifo_depths: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.in_fifo_depths is not None and not isinstance(self.in_fifo_depths, tuple):
+            object.__setattr__(self, "in_fifo_depths", tuple(int(d) for d in self.in_fifo_depths))
 
     def to_finn(self) -> dict[str, Any]:
         out = {}
         for finn_key, attr in FOLDING_KEYS.items():
             v = getattr(self, attr)
             if v is not None:
-                out[finn_key] = v
+                out[finn_key] = list(v) if isinstance(v, tuple) else v
         return out
 
     @classmethod

@@ -19,7 +19,10 @@ from .context import Ctx
 from .formulas import FORMULAS
 from .layers import LayerSpec
 
-__all__ = ["estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of", "cost_table", "COST_COLUMNS"]
+__all__ = [
+    "estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of", "cost_table", "COST_COLUMNS",
+    "clear_caches",
+]
 
 #: columns of ``cost_table``
 COST_COLUMNS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles")
@@ -123,3 +126,16 @@ def cost_table(
         out[i] = (r.LUT, r.FF, r.BRAM_18K, r.URAM, r.DSP, c.cycles)
     return out
 
+
+def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
+    """Forget every memo: the per-layer tables of ``layers`` and the module-level caches of the formulas.
+
+    For timing the estimator cold (``benchmarks/estimator_speed.py``): a new folding then pays every formula.
+    """
+    from . import dtypes, infra, thresholding
+
+    for layer in layers:
+        layer.__dict__.pop("_memo", None)
+    for fn in (ctx_for, infra.fifo_cost, infra._edge_costs, infra._bram18_plan, thresholding.memutil_best,
+               dtypes._parse):
+        fn.cache_clear()

@@ -10,7 +10,16 @@ from ..boards import BoardSpec
 from ..types import LayerFolding
 from .context import FoldingError, knob
 from .core import effective_folding
-from .layers import MVAU, VVAU, ConvolutionInputGenerator, ElementwiseBinary, LayerSpec, Thresholding
+from .layers import (
+    MVAU,
+    VVAU,
+    ConvolutionInputGenerator,
+    ElementwiseBinary,
+    LayerSpec,
+    StreamingDataWidthConverter,
+    StreamingFIFO,
+    Thresholding,
+)
 from .swg import swg_impl_style
 
 __all__ = ["DEVIATIONS", "deviations_for"]
@@ -18,8 +27,26 @@ __all__ = ["DEVIATIONS", "deviations_for"]
 #: id -> (what differs, fields affected)
 DEVIATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rtl-mvu-lut": (
-        "MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count accumulator, threshold and LUTRAM logic",
+        "MVAU_rtl / VVAU_rtl: FINN reports 0 LUT; we count the RTL's adder trees, queues and LUTRAM "
+        "(MVAU_rtl: finn-rtllib structure, checked against Yosys)",
         ("LUT",),
+    ),
+    "rtl-mvu-auto-lutram": (
+        "MVAU_rtl ram_style=auto weights of <= 64 words: FINN counts BRAM; they map to LUTRAM (Yosys)",
+        ("LUT", "BRAM_18K"),
+    ),
+    "dwc-rtl-lut": (
+        "StreamingDataWidthConverter_rtl: FINN's LCM-width formula; we count vpc.sv's lane muxes",
+        ("LUT",),
+    ),
+    "fifo-xc7": (
+        "StreamingFIFO on 7-series: FINN's model is fitted on UltraScale+; we count RAM32M/RAM64M LUTRAM",
+        ("LUT",),
+    ),
+    "swg-rtl-lut": (
+        "ConvolutionInputGenerator_rtl: FINN's 300-LUT constant; we count controller and line-buffer LUTRAM, "
+        "auto buffers of <= 64 words in LUTRAM",
+        ("LUT", "BRAM_18K"),
     ),
     "rtl-mvu-dsp": (
         "MVAU_rtl: FINN counts ceil(P/4)*Q DSPs; we count what mvu.sv instantiates, ceil(P/L)*Q with L lanes "
@@ -68,6 +95,14 @@ def deviations_for(
         out.append("rtl-mvu-lut")
     if isinstance(layer, MVAU) and layer.impl == "rtl":
         out.append("rtl-mvu-dsp")
+        if knob(f, "ram_style", "auto") == "auto":
+            out.append("rtl-mvu-auto-lutram")
+    if isinstance(layer, StreamingDataWidthConverter) and layer.impl == "rtl":
+        out.append("dwc-rtl-lut")
+    if isinstance(layer, StreamingFIFO) and (board is None or board.part.lower().startswith("xc7")):
+        out.append("fifo-xc7")
+    if isinstance(layer, ConvolutionInputGenerator):
+        out.append("swg-rtl-lut")
     if isinstance(layer, Thresholding) and layer.impl == "rtl":
         out.append("thr-rtl-comparators")
         if board is None or board.capacity.URAM == 0:

@@ -206,13 +206,42 @@ def duplicatestreams_cost(layer: DuplicateStreams, f: LayerFolding, ctx: Ctx) ->
 
 def dwc_cost(layer: StreamingDataWidthConverter, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """DWC as a graph node: LUT per ``StreamingDataWidthConverter.lut_estimation``; cycles (ours;
-    FINN defines none): max(input words, output words) per frame."""
+    FINN defines none): max(input words, output words) per frame.
+
+    ``StreamingDataWidthConverter_rtl`` unless ``ctx.finn_compat``: the structure of finn-rtllib's ``vpc.sv``
+    (:func:`~hapfpga.estimate.rtl_luts.dwc_rtl_luts`; deviation ``dwc-rtl-lut``): FINN's LCM-width formula
+    counts ~1 LUT per output bit where the RTL's rotating buffer needs muxes per lane.
+    """
+    from .rtl_luts import dwc_rtl_luts
+
     n_out = layer.in_width * layer.n_words_in // max(layer.out_width, 1)
-    return Resources(LUT=dwc_luts(layer.in_width, layer.out_width)), max(layer.n_words_in, n_out)
+    if layer.impl == "rtl" and not ctx.finn_compat:
+        lut = dwc_rtl_luts(layer.in_width, layer.out_width)
+    else:
+        lut = dwc_luts(layer.in_width, layer.out_width)
+    return Resources(LUT=lut), max(layer.n_words_in, n_out)
 
 
 def fifo_layer_cost(layer: StreamingFIFO, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
-    """FIFO as a graph node: finn-plus ``resource_models._fifo_cost`` (see infra.py); cycles = words."""
+    """FIFO as a graph node: finn-plus ``resource_models._fifo_cost`` (see infra.py); cycles = words.
+
+    That model is fitted on UltraScale+ (RAM64M8 LUTRAM). On 7-series parts, unless ``ctx.finn_compat``, a
+    distributed FIFO is counted from ``fifo.sv``'s structure with RAM32M/RAM64M
+    (:func:`~hapfpga.estimate.rtl_luts.fifo_distributed_xc7`) and a block FIFO's logic as its pointers
+    (2 LUTs per address bit + 5); deviation ``fifo-xc7``. Shift-register FIFOs keep FINN's SRL model (Yosys
+    does not infer SRLs from fifo.sv's addressable array, so it is no reference there; docs/estimator.md).
+    """
+    from .infra import fifo_style
+    from .rtl_luts import fifo_distributed_xc7
+
     depth = int(knob(f, "depth", layer.depth))
     style = knob(f, "ram_style", layer.ram_style)
-    return fifo_cost(depth, layer.width, style, ctx.has_uram or ctx.finn_compat), layer.n_words
+    res = fifo_cost(depth, layer.width, style, ctx.has_uram or ctx.finn_compat)
+    if ctx.dsp48e1 and not ctx.finn_compat and depth >= 2:
+        w = int(math.ceil(layer.width / 8) * 8)
+        eff = fifo_style(depth, w, style)
+        if eff == "distributed":
+            res = Resources(LUT=sum(fifo_distributed_xc7(depth, w)))
+        elif eff == "block":
+            res = Resources(LUT=2 * max(depth - 1, 1).bit_length() + 5, BRAM_18K=res.BRAM_18K)
+    return res, layer.n_words

@@ -102,6 +102,45 @@ def _check(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, ram_s
         raise FoldingError(f"{layer.name}: resType '{res_type}' is not auto, lut or dsp.")
 
 
+def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, bram: int,
+              ctx: Ctx) -> tuple[int, int, int]:
+    """LUT, BRAM18 and DSP of an RTL MVAU from finn-rtllib's structure (deviations ``rtl-mvu-lut``/``-dsp``).
+
+    - DSP: :func:`mvu_rtl_dsp`.
+    - LUT: :func:`~hapfpga.estimate.rtl_luts.mvu_rtl_luts` (memstream credit buffer, mvu.sv adder trees and lane
+      totals, output queue, control) + the LUTRAM the RTL infers: the ``replay_buffer`` of SF = MW/SIMD words of
+      SIMD*A bits and, when the weights are in distributed RAM, the weight memory (7-series:
+      :func:`~hapfpga.estimate.rtl_luts.lutram_xc7`; UltraScale+: FINN-R's LUTRAM term P*Q*W*ceil(WMEM/64)).
+    - ``ram_style=auto`` weights of at most 64 words go to LUTRAM, not BRAM (what Yosys's memory mapper picks:
+      a RAM64M column is cheaper than a RAMB18 up to 64 words; FINN counts BRAM).
+    """
+    from .rtl_luts import lutram_xc7, mvu_rtl_luts
+
+    W, A = bits(layer.wdt), bits(layer.idt)
+    narrow = layer.narrow_weights
+    if mem_mode in ("dynamic", "external_mem"):
+        narrow = False  # MVAU_rtl.generate_hdl: NARROW_WEIGHTS = 0 for streamed weights
+    elif narrow is None:
+        narrow = ctx.dsp48e1  # FINN only specialises MVAU_rtl with narrow weights on DSP48E1
+    version = "DSP58" if ctx.dsp58 else ("DSP48E1" if ctx.dsp48e1 else "DSP48E2")
+    dsp = mvu_rtl_dsp(pe, simd, W, A, narrow, version)
+    a_width = 25 if ctx.dsp48e1 else 27
+    accu = bits(layer.odt) if layer.no_activation else bits(layer.acc_dt)
+    lanes = mvu_rtl_lanes(W, A, narrow, a_width)
+    decoupled = mem_mode == "internal_decoupled"
+    lut = mvu_rtl_luts(pe, simd, layer.mw, layer.mh, W, A, accu, narrow, lanes, a_width, decoupled)
+    wmem = layer.mw * layer.mh // (pe * simd)
+    if decoupled and ram_style == "auto" and wmem <= 64:
+        bram = 0
+        ram_style = "distributed"
+    if decoupled and ram_style == "distributed":
+        lut += lutram_xc7(wmem, pe * simd * W) if ctx.dsp48e1 else pe * simd * W * math.ceil(wmem / 64)
+    sf = layer.mw // simd
+    if sf > 1:
+        lut += lutram_xc7(2 ** (sf - 1).bit_length(), simd * A)
+    return int(lut), int(bram), int(dsp)
+
+
 def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """LUT, BRAM18, URAM, DSP and cycles of one MVAU.
 
@@ -114,9 +153,8 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
       Otherwise the RTL's own packing rule, :func:`mvu_rtl_dsp` (ceil(P/L)*Q with L MACs per DSP from the
       weight/activation widths and NARROW_WEIGHTS; deviation ``rtl-mvu-dsp``). Unknown narrowness: narrow on
       DSP48E1 (FINN only builds MVAU_rtl there with narrow weights), else not narrow (never fewer DSPs).
-      FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we
-      model its LUTs with the FINN-R formula minus the multipliers and adder tree (they sit in the
-      DSP chain): 300 + 1.1*P*(acc + thr + comp) + c2 — an estimate, see docs/estimator.md.
+      FINN reports LUT=0 for MVAU_rtl; unless ``ctx.finn_compat`` we count its LUTs from the RTL's
+      structure (:func:`_mvau_rtl`), checked against Yosys (docs/estimator.md).
     - rtl with resType=lut: FINN still reports DSPs, but ``MVAU_rtl._resolve_dsp_version`` raises at
       code generation; unless ``ctx.finn_compat`` we raise ``FoldingError`` (not buildable).
     """
@@ -168,18 +206,11 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         addertree_luts = (W + A) * (2 * simd - 1)
         lut = int(300 + 1.1 * (pe * (mult_luts + addertree_luts + acc + thr_luts + comp_luts)) + c2)
         dsp = int(pe * simd * math.ceil((W + A) / 48)) if res_type == "dsp" else 0
+    elif ctx.finn_compat:
+        lut = 0
+        dsp = pe * math.ceil(simd / 3) if ctx.dsp58 else math.ceil(pe / 4) * simd
     else:
-        lut = 0 if ctx.finn_compat else int(300 + 1.1 * (pe * (acc + thr_luts + comp_luts)) + c2)
-        if ctx.finn_compat:
-            dsp = pe * math.ceil(simd / 3) if ctx.dsp58 else math.ceil(pe / 4) * simd
-        else:
-            narrow = layer.narrow_weights
-            if mem_mode in ("dynamic", "external_mem"):
-                narrow = False  # MVAU_rtl.generate_hdl: NARROW_WEIGHTS = 0 for streamed weights
-            elif narrow is None:
-                narrow = ctx.dsp48e1
-            version = "DSP58" if ctx.dsp58 else ("DSP48E1" if ctx.dsp48e1 else "DSP48E2")
-            dsp = mvu_rtl_dsp(pe, simd, W, A, narrow, version)
+        lut, bram, dsp = _mvau_rtl(layer, pe, simd, mem_mode, ram_style, bram, ctx)
 
     cycles = (layer.mh // pe) * (layer.mw // simd) * layer.n_vectors
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram, DSP=dsp), int(cycles)

@@ -12,7 +12,7 @@ from ..types import RESOURCE_KEYS, FoldingPlan, LayerCost, LayerFolding, Resourc
 from .context import FoldingError
 from .core import cost_of, ctx_for, effective_folding
 from .infra import fifo_cost, infrastructure_costs
-from .joins import skip_fifo_depths
+from .joins import is_join, join_input_width, skip_fifo_depths
 from .layers import LayerSpec
 from .power import dynamic_power_w, static_power_w
 from .streams import stream_io
@@ -114,9 +114,12 @@ def _edges(layers: Sequence[LayerSpec], folds: list[LayerFolding], costs: list[L
             prods = [layers[i - 1].name] if i else []
         if not prods:
             edges.append(("", layer.name, io[i][0], io[i][0], io[i][1], 0, costs[i].cycles))
+        join = is_join(layer)
         for p in prods:
             j = idx[p]
-            edges.append((p, layer.name, io[j][2], io[i][0], io[j][3], costs[j].cycles, costs[i].cycles))
+            # a join's inputs may differ in data type: each stream has its own width (PE * bits(lhs/rhs))
+            w_in = join_input_width(layer, p, int(folds[i].pe or 1)) if join else io[i][0]  # type: ignore[arg-type]
+            edges.append((p, layer.name, io[j][2], w_in, io[j][3], costs[j].cycles, costs[i].cycles))
         cons = [c for c in layer.consumers if c in idx]
         if (chain and i == len(layers) - 1) or (not chain and not cons):
             edges.append((layer.name, "", io[i][2], io[i][2], io[i][3], costs[i].cycles, 0))
@@ -201,8 +204,13 @@ def _skip_fifos(layers: Sequence[LayerSpec], folds: list[LayerFolding], infra: d
                 has_uram: bool) -> dict[str, int]:
     """Replace the minimal FIFO on the short input of every join by the skip-branch FIFO (``joins.py``)."""
     pes = {layer.name: int(f.pe or 1) for layer, f in zip(layers, folds, strict=True)}
+    given = {layer.name: (layer, f.in_fifo_depths) for layer, f in zip(layers, folds, strict=True)
+             if f.in_fifo_depths}
     out = {}
     for (p, j), (depth, width) in skip_fifo_depths(layers, pes).items():
+        if j in given:  # the folding sets FINN's inFIFODepths: InsertFIFO builds that depth
+            join, depths = given[j]
+            depth = int(depths[join.producers.index(p)])
         name = f"FIFO_{p}__{j}"
         infra[name] = LayerCost(name, "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0)
         out[name] = depth

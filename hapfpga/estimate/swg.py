@@ -130,13 +130,35 @@ def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
     return max(cyc, ih * iw * cf + 2)
 
 
+def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style: str, depth: int, width: int,
+              bdepth: int, bcount: int) -> tuple[int, str]:
+    """Our LUT count (deviation ``swg-rtl-lut``) and the effective ram_style.
+
+    Controller logic from the template's structure (:func:`~hapfpga.estimate.rtl_luts.swg_rtl_luts`) plus the
+    line buffers in distributed RAM (``swg_common.sv``'s ``ram_style`` memories; 7-series RAM32M/RAM64M,
+    :func:`~hapfpga.estimate.rtl_luts.lutram_xc7`). ``ram_style=auto`` buffers of at most 64 words go to
+    LUTRAM, as Yosys's memory mapper places them (a RAM64M column is cheaper than a RAMB18); FINN counts BRAM.
+    FINN's 300-LUT constant is a guess the RTL does not support (Yosys: 80-170 LUTs of control).
+    """
+    from .rtl_luts import lutram_xc7, swg_rtl_luts
+
+    loops = (*layer.ofm_dim, *layer.kernel, layer.ifm_ch // simd)
+    lut = swg_rtl_luts(loops, depth, style == "parallel")
+    if ram_style == "auto" and bcount and bdepth <= 64:
+        ram_style = "distributed"
+    if ram_style == "distributed" and bcount:
+        lut += bcount * lutram_xc7(bdepth, width)
+    return lut, ram_style
+
+
 def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """LUT, BRAM18, URAM and cycles of the RTL SWG.
 
     - cycles: ``ctx.finn_compat``: ``get_exp_cycles`` (parallel: input words + 2; default: buffer fill +
       OFM_H * max(write block, read block), with the 1D and depthwise variants); otherwise the RTL's
       steady state (``_rtl_cycles``, deviation ``swg-rtl-cycles``).
-    - LUT: 300 + width*ceil(depth/38) for ram_style=distributed (FINN's fitted LUTRAM model).
+    - LUT: ``ctx.finn_compat``: 300 + width*ceil(depth/38) for ram_style=distributed (FINN's fitted LUTRAM
+      model); otherwise the RTL's controller and line-buffer LUTRAM (:func:`_rtl_luts`).
     - BRAM18: aspect-ratio model for ram_style block/auto; parallel: (k_h-1) line buffers.
     - URAM: 72x4096 blocks for ram_style=ultra.
     """
@@ -152,18 +174,19 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
 
     kh, kw = layer.kernel
     (ih, iw), (dh, dw) = layer.ifm_dim, layer.dilation
+    if style == "default":
+        bdepth, bcount = depth, 1
+    elif ih == 1 or iw == 1:
+        bdepth, bcount = 0, 0
+    else:
+        bdepth, bcount = (iw - ((kw - 1) * dw + 1)) + iw * (dh - 1), kh - 1
+    if not ctx.finn_compat:
+        lut, ram_style = _rtl_luts(layer, simd, style, ram_style, depth, width, bdepth, bcount)
     bram = uram = 0
-    if ram_style in ("block", "auto", "ultra"):
-        if style == "default":
-            bdepth, bcount = depth, 1
-        elif ih == 1 or iw == 1:
-            bdepth, bcount = 0, 0
+    if ram_style in ("block", "auto", "ultra") and bcount:
+        if ram_style == "ultra":
+            uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
         else:
-            bdepth, bcount = (iw - ((kw - 1) * dw + 1)) + iw * (dh - 1), kh - 1
-        if bcount:
-            if ram_style == "ultra":
-                uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
-            else:
-                bram = _bram_for(bdepth, width) * bcount
+            bram = _bram_for(bdepth, width) * bcount
     cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style)
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), cycles

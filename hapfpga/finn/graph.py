@@ -52,7 +52,8 @@ def _spec_from_node(model: Any, node: Any) -> L.LayerSpec:
         return _s(inst.get_nodeattr(name))
 
     kind, impl = _kind_and_impl(node.op_type)
-    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types})
+    # inFIFODepths: every FINN node has it (default [2]); only the folding optimiser sets it, for joins
+    fold = LayerFolding(**{f: a(k) for k, f in FOLDING_KEYS.items() if k in types and k != "inFIFODepths"})
     preds = model.find_direct_predecessors(node) or []
     succs = model.find_direct_successors(node) or []
     common: dict[str, Any] = dict(

@@ -49,13 +49,14 @@ def finn_apply_folding(
     (``folding_file``) with the board and clock a build uses. Returns the folded model's layers (their
     ``default_folding`` is what FINN applied) and FINN's ``auto_folding_config.json`` when SetFolding ran.
     """
-    from .build import run_finn_steps
+    from .build import FOLD_AND_ESTIMATE_STEPS, run_finn_steps
     from .graph import load_layers
 
+    fold_steps = FOLD_AND_ESTIMATE_STEPS[: FOLD_AND_ESTIMATE_STEPS.index("step_apply_folding_config") + 1]
     res = run_finn_steps(
         specialised_model, out_dir, board=board.finn_board, clock_mhz=clock_mhz,
         target_fps=None if target_fps is None else int(target_fps), folding_config_file=folding_file,
-        steps=("step_target_fps_parallelization", "step_apply_folding_config"),
+        steps=fold_steps,
     )
     auto = res.output_dir / "report" / "auto_folding_config.json"
     return load_layers(res.step_models["step_apply_folding_config"]), auto if auto.is_file() else None

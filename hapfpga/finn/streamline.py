@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "has_forks", "FORK_ROUNDS"]
+__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "check_joins_integer", "has_forks", "FORK_ROUNDS"]
 
 #: finn-examples' ResNet-50 build loops linear + fork/join streamlining four times (``step_resnet50_streamline``)
 FORK_ROUNDS = 4
@@ -85,10 +85,34 @@ def step_streamline_forks(model: Any, cfg: Any) -> Any:
     return model
 
 
+def check_joins_integer(model: Any) -> None:
+    """Raise a one-sentence ``UnsupportedLayerError`` for a two-input ``Add`` whose inputs are not integer after
+    :func:`step_streamline_forks`: its inputs carry different float scales (two quantisers, not one shared), so
+    FINN would build a float add (or none) and leave ``Transpose`` nodes around it."""
+    from ..errors import UnsupportedLayerError
+
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        if any(model.get_initializer(t) is not None for t in node.input):
+            continue  # a bias, not a join
+        dts = [model.get_tensor_datatype(t) for t in node.input]
+        if all(dt is not None and dt.is_integer() for dt in dts):
+            continue
+        raise UnsupportedLayerError(
+            f"The residual add {node.name} joins two tensors with different float scales, so FINN's "
+            "step_streamline_forks cannot make it an integer ElementwiseAdd; quantise both inputs of every "
+            "residual add with one shared activation module (as hapfpga.zoo.resnet does: the long branch ends "
+            "in the activation the shortcut comes from)."
+        )
+
+
 def step_streamline_fork_layouts(model: Any, cfg: Any) -> Any:
-    """Cancel the NCHW↔NHWC transposes around forks and joins (module docstring); a no-op without forks."""
+    """Cancel the NCHW↔NHWC transposes around forks and joins (module docstring); a no-op without forks.
+    A join left with float inputs is refused (:func:`check_joins_integer`)."""
     if not has_forks(model):
         return model
+    check_joins_integer(model)
     from finn.transformation.streamline.absorb import (
         AbsorbConsecutiveTransposes,
         AbsorbTransposeIntoMultiThreshold,

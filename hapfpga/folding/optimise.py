@@ -33,7 +33,7 @@ from .solver import (
     solve_min_max_utilisation,
 )
 
-__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem"]
+__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
 
 #: (layer, folding) -> (resources, cycles per frame)
 CostFn = Callable[[Any, LayerFolding], tuple[Resources, int]]
@@ -123,11 +123,12 @@ def build_problem(
             dw_consumer = _kind(cons[0]) if cons else None
         cands = []
         is_out = not any(c in by_name for c in layer.consumers)
+        n_in = max(1, sum(p in by_name for p in layer.producers))  # a join takes one stream per producer
         for f in legal_foldings(layer, space, depthwise_consumer=dw_consumer):
             res, cyc = cost_fn(layer, f)
             i, o = stream_widths(layer, f)
             if stream_cost is not None:
-                res = res + stream_cost(i) + (stream_cost(o) if is_out else Resources())
+                res = res + stream_cost(i) * n_in + (stream_cost(o) if is_out else Resources())
             cands.append(Candidate(f, int(cyc), res, in_width=i, out_width=o))
         units.append(Unit(layer.name, _kind(layer), tuple(cands)))
     ties, edges = [], []
@@ -241,8 +242,9 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
     ``infrastructure_costs`` counts them (``hapfpga.estimate.infra.dwc_luts`` / ``fifo_cost``); on the short
     input of a join, the skip-branch FIFO instead of the minimal one (``hapfpga.estimate.joins``: its depth
     in words follows the join's input width, ``frame bits / width``)."""
+    from ..estimate.dtypes import bits
     from ..estimate.infra import dwc_luts, fifo_cost
-    from ..estimate.joins import skip_fifo_depth, skip_fifo_fractions
+    from ..estimate.joins import is_join, join_input_width, skip_fifo_depth, skip_fifo_fractions
 
     has_uram = board.capacity.URAM > 0
     skip = skip_fifo_fractions(layers) if layers else {}
@@ -251,8 +253,6 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
         frac = skip.get((p.name, c.name))
         if frac is None:
             return Resources()
-        from ..estimate.dtypes import bits
-
         dt = c.lhs_dt if c.producers[0] == p.name else c.rhs_dt
         words = math.prod(c.out_shape) * bits(dt) // max(1, i)
         return fifo_cost(skip_fifo_depth(frac, words), i, "auto", has_uram) - fifo_cost(2, i, "auto", has_uram)
@@ -260,6 +260,8 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
     def dwc(p: Any, c: Any, o: int, i: int) -> Resources:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter (the consumer-side
         # one is the per-stream FIFO below)
+        if is_join(c):  # the candidate's in_width is the lhs stream's; each input has its own data type
+            i = join_input_width(c, p.name, i // bits(c.lhs_dt))
         extra = skip_extra(p, c, i) if skip else Resources()
         if o == i:
             return extra
@@ -288,6 +290,7 @@ def optimise(
     infrastructure: bool = True,
     max_tightenings: int = 5,
     tie_conv_swg: bool = False,
+    margin: float | None = None,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -297,10 +300,17 @@ def optimise(
     overrides ``board.budget``. The design is then checked with ``estimate_network`` (which also
     counts the graph's input/output FIFOs); if that says it does not fit, the violated resources are
     tightened and the problem re-solved (at most ``max_tightenings`` times, recorded in ``notes``).
+    ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``; ``None``: the measured
+    estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an explicit ``budget`` is
+    taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
     Raises ``InfeasibleError`` naming the binding resource.
     """
+    from .margin import with_margin
+
     clock = float(clock_mhz or board.clock_mhz)
     full_budget = budget or board.budget
+    if margin is not None or (budget is None and not finn_compat):
+        full_budget = with_margin(full_budget, margin)
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)
@@ -325,7 +335,8 @@ def optimise(
         sol, binding, bound_fps, _ = optimise_problem(
             problem, clock, target_fps=target_fps, time_limit=time_limit
         )
-        plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
+        plan = with_skip_fifos(FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units)),
+                               layers)
         est = None
         if not estimate:
             break
@@ -370,6 +381,25 @@ def optimise(
         estimate=est,
         notes=tuple(notes),
     )
+
+
+def with_skip_fifos(plan: FoldingPlan, layers: Sequence[Any]) -> FoldingPlan:
+    """``plan`` with FINN's ``inFIFODepths`` on every join: the skip-branch FIFO depth of its short input
+    (``hapfpga.estimate.joins``), 2 on the other, so that FINN's ``InsertFIFO`` builds the FIFO the estimate
+    costs and the design does not deadlock with minimal FIFOs."""
+    from ..estimate.joins import skip_fifo_depths
+
+    pes = {n: int(f.pe or 1) for n, f in plan}
+    skip = skip_fifo_depths(layers, pes)
+    if not skip:
+        return plan
+    by_name = {layer.name: layer for layer in layers}
+    depths: dict[str, list[int]] = {}
+    for (p, j), (d, _) in skip.items():
+        prods = by_name[j].producers
+        depths.setdefault(j, [2] * len(prods))[prods.index(p)] = d
+    return FoldingPlan(tuple((n, f.with_(in_fifo_depths=tuple(depths[n])) if n in depths else f) for n, f in plan),
+                       plan.meta)
 
 
 def tightened(

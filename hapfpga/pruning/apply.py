@@ -4,7 +4,9 @@ What it does: physically removes output channels of convolutions / neurons of li
 everything that is indexed by them: the following BatchNorm, per-channel quantiser tensors (weight-quant scales
 of the layer itself, per-channel activation-quant scales after it), the input channels of the consuming layers,
 the flatten→linear mapping (channel ``c`` of a ``C×H×W`` map owns inputs ``c·H·W … (c+1)·H·W−1`` of the linear
-layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations).
+layer, PyTorch's NCHW flatten order) and coupled groups (residual adds, concatenations, depthwise convs — whose
+channels are their producer's: pruning the producer removes the same depthwise filters and sets ``groups``).
+Works on 1D and 2D convs, linear layers and their BatchNorms; a grouped conv that is not depthwise is refused.
 
 How: Torch-Pruning's ``DependencyGraph`` (Fang et al., "DepGraph", CVPR 2023) is used **only to discover which
 layers are coupled** and how indices map through concatenations; the surgery is ours, because on Brevitas graphs

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..config import from_dict
 from ..errors import ConfigError
-from .workers import SearchConfig
+from .parallel import SearchConfig
 
 __all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
 
@@ -69,9 +69,10 @@ class PruningConfig:
     l1_sparsity: float = 0.0
     nsga2: NSGA2Config = NSGA2Config()
     folding_time_limit: float = 20.0
-    #: knob space of the FPS predictor inside the search: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a
-    #: conservative, ~5× faster prediction) or "full" (every knob the final folding may use)
-    predictor_space: Literal["fast", "full"] = "fast"
+    #: knob space of the FPS predictor inside the search: "full" (the fold stage's own space: every knob, SWG
+    #: parallel window, width converters — the FPS the search targets is the FPS the fold stage reaches) or
+    #: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a conservative, ~5× faster prediction)
+    predictor_space: Literal["fast", "full"] = "full"
     #: processes evaluating a greedy step's trials in parallel (0: in this process)
     predictor_workers: int = 0
     #: parallel candidate evaluation and the multi-machine search (hapfpga.pruning.workers)

@@ -262,8 +262,12 @@ def scale_layers(
     owner = match_hw_layers(layers, model_layers, len(before))
     stream: dict[str, tuple[int, int]] = {}  # node name -> (old, new) channels of its output stream
     out: list[Any] = []
+    prev: str | None = None
     for lay in layers:
-        ins = {stream[p] for p in getattr(lay, "producers", ()) if p in stream}
+        # a spec without producers (hand-made chains) is fed by the layer before it
+        producers = tuple(getattr(lay, "producers", ())) or ((prev,) if prev else ())
+        prev = lay.name
+        ins = {stream[p] for p in producers if p in stream}
         if len(ins) > 1:
             raise UnsupportedLayerError(
                 f"FINN node '{lay.name}' joins streams whose channels would differ after pruning ({sorted(ins)}); "

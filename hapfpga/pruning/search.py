@@ -125,7 +125,7 @@ def greedy_search(
     """NetAdapt-style greedy channel (and bit-width) allocation.
 
     ``start``/``candidates`` are integer knobs with descending candidate lists: channel counts per group and,
-    for mixed precision, operand bits per layer (``hapfpga.pruning.mixed.bits_key``); a step lowers one knob to
+    for mixed precision, operand bits per layer (``hapfpga.pruning.bits.bits_key``); a step lowers one knob to
     its next smaller candidate. ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
     accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
@@ -304,7 +304,7 @@ def nsga2_search(
     """
     import optuna
 
-    from .workers import enqueue_snapped, run_trials
+    from .parallel import enqueue_snapped, run_trials
 
     study = _study(storage, study_name, seed, population)
     enqueue_snapped(study, candidates, enqueue)
@@ -332,7 +332,7 @@ def _hw_worker_init(state: dict[str, Any]) -> None:
 
 
 def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
-    from .mixed import apply_operand_bits, split_knobs
+    from .bits import apply_operand_bits, split_knobs
     from .plan import scale_layers
 
     order, before, l2g = state["order"], state["before"], state["l2g"]
@@ -384,7 +384,7 @@ def make_hw_evaluator(
     which non-chain and depthwise graphs need (see ``plan.scale_layers``).
     ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
     specs were converted at, and a knob that differs rewrites the specs' data types
-    (:func:`hapfpga.pruning.mixed.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
+    (:func:`hapfpga.pruning.bits.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt

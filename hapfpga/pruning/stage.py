@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -117,6 +118,26 @@ def _counts_of(model: torch.nn.Module, groups: Mapping[str, Any]) -> dict[str, i
     return {g: ch[g] for g in groups}
 
 
+def _target_met(
+    cfg: PruningConfig, fps_before: float | None, fps_after: float | None, log: Callable[[str], None] | None,
+    unpruned: bool,
+) -> bool | None:
+    """Whether the predicted FPS reaches ``pruning.target_fps`` (None for other targets); says so when not."""
+    if cfg.target != "fps" or fps_after is None:
+        return None
+    met = fps_after >= float(cfg.target_fps or 0)
+    if not met:
+        kept = "kept the unpruned model" if unpruned else f"reached {fps_after:,.0f} FPS"
+        msg = (f"warning: pruning could not reach the target of {cfg.target_fps:,.0f} FPS on this board "
+               f"({kept}, from {fps_before or 0:,.0f} FPS); lower pruning.target_fps or pruning.min_ratio, "
+               "or use a larger board.")
+        if log is not None:
+            log(msg)
+        else:
+            print(msg, file=sys.stderr)
+    return met
+
+
 def run_pruning_stage(
     section: Mapping[str, Any] | PruningConfig | None,
     model: torch.nn.Module,
@@ -129,13 +150,17 @@ def run_pruning_stage(
     seed: int = 0,
     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None = None,
     log: Callable[[str], None] | None = None,
+    open_simulatable: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
     The report has ``method``, ``channels_before``/``channels_after`` (per group, named by its first conv/linear),
     ``params``/``macs`` {before, after}, ``compression``, ``accuracy`` {before, after} on the test split,
-    ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``pareto`` and ``history``.
-    ``hw_eval`` overrides the hardware predictor (tests, benchmarks).
+    ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``target_met`` (``pruning.target:
+    fps`` only, else None), ``pareto`` and ``history``. A missed FPS target is one warning line (``log``, else
+    stderr), never a silent return of the unpruned model. ``hw_eval`` overrides the hardware predictor (tests,
+    benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
+    the layers FINN builds for it).
     """
     import torch
 
@@ -144,10 +169,10 @@ def run_pruning_stage(
     from ..train import finetune as _finetune
     from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
     from .importance import make_importance
+    from .parallel import map_ordered, resolve_workers
     from .plan import PruningPlan, candidate_counts, iterative_counts, uniform_counts
     from .search import default_storage, greedy_search, nsga2_search, pareto_front
     from .sensitivity import analyse_sensitivity
-    from .workers import map_ordered, resolve_workers
 
     cfg = parse_pruning_config(section)
     dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
@@ -235,7 +260,7 @@ def run_pruning_stage(
     if hw_eval is None and need_hw:
         hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
                                            time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
-                                           workers=cfg.predictor_workers,
+                                           workers=cfg.predictor_workers, open_simulatable=open_simulatable,
                                            base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     if cfg.fold_aware:
         cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
@@ -338,9 +363,12 @@ def run_pruning_stage(
     report["accuracy_val"] = {"before": acc_val0, "after": evaluate_accuracy(pruned, x_val, y_val)}
     fps_before = hw_eval(start).fps if hw_eval is not None else None
     fps_after = hw_eval(knobs).fps if hw_eval is not None else None
+    target_met = _target_met(cfg, fps_before, fps_after, log, dict(knobs) == dict(start))
     report.update(
         {
             **plan.as_dict(),
+            "target_fps": cfg.target_fps if cfg.target == "fps" else None,
+            "target_met": target_met,
             "params": {"before": params_before, "after": params_after},
             "macs": {"before": macs_before, "after": count_macs(pruned, example[:1])},
             "compression": params_before / max(1, params_after),

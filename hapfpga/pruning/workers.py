@@ -1,43 +1,30 @@
-"""Scaling the pruning search out: candidate evaluations in worker processes, and one search over many machines.
+"""One pruning search over many machines: ``hapfpga search-worker`` processes join a shared Optuna study.
 
-One machine (:func:`map_ordered`, :func:`run_trials`): a greedy/NetAdapt step's trial accuracies and each batch of
-NSGA-II trials are evaluated in ``search.workers`` forked processes. Results are identical to the sequential run
-for the same seed: the candidate order is fixed (results come back in input order), every evaluation runs with
-one torch thread in the parent and in the workers alike (float summation order independent of the process), and
-a candidate that trains is seeded by its identity (:func:`candidate_seed`), not by when or where it runs. NSGA-II
-trials are asked from the sampler in fixed batches of one population, evaluated, and told back in trial order,
-so the sampler sees the same history whatever the number of workers.
-
-Many machines (:func:`worker_loop`, ``hapfpga search-worker``): processes on any machine join one Optuna study in
-an RDB storage (PostgreSQL; SQLite in the run directory stays the embedded default). Each worker's trials send
-Optuna heartbeats; a worker that dies mid-trial has its trial marked failed by the next worker that looks
-(``fail_stale_trials`` after ``grace`` seconds) and re-queued by ``RetryFailedTrialCallback``. The leader
-(``hapfpga run`` / ``hapfpga prune`` with ``pruning.search.artifacts``) publishes what a trial needs (the trained
-model, the hardware predictor's layer specs, the candidate counts) as ``problem.pt`` in the shared artifacts
-directory; every trial's pruned model is stored there too, in Optuna's ``FileSystemArtifactStore`` (the trial's
-``artifact`` user attribute is its id), so the leader and every worker can read every Pareto point's model.
+Processes on any machine join one Optuna study in an RDB storage (PostgreSQL; SQLite in the run directory stays
+the embedded default). Each worker's trials send Optuna heartbeats; a worker that dies mid-trial has its trial
+marked failed by the next worker that looks (``fail_stale_trials`` after ``grace`` seconds) and re-queued by
+``RetryHeartbeatStaleTrialCallback``. The leader (``hapfpga run`` / ``hapfpga prune`` with
+``pruning.search.artifacts``) publishes what a trial needs (the trained model, the hardware predictor's layer
+specs, the candidate counts) as ``problem.pt`` in the shared artifacts directory; every trial's pruned model is
+stored there too, in Optuna's ``FileSystemArtifactStore`` (the trial's ``artifact`` user attribute is its id), so
+the leader and every worker can read every Pareto point's model. Parallel workers on one machine:
+:mod:`hapfpga.pruning.parallel`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ConfigError, InfeasibleError
+from .parallel import SearchConfig, candidate_seed, enqueue_snapped
 
 __all__ = [
-    "SearchConfig",
-    "resolve_workers",
-    "candidate_seed",
-    "map_ordered",
-    "run_trials",
     "TrialEvaluator",
     "make_storage",
     "publish_problem",
@@ -52,153 +39,6 @@ __all__ = [
 ]
 
 PROBLEM_FILE = "problem.pt"
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """``pruning.search``: ``workers`` (an int or ``auto`` = this machine's cores) evaluate candidates in parallel;
-    ``artifacts`` (a directory every machine can read and write) turns on the multi-machine mode; ``heartbeat``
-    and ``grace`` (seconds) detect dead workers; a failed trial is retried up to ``retries`` times."""
-
-    workers: int | Literal["auto"] = 1
-    artifacts: str | None = None
-    heartbeat: int = 10
-    grace: int | None = None  # None: 3 heartbeats
-    retries: int = 2
-
-    def __post_init__(self) -> None:
-        resolve_workers(self.workers)
-        if self.heartbeat < 1 or self.retries < 0 or (self.grace is not None and self.grace <= self.heartbeat):
-            raise ConfigError("pruning.search needs heartbeat >= 1, grace > heartbeat and retries >= 0; fix them.")
-
-
-def resolve_workers(workers: int | str) -> int:
-    """``auto`` -> the cores this process may use; an int >= 1 as is."""
-    if workers == "auto":
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - not Linux
-            return max(1, os.cpu_count() or 1)
-    if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
-        return workers
-    raise ConfigError(f"Config key 'pruning.search.workers' is {workers!r}; use a number >= 1 or 'auto'.")
-
-
-def candidate_seed(seed: int, counts: Mapping[str, int]) -> int:
-    """A seed that depends only on the run's seed and the candidate's channel counts (its identity)."""
-    key = f"{seed}:" + ",".join(f"{g}={int(c)}" for g, c in sorted(counts.items()))
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Evaluate with one torch thread (when torch is loaded), restoring the count afterwards."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-_TASK: dict[str, Any] = {}
-
-
-def _run_one(i: int) -> tuple[bool, Any]:
-    """In a forked worker: evaluate item ``i`` of the inherited task; errors travel back as values."""
-    try:
-        with _one_thread():
-            return True, _TASK["fn"](_TASK["items"][i])
-    except Exception as e:  # re-raised in the parent, in input order
-        return False, e
-
-
-def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
-    """``[fn(x) for x in items]``, in ``workers`` forked processes when ``workers > 1``; same results either way.
-
-    The workers are forked per call, so they see the caller's current state (closures, models) without pickling
-    it; only the results travel back. The first error (in input order) is re-raised.
-    """
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        with _one_thread():
-            return [fn(x) for x in items]
-    import multiprocessing as mp
-
-    _TASK.update(fn=fn, items=items)
-    try:
-        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
-            out = pool.map(_run_one, range(len(items)), chunksize=1)
-    finally:
-        _TASK.clear()
-    for ok, v in out:
-        if not ok:
-            raise v
-    return [v for _, v in out]
-
-
-def _distributions(candidates: Mapping[str, Sequence[int]]) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution
-
-    return {g: CategoricalDistribution(list(c)) for g, c in candidates.items()}
-
-
-def run_trials(
-    study: Any,
-    candidates: Mapping[str, Sequence[int]],
-    evaluate: Callable[[Mapping[str, int]], Any],
-    objective_fn: Callable[..., Callable[[Any], Any]],
-    *,
-    n_trials: int,
-    batch: int,
-    workers: int = 1,
-) -> None:
-    """``n_trials`` trials of ``study``: ask ``batch`` trials, evaluate them (in ``workers`` processes), tell them
-    in trial order; the same trials and values for any ``workers``.
-
-    ``objective_fn(candidates, evaluate)`` is the search's objective factory (it reads the trial's parameters and
-    records its attributes); here it runs in this process on precomputed evaluations.
-    """
-    dists = _distributions(candidates)
-    done = 0
-    while done < n_trials:
-        trials = [study.ask(dists) for _ in range(min(batch, n_trials - done))]
-        todo = [{g: int(t.params[g]) for g in candidates} for t in trials]
-
-        def safe(c: Mapping[str, int]) -> tuple[bool, Any]:
-            try:
-                return True, evaluate(c)
-            except InfeasibleError as e:  # a failed trial, as study.optimize(catch=InfeasibleError) records it
-                return False, e
-
-        results = map_ordered(safe, todo, workers)
-        for trial, (ok, res) in zip(trials, results, strict=True):
-            if not ok:
-                study.tell(trial, state=_fail_state())
-                continue
-            values = objective_fn(candidates, lambda _c, r=res: r)(trial)
-            study.tell(trial, values)
-        done += len(trials)
-
-
-def enqueue_snapped(study: Any, candidates: Mapping[str, Sequence[int]], plans: Sequence[Mapping[str, int]]) -> None:
-    """Queue ``plans`` as the first trials, each count snapped to the nearest candidate (categorical space); a knob
-    a plan does not name (e.g. a mixed-precision ``bits:<layer>``) starts at its first, largest candidate."""
-    for c in plans:
-        want = {g: int(c.get(g, candidates[g][0])) for g in candidates}
-        study.enqueue_trial({g: min(candidates[g], key=lambda v, t=want[g]: (abs(v - t), v)) for g in candidates})
-
-
-def _fail_state() -> Any:
-    from optuna.trial import TrialState
-
-    return TrialState.FAIL
 
 
 class TrialEvaluator:
@@ -377,7 +217,8 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
     base, st = prob["model"], prob["hw_state"]
     hw = make_hw_evaluator(st["layers"], st["order"], st["before"], st["board"], clock_mhz=st["clock_mhz"],
-                           layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"])
+                           layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"],
+                           model_layers=st.get("model_layers"), base_bits=st.get("bits0"))
     ev = TrialEvaluator(base, example, ChannelGraph(base, example), prob["groups"],
                         make_importance(pcfg.importance, x=x_fit[:512], y=y_fit[:512]), (x_fit, y_fit),
                         (x_val, y_val), prob["finetune"], prob["seed"], hw, resolve_device(cfg.train.device))

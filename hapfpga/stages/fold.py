@@ -8,6 +8,7 @@ build, and the report's folding and estimate are of that design.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,34 +16,57 @@ from ..errors import ConfigError
 from ..runstate import atomic_write_text
 from .base import Conf, Context, Stage, StageOutput
 
-__all__ = ["FOLD"]
+__all__ = ["FOLD", "MODES"]
 
 
-def _choose(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> tuple[Any, list[Any], str, dict]:
-    """(plan, the layers it folds, folding.json's text, extra report keys) for the configured mode."""
-    from ..finn.readback import finn_apply_folding, plan_of_layers
+#: What a folding mode returns: (plan, the layers it folds, folding.json's text, extra report keys).
+_Choice = tuple[Any, list[Any], str, dict[str, Any]]
+_NO_BOUND: dict[str, Any] = {"bound_fps": None, "binding_resource": None}
+
+
+def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+    """``max_fps`` / ``fps``: our optimiser (fastest that fits, or cheapest meeting ``folding.fps``)."""
+    from ..folding import optimise
 
     f = conf.folding
-    if f.mode in ("max_fps", "fps"):
-        from ..folding import optimise
+    res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None)
+    return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
+                                                      "binding_resource": res.binding_resource}
 
-        res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None)
-        return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
-                                                          "binding_resource": res.binding_resource}
-    none: dict[str, Any] = {"bound_fps": None, "binding_resource": None}
-    if f.mode == "none":  # FINN's defaults, PE=SIMD=1
-        plan = plan_of_layers(layers)
-        return plan, layers, plan.to_finn_json(), none
-    if f.mode == "file":
-        src = Path(f.file)
-        if not src.is_file():
-            raise ConfigError(f"Folding file '{src}' does not exist; give FINN's folding JSON or leave it out.")
-        folded, _ = finn_apply_folding(spec_model, work / "apply_file", conf.board, conf.clock_mhz, folding_file=src)
-        return plan_of_layers(folded), folded, src.read_text(), {**none, "source": str(src)}
-    # "finn": FINN's SetFolding; the build applies FINN's own auto_folding_config.json
-    folded, auto = finn_apply_folding(spec_model, work / "setfolding", conf.board, conf.clock_mhz, target_fps=f.fps)
+
+def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+    """``none``: FINN's defaults (PE=SIMD=1)."""
+    from ..finn.readback import plan_of_layers
+
+    plan = plan_of_layers(layers)
+    return plan, layers, plan.to_finn_json(), dict(_NO_BOUND)
+
+
+def _finn(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+    """``finn``: FINN's SetFolding, read back; the build applies FINN's own auto_folding_config.json."""
+    from ..finn.readback import finn_apply_folding, plan_of_layers
+
+    folded, auto = finn_apply_folding(spec_model, work / "setfolding", conf.board, conf.clock_mhz,
+                                      target_fps=conf.folding.fps)
     assert auto is not None, "step_target_fps_parallelization ran with a target but wrote no auto_folding_config"
-    return plan_of_layers(folded), folded, auto.read_text(), {**none, "source": "FINN SetFolding, read back"}
+    return plan_of_layers(folded), folded, auto.read_text(), {**_NO_BOUND, "source": "FINN SetFolding, read back"}
+
+
+def _file(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+    """``file``: the user's folding file as it is for FINN; what FINN applied is read back."""
+    from ..finn.readback import finn_apply_folding, plan_of_layers
+
+    src = Path(conf.folding.file)
+    if not src.is_file():
+        raise ConfigError(f"Folding file '{src}' does not exist; give FINN's folding JSON or leave it out.")
+    folded, _ = finn_apply_folding(spec_model, work / "apply_file", conf.board, conf.clock_mhz, folding_file=src)
+    return plan_of_layers(folded), folded, src.read_text(), {**_NO_BOUND, "source": str(src)}
+
+
+#: ``folding.mode`` -> how the fold stage chooses the folding.
+MODES: dict[str, Callable[[Conf, list[Any], Path, Path], _Choice]] = {
+    "max_fps": _ours, "fps": _ours, "none": _defaults, "finn": _finn, "file": _file,
+}
 
 
 def fold(ctx: Context, conf: Conf) -> StageOutput:
@@ -53,7 +77,7 @@ def fold(ctx: Context, conf: Conf) -> StageOutput:
     layers, spec_model = hw_layers_from_qonnx(
         ctx.model_file, work, conf.board, conf.clock_mhz, rtl=conf.folding.open_simulatable
     )
-    plan, folded_layers, text, extra = _choose(conf, layers, spec_model, work)
+    plan, folded_layers, text, extra = MODES[conf.folding.mode](conf, layers, spec_model, work)
     est = estimate_network(folded_layers, plan, conf.board, conf.clock_mhz)
     out = ctx.path("folding.json")
     atomic_write_text(out, text)

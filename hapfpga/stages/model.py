@@ -52,6 +52,7 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     model, rep = run_pruning_stage(
         conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, conf.board, ctx.run_dir,
         clock_mhz=conf.clock_mhz, train_cfg=conf.train, seed=conf.seed,
+        open_simulatable=ctx.cfg.folding.open_simulatable,
     )
     out = ctx.path("pruned.pt")
     save_model(model, out)
@@ -65,6 +66,11 @@ def _model_source(ctx: Context) -> str | None:
     return model_source_hash(ctx.cfg.model.name)
 
 
+def _fold_layers(ctx: Context) -> bool:
+    """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``."""
+    return bool(ctx.cfg.folding.open_simulatable)
+
+
 TRAIN = Stage(
     "train", train, outputs=("baseline.pt",), config=("model", "data", "train", "seed"), key_extra=_model_source,
     produces="the trained model",
@@ -72,5 +78,5 @@ TRAIN = Stage(
 PRUNE = Stage(
     "prune", prune, inputs=("train",), outputs=("pruned.pt",),
     config=("pruning", "train", "seed", "board", "clock_mhz"), enabled=lambda cfg: bool(cfg.pruning),
-    produces="the pruned model",
+    key_extra=_fold_layers, produces="the pruned model",
 )

@@ -109,9 +109,8 @@ def run_stages(ctx: Context, stages: list[Stage], chosen: list[str], *, force: b
             ctx.console.print(f"[bold]▶ {st.name}[/bold]")
             t0 = time.perf_counter()
             outputs, done = st.fn(ctx, ctx.conf(st))
-            if st.name != "report":
+            if st.cached:  # the report (not cached) is written with the timings of the others
                 ctx.timings[st.name] = round(time.perf_counter() - t0, 2)
-            if st.cached:
                 state.finish(st.name, key, outputs, done)
             ctx.console.print(f"✓ {st.name} ({time.perf_counter() - t0:.1f} s)")
             ran.append(st.name)

@@ -16,9 +16,11 @@ unsigned integer streams and the scale moves on to the ``MultiThreshold`` after 
   same module;
 * after the add a fresh ``QuantReLU`` (the block's output, ``act_out``) requantises the sum.
 
-The average pool is ``nn.AvgPool2d`` over the whole map followed by a ``QuantIdentity``-free FC: FINN turns the
-pool of an integer stream into a ``Pool``-free ``GlobalAccPool``? No — see ``pool`` below. Inputs are float32 in
-[0, 1] on the k/255 grid (:func:`hapfpga.export.export_qonnx` puts the ``× 1/255`` in front).
+The average pool is Brevitas' ``TruncAvgPool2d`` over the whole map (as in that ResNet), truncated to the last
+block's activation width: FINN's QONNX conversion turns ``AveragePool`` + ``Trunc`` into ``QuantAvgPool2d``, an
+integer ``Pool`` layer (sum, then a right shift). ``pool: max`` takes a max-pool instead, which the RTL simulation
+models (an open-simulatable design). Inputs are float32 in [0, 1] on the k/255 grid
+(:func:`hapfpga.export.export_qonnx` puts the ``× 1/255`` in front).
 """
 
 from __future__ import annotations
@@ -193,7 +195,3 @@ def resnet_widths(model: torch.nn.Module) -> dict[str, Any]:
         "stages": [int(b.conv2.out_channels) for b in model.blocks],
         "mid": [int(b.conv1.out_channels) for b in model.blocks],
     }
-
-
-def _unused(_: Any) -> None:  # pragma: no cover
-    return None

@@ -37,3 +37,22 @@ def test_rtlsim_digits(tmp_path):
     bottleneck = rep["finn_estimate"]["max_cycles"]
     assert abs(sim["cycles_per_frame"] - bottleneck) <= 0.05 * bottleneck
     assert sim["estimate_outliers"] == [] and sim["not_estimated"] == []
+
+
+#: the newer zoo models' example configs (README "Measured: the newer zoo models through the whole flow")
+ZOO_EXAMPLES = ("cnn1d_signals", "mobilenet_v1_digits", "ds_cnn_digits", "kws_mlp_digits", "mlp_autoencoder_digits",
+                "my_model")
+
+
+@pytest.mark.parametrize("name", ZOO_EXAMPLES)
+def test_zoo_example(name, tmp_path, monkeypatch):
+    """Each newer zoo model's example config: the whole flow passes verification (HW graph bit-exact) and the
+    design fits the Pynq-Z2 by FINN's estimate; pruned configs remove channels."""
+    monkeypatch.chdir(REPO)  # my_model.yaml names examples/my_model.py relative to the working directory
+    rep = _run(f"{name}.yaml", tmp_path / name)
+    assert rep["verification"]["passed"] is True
+    assert [s for s in rep["verification"]["stages"] if s["name"] == "finn_hw"][0]["exact"]
+    assert rep["finn_estimate"]["fits"] is True
+    if "pruning" in rep:
+        before, after = rep["model"]["baseline"]["channels"], rep["model"]["channels"]
+        assert sum(after.values()) < sum(before.values())

@@ -65,7 +65,7 @@ def _good(n=20, shape=(1, 4, 4)):
     )
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 4), (7,)])
+@pytest.mark.parametrize("shape", [(1, 4, 4), (2, 16), (7,)])
 def test_npz_used_exactly_as_given(tmp_path, shape):
     g = _good(shape=shape)
     ds = load_npz(_save(tmp_path, **g))
@@ -166,3 +166,43 @@ def test_max_train_and_test_take_seeded_subsets():
     assert len(a.x_train) == 100 and len(a.x_test) == 50
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.y_train, c.y_train)
+
+
+# -- the procedural 1D dataset and the dataset table ------------------------------------------------------------
+
+
+def test_signals_are_fixed_balanced_n_c_l_on_the_uint8_grid():
+    from hapfpga.data import SIGNAL_CLASSES, load_signals
+
+    a, b = load_signals(size=32, channels=2), load_signals(size=32, channels=2)
+    np.testing.assert_array_equal(a.x_train, b.x_train)  # the dataset is fixed, not drawn per run
+    assert a.input_shape == (2, 32) and a.num_classes == len(SIGNAL_CLASSES) == 4
+    assert a.x_train.dtype == np.float32 and a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
+    np.testing.assert_array_equal(to_uint8(a.x_test).astype(np.float32) * INPUT_SCALE, a.x_test)
+    counts = np.bincount(a.y_train, minlength=4)
+    assert counts.min() > 0.2 * len(a.y_train)  # every class present, roughly balanced
+    # the class is not readable off the raw values (random phase): a linear model on raw samples is near chance,
+    # so a model must find the waveform's shape (a 1D convolution's job)
+    from sklearn.linear_model import LogisticRegression
+
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
+    lin = LogisticRegression(max_iter=500).fit(flat(a.x_train), a.y_train).score(flat(a.x_test), a.y_test)
+    assert lin < 0.45
+    # but the classes differ: the per-sample spectrum separates them well above chance
+    spec = lambda x: np.abs(np.fft.rfft(x[:, 0], axis=1))  # noqa: E731
+    feat = LogisticRegression(max_iter=2000).fit(spec(a.x_train), a.y_train).score(spec(a.x_test), a.y_test)
+    assert feat > 0.6
+
+
+def test_dataset_table_and_shape_keys():
+    from hapfpga.data import DATASETS
+
+    assert set(DATASETS) == {"digits", "signals", "npz", "mnist", "cifar10"}
+    ds = load_dataset(DataConfig(name="signals", size=16, channels=3, max_train=20, max_test=10))
+    assert ds.input_shape == (3, 16) and len(ds.x_train) == 20 and len(ds.x_test) == 10
+    with pytest.raises(DataError, match="apply to digits, signals only"):
+        load_dataset(DataConfig(name="npz", path="x.npz", size=8))
+    with pytest.raises(DataError, match="needs data.path"):
+        load_dataset(DataConfig(name="mnist"))
+    with pytest.raises(DataError, match="length of 8"):
+        load_dataset(DataConfig(name="signals", size=4))

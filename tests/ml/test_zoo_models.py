@@ -12,7 +12,7 @@ qnn = pytest.importorskip("brevitas.nn")
 
 from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.runconfig import ModelConfig  # noqa: E402
-from hapfpga.zoo import MODELS, build_model, load_model, load_factory, model_spec, save_model  # noqa: E402
+from hapfpga.zoo import MODELS, build_model, load_factory, load_model, model_spec, save_model  # noqa: E402
 from hapfpga.zoo.separable import MOBILENET_V1_CHANNELS, MOBILENET_V1_STRIDES  # noqa: E402
 
 #: a small input each zoo model takes

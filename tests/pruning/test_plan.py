@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hapfpga.errors import ConfigError, UnsupportedLayerError
-from hapfpga.estimate.layers import MVAU, ConvolutionInputGenerator, LabelSelect, Thresholding
+from hapfpga.estimate.layers import (
+    MVAU,
+    ConvolutionInputGenerator,
+    DuplicateStreams,
+    ElementwiseAdd,
+    LabelSelect,
+    Thresholding,
+)
 from hapfpga.pruning.plan import (
     PruningPlan,
     candidate_counts,
@@ -107,9 +114,18 @@ def test_scale_layers_chain():
     assert by["M0"].n_vectors == 900
 
 
-def test_scale_layers_rejects_mismatch_and_residuals():
+def test_scale_layers_rejects_mismatch_and_uncoupled_joins():
     with pytest.raises(UnsupportedLayerError, match="MVAUs"):
         scale_layers(_chain(), [64, 10], [32, 10])
-    res = [MVAU(name="A", mw=8, mh=8), MVAU(name="B", mw=8, mh=8, producers=("A", "X"))]
-    with pytest.raises(UnsupportedLayerError, match="several producers"):
-        scale_layers(res, [8, 8], [4, 8])
+    # a join of two streams: fine when both sides are pruned alike (one channel group), refused otherwise
+    res = [MVAU(name="A", mw=8, mh=8), MVAU(name="B", mw=8, mh=8, producers=("A",)),
+           DuplicateStreams(name="D", channels=8, producers=("B",)),
+           MVAU(name="C", mw=8, mh=8, producers=("D",)),
+           ElementwiseAdd(name="E", lhs_shape=(1, 4, 4, 8), rhs_shape=(1, 4, 4, 8), out_shape=(1, 4, 4, 8),
+                          rhs_const=False, producers=("C", "D")),
+           MVAU(name="F", mw=8 * 16, mh=4, producers=("E",))]
+    out = {lay.name: lay for lay in scale_layers(res, [8, 8, 8, 4], [8, 6, 6, 4])}
+    assert out["D"].channels == 6 and out["E"].out_shape == (1, 4, 4, 6) and out["E"].rhs_shape == (1, 4, 4, 6)
+    assert (out["C"].mw, out["C"].mh) == (6, 6) and out["F"].mw == 6 * 16
+    with pytest.raises(UnsupportedLayerError, match="joins streams"):
+        scale_layers(res, [8, 8, 8, 4], [8, 6, 5, 4])

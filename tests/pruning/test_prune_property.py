@@ -147,7 +147,7 @@ def _check_finn(case: str, keep: dict[str, list[int]], pruned, tmp_path: Path) -
             return
         raise
     real, _ = hw_layers_from_qonnx(_export(pruned, shape, tmp_path / "p.onnx"), work, board, 100)
-    order = graph._layers_in_order()
+    order = graph.layers_in_order()
     l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
     before = [int(hw_layer_shapes(model, [n])[0].out) for n in order]
     after = [len(keep[l2g[n]]) if l2g.get(n) in keep else b for n, b in zip(order, before, strict=True)]

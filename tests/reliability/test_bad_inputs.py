@@ -281,25 +281,25 @@ def test_internal_error_exit_1_with_log(tmp_path, monkeypatch, capsys):
     assert "ZeroDivisionError" in log.read_text()
 
 
-#: FINN's streamlining cannot turn a signed 8-bit quantiser on the UINT8 input into hardware thresholds.
+#: FINN leaves the float average pool between two HW layers in software (step_create_dataflow_partition fails).
 FINN_UNCONVERTIBLE_MODEL = """
 import torch.nn as nn
-from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn import QuantConv2d, QuantLinear, QuantReLU
 def make(input_shape, num_classes, quant=None, **kw):
     return nn.Sequential(
-        QuantIdentity(bit_width=8, return_quant_tensor=True), nn.Flatten(),
-        QuantLinear(64, 32, weight_bit_width=2, bias=False), QuantReLU(bit_width=2, return_quant_tensor=True),
-        QuantLinear(32, num_classes, weight_bit_width=2, bias=False))
+        QuantConv2d(1, 8, 3, weight_bit_width=2, bias=False), nn.BatchNorm2d(8), QuantReLU(bit_width=2),
+        nn.AvgPool2d(2), nn.Flatten(), QuantLinear(72, num_classes, weight_bit_width=2, bias=False))
 """
 
 
 def test_model_finn_cannot_convert_is_a_user_error(tmp_path, capsys):
-    """A model that trains and exports but that FINN cannot convert stops at the fold stage with exit 2."""
+    """A model that would train and export but that FINN cannot convert stops with exit 2, before training."""
     rc = main(_run(tmp_path, model={"name": _user_model(tmp_path, FINN_UNCONVERTIBLE_MODEL)}))
     err = capsys.readouterr().err
     assert rc == 2, err[-1500:]
     assert "Traceback" not in err
     errors = [ln for ln in err.splitlines() if ln.startswith("hapfpga: error:")]
-    assert len(errors) == 1 and "FINN could not convert" in errors[0] and errors[0].endswith("."), errors
+    assert len(errors) == 1 and "FINN cannot build" in errors[0] and errors[0].endswith("."), errors
+    assert not (tmp_path / "out" / "baseline.pt").exists()
     assert not (tmp_path / "out" / "report.json").exists()
     assert not (tmp_path / "out" / "folding.json").exists()

@@ -69,7 +69,7 @@ def test_cnv_layers_alone_match_estimates(cnv, cifar_like, rtlsim_cache):
         assert m.exact, m
         if m.op_type.startswith(("MVAU", "Thresholding", "Pool", "ConvolutionInputGenerator")):
             assert m.estimate_cycles, m  # hapfpga.estimate models every compute layer
-        if m.estimate_cycles is None:
+        if m.estimate_cycles is None or m.op_type.startswith("StreamingFIFO"):  # a FIFO passes on its producer's rate
             continue
         compared += 1
         # every layer within 5% of hapfpga.estimate (SWGs: the RTL's steady state, deviation swg-rtl-cycles;

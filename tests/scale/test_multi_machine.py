@@ -42,7 +42,7 @@ def _config(tmp: Path, url: str) -> Path:
             "method": "nsga2", "target": "budget", "max_accuracy_drop": 0.05, "sensitivity": False,
             "min_ratio": 0.25, "candidate_steps": 4, "finetune_epochs": 0.0,
             "nsga2": {"trials": TRIALS, "population": 4, "storage": url, "study_name": "acc",
-                      "finetune_epochs": 1.0},
+                      "finetune_epochs": 0.5},
             "search": {"artifacts": str(tmp / "shared"), "heartbeat": 1, "grace": 3, "retries": 2},
         },
     }

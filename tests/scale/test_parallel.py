@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 
 from hapfpga.data import load_digits  # noqa: E402
 from hapfpga.errors import ConfigError  # noqa: E402
+from hapfpga.pruning.parallel import candidate_seed, map_ordered, resolve_workers  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
-from hapfpga.pruning.workers import candidate_seed, map_ordered, resolve_workers  # noqa: E402
 from hapfpga.runconfig import ModelConfig, TrainConfig  # noqa: E402
 from hapfpga.train import train  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
