@@ -96,6 +96,11 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) ->
 
     The workers are forked per call, so they see the caller's current state (closures, models) without pickling
     it; only the results travel back. The first error (in input order) is re-raised.
+
+    CUDA builds of PyTorch refuse autograd in a process forked after the parent used it ("Unable to handle
+    autograd's threading in combination with fork-based multiprocessing"): there, candidates that train are
+    evaluated in this process instead (same results; for parallel trials start several ``hapfpga search-worker``
+    processes, which are not forks). Accuracy-only candidates (the greedy step's) still run in the workers.
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
@@ -109,10 +114,20 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) ->
             out = pool.map(_run_one, range(len(items)), chunksize=1)
     finally:
         _TASK.clear()
-    for ok, v in out:
+    results = []
+    for x, (ok, v) in zip(items, out, strict=True):
+        if not ok and _autograd_after_fork(v):
+            with _one_thread():
+                v, ok = fn(x), True
         if not ok:
             raise v
-    return [v for _, v in out]
+        results.append(v)
+    return results
+
+
+def _autograd_after_fork(e: BaseException) -> bool:
+    """PyTorch's refusal to run autograd in a forked child (CUDA builds), which this process can do instead."""
+    return isinstance(e, RuntimeError) and "autograd" in str(e) and "fork" in str(e)
 
 
 def _distributions(candidates: Mapping[str, Sequence[int]]) -> dict[str, Any]:

@@ -24,7 +24,13 @@ def _check_rtl_design(run: Path) -> dict:
         n.startswith("Thresholding_rtl") for n in cycles
     )
     assert rep["folding"]["open_simulatable"] is True
-    assert rep["finn_estimate"]["fits"] is True
+    # fit is judged by our estimate: FINN's RTL-MVAU DSP formula ceil(PE/4)*SIMD over-counts what finn-plus
+    # 1.6.1's mvu.sv instantiates (deviation rtl-mvu-dsp, exact against Yosys in tests/synth), so FINN's report
+    # may only disagree on DSPs, and only by counting more of them
+    assert rep["estimate"]["fits"] is True, rep["estimate"]["over_budget"]
+    assert set(rep["finn_estimate"]["over_budget"]) <= {"DSP"}
+    if rep["finn_estimate"]["over_budget"]:
+        assert rep["finn_estimate"]["total"]["DSP"] > rep["estimate"]["total"]["DSP"]
     return rep
 
 

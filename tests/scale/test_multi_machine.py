@@ -75,13 +75,15 @@ def test_two_workers_one_killed_mid_trial_on_postgresql(tmp_path, postgres_url):
     leader = subprocess.Popen([*HAPFPGA, "prune", str(cfg), "--out", str(tmp_path / "leader")], env=_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     workers = [subprocess.Popen([*HAPFPGA, "search-worker", str(cfg), "--storage", postgres_url, "--study", "acc",
-                                 "--wait", "300"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                 "--wait", "1200"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                for _ in range(2)]
     victim, survivor = workers
     try:
-        deadline, killed_trial = time.time() + 400, None
+        deadline, killed_trial = time.time() + 1200, None  # the leader trains and converts with FINN first
         while killed_trial is None:  # kill the victim in a trial once it has completed one of its own
-            assert time.time() < deadline and victim.poll() is None, "the victim never ran two trials"
+            for name, p in (("leader", leader), ("victim", victim)):
+                assert p.poll() is None, f"{name} ended early:\n{p.stdout.read().decode()[-3000:]}"
+            assert time.time() < deadline, "the victim never ran two trials"
             mine = [t for t in _trials(postgres_url) if _pid_of(t) == victim.pid]
             running = [t for t in mine if t.state == TrialState.RUNNING]
             if running and any(t.state == TrialState.COMPLETE for t in mine):
@@ -90,7 +92,7 @@ def test_two_workers_one_killed_mid_trial_on_postgresql(tmp_path, postgres_url):
             time.sleep(0.05)
         assert victim.wait(timeout=60) == -signal.SIGKILL
         for name, p in (("leader", leader), ("survivor", survivor)):
-            rc = p.wait(timeout=400)
+            rc = p.wait(timeout=1200)
             out[name] = p.stdout.read().decode()
             assert rc == 0, f"{name} failed:\n{out[name][-3000:]}"
     finally:

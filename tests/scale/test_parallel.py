@@ -93,3 +93,20 @@ def test_candidate_seed_is_the_identity_not_the_order():
     assert resolve_workers("auto") >= 1 and resolve_workers(3) == 3
     with pytest.raises(ConfigError, match="workers"):
         resolve_workers(0)
+
+
+def test_candidates_that_cannot_train_in_a_fork_are_evaluated_here():
+    """CUDA builds of torch refuse autograd after fork: those candidates run in this process, same results."""
+    import os
+
+    parent = os.getpid()
+
+    def picky(x):
+        if os.getpid() != parent and x % 2:
+            raise RuntimeError("Unable to handle autograd's threading in combination with fork-based "
+                               "multiprocessing. See https://github.com/pytorch/pytorch/wiki/Autograd-and-Fork")
+        return (x, os.getpid() == parent)
+
+    out = map_ordered(picky, list(range(6)), 2)
+    assert [v for v, _ in out] == list(range(6))
+    assert [here for _, here in out] == [False, True, False, True, False, True]  # odd ones fell back to here
