@@ -307,6 +307,52 @@ def _plot_compare(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, f
     return _png(fig)
 
 
+def _plot_synth(layers: Sequence[Mapping[str, Any]]) -> str | None:
+    """Estimate (ours, FINN) vs Yosys per synthesised layer, for LUT and DSP."""
+    rows = [r for r in layers if isinstance(r.get("LUT"), Mapping) and r["LUT"].get("yosys") is not None]
+    if not rows:
+        return None
+    names = [str(r["name"]) for r in rows]
+    fig = _figure(max(7.0, 0.5 * len(rows) + 3), 5.2)
+    xs = list(range(len(rows)))
+    for i, k in enumerate(("LUT", "DSP")):
+        ax = fig.add_subplot(2, 1, i + 1)
+        for off, who, colour in ((-0.27, "finn", _BAR_COLOUR), (0.0, "ours", _OURS_COLOUR), (0.27, "yosys", "#555")):
+            ax.bar([x + off for x in xs], [_num(r[k].get(who)) or 0.0 for r in rows], width=0.27, color=colour,
+                   label={"finn": "FINN estimate", "ours": "our estimator", "yosys": "Yosys synth_xilinx"}[who])
+        ax.set_ylabel(k)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(names if i == 1 else [""] * len(names), rotation=45, ha="right", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=8)
+            ax.set_title("Estimates vs open synthesis (Yosys), per layer", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _synth_section(syn: Any) -> list[str]:
+    """The ``synth`` section: plot, per-layer table ours/FINN/Yosys and the resource closest to the budget."""
+    if not isinstance(syn, Mapping) or not syn.get("layers"):
+        return []
+    parts = ["<h2>Open synthesis (Yosys) vs the estimates</h2>", _img(_plot_synth(syn["layers"]), "synth plot")]
+    rows = []
+    for r in syn["layers"]:
+        def cell(k: str, r: Mapping[str, Any] = r) -> str:
+            d = r.get(k, {})
+            return "/".join(_fmt(d.get(w)) for w in ("ours", "finn", "yosys"))
+        rows.append((r["name"], cell("LUT"), _fmt(r.get("LUTRAM", {}).get("yosys")), _fmt(r.get("FF", {}).get("yosys")),
+                     cell("BRAM18"), cell("DSP"), r.get("note", "")))
+    parts.append(_table(["layer", "LUT o/f/y", "LUTRAM y", "FF y", "BRAM18 o/f/y", "DSP o/f/y", "note"], rows))
+    close = syn.get("closest_to_limit") or {}
+    txt = "; ".join(f"{w}: {c['resource']} at {100 * c['fraction_of_budget']:.1f}% of the budget"
+                    for w, c in close.items() if c)
+    if txt:
+        parts.append(f"<p>Resource closest to its limit, by model: {html.escape(txt)}.</p>")
+    parts.append(f'<p class="note">{html.escape(str(syn.get("note", "")))}</p>')
+    return parts
+
+
 # -- HTML ------------------------------------------------------------------------------------------
 
 _CSS = """
@@ -479,6 +525,8 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         parts.append("<h2>RTL simulation</h2>")
         parts.append(_table(["figure", "value"],
                             [(k, v if not isinstance(v, (dict, list)) else json.dumps(v)[:200]) for k, v in rtl.items()]))
+
+    parts += _synth_section(report.get("synth"))
 
     # timings
     tim = report.get("timings")

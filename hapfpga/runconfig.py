@@ -104,6 +104,8 @@ class FoldingConfig:
     #: build every layer that has one as FINN's RTL variant (standalone thresholds), so that the built
     #: design is the one ``rtlsim`` simulates; layers with neither RTL nor a hapfpga model are refused.
     open_simulatable: bool = False
+    #: fraction of the LUT budget kept free (None: the measured estimator-vs-synthesis spread, folding/margin.py)
+    margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):
@@ -150,6 +152,14 @@ class RtlsimConfig:
 
 
 @dataclass(frozen=True)
+class SynthConfig:
+    """The optional ``synth:`` stage: Yosys on every RTL layer of the open-simulatable design (issue 14)."""
+
+    whole: bool = False  # also synthesise the stitched design as one top (minutes)
+    quick: bool = False  # elaboration only: exact DSP counts in seconds, no LUT/FF/BRAM mapping
+
+
+@dataclass(frozen=True)
 class RunConfig:
     board: str = "pynq-z2"
     clock_mhz: float | None = None  # None: the board's default clock
@@ -164,6 +174,8 @@ class RunConfig:
     pruning: dict[str, Any] | None = None
     #: Verilator simulation of the built design (None or absent: no RTL simulation)
     rtlsim: RtlsimConfig | None = None
+    #: open synthesis of the RTL layers with Yosys (None or absent: none)
+    synth: SynthConfig | None = None
     #: run only these stages of ``hapfpga.stages.RUN_STAGES`` (None: all the config enables); the stages they
     #: read from must be finished in the run directory. Names are checked against the registry when the run starts.
     stages: tuple[str, ...] | None = None

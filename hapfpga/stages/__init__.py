@@ -41,6 +41,7 @@ from .hardware import DEPLOY, FINN_BUILD, RTLSIM, VERIFY, finn_estimate_summary
 from .model import PRUNE, TRAIN
 from .report import REPORT
 from .runner import BuildOutputs, FlowResult, build_model, run_config, run_stages, select_stages
+from .synth import SYNTH
 
 __all__ = [
     "REGISTRY",
@@ -60,12 +61,12 @@ __all__ = [
 
 #: Every stage, by name.
 REGISTRY: dict[str, Stage] = {
-    s.name: s for s in (TRAIN, PRUNE, EXPORT, FOLD, FINN_BUILD, VERIFY, DEPLOY, RTLSIM, REPORT)
+    s.name: s for s in (TRAIN, PRUNE, EXPORT, FOLD, FINN_BUILD, VERIFY, DEPLOY, RTLSIM, SYNTH, REPORT)
 }
 
 #: ``hapfpga run CONFIG``: the whole flow (optional stages run when their config section is present).
 RUN_STAGES: tuple[str, ...] = (
-    "train", "prune", "export", "fold", "finn_build", "verify", "deploy", "rtlsim", "report",
+    "train", "prune", "export", "fold", "finn_build", "verify", "deploy", "rtlsim", "synth", "report",
 )
 #: ``hapfpga build MODEL``: from a QONNX file (the ``export`` stage's output, given by the user).
-BUILD_STAGES: tuple[str, ...] = ("fold", "finn_build", "deploy", "rtlsim", "report")
+BUILD_STAGES: tuple[str, ...] = ("fold", "finn_build", "deploy", "rtlsim", "synth", "report")

@@ -29,7 +29,8 @@ def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choic
     from ..folding import optimise
 
     f = conf.folding
-    res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None)
+    res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None,
+                   margin=f.margin)
     return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
                                                       "binding_resource": res.binding_resource}
 

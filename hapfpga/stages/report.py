@@ -37,7 +37,7 @@ def assemble_report(ctx: Context, timings: dict[str, float], resumed: list[str])
     if "finn_build" in r:
         report["finn_estimate"] = r["finn_build"]["estimate"]
     for section, stage in (("verification", "verify"), ("deploy", "deploy"), ("pruning", "prune"),
-                           ("rtlsim", "rtlsim")):
+                           ("rtlsim", "rtlsim"), ("synth", "synth")):
         if stage in r:
             report[section] = r[stage]
     report["timings"] = dict(timings)
@@ -58,6 +58,6 @@ def report(ctx: Context, conf: Conf) -> StageOutput:
 #: Every other stage is an input: the report has a section for each one that is part of the flow.
 REPORT = Stage(
     "report", report,
-    inputs=("train", "prune", "export", "fold", "finn_build", "verify", "deploy", "rtlsim"),
+    inputs=("train", "prune", "export", "fold", "finn_build", "verify", "deploy", "rtlsim", "synth"),
     outputs=("report.json", "report.html"), cached=False, produces="the report",
 )

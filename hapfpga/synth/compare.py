@@ -17,6 +17,7 @@ from .yosys import SynthCounts
 __all__ = ["ResourceRow", "LayerComparison", "compare_node", "HLS_ONLY_NOTE", "RESOURCES"]
 
 RESOURCES: tuple[str, ...] = ("LUT", "LUTRAM", "FF", "BRAM18", "URAM", "DSP")
+_EST = {"LUT": "LUT", "BRAM18": "BRAM_18K", "URAM": "URAM", "DSP": "DSP"}
 HLS_ONLY_NOTE = "HLS-only layer: its RTL comes from Vitis HLS, which is not available here; not synthesised"
 
 
@@ -76,6 +77,10 @@ def compare_node(model: Any, node: Any, board: BoardSpec, synth: SynthCounts | N
     ours = _our_estimate(model, node, board)
     finn = _finn_estimate(node, board.part)
     y = synth
+    if y is not None and y.mode == "elab":  # elaboration maps nothing: only the instantiated DSPs are counts
+        rows = {k: ResourceRow(ours.get(_EST.get(k, "")), finn.get(_EST.get(k, "")), None) for k in RESOURCES}
+        rows["DSP"] = ResourceRow(ours["DSP"], finn["DSP"], y.dsp)
+        return LayerComparison(node.name, node.op_type, rows, y, note or "elaboration only: DSPs counted, no mapping")
 
     def row(key_est: str | None, y_val: float | None) -> ResourceRow:
         return ResourceRow(ours.get(key_est) if key_est else None, finn.get(key_est) if key_est else None, y_val)

@@ -2,7 +2,8 @@
 
 Both are a full ``conv0`` stem followed by depthwise-separable blocks, each a depthwise 3×3 QuantConv2d
 (``groups = channels``, padding 1) → BN → act and a pointwise 1×1 QuantConv2d → BN → act, then a pool over the
-whole map (``pool``: ``avg`` Brevitas ``TruncAvgPool2d``, ``max``, or ``none`` = flatten) and a last FC layer.
+whole map (``pool``: ``max`` by default, ``avg`` Brevitas ``TruncAvgPool2d`` as MLPerf Tiny's models, or ``none`` =
+flatten) and a last FC layer. ``avg`` needs the pooled sum to be at least 8 bits wide (see ``_check_avg_pool``).
 FINN lowers the depthwise convs to ``VVAU`` (vector-vector activation units, ``InferVectorVectorActivation``)
 fed by a depthwise ``ConvolutionInputGenerator``; the pointwise and stem convs become MVAUs.
 
@@ -102,6 +103,7 @@ def _separable(
         c = out_ch
     n_conv = 2 * (len(channels) - 1) + 1
     if pool == "avg":
+        _check_avg_pool(model, quant.act_bits_of(n_conv - 1), h * w)
         layers[f"act{n_conv - 1}"].return_quant_tensor = True  # TruncAvgPool2d needs a QuantTensor
         from brevitas.quant import TruncTo8bit  # floor rounding: FINN's QuantAvgPool2d truncates
 
@@ -114,6 +116,24 @@ def _separable(
     return QuantCNN(torch.nn.Sequential(layers), classifier, input_shape, model)
 
 
+#: TruncAvgPool2d's output width (Brevitas TruncTo8bit)
+_AVG_BITS = 8
+
+
+def _check_avg_pool(model: str, act_bits: int, window: int) -> None:
+    """Refuse an average pool whose sum is narrower than its 8-bit output: Brevitas' ``TruncAvgPool2d`` then
+    shifts the sum left (output scale / 2^(8 - sum bits)), finn-plus 1.6.1's ``QuantAvgPool2d`` clamps that
+    negative shift to 0 (``get_shifts``), and FINN's graph computes outputs 2^(8 - sum bits) times too small
+    (measured: a factor 4 with 4-bit activations and a 2×2 window, caught by verification)."""
+    sum_bits = act_bits + (window - 1).bit_length()
+    if sum_bits < _AVG_BITS:
+        raise ConfigError(
+            f"Model '{model}' would average {window} {act_bits}-bit values into {sum_bits} bits, fewer than the "
+            f"pool's {_AVG_BITS}-bit output, where Brevitas and FINN disagree by a power of two; use model.options "
+            "pool: max, wider activations or a larger final map."
+        )
+
+
 def mobilenet_v1(
     input_shape: Sequence[int],
     num_classes: int,
@@ -123,7 +143,7 @@ def mobilenet_v1(
     blocks: int = 4,
     channels: Sequence[int] | None = None,
     strides: Sequence[int] | None = None,
-    pool: str = "avg",
+    pool: str = "max",
     per_channel: bool = False,
 ):
     """MobileNet-v1 with width multiplier ``width`` and its first ``blocks`` (1..13) depthwise-separable blocks;
@@ -149,7 +169,7 @@ def ds_cnn(
     stem_kernel: Any = 3,
     stem_stride: int = 1,
     stem_padding: Any = None,
-    pool: str = "avg",
+    pool: str = "max",
     per_channel: bool = False,
 ):
     """DS-CNN: stem conv (``stem_kernel``, ``stem_stride``, ``stem_padding``: default half the kernel) of

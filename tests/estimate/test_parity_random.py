@@ -246,7 +246,9 @@ def test_default_mode_median_error_within_5_percent_and_cycles_exact(cases):
                 continue
             errs[k].append(abs(ours - ref) / max(abs(ref), 1.0))
     for k, e in errs.items():
-        assert len(e) >= 50, (k, len(e))
+        # LUT of every RTL kind is now a documented deviation checked against Yosys instead (tests/synth,
+        # benchmarks/estimator_vs_synth.py): fewer untouched LUT samples remain (36 of 288)
+        assert len(e) >= (30 if k == "LUT" else 50), (k, len(e))
         assert median(e) <= 0.05, (k, median(e))
         assert max(e) == 0.0, (k, max(e))  # untouched fields are FINN's formula exactly
 

@@ -141,10 +141,12 @@ def _assert_join_simulated(rep: dict, n_joins: int) -> None:
     assert sim["frames"] == 4
     kinds = [n.rsplit("_", 2)[0] for n in sim["layers"]]
     assert kinds.count("ElementwiseAdd") == n_joins and kinds.count("DuplicateStreams") == n_joins
-    # the skip FIFOs got the estimator's depth (inFIFODepths), so the design ran without deadlock, and close
-    # to the simulation-sized (stall-free) rate
+    # the skip FIFOs got the estimator's depth (inFIFODepths), so the design ran without deadlock (depth-2 skip
+    # FIFOs deadlock: measured on resnet8), near the rate with simulation-sized FIFOs (measured: 290 vs 288
+    # cycles/frame on tiny resnet8, 215 vs 195 on the one-block net: the estimate avoids deadlock, it is not
+    # a stall-free sizing)
     fs = sim["fifo_sizing"]
-    assert sim["cycles_per_frame"] <= 1.05 * fs["cycles_per_frame_unbounded"]
+    assert sim["cycles_per_frame"] <= 1.15 * fs["cycles_per_frame_unbounded"]
     assert len(rep["estimate"]["skip_fifos"]) == n_joins
 
 

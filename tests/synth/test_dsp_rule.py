@@ -58,4 +58,5 @@ def test_lane_count_follows_mvu_sv():
     assert mvu_rtl_lanes(8, 8, True, 25) == 2
     assert mvu_rtl_lanes(8, 8, False, 27) == 2
     assert mvu_rtl_lanes(25, 2, True, 25) == 1
-    assert mvu_rtl_dsp(4, 6, 4, 4, True, "DSP58") == 4 * 2  # 8sx9 DSP58 chain: PE * ceil(SIMD/3)
+    assert mvu_rtl_dsp(4, 6, 8, 8, True, "DSP58") == 4 * 2  # L = 2 <= 3: 8sx9 DSP58 chain, PE * ceil(SIMD/3)
+    assert mvu_rtl_dsp(4, 6, 4, 4, True, "DSP58") == 1 * 6  # L = 4 > 3: mvu.sv with A_WIDTH 27, ceil(PE/L) * SIMD
