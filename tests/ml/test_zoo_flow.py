@@ -99,7 +99,6 @@ def test_whole_flow_on_the_other_board(name, flows):
     assert "train" in rep["resumed_stages"]  # the second board did not retrain
 
 
-@pytest.mark.slow
 def test_cnn1d_rtl_simulation_is_bit_exact(tmp_path):
     """The 1D network as an open-simulatable design: Verilator runs FINN's RTL (1D sliding windows, MVAUs,
     our max-pool) bit-exactly against FINN's Python execution, at FINN's estimated cycles per frame."""
