@@ -36,6 +36,7 @@ from ..folding.legal import mvu_rtl_queue_overflows  # the rule, shared with the
 
 __all__ = [
     "SourceSet",
+    "write_sources",
     "fix_add_multi",
     "fix_fifo",
     "fix_mvu_output_queue",
@@ -97,6 +98,16 @@ RTLLIB_BUG_FIXES = {
 }
 
 
+def write_sources(folder: Path, files: dict[str, str], data: dict[str, bytes]) -> None:
+    """Write HDL ``files`` (text) and memory ``data`` files (bytes) by name into ``folder`` (the simulator's and
+    Yosys' run folders both hold a design this way)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, t in files.items():
+        (folder / n).write_text(t)
+    for n, b in data.items():
+        (folder / n).write_bytes(b)
+
+
 @dataclass
 class SourceSet:
     """An ordered, de-duplicated set of HDL sources plus data files, with the text that goes in each."""
@@ -146,8 +157,4 @@ class SourceSet:
         return h.hexdigest()[:20]
 
     def write(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, t in self.files.items():
-            (folder / n).write_text(t)
-        for n, b in self.data.items():
-            (folder / n).write_bytes(b)
+        write_sources(folder, self.files, self.data)

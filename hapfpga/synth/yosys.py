@@ -196,11 +196,9 @@ class YosysJob:
 
     def write(self, folder: Path) -> None:
         """The run folder: sources, data files and ``run.ys`` (Yosys runs there with relative paths)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, t in self.files.items():
-            (folder / n).write_text(t)
-        for n, b in self.data.items():
-            (folder / n).write_bytes(b)
+        from ..rtlsim.sources import write_sources
+
+        write_sources(folder, self.files, self.data)
         (folder / "run.ys").write_text(self.script)
         (folder / "job.json").write_text(json.dumps({"key": self.key, "top": self.top, "family": self.family,
                                                      "mode": self.mode}))
