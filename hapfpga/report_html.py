@@ -401,30 +401,16 @@ def _img(b64: str | None, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def render_report_html(report: Mapping[str, Any]) -> str:
-    """The HTML page (one string, no external resources) for a ``report.json`` dict."""
+def _summary_section(report: Mapping[str, Any], clock: float | None) -> list[str]:
     board = report.get("board") or {}
     budget = board.get("budget") or {}
-    clock = _num(report.get("clock_mhz")) or _num(board.get("clock_mhz"))
     fe = report.get("finn_estimate") or {}
-    finn_layers = layer_table(fe)
-    ours_sec = report.get("estimate") or {}
-    ours_layers = layer_table(ours_sec)
     model = report.get("model") or {}
     ds = report.get("dataset") or {}
     acc = report.get("accuracy") or {}
     fold = report.get("folding") or {}
-    prun = report.get("pruning")
     ver = report.get("verification") or {}
-    title = f"hapfpga report — {model.get('name', 'model')} on {board.get('name', '?')}"
-
-    parts: list[str] = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-
-    # summary
+    parts: list[str] = []
     rows: list[tuple[str, Any]] = [
         ("board", f"{board.get('name', '?')} ({board.get('part', '?')})"),
         ("clock", f"{_fmt(clock)} MHz" if clock else None),
@@ -450,24 +436,11 @@ def render_report_html(report: Mapping[str, Any]) -> str:
             pct = f"{use / cap:.0%}" if use is not None and cap else "–"
             res_rows.append((k, use, cap, pct))
         parts.append(_table(["resource", "FINN estimate", "budget", "used"], res_rows, num_cols=(1, 2, 3)))
+    return parts
 
-    # cycles
-    parts.append("<h2>Throughput: cycles per layer</h2>")
-    parts.append(_img(_plot_cycles(finn_layers, ours_layers, fe.get("max_cycles_node") or ours_sec.get("bottleneck"),
-                                   clock), "per-layer cycles with the bottleneck marked"))
-    parts.append('<p class="note">A dataflow pipeline runs at the pace of its slowest layer: FPS = clock / max '
-                 "cycles (FINN-R, Sec. 4). The red bar is the bottleneck; raise its PE/SIMD or prune it.</p>")
 
-    # budget
-    parts.append("<h2>Resources against the board budget</h2>")
-    src_layers, src_name = (finn_layers, "FINN estimate") if finn_layers else (ours_layers, "our estimate")
-    parts.append(_img(_plot_budget(src_layers, budget, src_name), "per-layer resources stacked against the budget"))
-    if budget:
-        parts.append(f'<p class="note">Budget = capacity × utilisation limits of {html.escape(str(board.get("name")))} '
-                     "(FINN's DEFAULT_RES_LIMITS unless the board file says otherwise). FIFOs and width converters are "
-                     "not in FINN's per-layer estimate.</p>")
-
-    # pruning
+def _pruning_section(prun: Any, model: Mapping[str, Any], fold: Mapping[str, Any], acc: Mapping[str, Any]) -> list[str]:
+    parts: list[str] = []
     if prun:
         from .pruning.reporting import pruning_rows, target_sentence
 
@@ -485,7 +458,11 @@ def render_report_html(report: Mapping[str, Any]) -> str:
     elif model.get("channels"):
         parts.append("<h2>Channels</h2>")
         parts.append(_img(_plot_channels(model["channels"], None), "channels per layer"))
+    return parts
 
+
+def _verification_and_folding_sections(ver: Mapping[str, Any], fold: Mapping[str, Any]) -> list[str]:
+    parts: list[str] = []
     # verification
     if ver.get("stages"):
         parts.append("<h2>Verification</h2>")
@@ -501,8 +478,11 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         parts.append(_table(["layer", *keys], [(n, *(v.get(k, "") for k in keys)) for n, v in fold["layers"].items()]))
         parts.append(f'<p class="note">{html.escape(_FOLD_NOTE.get(fold.get("mode"), ""))} FINN applied this '
                      "folding file in the build; our estimate and the RTL simulation are of the same design.</p>")
+    return parts
 
-    # FINN vs ours
+
+def _compare_section(finn_layers: dict[str, dict[str, float]], ours_layers: dict[str, dict[str, float]]) -> list[str]:
+    parts: list[str] = []
     if finn_layers and ours_layers:
         parts.append("<h2>FINN's estimate vs our estimator</h2>")
         parts.append(_img(_plot_compare(finn_layers, ours_layers), "FINN vs our estimator per layer"))
@@ -518,7 +498,11 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         only = sorted(set(ours_layers) - set(finn_layers))
         if only:
             parts.append(f'<p class="note">Only in our estimate: {html.escape(", ".join(only))}.</p>')
+    return parts
 
+
+def _rtlsim_and_timings_sections(report: Mapping[str, Any]) -> list[str]:
+    parts: list[str] = []
     # rtlsim
     rtl = report.get("rtlsim")
     if isinstance(rtl, Mapping) and rtl:
@@ -533,6 +517,55 @@ def render_report_html(report: Mapping[str, Any]) -> str:
     if isinstance(tim, Mapping) and tim:
         parts.append("<h2>Stage timings</h2>")
         parts.append(_table(["stage", "seconds"], [(k, _num(v)) for k, v in tim.items()], num_cols=(1,)))
+    return parts
+
+
+def render_report_html(report: Mapping[str, Any]) -> str:
+    """The HTML page (one string, no external resources) for a ``report.json`` dict."""
+    board = report.get("board") or {}
+    budget = board.get("budget") or {}
+    clock = _num(report.get("clock_mhz")) or _num(board.get("clock_mhz"))
+    fe = report.get("finn_estimate") or {}
+    finn_layers = layer_table(fe)
+    ours_sec = report.get("estimate") or {}
+    ours_layers = layer_table(ours_sec)
+    model = report.get("model") or {}
+    acc = report.get("accuracy") or {}
+    fold = report.get("folding") or {}
+    prun = report.get("pruning")
+    ver = report.get("verification") or {}
+    title = f"hapfpga report — {model.get('name', 'model')} on {board.get('name', '?')}"
+
+    parts: list[str] = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+
+    # summary
+    parts += _summary_section(report, clock)
+
+    # cycles
+    parts.append("<h2>Throughput: cycles per layer</h2>")
+    parts.append(_img(_plot_cycles(finn_layers, ours_layers, fe.get("max_cycles_node") or ours_sec.get("bottleneck"),
+                                   clock), "per-layer cycles with the bottleneck marked"))
+    parts.append('<p class="note">A dataflow pipeline runs at the pace of its slowest layer: FPS = clock / max '
+                 "cycles (FINN-R, Sec. 4). The red bar is the bottleneck; raise its PE/SIMD or prune it.</p>")
+
+    # budget
+    parts.append("<h2>Resources against the board budget</h2>")
+    src_layers, src_name = (finn_layers, "FINN estimate") if finn_layers else (ours_layers, "our estimate")
+    parts.append(_img(_plot_budget(src_layers, budget, src_name), "per-layer resources stacked against the budget"))
+    if budget:
+        parts.append(f'<p class="note">Budget = capacity × utilisation limits of {html.escape(str(board.get("name")))} '
+                     "(FINN's DEFAULT_RES_LIMITS unless the board file says otherwise). FIFOs and width converters are "
+                     "not in FINN's per-layer estimate.</p>")
+
+    parts += _pruning_section(prun, model, fold, acc)
+    parts += _verification_and_folding_sections(ver, fold)
+    # FINN vs ours
+    parts += _compare_section(finn_layers, ours_layers)
+    parts += _rtlsim_and_timings_sections(report)
 
     parts.append('<p class="note">Generated by hapfpga from report.json.</p></body></html>')
     return "\n".join(parts)

@@ -325,6 +325,118 @@ def _acc(out: np.ndarray | None, y: np.ndarray | None) -> float | None:
     return float(np.mean(out.reshape(len(out), -1).argmax(1) == y))
 
 
+def _load_tail(step_paths: dict[str, Any]) -> tuple[Any, _Tail | None, str]:
+    """The streamlined graph (or None), its float tail (or None) and a note when the tail cannot be split off."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    stream_mw = ModelWrapper(str(step_paths[STREAMLINE_STEP])) if STREAMLINE_STEP in step_paths else None
+    tail: _Tail | None = None
+    tail_note = ""
+    if stream_mw is not None:
+        try:
+            tail = _float_tail(stream_mw)
+        except ValueError as e:
+            tail_note = f"differences in output units, not integer units: {e}"
+    return stream_mw, tail, tail_note
+
+
+def _to_units(tail: _Tail | None, yf: np.ndarray) -> np.ndarray:
+    return tail.to_int_units(yf.astype(np.float64)) if tail is not None else yf.astype(np.float64)
+
+
+def _rounded(tail: _Tail | None, u: np.ndarray) -> np.ndarray:
+    return np.round(u) if tail is not None else u
+
+
+def _qonnx_stage(
+    qonnx_path: str | Path, k: np.ndarray, tail: _Tail | None, tail_note: str, prev_name: str,
+    prev_units: np.ndarray, float_tol: float, y: np.ndarray | None,
+) -> tuple[StageResult, np.ndarray | None]:
+    """The QONNX stage's result and, when it ran, its output in comparison units."""
+    try:
+        qr = GraphRunner(qonnx_path)
+        y_q = qr.run_batch(k, [qr.output_name])[qr.output_name]
+        d, agree = _compare(_to_units(tail, y_q), prev_units, tail is not None)
+        ok = d <= float_tol
+        note = "float vs float" + (f"; {tail_note}" if tail_note else "")
+        if not ok:
+            note += f"; differs by more than float_tol={float_tol}"
+        res = StageResult("qonnx", prev_name, d, agree, False, d == 0.0, ok, note,
+                          _acc(_rounded(tail, _to_units(tail, y_q)), y))
+        return res, _to_units(tail, y_q.astype(np.float64))
+    except NodeExecutionError as e:
+        return StageResult("qonnx", prev_name, None, None, False, False, False, f"could not execute: {e}"), None
+
+
+def _hw_notes(mw: Any, step: str) -> list[str]:
+    """Make a FINN step graph executable here; the notes say what was done."""
+    notes = []
+    if step == HW_STEP and _fix_hw_opset(mw):
+        notes.append(
+            "added the missing opset import finn.custom_op.fpgadataflow v1 to execute the HW graph"
+        )
+    registered = _register_hw_ops(mw)
+    if registered:
+        notes.append(
+            f"imported finn-plus's Python execution of HW op(s) {', '.join(registered)} "
+            "(defined in finn.custom_op.fpgadataflow but not imported by its registry)"
+        )
+    return notes
+
+
+def _compare_finn(
+    step: str, t_int: np.ndarray, out: np.ndarray, tail: _Tail | None, prev_units: np.ndarray,
+    prev_int: np.ndarray | None, prev_out: np.ndarray | None, float_tol: float, notes: list[str],
+) -> tuple[float | None, float | None, bool, bool]:
+    """(max difference, agreement, integer comparison, passed) of a FINN stage; adds to ``notes``."""
+    if step == STREAMLINE_STEP:
+        d, agree = _compare(t_int.astype(np.float64), prev_units, tail is not None)
+        integer = False  # compared with a float graph
+        ok = d <= float_tol and not any("not integer" in s for s in notes)
+        notes.insert(0, "integer graph vs float QONNX")
+    else:
+        d, agree = _compare(t_int, prev_int) if prev_int is not None else (None, None)
+        integer = True
+        ok = d == 0.0 and not any("not integer" in s for s in notes)
+        if prev_int is None:
+            ok = False
+            notes.append("no streamlined result to compare with")
+        else:
+            od, _ = _compare(out, prev_out)
+            notes.insert(0, "integer vs integer: must agree exactly")
+            if od != 0.0:
+                ok = False
+                notes.append(f"float outputs after the tail differ by {od:g}")
+    if not ok and d is not None:
+        notes.append(
+            f"max difference {d:g} exceeds {'0 (exact)' if integer else f'float_tol={float_tol}'}"
+        )
+    return d, agree, integer, ok
+
+
+def _finn_stage(
+    stage: str, step: str, mw: Any, k: np.ndarray, tail: _Tail | None, prev_name: str, prev_units: np.ndarray,
+    prev_int: np.ndarray | None, prev_out: np.ndarray | None, float_tol: float, y: np.ndarray | None,
+) -> tuple[StageResult, tuple[np.ndarray, np.ndarray] | None]:
+    """A FINN graph's stage result and, when it ran, its (integer tensor, output)."""
+    notes = _hw_notes(mw, step)
+    try:
+        runner = GraphRunner(mw)
+        want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
+        got = runner.run_batch(k, want)
+    except (NodeExecutionError, KeyError) as e:
+        why = (f"could not execute: {e}" if isinstance(e, NodeExecutionError)
+               else f"integer tensor {e} not found in this graph")
+        return StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([*notes, why])), None
+    out = got[runner.output_name]
+    t_int = got[tail.tensor] if tail is not None else out
+    if tail is not None and not np.array_equal(t_int, np.round(t_int)):  # the tensor must hold integers
+        notes.append(f"tensor {tail.tensor} is not integer-valued")
+    d, agree, integer, ok = _compare_finn(step, t_int, out, tail, prev_units, prev_int, prev_out, float_tol, notes)
+    res = StageResult(stage, prev_name, d, agree, integer, d == 0.0, ok, "; ".join(notes), _acc(t_int, y))
+    return res, (t_int, out)
+
+
 def verify_chain(
     model: torch.nn.Module,
     qonnx_path: str | Path,
@@ -358,133 +470,42 @@ def verify_chain(
     # -- the integer tail, from the streamlined graph --------------------------------------------------
     step_paths = dict(finn_result.step_models)
     missing = [s for s in (STREAMLINE_STEP, HW_STEP) if s not in step_paths]
-    stream_mw = ModelWrapper(str(step_paths[STREAMLINE_STEP])) if STREAMLINE_STEP in step_paths else None
-    tail: _Tail | None = None
-    tail_note = ""
-    if stream_mw is not None:
-        try:
-            tail = _float_tail(stream_mw)
-        except ValueError as e:
-            tail_note = f"differences in output units, not integer units: {e}"
+    stream_mw, tail, tail_note = _load_tail(step_paths)
     units = (
         f"integer units of tensor '{tail.tensor}' (output = t·M + A, tail {'/'.join(tail.ops) or 'none'})"
         if tail is not None
         else "output units"
     )
 
-    def to_units(yf: np.ndarray) -> np.ndarray:
-        return tail.to_int_units(yf.astype(np.float64)) if tail is not None else yf.astype(np.float64)
-
-    def _r(u: np.ndarray) -> np.ndarray:
-        return np.round(u) if tail is not None else u
-
     # -- Brevitas (reference) -----------------------------------------------------------------------------
     xb = k * INPUT_SCALE
     y_brev = predict(model, xb)
     stages.append(
-        StageResult(
-            "brevitas",
-            None,
-            0.0,
-            1.0,
-            False,
-            True,
-            True,
-            "reference: Brevitas/PyTorch float forward on k·(1/255)",
-            _acc(_r(to_units(y_brev)), y),
-        )
+        StageResult("brevitas", None, 0.0, 1.0, False, True, True,
+                    "reference: Brevitas/PyTorch float forward on k·(1/255)", _acc(_rounded(tail, _to_units(tail, y_brev)), y))
     )
 
     # -- QONNX --------------------------------------------------------------------------------------------
-    prev_name, prev_units = "brevitas", to_units(y_brev.astype(np.float64))
-    y_q = None
-    try:
-        qr = GraphRunner(qonnx_path)
-        y_q = qr.run_batch(k, [qr.output_name])[qr.output_name]
-        d, agree = _compare(to_units(y_q), prev_units, tail is not None)
-        ok = d <= float_tol
-        note = "float vs float" + (f"; {tail_note}" if tail_note else "")
-        if not ok:
-            note += f"; differs by more than float_tol={float_tol}"
-        stages.append(
-            StageResult("qonnx", prev_name, d, agree, False, d == 0.0, ok, note, _acc(_r(to_units(y_q)), y))
-        )
-        prev_name, prev_units = "qonnx", to_units(y_q.astype(np.float64))
-    except NodeExecutionError as e:
-        stages.append(
-            StageResult("qonnx", prev_name, None, None, False, False, False, f"could not execute: {e}")
-        )
+    prev_name, prev_units = "brevitas", _to_units(tail, y_brev.astype(np.float64))
+    res, q_units = _qonnx_stage(qonnx_path, k, tail, tail_note, prev_name, prev_units, float_tol, y)
+    stages.append(res)
+    if q_units is not None:
+        prev_name, prev_units = "qonnx", q_units
 
     # -- FINN streamlined and HW graphs -----------------------------------------------------------------
     prev_int: np.ndarray | None = None
     prev_out: np.ndarray | None = None
     for stage, step in (("finn_streamlined", STREAMLINE_STEP), ("finn_hw", HW_STEP)):
         if step not in step_paths:
-            stages.append(
-                StageResult(
-                    stage,
-                    prev_name,
-                    None,
-                    None,
-                    True,
-                    False,
-                    False,
-                    f"FINN build has no {step} model (missing: {', '.join(missing)})",
-                )
-            )
+            stages.append(StageResult(stage, prev_name, None, None, True, False, False,
+                                      f"FINN build has no {step} model (missing: {', '.join(missing)})"))
             continue
         mw = stream_mw if step == STREAMLINE_STEP else ModelWrapper(str(step_paths[step]))
-        notes = []
-        if step == HW_STEP and _fix_hw_opset(mw):
-            notes.append(
-                "added the missing opset import finn.custom_op.fpgadataflow v1 to execute the HW graph"
-            )
-        registered = _register_hw_ops(mw)
-        if registered:
-            notes.append(
-                f"imported finn-plus's Python execution of HW op(s) {', '.join(registered)} "
-                "(defined in finn.custom_op.fpgadataflow but not imported by its registry)"
-            )
-        try:
-            runner = GraphRunner(mw)
-            want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
-            got = runner.run_batch(k, want)
-        except (NodeExecutionError, KeyError) as e:
-            why = (f"could not execute: {e}" if isinstance(e, NodeExecutionError)
-                   else f"integer tensor {e} not found in this graph")
-            stages.append(
-                StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([*notes, why]))
-            )
+        res, ran = _finn_stage(stage, step, mw, k, tail, prev_name, prev_units, prev_int, prev_out, float_tol, y)
+        stages.append(res)
+        if ran is None:
             continue
-        out = got[runner.output_name]
-        t_int = got[tail.tensor] if tail is not None else out
-        if tail is not None and not np.array_equal(t_int, np.round(t_int)):  # the tensor must hold integers
-            notes.append(f"tensor {tail.tensor} is not integer-valued")
-        if step == STREAMLINE_STEP:
-            d, agree = _compare(t_int.astype(np.float64), prev_units, tail is not None)
-            integer = False  # compared with a float graph
-            ok = d <= float_tol and not any("not integer" in s for s in notes)
-            notes.insert(0, "integer graph vs float QONNX")
-        else:
-            d, agree = _compare(t_int, prev_int) if prev_int is not None else (None, None)
-            integer = True
-            ok = d == 0.0 and not any("not integer" in s for s in notes)
-            if prev_int is None:
-                ok = False
-                notes.append("no streamlined result to compare with")
-            else:
-                od, _ = _compare(out, prev_out)
-                notes.insert(0, "integer vs integer: must agree exactly")
-                if od != 0.0:
-                    ok = False
-                    notes.append(f"float outputs after the tail differ by {od:g}")
-        if not ok and d is not None:
-            notes.append(
-                f"max difference {d:g} exceeds {'0 (exact)' if integer else f'float_tol={float_tol}'}"
-            )
-        stages.append(
-            StageResult(stage, prev_name, d, agree, integer, d == 0.0, ok, "; ".join(notes), _acc(t_int, y))
-        )
+        t_int, out = ran
         prev_name, prev_int, prev_out = stage, t_int, out
         prev_units = t_int.astype(np.float64)
 

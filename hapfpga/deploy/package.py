@@ -150,6 +150,30 @@ def _hw_model_info(path: Path, partition: Path | None) -> dict[str, Any]:
     }
 
 
+def _copy_runtime(out: Path) -> None:
+    """Our runtime (``hapfpga_deploy``) and the on-board script into the package."""
+    rt = out / "hapfpga_deploy"
+    rt.mkdir()
+    here = Path(__file__).resolve().parent
+    for f in RUNTIME_FILES:
+        shutil.copyfile(here / f, rt / f)
+    (rt / "__init__.py").write_text(_SHIPPED_INIT)
+    (out / "run_on_board.py").write_text(_RUN_SCRIPT)
+
+
+def _copy_finn_outputs(finn_dir: Path, out: Path) -> tuple[str | None, bool]:
+    """FINN's outputs when Vivado made them: (the bitfile's path in the package or None, whether a driver came)."""
+    bitfile = None
+    if (finn_dir / "bitfile").is_dir():
+        shutil.copytree(finn_dir / "bitfile", out / "bitfile")
+        bits = sorted((out / "bitfile").glob("*.bit"))
+        bitfile = str(bits[0].relative_to(out)) if bits else None
+    has_driver = (finn_dir / "driver" / "settings.json").is_file()
+    if has_driver:
+        shutil.copytree(finn_dir / "driver", out / "driver")
+    return bitfile, has_driver
+
+
 def make_deployment_package(
     out_dir: str | Path,
     finn_dir: str | Path,
@@ -182,24 +206,8 @@ def make_deployment_package(
     (out / "model").mkdir(parents=True)
     shutil.copyfile(hw_src, out / "model" / "hw_model.onnx")
 
-    # our runtime
-    rt = out / "hapfpga_deploy"
-    rt.mkdir()
-    here = Path(__file__).resolve().parent
-    for f in RUNTIME_FILES:
-        shutil.copyfile(here / f, rt / f)
-    (rt / "__init__.py").write_text(_SHIPPED_INIT)
-    (out / "run_on_board.py").write_text(_RUN_SCRIPT)
-
-    # FINN's outputs when Vivado made them
-    bitfile = None
-    if (finn_dir / "bitfile").is_dir():
-        shutil.copytree(finn_dir / "bitfile", out / "bitfile")
-        bits = sorted((out / "bitfile").glob("*.bit"))
-        bitfile = str(bits[0].relative_to(out)) if bits else None
-    has_driver = (finn_dir / "driver" / "settings.json").is_file()
-    if has_driver:
-        shutil.copytree(finn_dir / "driver", out / "driver")
+    _copy_runtime(out)
+    bitfile, has_driver = _copy_finn_outputs(finn_dir, out)
 
     manifest: dict[str, Any] = {
         "format": 1,

@@ -273,6 +273,59 @@ def _default_edge_cost(board: Any, layers: Sequence[Any] = ()) -> tuple[EdgeCost
     return dwc, fifo
 
 
+def _solve_checked(
+    problem: Problem,
+    layers: Sequence[Any],
+    board: Any,
+    clock: float,
+    full_budget: Resources,
+    keys: Sequence[str],
+    *,
+    target_fps: float | None,
+    time_limit: float,
+    estimate: bool,
+    finn_compat: bool,
+    infrastructure: bool,
+    max_tightenings: int,
+) -> tuple[Solution, str, float, FoldingPlan, Any, Resources, list[str]]:
+    """Solve, check with ``estimate_network``, tighten the violated resources and re-solve until it fits.
+
+    Returns (solution, binding resource, bound FPS, plan, network estimate or None, budget solved for, notes).
+    """
+    notes: list[str] = []
+    cur = full_budget
+    for _ in range(max_tightenings + 1):
+        problem = replace(problem, budget=cur)
+        sol, binding, bound_fps, _ = optimise_problem(
+            problem, clock, target_fps=target_fps, time_limit=time_limit
+        )
+        plan = with_skip_fifos(FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units)),
+                               layers)
+        est = None
+        if not estimate:
+            break
+        from ..estimate import estimate_network
+
+        est = estimate_network(
+            list(layers), plan, board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
+        )
+        over = est.total.over(full_budget, keys)
+        if not over:
+            break
+        new = tightened(cur, sol.total, est.total, keys, full_budget)
+        notes.append(
+            f"estimate_network exceeds {', '.join(over)} ; budget tightened to "
+            + ", ".join(f"{k} {getattr(new, k):g}" for k in over)
+        )
+        cur = new
+    else:
+        raise InfeasibleError(
+            f"No folding found whose full network estimate fits after {max_tightenings} tightenings of "
+            f"{', '.join(over)}; lower the utilisation or use a larger board."
+        )
+    return sol, binding, bound_fps, plan, est, cur, notes
+
+
 def optimise(
     layers: Sequence[Any],
     board: Any,
@@ -319,46 +372,14 @@ def optimise(
     if edge_cost == "default":
         edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)
     problem = build_problem(
-        layers,
-        full_budget,
-        cost_fn,
-        space=space,
-        keys=keys,
+        layers, full_budget, cost_fn, space=space, keys=keys,
         edge_cost=edge_cost,  # type: ignore[arg-type]
-        stream_cost=stream_cost,
-        tie_conv_swg=tie_conv_swg,
+        stream_cost=stream_cost, tie_conv_swg=tie_conv_swg,
     )
-    notes: list[str] = []
-    cur = full_budget
-    for _ in range(max_tightenings + 1):
-        problem = replace(problem, budget=cur)
-        sol, binding, bound_fps, _ = optimise_problem(
-            problem, clock, target_fps=target_fps, time_limit=time_limit
-        )
-        plan = with_skip_fifos(FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units)),
-                               layers)
-        est = None
-        if not estimate:
-            break
-        from ..estimate import estimate_network
-
-        est = estimate_network(
-            list(layers), plan, board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
-        )
-        over = est.total.over(full_budget, keys)
-        if not over:
-            break
-        new = tightened(cur, sol.total, est.total, keys, full_budget)
-        notes.append(
-            f"estimate_network exceeds {', '.join(over)} ; budget tightened to "
-            + ", ".join(f"{k} {getattr(new, k):g}" for k in over)
-        )
-        cur = new
-    else:
-        raise InfeasibleError(
-            f"No folding found whose full network estimate fits after {max_tightenings} tightenings of "
-            f"{', '.join(over)}; lower the utilisation or use a larger board."
-        )
+    sol, binding, bound_fps, plan, est, cur, notes = _solve_checked(
+        problem, layers, board, clock, full_budget, keys, target_fps=target_fps, time_limit=time_limit,
+        estimate=estimate, finn_compat=finn_compat, infrastructure=infrastructure, max_tightenings=max_tightenings,
+    )
     if not sol.optimal:
         notes.append("solver stopped at its time limit; bound_fps is the solver's proven bound")
     return FoldingResult(

@@ -105,6 +105,78 @@ def _next_smaller(cands: Sequence[int], current: int) -> int | None:
     return max(smaller) if smaller else None
 
 
+_Choice = tuple[float, int, str, dict[str, int], HwPoint, float]
+
+
+def _check_greedy_args(target: str, target_fps: float | None, objective: str) -> None:
+    if target not in ("fps", "budget", "max_fps"):
+        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps', 'budget' or 'max_fps'.")
+    if target == "fps" and not target_fps:
+        raise ConfigError("pruning.target is 'fps' but no pruning.target_fps is given; set it.")
+    if objective not in ("fps_per_sensitivity", "j"):
+        raise ConfigError(f"pruning.objective '{objective}' is unknown; use 'fps_per_sensitivity' or 'j'.")
+
+
+def _greedy_trials(
+    candidates: Mapping[str, Sequence[int]], counts: dict[str, int], hw: Callable[[Mapping[str, int]], HwPoint],
+) -> list[tuple[int, str, dict[str, int], HwPoint]]:
+    """Each knob lowered by one candidate step, with its predicted hardware (``hw.many`` when it has one)."""
+    pending = []
+    for i, g in enumerate(candidates):
+        nxt = _next_smaller(candidates[g], counts[g])
+        if nxt is not None:
+            pending.append((i, g, {**counts, g: nxt}))
+    many = getattr(hw, "many", None)
+    points = many([t for _, _, t in pending]) if many is not None else [hw(t) for _, _, t in pending]
+    return [(i, g, t, h) for (i, g, t), h in zip(pending, points, strict=True)]
+
+
+def _best_trial(
+    trials: list[tuple[int, str, dict[str, int], HwPoint]], cur: Step,
+    try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float, alpha: float, eps: float,
+) -> _Choice | None:
+    """The step to take as (score, tie-break order, group, trial counts, hw, accuracy), or None to stop."""
+    # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
+    best_gain: _Choice | None = None
+    best_freed: _Choice | None = None
+    # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
+    gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
+    measured = trials if objective == "j" else gaining
+    for (i, g, trial, h), a in zip(measured, _accuracies(try_accuracy, [t[2] for t in measured]), strict=True):
+        if objective == "j":
+            score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
+        else:
+            score = fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, a, cur.accuracy, eps)
+        if best_gain is None or score > best_gain[0] + 1e-12:
+            best_gain = (score, i, g, trial, h, a)
+    if objective != "j" and best_gain is None:
+        # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
+        keep = [t for t in trials if t[3].fits and t[3].fps >= cur.hw.fps]
+        for (i, g, trial, h), a in zip(keep, _accuracies(try_accuracy, [t[2] for t in keep]), strict=True):
+            if best_freed is None or a > best_freed[0] + 1e-12:
+                best_freed = (a, i, g, trial, h, a)
+        if best_freed is None:
+            return None
+        best_gain = (0.0, *best_freed[1:])
+    if best_gain is None or (objective == "j" and best_gain[0] <= 0):
+        return None  # nothing raises J (or nothing left to prune)
+    return best_gain
+
+
+def _choose_step(
+    history: list[Step], start_accuracy: float, target: str, target_fps: float | None, objective: str,
+    max_accuracy_drop: float, fps_ref: float, alpha: float,
+) -> Step:
+    ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
+    if target == "fps":
+        # the FPS target is the goal here; max_accuracy_drop is not a constraint (the report shows the drop)
+        hit = [s for s in history if s.hw.fits and s.hw.fps >= float(target_fps or 0)]
+        return max(hit, key=lambda s: s.accuracy) if hit else max(history, key=lambda s: s.hw.fps)
+    if objective == "j":
+        return max(history, key=lambda s: j_objective(s.accuracy, s.hw.fps, fps_ref, alpha))
+    return max(ok or history[:1], key=lambda s: (s.hw.fps, s.accuracy))
+
+
 def greedy_search(
     start: Mapping[str, int],
     candidates: Mapping[str, Sequence[int]],
@@ -136,12 +208,7 @@ def greedy_search(
     is taken so that a later step can move the bottleneck.
     Deterministic for deterministic callables (ties broken by group order).
     """
-    if target not in ("fps", "budget", "max_fps"):
-        raise ConfigError(f"Greedy search target '{target}' is unknown; use 'fps', 'budget' or 'max_fps'.")
-    if target == "fps" and not target_fps:
-        raise ConfigError("pruning.target is 'fps' but no pruning.target_fps is given; set it.")
-    if objective not in ("fps_per_sensitivity", "j"):
-        raise ConfigError(f"pruning.objective '{objective}' is unknown; use 'fps_per_sensitivity' or 'j'.")
+    _check_greedy_args(target, target_fps, objective)
     counts = dict(start)
     hw0 = hw(counts)
     fps_ref = hw0.fps if hw0.fps > 0 else 1.0
@@ -152,38 +219,10 @@ def greedy_search(
         if target == "fps" and history[-1].hw.fps >= float(target_fps or 0):
             break
         cur = history[-1]
-        # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
-        best_gain: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
-        best_freed: tuple[float, int, str, dict[str, int], HwPoint, float] | None = None
-        pending = []
-        for i, g in enumerate(candidates):
-            nxt = _next_smaller(candidates[g], counts[g])
-            if nxt is not None:
-                pending.append((i, g, {**counts, g: nxt}))
-        many = getattr(hw, "many", None)
-        points = many([t for _, _, t in pending]) if many is not None else [hw(t) for _, _, t in pending]
-        trials = [(i, g, t, h) for (i, g, t), h in zip(pending, points, strict=True)]
-        # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
-        gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
-        measured = trials if objective == "j" else gaining
-        for (i, g, trial, h), a in zip(measured, _accuracies(try_accuracy, [t[2] for t in measured]), strict=True):
-            if objective == "j":
-                score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
-            else:
-                score = fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, a, cur.accuracy, eps)
-            if best_gain is None or score > best_gain[0] + 1e-12:
-                best_gain = (score, i, g, trial, h, a)
-        if objective != "j" and best_gain is None:
-            # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
-            keep = [t for t in trials if t[3].fits and t[3].fps >= cur.hw.fps]
-            for (i, g, trial, h), a in zip(keep, _accuracies(try_accuracy, [t[2] for t in keep]), strict=True):
-                if best_freed is None or a > best_freed[0] + 1e-12:
-                    best_freed = (a, i, g, trial, h, a)
-            if best_freed is None:
-                break
-            best_gain = (0.0, *best_freed[1:])
-        if best_gain is None or (objective == "j" and best_gain[0] <= 0):
-            break  # nothing raises J (or nothing left to prune)
+        trials = _greedy_trials(candidates, counts, hw)
+        best_gain = _best_trial(trials, cur, try_accuracy, objective, fps_ref, alpha, eps)
+        if best_gain is None:
+            break
         _, _, g, trial, h, a = best_gain
         new_acc = commit(trial)
         counts = trial
@@ -191,15 +230,7 @@ def greedy_search(
         say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
         if target != "fps" and start_accuracy - new_acc > max_accuracy_drop:
             break
-    ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
-    if target == "fps":
-        # the FPS target is the goal here; max_accuracy_drop is not a constraint (the report shows the drop)
-        hit = [s for s in history if s.hw.fits and s.hw.fps >= float(target_fps or 0)]
-        chosen = max(hit, key=lambda s: s.accuracy) if hit else max(history, key=lambda s: s.hw.fps)
-    elif objective == "j":
-        chosen = max(history, key=lambda s: j_objective(s.accuracy, s.hw.fps, fps_ref, alpha))
-    else:
-        chosen = max(ok or history[:1], key=lambda s: (s.hw.fps, s.accuracy))
+    chosen = _choose_step(history, start_accuracy, target, target_fps, objective, max_accuracy_drop, fps_ref, alpha)
     return SearchResult(best=chosen, history=tuple(history))
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,323 @@ def _target_met(
     return met
 
 
+@dataclass
+class _Run:
+    """What every step of one pruning run shares: config, device, data splits, the unpruned model."""
+
+    cfg: PruningConfig
+    dev: Any
+    seed: int
+    log: Callable[[str], None] | None
+    say: Callable[[str], None]
+    t0: float
+    out_dir: Path
+    x_fit: Any
+    y_fit: Any
+    x_val: Any
+    y_val: Any
+    x_test: Any
+    y_test: Any
+    input_shape: tuple[int, ...]
+    example: Any
+    base: Any
+    teacher: Any
+    n_workers: int
+    step_ft: Any
+
+    def evaluate(self, m: Any, x: Any, y: Any) -> float:
+        from ..train import evaluate as _evaluate
+
+        return _evaluate(m, x, y, device=self.dev)
+
+    def finetune(self, m: Any, x: Any, y: Any, c: Any, **kw: Any) -> Any:
+        from ..train import finetune as _finetune
+
+        return _finetune(m, x, y, c, device=self.dev, **kw)
+
+
+@dataclass
+class _Channels:
+    """The unpruned model's channel groups, the search's knobs (channel counts and operand bits) and predictor."""
+
+    graph: Any
+    groups: dict[str, Any]
+    full: dict[str, int]
+    importance: Any
+    acc_val0: float
+    bits0: dict[str, int]
+    start: dict[str, int]
+    cands: dict[str, Any]
+    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None
+
+    def realise(self, run: _Run, m: Any, m_graph: Any, knobs: Mapping[str, int]) -> Any:
+        """``m`` pruned to the knobs' channel counts, then at their operand bits (a new model)."""
+        from .apply import prune_to_counts
+        from .mixed import split_knobs, with_operand_bits
+
+        chans, bits = split_knobs(knobs)
+        pm = prune_to_counts(m, run.example, {g: chans[g] for g in self.groups}, self.importance, graph=m_graph)[0]
+        return with_operand_bits(pm, bits) if bits else pm
+
+
+def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Path, train_cfg: Any, seed: int,
+                 log: Callable[[str], None] | None) -> _Run:
+    import torch
+
+    from ..train import FinetuneConfig, resolve_device
+    from .parallel import resolve_workers
+
+    dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
+    n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only
+    say = log or (lambda s: None)
+    t0 = time.time()
+    out_dir = Path(run_dir) / "pruning"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    x_fit, y_fit, x_val, y_val = split_validation(dataset.x_train, dataset.y_train, cfg.val_fraction, seed)
+    example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
+    base = copy.deepcopy(model).eval()
+    step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill)
+    return _Run(cfg=cfg, dev=dev, seed=seed, log=log, say=say, t0=t0, out_dir=out_dir, x_fit=x_fit, y_fit=y_fit,
+                x_val=x_val, y_val=y_val, x_test=dataset.x_test, y_test=dataset.y_test,
+                input_shape=tuple(dataset.input_shape), example=example, base=base,
+                teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft)
+
+
+def _run_unstructured(run: _Run, report: dict[str, Any], acc_before: float, params_before: int,
+                      macs_before: int) -> tuple[Any, dict[str, Any]]:
+    from ..train import FinetuneConfig
+    from .unstructured import apply_masks, prune_unstructured, sparsity_report
+
+    cfg = run.cfg
+    pruned = copy.deepcopy(run.base)
+    n_iter = max(1, cfg.iterations)
+    per_iter = FinetuneConfig(epochs=cfg.finetune_epochs / n_iter, lr=cfg.lr, distill=cfg.distill)
+
+    def ft_step(m: Any, after: Callable[[Any], None]) -> None:
+        run.finetune(m, run.x_fit, run.y_fit, per_iter, teacher=run.teacher, seed=run.seed,
+                     l1_sparsity=cfg.l1_sparsity, after_step=after)
+
+    masks = prune_unstructured(pruned, cfg.sparsity, n_iter=n_iter, finetune_step=ft_step)
+    apply_masks(pruned, masks)
+    acc_after = run.evaluate(pruned, run.x_test, run.y_test)
+    report.update(
+        {
+            "sparsity": sparsity_report(pruned),
+            "channels_before": {},
+            "channels_after": {},
+            "params": {"before": params_before, "after": params_before},
+            "macs": {"before": macs_before, "after": macs_before},
+            "compression": 1.0,
+            "accuracy": {"before": acc_before, "after": acc_after},
+            "accuracy_drop": acc_before - acc_after,
+            "fps_before": None,
+            "fps_after": None,
+            "pareto": [],
+            "seconds": time.time() - run.t0,
+        }
+    )
+    (run.out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
+    return pruned, report
+
+
+def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
+    """Candidate channel counts per group (fold-aware divisors, else evenly spaced down to ``min_ratio``)."""
+    from .plan import candidate_counts
+
+    if cfg.fold_aware:
+        return {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
+    return {
+        g: sorted({max(1, round(n * (1 - (1 - cfg.min_ratio) * i / cfg.candidate_steps)))
+                   for i in range(cfg.candidate_steps + 1)}, reverse=True)
+        for g, n in full.items()
+    }
+
+
+def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: float | None,
+                    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None, open_simulatable: bool) -> _Channels:
+    from .apply import ChannelGraph
+    from .importance import make_importance
+    from .sensitivity import analyse_sensitivity
+
+    cfg, base = run.cfg, run.base
+    graph = ChannelGraph(base, run.example)
+    for g in cfg.exclude:
+        if g not in graph.groups:
+            raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
+    groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
+    if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
+        raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
+    full = {g: grp.channels for g, grp in groups.items()}
+    importance = make_importance(cfg.importance, x=run.x_fit[:512], y=run.y_fit[:512])
+    acc_val0 = run.evaluate(base, run.x_val, run.y_val)
+
+    if cfg.sensitivity:
+        sens = analyse_sensitivity(base, graph, importance, run.x_val, run.y_val, ratios=cfg.sensitivity_ratios,
+                                   groups=list(groups), fold_aware=cfg.fold_aware, device=run.dev)
+        sens.save(run.out_dir)
+        report["sensitivity"] = sens.as_dict()
+
+    from .mixed import bits_knobs
+
+    # mixed precision: operand bits per layer are knobs beside the channel counts (``bits:<layer>``)
+    bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
+    start = {**full, **bits0}
+    need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
+    if hw_eval is None and need_hw:
+        hw_eval, _, _ = build_hw_evaluator(base, graph, run.input_shape, board, run.out_dir, clock_mhz=clock_mhz,
+                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
+                                           workers=cfg.predictor_workers, open_simulatable=open_simulatable,
+                                           base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
+    cands = _candidates(cfg, full)
+    cands.update(bits_cands)
+    return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0, bits0=bits0,
+                     start=start, cands=cands, hw_eval=hw_eval)
+
+
+def _search_uniform(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+    from .apply import ChannelGraph, prune_to_counts
+    from .plan import iterative_counts, uniform_counts
+
+    cfg, full, hw_eval = run.cfg, ch.full, ch.hw_eval
+    ratio = cfg.ratio
+    if cfg.target == "fps" and hw_eval is not None:
+        ratio = 1.0  # the largest uniform ratio whose predicted FPS reaches the target
+        for r in [1 - i / 64 for i in range(64)]:
+            if hw_eval(uniform_counts(full, r, fold_aware=cfg.fold_aware)).fps >= float(cfg.target_fps or 0):
+                ratio = r
+                break
+            ratio = r
+    counts = uniform_counts(full, ratio, fold_aware=cfg.fold_aware)
+    pruned = run.base
+    cur_counts = dict(full)
+    for step_counts in iterative_counts(full, counts, cfg.iterations):
+        g_cur = ChannelGraph(pruned, run.example)
+        pruned, _ = prune_to_counts(pruned, run.example, {g: step_counts[g] for g in ch.groups}, ch.importance,
+                                    graph=g_cur)
+        if cfg.iterations > 1:
+            run.finetune(pruned, run.x_fit, run.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
+        cur_counts = step_counts
+    report["ratio"] = ratio
+    return pruned, cur_counts
+
+
+def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], SearchResult]:
+    from .apply import ChannelGraph
+    from .parallel import map_ordered
+    from .search import greedy_search
+
+    cfg, hw_eval = run.cfg, ch.hw_eval
+    assert hw_eval is not None
+    state = {"model": run.base, "graph": ch.graph}
+    snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(ch.start.items())): run.base}
+
+    def try_accuracy(counts: Mapping[str, int]) -> float:
+        return run.evaluate(ch.realise(run, state["model"], state["graph"], counts), run.x_val, run.y_val)
+
+    try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, run.n_workers)  # type: ignore[attr-defined]
+
+    def commit(counts: Mapping[str, int]) -> float:
+        m = ch.realise(run, state["model"], state["graph"], counts)
+        if cfg.step_finetune_epochs > 0:
+            run.finetune(m, run.x_fit, run.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
+        state["model"], state["graph"] = m, ChannelGraph(m, run.example)
+        snapshots[tuple(sorted(counts.items()))] = m
+        return run.evaluate(m, run.x_val, run.y_val)
+
+    result = greedy_search(
+        ch.start, ch.cands, hw_eval, try_accuracy, commit, start_accuracy=ch.acc_val0,
+        target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
+        max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
+        alpha=cfg.alpha, max_steps=cfg.max_steps, log=run.say,
+    )
+    counts = dict(result.best.counts)
+    return snapshots[tuple(sorted(counts.items()))], counts, result
+
+
+def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int], SearchResult]:
+    from ..train import FinetuneConfig
+    from .plan import uniform_counts
+    from .search import default_storage, nsga2_search
+    from .workers import TrialEvaluator, lead_shared_search
+
+    cfg, full, hw_eval, seed = run.cfg, ch.full, ch.hw_eval, run.seed
+    assert hw_eval is not None
+    evaluate = TrialEvaluator(run.base, run.example, ch.graph, list(ch.groups), ch.importance, (run.x_fit, run.y_fit),
+                              (run.x_val, run.y_val), FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr),
+                              seed, hw_eval, run.dev)
+    storage = cfg.nsga2.storage or default_storage(run.out_dir)
+    first = [full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)]
+    shared = lead_shared_search(cfg, storage, evaluate, ch.cands, first, seed, run.say) if cfg.search.artifacts else None
+    result = nsga2_search(
+        ch.cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
+        n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
+        baseline_accuracy=ch.acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
+        workers=run.n_workers,
+    )
+    counts = dict(result.best.counts)
+    report["storage"] = storage
+    return ch.realise(run, run.base, ch.graph, counts), counts, result
+
+
+def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any, counts: dict[str, int],
+                   result: SearchResult | None, baseline: tuple[float, int, int]) -> tuple[Any, dict[str, Any]]:
+    """Final fine-tune, test/validation accuracies, predicted FPS, and ``pruning.json``."""
+    from ..train import FinetuneConfig
+    from .apply import count_macs, count_params
+    from .mixed import layer_bits, split_knobs
+    from .plan import PruningPlan
+
+    cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
+    acc_before, params_before, macs_before = baseline
+    if cfg.finetune_epochs > 0:
+        ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, distill=cfg.distill)
+        pruned = run.finetune(copy.deepcopy(pruned), run.x_fit, run.y_fit, ft, teacher=run.teacher, seed=run.seed,
+                              checkpoint=run.out_dir / "checkpoints" / "finetune.pt")  # a killed run resumes here
+    pruned.eval()
+    acc_after = run.evaluate(pruned, run.x_test, run.y_test)
+    params_after = count_params(pruned)
+    knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
+    plan = PruningPlan(before=ch.full, after=counts, method=cfg.method)
+    if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
+        report.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
+    # the search's decisions are on the validation split; the test split above is only for the figures
+    report["accuracy_val"] = {"before": ch.acc_val0, "after": run.evaluate(pruned, run.x_val, run.y_val)}
+    fps_before = hw_eval(start).fps if hw_eval is not None else None
+    fps_after = hw_eval(knobs).fps if hw_eval is not None else None
+    target_met = _target_met(cfg, fps_before, fps_after, run.log, dict(knobs) == dict(start))
+    report.update(
+        {
+            **plan.as_dict(),
+            "target_fps": cfg.target_fps if cfg.target == "fps" else None,
+            "target_met": target_met,
+            "params": {"before": params_before, "after": params_after},
+            "macs": {"before": macs_before, "after": count_macs(pruned, run.example[:1])},
+            "compression": params_before / max(1, params_after),
+            "accuracy": {"before": acc_before, "after": acc_after},
+            "accuracy_drop": acc_before - acc_after,
+            "fps_before": fps_before,
+            "fps_after": fps_after,
+            "pareto": _pareto_rows(result),
+            "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
+            "seconds": time.time() - run.t0,
+        }
+    )
+    (run.out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
+    return pruned, report
+
+
+def _pareto_rows(result: SearchResult | None) -> list[dict[str, Any]]:
+    from .search import pareto_front
+
+    if result is None:
+        return []
+    return [
+        {"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT, "counts": dict(s.counts)}
+        for s in (result.pareto or tuple(pareto_front(result.history)))
+    ]
+
+
 def run_pruning_stage(
     section: Mapping[str, Any] | PruningConfig | None,
     model: torch.nn.Module,
@@ -162,229 +480,25 @@ def run_pruning_stage(
     benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
     the layers FINN builds for it).
     """
-    import torch
-
-    from ..train import FinetuneConfig, resolve_device
-    from ..train import evaluate as _evaluate
-    from ..train import finetune as _finetune
-    from .apply import ChannelGraph, count_macs, count_params, prune_to_counts
-    from .importance import make_importance
-    from .parallel import map_ordered, resolve_workers
-    from .plan import PruningPlan, candidate_counts, iterative_counts, uniform_counts
-    from .search import default_storage, greedy_search, nsga2_search, pareto_front
-    from .sensitivity import analyse_sensitivity
+    from .apply import count_macs, count_params
 
     cfg = parse_pruning_config(section)
-    dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
-
-    def evaluate_accuracy(m: Any, x: Any, y: Any) -> float:
-        return _evaluate(m, x, y, device=dev)
-
-    def finetune(m: Any, x: Any, y: Any, c: Any, **kw: Any) -> Any:
-        return _finetune(m, x, y, c, device=dev, **kw)
-    n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only
-    say = log or (lambda s: None)
-    t0 = time.time()
-    out_dir = Path(run_dir) / "pruning"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    x_fit, y_fit, x_val, y_val = split_validation(dataset.x_train, dataset.y_train, cfg.val_fraction, seed)
-    x_test, y_test = dataset.x_test, dataset.y_test
-    input_shape = tuple(dataset.input_shape)
-    example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
-    base = copy.deepcopy(model).eval()
-    acc_before = evaluate_accuracy(base, x_test, y_test)
-    params_before = count_params(base)
-    macs_before = count_macs(base, example[:1])
-    ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, distill=cfg.distill)
-    step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill)
-    teacher = base if cfg.distill else None
+    run = _prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log)
+    acc_before = run.evaluate(run.base, run.x_test, run.y_test)
+    params_before = count_params(run.base)
+    macs_before = count_macs(run.base, run.example[:1])
     report: dict[str, Any] = {"method": cfg.method, "target": cfg.target, "importance": cfg.importance}
-
     if cfg.method == "unstructured":
-        from .unstructured import apply_masks, prune_unstructured, sparsity_report
+        return _run_unstructured(run, report, acc_before, params_before, macs_before)
 
-        pruned = copy.deepcopy(base)
-        n_iter = max(1, cfg.iterations)
-        per_iter = FinetuneConfig(epochs=cfg.finetune_epochs / n_iter, lr=cfg.lr, distill=cfg.distill)
-
-        def ft_step(m: Any, after: Callable[[Any], None]) -> None:
-            finetune(m, x_fit, y_fit, per_iter, teacher=teacher, seed=seed, l1_sparsity=cfg.l1_sparsity,
-                     after_step=after)
-
-        masks = prune_unstructured(pruned, cfg.sparsity, n_iter=n_iter, finetune_step=ft_step)
-        apply_masks(pruned, masks)
-        acc_after = evaluate_accuracy(pruned, x_test, y_test)
-        report.update(
-            {
-                "sparsity": sparsity_report(pruned),
-                "channels_before": {},
-                "channels_after": {},
-                "params": {"before": params_before, "after": params_before},
-                "macs": {"before": macs_before, "after": macs_before},
-                "compression": 1.0,
-                "accuracy": {"before": acc_before, "after": acc_after},
-                "accuracy_drop": acc_before - acc_after,
-                "fps_before": None,
-                "fps_after": None,
-                "pareto": [],
-                "seconds": time.time() - t0,
-            }
-        )
-        (out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
-        return pruned, report
-
-    graph = ChannelGraph(base, example)
-    for g in cfg.exclude:
-        if g not in graph.groups:
-            raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
-    groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
-    if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
-        raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
-    full = {g: grp.channels for g, grp in groups.items()}
-    importance = make_importance(cfg.importance, x=x_fit[:512], y=y_fit[:512])
-    acc_val0 = evaluate_accuracy(base, x_val, y_val)
-
-    if cfg.sensitivity:
-        sens = analyse_sensitivity(base, graph, importance, x_val, y_val, ratios=cfg.sensitivity_ratios,
-                                   groups=list(groups), fold_aware=cfg.fold_aware, device=dev)
-        sens.save(out_dir)
-        report["sensitivity"] = sens.as_dict()
-
-    from .mixed import bits_knobs, layer_bits, split_knobs, with_operand_bits
-
-    # mixed precision: operand bits per layer are knobs beside the channel counts (``bits:<layer>``)
-    bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
-    start = {**full, **bits0}
-    need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
-    if hw_eval is None and need_hw:
-        hw_eval, _, _ = build_hw_evaluator(base, graph, input_shape, board, out_dir, clock_mhz=clock_mhz,
-                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
-                                           workers=cfg.predictor_workers, open_simulatable=open_simulatable,
-                                           base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
-    if cfg.fold_aware:
-        cands = {g: candidate_counts(n, min_ratio=cfg.min_ratio, steps=cfg.candidate_steps) for g, n in full.items()}
-    else:
-        cands = {
-            g: sorted({max(1, round(n * (1 - (1 - cfg.min_ratio) * i / cfg.candidate_steps)))
-                       for i in range(cfg.candidate_steps + 1)}, reverse=True)
-            for g, n in full.items()
-        }
-    cands.update(bits_cands)
+    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable)
     result: SearchResult | None = None
-
-    def realise(m: Any, m_graph: Any, knobs: Mapping[str, int]) -> Any:
-        """``m`` pruned to the knobs' channel counts, then at their operand bits (a new model)."""
-        chans, bits = split_knobs(knobs)
-        pm = prune_to_counts(m, example, {g: chans[g] for g in groups}, importance, graph=m_graph)[0]
-        return with_operand_bits(pm, bits) if bits else pm
-
-    def prune_base(counts: Mapping[str, int]) -> Any:
-        return realise(base, graph, counts)
-
     if cfg.method == "uniform" or cfg.target == "ratio":
-        ratio = cfg.ratio
-        if cfg.target == "fps" and hw_eval is not None:
-            ratio = 1.0  # the largest uniform ratio whose predicted FPS reaches the target
-            for r in [1 - i / 64 for i in range(64)]:
-                if hw_eval(uniform_counts(full, r, fold_aware=cfg.fold_aware)).fps >= float(cfg.target_fps or 0):
-                    ratio = r
-                    break
-                ratio = r
-        counts = uniform_counts(full, ratio, fold_aware=cfg.fold_aware)
-        pruned = base
-        cur_counts = dict(full)
-        for step_counts in iterative_counts(full, counts, cfg.iterations):
-            g_cur = ChannelGraph(pruned, example)
-            pruned, _ = prune_to_counts(pruned, example, {g: step_counts[g] for g in groups}, importance, graph=g_cur)
-            if cfg.iterations > 1:
-                finetune(pruned, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
-            cur_counts = step_counts
-        counts = cur_counts
-        report["ratio"] = ratio
+        pruned, counts = _search_uniform(run, ch, report)
     elif cfg.method in ("greedy", "j"):
-        assert hw_eval is not None
-        state = {"model": base, "graph": graph}
-        snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(start.items())): base}
-
-        def try_accuracy(counts: Mapping[str, int]) -> float:
-            return evaluate_accuracy(realise(state["model"], state["graph"], counts), x_val, y_val)
-
-        try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, n_workers)  # type: ignore[attr-defined]
-
-        def commit(counts: Mapping[str, int]) -> float:
-            m = realise(state["model"], state["graph"], counts)
-            if cfg.step_finetune_epochs > 0:
-                finetune(m, x_fit, y_fit, step_ft, teacher=teacher, seed=seed)
-            state["model"], state["graph"] = m, ChannelGraph(m, example)
-            snapshots[tuple(sorted(counts.items()))] = m
-            return evaluate_accuracy(m, x_val, y_val)
-
-        result = greedy_search(
-            start, cands, hw_eval, try_accuracy, commit, start_accuracy=acc_val0,
-            target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
-            max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
-            alpha=cfg.alpha, max_steps=cfg.max_steps, log=say,
-        )
-        counts = dict(result.best.counts)
-        pruned = snapshots[tuple(sorted(counts.items()))]
+        pruned, counts, result = _search_greedy(run, ch)
     elif cfg.method == "nsga2":
-        assert hw_eval is not None
-        from .workers import TrialEvaluator, lead_shared_search
-
-        evaluate = TrialEvaluator(base, example, graph, list(groups), importance, (x_fit, y_fit), (x_val, y_val),
-                                  FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr), seed, hw_eval, dev)
-        storage = cfg.nsga2.storage or default_storage(out_dir)
-        first = [full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)]
-        shared = lead_shared_search(cfg, storage, evaluate, cands, first, seed, say) if cfg.search.artifacts else None
-        result = nsga2_search(
-            cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
-            n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
-            baseline_accuracy=acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
-            workers=n_workers,
-        )
-        counts = dict(result.best.counts)
-        pruned = prune_base(counts)
-        report["storage"] = storage
+        pruned, counts, result = _search_nsga2(run, ch, report)
     else:  # pragma: no cover - Literal in the config prevents this
         raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
-
-    if cfg.finetune_epochs > 0:
-        pruned = finetune(copy.deepcopy(pruned), x_fit, y_fit, ft, teacher=teacher, seed=seed,
-                          checkpoint=out_dir / "checkpoints" / "finetune.pt")  # a killed run resumes here
-    pruned.eval()
-    acc_after = evaluate_accuracy(pruned, x_test, y_test)
-    params_after = count_params(pruned)
-    knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
-    plan = PruningPlan(before=full, after=counts, method=cfg.method)
-    if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
-        report.update(bits=list(cfg.bits), bits_before=layer_bits(base), bits_after=layer_bits(pruned))
-    # the search's decisions are on the validation split; the test split above is only for the figures
-    report["accuracy_val"] = {"before": acc_val0, "after": evaluate_accuracy(pruned, x_val, y_val)}
-    fps_before = hw_eval(start).fps if hw_eval is not None else None
-    fps_after = hw_eval(knobs).fps if hw_eval is not None else None
-    target_met = _target_met(cfg, fps_before, fps_after, log, dict(knobs) == dict(start))
-    report.update(
-        {
-            **plan.as_dict(),
-            "target_fps": cfg.target_fps if cfg.target == "fps" else None,
-            "target_met": target_met,
-            "params": {"before": params_before, "after": params_after},
-            "macs": {"before": macs_before, "after": count_macs(pruned, example[:1])},
-            "compression": params_before / max(1, params_after),
-            "accuracy": {"before": acc_before, "after": acc_after},
-            "accuracy_drop": acc_before - acc_after,
-            "fps_before": fps_before,
-            "fps_after": fps_after,
-            "pareto": [
-                {"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT, "counts": dict(s.counts)}
-                for s in (result.pareto or tuple(pareto_front(result.history)))
-            ]
-            if result is not None
-            else [],
-            "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
-            "seconds": time.time() - t0,
-        }
-    )
-    (out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
-    return pruned, report
+    return _finish_report(run, ch, report, pruned, counts, result, (acc_before, params_before, macs_before))
