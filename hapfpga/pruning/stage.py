@@ -183,7 +183,6 @@ class _Channels:
     full: dict[str, int]
     importance: Any
     acc_val0: float
-    bits0: dict[str, int]
     start: dict[str, int]
     cands: dict[str, Any]
     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None
@@ -309,7 +308,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: fl
                                            base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
-    return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0, bits0=bits0,
+    return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0,
                      start=start, cands=cands, hw_eval=hw_eval)
 
 
