@@ -34,7 +34,7 @@ the only mode whose costs FINN models for all ram styles; ``external`` would mov
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..errors import UnsupportedLayerError
@@ -169,6 +169,124 @@ def _base(layer: object) -> LayerFolding:
     return getattr(layer, "default_folding", None) or LayerFolding()
 
 
+def _mvau_foldings(
+    layer: object, base: LayerFolding, space: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    out: list[LayerFolding] = []
+    thr_styles: Sequence[str | None] = (None,) if layer.no_activation else space.threshold_styles  # type: ignore[attr-defined]
+    res_types: Sequence[str | None] = space.res_types if layer.impl == "hls" else (None,)  # type: ignore[attr-defined]
+    simds = divisors(layer.mw)  # type: ignore[attr-defined]
+    if layer.impl == "rtl" and layer.mw > 1:  # type: ignore[attr-defined]
+        simds = [d for d in simds if not mvu_rtl_queue_overflows(layer.mw, d)]  # type: ignore[attr-defined]
+    for pe in divisors(layer.mh):  # type: ignore[attr-defined]
+        for simd in simds:
+            for rs in space.ram_styles:
+                for rt in res_types:
+                    for ts in thr_styles:
+                        out.append(
+                            base.with_(
+                                pe=pe,
+                                simd=simd,
+                                ram_style=rs,
+                                res_type=rt if rt is not None else base.res_type,
+                                ram_style_thresholds=ts if ts is not None else base.ram_style_thresholds,
+                                mem_mode=base.mem_mode or "internal_decoupled",
+                            )
+                        )
+    return out
+
+
+def _vvau_foldings(
+    layer: object, base: LayerFolding, space: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    out: list[LayerFolding] = []
+    ch, kk = layer.channels, layer.kernel_elems  # type: ignore[attr-defined]
+    for pe in divisors(ch):
+        for simd in divisors(kk) if pe == ch else [1]:
+            for rs in space.ram_styles:
+                for rt in space.res_types:
+                    out.append(
+                        base.with_(
+                            pe=pe,
+                            simd=simd,
+                            ram_style=rs,
+                            res_type=rt,
+                            mem_mode=base.mem_mode or "internal_decoupled",
+                        )
+                    )
+    return out
+
+
+def _swg_foldings(
+    layer: object, base: LayerFolding, space: KnobSpace, depthwise_consumer: str | None
+) -> list[LayerFolding]:
+    out: list[LayerFolding] = []
+    ch = layer.ifm_ch  # type: ignore[attr-defined]
+    kk = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
+    rtl = layer.impl == "rtl"  # type: ignore[attr-defined]
+    for simd in divisors(ch):
+        pws = [0]
+        if rtl and space.parallel_window and kk > 1:
+            if layer.depthwise:  # type: ignore[attr-defined]
+                if depthwise_consumer == "VVAU":
+                    pws = [0, 1]
+            elif simd == ch:
+                pws = [0, 1]
+        for pw in pws:
+            for rs in space.swg_ram_styles:
+                out.append(
+                    base.with_(simd=simd, parallel_window=pw if rtl else base.parallel_window, ram_style=rs)
+                )
+    return out
+
+
+def _reshape_foldings(
+    layer: object, base: LayerFolding, _s: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    """Reshape_rtl: "PE must divide last axis" of input and output."""
+    import math
+
+    g = math.gcd(int(layer.inp_shape[-1]), int(layer.out_shape[-1]))  # type: ignore[attr-defined]
+    return [base.with_(pe=pe) for pe in divisors(g)]
+
+
+def _channel_pe_foldings(
+    layer: object, base: LayerFolding, _s: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    return [base.with_(pe=pe) for pe in divisors(layer.channels)]  # type: ignore[attr-defined]
+
+
+def _label_pe_foldings(
+    layer: object, base: LayerFolding, _s: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    return [base.with_(pe=pe) for pe in divisors(layer.labels)]  # type: ignore[attr-defined]
+
+
+def _channel_simd_foldings(
+    layer: object, base: LayerFolding, _s: KnobSpace, _dc: str | None
+) -> list[LayerFolding]:
+    return [base.with_(simd=simd) for simd in divisors(layer.channels)]  # type: ignore[attr-defined]
+
+
+# kind -> enumerator of its candidate foldings (before the stream-width filter ``_keep``)
+_ENUMERATORS: dict[str, Callable[[object, LayerFolding, KnobSpace, str | None], list[LayerFolding]]] = {
+    "MVAU": _mvau_foldings,
+    "VVAU": _vvau_foldings,
+    "ConvolutionInputGenerator": _swg_foldings,
+    "Reshape": _reshape_foldings,
+    "Thresholding": _channel_pe_foldings,
+    "Pool": _channel_pe_foldings,
+    "StreamingMaxPool": _channel_pe_foldings,
+    "ElementwiseMul": _channel_pe_foldings,
+    "ElementwiseAdd": _channel_pe_foldings,
+    "ElementwiseBinary": _channel_pe_foldings,
+    # SetFolding's pe_ops: PE divides NumChannels; both outputs take the input's width
+    "DuplicateStreams": _channel_pe_foldings,
+    "LabelSelect": _label_pe_foldings,
+    "FMPadding": _channel_simd_foldings,
+}
+
+
 def legal_foldings(
     layer: object, space: KnobSpace = DEFAULT_SPACE, *, depthwise_consumer: str | None = None
 ) -> Iterator[LayerFolding]:
@@ -180,89 +298,13 @@ def legal_foldings(
     """
     base = _base(layer)
     kind = layer.kind  # type: ignore[attr-defined]
-    out: list[LayerFolding] = []
-    if kind == "MVAU":
-        thr_styles: Sequence[str | None] = (None,) if layer.no_activation else space.threshold_styles  # type: ignore[attr-defined]
-        res_types: Sequence[str | None] = space.res_types if layer.impl == "hls" else (None,)  # type: ignore[attr-defined]
-        simds = divisors(layer.mw)  # type: ignore[attr-defined]
-        if layer.impl == "rtl" and layer.mw > 1:  # type: ignore[attr-defined]
-            simds = [d for d in simds if not mvu_rtl_queue_overflows(layer.mw, d)]  # type: ignore[attr-defined]
-        for pe in divisors(layer.mh):  # type: ignore[attr-defined]
-            for simd in simds:
-                for rs in space.ram_styles:
-                    for rt in res_types:
-                        for ts in thr_styles:
-                            out.append(
-                                base.with_(
-                                    pe=pe,
-                                    simd=simd,
-                                    ram_style=rs,
-                                    res_type=rt if rt is not None else base.res_type,
-                                    ram_style_thresholds=ts if ts is not None else base.ram_style_thresholds,
-                                    mem_mode=base.mem_mode or "internal_decoupled",
-                                )
-                            )
-    elif kind == "VVAU":
-        ch, kk = layer.channels, layer.kernel_elems  # type: ignore[attr-defined]
-        for pe in divisors(ch):
-            for simd in divisors(kk) if pe == ch else [1]:
-                for rs in space.ram_styles:
-                    for rt in space.res_types:
-                        out.append(
-                            base.with_(
-                                pe=pe,
-                                simd=simd,
-                                ram_style=rs,
-                                res_type=rt,
-                                mem_mode=base.mem_mode or "internal_decoupled",
-                            )
-                        )
-    elif kind == "ConvolutionInputGenerator":
-        ch = layer.ifm_ch  # type: ignore[attr-defined]
-        kk = layer.kernel[0] * layer.kernel[1]  # type: ignore[attr-defined]
-        rtl = layer.impl == "rtl"  # type: ignore[attr-defined]
-        for simd in divisors(ch):
-            pws = [0]
-            if rtl and space.parallel_window and kk > 1:
-                if layer.depthwise:  # type: ignore[attr-defined]
-                    if depthwise_consumer == "VVAU":
-                        pws = [0, 1]
-                elif simd == ch:
-                    pws = [0, 1]
-            for pw in pws:
-                for rs in space.swg_ram_styles:
-                    out.append(
-                        base.with_(
-                            simd=simd, parallel_window=pw if rtl else base.parallel_window, ram_style=rs
-                        )
-                    )
-    elif kind == "Reshape":  # Reshape_rtl: "PE must divide last axis" of input and output
-        import math
-
-        for pe in divisors(math.gcd(int(layer.inp_shape[-1]), int(layer.out_shape[-1]))):  # type: ignore[attr-defined]
-            out.append(base.with_(pe=pe))
-    elif kind in (
-        "Thresholding",
-        "Pool",
-        "StreamingMaxPool",
-        "ElementwiseMul",
-        "ElementwiseAdd",
-        "ElementwiseBinary",
-        "DuplicateStreams",  # SetFolding's pe_ops: PE divides NumChannels; both outputs take the input's width
-    ):
-        for pe in divisors(layer.channels):  # type: ignore[attr-defined]
-            out.append(base.with_(pe=pe))
-    elif kind == "LabelSelect":
-        for pe in divisors(layer.labels):  # type: ignore[attr-defined]
-            out.append(base.with_(pe=pe))
-    elif kind == "FMPadding":
-        for simd in divisors(layer.channels):  # type: ignore[attr-defined]
-            out.append(base.with_(simd=simd))
-    else:
+    enumerate_ = _ENUMERATORS.get(kind)
+    if enumerate_ is None:
         raise UnsupportedLayerError(
             f"Folding does not know layer {layer.name} of kind {kind}; "  # type: ignore[attr-defined]
             f"supported kinds are {', '.join(SUPPORTED_KINDS)}."
         )
+    out = enumerate_(layer, base, space, depthwise_consumer)
     for f in out:
         if _keep(layer, f, space):
             yield f

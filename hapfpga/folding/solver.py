@@ -234,17 +234,32 @@ class _Model:
         )
 
 
-def _build(problem: Problem, cycle_limit: float | None) -> _Model:
-    """Variables: candidates of every unit (binary), then per edge the joint width-pair variables.
+@dataclass
+class _Rows:
+    """The constraint matrix in COO form, built one row at a time (with its lower/upper bounds)."""
 
-    Rows: one-hot per unit; per tie and value, (#a with value) - (#b with value) = 0; per edge the
-    marginals of the width-pair variables z[i, j] >= 0: sum_j z[i, j] = A_i and sum_i z[i, j] = B_j
-    (A_i, B_j: the producer's/consumer's candidates of out width i / in width j). With one-hot A and B
-    this forces z to the single chosen pair — an exact and tight linearisation of the pair cost.
-    """
-    from scipy.sparse import coo_matrix
+    ri: list[int] = field(default_factory=list)
+    ci: list[int] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+    lb: list[float] = field(default_factory=list)
+    ub: list[float] = field(default_factory=list)
+    row: int = 0
 
-    keys = problem.keys
+    def put(self, col: int, v: float) -> None:
+        self.ri.append(self.row)
+        self.ci.append(col)
+        self.vals.append(v)
+
+    def close(self, lo: float, hi: float) -> None:
+        self.lb.append(lo)
+        self.ub.append(hi)
+        self.row += 1
+
+
+def _layout(
+    problem: Problem,
+) -> tuple[dict[str, int], int, list[tuple[Edge, list[int], list[int], int]], int]:
+    """Column offsets of every unit's candidates, then every edge's (out width, in width) pair block."""
     offsets: dict[str, int] = {}
     n = 0
     for u in problem.units:
@@ -258,76 +273,99 @@ def _build(problem: Problem, cycle_limit: float | None) -> _Model:
         ins = sorted({c.in_width for c in problem.unit(e.consumer).candidates})
         edge_blocks.append((e, outs, ins, n))
         n += len(outs) * len(ins)
-    n_total = n
+    return offsets, n_x, edge_blocks, n
 
-    ri: list[int] = []
-    ci: list[int] = []
-    vals: list[float] = []
-    lb: list[float] = []
-    ub: list[float] = []
-    upper = np.ones(n_total)
-    cyc = np.zeros(n_total)
-    res = np.zeros((len(keys), n_total))
-    row = 0
 
-    def put(col: int, v: float) -> None:
-        ri.append(row)
-        ci.append(col)
-        vals.append(v)
-
+def _unit_rows(
+    problem: Problem,
+    offsets: dict[str, int],
+    rows: _Rows,
+    cols: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cycle_limit: float | None,
+) -> None:
+    """One-hot row per unit; fills the candidates' cycles, resources and upper bounds."""
+    upper, cyc, res = cols
     for u in problem.units:
         o = offsets[u.name]
         for k, c in enumerate(u.candidates):
-            put(o + k, 1.0)
+            rows.put(o + k, 1.0)
             cyc[o + k] = c.cycles
-            res[:, o + k] = _res_vec(c.resources, keys)
+            res[:, o + k] = _res_vec(c.resources, problem.keys)
             if cycle_limit is not None and c.cycles > cycle_limit:
                 upper[o + k] = 0
-        lb.append(1)
-        ub.append(1)
-        row += 1
+        rows.close(1, 1)
+
+
+def _tie_rows(problem: Problem, offsets: dict[str, int], rows: _Rows) -> None:
+    """Per tie and value: (#a with value) - (#b with value) = 0."""
     for t in problem.ties:
         ua, ub_ = problem.unit(t.a), problem.unit(t.b)
         values = {_attr(c, t.a_attr) for c in ua.candidates} | {_attr(c, t.b_attr) for c in ub_.candidates}
         for v in values:
             for k, c in enumerate(ua.candidates):
                 if _attr(c, t.a_attr) == v:
-                    put(offsets[t.a] + k, 1.0)
+                    rows.put(offsets[t.a] + k, 1.0)
             for k, c in enumerate(ub_.candidates):
                 if _attr(c, t.b_attr) == v:
-                    put(offsets[t.b] + k, -1.0)
-            lb.append(0)
-            ub.append(0)
-            row += 1
+                    rows.put(offsets[t.b] + k, -1.0)
+            rows.close(0, 0)
+
+
+def _edge_rows(
+    problem: Problem,
+    offsets: dict[str, int],
+    rows: _Rows,
+    res: np.ndarray,
+    edge_blocks: list[tuple[Edge, list[int], list[int], int]],
+) -> None:
+    """Per edge the pair costs and the marginals sum_j z[i, j] = A_i, sum_i z[i, j] = B_j."""
     for e, outs, ins, base in edge_blocks:
         nin = len(ins)
         for a_i, i in enumerate(outs):
             for b_j, j in enumerate(ins):
-                res[:, base + a_i * nin + b_j] = _res_vec(e.cost(i, j), keys)
+                res[:, base + a_i * nin + b_j] = _res_vec(e.cost(i, j), problem.keys)
         pc = problem.unit(e.producer).candidates
         cc = problem.unit(e.consumer).candidates
         for a_i, i in enumerate(outs):  # sum_j z[i, j] - A_i = 0
             for b_j in range(nin):
-                put(base + a_i * nin + b_j, 1.0)
+                rows.put(base + a_i * nin + b_j, 1.0)
             for k, c in enumerate(pc):
                 if c.out_width == i:
-                    put(offsets[e.producer] + k, -1.0)
-            lb.append(0)
-            ub.append(0)
-            row += 1
+                    rows.put(offsets[e.producer] + k, -1.0)
+            rows.close(0, 0)
         for b_j, j in enumerate(ins):  # sum_i z[i, j] - B_j = 0
             for a_i in range(len(outs)):
-                put(base + a_i * nin + b_j, 1.0)
+                rows.put(base + a_i * nin + b_j, 1.0)
             for k, c in enumerate(cc):
                 if c.in_width == j:
-                    put(offsets[e.consumer] + k, -1.0)
-            lb.append(0)
-            ub.append(0)
-            row += 1
-    a = coo_matrix((vals, (ri, ci)), shape=(row, n_total)).tocsr()
+                    rows.put(offsets[e.consumer] + k, -1.0)
+            rows.close(0, 0)
+
+
+def _build(problem: Problem, cycle_limit: float | None) -> _Model:
+    """Variables: candidates of every unit (binary), then per edge the joint width-pair variables.
+
+    Rows: one-hot per unit; per tie and value, (#a with value) - (#b with value) = 0; per edge the
+    marginals of the width-pair variables z[i, j] >= 0: sum_j z[i, j] = A_i and sum_i z[i, j] = B_j
+    (A_i, B_j: the producer's/consumer's candidates of out width i / in width j). With one-hot A and B
+    this forces z to the single chosen pair — an exact and tight linearisation of the pair cost.
+    """
+    from scipy.sparse import coo_matrix
+
+    offsets, n_x, edge_blocks, n_total = _layout(problem)
+    rows = _Rows()
+    upper = np.ones(n_total)
+    cyc = np.zeros(n_total)
+    res = np.zeros((len(problem.keys), n_total))
+    _unit_rows(problem, offsets, rows, (upper, cyc, res), cycle_limit)
+    _tie_rows(problem, offsets, rows)
+    _edge_rows(problem, offsets, rows, res, edge_blocks)
+    a = coo_matrix((rows.vals, (rows.ri, rows.ci)), shape=(rows.row, n_total)).tocsr()
     integrality = np.zeros(n_total)
     integrality[:n_x] = 1
-    return _Model(n_total, offsets, a, np.array(lb, float), np.array(ub, float), res, cyc, integrality, upper)
+    return _Model(
+        n_total, offsets, a, np.array(rows.lb, float), np.array(rows.ub, float), res, cyc, integrality, upper
+    )
 
 
 def _milp(

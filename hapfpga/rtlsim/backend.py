@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import HapError, VerificationError
 from .sources import SourceSet
-from .tools import find_toolchain
+from .tools import Toolchain, find_toolchain
 from .topgen import TOP_MODULE
 
 __all__ = ["DEFAULT_CACHE", "SimSources", "SimBinary", "RunResult", "build", "run", "BuildError"]
@@ -113,6 +113,63 @@ def _tb_ports_header(n_in: int, n_out: int, monitors: tuple[str, ...]) -> str:
     )
 
 
+def _verilator_cmd(
+    tc: Toolchain,
+    tmp: Path,
+    incs: list[Path],
+    *,
+    jobs: int,
+    opt: str,
+    defines: tuple[str, ...],
+    names: list[str],
+    cxx: dict[str, str],
+) -> list[str]:
+    """Verilator's command line for the testbench and the sources ``names`` (in compile order) in ``tmp``."""
+    return [
+        str(tc.verilator),
+        *_VERILATOR_FLAGS,
+        "-j",
+        str(jobs),
+        "--top-module",
+        TOP_MODULE,
+        "--Mdir",
+        "obj",
+        "-CFLAGS",
+        " ".join([f"-std=c++20 -I{tmp}", *(f"-I{d}" for d in incs)]),
+        "-MAKEFLAGS",
+        f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}",
+        *(f"+define+{d}" for d in defines),
+        *names,
+        "tb.cpp",
+        *cxx,
+    ]
+
+
+def _compile(tc: Toolchain, tmp: Path, cmd: list[str]) -> float:
+    """Run Verilator in ``tmp`` (log in ``build.log``); its seconds, or ``BuildError`` with the first errors."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tmp, env=tc.env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    (tmp / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + "\n" + proc.stderr)
+    if proc.returncode != 0 or not (tmp / "obj" / f"V{TOP_MODULE}").is_file():
+        errs = [ln for ln in proc.stderr.splitlines() if "%Error" in ln or "error:" in ln][:3]
+        raise BuildError(
+            f"Verilator could not build the simulation ({'; '.join(errs) or 'see log'}); the full log is "
+            f"{tmp / 'build.log'}."
+        )
+    return seconds
+
+
+def _keep_only_executable(tmp: Path) -> None:
+    """Keep only the executable: Verilator's generated C++, objects and 100 MB precompiled headers go."""
+    for p in (tmp / "obj").iterdir():
+        if p.name != f"V{TOP_MODULE}":
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+
+
 def build(
     sources: SourceSet,
     top_text: str,
@@ -158,41 +215,11 @@ def build(
     (tmp / "tb_ports.h").write_text(ports_h)
     for name, text in cxx.items():
         (tmp / name).write_text(text)
-    cmd = [
-        str(tc.verilator),
-        *_VERILATOR_FLAGS,
-        "-j",
-        str(jobs),
-        "--top-module",
-        TOP_MODULE,
-        "--Mdir",
-        "obj",
-        "-CFLAGS",
-        " ".join([f"-std=c++20 -I{tmp}", *(f"-I{d}" for d in incs)]),
-        "-MAKEFLAGS",
-        f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}",
-        *(f"+define+{d}" for d in defines),
-        *srcs.ordered_names(),
-        "tb.cpp",
-        *cxx,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=tmp, env=tc.env(), capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    (tmp / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + "\n" + proc.stderr)
-    if proc.returncode != 0 or not (tmp / "obj" / f"V{TOP_MODULE}").is_file():
-        errs = [ln for ln in proc.stderr.splitlines() if "%Error" in ln or "error:" in ln][:3]
-        raise BuildError(
-            f"Verilator could not build the simulation ({'; '.join(errs) or 'see log'}); the full log is "
-            f"{tmp / 'build.log'}."
-        )
-    # keep only the executable: Verilator's generated C++, objects and 100 MB precompiled headers go
-    for p in (tmp / "obj").iterdir():
-        if p.name != f"V{TOP_MODULE}":
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink()
+    cmd = _verilator_cmd(
+        tc, tmp, incs, jobs=jobs, opt=opt, defines=defines, names=srcs.ordered_names(), cxx=cxx
+    )
+    seconds = _compile(tc, tmp, cmd)
+    _keep_only_executable(tmp)
     try:
         os.rename(tmp, folder)
     except OSError:  # someone else finished the same build first

@@ -545,6 +545,114 @@ def _stable_names(model: Any) -> dict[str, str]:
     return names
 
 
+def _net(key: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in key)
+
+
+@dataclass
+class _Stitch:
+    """What ``build_design`` collects while it stitches the segment's nodes: nets, top streams, gauges."""
+
+    model: Any
+    seg_names: set[str]
+    produced: dict[str, Any]
+    stable: dict[str, str]
+    isolate: bool
+    graph_outputs: set[str]
+    wires: dict[str, int] = field(default_factory=dict)
+    seg_inputs: list[StreamSpec] = field(default_factory=list)
+    seg_outputs: list[StreamSpec] = field(default_factory=list)
+    top_in: list[TopStream] = field(default_factory=list)
+    top_out: list[TopStream] = field(default_factory=list)
+    monitors: dict[str, tuple[str, int]] = field(default_factory=dict)
+    monitor_nodes: dict[str, str] = field(default_factory=dict)
+
+
+def _connect_inputs(
+    node: Any, inst: Any, blk: Block, ins: list[tuple[str, int]], dyn_inputs: list[str], st: _Stitch
+) -> None:
+    """Connect the node's input streams; a segment input (or every input, isolated) becomes a top input."""
+    pool_k2 = 0
+    if node.op_type.startswith("Pool"):
+        k = inst.get_nodeattr("KernelSize")
+        pool_k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
+    for i_dyn, (t, (port, w)) in enumerate(zip(dyn_inputs, ins, strict=True)):
+        net = _net(f"{node.name}__in{i_dyn}" if st.isolate else st.stable.get(t, t))
+        if (st.isolate or t not in st.produced) and net not in st.wires:  # a segment input
+            k = len(st.top_in)
+            st.wires[net] = w
+            st.top_in.append(TopStream(f"s{k}", net, w))
+            i_in = list(node.input).index(t)
+            st.seg_inputs.append(
+                StreamSpec(
+                    t,
+                    inst.get_input_datatype(i_in),
+                    tuple(inst.get_folded_input_shape(i_in)),
+                    tuple(inst.get_normal_input_shape(i_in)),
+                    int(inst.get_instream_width(i_in)),
+                    w,
+                    node.name,
+                    pool_k2 if st.isolate else 0,
+                )
+            )
+        blk.conns.update(stream_conns(port, net))
+
+
+def _connect_outputs(node: Any, inst: Any, blk: Block, outs: list[tuple[str, int]], st: _Stitch) -> None:
+    """Connect the node's output streams; one leaving the segment (or every one, isolated) becomes a top output."""
+    dw_k2 = 0
+    if st.isolate and node.op_type.startswith("ConvolutionInputGenerator") and inst.get_nodeattr("depthwise"):
+        kd = inst.get_nodeattr("ConvKernelDim")
+        dw_k2 = int(np.prod(kd))
+    for o, (t, (port, w)) in enumerate(zip(node.output, outs, strict=True)):
+        net = _net(f"{node.name}__out{o}" if st.isolate else st.stable.get(t, t))
+        st.wires[net] = w
+        blk.conns.update(stream_conns(port, net))
+        consumers = [c for c in st.model.find_consumers(t) or [] if c.name not in st.seg_names]
+        if st.isolate or consumers or t in st.graph_outputs:
+            k = len(st.top_out)
+            st.top_out.append(TopStream(f"m{k}", net, w))
+            st.seg_outputs.append(
+                StreamSpec(
+                    t,
+                    inst.get_output_datatype(o),
+                    tuple(inst.get_folded_output_shape(o)),
+                    tuple(inst.get_normal_output_shape(o)),
+                    int(inst.get_outstream_width(o)),
+                    w,
+                    node.name,
+                    dw_k2,
+                )
+            )
+
+
+def _add_node(node: Any, sources: SimSources, blocks: list[Block], gauges: bool, st: _Stitch) -> None:
+    """The node's block (and any weight streamer beside it), its streams connected, appended to ``blocks``."""
+    from finn.util.basic import getHWCustomOp
+
+    model = st.model
+    inst = getHWCustomOp(node)
+    if node.op_type in OWN_MODELS:
+        blk, ins, outs = _own_block(node, model, sources)
+    else:
+        blk, ins, outs = _rtl_block(node, model, sources, blocks, st.wires)
+    dyn_inputs = [t for t in node.input if t and model.get_initializer(t) is None]
+    if len(dyn_inputs) != len(ins) or len(node.output) != len(outs):
+        raise UnsupportedLayerError(
+            f"{node.name}: its stream interfaces ({len(ins)} in, {len(outs)} out) do not match its ONNX "
+            f"inputs/outputs ({len(dyn_inputs)}, {len(node.output)}); hapfpga cannot stitch it."
+        )
+    _connect_inputs(node, inst, blk, ins, dyn_inputs, st)
+    _connect_outputs(node, inst, blk, outs, st)
+    if gauges and node.op_type.startswith("StreamingFIFO"):
+        mon = f"maxcount_{len(st.monitors)}"
+        st.monitors[mon] = (f"{node.name}_maxcount", 32)
+        wires_name = f"{node.name}_maxcount"
+        blk.conns["maxcount"] = wires_name
+        st.monitor_nodes[mon] = node.name
+    blocks.append(blk)
+
+
 def build_design(
     model: Any, *, gauges: bool = False, only: list[str] | None = None, isolate: bool = False
 ) -> Design:
@@ -554,108 +662,30 @@ def build_design(
     that FIFOs are finn-rtllib's unbounded ``fifo_gauge``) for FIFO sizing. ``isolate``: do not connect the
     nodes; every node gets its own top-level input and output streams (one build measures every layer alone).
     """
-    from finn.util.basic import getHWCustomOp
-
     head, seg, tail = split_segment(model, only)
-    seg_names = {n.name for n in seg}
-    produced = {o: n for n in seg for o in n.output}
+    st = _Stitch(
+        model=model,
+        seg_names={n.name for n in seg},
+        produced={o: n for n in seg for o in n.output},
+        stable=_stable_names(model),
+        isolate=isolate,
+        graph_outputs={o.name for o in model.graph.output},
+    )
     sources = SimSources()
     blocks: list[Block] = []
-    wires: dict[str, int] = {}
-    seg_inputs: list[StreamSpec] = []
-    seg_outputs: list[StreamSpec] = []
-    top_in: list[TopStream] = []
-    top_out: list[TopStream] = []
-    monitors: dict[str, tuple[str, int]] = {}
-    monitor_nodes: dict[str, str] = {}
-    graph_outputs = {o.name for o in model.graph.output}
-    stable = _stable_names(model)
-
-    def _net(key: str) -> str:
-        return "".join(c if c.isalnum() or c == "_" else "_" for c in key)
-
     for node in seg:
-        inst = getHWCustomOp(node)
-        if node.op_type in OWN_MODELS:
-            blk, ins, outs = _own_block(node, model, sources)
-        else:
-            blk, ins, outs = _rtl_block(node, model, sources, blocks, wires)
-        dyn_inputs = [t for t in node.input if t and model.get_initializer(t) is None]
-        if len(dyn_inputs) != len(ins) or len(node.output) != len(outs):
-            raise UnsupportedLayerError(
-                f"{node.name}: its stream interfaces ({len(ins)} in, {len(outs)} out) do not match its ONNX "
-                f"inputs/outputs ({len(dyn_inputs)}, {len(node.output)}); hapfpga cannot stitch it."
-            )
-        pool_k2 = 0
-        if node.op_type.startswith("Pool"):
-            k = inst.get_nodeattr("KernelSize")
-            pool_k2 = int(k[0] * k[1]) if isinstance(k, list | tuple) else int(k) ** 2
-        for i_dyn, (t, (port, w)) in enumerate(zip(dyn_inputs, ins, strict=True)):
-            net = _net(f"{node.name}__in{i_dyn}" if isolate else stable.get(t, t))
-            if (isolate or t not in produced) and net not in wires:  # a segment input
-                k = len(top_in)
-                wires[net] = w
-                top_in.append(TopStream(f"s{k}", net, w))
-                i_in = list(node.input).index(t)
-                seg_inputs.append(
-                    StreamSpec(
-                        t,
-                        inst.get_input_datatype(i_in),
-                        tuple(inst.get_folded_input_shape(i_in)),
-                        tuple(inst.get_normal_input_shape(i_in)),
-                        int(inst.get_instream_width(i_in)),
-                        w,
-                        node.name,
-                        pool_k2 if isolate else 0,
-                    )
-                )
-            blk.conns.update(stream_conns(port, net))
-        dw_k2 = 0
-        if (
-            isolate
-            and node.op_type.startswith("ConvolutionInputGenerator")
-            and inst.get_nodeattr("depthwise")
-        ):
-            kd = inst.get_nodeattr("ConvKernelDim")
-            dw_k2 = int(np.prod(kd))
-        for o, (t, (port, w)) in enumerate(zip(node.output, outs, strict=True)):
-            net = _net(f"{node.name}__out{o}" if isolate else stable.get(t, t))
-            wires[net] = w
-            blk.conns.update(stream_conns(port, net))
-            consumers = [c for c in model.find_consumers(t) or [] if c.name not in seg_names]
-            if isolate or consumers or t in graph_outputs:
-                k = len(top_out)
-                top_out.append(TopStream(f"m{k}", net, w))
-                seg_outputs.append(
-                    StreamSpec(
-                        t,
-                        inst.get_output_datatype(o),
-                        tuple(inst.get_folded_output_shape(o)),
-                        tuple(inst.get_normal_output_shape(o)),
-                        int(inst.get_outstream_width(o)),
-                        w,
-                        node.name,
-                        dw_k2,
-                    )
-                )
-        if gauges and node.op_type.startswith("StreamingFIFO"):
-            mon = f"maxcount_{len(monitors)}"
-            monitors[mon] = (f"{node.name}_maxcount", 32)
-            wires_name = f"{node.name}_maxcount"
-            blk.conns["maxcount"] = wires_name
-            monitor_nodes[mon] = node.name
-        blocks.append(blk)
-    top = generate_top(blocks, wires, top_in, top_out, monitors)
-    if monitors:  # declare the gauge nets
-        decl = "".join(f"wire [31:0] {expr};\n" for expr, _ in monitors.values())
+        _add_node(node, sources, blocks, gauges, st)
+    top = generate_top(blocks, st.wires, st.top_in, st.top_out, st.monitors)
+    if st.monitors:  # declare the gauge nets
+        decl = "".join(f"wire [31:0] {expr};\n" for expr, _ in st.monitors.values())
         top = top.replace(");\n\n", ");\n\n" + decl, 1)
     return Design(
         nodes=[n.name for n in seg],
         head=[n.name for n in head],
         tail=[n.name for n in tail],
-        inputs=seg_inputs,
-        outputs=seg_outputs,
+        inputs=st.seg_inputs,
+        outputs=st.seg_outputs,
         sources=sources,
         top=top,
-        monitors=monitor_nodes,
+        monitors=st.monitor_nodes,
     )

@@ -152,6 +152,53 @@ def run_design(
     return backend.run(binary, words, expected_words(design, n), [s.width for s in design.inputs], **run_kw)
 
 
+def _head_contexts(model: Any, pymodel: Any, design: Design, x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Per sample, the execution context after the software head (the graph input alone if none)."""
+    gin = model.graph.input[0].name
+    ctxs = []
+    for i in range(int(x.shape[0])):
+        ctx = {gin: x[i : i + 1]}
+        if design.head:
+            ctx = run_python(pymodel, design.head, ctx)
+        ctxs.append(ctx)
+    return ctxs
+
+
+def _check_finished(res: Any, expect: list[int]) -> None:
+    """A simulation that deadlocked or hit its cycle limit is a verification failure (one sentence)."""
+    if res.rc != 0:
+        got = [len(w) for w in res.outputs]
+        why = "stopped making progress (deadlock)" if res.rc == 3 else "hit the cycle limit"
+        raise VerificationError(
+            f"the RTL simulation {why} after {res.cycles} cycles with {got} of {expect} output words; "
+            "check FIFO depths and the design's stream widths."
+        )
+
+
+def _tail_outputs(
+    model: Any,
+    pymodel: Any,
+    design: Design,
+    ctxs: list[dict[str, np.ndarray]],
+    seg_out: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Graph outputs (N, ...): the segment outputs per sample, through the software tail (if any)."""
+    n = len(ctxs)
+    outputs: dict[str, np.ndarray] = {}
+    gouts = [o.name for o in model.graph.output]
+    per_sample = []
+    for i in range(n):
+        ctx = dict(ctxs[i])
+        for t, arr in seg_out.items():
+            ctx[t] = arr[i : i + 1]
+        if design.tail:
+            ctx = run_python(pymodel, design.tail, ctx)
+        per_sample.append(ctx)
+    for g in gouts:
+        outputs[g] = np.concatenate([c[g] for c in per_sample])
+    return outputs
+
+
 def simulate(
     model: Any,
     x: np.ndarray,
@@ -190,18 +237,11 @@ def simulate(
         cache_dir=cache_dir,
     )
     pymodel = python_model(model)
-    gin = model.graph.input[0].name
-    gshape = model.get_tensor_shape(gin)
     n = int(x.shape[0])
-    x = np.asarray(x, dtype=np.float32).reshape((n, *gshape[1:]))
+    x = np.asarray(x, dtype=np.float32).reshape((n, *model.get_tensor_shape(model.graph.input[0].name)[1:]))
     if idle_limit is None:  # the first output may take the whole pipeline's fill time with the input done
         idle_limit = 100_000 + 2 * _pipeline_cycles(model, design.nodes)
-    ctxs = []
-    for i in range(n):
-        ctx = {gin: x[i : i + 1]}
-        if design.head:
-            ctx = run_python(pymodel, design.head, ctx)
-        ctxs.append(ctx)
+    ctxs = _head_contexts(model, pymodel, design, x)
     seg_in = {s.tensor: np.concatenate([c[s.tensor] for c in ctxs]) for s in design.inputs}
     expect = expected_words(design, n)
     res = run_design(
@@ -217,26 +257,9 @@ def simulate(
         timeout_s=timeout_s,
         work_dir=work_dir,
     )
-    if res.rc != 0:
-        got = [len(w) for w in res.outputs]
-        why = "stopped making progress (deadlock)" if res.rc == 3 else "hit the cycle limit"
-        raise VerificationError(
-            f"the RTL simulation {why} after {res.cycles} cycles with {got} of {expect} output words; "
-            "check FIFO depths and the design's stream widths."
-        )
+    _check_finished(res, expect)
     seg_out = {s.tensor: _unpack(w, s, n) for s, w in zip(design.outputs, res.outputs, strict=True)}
-    outputs: dict[str, np.ndarray] = {}
-    gouts = [o.name for o in model.graph.output]
-    per_sample = []
-    for i in range(n):
-        ctx = dict(ctxs[i])
-        for t, arr in seg_out.items():
-            ctx[t] = arr[i : i + 1]
-        if design.tail:
-            ctx = run_python(pymodel, design.tail, ctx)
-        per_sample.append(ctx)
-    for g in gouts:
-        outputs[g] = np.concatenate([c[g] for c in per_sample])
+    outputs = _tail_outputs(model, pymodel, design, ctxs, seg_out)
     latency, cpf = frame_timing(res.out_cycles[0], res.in_cycles[0] if res.in_cycles else [], n)
     return SimResult(
         design=design,

@@ -63,6 +63,124 @@ def rtllib_fixes(model: Any) -> list[dict[str, Any]]:
     return [{"file": "mvu_vvu_axi.sv", "fix": RTLLIB_BUG_FIXES["mvu_vvu_axi.sv"], "nodes": hit}]
 
 
+def _write_folding(work: Path, folding_json: str | Path | None) -> Path | None:
+    """The folding config mapped onto the RTL-specialised graph, written next to the design (or None)."""
+    from .prepare import folding_for_rtl
+
+    if folding_json is None:
+        return None
+    fold_file = work / "folding_rtl.json"
+    fold_file.write_text(
+        json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1)
+    )
+    return fold_file
+
+
+def _summary(
+    tc: Any, design: Any, model: Any, xs: np.ndarray, res: Any, clock: float, stall: float
+) -> dict[str, Any]:
+    """The stitched simulation's section: bit-exactness against FINN's Python execution, rate, latency."""
+    from .sim import reference
+
+    ref = reference(model, xs, list(res.segment_outputs))
+    diffs = [float(np.max(np.abs(res.segment_outputs[t] - ref[t]))) for t in res.segment_outputs]
+    diffs += [float(np.max(np.abs(res.outputs[t] - ref[t]))) for t in res.outputs]
+    exact = all(d == 0.0 for d in diffs)
+    finn_perf = design.finn_reports.get("estimate_network_performance", {})
+    return {
+        "simulator": f"verilator {tc.version}",
+        "frames": int(len(xs)),
+        "exact": exact,
+        "max_abs_diff": max(diffs) if diffs else 0.0,
+        "passed": exact,
+        "simulated_nodes": len(res.design.nodes),
+        "software_head": res.design.head,
+        "software_tail": res.design.tail,
+        "clock_mhz": clock,
+        "cycles_per_frame": res.cycles_per_frame,
+        "latency_cycles": res.latency_cycles,
+        "fps": clock * 1e6 / res.cycles_per_frame,
+        "latency_us": res.latency_cycles / clock,
+        "finn_estimate": {
+            "max_cycles": finn_perf.get("max_cycles"),
+            "bottleneck": finn_perf.get("max_cycles_node_name"),
+            "fps": finn_perf.get("estimated_throughput_fps"),
+        },
+        "rtllib_fixes": rtllib_fixes(model),
+        "build_seconds": res.build_seconds,
+        "sim_cycles_per_second": res.cycles_per_second,
+        "stall_probability": stall,
+    }
+
+
+def _add_layers(out: dict[str, Any], layers: list[Any]) -> None:
+    """Per-layer measurements into ``out``: each layer's rate against the estimate, and exactness."""
+    from .perf import matches_estimate
+
+    # FIFOs are not compared: a FIFO has no rate of its own, it passes on its producer's
+    compared = [m for m in layers if not m.op_type.startswith("StreamingFIFO")]
+    out["layers"] = {m.name: m.as_dict() for m in compared}
+    worst = 0.0
+    for m in compared:
+        if m.estimate_cycles:
+            worst = max(worst, abs(m.cycles_per_frame - m.estimate_cycles) / m.estimate_cycles)
+    out["max_rel_error_vs_estimate"] = worst
+    out["estimate_outliers"] = [
+        m.name for m in compared
+        if m.estimate_cycles is not None and not matches_estimate(m.cycles_per_frame, m.estimate_cycles)
+    ]
+    out["not_estimated"] = [m.name for m in compared if m.estimate_cycles is None]
+    out["layers_exact"] = all(m.exact for m in layers)
+    out["passed"] = out["passed"] and out["layers_exact"]
+
+
+def _fifo_sizing(
+    out: dict[str, Any],
+    timings: dict[str, float],
+    model: Any,
+    xs: np.ndarray,
+    design: Any,
+    before: float,
+    work: Path,
+    clock: float,
+    cache_dir: str | Path | None,
+) -> None:
+    """Size the FIFOs in simulation; save the sized model and FINN's FIFO depth config; record both in ``out``."""
+    from .fifos import size_fifos
+
+    t0 = time.perf_counter()
+    model, sizing = size_fifos(
+        model,
+        xs,
+        fpgapart=design.fpgapart,
+        clock_mhz=clock,
+        codegen_dir=work / "codegen",
+        cache_dir=cache_dir,
+        before=before,
+    )
+    timings["fifo_sizing"] = time.perf_counter() - t0
+    sized_path = work / "rtlsim_model_sized_fifos.onnx"
+    model.save(str(sized_path))
+    # FINN's ApplyFIFODepthsFromFile format, covering every FIFO (software-tail ones keep their depth)
+    from finn.util.basic import getHWCustomOp
+
+    all_depths = {
+        n.name: int(sizing.depths.get(n.name, getHWCustomOp(n).get_nodeattr("depth")))
+        for n in model.graph.node
+        if n.op_type.startswith("StreamingFIFO")
+    }
+    fifo_file = work / "fifo_depths.json"
+    fifo_file.write_text(
+        json.dumps({"fifo_depths": all_depths, "impl_style": {k: "rtl" for k in all_depths}}, indent=1)
+    )
+    out["fifo_sizing"] = {
+        **sizing.as_dict(),
+        "model": str(sized_path),
+        "finn_fifo_config": str(fifo_file),
+    }
+    out["fps_sized_fifos"] = clock * 1e6 / sizing.cycles_per_frame_after
+
+
 def run_rtlsim_stage(
     qonnx_path: str | Path,
     folding_json: str | Path | None,
@@ -89,10 +207,9 @@ def run_rtlsim_stage(
     from qonnx.core.modelwrapper import ModelWrapper
 
     from ..finn.shim import ensure_finn
-    from .fifos import size_fifos
-    from .perf import matches_estimate, measure_layers
-    from .prepare import folding_for_rtl, prepare_design
-    from .sim import reference, simulate
+    from .perf import measure_layers
+    from .prepare import prepare_design
+    from .sim import simulate
 
     def step(msg: str) -> None:
         if progress is not None:
@@ -105,12 +222,7 @@ def run_rtlsim_stage(
     work.mkdir(parents=True, exist_ok=True)
     clock = float(clock_mhz or board.clock_mhz)
     timings: dict[str, float] = {}
-    fold_file = None
-    if folding_json is not None:
-        fold_file = work / "folding_rtl.json"
-        fold_file.write_text(
-            json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1)
-        )
+    fold_file = _write_folding(work, folding_json)
 
     t0 = time.perf_counter()
     step("FINN: RTL layers, width converters, FIFOs, HDL")
@@ -130,35 +242,7 @@ def run_rtlsim_stage(
     step(f"Verilator: stitched design, {len(xs)} frames")
     res = simulate(model, xs, cache_dir=cache_dir, stall_in=stall, stall_out=stall)
     timings["simulate"] = time.perf_counter() - t0
-    ref = reference(model, xs, list(res.segment_outputs))
-    diffs = [float(np.max(np.abs(res.segment_outputs[t] - ref[t]))) for t in res.segment_outputs]
-    diffs += [float(np.max(np.abs(res.outputs[t] - ref[t]))) for t in res.outputs]
-    exact = all(d == 0.0 for d in diffs)
-    finn_perf = design.finn_reports.get("estimate_network_performance", {})
-    out: dict[str, Any] = {
-        "simulator": f"verilator {tc.version}",
-        "frames": int(len(xs)),
-        "exact": exact,
-        "max_abs_diff": max(diffs) if diffs else 0.0,
-        "passed": exact,
-        "simulated_nodes": len(res.design.nodes),
-        "software_head": res.design.head,
-        "software_tail": res.design.tail,
-        "clock_mhz": clock,
-        "cycles_per_frame": res.cycles_per_frame,
-        "latency_cycles": res.latency_cycles,
-        "fps": clock * 1e6 / res.cycles_per_frame,
-        "latency_us": res.latency_cycles / clock,
-        "finn_estimate": {
-            "max_cycles": finn_perf.get("max_cycles"),
-            "bottleneck": finn_perf.get("max_cycles_node_name"),
-            "fps": finn_perf.get("estimated_throughput_fps"),
-        },
-        "rtllib_fixes": rtllib_fixes(model),
-        "build_seconds": res.build_seconds,
-        "sim_cycles_per_second": res.cycles_per_second,
-        "stall_probability": stall,
-    }
+    out = _summary(tc, design, model, xs, res, clock, stall)
     if per_layer:
         t0 = time.perf_counter()
         step("Verilator: every layer alone")
@@ -166,54 +250,10 @@ def run_rtlsim_stage(
             model, xs[: min(3, len(xs))], model_path=design.folded_path, cache_dir=cache_dir
         )
         timings["per_layer"] = time.perf_counter() - t0
-        # FIFOs are not compared: a FIFO has no rate of its own, it passes on its producer's
-        compared = [m for m in layers if not m.op_type.startswith("StreamingFIFO")]
-        out["layers"] = {m.name: m.as_dict() for m in compared}
-        worst = 0.0
-        for m in compared:
-            if m.estimate_cycles:
-                worst = max(worst, abs(m.cycles_per_frame - m.estimate_cycles) / m.estimate_cycles)
-        out["max_rel_error_vs_estimate"] = worst
-        out["estimate_outliers"] = [
-            m.name for m in compared
-            if m.estimate_cycles is not None and not matches_estimate(m.cycles_per_frame, m.estimate_cycles)
-        ]
-        out["not_estimated"] = [m.name for m in compared if m.estimate_cycles is None]
-        out["layers_exact"] = all(m.exact for m in layers)
-        out["passed"] = out["passed"] and out["layers_exact"]
+        _add_layers(out, layers)
     if fifo_sizing:
-        t0 = time.perf_counter()
         step("Verilator: FIFO sizing")
-        model, sizing = size_fifos(
-            model,
-            xs,
-            fpgapart=design.fpgapart,
-            clock_mhz=clock,
-            codegen_dir=work / "codegen",
-            cache_dir=cache_dir,
-            before=res.cycles_per_frame,
-        )
-        timings["fifo_sizing"] = time.perf_counter() - t0
-        sized_path = work / "rtlsim_model_sized_fifos.onnx"
-        model.save(str(sized_path))
-        # FINN's ApplyFIFODepthsFromFile format, covering every FIFO (software-tail ones keep their depth)
-        from finn.util.basic import getHWCustomOp
-
-        all_depths = {
-            n.name: int(sizing.depths.get(n.name, getHWCustomOp(n).get_nodeattr("depth")))
-            for n in model.graph.node
-            if n.op_type.startswith("StreamingFIFO")
-        }
-        fifo_file = work / "fifo_depths.json"
-        fifo_file.write_text(
-            json.dumps({"fifo_depths": all_depths, "impl_style": {k: "rtl" for k in all_depths}}, indent=1)
-        )
-        out["fifo_sizing"] = {
-            **sizing.as_dict(),
-            "model": str(sized_path),
-            "finn_fifo_config": str(fifo_file),
-        }
-        out["fps_sized_fifos"] = clock * 1e6 / sizing.cycles_per_frame_after
+        _fifo_sizing(out, timings, model, xs, design, res.cycles_per_frame, work, clock, cache_dir)
     out["timings"] = timings
     (work / "rtlsim.json").write_text(json.dumps(out, indent=1, default=float))
     return out
