@@ -76,6 +76,7 @@ def make_storage(url: str, cfg: SearchConfig) -> Any:
 
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.pool import NullPool
 
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
         url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # the pinned driver (SQLAlchemy's default is v3)
@@ -85,7 +86,9 @@ def make_storage(url: str, cfg: SearchConfig) -> Any:
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=cfg.heartbeat, grace_period=cfg.grace or 3 * cfg.heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries),
-                engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+                # no connection pool on a shared server: a connection per operation, closed after it, so many
+                # workers (and the processes they fork) never hold idle connections up to max_connections
+                engine_kwargs={"poolclass": NullPool} if url.startswith("postgresql") else None,
             )
     except ImportError as e:  # e.g. psycopg2 missing for postgresql://
         raise ConfigError(f"Optuna storage '{url}' needs a driver that is not installed ({e}); install it.") from e

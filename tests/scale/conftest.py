@@ -50,7 +50,7 @@ def postgres_url():
     try:
         subprocess.run([*as_user, initdb, "-D", str(data), "-U", "hap", "--auth=trust", "-E", "UTF8"],
                        check=True, capture_output=True, timeout=120)
-        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=50"
+        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off -c max_connections=100"
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", f"{root}/log", "-w", "start"],
                        check=True, capture_output=True, timeout=120)
         import psycopg2
