@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ optuna = pytest.importorskip("optuna")
 
 REPO = Path(__file__).resolve().parents[2]
 HAPFPGA = [sys.executable, "-m", "hapfpga.cli"]
-TRIALS = 12
+TRIALS = 20  # enough that each worker starts several trials after the leader has published the problem
 
 
 def _env() -> dict[str, str]:
@@ -65,6 +66,49 @@ def _pid_of(t) -> int | None:
     return int(w.rsplit(":", 1)[1]) if w else None
 
 
+class _Tail:
+    """Reads a process's merged output on a thread (so the test sees the worker's progress lines as they come)."""
+
+    def __init__(self, p: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, args=(p,), daemon=True)
+        self._t.start()
+
+    def _read(self, p: subprocess.Popen) -> None:
+        for raw in p.stdout:
+            self.lines.append(raw.decode(errors="replace"))
+
+    def text(self) -> str:
+        self._t.join(timeout=10)
+        return "".join(self.lines)[-3000:]
+
+
+def _kill_in_second_trial(leader, victim, log: _Tail, url: str) -> int:
+    """SIGKILL the victim inside a trial of its own once it has completed one; returns the killed trial's number.
+
+    The victim is frozen (SIGSTOP) as soon as it reports its first trial done and then stepped in short slices
+    until the database shows it holding a RUNNING trial, so a fast machine cannot let it finish unobserved.
+    """
+    from optuna.trial import TrialState
+
+    deadline = time.time() + 1200  # the leader trains and converts with FINN first
+    while not any("trial done (1 by this worker" in line for line in log.lines):
+        for name, p in (("leader", leader), ("victim", victim)):
+            assert p.poll() is None, f"{name} ended early:\n{log.text() if p is victim else ''}"
+        assert time.time() < deadline, "the victim never completed a trial"
+        time.sleep(0.01)
+    while True:
+        os.kill(victim.pid, signal.SIGSTOP)
+        running = [t for t in _trials(url) if _pid_of(t) == victim.pid and t.state == TrialState.RUNNING]
+        if running:
+            os.kill(victim.pid, signal.SIGKILL)
+            return running[0].number
+        os.kill(victim.pid, signal.SIGCONT)
+        assert victim.poll() is None, f"the victim left the study before a second trial:\n{log.text()}"
+        assert time.time() < deadline, "the victim never started a second trial"
+        time.sleep(0.02)
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_two_workers_one_killed_mid_trial_on_postgresql(tmp_path, postgres_url):
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
@@ -78,18 +122,9 @@ def test_two_workers_one_killed_mid_trial_on_postgresql(tmp_path, postgres_url):
                                  "--wait", "1200"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                for _ in range(2)]
     victim, survivor = workers
+    victim_log = _Tail(victim)
     try:
-        deadline, killed_trial = time.time() + 1200, None  # the leader trains and converts with FINN first
-        while killed_trial is None:  # kill the victim in a trial once it has completed one of its own
-            for name, p in (("leader", leader), ("victim", victim)):
-                assert p.poll() is None, f"{name} ended early:\n{p.stdout.read().decode()[-3000:]}"
-            assert time.time() < deadline, "the victim never ran two trials"
-            mine = [t for t in _trials(postgres_url) if _pid_of(t) == victim.pid]
-            running = [t for t in mine if t.state == TrialState.RUNNING]
-            if running and any(t.state == TrialState.COMPLETE for t in mine):
-                os.kill(victim.pid, signal.SIGKILL)
-                killed_trial = running[0].number
-            time.sleep(0.05)
+        killed_trial = _kill_in_second_trial(leader, victim, victim_log, postgres_url)
         assert victim.wait(timeout=60) == -signal.SIGKILL
         for name, p in (("leader", leader), ("survivor", survivor)):
             rc = p.wait(timeout=1200)
