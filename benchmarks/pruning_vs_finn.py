@@ -244,15 +244,32 @@ def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     return model, curve, epochs
 
 
+def ft_settings(args) -> dict:
+    """The one fine-tune procedure of every arm (search steps, final, uniform, reference): Adam from ``--ft-lr``
+    on a per-batch cosine schedule, best-on-validation weights kept, distillation from the unpruned model with
+    ``--distill``."""
+    return {"lr": args.ft_lr, "finetune_schedule": "cosine", "select_best": True, "distill": args.distill}
+
+
+def tune(model, splits, epochs: float, seed: int, args, teacher=None):
+    """``model`` fine-tuned in place by :func:`ft_settings`' procedure on the fit split, selected on validation."""
+    from hapfpga.train import FinetuneConfig, finetune_best
+
+    s = ft_settings(args)
+    cfg = FinetuneConfig(epochs=epochs, lr=s["lr"], schedule=s["finetune_schedule"], distill=s["distill"])
+    return finetune_best(model, splits[0], splits[1], (splits[2], splits[3]), cfg, teacher=teacher, seed=seed)[0]
+
+
 def prune_cfg(args, bits: bool) -> dict:
     """The hardware-aware search of the benchmark: fastest design within ``--max-drop`` on validation."""
     cfg = {
         "method": "greedy", "target": "max_fps", "max_accuracy_drop": args.max_drop, "importance": "l1",
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
-        "predictor_space": "fast",
+        "predictor_space": "full",  # the fold stage's space: the search optimises the bottleneck our fold sees
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
-        "finetune_epochs": args.finetune_epochs, "lr": 1e-3, "sensitivity": False, "folding_time_limit": 10.0,
-        "val_fraction": args.val_fraction,
+        "finetune_epochs": args.finetune_epochs, "sensitivity": False, "folding_time_limit": 10.0,
+        "val_fraction": args.val_fraction, "step_accuracy_drop": args.step_drop, "backtrack": True,
+        **ft_settings(args),
     }
     return {**cfg, "bits": [args.bits, 1]} if bits else cfg
 
@@ -281,17 +298,15 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
     def make():
         pruned, rep = run_pruning_stage(cfg, model, data, board, work / name, clock_mhz=100.0, seed=seed,
                                         log=lambda s: say(f"  {name} " + s))
-        steps = len(rep["history"]) - 1
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
-                                    "accuracy_val", "history", "bits_after") if k in rep}
-        info["steps"] = steps
-        info["extra_epochs"] = steps * args.step_finetune + args.finetune_epochs
+                                    "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
+        info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
         return pruned, info
 
     return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg}, make)
 
 
-def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path):
+def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path, teacher):
     """The same keep ratio in every layer: the largest (1/32 grid) whose predicted FPS reaches ``fps_goal`` (the
     same predictor as the search's), fine-tuned for ``epochs`` (the hardware-aware arm's whole extra budget)."""
     import torch
@@ -300,7 +315,6 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import uniform_counts
     from hapfpga.pruning.stage import build_hw_evaluator
-    from hapfpga.train import FinetuneConfig, finetune
 
     x_fit, y_fit, _, _ = splits
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
@@ -318,16 +332,14 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
         lo, hi = (mid, hi) if hw(uniform_counts(full, mid / 32)).fps >= fps_goal else (lo, mid)
     counts = uniform_counts(full, lo / 32)
     uni, _ = prune_to_counts(model, example, counts, make_importance("l1"), graph=graph)
-    finetune(uni, x_fit, y_fit, FinetuneConfig(epochs=epochs, lr=1e-3), seed=seed)
+    uni = tune(uni, splits, epochs, seed, args, teacher)
     return uni.eval(), {"ratio": lo / 32, "channels": counts, "predicted_fps": hw(counts).fps, "extra_epochs": epochs}
 
 
-def finetuned_copy(model, splits, epochs: float, seed: int):
-    from hapfpga.train import FinetuneConfig, finetune
-
+def finetuned_copy(model, splits, epochs: float, seed: int, args):
     m = copy.deepcopy(model)
     if epochs > 0:
-        finetune(m, splits[0], splits[1], FinetuneConfig(epochs=epochs, lr=1e-3), seed=seed)
+        m = tune(m, splits, epochs, seed, args, model if args.distill else None)
     return m.eval(), {"extra_epochs": epochs}
 
 
@@ -389,8 +401,10 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
             arms["hw+setfolding"] = dict(arms["hw+ours"])
             submit("hw+setfolding", pm, max(400.0, rep["fps_after"] / 4))
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
-    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget},
-                             lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd))
+    ft_key = ft_settings(args)
+    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key},
+                             lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
+                                                 model if args.distill else None))
     arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}
     arms["uniform+setfolding"] = dict(arms["uniform+ours"])
     say(f"  uniform keep ratio {urep['ratio']:.3f}: predicted {urep['predicted_fps']:,.0f} FPS, test accuracy "
@@ -398,8 +412,8 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     submit("uniform+ours", uni)
     submit("uniform+setfolding", uni, max(400.0, urep["predicted_fps"] / 4))
     e_ref = max(a["extra_epochs"] for a in arms.values())
-    ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref},
-                          lambda: finetuned_copy(model, splits, e_ref, seed))
+    ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_key},
+                          lambda: finetuned_copy(model, splits, e_ref, seed, args))
     acc_ref = test_acc(ref)
     say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%")
     for arm, fut in futures.items():
@@ -488,8 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
     ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 6)")
     ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 3)")
-    ap.add_argument("--step-finetune", type=float, default=0.1, help="fine-tune epochs after each greedy step")
+    ap.add_argument("--step-finetune", type=float, default=0.5, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
+    ap.add_argument("--ft-lr", type=float, default=5e-4,
+                    help="fine-tune learning rate (Adam, cosine per batch; the baseline ends at 1.25e-4-5e-4)")
+    ap.add_argument("--step-drop", type=float, default=0.03,
+                    help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
+    ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared, oversubscribed machine 2 threads ran a CNV step 4x slower)")
@@ -499,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
     args.patience = args.patience or (3 if q else 4)
-    args.max_steps = args.max_steps or (1 if args.smoke else 6 if q else 25)
+    args.max_steps = args.max_steps or (1 if args.smoke else 8 if q else 25)
     args.candidate_steps = args.candidate_steps or (3 if q else 6)
 
     import multiprocessing as mp

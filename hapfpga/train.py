@@ -1,8 +1,9 @@
 """The one trainer (Brevitas QAT, fine-tuning after pruning, knowledge distillation) and the one evaluator.
 
 :func:`fit` is the training loop; :func:`train` (QAT from a run config's ``train:`` section: cosine schedule,
-per-epoch history, test accuracy) and :func:`finetune` (short fine-tune after pruning: constant LR, fractional
-epochs, optional distillation, L1 and a per-step hook) are its two presets. :func:`evaluate` / :func:`predict`
+per-epoch history, test accuracy) and :func:`finetune` (short fine-tune after pruning: constant or per-batch cosine LR,
+fractional epochs, optional distillation, L1 and a per-step hook) are its two presets; :func:`finetune_best` adds
+model selection on a validation split (the starting weights included, so it cannot make a model worse there). :func:`evaluate` / :func:`predict`
 are the one accuracy evaluator, used by training, sensitivity, the searches and the pipeline.
 
 Determinism: ``torch.manual_seed(seed)``, a seeded ``torch.Generator`` on the CPU for shuffling (so the batch
@@ -62,6 +63,8 @@ __all__ = [
     "fit",
     "train",
     "finetune",
+    "finetune_best",
+    "Selection",
     "evaluate",
     "predict",
     "deterministic",
@@ -87,13 +90,22 @@ class FitSpec:
     lr: float = 1e-3
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = 0.0
-    schedule: Literal["cosine", "constant"] = "constant"
+    #: ``cosine``: annealed per epoch (QAT); ``cosine_step``: annealed per batch to 0 at the last batch (short,
+    #: fractional-epoch fine-tunes); ``constant``
+    schedule: Literal["cosine", "cosine_step", "constant"] = "constant"
     max_steps: int | None = None
+
+    def total_steps(self, n: int) -> int:
+        """Optimiser steps this spec takes on ``n`` samples (``epochs`` passes, capped by ``max_steps``)."""
+        total = int(round(self.epochs * max(1, (n + self.batch_size - 1) // self.batch_size)))
+        return min(total, self.max_steps) if self.max_steps is not None else total
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Short QAT fine-tune after pruning: ``epochs`` over the data (or ``max_steps`` batches), Adam at ``lr``."""
+    """Short QAT fine-tune after pruning: ``epochs`` over the data (or ``max_steps`` batches), Adam at ``lr``
+    (``schedule``: ``constant`` or ``cosine``, annealed per batch). ``val_checks``: with a validation split given
+    to :func:`finetune_best`, how many evenly spaced points of the run (the last batch included) are evaluated."""
 
     epochs: float = 1.0
     lr: float = 1e-3
@@ -103,10 +115,12 @@ class FinetuneConfig:
     distill_weight: float = 0.5
     temperature: float = 4.0
     max_steps: int | None = None
+    schedule: Literal["constant", "cosine"] = "constant"
+    val_checks: int = 4
 
     def spec(self) -> FitSpec:
         return FitSpec(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                       max_steps=self.max_steps)
+                       max_steps=self.max_steps, schedule="cosine_step" if self.schedule == "cosine" else "constant")
 
 
 @dataclass(frozen=True)
@@ -346,7 +360,7 @@ def _try_resume(ckpt: Path | None, fp: str, model: Any, opt: Any, sched: Any, ge
     return blob
 
 
-def _make_optimiser(model: Any, spec: FitSpec) -> tuple[Any, Any]:
+def _make_optimiser(model: Any, spec: FitSpec, total: int) -> tuple[Any, Any]:
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -357,6 +371,8 @@ def _make_optimiser(model: Any, spec: FitSpec) -> tuple[Any, Any]:
     sched = None
     if spec.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(np.ceil(spec.epochs)), 1))
+    elif spec.schedule == "cosine_step":  # stepped after every batch by fit's hook
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
     return opt, sched
 
 
@@ -416,10 +432,7 @@ def fit(
     fp = _fingerprint(model, x, y, parts, teacher) if ckpt is not None else ""
     data = _Batches(x, y, dev)
     n, bs = data.n, spec.batch_size
-    per_epoch = max(1, (n + bs - 1) // bs)
-    total = int(round(spec.epochs * per_epoch))
-    if spec.max_steps is not None:
-        total = min(total, spec.max_steps)
+    total = spec.total_steps(n)
     history: list[dict[str, float]] = []
     start_epoch = step = 0
     with deterministic(seed, threads, dev):
@@ -427,7 +440,13 @@ def fit(
         if teacher is not None:
             teacher.to(dev).eval()
         gen = torch.Generator().manual_seed(seed)
-        opt, sched = _make_optimiser(model, spec)
+        opt, sched = _make_optimiser(model, spec, total)
+        hook = after_step
+        if spec.schedule == "cosine_step":
+            def hook(m: Any) -> None:
+                sched.step()
+                if after_step is not None:
+                    after_step(m)
         loss_fn = _Loss(teacher, kd_alpha, kd_temperature, l1_sparsity, [
             m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))])
         blob = _try_resume(ckpt, fp, model, opt, sched, gen, dev)
@@ -435,8 +454,8 @@ def fit(
             start_epoch, step, history = int(blob["epoch"]), int(blob["step"]), list(blob["history"])
         epoch = start_epoch
         while step < total:
-            step = _epoch(model, data, gen, opt, loss_fn, after_step, bs, step, total, history, epoch, progress)
-            if sched is not None:
+            step = _epoch(model, data, gen, opt, loss_fn, hook, bs, step, total, history, epoch, progress)
+            if sched is not None and spec.schedule == "cosine":
                 sched.step()
             epoch += 1
             if ckpt is not None:
@@ -511,6 +530,65 @@ def finetune(
         kd_temperature=cfg.temperature, l1_sparsity=l1_sparsity, after_step=after_step, checkpoint=checkpoint,
         device=device)
     return model
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`finetune_best` kept: the optimiser step whose weights won (0: the starting weights), its
+    validation accuracy, the starting weights' and every checked point's ``(step, accuracy)``."""
+
+    step: int
+    accuracy: float
+    start_accuracy: float
+    checks: tuple[tuple[int, float], ...]
+
+
+def finetune_best(
+    model: torch.nn.Module,
+    x: Any,
+    y: Any,
+    val: tuple[Any, Any],
+    cfg: FinetuneConfig = FinetuneConfig(),
+    *,
+    teacher: torch.nn.Module | None = None,
+    seed: int = 0,
+    device: Any = "cpu",
+    start_accuracy: float | None = None,
+) -> tuple[torch.nn.Module, Selection]:
+    """:func:`finetune` with model selection on a validation split: the starting weights and ``cfg.val_checks``
+    evenly spaced points of the run (the last batch included) are evaluated on ``val = (x_val, y_val)``, and
+    ``model`` ends with the weights (and Brevitas runtime state) of the most accurate one, the earliest on a tie.
+    So a fine-tune never leaves a model less accurate on ``val`` than it started. ``start_accuracy`` skips
+    re-evaluating the starting weights when the caller has it. Never give it the test split.
+    """
+    import copy
+
+    import torch
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    x_val, y_val = val
+    total = cfg.spec().total_steps(len(x))
+    checks = sorted({max(1, round(total * (i + 1) / max(1, cfg.val_checks))) for i in range(cfg.val_checks)})
+    acc0 = evaluate(model, x_val, y_val, device=dev) if start_accuracy is None else float(start_accuracy)
+    best: dict[str, Any] = {"step": 0, "acc": acc0, "model": copy.deepcopy(model).cpu()}
+    seen: list[tuple[int, float]] = []
+    done = [0]
+
+    def check(m: torch.nn.Module) -> None:
+        done[0] += 1
+        if done[0] not in checks:
+            return
+        acc = evaluate(m, x_val, y_val, device=dev)
+        seen.append((done[0], acc))
+        if acc > best["acc"] + 1e-12:
+            best.update(step=done[0], acc=acc, model=copy.deepcopy(m).cpu())
+
+    if total > 0:
+        finetune(model, x, y, cfg, teacher=teacher, seed=seed, after_step=check, device=dev)
+    if best["step"] != done[0]:  # the last batch did not win: go back to the winner
+        model.load_state_dict(best["model"].state_dict())
+        _load_runtime_state(model, _runtime_state(best["model"]))
+    return model.eval(), Selection(best["step"], best["acc"], acc0, tuple(seen))
 
 
 def train(

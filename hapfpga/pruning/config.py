@@ -36,7 +36,9 @@ class PruningConfig:
     masks; no FINN speed-up). ``target``: ``fps`` (reach ``target_fps``), ``budget`` (fastest within the board
     budget and ``max_accuracy_drop``), ``max_fps`` (the same search with the accuracy rule made explicit: the
     fastest design whose validation accuracy is within ``max_accuracy_drop`` of the unpruned model's, which must be
-    given in (0, 1)), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
+    given in (0, 1); the validation accuracy after the final fine-tune is what must meet it: with ``backtrack`` the
+    search may walk past it by ``step_accuracy_drop`` and keeps the fastest trajectory step that meets it after its
+    final fine-tune), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
 
     ``bits``: mixed precision — FINN-legal bit widths (1–8) each layer's operands (weights and the activation
     feeding it) may be lowered to, searched jointly with the channel counts by ``greedy``/``j`` (a step lowers one
@@ -59,6 +61,17 @@ class PruningConfig:
     step_finetune_epochs: float = 0.25
     finetune_epochs: float = 3.0
     lr: float = 1e-3
+    #: fine-tune learning-rate schedule (steps and final): ``cosine`` (annealed per batch to 0) or ``constant``
+    finetune_schedule: Literal["cosine", "constant"] = "cosine"
+    #: keep the best-on-validation weights of every fine-tune (the starting weights included), so a fine-tune
+    #: cannot leave a model less accurate on the validation split than it started
+    select_best: bool = True
+    #: greedy targets budget/max_fps: the search goes on while a step's validation drop (after its short
+    #: fine-tune) is within this (None: ``max_accuracy_drop``); the final rule stays ``max_accuracy_drop``
+    step_accuracy_drop: float | None = None
+    #: greedy targets budget/max_fps: fine-tune candidates of the trajectory for ``finetune_epochs`` (fastest
+    #: first, then a bisection) and keep the fastest whose validation drop meets ``max_accuracy_drop``
+    backtrack: bool = True
     distill: bool = False
     iterations: int = 1
     val_fraction: float = 0.2
@@ -110,6 +123,10 @@ class PruningConfig:
         if self.target == "max_fps" and self.method in ("uniform", "unstructured"):
             raise ConfigError(
                 f"pruning.target 'max_fps' is a search target; use pruning.method greedy, j or nsga2, not '{self.method}'."
+            )
+        if self.step_accuracy_drop is not None and not 0 <= self.step_accuracy_drop < 1:
+            raise ConfigError(
+                f"Config key 'pruning.step_accuracy_drop' is {self.step_accuracy_drop}; give a fraction in [0, 1)."
             )
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")

@@ -33,6 +33,7 @@ __all__ = [
     "Step",
     "SearchResult",
     "greedy_search",
+    "backtrack",
     "j_objective",
     "fps_per_sensitivity",
     "nsga2_search",
@@ -192,6 +193,7 @@ def greedy_search(
     alpha: float = 0.5,
     max_steps: int = 100,
     eps: float = 1e-3,
+    step_tolerance: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """NetAdapt-style greedy channel (and bit-width) allocation.
@@ -201,8 +203,9 @@ def greedy_search(
     its next smaller candidate. ``try_accuracy(counts)`` is the accuracy of the current (committed) model pruned to ``counts`` without
     fine-tuning; ``commit(counts)`` prunes the current model to ``counts``, fine-tunes briefly and returns its
     accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
-    going while the accuracy drop stays within ``max_accuracy_drop`` and returns the fastest committed step within
-    it.
+    going while the accuracy drop after a step's fine-tune stays within ``step_tolerance`` (default
+    ``max_accuracy_drop``; a looser one lets the search walk past steps a longer final fine-tune recovers, see
+    :func:`backtrack`) and returns the fastest committed step within ``max_accuracy_drop``.
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
@@ -228,10 +231,51 @@ def greedy_search(
         counts = trial
         history.append(Step(dict(counts), h, new_acc, changed=g))
         say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
-        if target != "fps" and start_accuracy - new_acc > max_accuracy_drop:
+        tol = max_accuracy_drop if step_tolerance is None else max(step_tolerance, max_accuracy_drop)
+        if target != "fps" and start_accuracy - new_acc > tol + 1e-12:
             break
     chosen = _choose_step(history, start_accuracy, target, target_fps, objective, max_accuracy_drop, fps_ref, alpha)
     return SearchResult(best=chosen, history=tuple(history))
+
+
+def backtrack(
+    history: Sequence[Step],
+    final: Callable[[int], float],
+    *,
+    start_accuracy: float,
+    max_accuracy_drop: float,
+    log: Callable[[str], None] | None = None,
+) -> tuple[int, dict[int, float]]:
+    """The fastest step of a greedy trajectory whose accuracy *after the final fine-tune* is within
+    ``max_accuracy_drop`` of ``start_accuracy``; returns (its index in ``history``, {index: final accuracy} of every
+    step tried).
+
+    ``final(i)`` fine-tunes step ``i``'s model and returns its accuracy (the expensive part). Only the first
+    (least pruned) step of each predicted-FPS level that fits is a candidate; the fastest is tried first, then
+    a bisection over the candidates (final accuracy falls as pruning goes on, so O(log n) fine-tunes). Step 0
+    (the unpruned start) is taken to meet the rule without a fine-tune; it is the answer when nothing else does.
+    """
+    say = log or (lambda s: None)
+    levels: list[int] = []
+    for i, s in enumerate(history):
+        if i == 0 or (s.hw.fits and s.hw.fps > history[levels[-1]].hw.fps + 1e-9):
+            levels.append(i)
+    tried: dict[int, float] = {}
+
+    def ok(k: int) -> bool:
+        i = levels[k]
+        if i not in tried:
+            tried[i] = final(i)
+            say(f"backtrack: step {i} ({history[i].hw.fps:,.0f} FPS) final accuracy {tried[i]:.4f}")
+        return start_accuracy - tried[i] <= max_accuracy_drop + 1e-12
+
+    lo, hi = 0, len(levels) - 1
+    if hi == 0 or ok(hi):
+        return levels[hi], tried
+    while hi - lo > 1:  # invariant: levels[lo] meets the rule (or is the start), levels[hi] does not
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return levels[lo], tried
 
 
 def _accuracies(try_accuracy: Callable[[Mapping[str, int]], float], batch: list[dict[str, int]]) -> list[float]:

@@ -162,6 +162,15 @@ class _Run:
     teacher: Any
     n_workers: int
     step_ft: Any
+    finetuned: bool = False  # the search already gave the model its final fine-tune (backtracking)
+    lineage_steps: int = 0  # greedy steps (each with a step fine-tune) in the chosen model's own history
+    backtracked: list[dict[str, Any]] | None = None
+
+    def final_ft(self) -> Any:
+        from ..train import FinetuneConfig
+
+        return FinetuneConfig(epochs=self.cfg.finetune_epochs, lr=self.cfg.lr, distill=self.cfg.distill,
+                              schedule=self.cfg.finetune_schedule)
 
     def evaluate(self, m: Any, x: Any, y: Any) -> float:
         from ..train import evaluate as _evaluate
@@ -172,6 +181,20 @@ class _Run:
         from ..train import finetune as _finetune
 
         return _finetune(m, x, y, c, device=self.dev, **kw)
+
+    def tune(self, m: Any, c: Any, **kw: Any) -> tuple[Any, float]:
+        """Fine-tune ``m`` in place on the fit split; returns it and its validation accuracy. With
+        ``pruning.select_best`` the best-on-validation weights are kept (``hapfpga.train.finetune_best``)."""
+        from ..train import finetune_best
+
+        if c.epochs <= 0 and c.max_steps is None:
+            return m.eval(), self.evaluate(m, self.x_val, self.y_val)
+        if self.cfg.select_best:
+            m, sel = finetune_best(m, self.x_fit, self.y_fit, (self.x_val, self.y_val), c, teacher=self.teacher,
+                                   seed=self.seed, device=self.dev, **kw)
+            return m, sel.accuracy
+        self.finetune(m, self.x_fit, self.y_fit, c, teacher=self.teacher, seed=self.seed, **kw)
+        return m.eval(), self.evaluate(m, self.x_val, self.y_val)
 
 
 @dataclass
@@ -214,7 +237,8 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
     x_fit, y_fit, x_val, y_val = split_validation(dataset.x_train, dataset.y_train, cfg.val_fraction, seed)
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
     base = copy.deepcopy(model).eval()
-    step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill)
+    step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill,
+                             schedule=cfg.finetune_schedule)
     return _Run(cfg=cfg, dev=dev, seed=seed, log=log, say=say, t0=t0, out_dir=out_dir, x_fit=x_fit, y_fit=y_fit,
                 x_val=x_val, y_val=y_val, x_test=dataset.x_test, y_test=dataset.y_test,
                 input_shape=tuple(dataset.input_shape), example=example, base=base,
@@ -355,21 +379,44 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
     try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, run.n_workers)  # type: ignore[attr-defined]
 
     def commit(counts: Mapping[str, int]) -> float:
-        m = ch.realise(run, state["model"], state["graph"], counts)
-        if cfg.step_finetune_epochs > 0:
-            run.finetune(m, run.x_fit, run.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
+        m, acc = run.tune(ch.realise(run, state["model"], state["graph"], counts), run.step_ft)
         state["model"], state["graph"] = m, ChannelGraph(m, run.example)
         snapshots[tuple(sorted(counts.items()))] = m
-        return run.evaluate(m, run.x_val, run.y_val)
+        return acc
 
     result = greedy_search(
         ch.start, ch.cands, hw_eval, try_accuracy, commit, start_accuracy=ch.acc_val0,
         target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
         max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
-        alpha=cfg.alpha, max_steps=cfg.max_steps, log=run.say,
+        alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
     )
+    if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
+        return _backtrack(run, result, snapshots)
     counts = dict(result.best.counts)
+    run.lineage_steps = next(i for i, s in enumerate(result.history) if dict(s.counts) == counts)
     return snapshots[tuple(sorted(counts.items()))], counts, result
+
+
+def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tuple[Any, dict[str, int], SearchResult]:
+    """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule."""
+    from .search import Step, backtrack
+
+    finals: dict[int, Any] = {}
+
+    def final(i: int) -> float:
+        m = copy.deepcopy(snapshots[tuple(sorted(result.history[i].counts.items()))])
+        finals[i], acc = run.tune(m, run.final_ft(), start_accuracy=result.history[i].accuracy)
+        return acc
+
+    i, tried = backtrack(result.history, final, start_accuracy=result.history[0].accuracy,
+                         max_accuracy_drop=run.cfg.max_accuracy_drop, log=run.say)
+    chosen = result.history[i]
+    if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
+        final(i)
+    run.finetuned, run.lineage_steps = True, i
+    run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
+    best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
+    return finals[i], dict(chosen.counts), SearchResult(best=best, history=result.history, pareto=result.pareto)
 
 
 def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int], SearchResult]:
@@ -400,17 +447,18 @@ def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any
 def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any, counts: dict[str, int],
                    result: SearchResult | None, baseline: tuple[float, int, int]) -> tuple[Any, dict[str, Any]]:
     """Final fine-tune, test/validation accuracies, predicted FPS, and ``pruning.json``."""
-    from ..train import FinetuneConfig
     from .apply import count_macs, count_params
     from .mixed import layer_bits, split_knobs
     from .plan import PruningPlan
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
     acc_before, params_before, macs_before = baseline
-    if cfg.finetune_epochs > 0:
-        ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, distill=cfg.distill)
-        pruned = run.finetune(copy.deepcopy(pruned), run.x_fit, run.y_fit, ft, teacher=run.teacher, seed=run.seed,
-                              checkpoint=run.out_dir / "checkpoints" / "finetune.pt")  # a killed run resumes here
+    if cfg.finetune_epochs > 0 and not run.finetuned:
+        if cfg.select_best:
+            pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft())
+        else:
+            pruned = run.finetune(copy.deepcopy(pruned), run.x_fit, run.y_fit, run.final_ft(), teacher=run.teacher,
+                                  seed=run.seed, checkpoint=run.out_dir / "checkpoints" / "finetune.pt")  # resumable
     pruned.eval()
     acc_after = run.evaluate(pruned, run.x_test, run.y_test)
     params_after = count_params(pruned)
@@ -437,6 +485,9 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
             "fps_after": fps_after,
             "pareto": _pareto_rows(result),
             "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
+            # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
+            "extra_epochs": run.lineage_steps * cfg.step_finetune_epochs + cfg.finetune_epochs,
+            "backtrack": run.backtracked or [],
             "seconds": time.time() - run.t0,
         }
     )

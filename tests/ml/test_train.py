@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from hapfpga.data import Dataset, load_digits  # noqa: E402
 from hapfpga.runconfig import ModelConfig, TrainConfig  # noqa: E402
-from hapfpga.train import evaluate, train  # noqa: E402
+from hapfpga.train import FinetuneConfig, evaluate, finetune, finetune_best, train  # noqa: E402
 from hapfpga.zoo import build_model  # noqa: E402
 
 
@@ -75,3 +77,42 @@ def test_distillation_hook_pulls_student_towards_teacher(digits):
         c_pred = control(torch.from_numpy(ds.x_test)).argmax(1).numpy()
     agree_student, agree_control = np.mean(s_pred == t_pred), np.mean(c_pred == t_pred)
     assert agree_student > 0.4 and agree_student > agree_control + 0.2, (agree_student, agree_control)
+
+
+def _captured_run(model, ds, cfg, at_step):
+    """The same fine-tune as ``finetune_best`` runs, replayed with plain ``finetune``; the weights after
+    ``at_step`` optimiser steps (0: before any)."""
+    m, seen, n = copy.deepcopy(model), {}, [0]
+    if at_step == 0:
+        return m
+
+    def grab(mm):
+        n[0] += 1
+        if n[0] == at_step:
+            seen["m"] = copy.deepcopy(mm)
+
+    finetune(m, ds.x_train, ds.y_train, cfg, seed=0, after_step=grab)
+    return seen["m"]
+
+
+@pytest.mark.parametrize("lr", [3e-3, 0.3])
+def test_finetune_best_returns_the_best_validation_checkpoint_weights(digits, lr):
+    """From a briefly trained model: a sound lr improves it, a destructive one (0.3) wrecks it; either way the
+    model that comes back is, bit for bit, the checked point (or the start) with the best validation accuracy."""
+    ds = _small(digits, 300)
+    val = (digits.x_train[1000:1300], digits.y_train[1000:1300])
+    start, _ = _run(ds, 0, epochs=1)
+    acc0 = evaluate(start, *val)
+    cfg = FinetuneConfig(epochs=2, lr=lr, batch_size=32, schedule="cosine", val_checks=5)
+    m, sel = finetune_best(copy.deepcopy(start), ds.x_train, ds.y_train, val, cfg, seed=0)
+    accs = [acc0] + [a for _, a in sel.checks]
+    assert len(sel.checks) == 5 and sel.start_accuracy == acc0
+    assert sel.accuracy == max(accs) >= acc0  # never worse on validation than it started
+    assert evaluate(m, *val) == sel.accuracy
+    ref = _captured_run(start, ds, cfg, sel.step)
+    sm, sr = m.state_dict(), ref.state_dict()
+    assert all(torch.equal(sm[k], sr[k]) for k in sr)
+    if lr == 0.3:
+        assert min(a for _, a in sel.checks) < acc0 - 0.1  # the lr really is destructive: selection mattered
+    else:
+        assert sel.step > 0 and sel.accuracy > acc0

@@ -14,6 +14,7 @@ from hapfpga.pruning.plan import candidate_counts
 from hapfpga.pruning.search import (
     HwPoint,
     Step,
+    backtrack,
     default_storage,
     greedy_search,
     j_objective,
@@ -130,3 +131,35 @@ def test_two_worker_processes_share_one_storage(tmp_path):
         counts = {g: t.params[g] for g in CANDS}
         assert t.values[0] == pytest.approx(acc(counts))
         assert t.values[2] == pytest.approx(hw(counts).resources.LUT)
+
+
+def _trajectory(fps_list):
+    return [Step({"a": 64 - i}, HwPoint(fps=f, resources=Resources(LUT=1.0)), 0.9) for i, f in enumerate(fps_list)]
+
+
+@pytest.mark.parametrize("n_ok", range(1, 10))
+def test_backtrack_picks_the_fastest_step_that_meets_the_rule_after_its_final_finetune(n_ok):
+    # FPS rises along the trajectory with a plateau (steps 3, 4 share a level); the final accuracy falls, and
+    # the first n_ok levels meet a 1-point rule
+    fps = [100, 120, 150, 180, 180, 220, 260, 300, 340, 400]
+    hist = _trajectory(fps)
+    levels = [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    calls = []
+
+    def final(i):
+        calls.append(i)
+        assert i in levels and i != 0  # the second step of a plateau is never fine-tuned, nor the start
+        return 0.90 if levels.index(i) < n_ok else 0.85
+
+    i, tried = backtrack(hist, final, start_accuracy=0.9, max_accuracy_drop=0.01)
+    assert i == levels[n_ok - 1]
+    assert set(tried) == set(calls) and len(calls) == len(set(calls))
+    assert len(calls) <= 1 + 3  # the fastest first, then a bisection of 9 levels
+    assert all(tried[k] < 0.89 for k in tried if fps[k] > fps[i])  # every faster step tried failed the rule
+
+
+def test_backtrack_skips_steps_that_do_not_fit_and_keeps_the_start_when_nothing_meets_the_rule():
+    hist = _trajectory([100, 150, 200])
+    hist[2] = Step({"a": 1}, HwPoint(fps=500, fits=False), 0.9)
+    i, tried = backtrack(hist, lambda k: 0.5, start_accuracy=0.9, max_accuracy_drop=0.01)
+    assert i == 0 and set(tried) == {1}

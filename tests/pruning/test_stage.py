@@ -168,3 +168,25 @@ def test_nsga2_stage_uses_sqlite_in_run_dir(trained, digits, tmp_path):
     assert len(r["history"]) == 6
     assert r["fps_after"] == pipeline_hw(r["channels_after"]).fps
     assert layer_channels(m)["c2"] == r["channels_after"]["c2"]
+
+
+def test_max_fps_backtracks_to_the_fastest_step_meeting_the_rule_after_its_final_finetune(trained, digits, tmp_path):
+    """A loose step tolerance lets the greedy walk far; the final fine-tunes then pick, among the steps they
+    tried, the fastest whose validation drop meets max_accuracy_drop, and the model returned is that one."""
+    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
+           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
+           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    acc0 = r["accuracy_val"]["before"]
+    tried = {b["step"]: b for b in r["backtrack"]}
+    assert tried and len(r["history"]) > 2
+    ok = [b for b in tried.values() if acc0 - b["accuracy_val_final"] <= 0.02 + 1e-12]
+    chosen_fps = r["fps_after"]
+    assert all(b["fps"] <= chosen_fps for b in ok)
+    assert all(acc0 - b["accuracy_val_final"] > 0.02 for b in tried.values() if b["fps"] > chosen_fps)
+    assert acc0 - r["accuracy_val"]["after"] <= 0.02 + 1e-12
+    assert layer_channels(m)["c1"] == r["channels_after"]["c1"]
+    if chosen_fps > r["fps_before"]:
+        step = next(b for b in tried.values() if b["fps"] == chosen_fps)
+        assert r["accuracy_val"]["after"] == step["accuracy_val_final"]
+        assert r["extra_epochs"] == pytest.approx(step["step"] * 0.1 + 0.5)
