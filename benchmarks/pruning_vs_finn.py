@@ -15,13 +15,20 @@ Pynq-Z2 at 100 MHz.
    against FINN's default limits LUT 0.7 / BRAM, DSP 0.8; accuracy on the test split):
    unpruned + SetFolding best fit (a scan of ``target_fps``: coarse, then a fine linear scan around the best),
    unpruned + ours (``hapfpga.folding.optimise``), hardware-aware pruning (greedy, ``target: max_fps`` within
-   ``--max-drop`` of the baseline's validation accuracy) + ours and + SetFolding, uniform pruning (the keep ratio
-   whose predicted FPS matches the hardware-aware arm) + ours and + SetFolding, mixed precision (``bits: [2, 1]``)
-   + pruning + ours.
-4. **Equal training**: each pruned arm's extra training (greedy steps × step fine-tune + final fine-tune) is
-   reported; the uniform arm gets the hardware-aware arm's budget in one fine-tune; the reference for the
-   accuracy drop is the converged unpruned model fine-tuned for the largest extra budget of any arm (so no arm
-   gets more training than the model it is compared with).
+   ``--max-drop`` of the baseline's validation accuracy, FPS predicted in the fold stage's own knob space) + ours
+   and + SetFolding, uniform pruning (the keep ratio whose predicted FPS matches the hardware-aware arm) + ours
+   and + SetFolding, mixed precision (``bits: [2, 1]``) + pruning + ours.
+   The search (``target: max_fps``): each greedy step is fine-tuned ``--step-finetune`` epochs and the search
+   goes on while the step's validation drop is within ``--step-drop`` (looser than the rule, so it can walk past
+   steps a longer fine-tune recovers); then it backtracks: the fastest step of its trajectory, then a bisection,
+   each fine-tuned ``--finetune-epochs``, until the fastest one whose validation drop meets ``--max-drop``.
+4. **One fine-tune procedure, equal training**: every fine-tune (search steps, final, uniform arm, reference) is
+   Adam from ``--ft-lr`` on a per-batch cosine schedule with the best-on-validation weights kept (the starting
+   weights included, so fine-tuning a converged model cannot make it worse on validation), distilling from the
+   unpruned model with ``--distill`` (off by default). Each pruned arm's extra training (the chosen model's own
+   greedy steps × step fine-tune + its final fine-tune) is reported; the uniform arm gets the hardware-aware arm's
+   budget in one fine-tune; the reference for the accuracy drop is the converged unpruned model fine-tuned for
+   the largest extra budget of any arm (so no arm gets more training than the model it is compared with).
 5. **Caches** (``--cache``, default ``runs/bench_cache/pruning_vs_finn``): one file per result, named by a hash of
    everything that produced it (model, data, split, epochs, seed, flags, the ONNX file's bytes for FINN results,
    and the source of the hapfpga modules involved); ``--smoke`` uses a throw-away cache.
@@ -267,7 +274,8 @@ def prune_cfg(args, bits: bool) -> dict:
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
         "predictor_space": "full",  # the fold stage's space: the search optimises the bottleneck our fold sees
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
-        "finetune_epochs": args.finetune_epochs, "sensitivity": False, "folding_time_limit": 10.0,
+        "finetune_epochs": args.finetune_epochs, "sensitivity": False,
+        "folding_time_limit": args.fold_time,
         "val_fraction": args.val_fraction, "step_accuracy_drop": args.step_drop, "backtrack": True,
         **ft_settings(args),
     }
@@ -294,6 +302,10 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
     from hapfpga.pruning.stage import run_pruning_stage
 
     cfg = prune_cfg(args, bits=name == "mixed")
+    finn_dir, hw_finn = work / name / "pruning" / "finn", work / "hw" / "pruning" / "finn"
+    if name != "hw" and hw_finn.is_dir() and not finn_dir.exists():  # the same unpruned model's FINN conversion
+        finn_dir.parent.mkdir(parents=True, exist_ok=True)
+        finn_dir.symlink_to(hw_finn.resolve(), target_is_directory=True)
 
     def make():
         pruned, rep = run_pruning_stage(cfg, model, data, board, work / name, clock_mhz=100.0, seed=seed,
@@ -506,8 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
     ap.add_argument("--ft-lr", type=float, default=5e-4,
                     help="fine-tune learning rate (Adam, cosine per batch; the baseline ends at 1.25e-4-5e-4)")
-    ap.add_argument("--step-drop", type=float, default=0.03,
+    ap.add_argument("--step-drop", type=float, default=0.08,
                     help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
+    ap.add_argument("--fold-time", type=float, default=None,
+                    help="seconds per folding solve inside the search's FPS predictor (default 10, quick 3)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,
@@ -518,8 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
     args.patience = args.patience or (3 if q else 4)
-    args.max_steps = args.max_steps or (1 if args.smoke else 8 if q else 25)
+    args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
     args.candidate_steps = args.candidate_steps or (3 if q else 6)
+    args.fold_time = args.fold_time or (3.0 if q else 10.0)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
