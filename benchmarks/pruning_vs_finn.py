@@ -335,7 +335,7 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
     # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
     hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
-                                  time_limit=10.0, space=prune_cfg(args, bits=False)["predictor_space"])
+                                  time_limit=args.fold_time, space=prune_cfg(args, bits=False)["predictor_space"])
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -414,7 +414,8 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
             submit("hw+setfolding", pm, max(400.0, rep["fps_after"] / 4))
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
     ft_key = ft_settings(args)
-    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key},
+    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key,
+                                              "fold_time": args.fold_time},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
     arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-drop", type=float, default=0.08,
                     help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
     ap.add_argument("--fold-time", type=float, default=None,
-                    help="seconds per folding solve inside the search's FPS predictor (default 10, quick 3)")
+                    help="seconds per folding solve inside the search's FPS predictor (default 10, quick 2)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,
@@ -534,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args.patience = args.patience or (3 if q else 4)
     args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
     args.candidate_steps = args.candidate_steps or (3 if q else 6)
-    args.fold_time = args.fold_time or (3.0 if q else 10.0)
+    args.fold_time = args.fold_time or (2.0 if q else 10.0)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
