@@ -94,8 +94,21 @@ def _fifo(r: random.Random) -> dict:
             "ram_style": r.choice(["auto", "srl", "distributed", "block"])}
 
 
+#: hand-picked MVAU_rtl weight memories where FINN-R's RAMB18 table and Yosys's memory_libmap part ways (the
+#: byte-padded word: 36 -> 40 bits, 18 -> 24 bits deep; hapfpga/estimate/bram_map.py), appended to the sweep
+RULE_CONFIGS: tuple[tuple[str, dict], ...] = (
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 12, "mh": 2, "pe": 1, "simd": 6, "wdt": "INT6", "idt": "UINT4",
+                 "n_vectors": 1, "narrow": True, "ram_style": "block", "seed": 900}),
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 96, "mh": 32, "pe": 1, "simd": 3, "wdt": "INT6", "idt": "UINT4",
+                 "n_vectors": 1, "narrow": True, "ram_style": "block", "seed": 901}),
+    ("zcu104", {"kind": "MVAU_rtl", "mw": 12, "mh": 4, "pe": 1, "simd": 6, "wdt": "INT6", "idt": "INT4",
+                "n_vectors": 1, "narrow": False, "ram_style": "block", "seed": 902}),
+)
+
+
 def configs(n: int, seed: int) -> list[tuple[str, dict]]:
-    """``n`` random legal (board, configuration) pairs, every kind represented in fixed proportions."""
+    """``n`` random legal (board, configuration) pairs, every kind represented in fixed proportions, then
+    :data:`RULE_CONFIGS`."""
     r = random.Random(seed)
     kinds = (["mvau"] * 7 + ["thr"] * 3 + ["swg"] * 3 + ["fmp"] * 2 + ["dwc"] * 2 + ["fifo"] * 3)
     out = []
@@ -110,7 +123,7 @@ def configs(n: int, seed: int) -> list[tuple[str, dict]]:
             cfg = {"thr": _thr, "swg": _swg, "fmp": _fmp, "dwc": _dwc, "fifo": _fifo}[k](r)
         cfg["seed"] = seed * 1000 + i
         out.append((board, cfg))
-    return out
+    return out + [(b, dict(c)) for b, c in RULE_CONFIGS]
 
 
 def _job(board_key: str, cfg: dict):

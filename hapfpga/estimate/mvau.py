@@ -113,7 +113,12 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
       :func:`~hapfpga.estimate.rtl_luts.lutram_xc7`; UltraScale+: FINN-R's LUTRAM term P*Q*W*ceil(WMEM/64)).
     - ``ram_style=auto`` weights of at most 64 words go to LUTRAM, not BRAM (what Yosys's memory mapper picks:
       a RAM64M column is cheaper than a RAMB18 up to 64 words; FINN counts BRAM).
+    - BRAM18 of block weights (deviation ``rtl-mvu-bram``): the memory ``memstream.sv`` infers is
+      ``get_instream_width_padded(1)`` = PE*SIMD*W rounded up to whole bytes wide (``hwcustomop.py``
+      ``generate_hdl_memstream``), packed as Yosys's ``memory_libmap`` packs it
+      (:func:`~hapfpga.estimate.bram_map.yosys_bram18`); FINN-R's table uses the unpadded width.
     """
+    from .bram_map import yosys_bram18
     from .rtl_luts import lutram_xc7, mvu_rtl_luts
 
     W, A = bits(layer.wdt), bits(layer.idt)
@@ -133,6 +138,8 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
     if decoupled and ram_style == "auto" and wmem <= 64:
         bram = 0
         ram_style = "distributed"
+    if decoupled and bram and not ctx.dsp58:  # memstream's WIDTH is the byte-padded weight word
+        bram = yosys_bram18(wmem, 8 * math.ceil(pe * simd * W / 8), "xc7" if ctx.dsp48e1 else "xcup")
     if decoupled and ram_style == "distributed":
         lut += lutram_xc7(wmem, pe * simd * W) if ctx.dsp48e1 else pe * simd * W * math.ceil(wmem / 64)
     sf = layer.mw // simd
