@@ -51,7 +51,7 @@ def yosys_bram18(depth: int, width: int, family: str = "xc7", has_write_port: bo
         if family not in families:
             continue
         for i, unit in enumerate(widths):
-            byte = 1 if not has_write_port else (unit if _BYTE > unit else _BYTE)
+            byte = 1 if not has_write_port else (unit if unit < _BYTE else _BYTE)
             padded = math.ceil(width / byte) * byte
             rows = 2 ** (abits - i)
             mult_a = math.ceil(depth / rows)

@@ -26,7 +26,7 @@ def test_mvau_rtl_36_bit_weights_take_what_yosys_maps_not_finns_one_ramb18(synth
     assert counts.bram18 == 2, counts.cells  # one RAMB36E1
     assert row.ours == 2 and row.finn == 1
     spec = next(s for s in layers_from_model(model) if s.name == node.name)
-    assert estimate_layer(spec, board=board, finn_compat=True).resources.BRAM_18K == row.finn
+    assert row.finn == estimate_layer(spec, board=board, finn_compat=True).resources.BRAM_18K
 
 
 def test_libmap_packing_rule_on_the_widths_that_differ_from_finn_r():
