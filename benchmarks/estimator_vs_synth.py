@@ -191,14 +191,16 @@ def main() -> int:
     ap.add_argument("--export-jobs", default=None, help="write the uncached Yosys jobs here and stop")
     ap.add_argument("--import-results", default=None, help="cache results of run_yosys_jobs.py from here first")
     ap.add_argument("--cached-only", action="store_true", help="report only configurations already synthesised")
+    ap.add_argument("--kinds", nargs="+", default=None, help="only these FINN op types (e.g. Thresholding_rtl)")
     args = ap.parse_args()
+    cfgs = [(b, c) for b, c in configs(args.n, args.seed) if args.kinds is None or c["kind"] in args.kinds]
     if args.export_jobs or args.import_results:
-        export_or_import(configs(args.n, args.seed), args.export_jobs, args.import_results)
+        export_or_import(cfgs, args.export_jobs, args.import_results)
         if args.export_jobs:
             return 0
     t0 = time.time()
     rows, failed = [], []
-    for i, (board, cfg) in enumerate(configs(args.n, args.seed)):
+    for i, (board, cfg) in enumerate(cfgs):
         if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
             print(f"stopping after {i} configurations (--max-minutes {args.max_minutes})", flush=True)
             break
