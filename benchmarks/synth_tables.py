@@ -21,6 +21,7 @@ Last line: ``synth_tables <model> layers_synthesised <k>/<n> lut_total_ours_over
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -54,15 +55,18 @@ def _cnv_qonnx(work: Path) -> Path:
 
 
 def prepare(qonnx: Path, folding: Path | None, board, work: Path):
-    """The prepared FINN graph (RTL layers, DWCs, FIFOs, HDL); reused from ``work`` when already there."""
+    """The prepared FINN graph (RTL layers, DWCs, FIFOs, HDL); reused from ``work`` when prepared there from
+    the same model and folding bytes."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from hapfpga.finn.shim import ensure_finn
     from hapfpga.rtlsim.prepare import folding_for_rtl, prepare_design
 
     ensure_finn()
-    done = work / "rtlsim_model.onnx"
-    if not done.is_file():
+    done, stamp = work / "rtlsim_model.onnx", work / "prepared_from.json"
+    fold_text = json.dumps(json.loads(folding.read_text()), sort_keys=True) if folding is not None else ""
+    h = hashlib.sha256(qonnx.read_bytes() + fold_text.encode()).hexdigest()
+    if not done.is_file() or not stamp.is_file() or json.loads(stamp.read_text()).get("sha256") != h:
         fold_file = None
         if folding is not None:
             fold_file = work / "folding_rtl.json"
@@ -70,6 +74,7 @@ def prepare(qonnx: Path, folding: Path | None, board, work: Path):
         t0 = time.perf_counter()
         prepare_design(qonnx, work, finn_board=board.finn_board, fpgapart=board.part,
                        clock_mhz=float(board.clock_mhz), folding_config_file=fold_file)
+        stamp.write_text(json.dumps({"sha256": h, "qonnx": str(qonnx), "folding": str(folding)}))
         print(f"FINN prepared the design in {time.perf_counter() - t0:.0f} s", flush=True)
     return ModelWrapper(str(done))
 
