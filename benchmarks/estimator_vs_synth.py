@@ -103,6 +103,12 @@ RULE_CONFIGS: tuple[tuple[str, dict], ...] = (
                  "n_vectors": 1, "narrow": True, "ram_style": "block", "seed": 901}),
     ("zcu104", {"kind": "MVAU_rtl", "mw": 12, "mh": 4, "pe": 1, "simd": 6, "wdt": "INT6", "idt": "INT4",
                 "n_vectors": 1, "narrow": False, "ram_style": "block", "seed": 902}),
+    # ram_style=auto on 7-series: 72 x 48-bit weights go to LUTRAM (CNV's first layer), a 128 x 32-bit replay
+    # buffer to a RAMB18 (memory_libmap's cheapest kind; bram_map.yosys_memory_kind)
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 27, "mh": 64, "pe": 8, "simd": 3, "wdt": "INT2", "idt": "UINT8",
+                 "n_vectors": 1, "narrow": True, "ram_style": "auto", "seed": 903}),
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 1152, "mh": 2, "pe": 1, "simd": 16, "wdt": "INT2", "idt": "UINT2",
+                 "n_vectors": 1, "narrow": True, "ram_style": "auto", "seed": 904}),
 )
 
 

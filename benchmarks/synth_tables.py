@@ -173,6 +173,17 @@ def markdown(section: dict) -> str:
         name = r["name"] + (f" ({r['note'].split(':')[0]})" if r.get("note") else "")
         lines.append(line(name, r, r.get("yosys_seconds")))
     lines.append(line("**total**", section["total"], section["yosys_seconds"]))
+    done = [r for r in section["layers"] if r["LUT"]["yosys"] is not None]
+    if len(done) < len(section["layers"]):  # the same sums over the synthesised layers only
+        tot = {}
+        for k in ("LUT", "LUTRAM", "FF", "BRAM18", "DSP"):
+            v = {w: (None if any(r[k][w] is None for r in done) else sum(r[k][w] for r in done))
+                 for w in ("ours", "finn", "yosys")}
+            v["ours_over_yosys"] = None if v["ours"] is None or not v["yosys"] else v["ours"] / v["yosys"]
+            v["finn_over_yosys"] = None if v["finn"] is None or not v["yosys"] else v["finn"] / v["yosys"]
+            tot[k] = v
+        lines.append(line(f"**total of the {len(done)} synthesised layers**", tot,
+                          sum(r.get("yosys_seconds") or 0 for r in done)))
     w = section.get("whole")
     if w:
         lines.append(f"| **stitched top** | – / – / {w['lut_total']:,} ({w['lutram']:,}) | | {w['ff']:,} | "
