@@ -6,7 +6,8 @@ Pynq-Z2 at 100 MHz, or ``--qonnx`` any QONNX export such as the demo's ``final.q
 with ours (the RTL-MVAU DSP packing rule, the memory_libmap BRAM rule, the structural LUT models). Prints the
 per-layer PE/SIMD/ram_style differences and judges both designs the same ways: FINN's per-node estimates and
 cycles (``node_res_estimation`` / ``get_exp_cycles`` on the prepared design, the numbers FINN's estimate report
-sums), our estimate, and Yosys (``synth_tables.py``'s content-keyed cache; rows not synthesised say so).
+sums, over the compute layers as that report does), our estimate (the same layers; and over all RTL layers,
+FIFOs and width converters included, next to Yosys), and Yosys (``synth_tables.py``'s content-keyed cache; rows not synthesised say so).
 
 Usage: ``.venv/bin/python benchmarks/folding_compat_vs_corrected.py [--qonnx M --name demo] [--synth]``
 (``--synth``: also synthesise every RTL layer of both designs, one Yosys process at a time).
@@ -72,8 +73,10 @@ def summary(sec: dict) -> dict:
         out[who] = {k: sum(r[k][who] or 0 for r in compute) for k in ("LUT", "BRAM18", "DSP")}
     done = [r for r in rtl if r["LUT"]["yosys"] is not None]
     out["yosys_layers"] = f"{len(done)}/{len(rtl)}"
-    out["yosys"] = ({k: sum(r[k]["yosys"] for r in done) for k in ("LUT", "BRAM18", "DSP")}
-                    if len(done) == len(rtl) else None)
+    full = len(done) == len(rtl)
+    for who in ("yosys", "ours_rtl"):  # the same RTL layers (FIFOs and width converters included) both ways
+        key = "yosys" if who == "yosys" else "ours"
+        out[who] = {k: sum(r[k][key] for r in done) for k in ("LUT", "BRAM18", "DSP")} if full else None
     return out
 
 
@@ -97,14 +100,15 @@ def main() -> int:
     for label, f in (("compat", compat), ("ours", ours)):
         rows[label] = summary(judge(f"{a.name}-{label}", qonnx, f, board, a.synth))
     b = board.budget
-    print("\n| costs | FPS (FINN cycles) | bottleneck | LUT / BRAM18 / DSP by FINN | by ours | by Yosys "
-          "(RTL layers) |\n|---|---|---|---|---|---|")
+    print("\n| costs | FPS (FINN cycles) | bottleneck | LUT / BRAM18 / DSP, compute layers: by FINN | by ours | "
+          "all RTL layers: by ours | by Yosys |\n|---|---|---|---|---|---|---|")
+
+    def trio(d: dict | None) -> str:
+        return "–" if d is None else f"{d['LUT']:,.0f} / {d['BRAM18']:,.0f} / {d['DSP']:,.0f}"
+
     for label, r in rows.items():
-        f, o, y = r["finn"], r["ours"], r["yosys"]
-        ys = "–" if y is None else f"{y['LUT']:,.0f} / {y['BRAM18']:,.0f} / {y['DSP']:,.0f}"
-        print(f"| {label} | {r['finn_fps']:,.0f} | {r['bottleneck']} | {f['LUT']:,.0f} / {f['BRAM18']:,.0f} / "
-              f"{f['DSP']:,.0f} | {o['LUT']:,.0f} / {o['BRAM18']:,.0f} / {o['DSP']:,.0f} | {ys} "
-              f"({r['yosys_layers']} synthesised) |")
+        print(f"| {label} | {r['finn_fps']:,.0f} | {r['bottleneck']} | {trio(r['finn'])} | {trio(r['ours'])} | "
+              f"{trio(r['ours_rtl'])} | {trio(r['yosys'])} ({r['yosys_layers']} synthesised) |")
     print(f"budget (Pynq-Z2 utilisation limits): LUT {b.LUT:,.0f}, BRAM18 {b.BRAM_18K:,.0f}, DSP {b.DSP:,.0f}")
     print(f"folding_compat_vs_corrected {a.name} fps_ours_over_compat "
           f"{rows['ours']['finn_fps'] / rows['compat']['finn_fps']:.3f} (FINN's cycle estimate)")
