@@ -94,8 +94,27 @@ def _fifo(r: random.Random) -> dict:
             "ram_style": r.choice(["auto", "srl", "distributed", "block"])}
 
 
+#: hand-picked MVAU_rtl weight memories where FINN-R's RAMB18 table and Yosys's memory_libmap part ways (the
+#: byte-padded word: 36 -> 40 bits, 18 -> 24 bits deep; hapfpga/estimate/bram_map.py), appended to the sweep
+RULE_CONFIGS: tuple[tuple[str, dict], ...] = (
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 12, "mh": 2, "pe": 1, "simd": 6, "wdt": "INT6", "idt": "UINT4",
+                 "n_vectors": 1, "narrow": True, "ram_style": "block", "seed": 900}),
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 96, "mh": 32, "pe": 1, "simd": 3, "wdt": "INT6", "idt": "UINT4",
+                 "n_vectors": 1, "narrow": True, "ram_style": "block", "seed": 901}),
+    ("zcu104", {"kind": "MVAU_rtl", "mw": 12, "mh": 4, "pe": 1, "simd": 6, "wdt": "INT6", "idt": "INT4",
+                "n_vectors": 1, "narrow": False, "ram_style": "block", "seed": 902}),
+    # ram_style=auto on 7-series: 72 x 48-bit weights go to LUTRAM (CNV's first layer), a 128 x 32-bit replay
+    # buffer to a RAMB18 (memory_libmap's cheapest kind; bram_map.yosys_memory_kind)
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 27, "mh": 64, "pe": 8, "simd": 3, "wdt": "INT2", "idt": "UINT8",
+                 "n_vectors": 1, "narrow": True, "ram_style": "auto", "seed": 903}),
+    ("pynq-z2", {"kind": "MVAU_rtl", "mw": 1152, "mh": 2, "pe": 1, "simd": 16, "wdt": "INT2", "idt": "UINT2",
+                 "n_vectors": 1, "narrow": True, "ram_style": "auto", "seed": 904}),
+)
+
+
 def configs(n: int, seed: int) -> list[tuple[str, dict]]:
-    """``n`` random legal (board, configuration) pairs, every kind represented in fixed proportions."""
+    """``n`` random legal (board, configuration) pairs, every kind represented in fixed proportions, then
+    :data:`RULE_CONFIGS`."""
     r = random.Random(seed)
     kinds = (["mvau"] * 7 + ["thr"] * 3 + ["swg"] * 3 + ["fmp"] * 2 + ["dwc"] * 2 + ["fifo"] * 3)
     out = []
@@ -110,7 +129,7 @@ def configs(n: int, seed: int) -> list[tuple[str, dict]]:
             cfg = {"thr": _thr, "swg": _swg, "fmp": _fmp, "dwc": _dwc, "fifo": _fifo}[k](r)
         cfg["seed"] = seed * 1000 + i
         out.append((board, cfg))
-    return out
+    return out + [(b, dict(c)) for b, c in RULE_CONFIGS]
 
 
 def _job(board_key: str, cfg: dict):
@@ -178,14 +197,16 @@ def main() -> int:
     ap.add_argument("--export-jobs", default=None, help="write the uncached Yosys jobs here and stop")
     ap.add_argument("--import-results", default=None, help="cache results of run_yosys_jobs.py from here first")
     ap.add_argument("--cached-only", action="store_true", help="report only configurations already synthesised")
+    ap.add_argument("--kinds", nargs="+", default=None, help="only these FINN op types (e.g. Thresholding_rtl)")
     args = ap.parse_args()
+    cfgs = [(b, c) for b, c in configs(args.n, args.seed) if args.kinds is None or c["kind"] in args.kinds]
     if args.export_jobs or args.import_results:
-        export_or_import(configs(args.n, args.seed), args.export_jobs, args.import_results)
+        export_or_import(cfgs, args.export_jobs, args.import_results)
         if args.export_jobs:
             return 0
     t0 = time.time()
     rows, failed = [], []
-    for i, (board, cfg) in enumerate(configs(args.n, args.seed)):
+    for i, (board, cfg) in enumerate(cfgs):
         if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
             print(f"stopping after {i} configurations (--max-minutes {args.max_minutes})", flush=True)
             break

@@ -455,10 +455,29 @@ def _pruning_section(prun: Any, model: Mapping[str, Any], fold: Mapping[str, Any
         if prun.get("channels_before"):
             parts.append(_img(_plot_channels(prun["channels_before"], prun.get("channels_after")),
                               "channels before and after pruning"))
+        parts += _bits_section(prun.get("bits_before"), prun.get("bits_after"))
     elif model.get("channels"):
         parts.append("<h2>Channels</h2>")
         parts.append(_img(_plot_channels(model["channels"], None), "channels per layer"))
     return parts
+
+
+def _bits_section(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
+    """Per-layer weight and activation bits before → after a mixed-precision search (changed rows marked)."""
+    if not before:
+        return []
+
+    def cell(b: Mapping[str, Any], a: Mapping[str, Any], key: str) -> str:
+        x, y = b.get(key), a.get(key)
+        return "–" if x is None else (f"{x}" if x == y else f"{x} → {y}")
+
+    rows = []
+    for name, b in before.items():
+        a = (after or {}).get(name, b)
+        changed = b != a
+        rows.append([name, cell(b, a, "weight"), cell(b, a, "act"), "lowered" if changed else ""])
+    return ["<h3>Bits per layer (mixed precision)</h3>",
+            _table(["layer", "weight bits", "activation bits", ""], rows)]
 
 
 def _verification_and_folding_sections(ver: Mapping[str, Any], fold: Mapping[str, Any]) -> list[str]:

@@ -132,10 +132,10 @@ def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
 
     For timing the estimator cold (``benchmarks/estimator_speed.py``): a new folding then pays every formula.
     """
-    from . import dtypes, infra, thresholding
+    from . import bram_map, dtypes, infra, thresholding
 
     for layer in layers:
         layer.__dict__.pop("_memo", None)
     for fn in (ctx_for, infra.fifo_cost, infra._edge_costs, infra._bram18_plan, thresholding.memutil_best,
-               dtypes._parse):
+               dtypes._parse, bram_map.yosys_bram18, bram_map.yosys_memory_kind):
         fn.cache_clear()

@@ -113,7 +113,15 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
       :func:`~hapfpga.estimate.rtl_luts.lutram_xc7`; UltraScale+: FINN-R's LUTRAM term P*Q*W*ceil(WMEM/64)).
     - ``ram_style=auto`` weights of at most 64 words go to LUTRAM, not BRAM (what Yosys's memory mapper picks:
       a RAM64M column is cheaper than a RAMB18 up to 64 words; FINN counts BRAM).
+    - BRAM18 of block weights (deviation ``rtl-mvu-bram``): the memory ``memstream.sv`` infers is
+      ``get_instream_width_padded(1)`` = PE*SIMD*W rounded up to whole bytes wide (``hwcustomop.py``
+      ``generate_hdl_memstream``), packed as Yosys's ``memory_libmap`` packs it
+      (:func:`~hapfpga.estimate.bram_map.yosys_bram18`); FINN-R's table uses the unpadded width. On 7-series
+      the kind (block, distributed) of an ``auto`` weight memory and of the ``replay_buffer`` (2**clog2(SF)
+      words of SIMD*A bits, present when NF > 1) is memory_libmap's cheapest
+      (:func:`~hapfpga.estimate.bram_map.yosys_memory_kind`); on UltraScale+ the 64-word rule above.
     """
+    from .bram_map import yosys_bram18, yosys_memory_kind
     from .rtl_luts import lutram_xc7, mvu_rtl_luts
 
     W, A = bits(layer.wdt), bits(layer.idt)
@@ -130,14 +138,23 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
     decoupled = mem_mode == "internal_decoupled"
     lut = mvu_rtl_luts(pe, simd, layer.mw, layer.mh, W, A, accu, narrow, lanes, a_width, decoupled)
     wmem = layer.mw * layer.mh // (pe * simd)
-    if decoupled and ram_style == "auto" and wmem <= 64:
+    padded = 8 * math.ceil(pe * simd * W / 8)  # memstream's WIDTH: the byte-padded weight word
+    if decoupled and ctx.dsp48e1 and ram_style in ("auto", "block", "distributed"):
+        kind, bram = yosys_memory_kind(wmem, padded, True, ram_style)  # 7-series: memory_libmap's choice
+        ram_style = "block" if kind == "block" else "distributed"
+    elif decoupled and ram_style == "auto" and wmem <= 64:
         bram = 0
         ram_style = "distributed"
+    elif decoupled and bram and not ctx.dsp58:
+        bram = yosys_bram18(wmem, padded, "xc7" if ctx.dsp48e1 else "xcup")
     if decoupled and ram_style == "distributed":
         lut += lutram_xc7(wmem, pe * simd * W) if ctx.dsp48e1 else pe * simd * W * math.ceil(wmem / 64)
-    sf = layer.mw // simd
-    if sf > 1:
-        lut += lutram_xc7(2 ** (sf - 1).bit_length(), simd * A)
+    sf, nf = layer.mw // simd, layer.mh // pe
+    if sf > 1 and nf > 1:  # replay_buffer.sv holds 2**clog2(SF) x SIMD*A only when it replays (REP = NF > 1)
+        rows = 2 ** (sf - 1).bit_length()
+        kind, rb = yosys_memory_kind(rows, simd * A, False) if ctx.dsp48e1 else ("distributed", 0)
+        bram += rb
+        lut += lutram_xc7(rows, simd * A) if kind != "block" else 0
     return int(lut), int(bram), int(dsp)
 
 

@@ -134,3 +134,31 @@ def swg_rtl_luts(loops: tuple[int, ...], depth: int, parallel: bool) -> int:
     cnt = sum(2 * _clog2(max(n, 2)) for n in loops)
     addr = (1 if parallel else 3) * 2 * _clog2(max(depth, 2))
     return int(cnt + addr + 40)
+
+
+def thresholding_rtl_luts(pe: int, cf: int, n_thresholds: int, wt: int, rom_stages: tuple[int, ...],
+                          deep_pipeline: bool = True) -> int:
+    """LUTs of ``thresholding.sv`` (finn-plus 1.6.1, wrapped by ``thresholding_axi.sv`` with K = WT) with its
+    threshold memories held as logic.
+
+    The binary search has M = clog2(N+1) stages per PE. Stage s reads a CF*2**s-word x WT-bit threshold memory
+    (``blkThresh``: ROM data from ``$readmemh``, a registered read) and compares it with the input
+    (``$signed(Thresh) <= $signed(P.val)``): a WT-bit magnitude comparator on the carry chain, one LUT per two
+    bits, plus one LUT for ``Scope && cmp`` into the pointer. ROM stages listed in ``rom_stages`` (their memory
+    in LUTs) add WT * ceil(depth/64) LUTs (a LUT6 per bit per 64 words) when they have at least 8 words; a
+    column of a ROM of at most 4 words is a function of at most two address bits that synthesis folds into the
+    neighbouring logic (counted 0). The output queue ``blkStreamOutput`` reads one of A_DEPTH =
+    (DEEP_PIPELINE+1)*M + 2 entries of PE*M bits (an A_DEPTH:1 mux per bit); control: the channel counter
+    ``CnlCnt``, the credit counter ``GuardSem`` and the queue pointer ``APtr``, 2 LUTs per counter bit.
+    """
+    m = _clog2(n_thresholds + 1)
+    compare = pe * m * (math.ceil(wt / 2) + 1)
+    rom = 0
+    for s in rom_stages:
+        depth = cf * 2**s
+        if _clog2(depth) >= 3:
+            rom += pe * wt * math.ceil(depth / 64)
+    a_depth = (int(deep_pipeline) + 1) * m + 2
+    queue = pe * m * mux_luts(a_depth)
+    ctrl = 2 * (_clog2(cf) + _clog2(a_depth + 1) + 1 + _clog2(a_depth) + 1)
+    return int(compare + rom + queue + ctrl)

@@ -14,6 +14,7 @@ from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
 from .layers import Thresholding
+from .rtl_luts import thresholding_rtl_luts
 
 __all__ = ["thresholding_cost", "MEM_PRIMITIVES", "memutil_best"]
 
@@ -51,8 +52,11 @@ def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[st
     return best[0], best[1]
 
 
-def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ctx: Ctx) -> dict[str, int]:
-    """Thresholding_rtl memory per FINN: one memory per output bit (binary search stage) per PE."""
+def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ctx: Ctx,
+                lut_stages: list[int] | None = None) -> dict[str, int]:
+    """Thresholding_rtl memory per FINN: one memory per output bit (binary search stage) per PE.
+
+    ``lut_stages``, when given, receives the indices of the stages whose memory FINN places in LUTRAM."""
     wbits, obits = bits(layer.tdt), bits(layer.odt)
     cf = layer.channels / pe
     if layer.uniform_thres:
@@ -64,7 +68,7 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
         names_all = tuple(n for n in names_all if not n.startswith("URAM"))
     out: dict[str, int] = {}
-    for width, depth in geoms:
+    for stage, (width, depth) in enumerate(geoms):
         names = names_all
         if trig_bram != 0 or trig_uram != 0:
             if trig_bram <= depth < trig_uram:
@@ -76,6 +80,8 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         prim, count = memutil_best(width, depth, names)
         key = "BRAM" if prim.startswith("BRAM") else prim.split("_")[0]
         out[key] = out.get(key, 0) + pe * count
+        if key == "LUTRAM" and lut_stages is not None:
+            lut_stages.append(stage)
     return out
 
 
@@ -87,9 +93,11 @@ def thresholding_cost(layer: Thresholding, f: LayerFolding, ctx: Ctx) -> tuple[R
       BRAM ceil(width/16)*ceil(TMEM/1024) for block; URAM ceil(width/72)*ceil(TMEM/4096) for ultra
       (``Thresholding_hls``).
     - rtl: FINN counts, per PE and per output bit, the least-waste primitive of memutil.py; its LUT
-      estimate is only the LUTRAM count. Unless ``ctx.finn_compat`` we add the comparator LUTs of
-      the binary-search pipeline of finn-rtllib ``thresholding.sv`` (one Wt-bit compare per output bit
-      per PE, ~Wt LUTs each: P * B * Wt) and never place memory in URAM on parts without URAM.
+      estimate is only the LUTRAM count. Unless ``ctx.finn_compat`` we count finn-rtllib ``thresholding.sv``'s
+      structure (:func:`~hapfpga.estimate.rtl_luts.thresholding_rtl_luts`: per PE and binary-search stage a
+      Wt-bit comparator and the stage's threshold ROM as logic, the output queue and counters; checked against
+      Yosys) and never place memory in URAM on parts without URAM. Uniform thresholds (FINN's compressed
+      geometry) keep the older P * B * Wt comparator term on top of FINN's LUTRAM.
     """
     pe = int(knob(f, "pe", 1))
     if layer.channels % pe:
@@ -109,8 +117,11 @@ def thresholding_cost(layer: Thresholding, f: LayerFolding, ctx: Ctx) -> tuple[R
         return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), int(cycles)
     trig_bram = int(knob(f, "depth_trigger_bram", 0))
     trig_uram = int(knob(f, "depth_trigger_uram", 0))
-    mem = _rtl_memory(layer, pe, trig_bram, trig_uram, ctx)
+    lut_stages: list[int] = []
+    mem = _rtl_memory(layer, pe, trig_bram, trig_uram, ctx, lut_stages)
     lut = mem.get("LUTRAM", 0)
-    if not ctx.finn_compat:
+    if not ctx.finn_compat and layer.uniform_thres:
         lut += pe * bits(layer.odt) * bits(layer.tdt)
+    elif not ctx.finn_compat:  # deviation thr-rtl-comparators: the RTL's structure, memories in LUTs as ROM logic
+        lut = thresholding_rtl_luts(pe, tmem, layer.num_steps, bits(layer.tdt), tuple(lut_stages))
     return Resources(LUT=lut, BRAM_18K=mem.get("BRAM", 0), URAM=mem.get("URAM", 0)), int(cycles)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
 import re
 import shutil
 import subprocess
@@ -79,6 +80,20 @@ def test_pruning_sections_from_test_made_search():
            "accuracy": {"final": pts[0]["accuracy"]}}
     imgs = _images(render_report_html(rep))
     assert "accuracy vs FPS Pareto front" in imgs and "channels before and after pruning" in imgs
+
+
+def test_mixed_precision_bits_table_marks_lowered_layers():
+    """report.json's per-layer bits (before/after a mixed-precision search) appear as a table in report.html."""
+    before = {"conv0": {"weight": 2, "act": 2}, "fc0": {"weight": 2, "act": 2}, "fc1": {"weight": 2, "act": None}}
+    after = {"conv0": {"weight": 2, "act": 2}, "fc0": {"weight": 1, "act": 1}, "fc1": {"weight": 1, "act": None}}
+    page = render_report_html({"pruning": {"method": "greedy", "bits": [2, 1], "bits_before": before,
+                                           "bits_after": after}})
+    table = page[page.index("Bits per layer"):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    cells = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in rows]
+    assert cells == [["conv0", "2", "2", ""], ["fc0", "2 → 1", "2 → 1", "lowered"], ["fc1", "2 → 1", "–", "lowered"]]
+    assert "Bits per layer" not in render_report_html({"pruning": {"method": "greedy"}})
 
 
 def test_pareto_front_matches_brute_force():
