@@ -489,9 +489,11 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
               f"{a['accuracy'][0]:>8.2f} ±{a['accuracy'][1]:>5.2f}{a['drop_pts'][0]:>7.2f} ±{a['drop_pts'][1]:>5.2f}"
               f"{a['extra_epochs'][0]:>9.2f} {'yes' if a['fits'] else 'NO'}")
     r = {k: summary["arms"][k]["fps"][0] if k in summary["arms"] else float("nan") for k, _ in ARMS}
+    bits_factor = (f"bits {r['mixed+ours'] / r['hw+ours']:.2f}× (mixed + pruned / pruned, ours)"
+                   if "mixed+ours" in summary["arms"] else "bits not measured (no mixed-precision arm for this model)")
     print(f"where the gain comes from (mean FPS ratios, both sides judged by FINN): folding {r['unpruned+ours'] / r['unpruned+setfolding']:.2f}× "
           f"(unpruned: ours / SetFolding); channels {r['hw+ours'] / r['unpruned+ours']:.2f}× (hw-aware pruned / unpruned, "
-          f"ours); bits {r['mixed+ours'] / r['hw+ours']:.2f}× (mixed + pruned / pruned, ours); pruning under SetFolding "
+          f"ours); {bits_factor}; pruning under SetFolding "
           f"{r['hw+setfolding'] / r['unpruned+setfolding']:.2f}×; hw-aware vs uniform (ours) {r['hw+ours'] / r['uniform+ours']:.2f}×")
     best = summary["best"]
     print(f"accuracy rule: mean drop ≤ {args.rule_pts:g} pt and fits on every seed; best arm: "
