@@ -182,18 +182,21 @@ class _Run:
 
         return _finetune(m, x, y, c, device=self.dev, **kw)
 
-    def tune(self, m: Any, c: Any, **kw: Any) -> tuple[Any, float]:
+    def tune(self, m: Any, c: Any, *, start_accuracy: float | None = None,
+             checkpoint: Path | None = None) -> tuple[Any, float]:
         """Fine-tune ``m`` in place on the fit split; returns it and its validation accuracy. With
-        ``pruning.select_best`` the best-on-validation weights are kept (``hapfpga.train.finetune_best``)."""
+        ``pruning.select_best`` the best-on-validation weights are kept (``hapfpga.train.finetune_best``; its
+        ``start_accuracy`` is the validation accuracy of ``m`` when known); otherwise a plain fine-tune, resumable
+        from ``checkpoint`` when given (selection has no resumable state, so it does not use one)."""
         from ..train import finetune_best
 
         if c.epochs <= 0 and c.max_steps is None:
             return m.eval(), self.evaluate(m, self.x_val, self.y_val)
         if self.cfg.select_best:
             m, sel = finetune_best(m, self.x_fit, self.y_fit, (self.x_val, self.y_val), c, teacher=self.teacher,
-                                   seed=self.seed, device=self.dev, **kw)
+                                   seed=self.seed, device=self.dev, start_accuracy=start_accuracy)
             return m, sel.accuracy
-        self.finetune(m, self.x_fit, self.y_fit, c, teacher=self.teacher, seed=self.seed, **kw)
+        self.finetune(m, self.x_fit, self.y_fit, c, teacher=self.teacher, seed=self.seed, checkpoint=checkpoint)
         return m.eval(), self.evaluate(m, self.x_val, self.y_val)
 
 
@@ -453,12 +456,9 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
     acc_before, params_before, macs_before = baseline
-    if cfg.finetune_epochs > 0 and not run.finetuned:
-        if cfg.select_best:
-            pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft())
-        else:
-            pruned = run.finetune(copy.deepcopy(pruned), run.x_fit, run.y_fit, run.final_ft(), teacher=run.teacher,
-                                  seed=run.seed, checkpoint=run.out_dir / "checkpoints" / "finetune.pt")  # resumable
+    if cfg.finetune_epochs > 0 and not run.finetuned:  # a killed plain fine-tune resumes from its checkpoint
+        pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft(),
+                             checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
     pruned.eval()
     acc_after = run.evaluate(pruned, run.x_test, run.y_test)
     params_after = count_params(pruned)

@@ -170,12 +170,15 @@ def test_nsga2_stage_uses_sqlite_in_run_dir(trained, digits, tmp_path):
     assert layer_channels(m)["c2"] == r["channels_after"]["c2"]
 
 
-def test_max_fps_backtracks_to_the_fastest_step_meeting_the_rule_after_its_final_finetune(trained, digits, tmp_path):
+@pytest.mark.parametrize("select_best", [True, False])
+def test_max_fps_backtracks_to_the_fastest_step_meeting_the_rule_after_its_final_finetune(trained, digits, tmp_path,
+                                                                                          select_best):
     """A loose step tolerance lets the greedy walk far; the final fine-tunes then pick, among the steps they
-    tried, the fastest whose validation drop meets max_accuracy_drop, and the model returned is that one."""
+    tried, the fastest whose validation drop meets max_accuracy_drop, and the model returned is that one (with
+    best-on-validation fine-tunes and with plain ones)."""
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
            "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
-           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3}
+           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "select_best": select_best}
     m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
     acc0 = r["accuracy_val"]["before"]
     tried = {b["step"]: b for b in r["backtrack"]}
