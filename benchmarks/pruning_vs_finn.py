@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
-    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 6)")
+    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 10)")
     ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 3)")
     ap.add_argument("--step-finetune", type=float, default=0.5, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
