@@ -37,21 +37,10 @@ _ORDER = ("MVAU", "ConvolutionInputGenerator")  # biggest kinds first
 
 
 def _cnv_qonnx(work: Path) -> Path:
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
+    """Brevitas' CNV-w2a2 (untrained, seed 0) as cleaned QONNX, exported once into ``work``."""
+    from rtlsim_speed import export  # the benchmarks' one exporter of brevitas_examples models
 
-    path = work / "cnv_2w2a.onnx"
-    if path.exists():
-        return path
-    torch.manual_seed(0)
-    model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
-    model.eval()
-    raw = path.with_suffix(".raw.onnx")
-    export_qonnx(model, torch.randn(1, 3, 32, 32), str(raw))
-    cleanup(str(raw), out_file=str(path))
-    return path
+    return export("cnv_2w2a", (1, 3, 32, 32), work / "cnv_2w2a.onnx")
 
 
 def prepare(qonnx: Path, folding: Path | None, board, work: Path):
