@@ -69,6 +69,9 @@ T0 = time.perf_counter()
 TRAIN_CODE = ("hapfpga/zoo", "hapfpga/quant.py", "hapfpga/data.py", "hapfpga/train.py")
 PRUNE_CODE = (*TRAIN_CODE, "hapfpga/pruning", "hapfpga/folding", "hapfpga/estimate", "hapfpga/finn", "hapfpga/export.py")
 FINN_CODE = ("hapfpga/finn", "hapfpga/folding", "hapfpga/estimate")
+#: ``ours_job`` folds at the board's whole budget (FINN's report is the judge, as for SetFolding), so the search's
+#: FPS predictor folds at it too: no ``folding.margin``
+OURS_MARGIN = 0.0
 
 
 def say(msg: str) -> None:
@@ -184,7 +187,7 @@ def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     layers = load_layers(base.step_models["step_minimize_bit_width"])
     budget = board.budget
     for it in range(6):
-        r = optimise(layers, board, clock_mhz=100.0, budget=budget, estimate=False, time_limit=120)
+        r = optimise(layers, board, clock_mhz=100.0, budget=budget, margin=OURS_MARGIN, estimate=False, time_limit=120)
         fold = work_p / f"ours_folding_{it}.json"
         fold.write_text(r.plan.to_finn_json())
         rep = finn_estimate(run_tail(base.step_models["step_specialize_layers"], work_p / f"ours_{it}",
@@ -309,13 +312,13 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
 
     def make():
         pruned, rep = run_pruning_stage(cfg, model, data, board, work / name, clock_mhz=100.0, seed=seed,
-                                        log=lambda s: say(f"  {name} " + s))
+                                        log=lambda s: say(f"  {name} " + s), margin=OURS_MARGIN)
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
         return pruned, info
 
-    return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg}, make)
+    return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg, "margin": OURS_MARGIN}, make)
 
 
 def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path, teacher):
@@ -335,7 +338,8 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
     # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
     hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
-                                  time_limit=args.fold_time, space=prune_cfg(args, bits=False)["predictor_space"])
+                                  time_limit=args.fold_time, space=prune_cfg(args, bits=False)["predictor_space"],
+                                  margin=OURS_MARGIN)
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -415,7 +419,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
     ft_key = ft_settings(args)
     uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key,
-                                              "fold_time": args.fold_time},
+                                              "fold_time": args.fold_time, "margin": OURS_MARGIN},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
     arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}

@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "UnsupportedLayerError",
     "InfeasibleError",
+    "SolverTimeLimitError",
     "ToolMissingError",
     "VerificationError",
     "USER_ERROR_EXIT",
@@ -48,6 +49,10 @@ class UnsupportedLayerError(HapError):
 
 class InfeasibleError(HapError):
     """No design meets the request (budget or FPS target)."""
+
+
+class SolverTimeLimitError(InfeasibleError):
+    """The folding solver hit its time limit before it found any design: unknown, not proven infeasible."""
 
 
 class ToolMissingError(HapError):

@@ -189,9 +189,13 @@ def optimise_problem(
     *,
     target_fps: float | None = None,
     time_limit: float = 60.0,
+    fps_only: bool = False,
 ) -> tuple[Solution, str, float, float]:
-    """Solve; returns (solution, binding resource, bound FPS, optimal max-fps cycles)."""
-    best = solve_max_fps(problem, time_limit=time_limit)
+    """Solve; returns (solution, binding resource, bound FPS, optimal max-fps cycles).
+
+    ``fps_only``: only the fastest max cycles matter (the pruning search's FPS predictor): the max-fps solve
+    skips the least-utilisation tie-break and the binding resource is not solved for."""
+    best = solve_max_fps(problem, time_limit=time_limit, cheapest=not fps_only)
     if best is None:
         sol, frac, key = solve_min_max_utilisation(problem, time_limit=time_limit)
         raise InfeasibleError(
@@ -201,7 +205,7 @@ def optimise_problem(
             "or prune/quantise the model."
         )
     bound_fps = _fps(clock_mhz, best.bound_cycles)
-    binding = _binding(problem, best, time_limit)
+    binding = "not solved for (fps_only)" if fps_only else _binding(problem, best, time_limit)
     if target_fps is None:
         return best, binding, bound_fps, best.max_cycles
     limit = math.floor(clock_mhz * 1e6 / target_fps)
@@ -287,6 +291,7 @@ def _solve_checked(
     finn_compat: bool,
     infrastructure: bool,
     max_tightenings: int,
+    fps_only: bool = False,
 ) -> tuple[Solution, str, float, FoldingPlan, Any, Resources, list[str]]:
     """Solve, check with ``estimate_network``, tighten the violated resources and re-solve until it fits.
 
@@ -297,7 +302,7 @@ def _solve_checked(
     for _ in range(max_tightenings + 1):
         problem = replace(problem, budget=cur)
         sol, binding, bound_fps, _ = optimise_problem(
-            problem, clock, target_fps=target_fps, time_limit=time_limit
+            problem, clock, target_fps=target_fps, time_limit=time_limit, fps_only=fps_only
         )
         plan = with_skip_fifos(FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units)),
                                layers)
@@ -344,6 +349,7 @@ def optimise(
     max_tightenings: int = 5,
     tie_conv_swg: bool = False,
     margin: float | None = None,
+    fps_only: bool = False,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -356,7 +362,9 @@ def optimise(
     ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``; ``None``: the measured
     estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an explicit ``budget`` is
     taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
-    Raises ``InfeasibleError`` naming the binding resource.
+    ``fps_only``: the FPS is all the caller needs (the pruning search's predictor): the design is one of the
+    fastest rather than the least used of them, and ``binding_resource`` is not solved for (both cost solver
+    time, see ``solver.solve_max_fps``). Raises ``InfeasibleError`` naming the binding resource.
     """
     from .margin import with_margin
 
@@ -379,6 +387,7 @@ def optimise(
     sol, binding, bound_fps, plan, est, cur, notes = _solve_checked(
         problem, layers, board, clock, full_budget, keys, target_fps=target_fps, time_limit=time_limit,
         estimate=estimate, finn_compat=finn_compat, infrastructure=infrastructure, max_tightenings=max_tightenings,
+        fps_only=fps_only,
     )
     if not sol.optimal:
         notes.append("solver stopped at its time limit; bound_fps is the solver's proven bound")

@@ -79,12 +79,17 @@ def build_hw_evaluator(
     workers: int = 0,
     open_simulatable: bool = False,
     base_bits: Mapping[str, int] | None = None,
+    margin: float | None = None,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
     """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
 
     ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
     converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
-    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation.
+    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation. ``margin`` is the
+    fold stage's ``folding.margin`` (``None``: its measured default): the LUTs kept free bind most pruned
+    designs, so a predictor at another margin than the fold's is off by 15-35% (``0`` for a fold at the
+    board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s). Each solve only needs the fastest max
+    cycles (``fps_only``) and is proven optimal (``search._solve_proven``).
     """
     from ..finn.graph import hw_layers_from_qonnx
     from .apply import hw_layer_shapes
@@ -97,7 +102,7 @@ def build_hw_evaluator(
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
     l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
 
-    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False}
+    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False, "fps_only": True, "margin": margin}
     if space == "fast":
         from ..folding.legal import KnobSpace
 
@@ -299,7 +304,8 @@ def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
 
 
 def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: float | None,
-                    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None, open_simulatable: bool) -> _Channels:
+                    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None, open_simulatable: bool,
+                    margin: float | None = None) -> _Channels:
     from .apply import ChannelGraph
     from .importance import make_importance
     from .sensitivity import analyse_sensitivity
@@ -332,6 +338,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: fl
         hw_eval, _, _ = build_hw_evaluator(base, graph, run.input_shape, board, run.out_dir, clock_mhz=clock_mhz,
                                            time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
                                            workers=cfg.predictor_workers, open_simulatable=open_simulatable,
+                                           margin=margin,
                                            base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
@@ -519,6 +526,7 @@ def run_pruning_stage(
     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None = None,
     log: Callable[[str], None] | None = None,
     open_simulatable: bool = False,
+    margin: float | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
@@ -528,7 +536,7 @@ def run_pruning_stage(
     fps`` only, else None), ``pareto`` and ``history``. A missed FPS target is one warning line (``log``, else
     stderr), never a silent return of the unpruned model. ``hw_eval`` overrides the hardware predictor (tests,
     benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
-    the layers FINN builds for it).
+    the layers FINN builds for it), ``margin`` its ``folding.margin`` (the predictor folds at the same budget).
     """
     from .apply import count_macs, count_params
 
@@ -541,7 +549,7 @@ def run_pruning_stage(
     if cfg.method == "unstructured":
         return _run_unstructured(run, report, acc_before, params_before, macs_before)
 
-    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable)
+    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable, margin)
     result: SearchResult | None = None
     if cfg.method == "uniform" or cfg.target == "ratio":
         pruned, counts = _search_uniform(run, ch, report)

@@ -52,7 +52,7 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     model, rep = run_pruning_stage(
         conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, conf.board, ctx.run_dir,
         clock_mhz=conf.clock_mhz, train_cfg=conf.train, seed=conf.seed,
-        open_simulatable=ctx.cfg.folding.open_simulatable,
+        open_simulatable=ctx.cfg.folding.open_simulatable, margin=ctx.cfg.folding.margin,
     )
     out = ctx.path("pruned.pt")
     save_model(model, out)
@@ -66,9 +66,12 @@ def _model_source(ctx: Context) -> str | None:
     return model_source_hash(ctx.cfg.model.name)
 
 
-def _fold_layers(ctx: Context) -> bool:
-    """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``."""
-    return bool(ctx.cfg.folding.open_simulatable)
+def _fold_layers(ctx: Context) -> Any:
+    """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``, folded
+    at the same budget (``folding.margin``)."""
+    f = ctx.cfg.folding
+    # the old key (a bool) while the margin is the default, so existing runs keep their pruned models
+    return bool(f.open_simulatable) if f.margin is None else [bool(f.open_simulatable), float(f.margin)]
 
 
 TRAIN = Stage(
