@@ -19,7 +19,7 @@ from .build import SPECIALIZE_STEPS
 
 __all__ = [
     "load_layers", "layers_from_model", "hw_layers_from_qonnx", "layers_for_model_file", "is_finn_hw_model",
-    "SPECIALIZE_STEPS",
+    "accumulator_contributions", "SPECIALIZE_STEPS",
 ]
 
 
@@ -148,6 +148,37 @@ def load_layers(onnx_path: str | Path) -> list[L.LayerSpec]:
             inner_path = path.parent / inner_path
         model = ModelWrapper(str(inner_path))
     return layers_from_model(model)
+
+
+def accumulator_contributions(onnx_path: str | Path) -> dict[str, tuple[Any, Any]]:
+    """Per MVAU with weights in a FINN HW model, the ``(MW, MH)`` arrays of each weight's contribution to the
+    largest and to the smallest accumulator value: FINN's ``calculate_matvec_accumulator_range`` (which
+    ``MVAU.minimize_accumulator_width`` sets ``accDataType`` from) before its column sums and max/min — each
+    weight times the input data type's max or min, by the weight's sign; bipolar weights as +-1 in XNOR mode."""
+    import numpy as np
+
+    from .shim import ensure_finn
+
+    ensure_finn()
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    model = ModelWrapper(str(onnx_path))
+    out: dict[str, tuple[Any, Any]] = {}
+    for node in model.graph.node:
+        if _kind_and_impl(node.op_type)[0] != "MVAU" or len(node.input) < 2:
+            continue
+        w = model.get_initializer(node.input[1])
+        if w is None:
+            continue
+        inst = getCustomOp(node)
+        if inst.get_nodeattr("binaryXnorMode"):
+            w = 2 * w - 1
+        idt = inst.get_input_datatype(0)
+        w = np.asarray(w, dtype=np.float64)
+        hi, lo = w * np.where(w > 0, idt.max(), idt.min()), w * np.where(w > 0, idt.min(), idt.max())
+        out[node.name] = (hi.astype(np.float32), lo.astype(np.float32))  # small integers: exact
+    return out
 
 
 def _file_hash(path: Path) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InfeasibleError
+from ..errors import ConfigError, InfeasibleError, SolverTimeLimitError
 from ..types import Resources
 
 __all__ = [
@@ -417,8 +417,6 @@ def _solve_proven(optimise: Callable[..., Any], layers: list[Any], state: dict[s
     optimum (a pruned CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read as "does
     not fit"), so a prediction from it misleads the search; a second timeout raises (the fix is a larger
     ``pruning.folding_time_limit``) rather than return an unproven FPS."""
-    from ..errors import SolverTimeLimitError
-
     kw = state["kwargs"]
     call = functools.partial(optimise, layers, state["board"], clock_mhz=state["clock_mhz"])
     try:
@@ -445,13 +443,15 @@ def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callab
     chans, bits = split_knobs(counts)
     b = [int(before[n]) for n in order]
     a = [int(chans.get(l2g.get(n, n), before[n])) for n in order]
-    layers = scale_layers(state["layers"], b, a, state.get("model_layers"))
+    layers = scale_layers(state["layers"], b, a, state.get("model_layers"), state.get("acc"))
     bits0 = state.get("bits0", {})
     changed = {order.index(n): v for n, v in bits.items() if bits0.get(n) != v}
     if changed:
         layers = apply_operand_bits(layers, changed)
     try:
         res = _solve_proven(optimise, layers, state)
+    except SolverTimeLimitError:
+        raise  # not "does not fit": unknown
     except InfeasibleError:
         return HwPoint(0.0, Resources(), False)
     total = res.total
@@ -478,6 +478,7 @@ def make_hw_evaluator(
     workers: int = 0,
     model_layers: Sequence[Any] | None = None,
     base_bits: Mapping[str, int] | None = None,
+    acc_contributions: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> Callable[[Mapping[str, int]], HwPoint]:
     """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
 
@@ -491,6 +492,8 @@ def make_hw_evaluator(
     ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
     specs were converted at, and a knob that differs rewrites the specs' data types
     (:func:`hapfpga.pruning.bits.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
+    ``acc_contributions`` (:func:`hapfpga.finn.graph.accumulator_contributions` of the unpruned conversion)
+    narrows pruned MVAUs' accumulators as FINN does (``plan.scale_layers``).
     """
     if optimise is None:
         from ..folding.optimise import optimise as _opt
@@ -506,6 +509,7 @@ def make_hw_evaluator(
         "kwargs": dict(optimise_kwargs or {}),
         "model_layers": list(model_layers) if model_layers is not None else None,
         "bits0": {k: int(v) for k, v in (base_bits or {}).items()},
+        "acc": dict(acc_contributions or {}),
     }
     cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
     pool: list[Any] = []

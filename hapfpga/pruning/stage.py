@@ -89,9 +89,10 @@ def build_hw_evaluator(
     fold stage's ``folding.margin`` (``None``: its measured default): the LUTs kept free bind most pruned
     designs, so a predictor at another margin than the fold's is off by 15-35% (``0`` for a fold at the
     board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s). Each solve only needs the fastest max
-    cycles (``fps_only``) and is proven optimal (``search._solve_proven``).
+    cycles (``fps_only``) and is proven optimal (``search._solve_proven``); pruned MVAUs get the narrower
+    accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
     """
-    from ..finn.graph import hw_layers_from_qonnx
+    from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
     from .apply import hw_layer_shapes
     from .search import make_hw_evaluator
 
@@ -113,7 +114,7 @@ def build_hw_evaluator(
         kw["cost_fn"] = cost_fn
     hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
                            optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order),
-                           base_bits=base_bits)
+                           base_bits=base_bits, acc_contributions=accumulator_contributions(spec_path))
     return hw, layers, spec_path
 
 

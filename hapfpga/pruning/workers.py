@@ -221,7 +221,8 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     base, st = prob["model"], prob["hw_state"]
     hw = make_hw_evaluator(st["layers"], st["order"], st["before"], st["board"], clock_mhz=st["clock_mhz"],
                            layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"],
-                           model_layers=st.get("model_layers"), base_bits=st.get("bits0"))
+                           model_layers=st.get("model_layers"), base_bits=st.get("bits0"),
+                           acc_contributions=st.get("acc"))
     ev = TrialEvaluator(base, example, ChannelGraph(base, example), prob["groups"],
                         make_importance(pcfg.importance, x=x_fit[:512], y=y_fit[:512]), (x_fit, y_fit),
                         (x_val, y_val), prob["finetune"], prob["seed"], hw, resolve_device(cfg.train.device))

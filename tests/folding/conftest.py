@@ -34,3 +34,9 @@ def conv_net() -> list[L.LayerSpec]:
 def tiny_conv_net() -> list[L.LayerSpec]:
     """2 channels of 4x4 -> 4 -> 2: small enough for exhaustive search with untied SWG/MVAU (~70k combinations)."""
     return conv_chain(ch=2, dim=4, conv_out=4, fc_out=2)
+
+
+@pytest.fixture
+def make_conv_chain():
+    """:func:`conv_chain` itself, for tests that build many chains."""
+    return conv_chain

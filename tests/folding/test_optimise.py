@@ -135,6 +135,30 @@ def test_conv_net_optimum_equals_brute_force(tie: bool, lut: float, tiny_conv_ne
     assert unbounded.max_cycles < sol.max_cycles  # the budget binds: the test is not trivial
 
 
+def test_fps_only_reaches_the_same_fps_within_the_budget_over_many_budgets(make_conv_chain) -> None:
+    """``fps_only`` (the pruning predictor's solve: no least-utilisation tie-break, no binding-resource solve)
+    proves the same max cycles as the full solve, on conv chains of several shapes under budgets from tight to
+    loose; its design fits the budget and is exactly what its cycles say."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(12):
+        layers = make_conv_chain(ch=rng.choice([2, 4, 6]), dim=rng.choice([5, 6, 8]), conv_out=rng.choice([4, 8, 12]),
+                            fc_out=rng.choice([2, 4]))
+        budget = Resources(LUT=rng.choice([1500, 2500, 4000, 8000]), BRAM_18K=rng.choice([0, 2, 8]), URAM=0,
+                           DSP=rng.choice([0, 4]))
+        try:
+            full = optimise(layers, BOARD, budget=budget, estimate=False)
+        except InfeasibleError:
+            with pytest.raises(InfeasibleError):
+                optimise(layers, BOARD, budget=budget, estimate=False, fps_only=True)
+            continue
+        fast = optimise(layers, BOARD, budget=budget, estimate=False, fps_only=True)
+        assert fast.optimal and fast.max_cycles == full.max_cycles, (layers[0].channels, budget)
+        assert fast.total.fits_in(budget) and "fps_only" in fast.binding_resource
+        assert max(c for _, c in fast.layer_costs.values()) == fast.max_cycles
+
+
 def test_more_budget_never_slower_and_target_mode_is_cheaper(conv_net: list) -> None:
     layers = conv_net
     small = optimise(layers, BOARD, budget=Resources(LUT=2500, BRAM_18K=2, URAM=0, DSP=0))
