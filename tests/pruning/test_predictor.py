@@ -52,7 +52,7 @@ def counts_as_layers(monkeypatch):
     """The stand-in solvers get the channel counts as their "layers" (no FINN specs to scale)."""
     import hapfpga.pruning.plan as plan
 
-    monkeypatch.setattr(plan, "scale_layers", lambda layers, b, a, ml=None: list(a))
+    monkeypatch.setattr(plan, "scale_layers", lambda layers, b, a, *rest: list(a))
 
 
 def _hw(solver, time_limit=2.0):
