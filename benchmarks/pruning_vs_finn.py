@@ -69,9 +69,11 @@ T0 = time.perf_counter()
 TRAIN_CODE = ("hapfpga/zoo", "hapfpga/quant.py", "hapfpga/data.py", "hapfpga/train.py")
 PRUNE_CODE = (*TRAIN_CODE, "hapfpga/pruning", "hapfpga/folding", "hapfpga/estimate", "hapfpga/finn", "hapfpga/export.py")
 FINN_CODE = ("hapfpga/finn", "hapfpga/folding", "hapfpga/estimate")
-#: ``ours_job`` folds at the board's whole budget (FINN's report is the judge, as for SetFolding), so the search's
-#: FPS predictor folds at it too: no ``folding.margin``
+#: ``ours_job`` folds at the board's whole budget (FINN's report is the judge, as for SetFolding) and for the FPS
+#: FINN's report will say (``finn_cycles``: its sliding-window formula where it differs from the RTL's, D10), so the
+#: search's FPS predictor folds the same way: no ``folding.margin``, ``folding.finn_cycles``
 OURS_MARGIN = 0.0
+OURS_FINN_CYCLES = True
 
 
 def say(msg: str) -> None:
@@ -178,7 +180,7 @@ def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
-    key = {"onnx": file_hash(Path(qonnx)), "code": code}
+    key = {"onnx": file_hash(Path(qonnx)), "code": code, "margin": OURS_MARGIN, "finn_cycles": OURS_FINN_CYCLES}
     hit = cache.get("ours", key)
     if hit is not None:
         return {**_from_json(hit), "cached": True}
@@ -187,7 +189,8 @@ def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     layers = load_layers(base.step_models["step_minimize_bit_width"])
     budget = board.budget
     for it in range(6):
-        r = optimise(layers, board, clock_mhz=100.0, budget=budget, margin=OURS_MARGIN, estimate=False, time_limit=120)
+        r = optimise(layers, board, clock_mhz=100.0, budget=budget, margin=OURS_MARGIN, estimate=False, time_limit=120,
+                     finn_cycles=OURS_FINN_CYCLES)
         fold = work_p / f"ours_folding_{it}.json"
         fold.write_text(r.plan.to_finn_json())
         rep = finn_estimate(run_tail(base.step_models["step_specialize_layers"], work_p / f"ours_{it}",
@@ -312,13 +315,15 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
 
     def make():
         pruned, rep = run_pruning_stage(cfg, model, data, board, work / name, clock_mhz=100.0, seed=seed,
-                                        log=lambda s: say(f"  {name} " + s), margin=OURS_MARGIN)
+                                        log=lambda s: say(f"  {name} " + s), margin=OURS_MARGIN,
+                                        finn_cycles=OURS_FINN_CYCLES)
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
         return pruned, info
 
-    return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg, "margin": OURS_MARGIN}, make)
+    return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg, "margin": OURS_MARGIN,
+                                      "finn_cycles": OURS_FINN_CYCLES}, make)
 
 
 def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path, teacher):
@@ -339,7 +344,7 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
     hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
                                   time_limit=args.fold_time, space=prune_cfg(args, bits=False)["predictor_space"],
-                                  margin=OURS_MARGIN)
+                                  margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES)
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -419,7 +424,8 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
     ft_key = ft_settings(args)
     uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key,
-                                              "fold_time": args.fold_time, "margin": OURS_MARGIN},
+                                              "fold_time": args.fold_time, "margin": OURS_MARGIN,
+                                              "finn_cycles": OURS_FINN_CYCLES},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
     arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}

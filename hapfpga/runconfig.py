@@ -106,6 +106,9 @@ class FoldingConfig:
     open_simulatable: bool = False
     #: fraction of the LUT budget kept free (None: the measured estimator-vs-synthesis spread, folding/margin.py)
     margin: float | None = None
+    #: fold for FINN's estimate report's FPS too: each layer's cycles the larger of ours and FINN's formula where
+    #: they differ (the RTL sliding window, docs/estimator.md D10), so FINN's report says the FPS we fold for
+    finn_cycles: bool = False
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):

@@ -230,12 +230,21 @@ def optimise_problem(
     return sol, binding, bound_fps, best.max_cycles
 
 
-def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool) -> CostFn:
+def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool, finn_cycles: bool = False) -> CostFn:
+    """The estimator's resources and cycles; with ``finn_cycles`` the cycles are the larger of ours and FINN's
+    ``get_exp_cycles`` wherever a documented deviation touches cycles (D10, ``swg-rtl-cycles``: FINN's formula
+    adds the buffer fill per frame and a depthwise stall that finn-rtllib's SWG does not spend)."""
     from ..estimate import estimate_layer
+    from ..estimate.deviations import DEVIATIONS, deviations_for
 
     def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
         c = estimate_layer(layer, f, clock_mhz, board=board, finn_compat=finn_compat)
-        return c.resources, int(c.cycles)
+        cycles = int(c.cycles)
+        if finn_cycles and not finn_compat and any(
+            "cycles" in DEVIATIONS[d][1] for d in deviations_for(layer, f, board)
+        ):
+            cycles = max(cycles, int(estimate_layer(layer, f, clock_mhz, board=board, finn_compat=True).cycles))
+        return c.resources, cycles
 
     return cost
 
@@ -350,6 +359,7 @@ def optimise(
     tie_conv_swg: bool = False,
     margin: float | None = None,
     fps_only: bool = False,
+    finn_cycles: bool = False,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -364,7 +374,9 @@ def optimise(
     taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
     ``fps_only``: the FPS is all the caller needs (the pruning search's predictor): the design is one of the
     fastest rather than the least used of them, and ``binding_resource`` is not solved for (both cost solver
-    time, see ``solver.solve_max_fps``). Raises ``InfeasibleError`` naming the binding resource.
+    time, see ``solver.solve_max_fps``). ``finn_cycles``: fold for the FPS FINN's estimate report will say as
+    well as for ours (each candidate's cycles the larger of the two where they differ: the RTL SWG, D10), for a
+    design that FINN's report judges. Raises ``InfeasibleError`` naming the binding resource.
     """
     from .margin import with_margin
 
@@ -375,7 +387,7 @@ def optimise(
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)
-    cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat)
+    cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat, finn_cycles)
     stream_cost = None
     if edge_cost == "default":
         edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)

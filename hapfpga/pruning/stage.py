@@ -80,6 +80,7 @@ def build_hw_evaluator(
     open_simulatable: bool = False,
     base_bits: Mapping[str, int] | None = None,
     margin: float | None = None,
+    finn_cycles: bool = False,
 ) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
     """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
 
@@ -88,7 +89,8 @@ def build_hw_evaluator(
     fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation. ``margin`` is the
     fold stage's ``folding.margin`` (``None``: its measured default): the LUTs kept free bind most pruned
     designs, so a predictor at another margin than the fold's is off by 15-35% (``0`` for a fold at the
-    board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s). Each solve only needs the fastest max
+    board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s); ``finn_cycles`` its ``folding.finn_cycles``.
+    Each solve only needs the fastest max
     cycles (``fps_only``) and is proven optimal (``search._solve_proven``); pruned MVAUs get the narrower
     accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
     """
@@ -103,7 +105,8 @@ def build_hw_evaluator(
     before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
     l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
 
-    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False, "fps_only": True, "margin": margin}
+    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False, "fps_only": True, "margin": margin,
+                          "finn_cycles": finn_cycles}
     if space == "fast":
         from ..folding.legal import KnobSpace
 
@@ -306,7 +309,7 @@ def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
 
 def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: float | None,
                     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None, open_simulatable: bool,
-                    margin: float | None = None) -> _Channels:
+                    margin: float | None = None, finn_cycles: bool = False) -> _Channels:
     from .apply import ChannelGraph
     from .importance import make_importance
     from .sensitivity import analyse_sensitivity
@@ -339,7 +342,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: fl
         hw_eval, _, _ = build_hw_evaluator(base, graph, run.input_shape, board, run.out_dir, clock_mhz=clock_mhz,
                                            time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
                                            workers=cfg.predictor_workers, open_simulatable=open_simulatable,
-                                           margin=margin,
+                                           margin=margin, finn_cycles=finn_cycles,
                                            base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
@@ -528,6 +531,7 @@ def run_pruning_stage(
     log: Callable[[str], None] | None = None,
     open_simulatable: bool = False,
     margin: float | None = None,
+    finn_cycles: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
@@ -537,7 +541,8 @@ def run_pruning_stage(
     fps`` only, else None), ``pareto`` and ``history``. A missed FPS target is one warning line (``log``, else
     stderr), never a silent return of the unpruned model. ``hw_eval`` overrides the hardware predictor (tests,
     benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
-    the layers FINN builds for it), ``margin`` its ``folding.margin`` (the predictor folds at the same budget).
+    the layers FINN builds for it), ``margin`` and ``finn_cycles`` its ``folding.margin`` and
+    ``folding.finn_cycles`` (the predictor folds at the same budget, for the same cycles).
     """
     from .apply import count_macs, count_params
 
@@ -550,7 +555,7 @@ def run_pruning_stage(
     if cfg.method == "unstructured":
         return _run_unstructured(run, report, acc_before, params_before, macs_before)
 
-    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable, margin)
+    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable, margin, finn_cycles)
     result: SearchResult | None = None
     if cfg.method == "uniform" or cfg.target == "ratio":
         pruned, counts = _search_uniform(run, ch, report)

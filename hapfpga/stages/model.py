@@ -53,6 +53,7 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
         conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, conf.board, ctx.run_dir,
         clock_mhz=conf.clock_mhz, train_cfg=conf.train, seed=conf.seed,
         open_simulatable=ctx.cfg.folding.open_simulatable, margin=ctx.cfg.folding.margin,
+        finn_cycles=ctx.cfg.folding.finn_cycles,
     )
     out = ctx.path("pruned.pt")
     save_model(model, out)
@@ -68,10 +69,12 @@ def _model_source(ctx: Context) -> str | None:
 
 def _fold_layers(ctx: Context) -> Any:
     """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``, folded
-    at the same budget (``folding.margin``)."""
+    at the same budget (``folding.margin``) for the same cycles (``folding.finn_cycles``)."""
     f = ctx.cfg.folding
-    # the old key (a bool) while the margin is the default, so existing runs keep their pruned models
-    return bool(f.open_simulatable) if f.margin is None else [bool(f.open_simulatable), float(f.margin)]
+    # the old key (a bool) while the rest is the default, so existing runs keep their pruned models
+    if f.margin is None and not f.finn_cycles:
+        return bool(f.open_simulatable)
+    return [bool(f.open_simulatable), f.margin, bool(f.finn_cycles)]
 
 
 TRAIN = Stage(

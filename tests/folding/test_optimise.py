@@ -159,6 +159,41 @@ def test_fps_only_reaches_the_same_fps_within_the_budget_over_many_budgets(make_
         assert max(c for _, c in fast.layer_costs.values()) == fast.max_cycles
 
 
+def _maxpool_net(ch: int, dim: int) -> list:
+    """MVAU (1x1 conv) -> depthwise SWG (2x2, stride 2) -> Pool: the CNV max-pool, where FINN's SWG cycle formula
+    exceeds finn-rtllib's steady state (docs/estimator.md D10)."""
+    return [
+        L.MVAU(name="MVAU_hls_0", mw=ch, mh=ch, n_vectors=dim * dim, idt="UINT2", wdt="INT2", odt="UINT2",
+               acc_dt="INT8", consumers=("ConvolutionInputGenerator_rtl_0",)),
+        L.ConvolutionInputGenerator(name="ConvolutionInputGenerator_rtl_0", impl="rtl", ifm_ch=ch, ifm_dim=(dim, dim),
+                                    ofm_dim=(dim // 2, dim // 2), kernel=(2, 2), stride=(2, 2), idt="UINT2",
+                                    depthwise=True, producers=("MVAU_hls_0",), consumers=("Pool_hls_0",)),
+        L.Pool(name="Pool_hls_0", channels=ch, kernel=(2, 2), out_dims=(dim // 2, dim // 2), idt="UINT2", odt="UINT2",
+               producers=("ConvolutionInputGenerator_rtl_0",)),
+    ]
+
+
+@pytest.mark.parametrize(("ch", "dim", "lut"), [(16, 16, 3000), (32, 8, 4000), (16, 12, 6000), (64, 12, 8000)])
+def test_finn_cycles_folds_for_the_fps_finns_report_says(ch: int, dim: int, lut: float) -> None:
+    """With ``finn_cycles`` the FPS folded for is what FINN's own cycle formulas (``finn_compat``) say of the
+    design, never more; without it FINN's report can say less than we folded for (the depthwise SWG)."""
+    from hapfpga.estimate import estimate_layer
+
+    layers = _maxpool_net(ch, dim)
+    budget = Resources(LUT=lut, BRAM_18K=20, URAM=0, DSP=20)
+
+    def finn_max_cycles(r) -> int:
+        return max(int(estimate_layer(lay, r.plan[lay.name], 100.0, board=BOARD, finn_compat=True).cycles)
+                   for lay in layers)
+
+    judged = optimise(layers, BOARD, budget=budget, estimate=False, finn_cycles=True)
+    assert finn_max_cycles(judged) <= judged.max_cycles
+    plain = optimise(layers, BOARD, budget=budget, estimate=False)
+    assert plain.max_cycles <= judged.max_cycles  # ours alone is never slower to fold for
+    if lut >= 4000 and ch <= 32:  # the max-pool SWG binds: FINN's report says less than we folded for
+        assert finn_max_cycles(plain) > plain.max_cycles
+
+
 def test_more_budget_never_slower_and_target_mode_is_cheaper(conv_net: list) -> None:
     layers = conv_net
     small = optimise(layers, BOARD, budget=Resources(LUT=2500, BRAM_18K=2, URAM=0, DSP=0))

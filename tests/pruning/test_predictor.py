@@ -4,7 +4,8 @@
   for a pruned CNV whose optimum is 7,972, and a cut without any design read as "does not fit". The predictor
   re-solves with a longer limit, and says so (a user error naming ``pruning.folding_time_limit``) if that is cut
   too.
-* The predictor folds at the fold stage's budget: ``folding.margin`` reaches it from ``run_pruning_stage``.
+* The predictor folds as the fold stage: ``folding.margin`` and ``folding.finn_cycles`` reach it from
+  ``run_pruning_stage``.
 * (FINN) the predicted FPS of pruned plans equals our optimiser's on FINN's own conversion of the pruned model,
   at the default margin (the fold stage) and at none (``benchmarks/pruning_vs_finn.py``'s ``ours_job``).
 """
@@ -90,10 +91,11 @@ def _data(shape, n=64, classes=5):
                            num_classes=classes, name="random")
 
 
-@pytest.mark.parametrize("margin", [None, 0.0, 0.3])
-def test_the_stage_folds_its_predictions_at_the_fold_stages_margin(tmp_path, counts_as_layers, monkeypatch,
-                                                                   margin):
-    """``run_pruning_stage(margin=...)`` (the pipeline passes ``folding.margin``) reaches ``optimise``."""
+@pytest.mark.parametrize(("margin", "finn_cycles"), [(None, False), (0.0, True), (0.3, False)])
+def test_the_stage_folds_its_predictions_as_the_fold_stage(tmp_path, counts_as_layers, monkeypatch, margin,
+                                                           finn_cycles):
+    """``run_pruning_stage(margin=..., finn_cycles=...)`` (the pipeline passes ``folding.margin`` and
+    ``folding.finn_cycles``) reaches ``optimise``."""
     import hapfpga.pruning.search as search
     import hapfpga.pruning.stage as stage
 
@@ -106,7 +108,8 @@ def test_the_stage_folds_its_predictions_at_the_fold_stages_margin(tmp_path, cou
                                    budget=Resources(LUT=10.0), bottleneck="x", plan=None)
 
         order = list(graph.groups)
-        kw_opt = {"time_limit": kw["time_limit"], "margin": kw["margin"], "fps_only": True}
+        kw_opt = {"time_limit": kw["time_limit"], "margin": kw["margin"], "finn_cycles": kw["finn_cycles"],
+                  "fps_only": True}
         hw = search.make_hw_evaluator([], order, {n: graph.groups[n].channels for n in order},
                                       SimpleNamespace(budget=Resources(LUT=10.0)), optimise=optimise,
                                       optimise_kwargs=kw_opt)
@@ -115,8 +118,10 @@ def test_the_stage_folds_its_predictions_at_the_fold_stages_margin(tmp_path, cou
     monkeypatch.setattr(stage, "build_hw_evaluator", fake_build)
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.9, "finetune_epochs": 0,
            "step_finetune_epochs": 0, "sensitivity": False, "min_ratio": 0.5, "candidate_steps": 2, "max_steps": 2}
-    stage.run_pruning_stage(cfg, gm.build("Mlp"), _data((20,)), None, tmp_path, margin=margin)
-    assert seen and all(kw["margin"] == margin and kw["fps_only"] for kw in seen)
+    stage.run_pruning_stage(cfg, gm.build("Mlp"), _data((20,)), None, tmp_path, margin=margin,
+                            finn_cycles=finn_cycles)
+    assert seen and all(kw["margin"] == margin and kw["finn_cycles"] == finn_cycles and kw["fps_only"]
+                        for kw in seen)
 
 
 def _small_board():
