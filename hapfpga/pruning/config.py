@@ -72,6 +72,9 @@ class PruningConfig:
     #: greedy targets budget/max_fps: fine-tune candidates of the trajectory for ``finetune_epochs`` (fastest
     #: first, then a bisection) and keep the fastest whose validation drop meets ``max_accuracy_drop``
     backtrack: bool = True
+    #: greedy targets budget/max_fps: a step whose drop is beyond ``step_accuracy_drop`` is undone, its group (or
+    #: bits knob) frozen, and the search goes on with the others (False: such a step ends the search)
+    reject_steps: bool = True
     distill: bool = False
     iterations: int = 1
     val_fraction: float = 0.2

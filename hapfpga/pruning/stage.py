@@ -8,6 +8,7 @@ scaled to each candidate's channel counts, and the folding optimiser (no FINN ru
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -384,14 +385,21 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
     def commit(counts: Mapping[str, int]) -> float:
         m, acc = run.tune(ch.realise(run, state["model"], state["graph"], counts), run.step_ft)
         state["model"], state["graph"] = m, ChannelGraph(m, run.example)
-        snapshots[tuple(sorted(counts.items()))] = m
+        state["last"] = tuple(sorted(counts.items()))
+        snapshots[state["last"]] = m
         return acc
+
+    def reject(counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
+        snapshots.pop(state.pop("last"), None)
+        state["model"] = snapshots[tuple(sorted(counts.items()))]
+        state["graph"] = ChannelGraph(state["model"], run.example)
 
     result = greedy_search(
         ch.start, ch.cands, hw_eval, try_accuracy, commit, start_accuracy=ch.acc_val0,
         target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
         max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
         alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
+        reject=reject if cfg.reject_steps else None,
     )
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, result, snapshots)
@@ -419,7 +427,7 @@ def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tu
     run.finetuned, run.lineage_steps = True, i
     run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
-    return finals[i], dict(chosen.counts), SearchResult(best=best, history=result.history, pareto=result.pareto)
+    return finals[i], dict(chosen.counts), dataclasses.replace(result, best=best)
 
 
 def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int], SearchResult]:
@@ -485,6 +493,7 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
             "fps_after": fps_after,
             "pareto": _pareto_rows(result),
             "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
+            "rejected": [s.as_dict() for s in result.rejected] if result is not None else [],
             # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
             "extra_epochs": run.lineage_steps * cfg.step_finetune_epochs + cfg.finetune_epochs,
             "backtrack": run.backtracked or [],

@@ -193,3 +193,26 @@ def test_max_fps_backtracks_to_the_fastest_step_meeting_the_rule_after_its_final
         step = next(b for b in tried.values() if b["fps"] == chosen_fps)
         assert r["accuracy_val"]["after"] == step["accuracy_val_final"]
         assert r["extra_epochs"] == pytest.approx(step["step"] * 0.1 + 0.5)
+
+
+def test_a_step_beyond_the_step_tolerance_is_undone_and_its_group_frozen(trained, digits, tmp_path):
+    """A tight step tolerance: steps that lose more are undone (the search goes on from the last accepted model)
+    and their group is never pruned again; the report lists them and the chosen model is an accepted step."""
+    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.005, "step_accuracy_drop": 0.005,
+           "step_finetune_epochs": 0.1, "finetune_epochs": 0.2, "sensitivity": False, "min_ratio": 0.125,
+           "candidate_steps": 4, "max_steps": 8, "lr": 2e-3}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    acc0 = r["accuracy_val"]["before"]
+    assert r["rejected"], "a 0.5-point step tolerance down to 2 channels must reject a step"
+    for bad in r["rejected"]:
+        assert acc0 - bad["accuracy"] > 0.005
+    assert all(acc0 - s["accuracy"] <= 0.005 + 1e-12 for s in r["history"])
+    first_bad = r["rejected"][0]
+    g = first_bad["changed"]
+    # after the rejection the group keeps its last accepted count: no accepted step changes it again
+    kept = [s["counts"][g] for s in r["history"]]
+    assert first_bad["counts"][g] < min(kept)
+    assert r["channels_after"][g] > first_bad["counts"][g]
+    assert layer_channels(m)[g] == r["channels_after"][g]
+    assert len(r["history"]) - 1 + len(r["rejected"]) <= 8
+    assert json.loads((tmp_path / "pruning" / "pruning.json").read_text())["rejected"] == r["rejected"]
