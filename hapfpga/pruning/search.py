@@ -199,6 +199,7 @@ def greedy_search(
     eps: float = 1e-3,
     step_tolerance: float | None = None,
     reject: Callable[[Mapping[str, int]], None] | None = None,
+    rescue: Callable[[Mapping[str, int]], float] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """NetAdapt-style greedy channel (and bit-width) allocation.
@@ -215,7 +216,9 @@ def greedy_search(
     accepted ``counts``, the step is recorded in ``SearchResult.rejected``, its knob is frozen (never lowered
     again) and the search goes on with the other knobs (a rejected step still counts toward ``max_steps``: it cost
     a fine-tune). One layer that cannot lose more (e.g. a first convolution at 8 channels) then no longer ends the
-    search for every other layer.
+    search for every other layer. ``rescue(counts)`` (with ``reject``) first gives such a step a longer fine-tune
+    and returns its accuracy; only a step still beyond the tolerance is rejected (a short step fine-tune
+    understates what a step recovers).
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
@@ -242,6 +245,10 @@ def greedy_search(
         _, _, g, trial, h, a = best_gain
         step = Step(dict(trial), h, commit(trial), changed=g)
         over = target != "fps" and start_accuracy - step.accuracy > tol + 1e-12
+        if over and reject is not None and rescue is not None:
+            say(f"step {g} -> {trial[g]}: acc {step.accuracy:.4f} beyond the tolerance; longer fine-tune")
+            step = Step(dict(trial), h, rescue(trial), changed=g)
+            over = start_accuracy - step.accuracy > tol + 1e-12
         if over and reject is not None:
             reject(dict(counts))
             rejected.append(step)
