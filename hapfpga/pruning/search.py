@@ -217,8 +217,7 @@ def greedy_search(
     again) and the search goes on with the other knobs (a rejected step still counts toward ``max_steps``: it cost
     a fine-tune). One layer that cannot lose more (e.g. a first convolution at 8 channels) then no longer ends the
     search for every other layer. ``rescue(counts)`` (with ``reject``) first gives such a step a longer fine-tune
-    and returns its accuracy; only a step still beyond the tolerance is rejected (a short step fine-tune
-    understates what a step recovers).
+    and returns its accuracy; only a step still beyond is rejected (short fine-tunes understate recovery).
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
