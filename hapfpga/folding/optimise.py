@@ -372,11 +372,9 @@ def optimise(
     ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``; ``None``: the measured
     estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an explicit ``budget`` is
     taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
-    ``fps_only``: the FPS is all the caller needs (the pruning search's predictor): the design is one of the
-    fastest rather than the least used of them, and ``binding_resource`` is not solved for (both cost solver
-    time, see ``solver.solve_max_fps``). ``finn_cycles``: fold for the FPS FINN's estimate report will say as
-    well as for ours (each candidate's cycles the larger of the two where they differ: the RTL SWG, D10), for a
-    design that FINN's report judges. Raises ``InfeasibleError`` naming the binding resource.
+    ``fps_only`` (the pruning predictor): one of the fastest designs, not the least used, and no
+    ``binding_resource`` (both cost solver time). ``finn_cycles``: also fold for the FPS FINN's report says
+    (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
     from .margin import with_margin
 
@@ -391,11 +389,8 @@ def optimise(
     stream_cost = None
     if edge_cost == "default":
         edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)
-    problem = build_problem(
-        layers, full_budget, cost_fn, space=space, keys=keys,
-        edge_cost=edge_cost,  # type: ignore[arg-type]
-        stream_cost=stream_cost, tie_conv_swg=tie_conv_swg,
-    )
+    problem = build_problem(layers, full_budget, cost_fn, space=space, keys=keys, stream_cost=stream_cost,
+                            edge_cost=edge_cost, tie_conv_swg=tie_conv_swg)  # type: ignore[arg-type]
     sol, binding, bound_fps, plan, est, cur, notes = _solve_checked(
         problem, layers, board, clock, full_budget, keys, target_fps=target_fps, time_limit=time_limit,
         estimate=estimate, finn_compat=finn_compat, infrastructure=infrastructure, max_tightenings=max_tightenings,

@@ -339,7 +339,7 @@ def scale_layers(
                         )
                     mw = mw * new // old
                 changes = {"mw": mw, "mh": int(after[k])}
-                if acc and lay.name in acc and mw != lay.mw and not lay.no_activation:
+                if acc and lay.name in acc and mw != lay.mw and not lay.no_activation and lay.mw % old == 0:
                     changes["acc_dt"] = _narrower(lay.acc_dt, pruned_acc_dt(acc[lay.name], old, new)[0])
             else:
                 changes = {"channels": int(after[k])}
