@@ -168,3 +168,35 @@ def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_p
         assert hws[0.0](counts).fps == pytest.approx(ours, rel=1e-9), counts
         gaps.append(ours / fold)
     assert max(gaps) > 1.05  # the margin binds: a predictor at the other margin would be off
+
+
+def test_pruned_accumulator_width_is_never_narrower_than_finns_over_random_layers():
+    """``plan.pruned_acc_dt`` against FINN's rule (``MVAU.minimize_accumulator_width``: per column the sum of
+    each weight's contribution at the input type's max/min, the widest column) on the rows of a random subset
+    of input channels, over 300 random layers (weights INT2/INT4/ternary, inputs UINT2/UINT4/INT2, 1x1/2x2/3x3
+    kernels, 8-64 channels): never narrower (a narrower one would let the predictor fold a design FINN's
+    conversion does not fit), exact in most cases, and narrower than the unpruned width in most (not trivial)."""
+    from hapfpga.pruning.plan import _finn_acc_dt, pruned_acc_dt
+
+    rng = np.random.default_rng(0)
+
+    def bits(t: str) -> int:
+        return int(t.lstrip("UINT"))
+
+    counts = {"exact": 0, "narrow": 0, "below_unpruned": 0}
+    for trial in range(300):
+        k2, old, mh = int(rng.choice([1, 4, 9])), int(rng.choice([8, 16, 32, 64])), int(rng.choice([8, 16, 64]))
+        wmin, wmax = [(-2, 1), (-8, 7), (-1, 1)][trial % 3]
+        xmin, xmax = [(0, 3), (0, 15), (-2, 1)][(trial // 3) % 3]
+        w = rng.integers(wmin, wmax + 1, size=(k2 * old, mh)).astype(float)
+        hi, lo = w * np.where(w > 0, xmax, xmin), w * np.where(w > 0, xmin, xmax)
+        new = int(rng.integers(1, old))
+        kept = set(rng.choice(old, size=new, replace=False).tolist())
+        rows = [i for i in range(k2 * old) if i % old in kept]  # FINN's rows: channel fastest
+        real = _finn_acc_dt(float(lo[rows].sum(0).min()), float(hi[rows].sum(0).max()))
+        pred, unpruned = pruned_acc_dt((hi, lo), old, new)
+        assert unpruned == _finn_acc_dt(float(lo.sum(0).min()), float(hi.sum(0).max()))
+        counts["exact"] += pred == real
+        counts["narrow"] += bits(pred) < bits(real)
+        counts["below_unpruned"] += bits(pred) < bits(unpruned)
+    assert counts["narrow"] == 0 and counts["exact"] >= 200 and counts["below_unpruned"] >= 150, counts
