@@ -2,7 +2,8 @@
 
 ``plan.scale_layers`` derives the pruned network's FINN layers from the unpruned network's by scaling channel
 dimensions. Here FINN converts an actually pruned CNV-w2a2 and every shape field it reports must equal the
-scaled prediction (data types may differ: FINN re-derives accumulator widths from the pruned weights).
+scaled prediction; accumulator widths, which FINN re-derives from the pruned weights, are FINN's or one bit
+wider when the predictor's accumulator contributions are given (``plan.pruned_acc_dt``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def test_scaled_specs_match_finn_conversion_of_pruned_cnv(tmp_path):
     counts = {n: fold_friendly_count(g.groups[n].channels, g.groups[n].channels * r) for n, r in zip(prunable, ratios, strict=True)}
     p, _ = prune_to_counts(m, x, counts, L1Importance(), graph=g)
 
-    layers, _ = hw_layers_from_qonnx(export_for_finn(m, (3, 32, 32), tmp_path / "u.onnx"), tmp_path, board, 100)
+    layers, spec = hw_layers_from_qonnx(export_for_finn(m, (3, 32, 32), tmp_path / "u.onnx"), tmp_path, board, 100)
     real, _ = hw_layers_from_qonnx(export_for_finn(p, (3, 32, 32), tmp_path / "p.onnx"), tmp_path, board, 100)
 
     order = g.layers_in_order()
@@ -50,3 +51,17 @@ def test_scaled_specs_match_finn_conversion_of_pruned_cnv(tmp_path):
                 assert getattr(s, f) == getattr(r, f), (r.name, f)
     # and the real conversion did change the MVAUs (the check is not vacuous)
     assert sum(a.mh != b.mh for a, b in zip(layers, real, strict=True) if a.kind == "MVAU") == len(prunable)
+
+    # accumulators: with the unpruned weights' contributions (the predictor's), a pruned MVAU with thresholds
+    # gets FINN's width or wider, never narrower, and narrower than the unpruned one where FINN's is
+    from hapfpga.finn.graph import accumulator_contributions
+
+    def bits(t: str) -> int:
+        return int(t.lstrip("UINT"))
+
+    narrowed = scale_layers(layers, before, after, acc=accumulator_contributions(spec))
+    pairs = [(u, s, r) for u, s, r in zip(layers, narrowed, real, strict=True)
+             if r.kind == "MVAU" and not r.no_activation and r.mw != u.mw]
+    assert pairs and all(bits(r.acc_dt) <= bits(s.acc_dt) <= bits(u.acc_dt) for u, s, r in pairs), pairs
+    assert sum(s.acc_dt == r.acc_dt for _, s, r in pairs) >= len(pairs) - 1
+    assert any(bits(s.acc_dt) < bits(u.acc_dt) for u, s, _ in pairs)
