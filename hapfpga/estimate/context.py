@@ -31,6 +31,14 @@ class Ctx:
     has_uram: bool = True
     dsp48e1: bool = False
 
+    def __post_init__(self) -> None:
+        # every per-layer memo lookup hashes its context: compute that hash once (bools only: the same value in
+        # every process, so a pickled Ctx stays consistent)
+        object.__setattr__(self, "_hash", hash((self.finn_compat, self.dsp58, self.has_uram, self.dsp48e1)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
 
 def knob(f: LayerFolding, attr: str, default):
     """The value of folding knob ``attr`` or FINN's attribute default when unset."""

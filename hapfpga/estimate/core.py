@@ -30,7 +30,10 @@ COST_COLUMNS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles
 _FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
 
 
-_EMPTY = LayerFolding()
+def _set_attributes(layer: LayerSpec) -> tuple[tuple[str, object], ...]:
+    """The folding fields the layer's FINN attributes set: what a folding's ``None`` falls through to."""
+    base = layer.default_folding
+    return tuple((k, v) for k in _FOLD_FIELDS if (v := getattr(base, k)) is not None)
 
 
 def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
@@ -38,18 +41,14 @@ def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFo
     base = layer.default_folding
     if folding is None or folding is base:
         return base
-    if base == _EMPTY:
+    defaults = layer.derived(_set_attributes)
+    if not defaults:
         return folding
     memo = layer.memo("effective_folding")
     f = memo.get(folding)
     if f is None:
-        f = memo[folding] = _merge(base, folding)
+        f = memo[folding] = folding.filled_from(defaults)
     return f
-
-
-def _merge(base: LayerFolding, folding: LayerFolding) -> LayerFolding:
-    return LayerFolding(**{k: (v if (v := getattr(folding, k)) is not None else getattr(base, k))
-                           for k in _FOLD_FIELDS})
 
 
 @lru_cache(maxsize=64)

@@ -10,8 +10,9 @@ The only code that builds these from a FINN graph is :mod:`hapfpga.finn.graph`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..types import LayerFolding
 from .dtypes import bits
@@ -70,9 +71,25 @@ class LayerSpec:
             t = d[table] = {}
         return t
 
+    def derived(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(self)``, computed once per layer object and kept: for values that depend on the layer description
+        alone (parsed data-type widths, folding-independent products of its dimensions), never on a folding.
+
+        Kept apart from :meth:`memo`: ``estimate.core.clear_caches`` forgets every folding-dependent memo but not
+        these, since a new folding of the same layer does not change them (docs/estimator.md, "Speed").
+        """
+        d = self.__dict__.get("_derived")
+        if d is None:
+            d = {}
+            object.__setattr__(self, "_derived", d)
+        v = d.get(fn)
+        if v is None:
+            v = d[fn] = fn(self)
+        return v
+
     def __getstate__(self) -> dict:
-        """Pickle the fields only, not the memo (it is rebuilt on demand)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+        """Pickle the fields only, not the memo nor the derived values (both are rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_derived")}
 
     def fold_limits(self) -> dict[str, int]:
         """Upper bound of each folding knob (the dimension it must divide)."""

@@ -16,7 +16,7 @@ from math import prod
 from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
-from .infra import dwc_luts, fifo_cost
+from .infra import dwc_luts, fifo_cost, fifo_style
 from .layers import (
     DuplicateStreams,
     ElementwiseBinary,
@@ -29,6 +29,7 @@ from .layers import (
     StreamingMaxPool,
 )
 from .mvau import weight_bram18
+from .rtl_luts import dwc_rtl_luts, fifo_distributed_xc7
 
 __all__ = [
     "pool_cost",
@@ -212,8 +213,6 @@ def dwc_cost(layer: StreamingDataWidthConverter, f: LayerFolding, ctx: Ctx) -> t
     (:func:`~hapfpga.estimate.rtl_luts.dwc_rtl_luts`; deviation ``dwc-rtl-lut``): FINN's LCM-width formula
     counts ~1 LUT per output bit where the RTL's rotating buffer needs muxes per lane.
     """
-    from .rtl_luts import dwc_rtl_luts
-
     n_out = layer.in_width * layer.n_words_in // max(layer.out_width, 1)
     if layer.impl == "rtl" and not ctx.finn_compat:
         lut = dwc_rtl_luts(layer.in_width, layer.out_width)
@@ -231,9 +230,6 @@ def fifo_layer_cost(layer: StreamingFIFO, f: LayerFolding, ctx: Ctx) -> tuple[Re
     (2 LUTs per address bit + 5); deviation ``fifo-xc7``. Shift-register FIFOs keep FINN's SRL model (Yosys
     does not infer SRLs from fifo.sv's addressable array, so it is no reference there; docs/estimator.md).
     """
-    from .infra import fifo_style
-    from .rtl_luts import fifo_distributed_xc7
-
     depth = int(knob(f, "depth", layer.depth))
     style = knob(f, "ram_style", layer.ram_style)
     res = fifo_cost(depth, layer.width, style, ctx.has_uram or ctx.finn_compat)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 
 from ..types import LayerFolding, Resources
+from .bram_map import yosys_bram18, yosys_memory_kind
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits, signed
 from .layers import MVAU, VVAU
+from .rtl_luts import lutram_xc7, mvu_rtl_luts
 
 __all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits", "mvu_rtl_lanes", "mvu_rtl_dsp"]
 
@@ -121,9 +123,6 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
       words of SIMD*A bits, present when NF > 1) is memory_libmap's cheapest
       (:func:`~hapfpga.estimate.bram_map.yosys_memory_kind`); on UltraScale+ the 64-word rule above.
     """
-    from .bram_map import yosys_bram18, yosys_memory_kind
-    from .rtl_luts import lutram_xc7, mvu_rtl_luts
-
     W, A = bits(layer.wdt), bits(layer.idt)
     narrow = layer.narrow_weights
     if mem_mode in ("dynamic", "external_mem"):

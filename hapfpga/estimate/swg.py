@@ -13,6 +13,7 @@ from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
 from .layers import ConvolutionInputGenerator
+from .rtl_luts import lutram_xc7, swg_rtl_luts
 
 __all__ = ["swg_cost", "swg_impl_style", "swg_buffer_depth"]
 
@@ -140,8 +141,6 @@ def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style
     LUTRAM, as Yosys's memory mapper places them (a RAM64M column is cheaper than a RAMB18); FINN counts BRAM.
     FINN's 300-LUT constant is a guess the RTL does not support (Yosys: 80-170 LUTs of control).
     """
-    from .rtl_luts import lutram_xc7, swg_rtl_luts
-
     loops = (*layer.ofm_dim, *layer.kernel, layer.ifm_ch // simd)
     lut = swg_rtl_luts(loops, depth, style == "parallel")
     if ram_style == "auto" and bcount and bdepth <= 64:
