@@ -21,7 +21,7 @@ from .layers import LayerSpec
 
 __all__ = [
     "estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of", "cost_table", "COST_COLUMNS",
-    "clear_caches",
+    "clear_caches", "compute_cost", "merge_folding",
 ]
 
 #: columns of ``cost_table``
@@ -37,18 +37,23 @@ def _set_attributes(layer: LayerSpec) -> tuple[tuple[str, object], ...]:
 
 
 def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
-    """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through)."""
+    """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through), memoised."""
     base = layer.default_folding
     if folding is None or folding is base:
         return base
-    defaults = layer.derived(_set_attributes)
-    if not defaults:
-        return folding
     memo = layer.memo("effective_folding")
     f = memo.get(folding)
     if f is None:
-        f = memo[folding] = folding.filled_from(defaults)
+        f = memo[folding] = merge_folding(layer, folding)
     return f
+
+
+def merge_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
+    """``effective_folding`` without the memo."""
+    if folding is None:
+        return layer.default_folding
+    defaults = layer.derived(_set_attributes)
+    return folding.filled_from(defaults) if defaults else folding
 
 
 @lru_cache(maxsize=64)
@@ -67,11 +72,12 @@ def cost_of(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
     key = (folding, ctx)
     c = memo.get(key)
     if c is None:
-        c = memo[key] = _cost(layer, folding, ctx)
+        c = memo[key] = compute_cost(layer, folding, ctx)
     return c
 
 
-def _cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
+def compute_cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
+    """``cost_of`` without the memo: the layer kind's formula (``FORMULAS``)."""
     fn = FORMULAS.get(layer.kind)
     if fn is None:
         raise UnsupportedLayerError(
@@ -79,7 +85,7 @@ def _cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
             f"supported kinds are {', '.join(sorted(FORMULAS))}."
         )
     res, cycles = fn(layer, folding, ctx)
-    return LayerCost(name=layer.name, kind=layer.kind, resources=res, cycles=int(cycles))
+    return LayerCost(layer.name, layer.kind, res, int(cycles))
 
 
 def estimate_layer(

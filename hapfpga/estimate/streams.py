@@ -29,7 +29,7 @@ from .layers import (
     Thresholding,
 )
 
-__all__ = ["stream_io"]
+__all__ = ["stream_io", "compute_stream_io"]
 
 
 def stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
@@ -37,11 +37,11 @@ def stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
     memo = layer.memo("stream_io")
     r = memo.get(f)
     if r is None:
-        r = memo[f] = _stream_io(layer, f)
+        r = memo[f] = compute_stream_io(layer, f)
     return r
 
 
-def _stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
+def compute_stream_io(layer: LayerSpec, f: LayerFolding) -> tuple[int, int, int, int]:
     if isinstance(layer, MVAU):
         pe, simd = int(knob(f, "pe", 1)), int(knob(f, "simd", 1))
         return (simd * bits(layer.idt), layer.n_vectors * layer.mw // simd,
