@@ -59,6 +59,14 @@ def acc_bits(mw: int, wbits: int, abits: int, idt_signed: bool, acc_dt_bits: int
     return int(min(acc_dt_bits, math.ceil(alpha + math.log(1 + 2.0 ** (-alpha), 2) + 1)))
 
 
+def _widths(layer: MVAU | VVAU) -> tuple[int, int, int, int]:
+    """W, A, the accumulator width of FINN's LUT model (``acc_bits`` over MW, or K*K for a VVAU) and the number of
+    thresholds 2^B - 1: functions of the layer description alone, derived once per layer."""
+    W, A = bits(layer.wdt), bits(layer.idt)
+    n = layer.mw if isinstance(layer, MVAU) else layer.kernel_elems
+    return W, A, acc_bits(n, W, A, signed(layer.idt), bits(layer.acc_dt)), 2 ** bits(layer.odt) - 1
+
+
 def mvu_rtl_lanes(wbits: int, abits: int, narrow: bool, a_width: int) -> int:
     """MACs packed into one DSP by finn-rtllib ``mvu/mvu.sv`` (finn-plus 1.6.1): ``NUM_LANES``.
 
@@ -184,7 +192,7 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
         raise FoldingError(_RTL_LUT.format(name=layer.name))
 
-    W, A = bits(layer.wdt), bits(layer.idt)
+    W, A, acc, n_thr = layer.derived(_widths)
     wmem = layer.mw * layer.mh // (pe * simd)
     tmem = 0 if layer.no_activation else layer.mh // pe
     omega = wmem
@@ -210,12 +218,10 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         mem_mode == "internal_embedded" and wmem <= 128
     ):
         c2 = (pe * simd * W) * math.ceil(wmem / 64)
-    acc = acc_bits(layer.mw, W, A, signed(layer.idt), bits(layer.acc_dt))
     thr_luts = comp_luts = 0
-    if not layer.no_activation and ram_style_thr == "distributed":
-        B = bits(layer.odt)
-        thr_luts = (2**B - 1) * acc * math.ceil(tmem / 64)
-        comp_luts = (2**B - 1) * acc
+    if not layer.no_activation and ram_style_thr == "distributed":  # (2^B - 1) thresholds of acc bits each
+        thr_luts = n_thr * acc * math.ceil(tmem / 64)
+        comp_luts = n_thr * acc
 
     if layer.impl == "hls":
         mult_luts = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
@@ -259,7 +265,7 @@ def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not one of {sorted(_RAM_STYLES)}.")
     if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
         raise FoldingError(_RTL_LUT.format(name=layer.name))
-    W, A = bits(layer.wdt), bits(layer.idt)
+    W, A, acc, n_thr = layer.derived(_widths)
     wmem = (k * layer.channels // pe) // simd
     tmem = 0 if layer.no_activation else layer.channels // pe
     mem_width = simd * W * pe
@@ -289,12 +295,10 @@ def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         mem_mode == "internal_embedded" and wmem <= 128
     ) or (auto_small and not ctx.finn_compat):
         c2 = (pe * simd * W) * math.ceil(wmem / 64)
-    acc = acc_bits(k, W, A, signed(layer.idt), bits(layer.acc_dt))
     thr_luts = comp_luts = 0.0
-    if not layer.no_activation:
-        B = bits(layer.odt)
-        thr_luts = (2**B - 1) * acc * tmem / 64
-        comp_luts = (2**B - 1) * acc
+    if not layer.no_activation:  # (2^B - 1) thresholds of acc bits each
+        thr_luts = n_thr * acc * tmem / 64
+        comp_luts = n_thr * acc
     if layer.impl == "hls":
         mult = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
         adder = (W + A) * (2 * simd - 1)

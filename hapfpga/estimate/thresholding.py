@@ -8,7 +8,6 @@ Mirrors finn-plus 1.6.1 ``finn/custom_op/fpgadataflow/thresholding.py`` (``get_e
 from __future__ import annotations
 
 import math
-from functools import cache
 
 from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
@@ -31,25 +30,35 @@ MEM_PRIMITIVES: dict[str, tuple[int, int]] = {
 }
 
 
-def _roundup(x: float, m: int) -> int:
-    return int(math.ceil(x / m) * m)
+#: (name, width, depth, bits, resource key) per primitive, in MEM_PRIMITIVES order (FINN's tie order)
+_ROWS = tuple((n, w, d, w * d, "BRAM" if n.startswith("BRAM") else n.split("_")[0])
+              for n, (w, d) in MEM_PRIMITIVES.items())
+_URAM = tuple(r for r in _ROWS if r[4] == "URAM")
+_NO_URAM = tuple(r for r in _ROWS if r[4] != "URAM")
 
 
-@cache
-def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[str, int]:
-    """The primitive with least wasted bits and how many of it (``get_memutil_alternatives(...)[0]``).
+def _least_waste(width: int, depth: float, rows: tuple) -> tuple[str, int, str]:
+    """(primitive, count, resource key) with least wasted bits among ``rows``, the first on ties.
 
-    Ties keep dictionary order, as Python's stable ``sorted`` does in FINN.
-    """
+    ``get_memutil_alternatives(...)[0]`` of finn/util/memutil.py: count = ceil(width/w) * ceil(depth/d)
+    (``_roundup(x, m) // m``), waste = count * w * d - width * depth; ties keep dictionary order, as Python's
+    stable ``sorted`` does in FINN."""
+    need = width * depth
     best = None
-    for name in allowed:
-        pw, pd = MEM_PRIMITIVES[name]
-        count = (_roundup(width, pw) // pw) * (_roundup(depth, pd) // pd)
-        waste = count * pw * pd - width * depth
-        if best is None or waste < best[2]:
-            best = (name, count, waste)
+    best_waste = 0.0
+    for row in rows:
+        count = math.ceil(width / row[1]) * math.ceil(depth / row[2])
+        waste = count * row[3] - need
+        if best is None or waste < best_waste:
+            best, best_count, best_waste = row, count, waste
     assert best is not None
-    return best[0], best[1]
+    return best[0], best_count, best[4]
+
+
+def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[str, int]:
+    """The primitive of ``allowed`` (``MEM_PRIMITIVES`` names) with least wasted bits and how many of it."""
+    name, count, _ = _least_waste(width, depth, tuple(r for r in _ROWS if r[0] in allowed))
+    return name, count
 
 
 def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ctx: Ctx,
@@ -63,22 +72,22 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         geoms = [(obits - x, cf * 2**x) for x in range(1, obits)]
     else:
         geoms = [(wbits, cf * 2**x) for x in range(obits)]
-    names_all = tuple(MEM_PRIMITIVES)
+    rows_all = _ROWS
     if not ctx.finn_compat and not ctx.has_uram:
         # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
-        names_all = tuple(n for n in names_all if not n.startswith("URAM"))
+        rows_all = _NO_URAM
+    bram_rows = tuple(r for r in rows_all if r[4] == "BRAM")
+    # without URAM (deviation), Vivado backs a URAM request with BRAM
+    uram_rows = tuple(r for r in rows_all if r[4] == "URAM") or bram_rows
     out: dict[str, int] = {}
     for stage, (width, depth) in enumerate(geoms):
-        names = names_all
+        rows = rows_all
         if trig_bram != 0 or trig_uram != 0:
             if trig_bram <= depth < trig_uram:
-                names = tuple(n for n in names_all if "BRAM" in n)
+                rows = bram_rows
             elif depth >= trig_uram:
-                # without URAM (deviation), Vivado backs a URAM request with BRAM
-                names = (tuple(n for n in names_all if "URAM" in n)
-                         or tuple(n for n in names_all if "BRAM" in n))
-        prim, count = memutil_best(width, depth, names)
-        key = "BRAM" if prim.startswith("BRAM") else prim.split("_")[0]
+                rows = uram_rows
+        _, count, key = _least_waste(width, depth, rows)
         out[key] = out.get(key, 0) + pe * count
         if key == "LUTRAM" and lut_stages is not None:
             lut_stages.append(stage)
