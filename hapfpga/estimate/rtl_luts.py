@@ -20,7 +20,8 @@ __all__ = [
 
 
 def _clog2(x: int) -> int:
-    return max(int(x) - 1, 0).bit_length()
+    x = int(x)
+    return (x - 1).bit_length() if x > 1 else 0
 
 
 def mux_luts(n: int) -> int:
@@ -131,7 +132,9 @@ def swg_rtl_luts(loops: tuple[int, ...], depth: int, parallel: bool) -> int:
     offset, fill level: 2 LUTs per address bit each) and a handshake allowance of 40 LUTs. The parallel style
     has no read-address arithmetic (the window is a register row) and one address computation.
     """
-    cnt = sum(2 * _clog2(max(n, 2)) for n in loops)
+    cnt = 0
+    for n in loops:
+        cnt += 2 * _clog2(n) if n > 2 else 2  # clog2(max(n, 2))
     addr = (1 if parallel else 3) * 2 * _clog2(max(depth, 2))
     return int(cnt + addr + 40)
 

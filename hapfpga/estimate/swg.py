@@ -50,18 +50,20 @@ def swg_buffer_depth(layer: ConvolutionInputGenerator, simd: int, style: str) ->
     return ((kh - 1) * dh * w + (kw - 1) * dw) * cf + 1 + 1
 
 
-def _bram_for(depth: int, width: int) -> int:
-    def rw(d: int) -> int:
-        for lim, wd in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
-            if d <= lim:
-                return wd
-        return 1
+def _ramb18_width(depth: int) -> int:
+    """Widest RAMB18 aspect ratio that holds ``depth`` words (``bram_estimation``'s ladder)."""
+    for lim, wd in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
+        if depth <= lim:
+            return wd
+    return 1
 
+
+def _bram_for(depth: int, width: int) -> int:
     casc_d = math.ceil(depth / 16384)
-    casc_w = math.ceil(width / rw(depth))
+    casc_w = math.ceil(width / _ramb18_width(depth))
     savings = 0
     if depth > 16384:
-        savings = casc_w - math.ceil(width / rw(depth % 16384))
+        savings = casc_w - math.ceil(width / _ramb18_width(depth % 16384))
     return casc_d * casc_w - savings
 
 
