@@ -129,8 +129,7 @@ def fifo_cost(depth: int, width: int, requested: str = "auto", has_uram: bool = 
 
 def dwc_luts(in_width: int, out_width: int) -> int:
     """``StreamingDataWidthConverter.lut_estimation``: counters + control sets via the LCM width."""
-    mn, mx = min(in_width, out_width), max(in_width, out_width)
-    intw = mx * mn // math.gcd(mx, mn)
+    intw = math.lcm(in_width, out_width)
     cnt = cset = 0
     if in_width != intw:
         cnt += abs(math.ceil(math.log(in_width / intw, 2)))

@@ -91,6 +91,22 @@ def _sum(items) -> Resources:  # noqa: ANN001  (fast path of sum(Resources))
     return Resources(lut, ff, bram, uram, dsp)
 
 
+def _layer_totals(costs: list[LayerCost]) -> tuple[Resources, LayerCost | None]:
+    """``_sum`` of the layers' resources and the first layer with the most cycles (the bottleneck), in one pass."""
+    lut = ff = bram = uram = dsp = 0.0
+    worst = None
+    for c in costs:
+        r = c.resources
+        lut += r.LUT
+        ff += r.FF
+        bram += r.BRAM_18K
+        uram += r.URAM
+        dsp += r.DSP
+        if worst is None or c.cycles > worst.cycles:
+            worst = c
+    return Resources(lut, ff, bram, uram, dsp), worst
+
+
 @dataclass(frozen=True)
 class _Topology:
     """What ``estimate_network`` needs of a layer list besides the foldings: its graph, independent of any folding.
@@ -226,14 +242,10 @@ def estimate_network(
         infra = infrastructure_costs(_edges(net, evals), fifo_depths=fifo_depths, has_uram=ctx.has_uram)
         if net.skip:
             skip = _skip_fifos(net, [e[0] for e in evals], infra, ctx.has_uram)
-    layer_total = _sum(c.resources for c in costs)
-    infra_total = _sum(c.resources for c in infra.values())
+    layer_total, worst = _layer_totals(costs)
+    infra_total = _sum([c.resources for c in infra.values()])
     total = _sum((layer_total, infra_total))
-    if costs:
-        worst = max(costs, key=lambda c: c.cycles)
-        max_cycles, bottleneck = worst.cycles, worst.name
-    else:
-        max_cycles, bottleneck = 0, ""
+    max_cycles, bottleneck = (worst.cycles, worst.name) if worst else (0, "")
     fps = clock * 1e6 / max_cycles if max_cycles else 0.0
     over = tuple(total.over(board.budget))
     dyn = {n: dynamic_power_w(c.resources, clock, board.part) for n, c in layer_costs.items()}

@@ -134,7 +134,7 @@ def swg_rtl_luts(loops: tuple[int, ...], depth: int, parallel: bool) -> int:
     """
     cnt = 0
     for n in loops:
-        cnt += 2 * _clog2(n) if n > 2 else 2  # clog2(max(n, 2))
+        cnt += 2 * (int(n) - 1).bit_length() if n > 2 else 2  # 2 * clog2(max(n, 2))
     addr = (1 if parallel else 3) * 2 * _clog2(max(depth, 2))
     return int(cnt + addr + 40)
 

@@ -171,8 +171,6 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
     style = swg_impl_style(layer, simd, pw)
     width = simd * bits(layer.idt)
     depth = swg_buffer_depth(layer, simd, style)
-    lut = 300 + (int(width * math.ceil(depth / 38)) if ram_style == "distributed" else 0)
-
     kh, kw = layer.kernel
     (ih, iw), (dh, dw) = layer.ifm_dim, layer.dilation
     if style == "default":
@@ -181,7 +179,9 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
         bdepth, bcount = 0, 0
     else:
         bdepth, bcount = (iw - ((kw - 1) * dw + 1)) + iw * (dh - 1), kh - 1
-    if not ctx.finn_compat:
+    if ctx.finn_compat:
+        lut = 300 + (int(width * math.ceil(depth / 38)) if ram_style == "distributed" else 0)
+    else:
         lut, ram_style = _rtl_luts(layer, simd, style, ram_style, depth, width, bdepth, bcount)
     bram = uram = 0
     if ram_style in ("block", "auto", "ultra") and bcount:
