@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from ..boards import BoardSpec
@@ -122,6 +123,8 @@ class _Topology:
     edges: tuple[tuple[int, int, bool], ...]
     preds: tuple[tuple[int, ...] | None, ...]
     skip: dict[tuple[str, str], float]
+    #: ``preds`` is ``((), (0,), (1,), ...)``
+    chain: bool
 
 
 #: layer-list topologies by the ids of the layers; an entry holds its layers, so their ids stay theirs
@@ -156,7 +159,8 @@ def _build_topology(layers: tuple[LayerSpec, ...]) -> _Topology:
             edges.append((i, -1, False))
         lone = not layer.producers and not layer.consumers
         preds.append(None if lone else tuple(idx[p] for p in layer.producers if p in idx and idx[p] < i))
-    return _Topology(layers, frozenset(idx), tuple(edges), tuple(preds), skip_fifo_fractions(layers))
+    chain_preds = all(p == ((i - 1,) if i else ()) for i, p in enumerate(preds))
+    return _Topology(layers, frozenset(idx), tuple(edges), tuple(preds), skip_fifo_fractions(layers), chain_preds)
 
 
 def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple[LayerFolding, LayerCost, tuple]:
@@ -191,6 +195,8 @@ def _edges(net: _Topology, evals: list[tuple]) -> list[tuple]:
 
 def _critical_path(net: _Topology, costs: list[LayerCost]) -> int:
     """FINN's dataflow_performance: the sum of cycles along the longest producer chain."""
+    if net.chain:  # every layer's only producer is the one before it: the longest prefix sum
+        return max(accumulate((c.cycles for c in costs), initial=0))
     lat: list[int] = []
     longest = 0
     for pred, c in zip(net.preds, costs, strict=True):

@@ -33,8 +33,17 @@ MEM_PRIMITIVES: dict[str, tuple[int, int]] = {
 #: (name, width, depth, bits, resource key) per primitive, in MEM_PRIMITIVES order (FINN's tie order)
 _ROWS = tuple((n, w, d, w * d, "BRAM" if n.startswith("BRAM") else n.split("_")[0])
               for n, (w, d) in MEM_PRIMITIVES.items())
-_URAM = tuple(r for r in _ROWS if r[4] == "URAM")
-_NO_URAM = tuple(r for r in _ROWS if r[4] != "URAM")
+
+
+def _row_sets(rows: tuple) -> tuple[tuple, tuple, tuple]:
+    """(all rows, the BRAM rows a depth trigger allows, the URAM rows — BRAM when there are none)."""
+    bram = tuple(r for r in rows if r[4] == "BRAM")
+    return rows, bram, tuple(r for r in rows if r[4] == "URAM") or bram
+
+
+#: FINN's primitives; without URAM (deviation ``thr-rtl-no-uram``): a URAM request is backed with BRAM by Vivado
+_WITH_URAM = _row_sets(_ROWS)
+_WITHOUT_URAM = _row_sets(tuple(r for r in _ROWS if r[4] != "URAM"))
 
 
 def _least_waste(width: int, depth: float, rows: tuple) -> tuple[str, int, str]:
@@ -72,13 +81,8 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         geoms = [(obits - x, cf * 2**x) for x in range(1, obits)]
     else:
         geoms = [(wbits, cf * 2**x) for x in range(obits)]
-    rows_all = _ROWS
-    if not ctx.finn_compat and not ctx.has_uram:
-        # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
-        rows_all = _NO_URAM
-    bram_rows = tuple(r for r in rows_all if r[4] == "BRAM")
-    # without URAM (deviation), Vivado backs a URAM request with BRAM
-    uram_rows = tuple(r for r in rows_all if r[4] == "URAM") or bram_rows
+    # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
+    rows_all, bram_rows, uram_rows = _WITH_URAM if ctx.finn_compat or ctx.has_uram else _WITHOUT_URAM
     out: dict[str, int] = {}
     for stage, (width, depth) in enumerate(geoms):
         rows = rows_all
