@@ -155,6 +155,20 @@ class LayerFolding:
         if self.in_fifo_depths is not None and not isinstance(self.in_fifo_depths, tuple):
             object.__setattr__(self, "in_fifo_depths", tuple(int(d) for d in self.in_fifo_depths))
 
+    def __hash__(self) -> int:
+        # the estimator's per-layer memos hash each folding on lookup and on store: hash the fields once per
+        # object (the value dataclass would give; not pickled, since str hashes differ between processes)
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash((
+                self.pe, self.simd, self.ram_style, self.ram_style_thresholds, self.res_type, self.mem_mode,
+                self.parallel_window, self.runtime_writeable_weights, self.depth_trigger_uram,
+                self.depth_trigger_bram, self.depth, self.impl_style, self.in_fifo_depths))
+        return h
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def to_finn(self) -> dict[str, Any]:
         out = {}
         for finn_key, attr in FOLDING_KEYS.items():
@@ -182,6 +196,7 @@ class LayerFolding:
         every value already comes from a constructed ``LayerFolding``, so ``__post_init__`` has nothing to do.
         """
         d = self.__dict__.copy()
+        d.pop("_hash", None)
         for k, v in defaults:
             if d[k] is None:
                 d[k] = v
