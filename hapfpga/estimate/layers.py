@@ -10,7 +10,7 @@ The only code that builds these from a FINN graph is :mod:`hapfpga.finn.graph`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -56,7 +56,7 @@ class LayerSpec:
     consumers: tuple[str, ...] = ()
     default_folding: LayerFolding = field(default_factory=LayerFolding)
 
-    def memo(self, table: str) -> dict:
+    def memo(self, table: Hashable) -> dict:
         """A per-instance cache dict (not a field: ignored by ==, hash and repr; pickles safely as a dict).
 
         The estimator keeps per-layer results here keyed by folding, so a network evaluation does not

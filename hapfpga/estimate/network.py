@@ -165,12 +165,11 @@ def _build_topology(layers: tuple[LayerSpec, ...]) -> _Topology:
 
 def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple[LayerFolding, LayerCost, tuple]:
     """The effective folding, cost and stream widths of one layer, memoised per layer by (given folding, ctx)."""
-    memo = layer.memo("network")
-    key = (folding, ctx)
-    r = memo.get(key)
+    memo = layer.memo(ctx)  # one table per context, keyed by the folding: no key tuple to build and hash
+    r = memo.get(folding)
     if r is None:
         f = merge_folding(layer, folding)
-        r = memo[key] = (f, compute_cost(layer, f, ctx), compute_stream_io(layer, f))
+        r = memo[folding] = (f, compute_cost(layer, f, ctx), compute_stream_io(layer, f))
     return r
 
 
