@@ -201,7 +201,7 @@ class LayerFolding:
             if d[k] is None:
                 d[k] = v
         out = object.__new__(LayerFolding)
-        out.__dict__.update(d)
+        object.__setattr__(out, "__dict__", d)
         return out
 
 

@@ -134,17 +134,18 @@ def cost_table(
 
 def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
     """Forget every folding-dependent memo: the per-layer tables of ``layers`` (``LayerSpec.memo``) and the
-    module-level caches of the formulas (FIFO, edge, memory-primitive and BRAM-mapping costs, the context).
+    module-level caches of the formulas (FIFO, edge and BRAM-mapping costs).
 
     For timing the estimator cold (``benchmarks/estimator_speed.py``): a new folding then pays every formula.
     Kept, because no folding changes them: what each layer derives from its own description
     (``LayerSpec.derived``: the attributes its folding falls back to, data-type widths), the parsed data-type
-    names, the graph of a layer list (``network._topology``) and the names of its FIFOs and DWCs.
+    names, a board's context (``ctx_for``), the graph of a layer list (``network._topology``) and the names of
+    its FIFOs and DWCs.
     """
     from . import bram_map, infra
 
     for layer in layers:
         layer.__dict__.pop("_memo", None)
-    for fn in (ctx_for, infra.fifo_cost, infra._edge_costs, infra._bram18_plan, bram_map.yosys_bram18,
+    for fn in (infra.fifo_cost, infra._edge_costs, infra._bram18_plan, bram_map.yosys_bram18,
                bram_map.yosys_memory_kind):
         fn.cache_clear()

@@ -233,11 +233,11 @@ def estimate_network(
     net = _topology(layers)
     given = {}
     if plan is not None:
-        for n in plan.names:
-            if n not in net.names:
-                raise FoldingError(f"The folding names node '{n}', which is not in the model; "
-                                   f"use FINN's node names ({', '.join(sorted(net.names)[:4])}, ...).")
         given = dict(plan.layers)
+        if not net.names.issuperset(given):
+            n = next(n for n in plan.names if n not in net.names)
+            raise FoldingError(f"The folding names node '{n}', which is not in the model; "
+                               f"use FINN's node names ({', '.join(sorted(net.names)[:4])}, ...).")
     evals = [_evaluate(layer, given.get(layer.name), ctx) for layer in net.layers]
     costs = [e[1] for e in evals]
     layer_costs = {c.name: c for c in costs}

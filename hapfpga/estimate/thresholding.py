@@ -46,27 +46,32 @@ _WITH_URAM = _row_sets(_ROWS)
 _WITHOUT_URAM = _row_sets(tuple(r for r in _ROWS if r[4] != "URAM"))
 
 
-def _least_waste(width: int, depth: float, rows: tuple) -> tuple[str, int, str]:
-    """(primitive, count, resource key) with least wasted bits among ``rows``, the first on ties.
+def _least_waste(width: int, depths: list[float], rows: tuple) -> list[tuple[str, int, str]]:
+    """Per depth: (primitive, count, resource key) with least wasted bits among ``rows``, the first on ties.
 
     ``get_memutil_alternatives(...)[0]`` of finn/util/memutil.py: count = ceil(width/w) * ceil(depth/d)
     (``_roundup(x, m) // m``), waste = count * w * d - width * depth; ties keep dictionary order, as Python's
-    stable ``sorted`` does in FINN."""
-    need = width * depth
-    best = None
-    best_waste = 0.0
-    for row in rows:
-        count = math.ceil(width / row[1]) * math.ceil(depth / row[2])
-        waste = count * row[3] - need
-        if best is None or waste < best_waste:
-            best, best_count, best_waste = row, count, waste
-    assert best is not None
-    return best[0], best_count, best[4]
+    stable ``sorted`` does in FINN. One width at several depths (a Thresholding_rtl's stages) takes
+    ceil(width/w) once per primitive."""
+    cols = [(row, math.ceil(width / row[1])) for row in rows]
+    out = []
+    for depth in depths:
+        need = width * depth
+        best = None
+        best_waste = 0.0
+        for row, cw in cols:
+            count = cw * math.ceil(depth / row[2])
+            waste = count * row[3] - need
+            if best is None or waste < best_waste:
+                best, best_count, best_waste = row, count, waste
+        assert best is not None
+        out.append((best[0], best_count, best[4]))
+    return out
 
 
 def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[str, int]:
     """The primitive of ``allowed`` (``MEM_PRIMITIVES`` names) with least wasted bits and how many of it."""
-    name, count, _ = _least_waste(width, depth, tuple(r for r in _ROWS if r[0] in allowed))
+    name, count, _ = _least_waste(width, [depth], tuple(r for r in _ROWS if r[0] in allowed))[0]
     return name, count
 
 
@@ -83,15 +88,20 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         geoms = [(wbits, cf * 2**x) for x in range(obits)]
     # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
     rows_all, bram_rows, uram_rows = _WITH_URAM if ctx.finn_compat or ctx.has_uram else _WITHOUT_URAM
+    if trig_bram == 0 and trig_uram == 0 and not layer.uniform_thres:  # one width, one primitive set
+        picks = _least_waste(wbits, [d for _, d in geoms], rows_all)
+    else:
+        picks = []
+        for width, depth in geoms:
+            rows = rows_all
+            if trig_bram != 0 or trig_uram != 0:
+                if trig_bram <= depth < trig_uram:
+                    rows = bram_rows
+                elif depth >= trig_uram:
+                    rows = uram_rows
+            picks += _least_waste(width, [depth], rows)
     out: dict[str, int] = {}
-    for stage, (width, depth) in enumerate(geoms):
-        rows = rows_all
-        if trig_bram != 0 or trig_uram != 0:
-            if trig_bram <= depth < trig_uram:
-                rows = bram_rows
-            elif depth >= trig_uram:
-                rows = uram_rows
-        _, count, key = _least_waste(width, depth, rows)
+    for stage, (_, count, key) in enumerate(picks):
         out[key] = out.get(key, 0) + pe * count
         if key == "LUTRAM" and lut_stages is not None:
             lut_stages.append(stage)
