@@ -179,6 +179,6 @@ def _edge_costs(edge: tuple, fifo_depths: str, has_uram: bool) -> tuple[LayerCos
     if prod_name and cons_name and w_out != w_in:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter
         return (LayerCost(pre, "StreamingFIFO", fifo_cost(2, w_out, "auto", has_uram), 0),
-                LayerCost(dwc, "StreamingDataWidthConverter", Resources(LUT=dwc_luts(w_out, w_in)), int(words)),
+                LayerCost(dwc, "StreamingDataWidthConverter", Resources(dwc_luts(w_out, w_in)), int(words)),
                 last)
     return (last,)

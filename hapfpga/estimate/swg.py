@@ -13,7 +13,7 @@ from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
 from .layers import ConvolutionInputGenerator
-from .rtl_luts import lutram_xc7, swg_rtl_luts
+from .rtl_luts import counter_luts, lutram_xc7, swg_rtl_luts
 
 __all__ = ["swg_cost", "swg_impl_style", "swg_buffer_depth"]
 
@@ -92,7 +92,7 @@ def _finn_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int
     return cyc
 
 
-def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str, buf: int) -> int:
     """Steady-state cycles per frame of finn-rtllib's default-style SWG (2D); FINN's formula elsewhere.
 
     From ``finn-rtllib/swg/swg_template_default.sv`` (out always ready, input always valid):
@@ -115,6 +115,7 @@ def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
 
     Checked against a cycle-level model of the template and Verilator runs of single SWG nodes
     (docs/estimator.md, D10). The 1D and parallel styles measure within 3 cycles of FINN's formula.
+    ``buf``: ``swg_buffer_depth(layer, simd, style)``.
     """
     (ih, iw), (oh, ow) = layer.ifm_dim, layer.ofm_dim
     if style == "parallel" or ih == 1 or iw == 1:
@@ -124,13 +125,17 @@ def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
     k2 = kh * kw
     bmin = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
     if layer.depthwise and cf > 1:
-        buf = swg_buffer_depth(layer, simd, style)
         gap = ((sh + (kh - 1) * dh) * iw + (kw - 1) * dw - (ow - 1) * sw - 1) * cf - buf + 2
         stall = max(0, gap - (kh - 1) * kw - 4)
         cyc = bmin - cf - k2 + 3 + oh * ow * k2 * cf + (oh - 1) * stall
     else:
         cyc = bmin - k2 * cf + 2 + oh * ow * k2 * cf
     return max(cyc, ih * iw * cf + 2)
+
+
+def _window_counters(layer: ConvolutionInputGenerator) -> int:
+    """Counter LUTs of the window loops that do not depend on the folding (OFM_H, OFM_W, K_H, K_W)."""
+    return counter_luts((*layer.ofm_dim, *layer.kernel))
 
 
 def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style: str, depth: int, width: int,
@@ -143,8 +148,7 @@ def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style
     LUTRAM, as Yosys's memory mapper places them (a RAM64M column is cheaper than a RAMB18); FINN counts BRAM.
     FINN's 300-LUT constant is a guess the RTL does not support (Yosys: 80-170 LUTs of control).
     """
-    loops = (*layer.ofm_dim, *layer.kernel, layer.ifm_ch // simd)
-    lut = swg_rtl_luts(loops, depth, style == "parallel")
+    lut = swg_rtl_luts((layer.ifm_ch // simd,), depth, style == "parallel", layer.derived(_window_counters))
     if ram_style == "auto" and bcount and bdepth <= 64:
         ram_style = "distributed"
     if ram_style == "distributed" and bcount:
@@ -189,5 +193,5 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
             uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
         else:
             bram = _bram_for(bdepth, width) * bcount
-    cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style)
+    cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style, depth)
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), cycles
