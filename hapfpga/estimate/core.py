@@ -145,7 +145,8 @@ def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
     from . import bram_map, infra
 
     for layer in layers:
-        layer.__dict__.pop("_memo", None)
+        for table in layer.__dict__.get("_memo", {}).values():
+            table.clear()  # emptied in place: every entry is gone, the (empty) tables stay allocated
     for fn in (infra.fifo_cost, infra._edge_costs, infra._bram18_plan, bram_map.yosys_bram18,
                bram_map.yosys_memory_kind):
         fn.cache_clear()

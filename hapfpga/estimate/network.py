@@ -165,7 +165,7 @@ def _build_topology(layers: tuple[LayerSpec, ...]) -> _Topology:
 
 def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple[LayerFolding, LayerCost, tuple]:
     """The effective folding, cost and stream widths of one layer, memoised per layer by (given folding, ctx)."""
-    memo = layer.memo(ctx)  # one table per context, keyed by the folding: no key tuple to build and hash
+    memo = layer.memo(ctx.memo_table)  # one table per context, keyed by the folding: no key tuple to hash
     r = memo.get(folding)
     if r is None:
         f = merge_folding(layer, folding)
