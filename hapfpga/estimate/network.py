@@ -15,7 +15,7 @@ from .core import compute_cost, ctx_for, merge_folding
 from .infra import fifo_cost, infrastructure_costs
 from .joins import is_join, join_input_width, skip_fifo_depths, skip_fifo_fractions
 from .layers import LayerSpec
-from .power import dynamic_power_w, static_power_w
+from .power import dynamic_power_w, dynamic_powers_w, static_power_w
 from .streams import compute_stream_io
 
 __all__ = ["NetworkEstimate", "estimate_network"]
@@ -253,7 +253,8 @@ def estimate_network(
     max_cycles, bottleneck = (worst.cycles, worst.name) if worst else (0, "")
     fps = clock * 1e6 / max_cycles if max_cycles else 0.0
     over = tuple(total.over(board.budget))
-    dyn = {n: dynamic_power_w(c.resources, clock, board.part) for n, c in layer_costs.items()}
+    dyn = dict(zip(layer_costs, dynamic_powers_w([c.resources for c in layer_costs.values()], clock, board.part),
+                   strict=True))
     if infra:
         dyn["infrastructure"] = dynamic_power_w(infra_total, clock, board.part)
     static = static_power_w(board.part)
