@@ -123,6 +123,11 @@ def _is_float(dt: str) -> bool:
     return dt.upper().startswith(("FLOAT", "BFLOAT"))
 
 
+def _operand_types(layer: ElementwiseBinary) -> tuple[int, int, bool]:
+    """Bits of both operands and whether either is a float (a function of the layer alone)."""
+    return bits(layer.lhs_dt), bits(layer.rhs_dt), _is_float(layer.lhs_dt) or _is_float(layer.rhs_dt)
+
+
 def elementwise_cost(layer: ElementwiseBinary, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """ElementwiseMul/Add: cycles = prod(folded output shape[:-1]) (``get_exp_cycles``).
 
@@ -162,15 +167,16 @@ def elementwise_cost(layer: ElementwiseBinary, f: LayerFolding, ctx: Ctx) -> tup
         specs = [(w, d) for w, d in specs if d > 128]
     else:
         small = []
-    bram = sum(weight_bram18(d, w) for w, d in specs) if ram_style in ("auto", "block") else 0
-    uram = sum(math.ceil(w / 72) * math.ceil(d / 4096) for w, d in specs) if ram_style == "ultra" else 0
-    lutram = sum(w * math.ceil(d / 64) for w, d in specs) if ram_style == "distributed" else 0
-    lutram += sum(w * math.ceil(d / 64) for w, d in small)
+    bram = sum(weight_bram18(d, w) for w, d in specs) if specs and ram_style in ("auto", "block") else 0
+    uram = sum(math.ceil(w / 72) * math.ceil(d / 4096) for w, d in specs) if specs and ram_style == "ultra" else 0
+    lutram = sum(w * math.ceil(d / 64) for w, d in specs) if specs and ram_style == "distributed" else 0
+    if small:
+        lutram += sum(w * math.ceil(d / 64) for w, d in small)
     if ctx.finn_compat:
         return Resources(LUT=lutram, BRAM_18K=bram, URAM=uram), cycles
-    a, b = bits(layer.lhs_dt), bits(layer.rhs_dt)
+    a, b, floats = layer.derived(_operand_types)
     dsp = 0
-    if _is_float(layer.lhs_dt) or _is_float(layer.rhs_dt):
+    if floats:
         if layer.kind == "ElementwiseMul":
             op, dsp = 100 * pe, 3 * pe
         else:
