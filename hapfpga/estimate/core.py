@@ -7,7 +7,6 @@ memoised on each layer description by (effective folding, context) (see ``LayerS
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from functools import lru_cache
 
 import numpy as np
@@ -27,14 +26,6 @@ __all__ = [
 #: columns of ``cost_table``
 COST_COLUMNS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles")
 
-_FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
-
-
-def _set_attributes(layer: LayerSpec) -> tuple[tuple[str, object], ...]:
-    """The folding fields the layer's FINN attributes set: what a folding's ``None`` falls through to."""
-    base = layer.default_folding
-    return tuple((k, v) for k in _FOLD_FIELDS if (v := getattr(base, k)) is not None)
-
 
 def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
     """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through), memoised."""
@@ -52,7 +43,7 @@ def merge_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFoldin
     """``effective_folding`` without the memo."""
     if folding is None:
         return layer.default_folding
-    defaults = layer.derived(_set_attributes)
+    defaults = layer.folding_defaults
     return folding.filled_from(defaults) if defaults else folding
 
 

@@ -11,7 +11,8 @@ The only code that builds these from a FINN graph is :mod:`hapfpga.finn.graph`.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, ClassVar
 
 from ..types import LayerFolding
@@ -87,9 +88,17 @@ class LayerSpec:
             v = d[fn] = fn(self)
         return v
 
+    @cached_property
+    def folding_defaults(self) -> tuple[tuple[str, Any], ...]:
+        """``(field, value)`` of every folding field the layer's FINN attributes set (``default_folding``): what
+        a folding's ``None`` falls through to. Computed once per layer (a cached attribute: the estimator reads
+        it for every folding it merges)."""
+        base = self.default_folding
+        return tuple((f.name, v) for f in fields(base) if (v := getattr(base, f.name)) is not None)
+
     def __getstate__(self) -> dict:
-        """Pickle the fields only, not the memo nor the derived values (both are rebuilt on demand)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_derived")}
+        """Pickle the fields only, not the memo nor the derived values (all rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_derived", "folding_defaults")}
 
     def fold_limits(self) -> dict[str, int]:
         """Upper bound of each folding knob (the dimension it must divide)."""
