@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -118,7 +119,7 @@ class _Topology:
     ``skip``: ``joins.skip_fifo_fractions``.
     """
 
-    layers: tuple[LayerSpec, ...]
+    refs: tuple[weakref.ref, ...]
     names: frozenset[str]
     edges: tuple[tuple[int, int, bool], ...]
     preds: tuple[tuple[int, ...] | None, ...]
@@ -127,21 +128,22 @@ class _Topology:
     chain: bool
 
 
-#: layer-list topologies by the ids of the layers; an entry holds its layers, so their ids stay theirs
+#: layer-list topologies by the ids of the layers (the last 64 lists); an entry holds weak references to its
+#: layers (no memo outlives its layers) and is used only while they resolve to the very objects passed
 _TOPOLOGIES: dict[tuple[int, ...], _Topology] = {}
 
 
 def _topology(layers: Sequence[LayerSpec]) -> _Topology:
     key = tuple(map(id, layers))
     t = _TOPOLOGIES.get(key)
-    if t is None:
+    if t is None or not all(r() is layer for r, layer in zip(t.refs, layers, strict=True)):
         if len(_TOPOLOGIES) >= 64:
             del _TOPOLOGIES[next(iter(_TOPOLOGIES))]
-        t = _TOPOLOGIES[key] = _build_topology(tuple(layers))
+        t = _TOPOLOGIES[key] = _build_topology(layers)
     return t
 
 
-def _build_topology(layers: tuple[LayerSpec, ...]) -> _Topology:
+def _build_topology(layers: Sequence[LayerSpec]) -> _Topology:
     idx = {layer.name: i for i, layer in enumerate(layers)}
     chain = all(not layer.producers and not layer.consumers for layer in layers)
     edges: list[tuple[int, int, bool]] = []
@@ -160,7 +162,8 @@ def _build_topology(layers: tuple[LayerSpec, ...]) -> _Topology:
         lone = not layer.producers and not layer.consumers
         preds.append(None if lone else tuple(idx[p] for p in layer.producers if p in idx and idx[p] < i))
     chain_preds = all(p == ((i - 1,) if i else ()) for i, p in enumerate(preds))
-    return _Topology(layers, frozenset(idx), tuple(edges), tuple(preds), skip_fifo_fractions(layers), chain_preds)
+    return _Topology(tuple(map(weakref.ref, layers)), frozenset(idx), tuple(edges), tuple(preds),
+                     skip_fifo_fractions(layers), chain_preds)
 
 
 def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple[LayerFolding, LayerCost, tuple]:
@@ -173,8 +176,7 @@ def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple
     return r
 
 
-def _edges(net: _Topology, evals: list[tuple]) -> list[tuple]:
-    layers = net.layers
+def _edges(net: _Topology, layers: Sequence[LayerSpec], evals: list[tuple]) -> list[tuple]:
     edges = []
     for j, i, join in net.edges:
         if j < 0:
@@ -238,15 +240,15 @@ def estimate_network(
             n = next(n for n in plan.names if n not in net.names)
             raise FoldingError(f"The folding names node '{n}', which is not in the model; "
                                f"use FINN's node names ({', '.join(sorted(net.names)[:4])}, ...).")
-    evals = [_evaluate(layer, given.get(layer.name), ctx) for layer in net.layers]
+    evals = [_evaluate(layer, given.get(layer.name), ctx) for layer in layers]
     costs = [e[1] for e in evals]
     layer_costs = {c.name: c for c in costs}
     infra: dict[str, LayerCost] = {}
     skip: dict[str, int] = {}
     if infrastructure and layers:
-        infra = infrastructure_costs(_edges(net, evals), fifo_depths=fifo_depths, has_uram=ctx.has_uram)
+        infra = infrastructure_costs(_edges(net, layers, evals), fifo_depths=fifo_depths, has_uram=ctx.has_uram)
         if net.skip:
-            skip = _skip_fifos(net, [e[0] for e in evals], infra, ctx.has_uram)
+            skip = _skip_fifos(layers, net.skip, [e[0] for e in evals], infra, ctx.has_uram)
     layer_total, worst = _layer_totals(costs)
     infra_total = _sum([c.resources for c in infra.values()])
     total = _sum((layer_total, infra_total))
@@ -278,15 +280,14 @@ def estimate_network(
     )
 
 
-def _skip_fifos(net: _Topology, folds: list[LayerFolding], infra: dict[str, LayerCost],
-                has_uram: bool) -> dict[str, int]:
+def _skip_fifos(layers: Sequence[LayerSpec], fractions: dict[tuple[str, str], float], folds: list[LayerFolding],
+                infra: dict[str, LayerCost], has_uram: bool) -> dict[str, int]:
     """Replace the minimal FIFO on the short input of every join by the skip-branch FIFO (``joins.py``)."""
-    layers = net.layers
     pes = {layer.name: int(f.pe or 1) for layer, f in zip(layers, folds, strict=True)}
     given = {layer.name: (layer, f.in_fifo_depths) for layer, f in zip(layers, folds, strict=True)
              if f.in_fifo_depths}
     out = {}
-    for (p, j), (depth, width) in skip_fifo_depths(layers, pes, net.skip).items():
+    for (p, j), (depth, width) in skip_fifo_depths(layers, pes, fractions).items():
         if j in given:  # the folding sets FINN's inFIFODepths: InsertFIFO builds that depth
             join, depths = given[j]
             depth = int(depths[join.producers.index(p)])

@@ -208,3 +208,19 @@ def test_layer_specs_pickle_without_derived_values():
     assert m.folding_defaults and m.__dict__.get("_derived")
     back = pickle.loads(pickle.dumps(m))
     assert back == m and not {"_memo", "_derived", "folding_defaults"} & set(back.__dict__)
+
+
+def test_the_graph_cache_holds_no_layer_alive_and_follows_a_changed_list():
+    import gc
+    import weakref
+
+    layers = _cnv_like()
+    board = load_board("pynq-z2")
+    first = estimate_network(layers, None, board)
+    probe = weakref.ref(layers[2])
+    shorter = layers[:-1]  # same objects, another list: another graph (MV1 is now the output)
+    assert "FIFO_MV1__out" in estimate_network(shorter, None, board).infrastructure
+    assert estimate_network(layers, None, board) == first
+    del layers, shorter, first
+    gc.collect()
+    assert probe() is None
