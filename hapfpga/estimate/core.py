@@ -129,9 +129,10 @@ def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
 
     For timing the estimator cold (``benchmarks/estimator_speed.py``): a new folding then pays every formula.
     Kept, because no folding changes them: what each layer derives from its own description
-    (``LayerSpec.derived``: the attributes its folding falls back to, data-type widths), the parsed data-type
-    names, a board's context (``ctx_for``), the graph of a layer list (``network._topology``) and the names of
-    its FIFOs and DWCs.
+    (``LayerSpec.folding_defaults``, the attributes a folding falls back to; ``LayerSpec.derived``: data-type
+    and accumulator widths, the SWG's window-loop counters), the parsed data-type names, a board's context
+    (``ctx_for``) and power coefficients, the graph of a layer list (``network._topology``) and the names of its
+    FIFOs and DWCs (docs/estimator.md, "Speed").
     """
     from . import bram_map, infra
 

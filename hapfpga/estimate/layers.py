@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 
+_UNSET = object()
+
+
 @dataclass(frozen=True, kw_only=True)
 class LayerSpec:
     """Base of all layer descriptions.
@@ -83,8 +86,8 @@ class LayerSpec:
         if d is None:
             d = {}
             object.__setattr__(self, "_derived", d)
-        v = d.get(fn)
-        if v is None:
+        v = d.get(fn, _UNSET)
+        if v is _UNSET:
             v = d[fn] = fn(self)
         return v
 
