@@ -72,6 +72,10 @@ class PruningConfig:
     #: greedy targets budget/max_fps: fine-tune candidates of the trajectory for ``finetune_epochs`` (fastest
     #: first, then a bisection) and keep the fastest whose validation drop meets ``max_accuracy_drop``
     backtrack: bool = True
+    #: greedy targets budget/max_fps, a step whose drop is beyond ``step_accuracy_drop``: ``stop`` ends the search
+    #: there (backtracking still tries it); ``reject`` undoes it, freezes its group (or bits knob) and goes on with
+    #: the others; ``rescue`` first fine-tunes it ``finetune_epochs`` more and rejects it only if still beyond
+    on_step_drop: Literal["stop", "reject", "rescue"] = "rescue"
     distill: bool = False
     iterations: int = 1
     val_fraction: float = 0.2

@@ -78,11 +78,13 @@ class SearchResult:
     best: Step
     history: tuple[Step, ...]
     pareto: tuple[Step, ...] = ()
+    rejected: tuple[Step, ...] = ()  # greedy steps undone (drop beyond the step tolerance); their knob was frozen
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "best": self.best.as_dict(),
             "history": [s.as_dict() for s in self.history],
+            "rejected": [s.as_dict() for s in self.rejected],
             "pareto": [{"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT} for s in self.pareto],
         }
 
@@ -120,11 +122,13 @@ def _check_greedy_args(target: str, target_fps: float | None, objective: str) ->
 
 def _greedy_trials(
     candidates: Mapping[str, Sequence[int]], counts: dict[str, int], hw: Callable[[Mapping[str, int]], HwPoint],
+    frozen: frozenset[str] = frozenset(),
 ) -> list[tuple[int, str, dict[str, int], HwPoint]]:
-    """Each knob lowered by one candidate step, with its predicted hardware (``hw.many`` when it has one)."""
+    """Each knob not ``frozen`` lowered by one candidate step, with its predicted hardware (``hw.many`` when it
+    has one)."""
     pending = []
     for i, g in enumerate(candidates):
-        nxt = _next_smaller(candidates[g], counts[g])
+        nxt = None if g in frozen else _next_smaller(candidates[g], counts[g])
         if nxt is not None:
             pending.append((i, g, {**counts, g: nxt}))
     many = getattr(hw, "many", None)
@@ -194,6 +198,8 @@ def greedy_search(
     max_steps: int = 100,
     eps: float = 1e-3,
     step_tolerance: float | None = None,
+    reject: Callable[[Mapping[str, int]], None] | None = None,
+    rescue: Callable[[Mapping[str, int]], float] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """NetAdapt-style greedy channel (and bit-width) allocation.
@@ -205,7 +211,13 @@ def greedy_search(
     accuracy. Targets: ``fps`` stops at the first step reaching ``target_fps``; ``budget`` (alias ``max_fps``) keeps
     going while the accuracy drop after a step's fine-tune stays within ``step_tolerance`` (default
     ``max_accuracy_drop``; a looser one lets the search walk past steps a longer final fine-tune recovers, see
-    :func:`backtrack`) and returns the fastest committed step within ``max_accuracy_drop``.
+    :func:`backtrack`) and returns the fastest committed step within ``max_accuracy_drop``. A step beyond that
+    tolerance ends the search, unless ``reject(counts)`` is given: it restores the caller's model to the last
+    accepted ``counts``, the step is recorded in ``SearchResult.rejected``, its knob is frozen (never lowered
+    again) and the search goes on with the other knobs (a rejected step still counts toward ``max_steps``: it cost
+    a fine-tune). One layer that cannot lose more (e.g. a first convolution at 8 channels) then no longer ends the
+    search for every other layer. ``rescue(counts)`` (with ``reject``) first gives such a step a longer fine-tune
+    and returns its accuracy; only a step still beyond is rejected (short fine-tunes understate recovery).
     ``objective="fps_per_sensitivity"``: accuracy is only measured for trials that raise the predicted FPS;
     when none does (a plateau, e.g. two layers share the bottleneck), the least sensitive trial that keeps FPS
     is taken so that a later step can move the bottleneck.
@@ -217,25 +229,39 @@ def greedy_search(
     fps_ref = hw0.fps if hw0.fps > 0 else 1.0
     acc = start_accuracy
     history = [Step(dict(counts), hw0, acc)]
+    rejected: list[Step] = []
+    frozen: set[str] = set()
     say = log or (lambda s: None)
+    tol = max_accuracy_drop if step_tolerance is None else max(step_tolerance, max_accuracy_drop)
     for _ in range(max_steps):
         if target == "fps" and history[-1].hw.fps >= float(target_fps or 0):
             break
         cur = history[-1]
-        trials = _greedy_trials(candidates, counts, hw)
+        trials = _greedy_trials(candidates, counts, hw, frozenset(frozen))
         best_gain = _best_trial(trials, cur, try_accuracy, objective, fps_ref, alpha, eps)
         if best_gain is None:
             break
         _, _, g, trial, h, a = best_gain
-        new_acc = commit(trial)
+        step = Step(dict(trial), h, commit(trial), changed=g)
+        over = target != "fps" and start_accuracy - step.accuracy > tol + 1e-12
+        if over and reject is not None and rescue is not None:
+            say(f"step {g} -> {trial[g]}: acc {step.accuracy:.4f} beyond the tolerance; longer fine-tune")
+            step = Step(dict(trial), h, rescue(trial), changed=g)
+            over = start_accuracy - step.accuracy > tol + 1e-12
+        if over and reject is not None:
+            reject(dict(counts))
+            rejected.append(step)
+            frozen.add(g)
+            say(f"step rejected: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f} "
+                f"(drop beyond {tol:g}); {g} frozen at {counts[g]}")
+            continue
         counts = trial
-        history.append(Step(dict(counts), h, new_acc, changed=g))
-        say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {new_acc:.4f}")
-        tol = max_accuracy_drop if step_tolerance is None else max(step_tolerance, max_accuracy_drop)
-        if target != "fps" and start_accuracy - new_acc > tol + 1e-12:
+        history.append(step)
+        say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f}")
+        if over:
             break
     chosen = _choose_step(history, start_accuracy, target, target_fps, objective, max_accuracy_drop, fps_ref, alpha)
-    return SearchResult(best=chosen, history=tuple(history))
+    return SearchResult(best=chosen, history=tuple(history), rejected=tuple(rejected))
 
 
 def backtrack(

@@ -8,6 +8,7 @@ scaled to each candidate's channel counts, and the folding optimiser (no FINN ru
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -163,7 +164,8 @@ class _Run:
     n_workers: int
     step_ft: Any
     finetuned: bool = False  # the search already gave the model its final fine-tune (backtracking)
-    lineage_steps: int = 0  # greedy steps (each with a step fine-tune) in the chosen model's own history
+    lineage_epochs: float = 0.0  # fine-tune epochs (steps, rescues) in the chosen model's own history
+    lineage_epochs_of: dict[Any, float] | None = None  # the same for every snapshot of a greedy search
     backtracked: list[dict[str, Any]] | None = None
 
     def final_ft(self) -> Any:
@@ -373,8 +375,9 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
 
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
-    state = {"model": run.base, "graph": ch.graph}
+    state = {"model": run.base, "graph": ch.graph, "last": tuple(sorted(ch.start.items()))}
     snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(ch.start.items())): run.base}
+    epochs = {tuple(sorted(ch.start.items())): 0.0}  # fine-tune epochs in each snapshot's own lineage
 
     def try_accuracy(counts: Mapping[str, int]) -> float:
         return run.evaluate(ch.realise(run, state["model"], state["graph"], counts), run.x_val, run.y_val)
@@ -383,20 +386,38 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
 
     def commit(counts: Mapping[str, int]) -> float:
         m, acc = run.tune(ch.realise(run, state["model"], state["graph"], counts), run.step_ft)
-        state["model"], state["graph"] = m, ChannelGraph(m, run.example)
-        snapshots[tuple(sorted(counts.items()))] = m
+        key = tuple(sorted(counts.items()))
+        epochs[key] = epochs[state["last"]] + run.step_ft.epochs
+        state["model"], state["graph"], state["last"] = m, ChannelGraph(m, run.example), key
+        snapshots[key] = m
         return acc
+
+    def rescue(counts: Mapping[str, int]) -> float:  # the step just committed, fine-tuned finetune_epochs more
+        m, acc = run.tune(state["model"], run.final_ft())
+        state["model"], state["graph"] = m, ChannelGraph(m, run.example)
+        snapshots[state["last"]] = m
+        epochs[state["last"]] += run.final_ft().epochs
+        return acc
+
+    def reject(counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
+        snapshots.pop(state["last"], None)
+        state["last"] = tuple(sorted(counts.items()))
+        state["model"] = snapshots[state["last"]]
+        state["graph"] = ChannelGraph(state["model"], run.example)
 
     result = greedy_search(
         ch.start, ch.cands, hw_eval, try_accuracy, commit, start_accuracy=ch.acc_val0,
         target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
         max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
         alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
+        reject=reject if cfg.on_step_drop != "stop" else None,
+        rescue=rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
     )
+    run.lineage_epochs_of = epochs
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, result, snapshots)
     counts = dict(result.best.counts)
-    run.lineage_steps = next(i for i, s in enumerate(result.history) if dict(s.counts) == counts)
+    run.lineage_epochs = epochs[tuple(sorted(counts.items()))]
     return snapshots[tuple(sorted(counts.items()))], counts, result
 
 
@@ -416,10 +437,10 @@ def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tu
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
-    run.finetuned, run.lineage_steps = True, i
+    run.finetuned, run.lineage_epochs = True, (run.lineage_epochs_of or {})[tuple(sorted(chosen.counts.items()))]
     run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
-    return finals[i], dict(chosen.counts), SearchResult(best=best, history=result.history, pareto=result.pareto)
+    return finals[i], dict(chosen.counts), dataclasses.replace(result, best=best)
 
 
 def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int], SearchResult]:
@@ -485,8 +506,9 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
             "fps_after": fps_after,
             "pareto": _pareto_rows(result),
             "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
+            "rejected": [s.as_dict() for s in result.rejected] if result is not None else [],
             # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
-            "extra_epochs": run.lineage_steps * cfg.step_finetune_epochs + cfg.finetune_epochs,
+            "extra_epochs": run.lineage_epochs + cfg.finetune_epochs,
             "backtrack": run.backtracked or [],
             "seconds": time.time() - run.t0,
         }

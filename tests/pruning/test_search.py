@@ -163,3 +163,43 @@ def test_backtrack_skips_steps_that_do_not_fit_and_keeps_the_start_when_nothing_
     hist[2] = Step({"a": 1}, HwPoint(fps=500, fits=False), 0.9)
     i, tried = backtrack(hist, lambda k: 0.5, start_accuracy=0.9, max_accuracy_drop=0.01)
     assert i == 0 and set(tried) == {1}
+
+
+def test_a_rejected_step_is_undone_its_knob_frozen_and_the_search_goes_on():
+    """Group "a" collapses accuracy below 48 channels; without ``reject`` that step ends the search, with it the
+    step is undone, "a" frozen at its last accepted count and the other groups still pruned."""
+
+    def cliff(counts):
+        return acc(counts) - (0.3 if counts["a"] < 48 else 0.0)
+
+    state = {"model": dict(FULL)}
+    restored = []
+
+    def commit(counts):
+        state["model"] = dict(counts)
+        return cliff(counts)
+
+    def reject(counts):
+        restored.append(dict(counts))
+        state["model"] = dict(counts)
+
+    start = cliff(FULL)
+    kw = dict(start_accuracy=start, target="budget", max_accuracy_drop=0.02, step_tolerance=0.05, max_steps=30)
+    plain = greedy_search(FULL, CANDS, hw, cliff, commit, **kw)
+    assert plain.history[-1].counts["a"] < 48 and not plain.rejected  # stopped at the cliff
+    r = greedy_search(FULL, CANDS, hw, cliff, commit, reject=reject, **kw)
+    assert r.rejected[0].changed == "a" and [s.changed for s in r.rejected].count("a") == 1  # frozen after it
+    bad = r.rejected[0]
+    assert bad.counts["a"] < 48 and start - bad.accuracy > 0.05
+    # restored to the last accepted counts, which the history then continues from
+    assert restored[0] == {**bad.counts, "a": restored[0]["a"]} and restored[0]["a"] >= 48
+    assert all(s.counts["a"] == restored[0]["a"] for s in r.history[r.history.index(
+        next(s for s in r.history if s.counts == restored[0])):])
+    assert all(start - s.accuracy <= 0.05 + 1e-9 for s in r.history)  # no accepted step beyond the tolerance
+    assert len(r.history) + len(r.rejected) - 1 <= 30
+    # the others went on: more steps after the rejection, and at least as fast as the plain search's choice
+    assert any(s.changed != "a" for s in r.history[r.history.index(
+        next(s for s in r.history if s.counts == restored[0])) + 1:])
+    assert r.best.hw.fps >= plain.best.hw.fps
+    assert start - r.best.accuracy <= 0.02 + 1e-9
+    assert r.as_dict()["rejected"][0]["changed"] == "a"
