@@ -7,9 +7,15 @@ the finn-examples folding file from ``tests/data`` plus random legal foldings.
   ``step_minimize_bit_width``, ``step_generate_estimate_reports`` on the already specialised model —
   what FINN must redo for every folding. The full estimate-only build from QONNX is timed too (info).
 - ours: ``estimate_network`` (per-layer costs, FIFOs and DWCs, FPS, power) for each of N random legal
-  foldings, COLD: every estimator cache (per-layer memos, FIFO/DWC/memory-primitive caches) is cleared before
-  each one (``clear_caches``; random foldings repeat per-layer choices, and a warm memo hid about half the
-  cost), median time; the same folding again with warm caches is printed for information.
+  foldings, COLD: every folding-dependent estimator cache (the per-layer memos of merged foldings, costs and
+  stream widths; the FIFO, edge and BRAM-mapping caches) is emptied before each one (``clear_caches``; random
+  foldings repeat per-layer choices, and a warm memo hid about half the cost), median time; the same folding
+  again with warm caches is printed for information. Kept across foldings, because no folding changes them
+  (FINN's side likewise starts from the specialised model it has already built): what each layer derives from
+  its own description (``LayerSpec.folding_defaults``, the FINN attributes a folding falls back to;
+  ``LayerSpec.derived``: data-type and accumulator widths, the SWG's OFM/kernel loop counters), the parsed
+  data-type names, the board's estimation context, the layer list's graph (edges, producers, skip-FIFO
+  fractions) and the FIFO/DWC names of its edges (docs/estimator.md, "Speed").
 
 The heap left by torch/finn is frozen (``gc.freeze``) before our timing loop so that Python's cyclic GC
 does not re-scan it. Both sides' per-node numbers are checked equal (finn_compat) for the reference folding before timing.

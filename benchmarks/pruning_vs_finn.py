@@ -525,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
-    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 25, quick 10)")
-    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 6, quick 3)")
+    ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 14, quick 10)")
+    ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 3, quick 3)")
     ap.add_argument("--step-finetune", type=float, default=0.5, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=2.0, help="fine-tune epochs after the search")
     ap.add_argument("--ft-lr", type=float, default=5e-4,
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-drop", type=float, default=0.08,
                     help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
     ap.add_argument("--fold-time", type=float, default=None,
-                    help="seconds per folding solve inside the search's FPS predictor (default 10, quick 2)")
+                    help="seconds per folding solve inside the search's FPS predictor (default 4, quick 2)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,
@@ -545,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
     args.patience = args.patience or (3 if q else 4)
-    args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 25)
-    args.candidate_steps = args.candidate_steps or (3 if q else 6)
-    args.fold_time = args.fold_time or (2.0 if q else 10.0)
+    args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 14)
+    args.candidate_steps = args.candidate_steps or 3
+    args.fold_time = args.fold_time or (2.0 if q else 4.0)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

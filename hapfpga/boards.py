@@ -6,7 +6,7 @@ The YAML files cite their primary sources (vendor data sheets) in comments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -54,9 +54,9 @@ class BoardSpec:
     limits: Resources  # fractions of capacity, FINN's DEFAULT_RES_LIMITS unless stated
     memory: str = ""
 
-    @property
+    @cached_property
     def budget(self) -> Resources:
-        """Capacity × utilisation limits: what a design may use and still close timing."""
+        """Capacity × utilisation limits: what a design may use and still close timing (computed once)."""
         return self.capacity.scaled(self.limits)
 
     @property

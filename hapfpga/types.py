@@ -25,7 +25,7 @@ __all__ = [
 RESOURCE_KEYS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Resources:
     """FPGA resources. ``BRAM_18K`` counts 18 Kb block RAMs (a RAMB36 is two)."""
 
@@ -34,6 +34,17 @@ class Resources:
     BRAM_18K: float = 0.0
     URAM: float = 0.0
     DSP: float = 0.0
+
+    def __init__(self, LUT: float = 0.0, FF: float = 0.0, BRAM_18K: float = 0.0, URAM: float = 0.0,  # noqa: N803
+                 DSP: float = 0.0) -> None:
+        # the dataclass's generated __init__ of a frozen class calls object.__setattr__ per field; the estimator
+        # builds tens of these per network estimate, and storing into __dict__ is ~3x faster (same fields, values)
+        d = self.__dict__
+        d["LUT"] = LUT
+        d["FF"] = FF
+        d["BRAM_18K"] = BRAM_18K
+        d["URAM"] = URAM
+        d["DSP"] = DSP
 
     def __add__(self, other: Resources) -> Resources:
         if not isinstance(other, Resources):
@@ -80,7 +91,7 @@ class Resources:
         return cls(**{k: float(d.get(k, 0.0)) for k in RESOURCE_KEYS})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LayerCost:
     """Estimated cost of one layer: resources and expected cycles per frame."""
 
@@ -88,6 +99,13 @@ class LayerCost:
     kind: str
     resources: Resources
     cycles: int
+
+    def __init__(self, name: str, kind: str, resources: Resources, cycles: int) -> None:
+        d = self.__dict__  # a fast frozen __init__, as in Resources
+        d["name"] = name
+        d["kind"] = kind
+        d["resources"] = resources
+        d["cycles"] = cycles
 
     def as_dict(self) -> dict[str, float]:
         return {**self.resources.as_dict(), "cycles": self.cycles}
@@ -137,6 +155,20 @@ class LayerFolding:
         if self.in_fifo_depths is not None and not isinstance(self.in_fifo_depths, tuple):
             object.__setattr__(self, "in_fifo_depths", tuple(int(d) for d in self.in_fifo_depths))
 
+    def __hash__(self) -> int:
+        # the estimator's per-layer memos hash each folding on lookup and on store: hash the fields once per
+        # object (the value dataclass would give; not pickled, since str hashes differ between processes)
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash((
+                self.pe, self.simd, self.ram_style, self.ram_style_thresholds, self.res_type, self.mem_mode,
+                self.parallel_window, self.runtime_writeable_weights, self.depth_trigger_uram,
+                self.depth_trigger_bram, self.depth, self.impl_style, self.in_fifo_depths))
+        return h
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def to_finn(self) -> dict[str, Any]:
         out = {}
         for finn_key, attr in FOLDING_KEYS.items():
@@ -155,6 +187,22 @@ class LayerFolding:
 
     def with_(self, **changes: Any) -> LayerFolding:
         return replace(self, **changes)
+
+    def filled_from(self, defaults: tuple[tuple[str, Any], ...]) -> LayerFolding:
+        """This folding with each unset (``None``) field named in ``defaults`` (``(field, value)`` pairs taken from
+        another ``LayerFolding``) set to that value: the estimator's merge of a folding over a layer's attributes.
+
+        Built without ``__init__`` (the estimator's hot path; ``dataclasses.replace`` costs several times more):
+        every value already comes from a constructed ``LayerFolding``, so ``__post_init__`` has nothing to do.
+        """
+        d = self.__dict__.copy()
+        d.pop("_hash", None)
+        for k, v in defaults:
+            if d[k] is None:
+                d[k] = v
+        out = object.__new__(LayerFolding)
+        object.__setattr__(out, "__dict__", d)
+        return out
 
 
 @dataclass(frozen=True)

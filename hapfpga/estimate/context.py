@@ -31,6 +31,17 @@ class Ctx:
     has_uram: bool = True
     dsp48e1: bool = False
 
+    def __post_init__(self) -> None:
+        flags = (self.finn_compat, self.dsp58, self.has_uram, self.dsp48e1)
+        # every per-layer memo lookup hashes its context: compute that hash once (bools only: the same value in
+        # every process, so a pickled Ctx stays consistent)
+        object.__setattr__(self, "_hash", hash(flags))
+        # the name of this context's per-layer memo table (``LayerSpec.memo``): a str, whose hash Python caches
+        object.__setattr__(self, "memo_table", "ctx:" + "".join("1" if v else "0" for v in flags))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
 
 def knob(f: LayerFolding, attr: str, default):
     """The value of folding knob ``attr`` or FINN's attribute default when unset."""

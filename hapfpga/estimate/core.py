@@ -7,7 +7,6 @@ memoised on each layer description by (effective folding, context) (see ``LayerS
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from functools import lru_cache
 
 import numpy as np
@@ -21,35 +20,31 @@ from .layers import LayerSpec
 
 __all__ = [
     "estimate_layer", "effective_folding", "ctx_for", "FORMULAS", "cost_of", "cost_table", "COST_COLUMNS",
-    "clear_caches",
+    "clear_caches", "compute_cost", "merge_folding",
 ]
 
 #: columns of ``cost_table``
 COST_COLUMNS: tuple[str, ...] = ("LUT", "FF", "BRAM_18K", "URAM", "DSP", "cycles")
 
-_FOLD_FIELDS = tuple(f.name for f in fields(LayerFolding))
-
-
-_EMPTY = LayerFolding()
-
 
 def effective_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
-    """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through)."""
+    """``folding`` on top of the layer's current FINN attributes (``None`` fields fall through), memoised."""
     base = layer.default_folding
     if folding is None or folding is base:
         return base
-    if base == _EMPTY:
-        return folding
     memo = layer.memo("effective_folding")
     f = memo.get(folding)
     if f is None:
-        f = memo[folding] = _merge(base, folding)
+        f = memo[folding] = merge_folding(layer, folding)
     return f
 
 
-def _merge(base: LayerFolding, folding: LayerFolding) -> LayerFolding:
-    return LayerFolding(**{k: (v if (v := getattr(folding, k)) is not None else getattr(base, k))
-                           for k in _FOLD_FIELDS})
+def merge_folding(layer: LayerSpec, folding: LayerFolding | None) -> LayerFolding:
+    """``effective_folding`` without the memo."""
+    if folding is None:
+        return layer.default_folding
+    defaults = layer.folding_defaults
+    return folding.filled_from(defaults) if defaults else folding
 
 
 @lru_cache(maxsize=64)
@@ -68,11 +63,12 @@ def cost_of(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
     key = (folding, ctx)
     c = memo.get(key)
     if c is None:
-        c = memo[key] = _cost(layer, folding, ctx)
+        c = memo[key] = compute_cost(layer, folding, ctx)
     return c
 
 
-def _cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
+def compute_cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
+    """``cost_of`` without the memo: the layer kind's formula (``FORMULAS``)."""
     fn = FORMULAS.get(layer.kind)
     if fn is None:
         raise UnsupportedLayerError(
@@ -80,7 +76,7 @@ def _cost(layer: LayerSpec, folding: LayerFolding, ctx: Ctx) -> LayerCost:
             f"supported kinds are {', '.join(sorted(FORMULAS))}."
         )
     res, cycles = fn(layer, folding, ctx)
-    return LayerCost(name=layer.name, kind=layer.kind, resources=res, cycles=int(cycles))
+    return LayerCost(layer.name, layer.kind, res, int(cycles))
 
 
 def estimate_layer(
@@ -128,14 +124,21 @@ def cost_table(
 
 
 def clear_caches(layers: Sequence[LayerSpec] = ()) -> None:
-    """Forget every memo: the per-layer tables of ``layers`` and the module-level caches of the formulas.
+    """Forget every folding-dependent memo: the per-layer tables of ``layers`` (``LayerSpec.memo``) and the
+    module-level caches of the formulas (FIFO, edge and BRAM-mapping costs).
 
     For timing the estimator cold (``benchmarks/estimator_speed.py``): a new folding then pays every formula.
+    Kept, because no folding changes them: what each layer derives from its own description
+    (``LayerSpec.folding_defaults``, the attributes a folding falls back to; ``LayerSpec.derived``: data-type
+    and accumulator widths, the SWG's window-loop counters), the parsed data-type names, a board's context
+    (``ctx_for``) and power coefficients, the graph of a layer list (``network._topology``) and the names of its
+    FIFOs and DWCs (docs/estimator.md, "Speed").
     """
-    from . import bram_map, dtypes, infra, thresholding
+    from . import bram_map, infra
 
     for layer in layers:
-        layer.__dict__.pop("_memo", None)
-    for fn in (ctx_for, infra.fifo_cost, infra._edge_costs, infra._bram18_plan, thresholding.memutil_best,
-               dtypes._parse, bram_map.yosys_bram18, bram_map.yosys_memory_kind):
+        for table in layer.__dict__.get("_memo", {}).values():
+            table.clear()  # emptied in place: every entry is gone, the (empty) tables stay allocated
+    for fn in (infra.fifo_cost, infra._edge_costs, infra._bram18_plan, bram_map.yosys_bram18,
+               bram_map.yosys_memory_kind):
         fn.cache_clear()

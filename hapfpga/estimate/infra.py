@@ -129,8 +129,7 @@ def fifo_cost(depth: int, width: int, requested: str = "auto", has_uram: bool = 
 
 def dwc_luts(in_width: int, out_width: int) -> int:
     """``StreamingDataWidthConverter.lut_estimation``: counters + control sets via the LCM width."""
-    mn, mx = min(in_width, out_width), max(in_width, out_width)
-    intw = mx * mn // math.gcd(mx, mn)
+    intw = math.lcm(in_width, out_width)
     cnt = cset = 0
     if in_width != intw:
         cnt += abs(math.ceil(math.log(in_width / intw, 2)))
@@ -163,17 +162,23 @@ def infrastructure_costs(edges: list[tuple] | tuple[tuple, ...], *, fifo_depths:
     return out
 
 
+@lru_cache(maxsize=1 << 12)
+def _edge_names(prod_name: str, cons_name: str) -> tuple[str, str, str]:
+    """Names of an edge's FIFO, of the FIFO in front of its DWC, and of the DWC (of the graph, not of a folding)."""
+    tag = f"{prod_name or 'in'}__{cons_name or 'out'}"
+    return f"FIFO_{tag}", f"FIFO_{tag}__pre", f"DWC_{tag}"
+
+
 @lru_cache(maxsize=1 << 16)
 def _edge_costs(edge: tuple, fifo_depths: str, has_uram: bool) -> tuple[LayerCost, ...]:
     prod_name, cons_name, w_out, w_in, words, cp, cc = edge
-    tag = f"{prod_name or 'in'}__{cons_name or 'out'}"
-    out = []
+    fifo, pre, dwc = _edge_names(prod_name, cons_name)
     depth = 2 if fifo_depths == "minimal" or not (prod_name and cons_name) else rate_depth(words, cp, cc)
+    width = w_in if cons_name else w_out
+    last = LayerCost(fifo, "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0)
     if prod_name and cons_name and w_out != w_in:
         # FINN: InsertDWC, then InsertFIFO puts a FIFO on each side of the converter
-        out.append(LayerCost(f"FIFO_{tag}__pre", "StreamingFIFO", fifo_cost(2, w_out, "auto", has_uram), 0))
-        out.append(LayerCost(f"DWC_{tag}", "StreamingDataWidthConverter", Resources(LUT=dwc_luts(w_out, w_in)),
-                             int(words)))
-    width = w_in if cons_name else w_out
-    out.append(LayerCost(f"FIFO_{tag}", "StreamingFIFO", fifo_cost(depth, width, "auto", has_uram), 0))
-    return tuple(out)
+        return (LayerCost(pre, "StreamingFIFO", fifo_cost(2, w_out, "auto", has_uram), 0),
+                LayerCost(dwc, "StreamingDataWidthConverter", Resources(dwc_luts(w_out, w_in)), int(words)),
+                last)
+    return (last,)

@@ -142,11 +142,14 @@ def skip_fifo_depth(frac: float, words_per_frame: int) -> int:
     return int(min(w, math.ceil(frac * w - 1e-9)) + 2)
 
 
-def skip_fifo_depths(layers: Sequence[LayerSpec], pes: Mapping[str, int]) -> dict[tuple[str, str], tuple[int, int]]:
-    """``(producer, join) -> (depth in words, width in bits)`` of every skip FIFO, the joins folded by ``pes``."""
+def skip_fifo_depths(layers: Sequence[LayerSpec], pes: Mapping[str, int],
+                     fractions: Mapping[tuple[str, str], float] | None = None,
+                     ) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(producer, join) -> (depth in words, width in bits)`` of every skip FIFO, the joins folded by ``pes``;
+    ``fractions``: ``skip_fifo_fractions(layers)`` when the caller already has them."""
     by_name = {layer.name: layer for layer in layers}
     out = {}
-    for (p, j), frac in skip_fifo_fractions(layers).items():
+    for (p, j), frac in (skip_fifo_fractions(layers) if fractions is None else fractions).items():
         join = by_name[j]
         pe = int(pes.get(j, 1) or 1)
         words = prod(join.out_shape) // pe  # type: ignore[attr-defined]

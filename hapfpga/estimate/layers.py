@@ -10,8 +10,10 @@ The only code that builds these from a FINN graph is :mod:`hapfpga.finn.graph`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any, ClassVar
 
 from ..types import LayerFolding
 from .dtypes import bits
@@ -37,6 +39,9 @@ __all__ = [
 ]
 
 
+_UNSET = object()
+
+
 @dataclass(frozen=True, kw_only=True)
 class LayerSpec:
     """Base of all layer descriptions.
@@ -55,7 +60,7 @@ class LayerSpec:
     consumers: tuple[str, ...] = ()
     default_folding: LayerFolding = field(default_factory=LayerFolding)
 
-    def memo(self, table: str) -> dict:
+    def memo(self, table: Hashable) -> dict:
         """A per-instance cache dict (not a field: ignored by ==, hash and repr; pickles safely as a dict).
 
         The estimator keeps per-layer results here keyed by folding, so a network evaluation does not
@@ -70,9 +75,33 @@ class LayerSpec:
             t = d[table] = {}
         return t
 
+    def derived(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(self)``, computed once per layer object and kept: for values that depend on the layer description
+        alone (parsed data-type widths, folding-independent products of its dimensions), never on a folding.
+
+        Kept apart from :meth:`memo`: ``estimate.core.clear_caches`` forgets every folding-dependent memo but not
+        these, since a new folding of the same layer does not change them (docs/estimator.md, "Speed").
+        """
+        d = self.__dict__.get("_derived")
+        if d is None:
+            d = {}
+            object.__setattr__(self, "_derived", d)
+        v = d.get(fn, _UNSET)
+        if v is _UNSET:
+            v = d[fn] = fn(self)
+        return v
+
+    @cached_property
+    def folding_defaults(self) -> tuple[tuple[str, Any], ...]:
+        """``(field, value)`` of every folding field the layer's FINN attributes set (``default_folding``): what
+        a folding's ``None`` falls through to. Computed once per layer (a cached attribute: the estimator reads
+        it for every folding it merges)."""
+        base = self.default_folding
+        return tuple((f.name, v) for f in fields(base) if (v := getattr(base, f.name)) is not None)
+
     def __getstate__(self) -> dict:
-        """Pickle the fields only, not the memo (it is rebuilt on demand)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+        """Pickle the fields only, not the memo nor the derived values (all rebuilt on demand)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_memo", "_derived", "folding_defaults")}
 
     def fold_limits(self) -> dict[str, int]:
         """Upper bound of each folding knob (the dimension it must divide)."""

@@ -16,7 +16,7 @@ from math import prod
 from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
-from .infra import dwc_luts, fifo_cost
+from .infra import dwc_luts, fifo_cost, fifo_style
 from .layers import (
     DuplicateStreams,
     ElementwiseBinary,
@@ -29,6 +29,7 @@ from .layers import (
     StreamingMaxPool,
 )
 from .mvau import weight_bram18
+from .rtl_luts import dwc_rtl_luts, fifo_distributed_xc7
 
 __all__ = [
     "pool_cost",
@@ -122,6 +123,11 @@ def _is_float(dt: str) -> bool:
     return dt.upper().startswith(("FLOAT", "BFLOAT"))
 
 
+def _operand_types(layer: ElementwiseBinary) -> tuple[int, int, bool]:
+    """Bits of both operands and whether either is a float (a function of the layer alone)."""
+    return bits(layer.lhs_dt), bits(layer.rhs_dt), _is_float(layer.lhs_dt) or _is_float(layer.rhs_dt)
+
+
 def elementwise_cost(layer: ElementwiseBinary, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     """ElementwiseMul/Add: cycles = prod(folded output shape[:-1]) (``get_exp_cycles``).
 
@@ -161,15 +167,16 @@ def elementwise_cost(layer: ElementwiseBinary, f: LayerFolding, ctx: Ctx) -> tup
         specs = [(w, d) for w, d in specs if d > 128]
     else:
         small = []
-    bram = sum(weight_bram18(d, w) for w, d in specs) if ram_style in ("auto", "block") else 0
-    uram = sum(math.ceil(w / 72) * math.ceil(d / 4096) for w, d in specs) if ram_style == "ultra" else 0
-    lutram = sum(w * math.ceil(d / 64) for w, d in specs) if ram_style == "distributed" else 0
-    lutram += sum(w * math.ceil(d / 64) for w, d in small)
+    bram = sum(weight_bram18(d, w) for w, d in specs) if specs and ram_style in ("auto", "block") else 0
+    uram = sum(math.ceil(w / 72) * math.ceil(d / 4096) for w, d in specs) if specs and ram_style == "ultra" else 0
+    lutram = sum(w * math.ceil(d / 64) for w, d in specs) if specs and ram_style == "distributed" else 0
+    if small:
+        lutram += sum(w * math.ceil(d / 64) for w, d in small)
     if ctx.finn_compat:
         return Resources(LUT=lutram, BRAM_18K=bram, URAM=uram), cycles
-    a, b = bits(layer.lhs_dt), bits(layer.rhs_dt)
+    a, b, floats = layer.derived(_operand_types)
     dsp = 0
-    if _is_float(layer.lhs_dt) or _is_float(layer.rhs_dt):
+    if floats:
         if layer.kind == "ElementwiseMul":
             op, dsp = 100 * pe, 3 * pe
         else:
@@ -212,8 +219,6 @@ def dwc_cost(layer: StreamingDataWidthConverter, f: LayerFolding, ctx: Ctx) -> t
     (:func:`~hapfpga.estimate.rtl_luts.dwc_rtl_luts`; deviation ``dwc-rtl-lut``): FINN's LCM-width formula
     counts ~1 LUT per output bit where the RTL's rotating buffer needs muxes per lane.
     """
-    from .rtl_luts import dwc_rtl_luts
-
     n_out = layer.in_width * layer.n_words_in // max(layer.out_width, 1)
     if layer.impl == "rtl" and not ctx.finn_compat:
         lut = dwc_rtl_luts(layer.in_width, layer.out_width)
@@ -231,9 +236,6 @@ def fifo_layer_cost(layer: StreamingFIFO, f: LayerFolding, ctx: Ctx) -> tuple[Re
     (2 LUTs per address bit + 5); deviation ``fifo-xc7``. Shift-register FIFOs keep FINN's SRL model (Yosys
     does not infer SRLs from fifo.sv's addressable array, so it is no reference there; docs/estimator.md).
     """
-    from .infra import fifo_style
-    from .rtl_luts import fifo_distributed_xc7
-
     depth = int(knob(f, "depth", layer.depth))
     style = knob(f, "ram_style", layer.ram_style)
     res = fifo_cost(depth, layer.width, style, ctx.has_uram or ctx.finn_compat)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 
 from ..types import LayerFolding, Resources
+from .bram_map import yosys_bram18, yosys_memory_kind
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits, signed
 from .layers import MVAU, VVAU
+from .rtl_luts import lutram_xc7, mvu_rtl_luts
 
 __all__ = ["mvau_cost", "vvau_cost", "weight_bram18", "weight_uram", "acc_bits", "mvu_rtl_lanes", "mvu_rtl_dsp"]
 
@@ -55,6 +57,14 @@ def acc_bits(mw: int, wbits: int, abits: int, idt_signed: bool, acc_dt_bits: int
     """
     alpha = math.log(mw, 2) + wbits + abits - 1 - int(idt_signed)
     return int(min(acc_dt_bits, math.ceil(alpha + math.log(1 + 2.0 ** (-alpha), 2) + 1)))
+
+
+def _widths(layer: MVAU | VVAU) -> tuple[int, int, int, int]:
+    """W, A, the accumulator width of FINN's LUT model (``acc_bits`` over MW, or K*K for a VVAU) and the number of
+    thresholds 2^B - 1: functions of the layer description alone, derived once per layer."""
+    W, A = bits(layer.wdt), bits(layer.idt)
+    n = layer.mw if isinstance(layer, MVAU) else layer.kernel_elems
+    return W, A, acc_bits(n, W, A, signed(layer.idt), bits(layer.acc_dt)), 2 ** bits(layer.odt) - 1
 
 
 def mvu_rtl_lanes(wbits: int, abits: int, narrow: bool, a_width: int) -> int:
@@ -121,9 +131,6 @@ def _mvau_rtl(layer: MVAU, pe: int, simd: int, mem_mode: str, ram_style: str, br
       words of SIMD*A bits, present when NF > 1) is memory_libmap's cheapest
       (:func:`~hapfpga.estimate.bram_map.yosys_memory_kind`); on UltraScale+ the 64-word rule above.
     """
-    from .bram_map import yosys_bram18, yosys_memory_kind
-    from .rtl_luts import lutram_xc7, mvu_rtl_luts
-
     W, A = bits(layer.wdt), bits(layer.idt)
     narrow = layer.narrow_weights
     if mem_mode in ("dynamic", "external_mem"):
@@ -185,7 +192,7 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
     if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
         raise FoldingError(_RTL_LUT.format(name=layer.name))
 
-    W, A = bits(layer.wdt), bits(layer.idt)
+    W, A, acc, n_thr = layer.derived(_widths)
     wmem = layer.mw * layer.mh // (pe * simd)
     tmem = 0 if layer.no_activation else layer.mh // pe
     omega = wmem
@@ -211,12 +218,10 @@ def mvau_cost(layer: MVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         mem_mode == "internal_embedded" and wmem <= 128
     ):
         c2 = (pe * simd * W) * math.ceil(wmem / 64)
-    acc = acc_bits(layer.mw, W, A, signed(layer.idt), bits(layer.acc_dt))
     thr_luts = comp_luts = 0
-    if not layer.no_activation and ram_style_thr == "distributed":
-        B = bits(layer.odt)
-        thr_luts = (2**B - 1) * acc * math.ceil(tmem / 64)
-        comp_luts = (2**B - 1) * acc
+    if not layer.no_activation and ram_style_thr == "distributed":  # (2^B - 1) thresholds of acc bits each
+        thr_luts = n_thr * acc * math.ceil(tmem / 64)
+        comp_luts = n_thr * acc
 
     if layer.impl == "hls":
         mult_luts = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
@@ -260,7 +265,7 @@ def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         raise FoldingError(f"{layer.name}: ram_style '{ram_style}' is not one of {sorted(_RAM_STYLES)}.")
     if layer.impl == "rtl" and res_type == "lut" and not ctx.finn_compat:
         raise FoldingError(_RTL_LUT.format(name=layer.name))
-    W, A = bits(layer.wdt), bits(layer.idt)
+    W, A, acc, n_thr = layer.derived(_widths)
     wmem = (k * layer.channels // pe) // simd
     tmem = 0 if layer.no_activation else layer.channels // pe
     mem_width = simd * W * pe
@@ -290,12 +295,10 @@ def vvau_cost(layer: VVAU, f: LayerFolding, ctx: Ctx) -> tuple[Resources, int]:
         mem_mode == "internal_embedded" and wmem <= 128
     ) or (auto_small and not ctx.finn_compat):
         c2 = (pe * simd * W) * math.ceil(wmem / 64)
-    acc = acc_bits(k, W, A, signed(layer.idt), bits(layer.acc_dt))
     thr_luts = comp_luts = 0.0
-    if not layer.no_activation:
-        B = bits(layer.odt)
-        thr_luts = (2**B - 1) * acc * tmem / 64
-        comp_luts = (2**B - 1) * acc
+    if not layer.no_activation:  # (2^B - 1) thresholds of acc bits each
+        thr_luts = n_thr * acc * tmem / 64
+        comp_luts = n_thr * acc
     if layer.impl == "hls":
         mult = 0 if res_type == "dsp" else simd * (2 * math.ceil((W + A) / 6) - 1) * (W + A)
         adder = (W + A) * (2 * simd - 1)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from ..boards import BoardSpec
 from ..errors import ConfigError
 from ..types import RESOURCE_KEYS, FoldingPlan, LayerCost, LayerFolding, Resources
-from .context import FoldingError
-from .core import cost_of, ctx_for, effective_folding
+from .context import Ctx, FoldingError
+from .core import compute_cost, ctx_for, merge_folding
 from .infra import fifo_cost, infrastructure_costs
-from .joins import is_join, join_input_width, skip_fifo_depths
+from .joins import is_join, join_input_width, skip_fifo_depths, skip_fifo_fractions
 from .layers import LayerSpec
-from .power import dynamic_power_w, static_power_w
-from .streams import stream_io
+from .power import dynamic_power_w, dynamic_powers_w, static_power_w
+from .streams import compute_stream_io
 
 __all__ = ["NetworkEstimate", "estimate_network"]
 
@@ -91,39 +93,119 @@ def _sum(items) -> Resources:  # noqa: ANN001  (fast path of sum(Resources))
     return Resources(lut, ff, bram, uram, dsp)
 
 
-def _foldings(layers: Sequence[LayerSpec], plan: FoldingPlan | None) -> list[LayerFolding]:
-    if plan is None:
-        return [layer.default_folding for layer in layers]
-    names = {layer.name for layer in layers}
-    for n in plan.names:
-        if n not in names:
-            raise FoldingError(f"The folding names node '{n}', which is not in the model; "
-                               f"use FINN's node names ({', '.join(sorted(names)[:4])}, ...).")
-    given = dict(plan.layers)
-    return [effective_folding(layer, given.get(layer.name)) for layer in layers]
+def _layer_totals(costs: list[LayerCost]) -> tuple[Resources, LayerCost | None]:
+    """``_sum`` of the layers' resources and the first layer with the most cycles (the bottleneck), in one pass."""
+    lut = ff = bram = uram = dsp = 0.0
+    worst = None
+    for c in costs:
+        r = c.resources
+        lut += r.LUT
+        ff += r.FF
+        bram += r.BRAM_18K
+        uram += r.URAM
+        dsp += r.DSP
+        if worst is None or c.cycles > worst.cycles:
+            worst = c
+    return Resources(lut, ff, bram, uram, dsp), worst
 
 
-def _edges(layers: Sequence[LayerSpec], folds: list[LayerFolding], costs: list[LayerCost]) -> list[tuple]:
+@dataclass(frozen=True)
+class _Topology:
+    """What ``estimate_network`` needs of a layer list besides the foldings: its graph, independent of any folding.
+
+    ``edges``: ``(producer index or -1 for the graph input, consumer index or -1 for the output, consumer is a
+    join)`` in the order FINN's ``InsertFIFO`` visits them; ``preds``: per layer the indices of its producers
+    that come before it, ``None`` for a layer without neighbours (a chain: it follows everything before it);
+    ``skip``: ``joins.skip_fifo_fractions``.
+    """
+
+    refs: tuple[weakref.ref, ...]
+    names: frozenset[str]
+    edges: tuple[tuple[int, int, bool], ...]
+    preds: tuple[tuple[int, ...] | None, ...]
+    skip: dict[tuple[str, str], float]
+    #: ``preds`` is ``((), (0,), (1,), ...)``
+    chain: bool
+
+
+#: layer-list topologies by the ids of the layers (the last 64 lists); an entry holds weak references to its
+#: layers (no memo outlives its layers) and is used only while they resolve to the very objects passed
+_TOPOLOGIES: dict[tuple[int, ...], _Topology] = {}
+
+
+def _topology(layers: Sequence[LayerSpec]) -> _Topology:
+    key = tuple(map(id, layers))
+    t = _TOPOLOGIES.get(key)
+    if t is None or not all(r() is layer for r, layer in zip(t.refs, layers, strict=True)):
+        if len(_TOPOLOGIES) >= 64:
+            del _TOPOLOGIES[next(iter(_TOPOLOGIES))]
+        t = _TOPOLOGIES[key] = _build_topology(layers)
+    return t
+
+
+def _build_topology(layers: Sequence[LayerSpec]) -> _Topology:
     idx = {layer.name: i for i, layer in enumerate(layers)}
     chain = all(not layer.producers and not layer.consumers for layer in layers)
-    io = [stream_io(layer, f) for layer, f in zip(layers, folds, strict=True)]
-    edges = []
+    edges: list[tuple[int, int, bool]] = []
+    preds: list[tuple[int, ...] | None] = []
     for i, layer in enumerate(layers):
-        prods = [p for p in layer.producers if p in idx]
+        prods = [idx[p] for p in layer.producers if p in idx]
         if chain:
-            prods = [layers[i - 1].name] if i else []
+            prods = [i - 1] if i else []
         if not prods:
-            edges.append(("", layer.name, io[i][0], io[i][0], io[i][1], 0, costs[i].cycles))
+            edges.append((-1, i, False))
         join = is_join(layer)
-        for p in prods:
-            j = idx[p]
-            # a join's inputs may differ in data type: each stream has its own width (PE * bits(lhs/rhs))
-            w_in = join_input_width(layer, p, int(folds[i].pe or 1)) if join else io[i][0]  # type: ignore[arg-type]
-            edges.append((p, layer.name, io[j][2], w_in, io[j][3], costs[j].cycles, costs[i].cycles))
+        edges.extend((j, i, join) for j in prods)
         cons = [c for c in layer.consumers if c in idx]
         if (chain and i == len(layers) - 1) or (not chain and not cons):
-            edges.append((layer.name, "", io[i][2], io[i][2], io[i][3], costs[i].cycles, 0))
+            edges.append((i, -1, False))
+        lone = not layer.producers and not layer.consumers
+        preds.append(None if lone else tuple(idx[p] for p in layer.producers if p in idx and idx[p] < i))
+    chain_preds = all(p == ((i - 1,) if i else ()) for i, p in enumerate(preds))
+    return _Topology(tuple(map(weakref.ref, layers)), frozenset(idx), tuple(edges), tuple(preds),
+                     skip_fifo_fractions(layers), chain_preds)
+
+
+def _evaluate(layer: LayerSpec, folding: LayerFolding | None, ctx: Ctx) -> tuple[LayerFolding, LayerCost, tuple]:
+    """The effective folding, cost and stream widths of one layer, memoised per layer by (given folding, ctx)."""
+    memo = layer.memo(ctx.memo_table)  # one table per context, keyed by the folding: no key tuple to hash
+    r = memo.get(folding)
+    if r is None:
+        f = merge_folding(layer, folding)
+        r = memo[folding] = (f, compute_cost(layer, f, ctx), compute_stream_io(layer, f))
+    return r
+
+
+def _edges(net: _Topology, layers: Sequence[LayerSpec], evals: list[tuple]) -> list[tuple]:
+    edges = []
+    for j, i, join in net.edges:
+        if j < 0:
+            _, c, io = evals[i]
+            edges.append(("", layers[i].name, io[0], io[0], io[1], 0, c.cycles))
+            continue
+        _, cp, iop = evals[j]
+        if i < 0:
+            edges.append((layers[j].name, "", iop[2], iop[2], iop[3], cp.cycles, 0))
+            continue
+        f, c, io = evals[i]
+        # a join's inputs may differ in data type: each stream has its own width (PE * bits(lhs/rhs))
+        w_in = join_input_width(layers[i], layers[j].name, int(f.pe or 1)) if join else io[0]  # type: ignore[arg-type]
+        edges.append((layers[j].name, layers[i].name, iop[2], w_in, iop[3], cp.cycles, c.cycles))
     return edges
+
+
+def _critical_path(net: _Topology, costs: list[LayerCost]) -> int:
+    """FINN's dataflow_performance: the sum of cycles along the longest producer chain."""
+    if net.chain:  # every layer's only producer is the one before it: the longest prefix sum
+        return max(accumulate((c.cycles for c in costs), initial=0))
+    lat: list[int] = []
+    longest = 0
+    for pred, c in zip(net.preds, costs, strict=True):
+        before = longest if pred is None else max((lat[j] for j in pred), default=0)
+        v = c.cycles + before
+        lat.append(v)
+        longest = max(longest, v)
+    return longest
 
 
 def estimate_network(
@@ -150,35 +232,33 @@ def estimate_network(
         board = load_board("pynq-z2")
     clock = float(clock_mhz or board.clock_mhz)
     ctx = ctx_for(board, finn_compat)
-    folds = _foldings(layers, plan)
-    costs = [cost_of(layer, f, ctx) for layer, f in zip(layers, folds, strict=True)]
+    net = _topology(layers)
+    given = {}
+    if plan is not None:
+        given = dict(plan.layers)
+        if not net.names.issuperset(given):
+            n = next(n for n in plan.names if n not in net.names)
+            raise FoldingError(f"The folding names node '{n}', which is not in the model; "
+                               f"use FINN's node names ({', '.join(sorted(net.names)[:4])}, ...).")
+    evals = [_evaluate(layer, given.get(layer.name), ctx) for layer in layers]
+    costs = [e[1] for e in evals]
     layer_costs = {c.name: c for c in costs}
     infra: dict[str, LayerCost] = {}
-    if infrastructure and layers:
-        infra = infrastructure_costs(_edges(layers, folds, costs), fifo_depths=fifo_depths,
-                                     has_uram=ctx.has_uram)
     skip: dict[str, int] = {}
     if infrastructure and layers:
-        skip = _skip_fifos(layers, folds, infra, ctx.has_uram)
-    layer_total = _sum(c.resources for c in costs)
-    total = layer_total + _sum(c.resources for c in infra.values())
-    if costs:
-        worst = max(costs, key=lambda c: c.cycles)
-        max_cycles, bottleneck = worst.cycles, worst.name
-    else:
-        max_cycles, bottleneck = 0, ""
+        infra = infrastructure_costs(_edges(net, layers, evals), fifo_depths=fifo_depths, has_uram=ctx.has_uram)
+        if net.skip:
+            skip = _skip_fifos(layers, net.skip, [e[0] for e in evals], infra, ctx.has_uram)
+    layer_total, worst = _layer_totals(costs)
+    infra_total = _sum([c.resources for c in infra.values()])
+    total = _sum((layer_total, infra_total))
+    max_cycles, bottleneck = (worst.cycles, worst.name) if worst else (0, "")
     fps = clock * 1e6 / max_cycles if max_cycles else 0.0
-    # FINN's dataflow_performance: sum of cycles along the longest producer chain
-    lat: dict[str, int] = {}
-    for layer, c in zip(layers, costs, strict=True):
-        preds = [lat[p] for p in layer.producers if p in lat]
-        if not layer.producers and not layer.consumers and lat:
-            preds = [max(lat.values())]
-        lat[layer.name] = c.cycles + max(preds, default=0)
     over = tuple(total.over(board.budget))
-    dyn = {n: dynamic_power_w(c.resources, clock, board.part) for n, c in layer_costs.items()}
+    dyn = dict(zip(layer_costs, dynamic_powers_w([c.resources for c in layer_costs.values()], clock, board.part),
+                   strict=True))
     if infra:
-        dyn["infrastructure"] = dynamic_power_w(_sum(c.resources for c in infra.values()), clock, board.part)
+        dyn["infrastructure"] = dynamic_power_w(infra_total, clock, board.part)
     static = static_power_w(board.part)
     return NetworkEstimate(
         layers=layer_costs,
@@ -187,7 +267,7 @@ def estimate_network(
         layer_total=layer_total,
         max_cycles=max_cycles,
         bottleneck=bottleneck,
-        critical_path_cycles=max(lat.values(), default=0),
+        critical_path_cycles=_critical_path(net, costs),
         fps=fps,
         clock_mhz=clock,
         power_w=static + sum(dyn.values()),
@@ -200,14 +280,14 @@ def estimate_network(
     )
 
 
-def _skip_fifos(layers: Sequence[LayerSpec], folds: list[LayerFolding], infra: dict[str, LayerCost],
-                has_uram: bool) -> dict[str, int]:
+def _skip_fifos(layers: Sequence[LayerSpec], fractions: dict[tuple[str, str], float], folds: list[LayerFolding],
+                infra: dict[str, LayerCost], has_uram: bool) -> dict[str, int]:
     """Replace the minimal FIFO on the short input of every join by the skip-branch FIFO (``joins.py``)."""
     pes = {layer.name: int(f.pe or 1) for layer, f in zip(layers, folds, strict=True)}
     given = {layer.name: (layer, f.in_fifo_depths) for layer, f in zip(layers, folds, strict=True)
              if f.in_fifo_depths}
     out = {}
-    for (p, j), (depth, width) in skip_fifo_depths(layers, pes).items():
+    for (p, j), (depth, width) in skip_fifo_depths(layers, pes, fractions).items():
         if j in given:  # the folding sets FINN's inFIFODepths: InsertFIFO builds that depth
             join, depths = given[j]
             depth = int(depths[join.producers.index(p)])

@@ -10,9 +10,12 @@ measurements. Use them to compare designs on the same part, not as absolute numb
 
 from __future__ import annotations
 
-from ..types import Resources
+from collections.abc import Iterable
+from functools import cache
 
-__all__ = ["POWER_COEFFS", "STATIC_W", "power_w", "dynamic_power_w", "static_power_w"]
+from ..types import RESOURCE_KEYS, Resources
+
+__all__ = ["POWER_COEFFS", "STATIC_W", "power_w", "dynamic_power_w", "dynamic_powers_w", "static_power_w"]
 
 #: dynamic watts per resource at 100 MHz, XPE-default activity; (7-series, UltraScale+)
 POWER_COEFFS: dict[str, tuple[float, float]] = {
@@ -36,6 +39,7 @@ def _family(part: str) -> int:
     return 0 if part.lower().startswith("xc7") else 1
 
 
+@cache
 def static_power_w(part: str) -> float:
     """PL static power of ``part`` (0.3 W for parts not in ``STATIC_W``)."""
     p = part.lower()
@@ -45,10 +49,23 @@ def static_power_w(part: str) -> float:
     return 0.3
 
 
+@cache
+def _coeffs(part: str) -> tuple[float, ...]:
+    """The part family's coefficients in RESOURCE_KEYS order (LUT, FF, BRAM_18K, URAM, DSP)."""
+    fam = _family(part)
+    return tuple(POWER_COEFFS[k][fam] for k in RESOURCE_KEYS)
+
+
 def dynamic_power_w(res: Resources, clock_mhz: float, part: str) -> float:
     """Dynamic power of ``res`` at ``clock_mhz`` (linear in f, XPE default activity)."""
-    fam = _family(part)
-    return clock_mhz / 100.0 * sum(getattr(res, k) * c[fam] for k, c in POWER_COEFFS.items())
+    return dynamic_powers_w((res,), clock_mhz, part)[0]
+
+
+def dynamic_powers_w(resources: Iterable[Resources], clock_mhz: float, part: str) -> list[float]:
+    """``dynamic_power_w`` of each of ``resources``: the sum over RESOURCE_KEYS, left to right."""
+    lut, ff, bram, uram, dsp = _coeffs(part)
+    scale = clock_mhz / 100.0
+    return [scale * (r.LUT * lut + r.FF * ff + r.BRAM_18K * bram + r.URAM * uram + r.DSP * dsp) for r in resources]
 
 
 def power_w(res: Resources, clock_mhz: float, part: str) -> float:

@@ -16,11 +16,13 @@ import math
 
 __all__ = [
     "mux_luts", "lutram_xc7", "mvu_rtl_luts", "dwc_rtl_luts", "fifo_distributed_xc7", "mvu_lanes_offsets", "swg_rtl_luts",
+    "counter_luts",
 ]
 
 
 def _clog2(x: int) -> int:
-    return max(int(x) - 1, 0).bit_length()
+    x = int(x)
+    return (x - 1).bit_length() if x > 1 else 0
 
 
 def mux_luts(n: int) -> int:
@@ -123,17 +125,26 @@ def fifo_distributed_xc7(depth: int, width: int) -> tuple[int, int]:
     return 2 * _clog2(rows) + 5 + width * mux_luts(banks), ram
 
 
-def swg_rtl_luts(loops: tuple[int, ...], depth: int, parallel: bool) -> int:
+def counter_luts(loops: tuple[int, ...]) -> int:
+    """Loop counters over ``loops`` values each: 2 LUTs per counter bit (increment + wrap compare), clog2(max(n, 2))
+    bits."""
+    cnt = 0
+    for n in loops:
+        cnt += 2 * (int(n) - 1).bit_length() if n > 2 else 2
+    return cnt
+
+
+def swg_rtl_luts(loops: tuple[int, ...], depth: int, parallel: bool, counters: int = 0) -> int:
     """Controller logic of the RTL SWG (``swg_template_default.sv`` / ``swg_template_parallel.sv``), without LUTRAM.
 
-    Loop counters over the window loops (``loops``: OFM_H, OFM_W, K_H, K_W, channel fold; 2 LUTs per counter bit:
-    increment + wrap compare), three buffer-address computations (write pointer, read address = pointer + window
-    offset, fill level: 2 LUTs per address bit each) and a handshake allowance of 40 LUTs. The parallel style
-    has no read-address arithmetic (the window is a register row) and one address computation.
+    Loop counters over the window loops (``loops``: OFM_H, OFM_W, K_H, K_W, channel fold; :func:`counter_luts`;
+    ``counters``: the counter LUTs of loops already counted, e.g. the folding-independent OFM and kernel loops),
+    three buffer-address computations (write pointer, read address = pointer + window offset, fill level: 2 LUTs
+    per address bit each) and a handshake allowance of 40 LUTs. The parallel style has no read-address arithmetic
+    (the window is a register row) and one address computation.
     """
-    cnt = sum(2 * _clog2(max(n, 2)) for n in loops)
     addr = (1 if parallel else 3) * 2 * _clog2(max(depth, 2))
-    return int(cnt + addr + 40)
+    return int(counters + counter_luts(loops) + addr + 40)
 
 
 def thresholding_rtl_luts(pe: int, cf: int, n_thresholds: int, wt: int, rom_stages: tuple[int, ...],
@@ -156,7 +167,7 @@ def thresholding_rtl_luts(pe: int, cf: int, n_thresholds: int, wt: int, rom_stag
     rom = 0
     for s in rom_stages:
         depth = cf * 2**s
-        if _clog2(depth) >= 3:
+        if int(depth) > 4:  # clog2(depth) >= 3
             rom += pe * wt * math.ceil(depth / 64)
     a_depth = (int(deep_pipeline) + 1) * m + 2
     queue = pe * m * mux_luts(a_depth)

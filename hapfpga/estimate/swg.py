@@ -13,6 +13,7 @@ from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
 from .dtypes import bits
 from .layers import ConvolutionInputGenerator
+from .rtl_luts import counter_luts, lutram_xc7, swg_rtl_luts
 
 __all__ = ["swg_cost", "swg_impl_style", "swg_buffer_depth"]
 
@@ -49,18 +50,20 @@ def swg_buffer_depth(layer: ConvolutionInputGenerator, simd: int, style: str) ->
     return ((kh - 1) * dh * w + (kw - 1) * dw) * cf + 1 + 1
 
 
-def _bram_for(depth: int, width: int) -> int:
-    def rw(d: int) -> int:
-        for lim, wd in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
-            if d <= lim:
-                return wd
-        return 1
+def _ramb18_width(depth: int) -> int:
+    """Widest RAMB18 aspect ratio that holds ``depth`` words (``bram_estimation``'s ladder)."""
+    for lim, wd in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2)):
+        if depth <= lim:
+            return wd
+    return 1
 
+
+def _bram_for(depth: int, width: int) -> int:
     casc_d = math.ceil(depth / 16384)
-    casc_w = math.ceil(width / rw(depth))
+    casc_w = math.ceil(width / _ramb18_width(depth))
     savings = 0
     if depth > 16384:
-        savings = casc_w - math.ceil(width / rw(depth % 16384))
+        savings = casc_w - math.ceil(width / _ramb18_width(depth % 16384))
     return casc_d * casc_w - savings
 
 
@@ -89,7 +92,7 @@ def _finn_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int
     return cyc
 
 
-def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
+def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str, buf: int) -> int:
     """Steady-state cycles per frame of finn-rtllib's default-style SWG (2D); FINN's formula elsewhere.
 
     From ``finn-rtllib/swg/swg_template_default.sv`` (out always ready, input always valid):
@@ -112,6 +115,7 @@ def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
 
     Checked against a cycle-level model of the template and Verilator runs of single SWG nodes
     (docs/estimator.md, D10). The 1D and parallel styles measure within 3 cycles of FINN's formula.
+    ``buf``: ``swg_buffer_depth(layer, simd, style)``.
     """
     (ih, iw), (oh, ow) = layer.ifm_dim, layer.ofm_dim
     if style == "parallel" or ih == 1 or iw == 1:
@@ -121,13 +125,17 @@ def _rtl_cycles(layer: ConvolutionInputGenerator, simd: int, style: str) -> int:
     k2 = kh * kw
     bmin = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
     if layer.depthwise and cf > 1:
-        buf = swg_buffer_depth(layer, simd, style)
         gap = ((sh + (kh - 1) * dh) * iw + (kw - 1) * dw - (ow - 1) * sw - 1) * cf - buf + 2
         stall = max(0, gap - (kh - 1) * kw - 4)
         cyc = bmin - cf - k2 + 3 + oh * ow * k2 * cf + (oh - 1) * stall
     else:
         cyc = bmin - k2 * cf + 2 + oh * ow * k2 * cf
     return max(cyc, ih * iw * cf + 2)
+
+
+def _window_counters(layer: ConvolutionInputGenerator) -> int:
+    """Counter LUTs of the window loops that do not depend on the folding (OFM_H, OFM_W, K_H, K_W)."""
+    return counter_luts((*layer.ofm_dim, *layer.kernel))
 
 
 def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style: str, depth: int, width: int,
@@ -140,10 +148,7 @@ def _rtl_luts(layer: ConvolutionInputGenerator, simd: int, style: str, ram_style
     LUTRAM, as Yosys's memory mapper places them (a RAM64M column is cheaper than a RAMB18); FINN counts BRAM.
     FINN's 300-LUT constant is a guess the RTL does not support (Yosys: 80-170 LUTs of control).
     """
-    from .rtl_luts import lutram_xc7, swg_rtl_luts
-
-    loops = (*layer.ofm_dim, *layer.kernel, layer.ifm_ch // simd)
-    lut = swg_rtl_luts(loops, depth, style == "parallel")
+    lut = swg_rtl_luts((layer.ifm_ch // simd,), depth, style == "parallel", layer.derived(_window_counters))
     if ram_style == "auto" and bcount and bdepth <= 64:
         ram_style = "distributed"
     if ram_style == "distributed" and bcount:
@@ -170,8 +175,6 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
     style = swg_impl_style(layer, simd, pw)
     width = simd * bits(layer.idt)
     depth = swg_buffer_depth(layer, simd, style)
-    lut = 300 + (int(width * math.ceil(depth / 38)) if ram_style == "distributed" else 0)
-
     kh, kw = layer.kernel
     (ih, iw), (dh, dw) = layer.ifm_dim, layer.dilation
     if style == "default":
@@ -180,7 +183,9 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
         bdepth, bcount = 0, 0
     else:
         bdepth, bcount = (iw - ((kw - 1) * dw + 1)) + iw * (dh - 1), kh - 1
-    if not ctx.finn_compat:
+    if ctx.finn_compat:
+        lut = 300 + (int(width * math.ceil(depth / 38)) if ram_style == "distributed" else 0)
+    else:
         lut, ram_style = _rtl_luts(layer, simd, style, ram_style, depth, width, bdepth, bcount)
     bram = uram = 0
     if ram_style in ("block", "auto", "ultra") and bcount:
@@ -188,5 +193,5 @@ def swg_cost(layer: ConvolutionInputGenerator, f: LayerFolding, ctx: Ctx) -> tup
             uram = math.ceil(bdepth / 4096) * math.ceil(width / 72) * bcount
         else:
             bram = _bram_for(bdepth, width) * bcount
-    cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style)
+    cycles = _finn_cycles(layer, simd, style) if ctx.finn_compat else _rtl_cycles(layer, simd, style, depth)
     return Resources(LUT=lut, BRAM_18K=bram, URAM=uram), cycles

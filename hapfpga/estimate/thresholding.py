@@ -8,7 +8,6 @@ Mirrors finn-plus 1.6.1 ``finn/custom_op/fpgadataflow/thresholding.py`` (``get_e
 from __future__ import annotations
 
 import math
-from functools import cache
 
 from ..types import LayerFolding, Resources
 from .context import Ctx, FoldingError, knob
@@ -31,25 +30,49 @@ MEM_PRIMITIVES: dict[str, tuple[int, int]] = {
 }
 
 
-def _roundup(x: float, m: int) -> int:
-    return int(math.ceil(x / m) * m)
+#: (name, width, depth, bits, resource key) per primitive, in MEM_PRIMITIVES order (FINN's tie order)
+_ROWS = tuple((n, w, d, w * d, "BRAM" if n.startswith("BRAM") else n.split("_")[0])
+              for n, (w, d) in MEM_PRIMITIVES.items())
 
 
-@cache
+def _row_sets(rows: tuple) -> tuple[tuple, tuple, tuple]:
+    """(all rows, the BRAM rows a depth trigger allows, the URAM rows — BRAM when there are none)."""
+    bram = tuple(r for r in rows if r[4] == "BRAM")
+    return rows, bram, tuple(r for r in rows if r[4] == "URAM") or bram
+
+
+#: FINN's primitives; without URAM (deviation ``thr-rtl-no-uram``): a URAM request is backed with BRAM by Vivado
+_WITH_URAM = _row_sets(_ROWS)
+_WITHOUT_URAM = _row_sets(tuple(r for r in _ROWS if r[4] != "URAM"))
+
+
+def _least_waste(width: int, depths: list[float], rows: tuple) -> list[tuple[str, int, str]]:
+    """Per depth: (primitive, count, resource key) with least wasted bits among ``rows``, the first on ties.
+
+    ``get_memutil_alternatives(...)[0]`` of finn/util/memutil.py: count = ceil(width/w) * ceil(depth/d)
+    (``_roundup(x, m) // m``), waste = count * w * d - width * depth; ties keep dictionary order, as Python's
+    stable ``sorted`` does in FINN. One width at several depths (a Thresholding_rtl's stages) takes
+    ceil(width/w) once per primitive."""
+    cols = [(row, math.ceil(width / row[1])) for row in rows]
+    out = []
+    for depth in depths:
+        need = width * depth
+        best = None
+        best_waste = 0.0
+        for row, cw in cols:
+            count = cw * math.ceil(depth / row[2])
+            waste = count * row[3] - need
+            if best is None or waste < best_waste:
+                best, best_count, best_waste = row, count, waste
+        assert best is not None
+        out.append((best[0], best_count, best[4]))
+    return out
+
+
 def memutil_best(width: int, depth: float, allowed: tuple[str, ...]) -> tuple[str, int]:
-    """The primitive with least wasted bits and how many of it (``get_memutil_alternatives(...)[0]``).
-
-    Ties keep dictionary order, as Python's stable ``sorted`` does in FINN.
-    """
-    best = None
-    for name in allowed:
-        pw, pd = MEM_PRIMITIVES[name]
-        count = (_roundup(width, pw) // pw) * (_roundup(depth, pd) // pd)
-        waste = count * pw * pd - width * depth
-        if best is None or waste < best[2]:
-            best = (name, count, waste)
-    assert best is not None
-    return best[0], best[1]
+    """The primitive of ``allowed`` (``MEM_PRIMITIVES`` names) with least wasted bits and how many of it."""
+    name, count, _ = _least_waste(width, [depth], tuple(r for r in _ROWS if r[0] in allowed))[0]
+    return name, count
 
 
 def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ctx: Ctx,
@@ -63,22 +86,22 @@ def _rtl_memory(layer: Thresholding, pe: int, trig_bram: int, trig_uram: int, ct
         geoms = [(obits - x, cf * 2**x) for x in range(1, obits)]
     else:
         geoms = [(wbits, cf * 2**x) for x in range(obits)]
-    names_all = tuple(MEM_PRIMITIVES)
-    if not ctx.finn_compat and not ctx.has_uram:
-        # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
-        names_all = tuple(n for n in names_all if not n.startswith("URAM"))
+    # deviation: FINN offers URAM primitives even on parts that have none (xc7z020)
+    rows_all, bram_rows, uram_rows = _WITH_URAM if ctx.finn_compat or ctx.has_uram else _WITHOUT_URAM
+    if trig_bram == 0 and trig_uram == 0 and not layer.uniform_thres:  # one width, one primitive set
+        picks = _least_waste(wbits, [d for _, d in geoms], rows_all)
+    else:
+        picks = []
+        for width, depth in geoms:
+            rows = rows_all
+            if trig_bram != 0 or trig_uram != 0:
+                if trig_bram <= depth < trig_uram:
+                    rows = bram_rows
+                elif depth >= trig_uram:
+                    rows = uram_rows
+            picks += _least_waste(width, [depth], rows)
     out: dict[str, int] = {}
-    for stage, (width, depth) in enumerate(geoms):
-        names = names_all
-        if trig_bram != 0 or trig_uram != 0:
-            if trig_bram <= depth < trig_uram:
-                names = tuple(n for n in names_all if "BRAM" in n)
-            elif depth >= trig_uram:
-                # without URAM (deviation), Vivado backs a URAM request with BRAM
-                names = (tuple(n for n in names_all if "URAM" in n)
-                         or tuple(n for n in names_all if "BRAM" in n))
-        prim, count = memutil_best(width, depth, names)
-        key = "BRAM" if prim.startswith("BRAM") else prim.split("_")[0]
+    for stage, (_, count, key) in enumerate(picks):
         out[key] = out.get(key, 0) + pe * count
         if key == "LUTRAM" and lut_stages is not None:
             lut_stages.append(stage)

@@ -140,20 +140,22 @@ def test_dwc_luts_match_finn():
 def test_full_network_evaluation_is_served_from_the_per_layer_cache(monkeypatch):
     """A full-network estimate for a folding seen before calls no formula; a new folding of one layer calls
     exactly one. (The speed this buys is measured by benchmarks/estimator_speed.py, not timed here.)"""
-    import hapfpga.estimate.core as core
+    from hapfpga.estimate.formulas import FORMULAS
 
     layers = _chain()
     board = load_board("pynq-z2")
     plan = FoldingPlan.from_mapping({"MVAU_hls_0": LayerFolding(pe=4, simd=3)})
     first = estimate_network(layers, plan, board)
-    real = core._cost
     calls: list[str] = []
 
-    def counting(layer, folding, ctx):  # noqa: ANN001, ANN202
-        calls.append(layer.name)
-        return real(layer, folding, ctx)
+    def counting(real):  # noqa: ANN001, ANN202
+        def formula(layer, folding, ctx):  # noqa: ANN001, ANN202
+            calls.append(layer.name)
+            return real(layer, folding, ctx)
+        return formula
 
-    monkeypatch.setattr(core, "_cost", counting)
+    for kind, real in list(FORMULAS.items()):
+        monkeypatch.setitem(FORMULAS, kind, counting(real))
     again = estimate_network(layers, plan, board)
     assert calls == []
     assert again.layers == first.layers and again.max_cycles == first.max_cycles
