@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-drop", type=float, default=0.08,
                     help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
     ap.add_argument("--fold-time", type=float, default=None,
-                    help="seconds per folding solve inside the search's FPS predictor (default 4, quick 2)")
+                    help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     args.patience = args.patience or (3 if q else 4)
     args.max_steps = args.max_steps or (1 if args.smoke else 10 if q else 14)
     args.candidate_steps = args.candidate_steps or 3
-    args.fold_time = args.fold_time or (2.0 if q else 4.0)
+    args.fold_time = args.fold_time or 4.0
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
