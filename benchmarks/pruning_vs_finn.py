@@ -37,7 +37,10 @@ The gain is split into factors: folding (unpruned: ours / SetFolding), channels 
 bits (mixed + pruned / pruned, both ours). Last line: ``prune_fold_speedup_vs_setfolding <ratio>
 accuracy_drop_pts <x>`` — the mean over seeds of the fastest arm whose mean accuracy drop is at most 1 point.
 
-Usage: ``.venv/bin/python benchmarks/pruning_vs_finn.py [--quick] [--seeds 0 1 2] [--work DIR] [--model cnv]``
+Usage: ``.venv/bin/python benchmarks/pruning_vs_finn.py [--quick] [--seeds 0 1 2] [--work DIR] [--model cnv]``;
+seeds as separate processes (``--seeds 0 --json s0.json`` …) are summarised by ``--combine s0.json s1.json …``.
+The full protocol differs from ``--quick`` in the converged baseline (≤ 40 epochs, patience 4; quick ≤ 10, 3), the
+fine SetFolding scan, 3 seeds (quick 1) and 14 greedy steps (quick 10).
 """
 
 from __future__ import annotations
@@ -510,6 +513,30 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
           f"{dict(ARMS)[best] if best else 'none meets it'}")
 
 
+def combine(paths: list[str], rule_pts: float) -> int:
+    """The summary over the seeds of several ``--json`` results (one seed per process): settings checked equal
+    (seeds, work directory and output file aside), then the same table and last line as one run."""
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    own = {"seeds", "work", "json", "combine"}
+    settings = [{k: v for k, v in r["args"].items() if k not in own} for r in results]
+    if any(s != settings[0] for s in settings[1:]):
+        diff = sorted({k for s in settings[1:] for k in s if s[k] != settings[0].get(k)})
+        raise SystemExit(f"--combine: the runs differ in {', '.join(diff)}; combine runs of one protocol only.")
+    runs = sorted((r for res in results for r in res["runs"]), key=lambda r: r["seed"])
+    if len({r["seed"] for r in runs}) < len(runs):
+        raise SystemExit("--combine: a seed appears in more than one file.")
+    args = argparse.Namespace(**{**results[0]["args"], "rule_pts": rule_pts, "seeds": [r["seed"] for r in runs]})
+    summary = summarise(runs, args)
+    print_table(runs, summary, args)
+    for p, res in zip(paths, results, strict=True):
+        print(f"{p}: seeds {[r['seed'] for r in res['runs']]}, {res['seconds']:.0f}s, load average "
+              f"{res['load_average']['start'][0]:.1f} at start, {res['load_average']['end'][0]:.1f} at end")
+    best = summary["best"]
+    ratio, drop = (summary["arms"][best]["ratio"][0], summary["arms"][best]["drop_pts"][0]) if best else (0.0, float("nan"))
+    print(f"prune_fold_speedup_vs_setfolding {ratio:.3f} accuracy_drop_pts {drop:.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="build directory (default: a new temporary one)")
@@ -540,7 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared, oversubscribed machine 2 threads ran a CNV step 4x slower)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                    help="print the table and last line over the seeds of several runs' --json files (seeds run as "
+                         "separate processes); the runs must share every other setting")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, args.rule_pts)
     q = args.quick or args.smoke
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
