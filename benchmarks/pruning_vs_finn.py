@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-drop", type=float, default=0.08,
                     help="search tolerance: validation drop after a step's fine-tune that still lets it go on")
     ap.add_argument("--fold-time", type=float, default=None,
-                    help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x)")
+                    help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x, then 16x)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
     ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
     ap.add_argument("--threads", type=int, default=1,

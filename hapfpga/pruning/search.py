@@ -433,32 +433,31 @@ def _hw_worker_init(state: dict[str, Any]) -> None:
     _WORKER.update(state)
 
 
-#: how much longer the predictor's second solve may run when the first stopped at its time limit unproven
-_RETRY_FACTOR = 4.0
+#: how much longer the predictor's later solves may run when the one before stopped at its time limit unproven
+#: (wall-clock limits: on a loaded machine a solve gets a fraction of a core)
+_RETRY_FACTORS = (4.0, 16.0)
 
 
 def _solve_proven(optimise: Callable[..., Any], layers: list[Any], state: dict[str, Any]) -> Any:
     """``optimise`` on ``layers``; a solve cut by its time limit (no design, or a design not proven fastest) is
-    solved again with ``_RETRY_FACTOR`` times the limit. HiGHS's incumbent at a time limit can be far from the
-    optimum (a pruned CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read as "does
-    not fit"), so a prediction from it misleads the search; a second timeout raises (the fix is a larger
-    ``pruning.folding_time_limit``) rather than return an unproven FPS."""
+    solved again with each of ``_RETRY_FACTORS`` times the limit in turn. HiGHS's incumbent at a time limit can be
+    far from the optimum (a pruned CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read
+    as "does not fit"), so a prediction from it misleads the search; when the longest solve is still cut it
+    raises (the fix is a larger ``pruning.folding_time_limit``) rather than return an unproven FPS."""
     kw = state["kwargs"]
     call = functools.partial(optimise, layers, state["board"], clock_mhz=state["clock_mhz"])
-    try:
-        res = call(**kw)
-        if getattr(res, "optimal", True):
-            return res
-    except SolverTimeLimitError:
-        pass
-    longer = _RETRY_FACTOR * float(kw.get("time_limit", 60.0))
-    res = call(**{**kw, "time_limit": longer})
-    if not getattr(res, "optimal", True):
-        raise SolverTimeLimitError(
-            f"The folding solver could not prove the fastest folding of a pruning candidate in {longer:g} s; "
-            "raise pruning.folding_time_limit."
-        )
-    return res
+    limit = float(kw.get("time_limit", 60.0))
+    for factor in (1.0, *_RETRY_FACTORS):
+        try:
+            res = call(**{**kw, "time_limit": factor * limit})
+            if getattr(res, "optimal", True):
+                return res
+        except SolverTimeLimitError:
+            pass
+    raise SolverTimeLimitError(
+        f"The folding solver could not prove the fastest folding of a pruning candidate in "
+        f"{_RETRY_FACTORS[-1] * limit:g} s; raise pruning.folding_time_limit."
+    )
 
 
 def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:

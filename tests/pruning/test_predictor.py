@@ -76,11 +76,18 @@ def test_a_proven_solve_is_taken_at_once_and_a_real_infeasible_is_no_fit(counts_
     assert _hw(nofit)({"fc0": 8}) == HwPoint(0.0, Resources(), False) and nofit.limits == [2.0]
 
 
-def test_two_cut_solves_are_a_user_error_naming_the_time_limit(counts_as_layers):
-    solver = _Solver([(63.3, False), (120.0, False)])
+def test_a_second_cut_solve_is_solved_again_longer_still(counts_as_layers):
+    """Wall-clock limits: on a loaded machine the 4x solve can be cut too (a 3-process benchmark on 2 cores lost a
+    seed to it after 18 minutes); a third, 16x solve decides."""
+    solver = _Solver([(63.3, False), SolverTimeLimitError("The folding solver stopped."), (7971.9, True)])
+    assert _hw(solver)({"fc0": 8}).fps == 7971.9 and solver.limits == [2.0, 8.0, 32.0]
+
+
+def test_three_cut_solves_are_a_user_error_naming_the_time_limit(counts_as_layers):
+    solver = _Solver([(63.3, False), (120.0, False), (130.0, False)])
     with pytest.raises(SolverTimeLimitError, match="pruning.folding_time_limit"):
         _hw(solver, time_limit=0.5)({"fc0": 8})
-    assert solver.limits == [0.5, 2.0]
+    assert solver.limits == [0.5, 2.0, 8.0]
 
 
 def _data(shape, n=64, classes=5):
