@@ -513,6 +513,13 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
           f"{dict(ARMS)[best] if best else 'none meets it'}")
 
 
+def print_last_line(summary: dict) -> None:
+    """``prune_fold_speedup_vs_setfolding <ratio> accuracy_drop_pts <x>`` of the best arm meeting the rule."""
+    best = summary["best"]
+    ratio, drop = (summary["arms"][best]["ratio"][0], summary["arms"][best]["drop_pts"][0]) if best else (0.0, float("nan"))
+    print(f"prune_fold_speedup_vs_setfolding {ratio:.3f} accuracy_drop_pts {drop:.2f}")
+
+
 def combine(paths: list[str], rule_pts: float) -> int:
     """The summary over the seeds of several ``--json`` results (one seed per process): settings checked equal
     (seeds, work directory and output file aside), then the same table and last line as one run."""
@@ -531,9 +538,7 @@ def combine(paths: list[str], rule_pts: float) -> int:
     for p, res in zip(paths, results, strict=True):
         print(f"{p}: seeds {[r['seed'] for r in res['runs']]}, {res['seconds']:.0f}s, load average "
               f"{res['load_average']['start'][0]:.1f} at start, {res['load_average']['end'][0]:.1f} at end")
-    best = summary["best"]
-    ratio, drop = (summary["arms"][best]["ratio"][0], summary["arms"][best]["drop_pts"][0]) if best else (0.0, float("nan"))
-    print(f"prune_fold_speedup_vs_setfolding {ratio:.3f} accuracy_drop_pts {drop:.2f}")
+    print_last_line(summary)
     return 0
 
 
@@ -615,9 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(runs, summary, args)
     print(f"total time {wall:.0f}s; load average {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end "
           f"({os.cpu_count()} CPUs)")
-    best = summary["best"]
-    ratio, drop = (summary["arms"][best]["ratio"][0], summary["arms"][best]["drop_pts"][0]) if best else (0.0, float("nan"))
-    print(f"prune_fold_speedup_vs_setfolding {ratio:.3f} accuracy_drop_pts {drop:.2f}")
+    print_last_line(summary)
     return 0
 
 
