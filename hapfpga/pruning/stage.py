@@ -379,6 +379,11 @@ def _search_uniform(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[A
     return pruned, cur_counts
 
 
+def _knob_key(knobs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    """A greedy step's knobs as a hashable key (its snapshot and lineage-epochs entry)."""
+    return tuple(sorted(knobs.items()))
+
+
 def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], SearchResult]:
     from .apply import ChannelGraph
     from .parallel import map_ordered
@@ -386,9 +391,9 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
 
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
-    state = {"model": run.base, "graph": ch.graph, "last": tuple(sorted(ch.start.items()))}
-    snapshots: dict[tuple[tuple[str, int], ...], Any] = {tuple(sorted(ch.start.items())): run.base}
-    epochs = {tuple(sorted(ch.start.items())): 0.0}  # fine-tune epochs in each snapshot's own lineage
+    state = {"model": run.base, "graph": ch.graph, "last": _knob_key(ch.start)}
+    snapshots: dict[tuple[tuple[str, int], ...], Any] = {_knob_key(ch.start): run.base}
+    epochs = {_knob_key(ch.start): 0.0}  # fine-tune epochs in each snapshot's own lineage
 
     def try_accuracy(counts: Mapping[str, int]) -> float:
         return run.evaluate(ch.realise(run, state["model"], state["graph"], counts), run.x_val, run.y_val)
@@ -397,7 +402,7 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
 
     def commit(counts: Mapping[str, int]) -> float:
         m, acc = run.tune(ch.realise(run, state["model"], state["graph"], counts), run.step_ft)
-        key = tuple(sorted(counts.items()))
+        key = _knob_key(counts)
         epochs[key] = epochs[state["last"]] + run.step_ft.epochs
         state["model"], state["graph"], state["last"] = m, ChannelGraph(m, run.example), key
         snapshots[key] = m
@@ -412,7 +417,7 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
 
     def reject(counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
         snapshots.pop(state["last"], None)
-        state["last"] = tuple(sorted(counts.items()))
+        state["last"] = _knob_key(counts)
         state["model"] = snapshots[state["last"]]
         state["graph"] = ChannelGraph(state["model"], run.example)
 
@@ -428,8 +433,8 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, result, snapshots)
     counts = dict(result.best.counts)
-    run.lineage_epochs = epochs[tuple(sorted(counts.items()))]
-    return snapshots[tuple(sorted(counts.items()))], counts, result
+    run.lineage_epochs = epochs[_knob_key(counts)]
+    return snapshots[_knob_key(counts)], counts, result
 
 
 def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tuple[Any, dict[str, int], SearchResult]:
@@ -439,7 +444,7 @@ def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tu
     finals: dict[int, Any] = {}
 
     def final(i: int) -> float:
-        m = copy.deepcopy(snapshots[tuple(sorted(result.history[i].counts.items()))])
+        m = copy.deepcopy(snapshots[_knob_key(result.history[i].counts)])
         finals[i], acc = run.tune(m, run.final_ft(), start_accuracy=result.history[i].accuracy)
         return acc
 
@@ -448,7 +453,7 @@ def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tu
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
-    run.finetuned, run.lineage_epochs = True, (run.lineage_epochs_of or {})[tuple(sorted(chosen.counts.items()))]
+    run.finetuned, run.lineage_epochs = True, (run.lineage_epochs_of or {})[_knob_key(chosen.counts)]
     run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
     return finals[i], dict(chosen.counts), dataclasses.replace(result, best=best)
