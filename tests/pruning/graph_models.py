@@ -16,7 +16,10 @@ fork/join streamlining of the generality issue.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import brevitas.nn as qnn
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -161,3 +164,12 @@ def build(name: str, seed: int = 0) -> nn.Module:
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.2, 0.2)
     return m.eval()
+
+
+def random_data(shape: tuple[int, ...], n: int = 96, classes: int = 5) -> SimpleNamespace:
+    """A seeded random dataset in the pruning stage's shape (inputs in [0, 1], the first 32 samples as test)."""
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 256, size=(n, *shape)) / 255.0).astype(np.float32)
+    y = rng.integers(0, classes, size=n).astype(np.int64)
+    return SimpleNamespace(x_train=x, y_train=y, x_test=x[:32], y_test=y[:32], input_shape=shape,
+                           num_classes=classes, name="random")

@@ -90,14 +90,6 @@ def test_three_cut_solves_are_a_user_error_naming_the_time_limit(counts_as_layer
     assert solver.limits == [0.5, 2.0, 8.0]
 
 
-def _data(shape, n=64, classes=5):
-    rng = np.random.default_rng(0)
-    x = (rng.integers(0, 256, size=(n, *shape)) / 255.0).astype(np.float32)
-    y = rng.integers(0, classes, size=n).astype(np.int64)
-    return SimpleNamespace(x_train=x, y_train=y, x_test=x[:32], y_test=y[:32], input_shape=shape,
-                           num_classes=classes, name="random")
-
-
 @pytest.mark.parametrize(("margin", "finn_cycles"), [(None, False), (0.0, True), (0.3, False)])
 def test_the_stage_folds_its_predictions_as_the_fold_stage(tmp_path, counts_as_layers, monkeypatch, margin,
                                                            finn_cycles):
@@ -125,7 +117,7 @@ def test_the_stage_folds_its_predictions_as_the_fold_stage(tmp_path, counts_as_l
     monkeypatch.setattr(stage, "build_hw_evaluator", fake_build)
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.9, "finetune_epochs": 0,
            "step_finetune_epochs": 0, "sensitivity": False, "min_ratio": 0.5, "candidate_steps": 2, "max_steps": 2}
-    stage.run_pruning_stage(cfg, gm.build("Mlp"), _data((20,)), None, tmp_path, margin=margin,
+    stage.run_pruning_stage(cfg, gm.build("Mlp"), gm.random_data((20,), n=64), None, tmp_path, margin=margin,
                             finn_cycles=finn_cycles)
     assert seen and all(kw["margin"] == margin and kw["finn_cycles"] == finn_cycles and kw["fps_only"]
                         for kw in seen)

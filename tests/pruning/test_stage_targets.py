@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -28,14 +26,6 @@ gm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gm)
 
 
-def _data(shape, n=96, classes=5):
-    rng = np.random.default_rng(0)
-    x = (rng.integers(0, 256, size=(n, *shape)) / 255.0).astype(np.float32)
-    y = rng.integers(0, classes, size=n).astype(np.int64)
-    return SimpleNamespace(x_train=x, y_train=y, x_test=x[:32], y_test=y[:32], input_shape=shape,
-                           num_classes=classes, name="random")
-
-
 CFG = {"method": "greedy", "target": "fps", "finetune_epochs": 0, "step_finetune_epochs": 0,
        "sensitivity": False, "min_ratio": 0.25, "candidate_steps": 3, "max_steps": 6}
 
@@ -47,7 +37,7 @@ def test_unreachable_fps_target_is_reported_not_silent(tmp_path):
         return HwPoint(fps=1000.0, resources=Resources(LUT=sum(counts.values())), fits=True)
 
     lines: list[str] = []
-    _, rep = run_pruning_stage({**CFG, "target_fps": 5000}, m, _data((20,)), None, tmp_path, hw_eval=flat,
+    _, rep = run_pruning_stage({**CFG, "target_fps": 5000}, m, gm.random_data((20,)), None, tmp_path, hw_eval=flat,
                                log=lines.append)
     assert rep["target_met"] is False and rep["target_fps"] == 5000
     warnings = [s for s in lines if s.startswith("warning:")]
@@ -61,7 +51,7 @@ def test_reachable_fps_target_is_met(tmp_path):
         return HwPoint(fps=1e6 / counts["fc0"], resources=Resources(LUT=sum(counts.values())), fits=True)
 
     lines: list[str] = []
-    pruned, rep = run_pruning_stage({**CFG, "target_fps": 1e6 / 20}, m, _data((20,)), None, tmp_path,
+    pruned, rep = run_pruning_stage({**CFG, "target_fps": 1e6 / 20}, m, gm.random_data((20,)), None, tmp_path,
                                     hw_eval=bottleneck, log=lines.append)
     assert rep["target_met"] is True and rep["fps_after"] >= 1e6 / 20
     assert rep["channels_after"]["fc0"] <= 20 < rep["channels_before"]["fc0"]
