@@ -76,6 +76,12 @@ class PruningConfig:
     #: there (backtracking still tries it); ``reject`` undoes it, freezes its group (or bits knob) and goes on with
     #: the others; ``rescue`` first fine-tunes it ``finetune_epochs`` more and rejects it only if still beyond
     on_step_drop: Literal["stop", "reject", "rescue"] = "rescue"
+    #: greedy/j: where the final model's weights come from: ``search`` (the chosen step's own weights, fine-tuned
+    #: step by step along the search, then ``finetune_epochs``) or ``reprune`` (the unpruned model pruned once to
+    #: the chosen step's knobs and fine-tuned ``finetune_epochs``: the search picks the architecture, the weights
+    #: start again from the trained model, as in Liu et al., "Rethinking the value of network pruning", ICLR 2019).
+    #: With ``backtrack`` every candidate is judged as it would be delivered (re-pruned and fine-tuned).
+    final_weights: Literal["search", "reprune"] = "search"
     distill: bool = False
     iterations: int = 1
     val_fraction: float = 0.2
@@ -131,6 +137,10 @@ class PruningConfig:
         if self.step_accuracy_drop is not None and not 0 <= self.step_accuracy_drop < 1:
             raise ConfigError(
                 f"Config key 'pruning.step_accuracy_drop' is {self.step_accuracy_drop}; give a fraction in [0, 1)."
+            )
+        if self.final_weights == "reprune" and self.method not in ("greedy", "j"):
+            raise ConfigError(
+                f"Config key 'pruning.final_weights' 'reprune' needs pruning.method greedy or j, not '{self.method}'."
             )
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")

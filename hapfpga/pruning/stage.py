@@ -193,11 +193,10 @@ class _Run:
 
         return _finetune(m, x, y, c, device=self.dev, **kw)
 
-    def tune(self, m: Any, c: Any, *, start_accuracy: float | None = None,
-             checkpoint: Path | None = None) -> tuple[Any, float]:
+    def tune(self, m: Any, c: Any, *, checkpoint: Path | None = None) -> tuple[Any, float]:
         """Fine-tune ``m`` in place on the fit split; returns it and its validation accuracy. With
-        ``pruning.select_best`` the best-on-validation weights are kept (``hapfpga.train.finetune_best``; its
-        ``start_accuracy`` is the validation accuracy of ``m`` when known); otherwise a plain fine-tune, resumable
+        ``pruning.select_best`` the best-on-validation weights are kept (``hapfpga.train.finetune_best``: most
+        accurate, ties broken by the lower cross-entropy); otherwise a plain fine-tune, resumable
         from ``checkpoint`` when given (selection has no resumable state, so it does not use one)."""
         from ..train import finetune_best
 
@@ -205,7 +204,7 @@ class _Run:
             return m.eval(), self.evaluate(m, self.x_val, self.y_val)
         if self.cfg.select_best:
             m, sel = finetune_best(m, self.x_fit, self.y_fit, (self.x_val, self.y_val), c, teacher=self.teacher,
-                                   seed=self.seed, device=self.dev, start_accuracy=start_accuracy)
+                                   seed=self.seed, device=self.dev)
             return m, sel.accuracy
         self.finetune(m, self.x_fit, self.y_fit, c, teacher=self.teacher, seed=self.seed, checkpoint=checkpoint)
         return m.eval(), self.evaluate(m, self.x_val, self.y_val)
@@ -431,21 +430,28 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
     )
     run.lineage_epochs_of = epochs
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
-        return _backtrack(run, result, snapshots)
+        return _backtrack(run, ch, result, snapshots)
     counts = dict(result.best.counts)
+    if cfg.final_weights == "reprune":  # the architecture only; the final fine-tune follows in _finish_report
+        return ch.realise(run, run.base, ch.graph, counts), counts, result
     run.lineage_epochs = epochs[_knob_key(counts)]
     return snapshots[_knob_key(counts)], counts, result
 
 
-def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tuple[Any, dict[str, int], SearchResult]:
-    """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule."""
+def _backtrack(run: _Run, ch: _Channels, result: SearchResult,
+               snapshots: dict[Any, Any]) -> tuple[Any, dict[str, int], SearchResult]:
+    """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
+    Each candidate is the model as it would be delivered: the step's own weights or, with ``final_weights:
+    reprune``, the unpruned model pruned once to the step's knobs."""
     from .search import Step, backtrack
 
     finals: dict[int, Any] = {}
+    reprune = run.cfg.final_weights == "reprune"
 
     def final(i: int) -> float:
-        m = copy.deepcopy(snapshots[_knob_key(result.history[i].counts)])
-        finals[i], acc = run.tune(m, run.final_ft(), start_accuracy=result.history[i].accuracy)
+        knobs = result.history[i].counts
+        m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(snapshots[_knob_key(knobs)])
+        finals[i], acc = run.tune(m, run.final_ft())
         return acc
 
     i, tried = backtrack(result.history, final, start_accuracy=result.history[0].accuracy,
@@ -453,7 +459,8 @@ def _backtrack(run: _Run, result: SearchResult, snapshots: dict[Any, Any]) -> tu
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
-    run.finetuned, run.lineage_epochs = True, (run.lineage_epochs_of or {})[_knob_key(chosen.counts)]
+    run.finetuned = True
+    run.lineage_epochs = 0.0 if reprune else (run.lineage_epochs_of or {})[_knob_key(chosen.counts)]
     run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
     return finals[i], dict(chosen.counts), dataclasses.replace(result, best=best)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from hapfpga.data import Dataset, load_digits  # noqa: E402
 from hapfpga.runconfig import ModelConfig, TrainConfig  # noqa: E402
-from hapfpga.train import FinetuneConfig, evaluate, finetune, finetune_best, train  # noqa: E402
+from hapfpga.train import FinetuneConfig, evaluate, finetune, finetune_best, predict, train  # noqa: E402
 from hapfpga.zoo import build_model  # noqa: E402
 
 
@@ -116,3 +116,31 @@ def test_finetune_best_returns_the_best_validation_checkpoint_weights(digits, lr
         assert min(a for _, a in sel.checks) < acc0 - 0.1  # the lr really is destructive: selection mattered
     else:
         assert sel.step > 0 and sel.accuracy > acc0
+
+
+def test_finetune_best_ranks_equally_accurate_checkpoints_by_validation_loss(digits):
+    """A saturated validation split (samples the starting model already gets all right): every checkpoint ties on
+    accuracy, and "the earliest on a tie" would keep the starting weights however much training improves them.
+    Selection then takes the checkpoint with the lowest cross-entropy, and the model that comes back is that one."""
+    from hapfpga.train import accuracy_and_loss, better_on_validation
+
+    ds = _small(digits, 300)
+    start, _ = _run(ds, 0, epochs=3)
+    pool_x, pool_y = digits.x_train[1000:1400], digits.y_train[1000:1400]
+    logits = np.asarray(predict(start, pool_x))
+    margin = logits[np.arange(len(pool_y)), pool_y] - np.where(np.eye(10, dtype=bool)[pool_y], -np.inf, logits).max(1)
+    easy = np.argsort(-margin)[:100]  # the samples it gets right by the widest margin
+    val = (pool_x[easy], pool_y[easy])
+    acc0, loss0 = accuracy_and_loss(start, *val)
+    assert acc0 == 1.0
+    cfg = FinetuneConfig(epochs=2, lr=1e-3, batch_size=32, schedule="cosine", val_checks=5)
+    m, sel = finetune_best(copy.deepcopy(start), ds.x_train, ds.y_train, val, cfg, seed=0)
+    assert sel.accuracy == 1.0 and sel.step > 0, sel
+    acc, loss = accuracy_and_loss(m, *val)
+    assert acc == 1.0 and loss == pytest.approx(sel.loss) and loss < loss0
+    # every other perfect checkpoint has a higher loss: replay them
+    for step, a in sel.checks:
+        if a == 1.0 and step != sel.step:
+            other = _captured_run(start, ds, cfg, step)
+            assert not better_on_validation(*accuracy_and_loss(other, *val), acc, loss)
+    assert better_on_validation(0.5, 9.0, 0.4, 0.1) and not better_on_validation(0.5, 0.2, 0.5, 0.1)

@@ -6,6 +6,7 @@ PE·SIMD budget) so the test stays fast; the FINN-backed predictor is exercised 
 
 from __future__ import annotations
 
+import copy
 import json
 from types import SimpleNamespace
 
@@ -237,3 +238,38 @@ def test_a_rescued_step_gets_the_longer_finetune_and_counts_it_in_the_budget(tra
     # every step counts 0.05 epochs, each kept rescue 0.5 more, the final fine-tune 0.5
     assert r["extra_epochs"] == pytest.approx(chosen * 0.05 + kept * 0.5 + 0.5)
     assert all(r["accuracy_val"]["before"] - s["accuracy"] <= 0.02 + 1e-12 for s in r["history"][1:])
+
+
+def test_reprune_delivers_the_trained_model_pruned_once_to_the_chosen_design(trained, digits, tmp_path):
+    """``final_weights: reprune``: the search only picks the design; the delivered model is, bit for bit, the
+    unpruned model pruned once to the chosen counts (L1) and fine-tuned ``finetune_epochs`` with selection on the
+    validation split, and its extra training is that fine-tune alone (the search's own weights carry their step
+    fine-tunes as well)."""
+    from hapfpga.pruning.apply import prune_to_counts
+    from hapfpga.pruning.importance import make_importance
+    from hapfpga.pruning.stage import split_validation
+    from hapfpga.train import finetune_best
+
+    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
+           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
+           "candidate_steps": 4, "max_steps": 5, "lr": 2e-3, "final_weights": "reprune"}
+    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path / "re", hw_eval=pipeline_hw, seed=0)
+    assert r["channels_after"] != r["channels_before"], "the search must prune something here"
+    assert r["extra_epochs"] == pytest.approx(0.5)
+    x_fit, y_fit, x_val, y_val = split_validation(digits.x_train, digits.y_train, 0.2, 0)
+    example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
+    want, _ = prune_to_counts(copy.deepcopy(trained).eval(), example, r["channels_after"], make_importance("l1"))
+    want, sel = finetune_best(want, x_fit, y_fit, (x_val, y_val),
+                              FinetuneConfig(epochs=0.5, lr=2e-3, schedule="cosine"), seed=0)
+    got, ref = m.state_dict(), want.state_dict()
+    assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
+    assert r["accuracy_val"]["after"] == sel.accuracy
+    _, r2 = run_pruning_stage({**cfg, "final_weights": "search"}, trained, digits, None, tmp_path / "se",
+                              hw_eval=pipeline_hw, seed=0)
+    assert r2["extra_epochs"] > 0.5
+
+
+def test_final_weights_reprune_needs_a_greedy_search(trained, digits, tmp_path):
+    with pytest.raises(ConfigError, match="final_weights"):
+        run_pruning_stage({"method": "uniform", "target": "ratio", "final_weights": "reprune"}, trained, digits,
+                          None, tmp_path)
