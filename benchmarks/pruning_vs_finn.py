@@ -11,7 +11,10 @@ Pynq-Z2 at 100 MHz.
 2. **Converged baseline**: the unpruned model is trained epoch by epoch; an epoch that does not improve on
    validation (higher accuracy, or equal accuracy and lower cross-entropy: 202 samples saturate at 2–3 errors)
    sends it back to the best weights at half the learning rate, and ``--patience`` such epochs in a row (or
-   ``--max-epochs``) end training; the best epoch's weights are kept and the validation curve printed.
+   ``--max-epochs``) end training; the best epoch's weights are kept and the validation curve printed. Then the
+   arms' own fine-tune procedure (below) is applied round after round while a round still finds better weights
+   on validation (``--polish-rounds``, default 3): reduce-on-plateau alone left seed 0 1.8 test points below
+   what 8 more fine-tune epochs gave it.
 3. **Arms** (FPS from finn-plus's ``estimate_network_performance.json``, fit from ``estimate_layer_resources.json``
    against FINN's default limits LUT 0.7 / BRAM, DSP 0.8; accuracy on the test split):
    unpruned + SetFolding best fit (a scan of ``target_fps``: coarse, then a fine linear scan around the best),
@@ -242,6 +245,27 @@ def train_converged(model, x_fit, y_fit, x_val, y_val, args, seed: int) -> tuple
     return model.eval(), curve, len(curve)
 
 
+def polish(model, splits, args, seed: int) -> tuple[object, list[float], float]:
+    """The arms' fine-tune procedure (``--finetune-epochs`` of :func:`ft_settings`) applied to the trained model
+    round after round while a round still finds better weights on validation (``better_on_validation``), at most
+    ``--polish-rounds``: so the converged model has had what the reference's extra epochs would give it (on seed 0
+    of issue 13's run, reduce-on-plateau stopped at 97.33 % test and 8 such epochs reached 99.11 %). Returns the
+    model, each round's validation accuracy and the epochs of the rounds that changed it."""
+    from hapfpga.train import FinetuneConfig, finetune_best
+
+    s, accs, epochs = ft_settings(args), [], 0.0
+    for r in range(args.polish_rounds):
+        cfg = FinetuneConfig(epochs=args.finetune_epochs, lr=s["lr"], schedule=s["finetune_schedule"])
+        model, sel = finetune_best(model, splits[0], splits[1], (splits[2], splits[3]), cfg, seed=seed * 100 + r)
+        accs.append(sel.accuracy)
+        say(f"  baseline polish round {r + 1} ({args.finetune_epochs:g} epochs): validation accuracy "
+            f"{100 * sel.accuracy:.2f}%, loss {sel.loss:.4f}, kept step {sel.step}")
+        if sel.step == 0:  # the round kept its starting weights: nothing better on validation
+            break
+        epochs += args.finetune_epochs
+    return model.eval(), accs, epochs
+
+
 def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     """The converged unpruned model (cached as spec + state by everything that produced it)."""
     import torch
@@ -252,7 +276,8 @@ def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     x_fit, y_fit, x_val, y_val = splits
     key = {"model": args.model, "bits": args.bits, "data": data.name, "n_fit": len(x_fit),
            "val_fraction": args.val_fraction, "seed": seed, "max_epochs": args.max_epochs,
-           "patience": args.patience, "lr": args.lr, "schedule": "plateau-halve-acc-loss", "code": code_version(TRAIN_CODE)}
+           "patience": args.patience, "lr": args.lr, "schedule": "plateau-halve-acc-loss",
+           "polish_rounds": args.polish_rounds, "polish_epochs": args.finetune_epochs, "ft": ft_settings(args), "code": code_version(TRAIN_CODE)}
     hit = cache.get("baseline", key)
     pt = cache.path("baseline", key, "pt")
     if hit is not None and pt.is_file():
@@ -262,6 +287,8 @@ def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     cfg = ModelConfig(name=args.model, weight_bits=args.bits, act_bits=args.bits)
     model = build_model(cfg, data.input_shape, data.num_classes, seed=seed)
     model, curve, epochs = train_converged(model, x_fit, y_fit, x_val, y_val, args, seed)
+    model, rounds, more = polish(model, splits, args, seed)
+    curve, epochs = curve + rounds, epochs + more
     save_model(model, pt)
     cache.put("baseline", key, {"curve": curve, "epochs": epochs})
     return model, curve, epochs
@@ -561,8 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=None, help="baseline epochs at most (default 40, quick 10)")
     ap.add_argument("--patience", type=int, default=None, help="epochs without validation gain (default 4, quick 3)")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--polish-rounds", type=int, default=None,
+                    help="after reduce-on-plateau, rounds of the arms' fine-tune on the baseline while one still "
+                         "improves validation (default 3, quick 1)")
     ap.add_argument("--val-fraction", type=float, default=0.15)
-    ap.add_argument("--max-drop", type=float, default=0.01, help="search's validation accuracy drop (fraction)")
+    ap.add_argument("--max-drop", type=float, default=0.005,
+                    help="search's validation accuracy drop (fraction; half the test rule: the backtracking keeps "
+                         "the fastest of several candidates that pass a 202-sample split, 1 sample = 0.5 pt, so "
+                         "the one it keeps is read optimistically)")
     ap.add_argument("--rule-pts", type=float, default=1.0, help="accuracy rule on the test split (mean points)")
     ap.add_argument("--max-steps", type=int, default=None, help="greedy steps at most (default 14, quick 10)")
     ap.add_argument("--candidate-steps", type=int, default=None, help="counts per group (default 3, quick 3)")
@@ -597,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     args.candidate_steps = args.candidate_steps or 3
     args.fold_time = args.fold_time or 4.0
     args.finetune_epochs = args.finetune_epochs or (1.0 if args.smoke else 4.0 if q else 8.0)
+    args.polish_rounds = args.polish_rounds if args.polish_rounds is not None else (1 if q else 3)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
