@@ -41,6 +41,7 @@ bench: $(STAMP)
 	for b in $(filter-out benchmarks/pruning_vs_finn.py benchmarks/run_yosys_jobs.py,$(wildcard benchmarks/*.py)); do \
 		$(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/pruning_vs_finn.py --quick
+	$(BIN)/python benchmarks/pruning_vs_finn.py --quick --model resnet8 --bits 4 --lr 0.01
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -28,8 +28,9 @@ Pynq-Z2 at 100 MHz.
    each fine-tuned ``--finetune-epochs``, until the fastest one whose validation drop meets ``--max-drop``.
    ``--final-weights reprune`` (default): each candidate, and so the delivered model, is the converged model
    pruned once to the step's design and fine-tuned ``--finetune-epochs``; the search's step-by-step weights only
-   guide the search (measured: 1.1–2.0 points better on test for the same designs, and the final model's extra
-   training is that one fine-tune).
+   guide the search (stop 19's three chosen CNV designs, re-pruned and fine-tuned for the same epochs, were
+   0.7–2.0 test points better than the search's own weights; issue 13's note), and the final model's extra
+   training is that one fine-tune.
 4. **One fine-tune procedure, equal training**: every fine-tune (search steps, final, uniform arm, reference) is
    Adam from ``--ft-lr`` on a per-batch cosine schedule with the best-on-validation weights kept (the starting
    weights included, so fine-tuning a converged model cannot make it worse on validation; ties on accuracy go to

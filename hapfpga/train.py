@@ -224,14 +224,17 @@ def predict(model: torch.nn.Module, x: Any, batch_size: int = 512, *, device: An
 
 def evaluate(model: torch.nn.Module, x: Any, y: Any, batch_size: int = 512, *, device: Any = None) -> float:
     """Top-1 accuracy (fraction of argmax == label) of ``model`` on ``x``, ``y``; NaN for an empty set."""
-    return accuracy_and_loss(model, x, y, batch_size, device=device)[0]
+    if len(x) == 0:
+        return float("nan")
+    logits = predict(model, x, batch_size, device=device)
+    return float(np.mean(logits.argmax(axis=1) == np.asarray(y)))
 
 
 def accuracy_and_loss(
     model: torch.nn.Module, x: Any, y: Any, batch_size: int = 512, *, device: Any = None
 ) -> tuple[float, float]:
-    """Top-1 accuracy and mean cross-entropy (nats, from the logits) of ``model`` on ``x``, ``y``; NaNs for an
-    empty set."""
+    """Top-1 accuracy (as :func:`evaluate`) and mean cross-entropy (nats, from the logits) of ``model`` on ``x``,
+    ``y``; NaNs for an empty set."""
     if len(x) == 0:
         return float("nan"), float("nan")
     logits = predict(model, x, batch_size, device=device).astype(np.float64)
