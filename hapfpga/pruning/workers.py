@@ -243,21 +243,64 @@ def _counts_by_state(study: Any) -> dict[str, int]:
     return out
 
 
+def fail_dead_trials(study: Any) -> None:
+    """Optuna's ``fail_stale_trials`` plus the dead trials it cannot see: RUNNING trials that never wrote a
+    heartbeat (a worker killed between taking a trial and its heartbeat thread's first beat; Optuna's RDB storage
+    skips trials without a heartbeat row in ``_get_stale_trial_ids``, so such a trial stayed RUNNING and every
+    worker waited for it forever). Those are failed once they started more than grace + one heartbeat ago (by this
+    machine's clock, as Optuna stamps ``datetime_start``) and handed to the storage's stale-trial callback (the
+    retry), as ``fail_stale_trials`` does."""
+    import copy
+    import datetime
+
+    import optuna
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
+
+    fail_stale_trials(study)
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval or not hasattr(backend, "scoped_session"):
+        return
+    limit = datetime.timedelta(seconds=(getattr(backend, "grace_period", None) or 2 * interval) + interval)
+    now = datetime.datetime.now()
+    old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if t.datetime_start is not None and now - t.datetime_start > limit}
+    if not old:
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        beating = {tid for (tid,) in session.query(models.TrialHeartbeatModel.trial_id)
+                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old)))}
+    failed = []
+    for tid in sorted(old - beating):
+        try:
+            if storage.set_trial_state_values(tid, state=TrialState.FAIL):
+                failed.append(tid)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            pass
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for tid in failed if callback is not None else []:
+        callback(study, copy.deepcopy(storage.get_trial(tid)))
+
+
 def worker_loop(study: Any, objective: Callable[[Any], Any], *, n_trials: int, cap: int,
                 poll: float = 1.0, log: Callable[[str], None] | None = None) -> int:
     """Run trials of a shared study until it has ``n_trials`` complete ones (this worker runs at most ``cap``).
 
     Re-queued (WAITING) trials run first; no new trial starts when the complete and running ones already reach
-    ``n_trials``; while other workers' trials run, this worker waits and fails the stale ones (their retries then
+    ``n_trials``; while other workers' trials run, this worker waits and fails the dead ones
+    (:func:`fail_dead_trials`; their retries then
     run here), so a study is only left when every trial is complete or failed and retried. Returns the number of
     trials this worker ran.
     """
-    from optuna.storages import fail_stale_trials
-
     say = log or (lambda s: None)
     ran = 0
     while ran < cap:
-        fail_stale_trials(study)
+        fail_dead_trials(study)
         n = _counts_by_state(study)
         if n.get("WAITING", 0) == 0 and n.get("COMPLETE", 0) + n.get("RUNNING", 0) >= n_trials:
             if n.get("RUNNING", 0) == 0:

@@ -110,3 +110,38 @@ def test_candidates_that_cannot_train_in_a_fork_are_evaluated_here():
     out = map_ordered(picky, list(range(6)), 2)
     assert [v for v, _ in out] == list(range(6))
     assert [here for _, here in out] == [False, True, False, True, False, True]  # odd ones fell back to here
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retried(tmp_path):
+    """Optuna's ``fail_stale_trials`` only sees trials with a heartbeat row; a worker killed between taking a trial
+    and its first beat left it RUNNING for ever (the multi-machine test hung on one under load). ``worker_loop``'s
+    ``fail_dead_trials`` fails it once it is older than grace + one heartbeat, the retry re-queues it, and a
+    surviving worker finishes the study."""
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hapfpga.pruning.parallel import SearchConfig
+    from hapfpga.pruning.workers import fail_dead_trials, make_storage, worker_loop
+
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", SearchConfig(heartbeat=1, grace=2, retries=2))
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    dead = study.ask()  # taken, RUNNING, and no heartbeat ever written
+    fail_dead_trials(study)
+    assert study.trials[0].state == TrialState.RUNNING  # too young to call dead
+    old = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=10)
+    backend = getattr(study._storage, "_backend", study._storage)
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        session.query(models.TrialModel).filter(models.TrialModel.trial_id == dead._trial_id).update(
+            {models.TrialModel._datetime_start_utc: old})  # as if taken 10 s ago (stored in UTC)
+    ran = worker_loop(study, lambda t: t.suggest_float("x", 0, 1), n_trials=3, cap=10, poll=0.1)
+    states = [t.state for t in study.trials]
+    assert states[0] == TrialState.FAIL and ran >= 3
+    assert sum(s == TrialState.COMPLETE for s in states) >= 3
+    retried = [t for t in study.trials if t.state == TrialState.COMPLETE
+               and dead.number in optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(t)]
+    assert retried, "the dead trial's retry must run to completion"
