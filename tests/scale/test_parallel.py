@@ -130,7 +130,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     dead = study.ask()  # taken, RUNNING, and no heartbeat ever written
     fail_dead_trials(study)
     assert study.trials[0].state == TrialState.RUNNING  # too young to call dead
-    old = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=10)
+    old = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(seconds=10)
     backend = getattr(study._storage, "_backend", study._storage)
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
