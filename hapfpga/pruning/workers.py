@@ -244,39 +244,24 @@ def _counts_by_state(study: Any) -> dict[str, int]:
 
 
 def fail_dead_trials(study: Any) -> None:
-    """Optuna's ``fail_stale_trials`` plus the dead trials it cannot see: RUNNING trials that never wrote a
+    """Optuna's ``fail_stale_trials`` extended to the dead trials it cannot see: RUNNING trials that never wrote a
     heartbeat (a worker killed between taking a trial and its heartbeat thread's first beat; Optuna's RDB storage
     skips trials without a heartbeat row in ``_get_stale_trial_ids``, so such a trial stayed RUNNING and every
-    worker waited for it forever). Those are failed once they started more than grace + one heartbeat ago (by this
-    machine's clock, as Optuna stamps ``datetime_start``) and handed to the storage's stale-trial callback (the
-    retry), as ``fail_stale_trials`` does."""
+    worker waited for it forever). Those count as dead once they started more than grace + one heartbeat ago (by
+    this machine's clock, as Optuna stamps ``datetime_start``). Every dead trial is failed and handed to the
+    storage's stale-trial callback (the retry), as ``fail_stale_trials`` does."""
     import copy
-    import datetime
 
     import optuna
-    from optuna.storages import fail_stale_trials
+    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
-    fail_stale_trials(study)
     storage = study._storage
-    backend = getattr(storage, "_backend", storage)
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    if not interval or not hasattr(backend, "scoped_session"):
+    if not is_heartbeat_enabled(storage):
         return
-    limit = datetime.timedelta(seconds=(getattr(backend, "grace_period", None) or 2 * interval) + interval)
-    now = datetime.datetime.now()
-    old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-           if t.datetime_start is not None and now - t.datetime_start > limit}
-    if not old:
-        return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session) as session:
-        beating = {tid for (tid,) in session.query(models.TrialHeartbeatModel.trial_id)
-                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old)))}
+    dead = set(storage._get_stale_trial_ids(study._study_id)) | _silent_trial_ids(study)
     failed = []
-    for tid in sorted(old - beating):
+    for tid in sorted(dead):
         try:
             if storage.set_trial_state_values(tid, state=TrialState.FAIL):
                 failed.append(tid)
@@ -285,6 +270,32 @@ def fail_dead_trials(study: Any) -> None:
     callback = storage.get_heartbeat_stale_trial_callback()
     for tid in failed if callback is not None else []:
         callback(study, copy.deepcopy(storage.get_trial(tid)))
+
+
+def _silent_trial_ids(study: Any) -> set[int]:
+    """RUNNING trials of an RDB study with no heartbeat row that started more than grace + one heartbeat ago."""
+    import datetime
+
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    if not hasattr(backend, "scoped_session"):
+        return set()
+    interval = storage.get_heartbeat_interval()
+    limit = datetime.timedelta(seconds=(getattr(backend, "grace_period", None) or 2 * interval) + interval)
+    now = datetime.datetime.now()
+    old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if t.datetime_start is not None and now - t.datetime_start > limit}
+    if not old:
+        return set()
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        beating = {tid for (tid,) in session.query(models.TrialHeartbeatModel.trial_id)
+                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old)))}
+    return old - beating
 
 
 def worker_loop(study: Any, objective: Callable[[Any], Any], *, n_trials: int, cap: int,
