@@ -33,11 +33,11 @@ KNOBS = ("PE", "SIMD", "ram_style", "parallel_window")
 
 def fold(qonnx: Path, board, work: Path, finn_compat: bool) -> tuple[dict, object]:
     from hapfpga.finn.graph import layers_for_model_file
-    from hapfpga.folding import optimise
+    from hapfpga.folding import FoldingOptions, optimise
 
     layers = layers_for_model_file(qonnx, work / "fold-cache", board, board.clock_mhz, rtl=True)
     t0 = time.perf_counter()
-    res = optimise(layers, board, clock_mhz=board.clock_mhz, finn_compat=finn_compat)
+    res = optimise(layers, board, FoldingOptions(clock_mhz=board.clock_mhz, finn_compat=finn_compat))
     print(f"optimise ({'FINN costs' if finn_compat else 'our costs'}): {time.perf_counter() - t0:.1f} s, "
           f"predicted {res.fps:,.0f} FPS, binding {res.binding_resource}", flush=True)
     return json.loads(res.plan.to_finn_json()), res

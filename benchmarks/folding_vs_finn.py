@@ -96,7 +96,7 @@ def ours(name: str, base, work: Path, board, costs: str, aim_fps: float | None =
     """
     from hapfpga.finn.costs import FinnCosts
     from hapfpga.finn.graph import load_layers
-    from hapfpga.folding.optimise import optimise, tightened
+    from hapfpga.folding.optimise import FoldingOptions, optimise, tightened
 
     clock = 100.0
     minbits = base.step_models["step_minimize_bit_width"]
@@ -115,7 +115,7 @@ def ours(name: str, base, work: Path, board, costs: str, aim_fps: float | None =
     history = []
     for it in range(6):
         t1, c1 = time.perf_counter(), time.process_time()
-        r = optimise(layers, board, clock_mhz=clock, budget=budget, **kw)
+        r = optimise(layers, board, FoldingOptions(clock_mhz=clock, **kw), budget=budget)
         t_opt, c_opt = time.perf_counter() - t1, time.process_time() - c1
         fold = work / f"{name}_ours_{costs}_{it}.json"
         fold.write_text(r.plan.to_finn_json())

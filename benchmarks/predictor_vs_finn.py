@@ -5,7 +5,7 @@ accumulator widths, which the predictor derives from the unpruned weights), 3×3
 100 MHz. For each count set (unpruned, uniform keep ratios 0.75 / 0.5 / 0.3, three non-uniform sets, and the
 counts of a hardware-aware search result):
 
-- predicted: ``build_hw_evaluator`` (FINN conversion of the unpruned model once, scaled layer specs, folding
+- predicted: ``build_predictor`` (FINN conversion of the unpruned model once, scaled layer specs, folding
   solved per call) with the pruning benchmark's fold settings (``OURS_MARGIN``, ``OURS_FINN_CYCLES``) and
   ``--fold-time`` seconds per solve; the wall time per call is timed (predictor caches cold per count set);
 - FINN-judged ours: ``benchmarks/pruning_vs_finn.py``'s ``ours_job`` on the l1-pruned model (FINN conversion,
@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     from pruning_vs_finn import FINN_CODE, OURS_FINN_CYCLES, OURS_MARGIN, code_version, ours_job
 
     from hapfpga.boards import load_board
+    from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
+    from hapfpga.pruning.hwmodel import build_predictor, export_for_finn
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import uniform_counts
-    from hapfpga.pruning.stage import build_hw_evaluator, export_for_finn
     from hapfpga.runconfig import ModelConfig
     from hapfpga.zoo import build_model
 
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             **{k: dict(zip(GROUPS, v, strict=True)) for k, v in SETS.items()}}
     rows, times = [], []
     for name, counts in sets.items():
-        hw, _, _ = build_hw_evaluator(model, graph, shape, board, work / "pred", clock_mhz=100.0,
-                                      time_limit=args.fold_time, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES)
+        options = FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES)
+        hw, _, _ = build_predictor(model, graph, shape, board, work / "pred", options.for_predictor(args.fold_time))
         t0 = time.perf_counter()
         pred = hw(counts).fps
         times.append(time.perf_counter() - t0)

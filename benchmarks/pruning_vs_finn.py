@@ -189,7 +189,7 @@ def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     """FINN conversion, our folding, FINN's estimate report; the budget is tightened until FINN says it fits."""
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import load_layers
-    from hapfpga.folding.optimise import optimise, tightened
+    from hapfpga.folding.optimise import FoldingOptions, optimise, tightened
 
     board = load_board("pynq-z2")
     cache = Cache(Path(cache_root))
@@ -202,8 +202,8 @@ def ours_job(qonnx: str, work: str, cache_root: str, code: str) -> dict:
     layers = load_layers(base.step_models["step_minimize_bit_width"])
     budget = board.budget
     for it in range(6):
-        r = optimise(layers, board, clock_mhz=100.0, budget=budget, margin=OURS_MARGIN, estimate=False, time_limit=120,
-                     finn_cycles=OURS_FINN_CYCLES)
+        r = optimise(layers, board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, estimate=False, time_limit=120,
+                                                finn_cycles=OURS_FINN_CYCLES), budget=budget)
         fold = work_p / f"ours_folding_{it}.json"
         fold.write_text(r.plan.to_finn_json())
         rep = finn_estimate(run_tail(base.step_models["step_specialize_layers"], work_p / f"ours_{it}",
@@ -343,6 +343,8 @@ def cached_model(cache: Cache, kind: str, key: dict, make):
 
 def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict):
     """A pruning-stage arm (hardware-aware, or mixed precision + pruning), cached as spec + state + report."""
+    from hapfpga.folding import FoldingOptions
+    from hapfpga.pruning.predictor import HwTarget
     from hapfpga.pruning.stage import run_pruning_stage
 
     cfg = prune_cfg(args, bits=name == "mixed")
@@ -352,9 +354,9 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
         finn_dir.symlink_to(hw_finn.resolve(), target_is_directory=True)
 
     def make():
-        pruned, rep = run_pruning_stage(cfg, model, data, board, work / name, clock_mhz=100.0, seed=seed,
-                                        log=lambda s: say(f"  {name} " + s), margin=OURS_MARGIN,
-                                        finn_cycles=OURS_FINN_CYCLES)
+        target = HwTarget(board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES))
+        pruned, rep = run_pruning_stage(cfg, model, data, target, work / name, seed=seed,
+                                        log=lambda s: say(f"  {name} " + s))
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
@@ -369,10 +371,11 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     same predictor as the search's), fine-tuned for ``epochs`` (the hardware-aware arm's whole extra budget)."""
     import torch
 
+    from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
+    from hapfpga.pruning.hwmodel import build_predictor
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import uniform_counts
-    from hapfpga.pruning.stage import build_hw_evaluator
 
     x_fit, y_fit, _, _ = splits
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
@@ -380,9 +383,9 @@ def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, ep
     full = graph.channels()
     full = {g: full[g] for g, grp in graph.groups.items() if grp.prunable}
     # the hardware-aware arm's predictor directory: the same unpruned model, so FINN's conversion is reused
-    hw, _, _ = build_hw_evaluator(model, graph, data.input_shape, board, work / "hw" / "pruning", clock_mhz=100.0,
-                                  time_limit=args.fold_time, space=prune_cfg(args, bits=False)["predictor_space"],
-                                  margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES)
+    options = FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES)
+    hw, _, _ = build_predictor(model, graph, data.input_shape, board, work / "hw" / "pruning",
+                               options.for_predictor(args.fold_time, prune_cfg(args, bits=False)["predictor_space"]))
     lo, hi = 1, 32  # ratio k/32; the FPS falls as the ratio grows
     if hw(uniform_counts(full, 1.0)).fps >= fps_goal:
         lo = 32
@@ -419,7 +422,8 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     """Every arm for one seed: FINN's FPS and fit, test accuracy, extra training epochs."""
     import torch
 
-    from hapfpga.pruning.stage import export_for_finn, split_validation
+    from hapfpga.data import split_validation
+    from hapfpga.pruning.hwmodel import export_for_finn
     from hapfpga.train import evaluate as evaluate_accuracy
 
     wd = work / f"seed{seed}"

@@ -37,11 +37,10 @@ def toy_hw(counts):
 def setup(args: argparse.Namespace):
     import torch
 
-    from hapfpga.data import load_digits
+    from hapfpga.data import load_digits, split_validation
     from hapfpga.pruning.apply import ChannelGraph
     from hapfpga.pruning.importance import make_importance
     from hapfpga.pruning.plan import candidate_counts
-    from hapfpga.pruning.stage import split_validation
     from hapfpga.pruning.workers import TrialEvaluator
     from hapfpga.runconfig import ModelConfig, TrainConfig
     from hapfpga.train import FinetuneConfig, train

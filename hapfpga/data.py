@@ -22,7 +22,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,7 @@ __all__ = [
     "load_cifar10",
     "to_uint8_grid",
     "INPUT_SCALE",
+    "split_validation",
 ]
 
 #: The factor the exported graph applies to the UINT8 input (float32, as ONNX computes it).
@@ -369,3 +370,16 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     x_tr, y_tr = _subset(ds.x_train, ds.y_train, cfg.max_train, rng, "max_train")
     x_te, y_te = _subset(ds.x_test, ds.y_test, cfg.max_test, rng, "max_test")
     return Dataset(ds.name, x_tr, y_tr, x_te, y_te, ds.num_classes)
+
+
+def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """Deterministic split of training data into (x_fit, y_fit, x_val, y_val) (the pruning search decides on the
+    validation part; a ``fraction`` that rounds to no sample gives the whole set as both)."""
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_val = int(round(n * fraction))
+    if n_val == 0:
+        return x, y, x, y
+    val, fit = perm[:n_val], perm[n_val:]
+    return x[fit], y[fit], x[val], y[val]

@@ -50,6 +50,7 @@ LAYERS: tuple[Layer, ...] = (
             "hapfpga/estimate/*", "hapfpga/folding/*",
             "hapfpga/pruning/plan.py", "hapfpga/pruning/search.py",
             "hapfpga/pruning/config.py", "hapfpga/pruning/parallel.py", "hapfpga/pruning/bits.py",
+            "hapfpga/pruning/predictor.py",
         ),
         _f(),
         lazy=False,

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FitSpec",
+    "atomic_torch_save",
     "FinetuneConfig",
     "TrainResult",
     "fit",
@@ -322,7 +323,8 @@ def _fingerprint(model: Any, x: Any, y: Any, parts: dict[str, Any], teacher: Any
     return h.hexdigest()
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file renamed into place (a killed process leaves no half file)."""
     import torch
 
     from .runstate import atomic_path
@@ -475,7 +477,7 @@ def fit(
                 sched.step()
             epoch += 1
             if ckpt is not None:
-                _atomic_torch_save({
+                atomic_torch_save({
                     "fingerprint": fp, "epoch": epoch, "step": step, "history": history, "seed": seed,
                     "model": model.state_dict(), "runtime": _runtime_state(model), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched is not None else None, "rng": _rng_states(gen),

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..boards import load_board
     from ..errors import ConfigError
     from ..finn.graph import layers_for_model_file
-    from ..folding import optimise
+    from ..folding import FoldingOptions, optimise
     from ..runstate import atomic_write_text
 
     board = load_board(args.board)
@@ -64,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
     clock = args.clock_mhz or board.clock_mhz
     layers = layers_for_model_file(args.model, args.work_dir, board, clock, rtl=args.open_simulatable)
-    res = optimise(
-        layers,
-        board,
-        clock_mhz=clock,
-        target_fps=args.fps,
-        finn_compat=args.finn_compat,
-        infrastructure=not args.no_infrastructure,
-        time_limit=args.time_limit,
-    )
+    options = FoldingOptions(clock_mhz=clock, open_simulatable=args.open_simulatable, finn_compat=args.finn_compat,
+                             infrastructure=not args.no_infrastructure, time_limit=args.time_limit)
+    res = optimise(layers, board, options, target_fps=args.fps)
     out = Path(args.out)
     atomic_write_text(out, res.plan.to_finn_json())
     if args.json:

@@ -26,7 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import data as data_mod
     from ..boards import load_board
     from ..errors import ConfigError
-    from ..pruning.stage import export_for_finn, run_pruning_stage
+    from ..folding import FoldingOptions
+    from ..pruning import HwTarget
+    from ..pruning.hwmodel import export_for_finn
+    from ..pruning.stage import run_pruning_stage
     from ..runconfig import load_run_config
 
     cfg = load_run_config(args.config)
@@ -48,10 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes)
         train(model, dataset, cfg.train, seed=cfg.seed, run_dir=out, progress=True)
-    pruned, report = run_pruning_stage(
-        cfg.pruning, model, dataset, board, out, clock_mhz=cfg.clock_mhz or board.clock_mhz, train_cfg=cfg.train,
-        seed=cfg.seed, log=print,
-    )
+    folding = FoldingOptions.from_config(cfg.folding, cfg.clock_mhz or board.clock_mhz)
+    pruned, report = run_pruning_stage(cfg.pruning, model, dataset, HwTarget(board, folding), out,
+                                       train_cfg=cfg.train, seed=cfg.seed, log=print)
     torch.save(pruned, out / "pruned.pt")
     export_for_finn(pruned, tuple(dataset.input_shape), out / "final.qonnx.onnx")
     summary = {k: report.get(k) for k in ("method", "channels_before", "channels_after", "compression",

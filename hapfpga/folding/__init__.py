@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .legal import KnobSpace, legal_foldings
 from .optimise import FoldingResult, build_problem, optimise
+from .options import FoldingOptions
 from .solver import (
     Candidate,
     Edge,
@@ -22,6 +23,7 @@ from .solver import (
 
 __all__ = [
     "optimise",
+    "FoldingOptions",
     "FoldingResult",
     "build_problem",
     "KnobSpace",

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import InfeasibleError
 from ..types import FoldingPlan, LayerFolding, Resources
 from .legal import DEFAULT_SPACE, KnobSpace, legal_foldings, stream_widths
+from .options import FoldingOptions
 from .solver import (
     DEFAULT_KEYS,
     Candidate,
@@ -343,58 +344,48 @@ def _solve_checked(
 def optimise(
     layers: Sequence[Any],
     board: Any,
+    options: FoldingOptions | None = None,
     *,
-    clock_mhz: float | None = None,
     target_fps: float | None = None,
-    cost_fn: CostFn | None = None,
-    edge_cost: EdgeCostFn | None | str = "default",
     budget: Resources | None = None,
-    space: KnobSpace | None = None,
-    keys: Sequence[str] = DEFAULT_KEYS,
-    time_limit: float = 60.0,
-    estimate: bool = True,
-    finn_compat: bool = False,
-    infrastructure: bool = True,
-    max_tightenings: int = 5,
-    tie_conv_swg: bool = False,
-    margin: float | None = None,
-    fps_only: bool = False,
-    finn_cycles: bool = False,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
-    ``cost_fn`` defaults to ``hapfpga.estimate.estimate_layer`` (``finn_compat`` selects FINN's own
-    per-node numbers); with ``infrastructure`` the width converters and FIFOs between layers count
-    against the budget (``edge_cost`` overrides their cost; ``None`` ignores them). ``budget``
-    overrides ``board.budget``. The design is then checked with ``estimate_network`` (which also
-    counts the graph's input/output FIFOs); if that says it does not fit, the violated resources are
-    tightened and the problem re-solved (at most ``max_tightenings`` times, recorded in ``notes``).
-    ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``; ``None``: the measured
-    estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an explicit ``budget`` is
-    taken as given unless ``margin`` is passed too; ``finn_compat`` (FINN's own choices) takes no default.
-    ``fps_only`` (the pruning predictor): one of the fastest designs, not the least used, and no
-    ``binding_resource`` (both cost solver time). ``finn_cycles``: also fold for the FPS FINN's report says
+    ``options`` (:class:`~hapfpga.folding.options.FoldingOptions`, default: all defaults) says how: the clock,
+    the cost model (``cost_fn`` defaults to ``hapfpga.estimate.estimate_layer``; ``finn_compat`` selects FINN's
+    own per-node numbers), whether width converters and FIFOs between layers count against the budget
+    (``infrastructure``; ``edge_cost`` overrides their cost, ``None`` ignores them), the knob space and the
+    solver's time limit. ``budget`` overrides ``board.budget``. With ``options.estimate`` the design is then
+    checked with ``estimate_network`` (which also counts the graph's input/output FIFOs); if that says it does
+    not fit, the violated resources are tightened and the problem re-solved (at most ``max_tightenings`` times,
+    recorded in ``notes``). ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``;
+    ``None``: the measured estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an
+    explicit ``budget`` is taken as given unless ``margin`` is set too; ``finn_compat`` (FINN's own choices)
+    takes no default. ``fps_only`` (the pruning predictor): one of the fastest designs, not the least used, and
+    no ``binding_resource`` (both cost solver time). ``finn_cycles``: also fold for the FPS FINN's report says
     (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
     from .margin import with_margin
 
-    clock = float(clock_mhz or board.clock_mhz)
+    o = options or FoldingOptions()
+    clock = float(o.clock_mhz or board.clock_mhz)
     full_budget = budget or board.budget
-    if margin is not None or (budget is None and not finn_compat):
-        full_budget = with_margin(full_budget, margin)
+    if o.margin is not None or (budget is None and not o.finn_compat):
+        full_budget = with_margin(full_budget, o.margin)
+    space = o.space
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)
-    cost_fn = cost_fn or _default_cost_fn(clock, board, finn_compat, finn_cycles)
-    stream_cost = None
+    cost_fn = o.cost_fn or _default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
+    edge_cost, stream_cost = o.edge_cost, None
     if edge_cost == "default":
-        edge_cost, stream_cost = _default_edge_cost(board, layers) if infrastructure else (None, None)
-    problem = build_problem(layers, full_budget, cost_fn, space=space, keys=keys, stream_cost=stream_cost,
-                            edge_cost=edge_cost, tie_conv_swg=tie_conv_swg)  # type: ignore[arg-type]
+        edge_cost, stream_cost = _default_edge_cost(board, layers) if o.infrastructure else (None, None)
+    problem = build_problem(layers, full_budget, cost_fn, space=space, keys=o.keys, stream_cost=stream_cost,
+                            edge_cost=edge_cost, tie_conv_swg=o.tie_conv_swg)  # type: ignore[arg-type]
     sol, binding, bound_fps, plan, est, cur, notes = _solve_checked(
-        problem, layers, board, clock, full_budget, keys, target_fps=target_fps, time_limit=time_limit,
-        estimate=estimate, finn_compat=finn_compat, infrastructure=infrastructure, max_tightenings=max_tightenings,
-        fps_only=fps_only,
+        problem, layers, board, clock, full_budget, o.keys, target_fps=target_fps, time_limit=o.time_limit,
+        estimate=o.estimate, finn_compat=o.finn_compat, infrastructure=o.infrastructure,
+        max_tightenings=o.max_tightenings, fps_only=o.fps_only,
     )
     if not sol.optimal:
         notes.append("solver stopped at its time limit; bound_fps is the solver's proven bound")

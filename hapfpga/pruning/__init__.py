@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run_pruning_stage"]
+from .predictor import HwTarget
+
+__all__ = ["run_pruning_stage", "HwTarget"]
 
 
 def run_pruning_stage(*args: Any, **kwargs: Any) -> Any:

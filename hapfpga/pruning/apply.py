@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ChannelGroup",
     "ChannelGraph",
-    "prune_channels",
     "prune_to_counts",
     "count_params",
     "count_macs",
@@ -422,13 +421,6 @@ def _prune_module(m: Any, *, out_remove: Sequence[int] = (), in_remove: Sequence
             m.in_channels -= len(in_remove)
 
 
-def prune_channels(
-    model: torch.nn.Module, example_input: torch.Tensor, keep: Mapping[str, Sequence[int]]
-) -> torch.nn.Module:
-    """Pruned deep copy of ``model`` that keeps ``keep[group]`` channels (indices) of each listed group."""
-    return ChannelGraph(model, example_input).prune(keep)
-
-
 def prune_to_counts(
     model: torch.nn.Module,
     example_input: torch.Tensor,
@@ -440,7 +432,7 @@ def prune_to_counts(
     """Keep the ``counts[group]`` most important channels of each group (ties broken by lower index).
 
     ``importance(model, graph, group) -> 1-D tensor of length group.channels`` (see ``hapfpga.pruning.importance``).
-    Returns the pruned copy and the kept indices (sorted) per group — replayable with :func:`prune_channels`.
+    Returns the pruned copy and the kept indices (sorted) per group — replayable with ``ChannelGraph(model, example_input).prune(keep)``.
     """
     import torch
 

@@ -23,7 +23,10 @@ from typing import Any, Literal
 
 from ..errors import ConfigError, InfeasibleError
 
-__all__ = ["SearchConfig", "resolve_workers", "candidate_seed", "map_ordered", "run_trials", "enqueue_snapped"]
+__all__ = [
+    "SearchConfig", "resolve_workers", "candidate_seed", "map_ordered", "run_trials", "enqueue_snapped",
+    "AccuracyOracle",
+]
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,21 @@ def map_ordered(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) ->
             raise v
         results.append(v)
     return results
+
+
+class AccuracyOracle:
+    """A greedy step's trial accuracies: ``oracle(counts)`` one, ``accuracy_many(batch)`` a batch in ``workers``
+    forked processes (:func:`map_ordered`: same results as in this process). ``measure(counts)`` is the accuracy
+    of the search's current model pruned to ``counts`` without fine-tuning (the workers inherit that model)."""
+
+    def __init__(self, measure: Callable[[Mapping[str, int]], float], workers: int = 1):
+        self.measure, self.workers = measure, workers
+
+    def __call__(self, counts: Mapping[str, int]) -> float:
+        return self.measure(counts)
+
+    def accuracy_many(self, batch: Sequence[Mapping[str, int]]) -> list[float]:
+        return map_ordered(self.measure, batch, self.workers)
 
 
 def _autograd_after_fork(e: BaseException) -> bool:

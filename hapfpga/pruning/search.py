@@ -11,22 +11,23 @@ Three searches, all on channel counts per prunable group, all blind to torch (th
   and the search stops when no step raises J.
 - :func:`nsga2_search` — multi-objective evolutionary search (accuracy ↑, FPS ↑, LUT ↓) with Optuna's NSGA-II
   sampler (Deb et al. 2002); storage is any Optuna storage URL (SQLite in the run directory by default, a
-  PostgreSQL URL to spread workers over machines); :func:`nsga2_worker` is what each extra worker process runs.
+  PostgreSQL URL to spread workers over machines; ``hapfpga search-worker`` processes join it,
+  :mod:`hapfpga.pruning.workers`).
 - :func:`pareto_front` — non-dominated points of any list of evaluations.
 
-The hardware side is a callable ``hw(counts) -> HwPoint`` (see :func:`make_hw_evaluator`: scaled FINN layer specs
-+ the folding optimiser, no FINN run per candidate).
+The hardware side is a callable ``hw(counts) -> HwPoint`` (``hapfpga.pruning.predictor.HwPredictor``: scaled FINN
+layer specs + the folding optimiser, no FINN run per candidate); one that is a :class:`BatchPredictor` predicts a
+greedy step's trials in one batch, and an accuracy callable that is a :class:`BatchAccuracy` measures them in one.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from ..errors import ConfigError, InfeasibleError, SolverTimeLimitError
+from ..errors import ConfigError, InfeasibleError
 from ..types import Resources
 
 __all__ = [
@@ -38,9 +39,11 @@ __all__ = [
     "j_objective",
     "fps_per_sensitivity",
     "nsga2_search",
-    "nsga2_worker",
+    "nsga2_study",
+    "trial_objective",
     "pareto_front",
-    "make_hw_evaluator",
+    "BatchPredictor",
+    "BatchAccuracy",
     "default_storage",
 ]
 
@@ -90,6 +93,24 @@ class SearchResult:
         }
 
 
+@runtime_checkable
+class BatchPredictor(Protocol):
+    """A hardware predictor that also predicts a batch at once (``HwPredictor``: in worker processes)."""
+
+    def __call__(self, counts: Mapping[str, int]) -> HwPoint: ...
+
+    def predict_many(self, batch: Sequence[Mapping[str, int]]) -> list[HwPoint]: ...
+
+
+@runtime_checkable
+class BatchAccuracy(Protocol):
+    """An accuracy oracle that also measures a batch at once (the greedy stage's: in forked workers)."""
+
+    def __call__(self, counts: Mapping[str, int]) -> float: ...
+
+    def accuracy_many(self, batch: Sequence[Mapping[str, int]]) -> list[float]: ...
+
+
 def j_objective(accuracy: float, fps: float, fps_ref: float, alpha: float) -> float:
     """``J = α·accuracy + (1−α)·fps/fps_ref`` (accuracy as a fraction, FPS normalised by a reference FPS)."""
     if not 0.0 <= alpha <= 1.0:
@@ -125,15 +146,15 @@ def _greedy_trials(
     candidates: Mapping[str, Sequence[int]], counts: dict[str, int], hw: Callable[[Mapping[str, int]], HwPoint],
     frozen: frozenset[str] = frozenset(),
 ) -> list[tuple[int, str, dict[str, int], HwPoint]]:
-    """Each knob not ``frozen`` lowered by one candidate step, with its predicted hardware (``hw.many`` when it
-    has one)."""
+    """Each knob not ``frozen`` lowered by one candidate step, with its predicted hardware (in one batch when
+    ``hw`` is a :class:`BatchPredictor`)."""
     pending = []
     for i, g in enumerate(candidates):
         nxt = None if g in frozen else _next_smaller(candidates[g], counts[g])
         if nxt is not None:
             pending.append((i, g, {**counts, g: nxt}))
-    many = getattr(hw, "many", None)
-    points = many([t for _, _, t in pending]) if many is not None else [hw(t) for _, _, t in pending]
+    batch = [t for _, _, t in pending]
+    points = hw.predict_many(batch) if isinstance(hw, BatchPredictor) else [hw(t) for t in batch]
     return [(i, g, t, h) for (i, g, t), h in zip(pending, points, strict=True)]
 
 
@@ -306,9 +327,10 @@ def backtrack(
 
 
 def _accuracies(try_accuracy: Callable[[Mapping[str, int]], float], batch: list[dict[str, int]]) -> list[float]:
-    """``try_accuracy`` of each trial, in order; through ``try_accuracy.many`` (parallel workers) when it has one."""
-    many = getattr(try_accuracy, "many", None)
-    return list(many(batch)) if many is not None else [try_accuracy(t) for t in batch]
+    """``try_accuracy`` of each trial, in order; in one batch (parallel workers) when it is a :class:`BatchAccuracy`."""
+    if isinstance(try_accuracy, BatchAccuracy):
+        return list(try_accuracy.accuracy_many(batch))
+    return [try_accuracy(t) for t in batch]
 
 
 def pareto_front(points: Sequence[Step]) -> list[Step]:
@@ -337,10 +359,13 @@ def default_storage(run_dir: str | Path) -> str:
     return f"sqlite:///{p / 'pruning_optuna.db'}"
 
 
-def _objective_fn(
+def trial_objective(
     candidates: Mapping[str, Sequence[int]],
     evaluate: Callable[[Mapping[str, int]], tuple[float, HwPoint]],
 ) -> Callable[[Any], tuple[float, float, float]]:
+    """The NSGA-II objective of an Optuna trial: (accuracy, FPS (0 when it does not fit), LUT) of the counts it
+    suggests; the trial records whether they fit and their resources."""
+
     def objective(trial: Any) -> tuple[float, float, float]:
         counts = {g: int(trial.suggest_categorical(g, list(c))) for g, c in candidates.items()}
         acc, h = evaluate(counts)
@@ -351,7 +376,8 @@ def _objective_fn(
     return objective
 
 
-def _study(storage: str, study_name: str, seed: int, population: int) -> Any:
+def nsga2_study(storage: Any, study_name: str, seed: int, population: int) -> Any:
+    """The Optuna study of a pruning search (created, or joined when it exists): accuracy ↑, FPS ↑, LUT ↓."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -363,22 +389,6 @@ def _study(storage: str, study_name: str, seed: int, population: int) -> Any:
         sampler=sampler,
         load_if_exists=True,
     )
-
-
-def nsga2_worker(
-    storage: str,
-    study_name: str,
-    candidates: Mapping[str, Sequence[int]],
-    evaluate: Callable[[Mapping[str, int]], tuple[float, HwPoint]],
-    *,
-    n_trials: int,
-    seed: int = 0,
-    population: int = 16,
-) -> int:
-    """Run ``n_trials`` trials of a shared NSGA-II study (one worker; start several on one storage)."""
-    study = _study(storage, study_name, seed, population)
-    study.optimize(_objective_fn(candidates, evaluate), n_trials=n_trials, catch=(InfeasibleError,))
-    return n_trials
 
 
 def nsga2_search(
@@ -408,9 +418,9 @@ def nsga2_search(
 
     from .parallel import enqueue_snapped, run_trials
 
-    study = _study(storage, study_name, seed, population)
+    study = nsga2_study(storage, study_name, seed, population)
     enqueue_snapped(study, candidates, enqueue)
-    run_trials(study, candidates, evaluate, _objective_fn, n_trials=n_trials, batch=population, workers=workers)
+    run_trials(study, candidates, evaluate, trial_objective, n_trials=n_trials, batch=population, workers=workers)
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         acc, fps, _lut = t.values
@@ -423,145 +433,3 @@ def nsga2_search(
     ok = [s for s in front if s.hw.fits and base - s.accuracy <= max_accuracy_drop + 1e-12]
     best = max(ok, key=lambda s: (s.hw.fps, s.accuracy)) if ok else max(front, key=lambda s: s.accuracy)
     return SearchResult(best=best, history=tuple(steps), pareto=tuple(front))
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _hw_worker_init(state: dict[str, Any]) -> None:
-    _WORKER.clear()
-    _WORKER.update(state)
-
-
-#: how much longer the predictor's later solves may run when the one before stopped at its time limit unproven
-#: (wall-clock limits: on a loaded machine a solve gets a fraction of a core)
-_RETRY_FACTORS = (4.0, 16.0)
-
-
-def _solve_proven(optimise: Callable[..., Any], layers: list[Any], state: dict[str, Any]) -> Any:
-    """``optimise`` on ``layers``; a solve cut by its time limit (no design, or a design not proven fastest) is
-    solved again with each of ``_RETRY_FACTORS`` times the limit in turn. HiGHS's incumbent at a time limit can be
-    far from the optimum (a pruned CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read
-    as "does not fit"), so a prediction from it misleads the search; when the longest solve is still cut it
-    raises (the fix is a larger ``pruning.folding_time_limit``) rather than return an unproven FPS."""
-    kw = state["kwargs"]
-    call = functools.partial(optimise, layers, state["board"], clock_mhz=state["clock_mhz"])
-    limit = float(kw.get("time_limit", 60.0))
-    for factor in (1.0, *_RETRY_FACTORS):
-        try:
-            res = call(**{**kw, "time_limit": factor * limit})
-            if getattr(res, "optimal", True):
-                return res
-        except SolverTimeLimitError:
-            pass
-    raise SolverTimeLimitError(
-        f"The folding solver could not prove the fastest folding of a pruning candidate in "
-        f"{_RETRY_FACTORS[-1] * limit:g} s; raise pruning.folding_time_limit."
-    )
-
-
-def _hw_point(state: dict[str, Any], counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
-    from .bits import apply_operand_bits, split_knobs
-    from .plan import scale_layers
-
-    order, before, l2g = state["order"], state["before"], state["l2g"]
-    chans, bits = split_knobs(counts)
-    b = [int(before[n]) for n in order]
-    a = [int(chans.get(l2g.get(n, n), before[n])) for n in order]
-    layers = scale_layers(state["layers"], b, a, state.get("model_layers"), state.get("acc"))
-    bits0 = state.get("bits0", {})
-    changed = {order.index(n): v for n, v in bits.items() if bits0.get(n) != v}
-    if changed:
-        layers = apply_operand_bits(layers, changed)
-    try:
-        res = _solve_proven(optimise, layers, state)
-    except SolverTimeLimitError:
-        raise  # not "does not fit": unknown
-    except InfeasibleError:
-        return HwPoint(0.0, Resources(), False)
-    total = res.total
-    budget = getattr(res, "budget", None) or state["board"].budget
-    return HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
-
-
-def _hw_worker_eval(counts: dict[str, int]) -> HwPoint:
-    from ..folding.optimise import optimise
-
-    return _hw_point(_WORKER, counts, optimise)
-
-
-def make_hw_evaluator(
-    base_layers: Sequence[Any],
-    order: Sequence[str],
-    before: Mapping[str, int],
-    board: Any,
-    *,
-    clock_mhz: float | None = None,
-    layer_to_group: Mapping[str, str] | None = None,
-    optimise: Callable[..., Any] | None = None,
-    optimise_kwargs: Mapping[str, Any] | None = None,
-    workers: int = 0,
-    model_layers: Sequence[Any] | None = None,
-    base_bits: Mapping[str, int] | None = None,
-    acc_contributions: Mapping[str, tuple[Any, Any]] | None = None,
-) -> Callable[[Mapping[str, int]], HwPoint]:
-    """``counts -> HwPoint`` from scaled FINN layer specs and the folding optimiser (cached per counts).
-
-    ``order`` lists the model's conv/linear layers in execution order (one per FINN MVAU), ``before`` their
-    output channels, ``layer_to_group`` maps a layer to its channel group (identity for chains). Infeasible
-    designs give ``HwPoint(fps=0, fits=False)``. ``optimise_kwargs`` go to ``hapfpga.folding.optimise.optimise``
-    (or to ``optimise`` when given). With ``workers > 0`` the returned function also has ``.many(list of counts)``,
-    which evaluates a batch in that many processes (the greedy search uses it for the trials of a step).
-    ``model_layers`` (``plan.ModelLayer`` per entry of ``order``) maps FINN's MVAUs/VVAUs to the layers by shape,
-    which non-chain and depthwise graphs need (see ``plan.scale_layers``).
-    ``counts`` may carry ``bits:<layer>`` knobs (mixed precision): ``base_bits`` are the operand bits the FINN
-    specs were converted at, and a knob that differs rewrites the specs' data types
-    (:func:`hapfpga.pruning.bits.apply_operand_bits`), so LUT and BRAM are costed at the new bits.
-    ``acc_contributions`` (:func:`hapfpga.finn.graph.accumulator_contributions` of the unpruned conversion)
-    narrows pruned MVAUs' accumulators as FINN does (``plan.scale_layers``).
-    """
-    if optimise is None:
-        from ..folding.optimise import optimise as _opt
-
-        optimise = _opt
-    state = {
-        "layers": list(base_layers),
-        "order": list(order),
-        "before": dict(before),
-        "l2g": dict(layer_to_group or {n: n for n in order}),
-        "board": board,
-        "clock_mhz": clock_mhz,
-        "kwargs": dict(optimise_kwargs or {}),
-        "model_layers": list(model_layers) if model_layers is not None else None,
-        "bits0": {k: int(v) for k, v in (base_bits or {}).items()},
-        "acc": dict(acc_contributions or {}),
-    }
-    cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
-    pool: list[Any] = []
-
-    def key_of(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
-        return tuple(sorted((k, int(v)) for k, v in counts.items()))
-
-    def hw(counts: Mapping[str, int]) -> HwPoint:
-        key = key_of(counts)
-        if key not in cache:
-            cache[key] = _hw_point(state, counts, optimise)
-        return cache[key]
-
-    def many(batch: Sequence[Mapping[str, int]]) -> list[HwPoint]:
-        todo = [dict(c) for c in batch if key_of(c) not in cache]
-        if len(todo) > 1 and workers > 0:
-            if not pool:
-                import multiprocessing as mp
-                from concurrent.futures import ProcessPoolExecutor
-
-                pool.append(ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                                initializer=_hw_worker_init, initargs=(state,)))
-            for c, point in zip(todo, pool[0].map(_hw_worker_eval, todo), strict=True):
-                cache[key_of(c)] = point
-        return [hw(c) for c in batch]
-
-    hw.many = many  # type: ignore[attr-defined]
-    hw.state = state  # type: ignore[attr-defined]  # what a remote search worker needs to rebuild this predictor
-    hw.close = lambda: [p.shutdown() for p in pool]  # type: ignore[attr-defined]
-    return hw

@@ -19,114 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .config import PruningConfig, parse_pruning_config
+from .predictor import HwPredictor, HwTarget
 from .search import HwPoint, SearchResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["run_pruning_stage", "split_validation", "build_hw_evaluator", "export_for_finn"]
-
-
-def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
-    """Deterministic split of training data into (x_fit, y_fit, x_val, y_val)."""
-    import numpy as np
-
-    n = len(x)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_val = int(round(n * fraction))
-    if n_val == 0:
-        return x, y, x, y
-    val, fit = perm[:n_val], perm[n_val:]
-    return x[fit], y[fit], x[val], y[val]
-
-
-def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path) -> Path:
-    """QONNX export for FINN: the ML side's ``hapfpga.export.export_qonnx`` when present, else Brevitas + cleanup."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from ..export import export_qonnx as _export  # type: ignore[import-not-found]
-
-        return Path(_export(model, tuple(input_shape), path))
-    except ImportError:
-        import torch
-        from brevitas.export import export_qonnx
-        from qonnx.util.cleanup import cleanup
-
-        was = model.training
-        model.eval()
-        export_qonnx(model, torch.zeros(1, *input_shape), str(path))
-        model.train(was)
-        cleanup(str(path), out_file=str(path))
-        return path
-
-
-def _layer_order(graph: Any) -> list[str]:
-    return graph.layers_in_order()
-
-
-def build_hw_evaluator(
-    model: torch.nn.Module,
-    graph: Any,
-    input_shape: tuple[int, ...],
-    board: Any,
-    work_dir: Path,
-    *,
-    clock_mhz: float | None = None,
-    time_limit: float = 20.0,
-    cost_fn: Any = None,
-    space: str = "full",
-    workers: int = 0,
-    open_simulatable: bool = False,
-    base_bits: Mapping[str, int] | None = None,
-    margin: float | None = None,
-    finn_cycles: bool = False,
-) -> tuple[Callable[[Mapping[str, int]], HwPoint], list[Any], Path]:
-    """``counts -> HwPoint`` for this model (FINN conversion of the unpruned model once, then scaling).
-
-    ``space="full"`` is the fold stage's design space (``folding.optimise`` with its default knobs and width
-    converters, the layers FINN makes with ``open_simulatable``), so the FPS the search targets is the FPS the
-    fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative approximation. ``margin`` is the
-    fold stage's ``folding.margin`` (``None``: its measured default): the LUTs kept free bind most pruned
-    designs, so a predictor at another margin than the fold's is off by 15-35% (``0`` for a fold at the
-    board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s); ``finn_cycles`` its ``folding.finn_cycles``.
-    Each solve only needs the fastest max
-    cycles (``fps_only``) and is proven optimal (``search._solve_proven``); pruned MVAUs get the narrower
-    accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
-    """
-    from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
-    from .apply import hw_layer_shapes
-    from .search import make_hw_evaluator
-
-    onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
-    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, clock_mhz, rtl=open_simulatable)
-    order = _layer_order(graph)
-    mods = dict(model.named_modules())
-    before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
-    l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
-
-    kw: dict[str, Any] = {"time_limit": time_limit, "estimate": False, "fps_only": True, "margin": margin,
-                          "finn_cycles": finn_cycles}
-    if space == "fast":
-        from ..folding.legal import KnobSpace
-
-        kw["space"] = KnobSpace(ram_styles=("block",), res_types=("lut",), threshold_styles=("auto",),
-                                swg_ram_styles=("block",), parallel_window=False)
-        kw["edge_cost"] = None
-    if cost_fn is not None:
-        kw["cost_fn"] = cost_fn
-    hw = make_hw_evaluator(layers, order, before, board, clock_mhz=clock_mhz, layer_to_group=l2g,
-                           optimise_kwargs=kw, workers=workers, model_layers=hw_layer_shapes(model, order),
-                           base_bits=base_bits, acc_contributions=accumulator_contributions(spec_path))
-    return hw, layers, spec_path
-
-
-def _counts_of(model: torch.nn.Module, groups: Mapping[str, Any]) -> dict[str, int]:
-    from .apply import layer_channels
-
-    ch = layer_channels(model)
-    return {g: ch[g] for g in groups}
+__all__ = ["run_pruning_stage"]
 
 
 def _target_met(
@@ -237,6 +136,7 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
                  log: Callable[[str], None] | None) -> _Run:
     import torch
 
+    from ..data import split_validation
     from ..train import FinetuneConfig, resolve_device
     from .parallel import resolve_workers
 
@@ -308,9 +208,7 @@ def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: float | None,
-                    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None, open_simulatable: bool,
-                    margin: float | None = None, finn_cycles: bool = False) -> _Channels:
+def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Channels:
     from .apply import ChannelGraph
     from .importance import make_importance
     from .sensitivity import analyse_sensitivity
@@ -339,12 +237,14 @@ def _setup_channels(run: _Run, report: dict[str, Any], board: Any, clock_mhz: fl
     bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
     start = {**full, **bits0}
     need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
+    hw_eval = target.predictor
     if hw_eval is None and need_hw:
-        hw_eval, _, _ = build_hw_evaluator(base, graph, run.input_shape, board, run.out_dir, clock_mhz=clock_mhz,
-                                           time_limit=cfg.folding_time_limit, space=cfg.predictor_space,
-                                           workers=cfg.predictor_workers, open_simulatable=open_simulatable,
-                                           margin=margin, finn_cycles=finn_cycles,
-                                           base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
+        from .hwmodel import build_predictor
+
+        options = target.folding.for_predictor(cfg.folding_time_limit, cfg.predictor_space)
+        hw_eval, _, _ = build_predictor(base, graph, run.input_shape, target.board, run.out_dir, options,
+                                        workers=cfg.predictor_workers,
+                                        base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
     return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0,
@@ -383,59 +283,72 @@ def _knob_key(knobs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(knobs.items()))
 
 
+class _Trajectory:
+    """The greedy search's model along its trajectory: the current (last accepted) step's fine-tuned model, a
+    snapshot per accepted step and each snapshot's fine-tune epochs in its own lineage; the search's callbacks
+    (``try_accuracy``, ``commit``, ``rescue``, ``reject``) act on it."""
+
+    def __init__(self, run: _Run, ch: _Channels):
+        self.run, self.ch = run, ch
+        self.model, self.graph, self.last = run.base, ch.graph, _knob_key(ch.start)
+        self.snapshots: dict[tuple[tuple[str, int], ...], Any] = {self.last: run.base}
+        self.epochs = {self.last: 0.0}  # fine-tune epochs in each snapshot's own lineage
+
+    def _set(self, m: Any) -> None:
+        from .apply import ChannelGraph
+
+        self.model, self.graph = m, ChannelGraph(m, self.run.example)
+
+    def try_accuracy(self, counts: Mapping[str, int]) -> float:
+        run = self.run
+        return run.evaluate(self.ch.realise(run, self.model, self.graph, counts), run.x_val, run.y_val)
+
+    def commit(self, counts: Mapping[str, int]) -> float:
+        run = self.run
+        m, acc = run.tune(self.ch.realise(run, self.model, self.graph, counts), run.step_ft)
+        key = _knob_key(counts)
+        self.epochs[key] = self.epochs[self.last] + run.step_ft.epochs
+        self._set(m)
+        self.last = key
+        self.snapshots[key] = m
+        return acc
+
+    def rescue(self, counts: Mapping[str, int]) -> float:  # the step just committed, fine-tuned finetune_epochs more
+        m, acc = self.run.tune(self.model, self.run.final_ft())
+        self._set(m)
+        self.snapshots[self.last] = m
+        self.epochs[self.last] += self.run.final_ft().epochs
+        return acc
+
+    def reject(self, counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
+        self.snapshots.pop(self.last, None)
+        self.last = _knob_key(counts)
+        self._set(self.snapshots[self.last])
+
+
 def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], SearchResult]:
-    from .apply import ChannelGraph
-    from .parallel import map_ordered
+    from .parallel import AccuracyOracle
     from .search import greedy_search
 
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
-    state = {"model": run.base, "graph": ch.graph, "last": _knob_key(ch.start)}
-    snapshots: dict[tuple[tuple[str, int], ...], Any] = {_knob_key(ch.start): run.base}
-    epochs = {_knob_key(ch.start): 0.0}  # fine-tune epochs in each snapshot's own lineage
-
-    def try_accuracy(counts: Mapping[str, int]) -> float:
-        return run.evaluate(ch.realise(run, state["model"], state["graph"], counts), run.x_val, run.y_val)
-
-    try_accuracy.many = lambda batch: map_ordered(try_accuracy, batch, run.n_workers)  # type: ignore[attr-defined]
-
-    def commit(counts: Mapping[str, int]) -> float:
-        m, acc = run.tune(ch.realise(run, state["model"], state["graph"], counts), run.step_ft)
-        key = _knob_key(counts)
-        epochs[key] = epochs[state["last"]] + run.step_ft.epochs
-        state["model"], state["graph"], state["last"] = m, ChannelGraph(m, run.example), key
-        snapshots[key] = m
-        return acc
-
-    def rescue(counts: Mapping[str, int]) -> float:  # the step just committed, fine-tuned finetune_epochs more
-        m, acc = run.tune(state["model"], run.final_ft())
-        state["model"], state["graph"] = m, ChannelGraph(m, run.example)
-        snapshots[state["last"]] = m
-        epochs[state["last"]] += run.final_ft().epochs
-        return acc
-
-    def reject(counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
-        snapshots.pop(state["last"], None)
-        state["last"] = _knob_key(counts)
-        state["model"] = snapshots[state["last"]]
-        state["graph"] = ChannelGraph(state["model"], run.example)
-
+    tr = _Trajectory(run, ch)
     result = greedy_search(
-        ch.start, ch.cands, hw_eval, try_accuracy, commit, start_accuracy=ch.acc_val0,
-        target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
+        ch.start, ch.cands, hw_eval, AccuracyOracle(tr.try_accuracy, run.n_workers), tr.commit,
+        start_accuracy=ch.acc_val0, target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
         max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
         alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
-        reject=reject if cfg.on_step_drop != "stop" else None,
-        rescue=rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
+        reject=tr.reject if cfg.on_step_drop != "stop" else None,
+        rescue=tr.rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
     )
-    run.lineage_epochs_of = epochs
+    run.lineage_epochs_of = tr.epochs
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
-        return _backtrack(run, ch, result, snapshots)
+        return _backtrack(run, ch, result, tr.snapshots)
     counts = dict(result.best.counts)
     if cfg.final_weights == "reprune":  # the architecture only; the final fine-tune follows in _finish_report
         return ch.realise(run, run.base, ch.graph, counts), counts, result
-    run.lineage_epochs = epochs[_knob_key(counts)]
-    return snapshots[_knob_key(counts)], counts, result
+    run.lineage_epochs = tr.epochs[_knob_key(counts)]
+    return tr.snapshots[_knob_key(counts)], counts, result
 
 
 def _backtrack(run: _Run, ch: _Channels, result: SearchResult,
@@ -555,17 +468,12 @@ def run_pruning_stage(
     section: Mapping[str, Any] | PruningConfig | None,
     model: torch.nn.Module,
     dataset: Any,
-    board: Any,
+    target: HwTarget,
     run_dir: str | Path,
     *,
-    clock_mhz: float | None = None,
     train_cfg: Any = None,
     seed: int = 0,
-    hw_eval: Callable[[Mapping[str, int]], HwPoint] | None = None,
     log: Callable[[str], None] | None = None,
-    open_simulatable: bool = False,
-    margin: float | None = None,
-    finn_cycles: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
@@ -573,10 +481,9 @@ def run_pruning_stage(
     ``params``/``macs`` {before, after}, ``compression``, ``accuracy`` {before, after} on the test split,
     ``accuracy_drop`` (fraction), ``fps_before``/``fps_after`` (predicted), ``target_met`` (``pruning.target:
     fps`` only, else None), ``pareto`` and ``history``. A missed FPS target is one warning line (``log``, else
-    stderr), never a silent return of the unpruned model. ``hw_eval`` overrides the hardware predictor (tests,
-    benchmarks); ``open_simulatable`` is the fold stage's ``folding.open_simulatable`` (the predictor then folds
-    the layers FINN builds for it), ``margin`` and ``finn_cycles`` its ``folding.margin`` and
-    ``folding.finn_cycles`` (the predictor folds at the same budget, for the same cycles).
+    stderr), never a silent return of the unpruned model. ``target`` is the board and the fold stage's
+    ``FoldingOptions`` (the predictor folds the layers FINN builds with ``open_simulatable``, at the same budget
+    ``margin``, for the same ``finn_cycles``); its ``predictor`` replaces the built-in one (tests, benchmarks).
     """
     from .apply import count_macs, count_params
 
@@ -589,7 +496,7 @@ def run_pruning_stage(
     if cfg.method == "unstructured":
         return _run_unstructured(run, report, acc_before, params_before, macs_before)
 
-    ch = _setup_channels(run, report, board, clock_mhz, hw_eval, open_simulatable, margin, finn_cycles)
+    ch = _setup_channels(run, report, target)
     result: SearchResult | None = None
     if cfg.method == "uniform" or cfg.target == "ratio":
         pruned, counts = _search_uniform(run, ch, report)
@@ -599,4 +506,7 @@ def run_pruning_stage(
         pruned, counts, result = _search_nsga2(run, ch, report)
     else:  # pragma: no cover - Literal in the config prevents this
         raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
-    return _finish_report(run, ch, report, pruned, counts, result, (acc_before, params_before, macs_before))
+    out = _finish_report(run, ch, report, pruned, counts, result, (acc_before, params_before, macs_before))
+    if isinstance(ch.hw_eval, HwPredictor) and ch.hw_eval is not target.predictor:
+        ch.hw_eval.close()  # the predictor this stage built: stop its worker processes
+    return out

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError, InfeasibleError
 from .parallel import SearchConfig, candidate_seed, enqueue_snapped
+from .predictor import HwPredictor, PredictorSpec
 
 __all__ = [
     "TrialEvaluator",
@@ -126,18 +127,18 @@ def _data_hash(*arrays: Any) -> str:
     return h.hexdigest()
 
 
-def publish_problem(directory: str | Path, study_name: str, base: Any, hw_state: Mapping[str, Any],
+def publish_problem(directory: str | Path, study_name: str, base: Any, hw_spec: PredictorSpec,
                     candidates: Mapping[str, Sequence[int]], groups: Sequence[str], seed: int, finetune: Any,
                     val_data: tuple[Any, Any]) -> Path:
     """Write what a remote worker needs to evaluate trials of ``study_name`` into the shared ``directory``."""
-    from ..train import _atomic_torch_save
+    from ..train import atomic_torch_save
 
     d = Path(directory) / study_name
     d.mkdir(parents=True, exist_ok=True)
-    blob = {"model": _save_model_bytes(base), "hw_state": dict(hw_state), "candidates": dict(candidates),
+    blob = {"model": _save_model_bytes(base), "hw_spec": hw_spec, "candidates": dict(candidates),
             "groups": list(groups), "seed": seed, "finetune": finetune, "val_hash": _data_hash(*val_data)}
     path = d / PROBLEM_FILE
-    _atomic_torch_save(blob, path)
+    atomic_torch_save(blob, path)
     return path
 
 
@@ -160,9 +161,9 @@ def load_problem(directory: str | Path, study_name: str, *, wait: float = 0.0) -
 def shared_objective(candidates: Mapping[str, Sequence[int]], evaluator: TrialEvaluator, store: Any,
                      tmp_dir: str | Path) -> Callable[[Any], Any]:
     """The search's objective, plus: the trial records which worker ran it and stores its model as an artifact."""
-    from .search import _objective_fn
+    from .search import trial_objective
 
-    base = _objective_fn(candidates, evaluator)
+    base = trial_objective(candidates, evaluator)
 
     def objective(trial: Any) -> Any:
         trial.set_user_attr("worker", worker_id())
@@ -177,17 +178,16 @@ def lead_shared_search(pcfg: Any, storage_url: str, evaluator: TrialEvaluator, c
                        enqueue: Sequence[Mapping[str, int]], seed: int, log: Callable[[str], None] | None = None) -> Any:
     """The leader's part of a multi-machine NSGA-II search: publish the problem, run trials with the workers
     until the study has ``nsga2.trials`` complete ones; returns the storage (read the front from it)."""
-    from .search import _study
+    from .search import nsga2_study
 
-    hw_state = getattr(evaluator.hw, "state", None)
-    if hw_state is None:
+    if not isinstance(evaluator.hw, HwPredictor):
         raise ConfigError("pruning.search.artifacts needs the built-in hardware predictor; remove it to search here.")
     scfg, art = pcfg.search, Path(pcfg.search.artifacts)
     storage = make_storage(storage_url, scfg)
-    study = _study(storage, pcfg.nsga2.study_name, seed, pcfg.nsga2.population)
+    study = nsga2_study(storage, pcfg.nsga2.study_name, seed, pcfg.nsga2.population)
     if not study.trials:
         enqueue_snapped(study, candidates, enqueue)
-    publish_problem(art, pcfg.nsga2.study_name, evaluator.base, hw_state, candidates, evaluator.groups, seed,
+    publish_problem(art, pcfg.nsga2.study_name, evaluator.base, evaluator.hw.spec, candidates, evaluator.groups, seed,
                     evaluator.finetune, evaluator.val_data)
     objective = shared_objective(candidates, evaluator, artifact_store(art), art / pcfg.nsga2.study_name)
     worker_loop(study, objective, n_trials=pcfg.nsga2.trials, cap=pcfg.nsga2.trials, log=log)
@@ -199,13 +199,12 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     """``hapfpga search-worker``: evaluate trials of the leader's study from this machine; returns trials run."""
     import torch
 
-    from ..data import load_dataset
+    from ..data import load_dataset, split_validation
     from ..train import resolve_device
     from .apply import ChannelGraph
     from .config import parse_pruning_config
     from .importance import make_importance
-    from .search import _study, make_hw_evaluator
-    from .stage import split_validation
+    from .search import nsga2_study
 
     pcfg = parse_pruning_config(cfg.pruning)
     if pcfg.method != "nsga2" or not pcfg.search.artifacts:
@@ -218,16 +217,12 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
         raise ConfigError("This worker's data or seed differ from the leader's (validation split hash); use the "
                           "leader's config and the same data files.")
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
-    base, st = prob["model"], prob["hw_state"]
-    hw = make_hw_evaluator(st["layers"], st["order"], st["before"], st["board"], clock_mhz=st["clock_mhz"],
-                           layer_to_group=st["l2g"], optimise_kwargs=st["kwargs"],
-                           model_layers=st.get("model_layers"), base_bits=st.get("bits0"),
-                           acc_contributions=st.get("acc"))
+    base, hw = prob["model"], HwPredictor(prob["hw_spec"])
     ev = TrialEvaluator(base, example, ChannelGraph(base, example), prob["groups"],
                         make_importance(pcfg.importance, x=x_fit[:512], y=y_fit[:512]), (x_fit, y_fit),
                         (x_val, y_val), prob["finetune"], prob["seed"], hw, resolve_device(cfg.train.device))
     storage = make_storage(storage_url, pcfg.search)
-    study = _study(storage, study_name, candidate_seed(prob["seed"], {worker_id(): 0}), pcfg.nsga2.population)
+    study = nsga2_study(storage, study_name, candidate_seed(prob["seed"], {worker_id(): 0}), pcfg.nsga2.population)
     objective = shared_objective(prob["candidates"], ev, artifact_store(art), art / study_name)
     return worker_loop(study, objective, n_trials=pcfg.nsga2.trials, cap=pcfg.nsga2.trials, log=log)
 

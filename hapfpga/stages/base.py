@@ -11,6 +11,7 @@ from typing import Any
 
 from ..boards import BoardSpec
 from ..config import to_dict
+from ..folding.options import FoldingOptions
 from ..runconfig import RunConfig
 from ..runstate import stage_key
 
@@ -30,7 +31,8 @@ class Conf:
     """The config sections a stage declared (``Stage.config``), as attributes; reading any other is a bug.
 
     Besides the fields of ``RunConfig`` (``train``, ``folding``, ``seed``...), ``board`` is the loaded
-    ``BoardSpec`` and ``clock_mhz`` the effective clock (the board's when the config leaves it out).
+    ``BoardSpec``, ``clock_mhz`` the effective clock (the board's when the config leaves it out) and
+    ``folding_options`` the ``FoldingOptions`` every folding of the run uses (from ``folding`` and the clock).
     """
 
     def __init__(self, values: Mapping[str, Any]):
@@ -115,6 +117,8 @@ class Context:
                 values[name] = self.board
             elif name == "clock_mhz":
                 values[name] = self.clock_mhz
+            elif name == "folding_options":  # derived once from the folding section and the effective clock
+                values[name] = FoldingOptions.from_config(self.cfg.folding, self.clock_mhz)
             else:
                 values[name] = getattr(self.cfg, name)
         return Conf(values)

@@ -26,11 +26,11 @@ _NO_BOUND: dict[str, Any] = {"bound_fps": None, "binding_resource": None}
 
 def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
     """``max_fps`` / ``fps``: our optimiser (fastest that fits, or cheapest meeting ``folding.fps``)."""
-    from ..folding import optimise
+    from ..folding import FoldingOptions, optimise
 
     f = conf.folding
-    res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None,
-                   margin=f.margin, finn_cycles=f.finn_cycles)
+    res = optimise(layers, conf.board, FoldingOptions.from_config(f, conf.clock_mhz),
+                   target_fps=f.fps if f.mode == "fps" else None)
     return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
                                                       "binding_resource": res.binding_resource}
 

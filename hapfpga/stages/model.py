@@ -47,13 +47,11 @@ def train(ctx: Context, conf: Conf) -> StageOutput:
 
 
 def prune(ctx: Context, conf: Conf) -> StageOutput:
-    from ..pruning import run_pruning_stage
+    from ..pruning import HwTarget, run_pruning_stage
 
     model, rep = run_pruning_stage(
-        conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, conf.board, ctx.run_dir,
-        clock_mhz=conf.clock_mhz, train_cfg=conf.train, seed=conf.seed,
-        open_simulatable=ctx.cfg.folding.open_simulatable, margin=ctx.cfg.folding.margin,
-        finn_cycles=ctx.cfg.folding.finn_cycles,
+        conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, HwTarget(conf.board, conf.folding_options),
+        ctx.run_dir, train_cfg=conf.train, seed=conf.seed,
     )
     out = ctx.path("pruned.pt")
     save_model(model, out)
@@ -67,22 +65,13 @@ def _model_source(ctx: Context) -> str | None:
     return model_source_hash(ctx.cfg.model.name)
 
 
-def _fold_layers(ctx: Context) -> Any:
-    """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``, folded
-    at the same budget (``folding.margin``) for the same cycles (``folding.finn_cycles``)."""
-    f = ctx.cfg.folding
-    # the old key (a bool) while the rest is the default, so existing runs keep their pruned models
-    if f.margin is None and not f.finn_cycles:
-        return bool(f.open_simulatable)
-    return [bool(f.open_simulatable), f.margin, bool(f.finn_cycles)]
-
-
 TRAIN = Stage(
     "train", train, outputs=("baseline.pt",), config=("model", "data", "train", "seed"), key_extra=_model_source,
     produces="the trained model",
 )
 PRUNE = Stage(
     "prune", prune, inputs=("train",), outputs=("pruned.pt",),
-    config=("pruning", "train", "seed", "board", "clock_mhz"), enabled=lambda cfg: bool(cfg.pruning),
-    key_extra=_fold_layers, produces="the pruned model",
+    # folding_options: the fold stage's FoldingOptions (hapfpga.folding.options), which the predictor folds with
+    config=("pruning", "train", "seed", "board", "clock_mhz", "folding_options"), enabled=lambda cfg: bool(cfg.pruning),
+    produces="the pruned model",
 )

@@ -14,7 +14,7 @@ from hapfpga.estimate import estimate_network
 from hapfpga.estimate import layers as L
 from hapfpga.estimate.infra import fifo_cost
 from hapfpga.estimate.joins import fill_fraction, skip_fifo_depth, skip_fifo_fractions
-from hapfpga.folding import optimise
+from hapfpga.folding import FoldingOptions, optimise
 from hapfpga.folding.solver import evaluate_choice
 from hapfpga.types import FoldingPlan, LayerFolding
 
@@ -110,7 +110,7 @@ def test_a_join_without_a_common_fork_buffers_a_frame():
 def test_optimiser_folds_the_fork_and_join(board):
     layers = residual_block(h=8, c=4)
     b = load_board(board)
-    res = optimise(layers, b, time_limit=30)
+    res = optimise(layers, b, FoldingOptions(time_limit=30))
     assert set(res.plan.names) == {layer.name for layer in layers}
     assert res.plan["Dup"].pe in (1, 2, 4) and res.plan["Add"].pe in (1, 2, 4)
     est = res.estimate
@@ -160,5 +160,5 @@ def test_join_inputs_of_different_types_have_their_own_stream_widths():
     assert est.infrastructure["FIFO_Dup__Add"].resources == fifo_cost(depth, 4)
     assert est.infrastructure["FIFO_MVAU__Add"].resources == fifo_cost(2, 2)
     # the optimiser sees the same streams: its total is the network estimate's
-    res = optimise(layers, load_board("pynq-z2"), time_limit=30)
+    res = optimise(layers, load_board("pynq-z2"), FoldingOptions(time_limit=30))
     assert res.estimate.total.LUT == res.total.LUT

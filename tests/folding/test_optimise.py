@@ -11,7 +11,7 @@ from hapfpga.boards import load_board
 from hapfpga.errors import InfeasibleError
 from hapfpga.estimate import estimate_network
 from hapfpga.estimate import layers as L
-from hapfpga.folding import optimise
+from hapfpga.folding import FoldingOptions, optimise
 from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
 from hapfpga.folding.solver import brute_force, evaluate_choice, solve_max_fps, ties_hold
 from hapfpga.types import Resources
@@ -102,7 +102,7 @@ def test_fc_net_optimum_equals_brute_force(extra_luts: int) -> None:
 def test_optimise_result_is_what_the_network_estimate_says(conv_net: list) -> None:
     layers = conv_net
     budget = Resources(LUT=4000, FF=1e9, BRAM_18K=4, URAM=0, DSP=4)
-    r = optimise(layers, BOARD, clock_mhz=100, budget=budget, tie_conv_swg=True)
+    r = optimise(layers, BOARD, FoldingOptions(clock_mhz=100, tie_conv_swg=True), budget=budget)
     est = estimate_network(layers, r.plan, BOARD, clock_mhz=100)
     assert est.fits  # on the board, as the optimiser promised
     assert est.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
@@ -148,12 +148,12 @@ def test_fps_only_reaches_the_same_fps_within_the_budget_over_many_budgets(make_
         budget = Resources(LUT=rng.choice([1500, 2500, 4000, 8000]), BRAM_18K=rng.choice([0, 2, 8]), URAM=0,
                            DSP=rng.choice([0, 4]))
         try:
-            full = optimise(layers, BOARD, budget=budget, estimate=False)
+            full = optimise(layers, BOARD, FoldingOptions(estimate=False), budget=budget)
         except InfeasibleError:
             with pytest.raises(InfeasibleError):
-                optimise(layers, BOARD, budget=budget, estimate=False, fps_only=True)
+                optimise(layers, BOARD, FoldingOptions(estimate=False, fps_only=True), budget=budget)
             continue
-        fast = optimise(layers, BOARD, budget=budget, estimate=False, fps_only=True)
+        fast = optimise(layers, BOARD, FoldingOptions(estimate=False, fps_only=True), budget=budget)
         assert fast.optimal and fast.max_cycles == full.max_cycles, (layers[0].channels, budget)
         assert fast.total.fits_in(budget) and "fps_only" in fast.binding_resource
         assert max(c for _, c in fast.layer_costs.values()) == fast.max_cycles
@@ -186,9 +186,9 @@ def test_finn_cycles_folds_for_the_fps_finns_report_says(ch: int, dim: int, lut:
         return max(int(estimate_layer(lay, r.plan[lay.name], 100.0, board=BOARD, finn_compat=True).cycles)
                    for lay in layers)
 
-    judged = optimise(layers, BOARD, budget=budget, estimate=False, finn_cycles=True)
+    judged = optimise(layers, BOARD, FoldingOptions(estimate=False, finn_cycles=True), budget=budget)
     assert finn_max_cycles(judged) <= judged.max_cycles
-    plain = optimise(layers, BOARD, budget=budget, estimate=False)
+    plain = optimise(layers, BOARD, FoldingOptions(estimate=False), budget=budget)
     assert plain.max_cycles <= judged.max_cycles  # ours alone is never slower to fold for
     if lut >= 4000 and ch <= 32:  # the max-pool SWG binds: FINN's report says less than we folded for
         assert finn_max_cycles(plain) > plain.max_cycles
@@ -243,13 +243,13 @@ def test_network_check_tightens_until_the_full_estimate_fits(conv_net: list) -> 
     first design overflows; optimise must tighten the budget and re-solve until the network fits."""
     layers = conv_net
     first = optimise(
-        layers, BOARD, budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0), edge_cost=None, estimate=False
+        layers, BOARD, FoldingOptions(edge_cost=None, estimate=False), budget=Resources(LUT=3000, BRAM_18K=2, URAM=0, DSP=0)
     )
     budget = Resources(LUT=first.total.LUT, BRAM_18K=2, URAM=0, DSP=0)  # no room left for FIFOs
-    loose = optimise(layers, BOARD, budget=budget, edge_cost=None, estimate=False)
+    loose = optimise(layers, BOARD, FoldingOptions(edge_cost=None, estimate=False), budget=budget)
     net = estimate_network(layers, loose.plan, BOARD)
     assert net.total.over(budget, ("LUT", "BRAM_18K", "URAM", "DSP")) == ["LUT"]
-    r = optimise(layers, BOARD, budget=budget, edge_cost=None)
+    r = optimise(layers, BOARD, FoldingOptions(edge_cost=None), budget=budget)
     assert r.notes and "tightened" in r.notes[0]
     assert r.estimate.total.fits_in(budget, ("LUT", "BRAM_18K", "URAM", "DSP"))
     assert r.max_cycles >= loose.max_cycles
@@ -258,7 +258,7 @@ def test_network_check_tightens_until_the_full_estimate_fits(conv_net: list) -> 
 def test_untied_swg_pays_for_its_width_converter_exactly_as_the_network_estimate(conv_net: list) -> None:
     layers = conv_net
     budget = Resources(LUT=3500, BRAM_18K=2, URAM=0, DSP=0)
-    tied = optimise(layers, BOARD, budget=budget, tie_conv_swg=True)
+    tied = optimise(layers, BOARD, FoldingOptions(tie_conv_swg=True), budget=budget)
     free = optimise(layers, BOARD, budget=budget)
     assert free.max_cycles <= tied.max_cycles  # a superset of designs
     est = estimate_network(layers, free.plan, BOARD)

@@ -10,6 +10,7 @@ import pytest
 from hapfpga.boards import load_board
 from hapfpga.errors import ConfigError
 from hapfpga.estimate import layers as L
+from hapfpga.folding import FoldingOptions
 from hapfpga.pruning.config import parse_pruning_config
 from hapfpga.pruning.mixed import (
     act_dtype,
@@ -19,7 +20,8 @@ from hapfpga.pruning.mixed import (
     split_knobs,
     weight_dtype,
 )
-from hapfpga.pruning.search import HwPoint, fps_per_sensitivity, greedy_search, make_hw_evaluator
+from hapfpga.pruning.predictor import HwPredictor, PredictorSpec
+from hapfpga.pruning.search import HwPoint, fps_per_sensitivity, greedy_search
 from hapfpga.types import Resources
 
 
@@ -97,9 +99,9 @@ def test_prediction_costs_the_changed_bits():
     before = {"c0": 32, "c1": 64, "f0": 64, "f1": 10}
     tight = dataclasses.replace(board, capacity=Resources(LUT=7000, FF=1e6, BRAM_18K=40, URAM=0, DSP=10),
                                 limits=Resources(LUT=1, FF=1, BRAM_18K=1, URAM=1, DSP=1))
-    hw = make_hw_evaluator(layers, order, before, tight, clock_mhz=100.0,
-                           optimise_kwargs={"time_limit": 10, "estimate": False},
-                           base_bits={"c1": 2, "f0": 2, "f1": 2})
+    hw = HwPredictor(PredictorSpec(tuple(layers), tuple(order), before, tight,
+                                   FoldingOptions(clock_mhz=100.0, time_limit=10, estimate=False),
+                                   base_bits={"c1": 2, "f0": 2, "f1": 2}))
     p2 = hw({**before, bits_key("c1"): 2})
     p1 = hw({**before, bits_key("c1"): 1})
     assert p2.fits and p1.fits

@@ -20,8 +20,11 @@ pytest.importorskip("finn")
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.data import load_digits  # noqa: E402
+from hapfpga.folding import FoldingOptions  # noqa: E402
+from hapfpga.pruning.hwmodel import export_for_finn  # noqa: E402
 from hapfpga.pruning.mixed import layer_bits, operand_bits, with_operand_bits  # noqa: E402
-from hapfpga.pruning.stage import export_for_finn, run_pruning_stage  # noqa: E402
+from hapfpga.pruning.predictor import HwTarget  # noqa: E402
+from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.runconfig import ModelConfig  # noqa: E402
 from hapfpga.train import FinetuneConfig, finetune  # noqa: E402
 from hapfpga.train import evaluate as evaluate_accuracy  # noqa: E402
@@ -77,7 +80,7 @@ def test_greedy_lowers_bits_and_the_export_carries_them(trained, tmp_path):
     board = load_board("pynq-z2")
     tight = dataclasses.replace(board, capacity=Resources(LUT=4000, FF=1e9, BRAM_18K=20, URAM=0, DSP=20),
                                 limits=Resources(LUT=1, FF=1, BRAM_18K=1, URAM=1, DSP=1))
-    pruned, rep = run_pruning_stage(cfg, model, data, tight, tmp_path, clock_mhz=100.0, seed=0)
+    pruned, rep = run_pruning_stage(cfg, model, data, HwTarget(tight, FoldingOptions(clock_mhz=100.0)), tmp_path, seed=0)
     step = rep["history"][1]
     assert step["changed"].startswith("bits:")
     layer = step["changed"].split(":", 1)[1]

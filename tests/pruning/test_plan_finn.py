@@ -21,9 +21,9 @@ def test_scaled_specs_match_finn_conversion_of_pruned_cnv(tmp_path):
     from hapfpga.boards import load_board
     from hapfpga.finn.graph import hw_layers_from_qonnx
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
+    from hapfpga.pruning.hwmodel import export_for_finn
     from hapfpga.pruning.importance import L1Importance
     from hapfpga.pruning.plan import fold_friendly_count, scale_layers
-    from hapfpga.pruning.stage import export_for_finn
 
     board = load_board("pynq-z2")
     torch.manual_seed(0)

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from hapfpga.errors import InfeasibleError, SolverTimeLimitError
-from hapfpga.pruning.search import HwPoint, make_hw_evaluator
+from hapfpga.folding import FoldingOptions
+from hapfpga.pruning.predictor import HwPredictor, HwTarget, PredictorSpec
+from hapfpga.pruning.search import HwPoint
 from hapfpga.types import Resources
 
 torch = pytest.importorskip("torch")
@@ -38,8 +40,8 @@ class _Solver:
     def __init__(self, script):
         self.script, self.limits = list(script), []
 
-    def __call__(self, layers, board, *, clock_mhz=None, time_limit=60.0, **kw):
-        self.limits.append(time_limit)
+    def __call__(self, layers, board, options):
+        self.limits.append(options.time_limit)
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
@@ -57,8 +59,9 @@ def counts_as_layers(monkeypatch):
 
 
 def _hw(solver, time_limit=2.0):
-    return make_hw_evaluator([], ["fc0"], {"fc0": 8}, SimpleNamespace(budget=Resources(LUT=10.0)),
-                             optimise=solver, optimise_kwargs={"time_limit": time_limit})
+    spec = PredictorSpec((), ("fc0",), {"fc0": 8}, SimpleNamespace(budget=Resources(LUT=10.0)),
+                         FoldingOptions(time_limit=time_limit))
+    return HwPredictor(spec, optimise=solver)
 
 
 @pytest.mark.parametrize("first", [(63.3, False), SolverTimeLimitError("The folding solver stopped.")])
@@ -93,34 +96,31 @@ def test_three_cut_solves_are_a_user_error_naming_the_time_limit(counts_as_layer
 @pytest.mark.parametrize(("margin", "finn_cycles"), [(None, False), (0.0, True), (0.3, False)])
 def test_the_stage_folds_its_predictions_as_the_fold_stage(tmp_path, counts_as_layers, monkeypatch, margin,
                                                            finn_cycles):
-    """``run_pruning_stage(margin=..., finn_cycles=...)`` (the pipeline passes ``folding.margin`` and
-    ``folding.finn_cycles``) reaches ``optimise``."""
-    import hapfpga.pruning.search as search
+    """``run_pruning_stage`` with the fold stage's ``FoldingOptions`` (the pipeline's ``folding.margin`` and
+    ``folding.finn_cycles``) folds every candidate with them (``optimise`` sees them, in predictor mode)."""
+    import hapfpga.pruning.hwmodel as hwmodel
     import hapfpga.pruning.stage as stage
 
-    seen: list[dict] = []
+    seen: list[FoldingOptions] = []
 
-    def fake_build(model, graph, input_shape, board, work_dir, **kw):
-        def optimise(layers, board, *, clock_mhz=None, **okw):
-            seen.append(okw)
+    def fake_build(model, graph, input_shape, board, work_dir, options, **kw):
+        def optimise(layers, board, options):
+            seen.append(options)
             return SimpleNamespace(fps=1e6 / sum(lay for lay in layers), optimal=True, total=Resources(LUT=1.0),
                                    budget=Resources(LUT=10.0), bottleneck="x", plan=None)
 
-        order = list(graph.groups)
-        kw_opt = {"time_limit": kw["time_limit"], "margin": kw["margin"], "finn_cycles": kw["finn_cycles"],
-                  "fps_only": True}
-        hw = search.make_hw_evaluator([], order, {n: graph.groups[n].channels for n in order},
-                                      SimpleNamespace(budget=Resources(LUT=10.0)), optimise=optimise,
-                                      optimise_kwargs=kw_opt)
-        return hw, [], tmp_path
+        order = tuple(graph.groups)
+        spec = PredictorSpec((), order, {n: graph.groups[n].channels for n in order},
+                             SimpleNamespace(budget=Resources(LUT=10.0)), options)
+        return HwPredictor(spec, optimise=optimise), [], tmp_path
 
-    monkeypatch.setattr(stage, "build_hw_evaluator", fake_build)
+    monkeypatch.setattr(hwmodel, "build_predictor", fake_build)
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.9, "finetune_epochs": 0,
            "step_finetune_epochs": 0, "sensitivity": False, "min_ratio": 0.5, "candidate_steps": 2, "max_steps": 2}
-    stage.run_pruning_stage(cfg, gm.build("Mlp"), gm.random_data((20,), n=64), None, tmp_path, margin=margin,
-                            finn_cycles=finn_cycles)
-    assert seen and all(kw["margin"] == margin and kw["finn_cycles"] == finn_cycles and kw["fps_only"]
-                        for kw in seen)
+    folding = FoldingOptions(margin=margin, finn_cycles=finn_cycles)
+    stage.run_pruning_stage(cfg, gm.build("Mlp"), gm.random_data((20,), n=64), HwTarget(None, folding), tmp_path)
+    assert seen and all(o.margin == margin and o.finn_cycles == finn_cycles and o.fps_only and not o.estimate
+                        for o in seen)
 
 
 def _small_board():
@@ -137,10 +137,10 @@ def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_p
     of each pruned model, at the fold stage's default margin and at none (``ours_job``: the board's whole
     budget), for three plans of a zoo CNN on a budget that binds."""
     from hapfpga.finn.graph import hw_layers_from_qonnx
-    from hapfpga.folding import optimise
+    from hapfpga.folding import FoldingOptions, optimise
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
+    from hapfpga.pruning.hwmodel import build_predictor, export_for_finn
     from hapfpga.pruning.importance import make_importance
-    from hapfpga.pruning.stage import build_hw_evaluator, export_for_finn
     from hapfpga.runconfig import ModelConfig
     from hapfpga.zoo import build_model
 
@@ -151,8 +151,8 @@ def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_p
     x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
     graph = ChannelGraph(m, x)
     full = {g: grp.channels for g, grp in graph.groups.items() if grp.prunable}
-    hws = {mg: build_hw_evaluator(m, graph, shape, board, tmp_path / "pred", clock_mhz=100.0, time_limit=10.0,
-                                  margin=mg)[0] for mg in (None, 0.0)}
+    hws = {mg: build_predictor(m, graph, shape, board, tmp_path / "pred",
+                               FoldingOptions(clock_mhz=100.0, margin=mg).for_predictor(10.0))[0] for mg in (None, 0.0)}
     names = sorted(full)
     plans = [dict(full), {g: full[g] // 2 for g in names},
              {g: (full[g] // 4 if i % 2 else full[g]) for i, g in enumerate(names)}]
@@ -161,8 +161,9 @@ def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_p
         pruned = prune_to_counts(m, x, counts, make_importance("l1"), graph=graph)[0] if i else m
         real, _ = hw_layers_from_qonnx(export_for_finn(pruned, shape, tmp_path / f"p{i}.onnx"), tmp_path / "f",
                                        board, 100.0)
-        fold = optimise(real, board, clock_mhz=100.0).fps  # the fold stage
-        ours = optimise(real, board, clock_mhz=100.0, budget=board.budget, margin=0.0, estimate=False).fps
+        fold = optimise(real, board, FoldingOptions(clock_mhz=100.0)).fps  # the fold stage
+        ours = optimise(real, board, FoldingOptions(clock_mhz=100.0, margin=0.0, estimate=False),
+                        budget=board.budget).fps
         assert hws[None](counts).fps == pytest.approx(fold, rel=1e-9), counts
         assert hws[0.0](counts).fps == pytest.approx(ours, rel=1e-9), counts
         gaps.append(ours / fold)

@@ -108,9 +108,9 @@ WORKER = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_search import CANDS, acc, hw
-    from hapfpga.pruning.search import nsga2_worker
-    nsga2_worker(sys.argv[1], "shared", CANDS, lambda c: (acc(c), hw(c)), n_trials=6, seed=int(sys.argv[2]),
-                 population=4)
+    from hapfpga.pruning.search import nsga2_study, trial_objective
+    study = nsga2_study(sys.argv[1], "shared", int(sys.argv[2]), 4)
+    study.optimize(trial_objective(CANDS, lambda c: (acc(c), hw(c))), n_trials=6)
     """
 )
 

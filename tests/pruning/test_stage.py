@@ -20,6 +20,7 @@ nn = torch.nn
 from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.pruning.apply import layer_channels  # noqa: E402
 from hapfpga.pruning.plan import iterative_counts  # noqa: E402
+from hapfpga.pruning.predictor import HwTarget  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.pruning.unstructured import magnitude_masks, sparsity_report  # noqa: E402
@@ -85,7 +86,7 @@ def test_greedy_stage_prunes_for_speed_within_accuracy(trained, digits, tmp_path
     cfg = {"method": "greedy", "target": "budget", "max_accuracy_drop": 0.03, "step_finetune_epochs": 0.1,
            "finetune_epochs": 0.3, "sensitivity_ratios": [0.5], "min_ratio": 0.25, "candidate_steps": 4,
            "max_steps": 4}
-    m1, r1 = run_pruning_stage(cfg, trained, digits, None, tmp_path / "a", hw_eval=pipeline_hw, seed=0)
+    m1, r1 = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path / "a", seed=0)
     ch = layer_channels(m1)
     assert ch["c1"] == r1["channels_after"]["c1"] and ch["c2"] == r1["channels_after"]["c2"]
     assert r1["channels_before"] == {"c1": 16, "c2": 16}
@@ -99,7 +100,7 @@ def test_greedy_stage_prunes_for_speed_within_accuracy(trained, digits, tmp_path
     assert saved["channels_after"] == r1["channels_after"]
     assert (tmp_path / "a" / "pruning" / "sensitivity.png").is_file()
     # deterministic for a seed
-    _, r2 = run_pruning_stage(cfg, trained, digits, None, tmp_path / "b", hw_eval=pipeline_hw, seed=0)
+    _, r2 = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path / "b", seed=0)
     assert r2["channels_after"] == r1["channels_after"]
     assert r2["accuracy"]["after"] == r1["accuracy"]["after"]
 
@@ -107,14 +108,14 @@ def test_greedy_stage_prunes_for_speed_within_accuracy(trained, digits, tmp_path
 def test_uniform_ratio_stage(trained, digits, tmp_path):
     cfg = {"method": "uniform", "target": "ratio", "ratio": 0.5, "finetune_epochs": 0.2, "sensitivity": False,
            "iterations": 2, "step_finetune_epochs": 0.1}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(), tmp_path, seed=0)
     assert layer_channels(m) == {"c1": 8, "c2": 8, "fc": 10}
     assert r["fps_before"] is None  # no hardware predictor needed for a fixed ratio
 
 
 def test_unstructured_stage_reports_no_finn_speedup(trained, digits, tmp_path):
     cfg = {"method": "unstructured", "sparsity": 0.6, "iterations": 2, "finetune_epochs": 0.3}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(), tmp_path, seed=0)
     sp = r["sparsity"]
     assert sp["sparsity"] == pytest.approx(0.6, abs=0.02)
     assert sp["finn_cycles_change"] == 0 and "dense" in sp["note"]
@@ -152,17 +153,17 @@ def test_distillation_finetune_runs_and_learns(trained, digits):
 
 def test_config_errors(trained, digits, tmp_path):
     with pytest.raises(ConfigError, match="pruning.metod"):
-        run_pruning_stage({"metod": "greedy"}, trained, digits, None, tmp_path)
+        run_pruning_stage({"metod": "greedy"}, trained, digits, HwTarget(), tmp_path)
     with pytest.raises(ConfigError, match="exclude"):
         run_pruning_stage({"method": "uniform", "target": "ratio", "exclude": ["zz"], "sensitivity": False},
-                          trained, digits, None, tmp_path)
+                          trained, digits, HwTarget(), tmp_path)
 
 
 def test_nsga2_stage_uses_sqlite_in_run_dir(trained, digits, tmp_path):
     cfg = {"method": "nsga2", "target": "budget", "max_accuracy_drop": 0.05, "finetune_epochs": 0.1,
            "sensitivity": False, "min_ratio": 0.25, "candidate_steps": 4,
            "nsga2": {"trials": 6, "population": 4}}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     assert (tmp_path / "pruning" / "pruning_optuna.db").is_file()
     assert r["storage"].startswith("sqlite:///")
     assert r["pareto"] and all({"accuracy", "fps", "LUT"} <= set(p) for p in r["pareto"])
@@ -180,7 +181,7 @@ def test_max_fps_backtracks_to_the_fastest_step_meeting_the_rule_after_its_final
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
            "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
            "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "select_best": select_best}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     acc0 = r["accuracy_val"]["before"]
     tried = {b["step"]: b for b in r["backtrack"]}
     assert tried and len(r["history"]) > 2
@@ -203,7 +204,7 @@ def test_a_step_beyond_the_step_tolerance_is_undone_and_its_group_frozen(trained
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.005, "step_accuracy_drop": 0.005,
            "step_finetune_epochs": 0.1, "finetune_epochs": 0.2, "sensitivity": False, "min_ratio": 0.125,
            "candidate_steps": 4, "max_steps": 8, "lr": 2e-3, "on_step_drop": on_step_drop}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     acc0 = r["accuracy_val"]["before"]
     assert r["rejected"], "a 0.5-point step tolerance down to 2 channels must reject a step"
     for bad in r["rejected"]:
@@ -228,7 +229,7 @@ def test_a_rescued_step_gets_the_longer_finetune_and_counts_it_in_the_budget(tra
            "step_finetune_epochs": 0.05, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
            "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "backtrack": False, "on_step_drop": "rescue"}
     lines = []
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path, hw_eval=pipeline_hw, seed=0, log=lines.append)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0, log=lines.append)
     rescued = [ln for ln in lines if "longer fine-tune" in ln]
     assert rescued, "a 0.05-epoch step fine-tune at a 2-point tolerance must need a longer one"
     assert len(rescued) > len(r["rejected"]), "some rescued step must be kept (a longer fine-tune recovers)"
@@ -245,15 +246,15 @@ def test_reprune_delivers_the_trained_model_pruned_once_to_the_chosen_design(tra
     unpruned model pruned once to the chosen counts (L1) and fine-tuned ``finetune_epochs`` with selection on the
     validation split, and its extra training is that fine-tune alone (the search's own weights carry their step
     fine-tunes as well)."""
+    from hapfpga.data import split_validation
     from hapfpga.pruning.apply import prune_to_counts
     from hapfpga.pruning.importance import make_importance
-    from hapfpga.pruning.stage import split_validation
     from hapfpga.train import finetune_best
 
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
            "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
            "candidate_steps": 4, "max_steps": 5, "lr": 2e-3, "final_weights": "reprune"}
-    m, r = run_pruning_stage(cfg, trained, digits, None, tmp_path / "re", hw_eval=pipeline_hw, seed=0)
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path / "re", seed=0)
     assert r["channels_after"] != r["channels_before"], "the search must prune something here"
     assert r["extra_epochs"] == pytest.approx(0.5)
     x_fit, y_fit, x_val, y_val = split_validation(digits.x_train, digits.y_train, 0.2, 0)
@@ -264,12 +265,12 @@ def test_reprune_delivers_the_trained_model_pruned_once_to_the_chosen_design(tra
     got, ref = m.state_dict(), want.state_dict()
     assert got.keys() == ref.keys() and all(torch.equal(got[k], ref[k]) for k in ref)
     assert r["accuracy_val"]["after"] == sel.accuracy
-    _, r2 = run_pruning_stage({**cfg, "final_weights": "search"}, trained, digits, None, tmp_path / "se",
-                              hw_eval=pipeline_hw, seed=0)
+    _, r2 = run_pruning_stage({**cfg, "final_weights": "search"}, trained, digits,
+                              HwTarget(predictor=pipeline_hw), tmp_path / "se", seed=0)
     assert r2["extra_epochs"] > 0.5
 
 
 def test_final_weights_reprune_needs_a_greedy_search(trained, digits, tmp_path):
     with pytest.raises(ConfigError, match="final_weights"):
         run_pruning_stage({"method": "uniform", "target": "ratio", "final_weights": "reprune"}, trained, digits,
-                          None, tmp_path)
+                          HwTarget(), tmp_path)

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("brevitas")
 
+from hapfpga.pruning.predictor import HwTarget  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
@@ -37,8 +38,8 @@ def test_unreachable_fps_target_is_reported_not_silent(tmp_path):
         return HwPoint(fps=1000.0, resources=Resources(LUT=sum(counts.values())), fits=True)
 
     lines: list[str] = []
-    _, rep = run_pruning_stage({**CFG, "target_fps": 5000}, m, gm.random_data((20,)), None, tmp_path, hw_eval=flat,
-                               log=lines.append)
+    _, rep = run_pruning_stage({**CFG, "target_fps": 5000}, m, gm.random_data((20,)), HwTarget(predictor=flat),
+                               tmp_path, log=lines.append)
     assert rep["target_met"] is False and rep["target_fps"] == 5000
     warnings = [s for s in lines if s.startswith("warning:")]
     assert len(warnings) == 1 and "5,000 FPS" in warnings[0] and "\n" not in warnings[0]
@@ -51,8 +52,8 @@ def test_reachable_fps_target_is_met(tmp_path):
         return HwPoint(fps=1e6 / counts["fc0"], resources=Resources(LUT=sum(counts.values())), fits=True)
 
     lines: list[str] = []
-    pruned, rep = run_pruning_stage({**CFG, "target_fps": 1e6 / 20}, m, gm.random_data((20,)), None, tmp_path,
-                                    hw_eval=bottleneck, log=lines.append)
+    pruned, rep = run_pruning_stage({**CFG, "target_fps": 1e6 / 20}, m, gm.random_data((20,)),
+                                    HwTarget(predictor=bottleneck), tmp_path, log=lines.append)
     assert rep["target_met"] is True and rep["fps_after"] >= 1e6 / 20
     assert rep["channels_after"]["fc0"] <= 20 < rep["channels_before"]["fc0"]
     assert not [s for s in lines if s.startswith("warning:")]
@@ -62,21 +63,22 @@ def test_hw_search_on_depthwise_graph_predicts_the_fold_stage(tmp_path):
     """Predictor (scaled specs, fold stage's knob space) == optimiser on FINN's conversion of the pruned model."""
     from hapfpga.boards import load_board
     from hapfpga.finn.graph import hw_layers_from_qonnx
-    from hapfpga.folding import optimise
+    from hapfpga.folding import FoldingOptions, optimise
     from hapfpga.pruning.apply import ChannelGraph
-    from hapfpga.pruning.stage import build_hw_evaluator, export_for_finn
+    from hapfpga.pruning.hwmodel import build_predictor, export_for_finn
 
     board = load_board("pynq-z2")
     m = gm.build("Separable")
     x = torch.rand(2, *m.input_shape)
     graph = ChannelGraph(m, x)
-    hw, layers, _ = build_hw_evaluator(m, graph, m.input_shape, board, tmp_path, clock_mhz=100.0)
+    hw, layers, _ = build_predictor(m, graph, m.input_shape, board, tmp_path,
+                                    FoldingOptions(clock_mhz=100.0).for_predictor(20.0))
     assert sum(lay.kind == "VVAU" for lay in layers) == 1
     keep = {"c0": [0, 2, 3, 5, 7, 8, 9, 12, 13, 15], "pw": list(range(0, 24, 2))}
     counts = {g: len(k) for g, k in keep.items()}
     pruned = graph.prune(keep)
     real, _ = hw_layers_from_qonnx(export_for_finn(pruned, m.input_shape, tmp_path / "p.onnx"), tmp_path / "f",
                                    board, 100.0)
-    fold_fps = optimise(real, board, clock_mhz=100.0).fps
+    fold_fps = optimise(real, board, FoldingOptions(clock_mhz=100.0)).fps
     assert hw(counts).fps == pytest.approx(fold_fps, rel=1e-9)
     assert hw(counts).fps != hw({"c0": 16, "pw": 24}).fps  # the counts reach the predictor

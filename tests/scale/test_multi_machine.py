@@ -163,8 +163,7 @@ def test_two_workers_one_killed_mid_trial_on_postgresql(tmp_path, postgres_url):
     assert sorted(r["trial"] for r in front["front"]) == expect
 
     # every Pareto point's model loads from the shared folder and gives the accuracy its trial reported
-    from hapfpga.data import load_digits
-    from hapfpga.pruning.stage import split_validation
+    from hapfpga.data import load_digits, split_validation
     from hapfpga.pruning.workers import load_artifact
     from hapfpga.train import evaluate
 

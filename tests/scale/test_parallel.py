@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 from hapfpga.data import load_digits  # noqa: E402
 from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.pruning.parallel import candidate_seed, map_ordered, resolve_workers  # noqa: E402
+from hapfpga.pruning.predictor import HwTarget  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.runconfig import ModelConfig, TrainConfig  # noqa: E402
@@ -52,8 +53,8 @@ def test_two_workers_give_the_sequential_result(trained, digits, tmp_path, metho
     tc = TrainConfig(device="cpu")
     runs = {}
     for w in (1, 2):
-        runs[w] = run_pruning_stage({**cfg, "search": {"workers": w}}, trained, digits, None, tmp_path / f"w{w}",
-                                    train_cfg=tc, hw_eval=toy_hw, seed=0)
+        runs[w] = run_pruning_stage({**cfg, "search": {"workers": w}}, trained, digits, HwTarget(predictor=toy_hw),
+                                    tmp_path / f"w{w}", train_cfg=tc, seed=0)
     (m1, r1), (m2, r2) = runs[1], runs[2]
     assert len({str(h["counts"]) for h in r1["history"]}) > 2  # it really searched (several candidates measured)
     assert _strip(r1) == _strip(r2)

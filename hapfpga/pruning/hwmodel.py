@@ -1,0 +1,71 @@
+"""The model side of the hardware predictor: FINN's conversion of the unpruned model, once, as a ``PredictorSpec``.
+
+Torch/FINN adapter (lazy imports): the QONNX export, FINN's layer specs and accumulator contributions of the
+unpruned model, and the map from its conv/linear layers to channel groups. The pure predictor that scales and
+folds those specs per candidate is :mod:`hapfpga.pruning.predictor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..folding.options import FoldingOptions
+from .predictor import HwPredictor, PredictorSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["export_for_finn", "build_predictor"]
+
+
+def export_for_finn(model: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path) -> Path:
+    """QONNX export for FINN (``hapfpga.export.export_qonnx``), creating the parent directory."""
+    from ..export import export_qonnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(export_qonnx(model, tuple(input_shape), path))
+
+
+def build_predictor(
+    model: torch.nn.Module,
+    graph: Any,
+    input_shape: tuple[int, ...],
+    board: Any,
+    work_dir: Path,
+    options: FoldingOptions,
+    *,
+    workers: int = 0,
+    base_bits: Mapping[str, int] | None = None,
+) -> tuple[HwPredictor, list[Any], Path]:
+    """``HwPredictor`` for this model (FINN conversion of the unpruned model once, then scaling); returns it, the
+    unpruned model's FINN layer specs and the specialised model they were read from.
+
+    ``options`` is how each candidate is folded: the fold stage's ``FoldingOptions`` through
+    ``for_predictor(pruning.folding_time_limit, pruning.predictor_space)``. ``space="full"`` is the fold stage's
+    design space (its knobs and width converters, the layers FINN makes with ``open_simulatable``), so the FPS the
+    search targets is the FPS the fold stage reaches; ``"fast"`` (PE/SIMD only) is a quicker, conservative
+    approximation. ``options.margin`` must be the fold stage's ``folding.margin`` (``None``: its measured
+    default): the LUTs kept free bind most pruned designs, so a predictor at another margin than the fold's is off
+    by 15-35% (``0`` for a fold at the board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s). Each solve
+    only needs the fastest max cycles (``fps_only``) and is proven optimal (``predictor._solve_proven``); pruned
+    MVAUs get the narrower accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
+    """
+    from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
+    from .apply import hw_layer_shapes
+
+    onnx = export_for_finn(model, input_shape, work_dir / "unpruned_for_hw.qonnx.onnx")
+    layers, spec_path = hw_layers_from_qonnx(onnx, work_dir / "finn", board, options.clock_mhz,
+                                             rtl=options.open_simulatable)
+    order = graph.layers_in_order()
+    mods = dict(model.named_modules())
+    before = {n: (mods[n].out_features if hasattr(mods[n], "out_features") else mods[n].out_channels) for n in order}
+    spec = PredictorSpec(
+        layers=tuple(layers), order=tuple(order), before=before, board=board, options=options,
+        layer_to_group={p: g.name for g in graph.groups.values() for p in g.producers},
+        model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
+        acc_contributions=dict(accumulator_contributions(spec_path)),
+    )
+    return HwPredictor(spec, workers=workers), layers, spec_path
