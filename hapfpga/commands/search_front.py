@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import ConfigError
-    from ..pruning.workers import front_rows, open_study, trial_rows
+    from ..pruning.nsga2 import front_rows, open_study, trial_rows
 
     study = open_study(args.storage, args.study)
     rows = front_rows(study)

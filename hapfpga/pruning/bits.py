@@ -94,7 +94,7 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
     ``act_dtype(bits[k])``; each capped at its current width (a knob never widens the narrower operand). MVAU 0's input is the data and cannot change (a ``bits[0]`` is an error).
     """
     from ..estimate.dtypes import bits as dt_bits
-    from .plan import _replaced
+    from .plan import replaced
 
     if 0 in bits:
         raise ConfigError("The first layer's input is the data stream; its operand bits cannot be searched.")
@@ -115,11 +115,11 @@ def apply_operand_bits(layers: Sequence[Any], bits: Mapping[int, int]) -> list[A
                 ch.update(idt=act_dtype(a_b), wdt=weight_dtype(w_b, a_b), binary_xnor=a_b == w_b == 1)
             if (k + 1) in bits and not lay.no_activation:
                 ch["odt"] = act_dtype(min(bits[k + 1], dt_bits(lay.odt)))
-            out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
+            out.append(replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
             continue
         ch = {}
         if (k + 1) in bits and k >= 0:
             ch = {f: act_dtype(min(bits[k + 1], dt_bits(getattr(lay, f)))) for f in _stream_dtype_fields(lay)
                   if "FLOAT" not in getattr(lay, f)}
-        out.append(_replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
+        out.append(replaced(lay, **{f: v for f, v in ch.items() if getattr(lay, f) != v}))
     return out

@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..config import from_dict
 from ..errors import ConfigError
-from .parallel import SearchConfig
 
-__all__ = ["PruningConfig", "NSGA2Config", "parse_pruning_config"]
+__all__ = ["PruningConfig", "NSGA2Config", "SearchConfig", "resolve_workers", "parse_pruning_config"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """``pruning.search``: ``workers`` (an int or ``auto`` = this machine's cores) evaluate candidates in parallel;
+    ``artifacts`` (a directory every machine can read and write) turns on the multi-machine mode; ``heartbeat``
+    and ``grace`` (seconds) detect dead workers; a failed trial is retried up to ``retries`` times."""
+
+    workers: int | Literal["auto"] = 1
+    artifacts: str | None = None
+    heartbeat: int = 10
+    grace: int | None = None  # None: 3 heartbeats
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        resolve_workers(self.workers)
+        if self.heartbeat < 1 or self.retries < 0 or (self.grace is not None and self.grace <= self.heartbeat):
+            raise ConfigError("pruning.search needs heartbeat >= 1, grace > heartbeat and retries >= 0; fix them.")
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``auto`` -> the cores this process may use; an int >= 1 as is."""
+    if workers == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, os.cpu_count() or 1)
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        return workers
+    raise ConfigError(f"Config key 'pruning.search.workers' is {workers!r}; use a number >= 1 or 'auto'.")
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.
         raise ConfigError(f"No operand bits can be set for {unknown}; use layers among {sorted(cur)}.")
     if not todo:
         return model
-    from ..zoo import _from_spec, model_spec
+    from ..zoo import model_from_spec, model_spec
 
     spec = model_spec(model)
     mc = dict(spec["model_config"])
@@ -139,7 +139,7 @@ def with_operand_bits(model: torch.nn.Module, bits: Mapping[str, int]) -> torch.
         lw[i] = min(b, int(lb[n]["weight"] or b))
         la[i - 1] = min(b, int(lb[names[i - 1]]["act"] or b))
     spec = {**spec, "model_config": {**mc, "layer_weight_bits": lw, "layer_act_bits": la}}
-    new = _from_spec(spec)
+    new = model_from_spec(spec)
     result = new.load_state_dict(model.state_dict(), strict=False)
     stray = [k for k in (*result.missing_keys, *result.unexpected_keys) if "_quant" not in k]
     if stray:  # pragma: no cover - the zoo's models only differ in quantiser state

@@ -31,6 +31,7 @@ __all__ = [
     "candidate_counts",
     "uniform_counts",
     "scale_layers",
+    "replaced",
     "polynomial_schedule",
     "ModelLayer",
     "match_hw_layers",
@@ -135,7 +136,8 @@ def iterative_counts(
 _SCALED: dict[tuple[int, tuple[tuple[str, int], ...]], tuple[Any, Any]] = {}
 
 
-def _replaced(lay: Any, **changes: int) -> Any:
+def replaced(lay: Any, **changes: int) -> Any:
+    """``dataclasses.replace(lay, **changes)``, memoised (the searches rescale the same specs many times)."""
     if not changes:
         return lay
     key = (id(lay), tuple(sorted(changes.items())))
@@ -345,11 +347,11 @@ def scale_layers(
             else:
                 changes = {"channels": int(after[k])}
             changes = {f: v for f, v in changes.items() if getattr(lay, f) != v}
-            out.append(_replaced(lay, **changes))
+            out.append(replaced(lay, **changes))
             stream[lay.name] = (int(before[k]), int(after[k]))
             continue
         changes = _stream_changes(lay, old, new) if old is not None and new != old else {}
-        new_lay = _replaced(lay, **changes)
+        new_lay = replaced(lay, **changes)
         out.append(new_lay)
         if old is not None:
             o_old, o_new = _out_channels_of(lay), _out_channels_of(new_lay)

@@ -138,7 +138,7 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
 
     from ..data import split_validation
     from ..train import FinetuneConfig, resolve_device
-    from .parallel import resolve_workers
+    from .config import resolve_workers
 
     dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
     n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only

@@ -1,11 +1,10 @@
-"""One pruning search over many machines: ``hapfpga search-worker`` processes join a shared Optuna study.
+"""One pruning search over many machines: publish the problem, join it (``hapfpga search-worker``).
 
 Processes on any machine join one Optuna study in an RDB storage (PostgreSQL; SQLite in the run directory stays
-the embedded default). Each worker's trials send Optuna heartbeats; a worker that dies mid-trial has its trial
-marked failed by the next worker that looks (``fail_stale_trials`` after ``grace`` seconds) and re-queued by
-``RetryHeartbeatStaleTrialCallback``. The leader (``hapfpga run`` / ``hapfpga prune`` with
+the embedded default; the Optuna side, heartbeats and retries included, is :mod:`hapfpga.pruning.nsga2`). The
+leader (``hapfpga run`` / ``hapfpga prune`` with
 ``pruning.search.artifacts``) publishes what a trial needs (the trained model, the hardware predictor's layer
-specs, the candidate counts) as ``problem.pt`` in the shared artifacts directory; every trial's pruned model is
+spec ``PredictorSpec``, the candidate counts) as ``problem.pt`` in the shared artifacts directory; every trial's pruned model is
 stored there too, in Optuna's ``FileSystemArtifactStore`` (the trial's ``artifact`` user attribute is its id), so
 the leader and every worker can read every Pareto point's model. Parallel workers on one machine:
 :mod:`hapfpga.pruning.parallel`.
@@ -15,27 +14,33 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InfeasibleError
-from .parallel import SearchConfig, candidate_seed, enqueue_snapped
+from ..errors import ConfigError
+from .nsga2 import (
+    artifact_store,
+    enqueue_snapped,
+    make_storage,
+    nsga2_study,
+    read_artifact,
+    trial_objective,
+    upload_file,
+    worker_id,
+    worker_loop,
+)
+from .parallel import candidate_seed
 from .predictor import HwPredictor, PredictorSpec
 
 __all__ = [
     "TrialEvaluator",
-    "make_storage",
     "publish_problem",
     "load_problem",
-    "worker_loop",
-    "front_rows",
-    "trial_rows",
-    "open_study",
     "join_search",
     "lead_shared_search",
+    "upload_model",
     "load_artifact",
 ]
 
@@ -68,33 +73,6 @@ class TrialEvaluator:
             finetune(m, *self.fit_data, self.finetune, seed=candidate_seed(self.seed, counts), device=self.device)
         self.last_model = m
         return evaluate(m, *self.val_data, device=self.device), self.hw(counts)
-
-
-def make_storage(url: str, cfg: SearchConfig) -> Any:
-    """An Optuna RDB storage with heartbeats and retry of failed trials (``url``: sqlite:/// or postgresql://)."""
-    import importlib.util
-    import warnings
-
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-    from sqlalchemy.pool import NullPool
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        url = "postgresql+psycopg2://" + url[len("postgresql://"):]  # the pinned driver (SQLAlchemy's default is v3)
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (stable since 2.x in practice)
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=cfg.heartbeat, grace_period=cfg.grace or 3 * cfg.heartbeat,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries),
-                # no connection pool on a shared server: a connection per operation, closed after it, so many
-                # workers (and the processes they fork) never hold idle connections up to max_connections
-                engine_kwargs={"poolclass": NullPool} if url.startswith("postgresql") else None,
-            )
-    except ImportError as e:  # e.g. psycopg2 missing for postgresql://
-        raise ConfigError(f"Optuna storage '{url}' needs a driver that is not installed ({e}); install it.") from e
-    except Exception as e:  # sqlalchemy's OperationalError: the database is not reachable
-        raise ConfigError(f"Cannot open the Optuna storage '{url}': {str(e).splitlines()[0]}") from e
 
 
 def _save_model_bytes(model: Any) -> bytes:
@@ -161,8 +139,6 @@ def load_problem(directory: str | Path, study_name: str, *, wait: float = 0.0) -
 def shared_objective(candidates: Mapping[str, Sequence[int]], evaluator: TrialEvaluator, store: Any,
                      tmp_dir: str | Path) -> Callable[[Any], Any]:
     """The search's objective, plus: the trial records which worker ran it and stores its model as an artifact."""
-    from .search import trial_objective
-
     base = trial_objective(candidates, evaluator)
 
     def objective(trial: Any) -> Any:
@@ -178,8 +154,6 @@ def lead_shared_search(pcfg: Any, storage_url: str, evaluator: TrialEvaluator, c
                        enqueue: Sequence[Mapping[str, int]], seed: int, log: Callable[[str], None] | None = None) -> Any:
     """The leader's part of a multi-machine NSGA-II search: publish the problem, run trials with the workers
     until the study has ``nsga2.trials`` complete ones; returns the storage (read the front from it)."""
-    from .search import nsga2_study
-
     if not isinstance(evaluator.hw, HwPredictor):
         raise ConfigError("pruning.search.artifacts needs the built-in hardware predictor; remove it to search here.")
     scfg, art = pcfg.search, Path(pcfg.search.artifacts)
@@ -204,7 +178,6 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     from .apply import ChannelGraph
     from .config import parse_pruning_config
     from .importance import make_importance
-    from .search import nsga2_study
 
     pcfg = parse_pruning_config(cfg.pruning)
     if pcfg.method != "nsga2" or not pcfg.search.artifacts:
@@ -227,160 +200,17 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     return worker_loop(study, objective, n_trials=pcfg.nsga2.trials, cap=pcfg.nsga2.trials, log=log)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _counts_by_state(study: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
-
-
-def fail_dead_trials(study: Any) -> None:
-    """Optuna's ``fail_stale_trials`` extended to the dead trials it cannot see: RUNNING trials that never wrote a
-    heartbeat (a worker killed between taking a trial and its heartbeat thread's first beat; Optuna's RDB storage
-    skips trials without a heartbeat row in ``_get_stale_trial_ids``, so such a trial stayed RUNNING and every
-    worker waited for it forever). Those count as dead once they started more than grace + one heartbeat ago (by
-    this machine's clock, as Optuna stamps ``datetime_start``). Every dead trial is failed and handed to the
-    storage's stale-trial callback (the retry), as ``fail_stale_trials`` does."""
-    import copy
-
-    import optuna
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
-        return
-    dead = set(storage._get_stale_trial_ids(study._study_id)) | _silent_trial_ids(study)
-    failed = []
-    for tid in sorted(dead):
-        try:
-            if storage.set_trial_state_values(tid, state=TrialState.FAIL):
-                failed.append(tid)
-        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
-            pass
-    callback = storage.get_heartbeat_stale_trial_callback()
-    for tid in failed if callback is not None else []:
-        callback(study, copy.deepcopy(storage.get_trial(tid)))
-
-
-def _silent_trial_ids(study: Any) -> set[int]:
-    """RUNNING trials of an RDB study with no heartbeat row that started more than grace + one heartbeat ago."""
-    import datetime
-
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)
-    if not hasattr(backend, "scoped_session"):
-        return set()
-    interval = storage.get_heartbeat_interval()
-    limit = datetime.timedelta(seconds=(getattr(backend, "grace_period", None) or 2 * interval) + interval)
-    now = datetime.datetime.now()
-    old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-           if t.datetime_start is not None and now - t.datetime_start > limit}
-    if not old:
-        return set()
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session) as session:
-        beating = {tid for (tid,) in session.query(models.TrialHeartbeatModel.trial_id)
-                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old)))}
-    return old - beating
-
-
-def worker_loop(study: Any, objective: Callable[[Any], Any], *, n_trials: int, cap: int,
-                poll: float = 1.0, log: Callable[[str], None] | None = None) -> int:
-    """Run trials of a shared study until it has ``n_trials`` complete ones (this worker runs at most ``cap``).
-
-    Re-queued (WAITING) trials run first; no new trial starts when the complete and running ones already reach
-    ``n_trials``; while other workers' trials run, this worker waits and fails the dead ones
-    (:func:`fail_dead_trials`; their retries then
-    run here), so a study is only left when every trial is complete or failed and retried. Returns the number of
-    trials this worker ran.
-    """
-    say = log or (lambda s: None)
-    ran = 0
-    while ran < cap:
-        fail_dead_trials(study)
-        n = _counts_by_state(study)
-        if n.get("WAITING", 0) == 0 and n.get("COMPLETE", 0) + n.get("RUNNING", 0) >= n_trials:
-            if n.get("RUNNING", 0) == 0:
-                break
-            time.sleep(poll)  # others are still running: wait for them or for their heartbeats to go stale
-            continue
-        study.optimize(objective, n_trials=1, catch=(InfeasibleError,))
-        ran += 1
-        say(f"trial done ({ran} by this worker; study: {_counts_by_state(study)})")
-    return ran
-
-
-def open_study(storage_url: str, study_name: str) -> Any:
-    """An existing study of a storage, for reading (a missing one is a user error naming the known studies)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(storage_url, SearchConfig())
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise ConfigError(f"No study '{study_name}' in {storage_url}; known studies: {names or 'none'}.") from None
-
-
-def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """Every complete trial of a study as a plain row (trial number, objectives, counts, worker, artifact id)."""
-    from optuna.trial import TrialState
-
-    rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        acc, fps, lut = t.values
-        rows.append({"trial": t.number, "accuracy": acc, "fps": fps, "LUT": lut,
-                     "counts": {g: int(v) for g, v in t.params.items()}, "worker": t.user_attrs.get("worker"),
-                     "artifact": t.user_attrs.get("artifact")})
-    return rows
-
-
-def front_rows(study: Any) -> list[dict[str, Any]]:
-    """The Pareto front (accuracy ↑, FPS ↑, LUT ↓) of a study's complete trials, fastest first."""
-    from ..types import Resources
-    from .search import HwPoint, Step, pareto_front
-
-    rows = trial_rows(study)
-    steps = [Step(r["counts"], HwPoint(r["fps"], Resources(LUT=r["LUT"])), r["accuracy"]) for r in rows]
-    front = {id(s) for s in pareto_front(steps)}
-    out = [r for r, s in zip(rows, steps, strict=True) if id(s) in front]
-    return sorted(out, key=lambda r: (-r["fps"], -r["accuracy"], r["trial"]))
-
-
-def artifact_store(directory: str | Path) -> Any:
-    from optuna.artifacts import FileSystemArtifactStore
-
-    p = Path(directory) / "artifacts"
-    p.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(p))
-
-
 def upload_model(store: Any, trial: Any, model: Any, tmp_dir: str | Path) -> str:
     """Store ``model`` (``hapfpga.zoo.save_model`` format) as the trial's artifact; sets its ``artifact`` attr."""
-    from optuna.artifacts import upload_artifact
-
     from ..zoo import save_model
 
     path = save_model(model, Path(tmp_dir) / f"trial-{trial.number}-{os.getpid()}.pt")
     try:
-        aid = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        return upload_file(store, trial, path)
     finally:
         path.unlink(missing_ok=True)
-    trial.set_user_attr("artifact", aid)
-    return aid
 
 
 def load_artifact(directory: str | Path, artifact_id: str) -> Any:
     """A trial's model from the shared artifacts directory."""
-    with artifact_store(directory).open_reader(artifact_id) as f:
-        return _load_model_bytes(f.read())
+    return _load_model_bytes(read_artifact(directory, artifact_id))

@@ -27,7 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..runconfig import ModelConfig
 
-__all__ = ["MODELS", "ZooModel", "model_source_hash", "build_model", "load_factory", "save_model", "load_model", "model_spec"]
+__all__ = [
+    "MODELS", "ZooModel", "model_source_hash", "build_model", "load_factory", "save_model", "load_model", "model_spec",
+    "model_from_spec",
+]
 
 @dataclass(frozen=True)
 class ZooModel:
@@ -232,12 +235,13 @@ def load_model(path: str | Path) -> torch.nn.Module:
     import torch
 
     blob = torch.load(Path(path), weights_only=True)
-    model = _from_spec(blob["spec"])
+    model = model_from_spec(blob["spec"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()
 
 
-def _from_spec(spec: dict[str, Any]) -> torch.nn.Module:
+def model_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
+    """A fresh (untrained) model from a :func:`model_spec` (the rebuild half of :func:`load_model`)."""
     from ..runconfig import ModelConfig
 
     cfg = ModelConfig(name=spec["name"], options=dict(spec["options"]), **spec["model_config"])

@@ -87,9 +87,9 @@ class QuantCNN(torch.nn.Module):
 
 def _rebuild(spec: dict, state_dict: dict, training: bool) -> torch.nn.Module:
     """Inverse of ``QuantCNN.__reduce__``."""
-    from . import _from_spec
+    from . import model_from_spec
 
-    model = _from_spec(spec)
+    model = model_from_spec(spec)
     model.load_state_dict(state_dict)
     return model.train(training)
 

@@ -53,7 +53,7 @@ def _config(tmp: Path, url: str) -> Path:
 
 
 def _trials(url: str) -> list:
-    from hapfpga.pruning.workers import open_study
+    from hapfpga.pruning.nsga2 import open_study
 
     try:
         return open_study(url, "acc").get_trials(deepcopy=False)

@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 
 from hapfpga.data import load_digits  # noqa: E402
 from hapfpga.errors import ConfigError  # noqa: E402
-from hapfpga.pruning.parallel import candidate_seed, map_ordered, resolve_workers  # noqa: E402
+from hapfpga.pruning.config import resolve_workers  # noqa: E402
+from hapfpga.pruning.parallel import candidate_seed, map_ordered  # noqa: E402
 from hapfpga.pruning.predictor import HwTarget  # noqa: E402
 from hapfpga.pruning.search import HwPoint  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
@@ -123,8 +124,8 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_retr
     import optuna
     from optuna.trial import TrialState
 
-    from hapfpga.pruning.parallel import SearchConfig
-    from hapfpga.pruning.workers import fail_dead_trials, make_storage, worker_loop
+    from hapfpga.pruning.config import SearchConfig
+    from hapfpga.pruning.nsga2 import fail_dead_trials, make_storage, worker_loop
 
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", SearchConfig(heartbeat=1, grace=2, retries=2))
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")

@@ -1,0 +1,94 @@
+"""The values the pruning searches pass around and return (pure): a predicted hardware point, a search step,
+a search's result, the batch protocols of the predictor and the accuracy oracle, and the Pareto front."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..types import Resources
+
+__all__ = ["HwPoint", "Step", "SearchResult", "BatchPredictor", "BatchAccuracy", "pareto_front"]
+
+
+@dataclass(frozen=True)
+class HwPoint:
+    """Predicted hardware for one set of channel counts: FPS of the best folding within budget (0 if none fits)."""
+
+    fps: float
+    resources: Resources = field(default_factory=Resources)
+    fits: bool = True
+    bottleneck: str | None = None
+    plan: Any = None  # FoldingPlan, when the evaluator has one
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fps": self.fps, "fits": self.fits, "bottleneck": self.bottleneck, **self.resources.as_dict()}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One committed step of a search: counts, predicted hardware and accuracy (after any fine-tune)."""
+
+    counts: Mapping[str, int]
+    hw: HwPoint
+    accuracy: float
+    changed: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "accuracy": self.accuracy, "changed": self.changed, **self.hw.as_dict()}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen counts plus the whole trajectory (or Pareto front for NSGA-II)."""
+
+    best: Step
+    history: tuple[Step, ...]
+    pareto: tuple[Step, ...] = ()
+    rejected: tuple[Step, ...] = ()  # greedy steps undone (drop beyond the step tolerance); their knob was frozen
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best.as_dict(),
+            "history": [s.as_dict() for s in self.history],
+            "rejected": [s.as_dict() for s in self.rejected],
+            "pareto": [{"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT} for s in self.pareto],
+        }
+
+
+@runtime_checkable
+class BatchPredictor(Protocol):
+    """A hardware predictor that also predicts a batch at once (``HwPredictor``: in worker processes)."""
+
+    def __call__(self, counts: Mapping[str, int]) -> HwPoint: ...
+
+    def predict_many(self, batch: Sequence[Mapping[str, int]]) -> list[HwPoint]: ...
+
+
+@runtime_checkable
+class BatchAccuracy(Protocol):
+    """An accuracy oracle that also measures a batch at once (the greedy stage's: in forked workers)."""
+
+    def __call__(self, counts: Mapping[str, int]) -> float: ...
+
+    def accuracy_many(self, batch: Sequence[Mapping[str, int]]) -> list[float]: ...
+
+
+def pareto_front(points: Sequence[Step]) -> list[Step]:
+    """Non-dominated steps for (accuracy ↑, FPS ↑, LUT ↓)."""
+
+    def key(s: Step) -> tuple[float, float, float]:
+        return (s.accuracy, s.hw.fps, -s.hw.resources.LUT)
+
+    out = []
+    for p in points:
+        kp = key(p)
+        dominated = any(
+            all(a >= b for a, b in zip(key(q), kp, strict=True))
+            and any(a > b for a, b in zip(key(q), kp, strict=True))
+            for q in points
+        )
+        if not dominated:
+            out.append(p)
+    return sorted(out, key=lambda s: -s.hw.fps)
