@@ -1,7 +1,11 @@
-"""``hapfpga prune CONFIG.yaml --out DIR``: train (or load) a model, prune it per ``pruning:``, save it and a report.
+"""``hapfpga prune CONFIG.yaml --out DIR [--model M]``: the run's train, prune and export stages, nothing after.
 
-Stops before folding and the FINN build (``hapfpga run`` does the whole flow). Writes ``DIR/pruned.pt``,
-``DIR/final.qonnx.onnx``, ``DIR/pruning/pruning.json`` (+ sensitivity plot, Optuna storage) and prints a summary.
+``hapfpga run`` with ``stages: [train, prune, export]``: the same stages, cache keys and resume as the whole flow
+(for the same YAML, the same pruned design as ``hapfpga run --to prune``), with its fail-fast checks before
+training. ``--model`` gives a trained model instead of training (a run's ``baseline.pt`` or a ``torch.save(model)``
+file of a zoo/user model): it takes the train stage's place, keyed by its content. Writes ``DIR/baseline.pt``,
+``DIR/pruned.pt`` (``hapfpga.zoo.load_model`` reads both), ``DIR/final.qonnx.onnx``, ``DIR/pruning/pruning.json``
+(+ sensitivity plot, Optuna storage) and prints a summary.
 """
 
 from __future__ import annotations
@@ -10,52 +14,36 @@ import argparse
 
 HELP = "Prune a trained model for the board (hardware-aware channel pruning or weight pruning) and save it."
 
+#: the stages of ``hapfpga run`` that ``hapfpga prune`` runs
+PRUNE_STAGES = ("train", "prune", "export")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config with model/data/train sections and a pruning: section")
     p.add_argument("--out", default=None, help="output directory (default: runs/<config name>-prune)")
-    p.add_argument("--model", default=None, help="a trained model saved with torch.save (skips training)")
+    p.add_argument("--model", default=None,
+                   help="a trained model instead of training: a run's baseline.pt or a torch.save(model) file")
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
     from pathlib import Path
 
-    import torch
+    from rich.console import Console
 
-    from .. import data as data_mod
-    from ..boards import load_board
     from ..errors import ConfigError
-    from ..folding import FoldingOptions
-    from ..pruning import HwTarget
-    from ..pruning.hwmodel import export_for_finn
-    from ..pruning.stage import run_pruning_stage
     from ..runconfig import load_run_config
+    from ..stages import run_config
 
     cfg = load_run_config(args.config)
     if not cfg.pruning:
         raise ConfigError(f"Config '{args.config}' has no pruning: section; add one (see hapfpga/pruning/config.py).")
     out = Path(args.out or Path("runs") / f"{Path(args.config).stem}-prune")
-    out.mkdir(parents=True, exist_ok=True)
     args.out = str(out)
-    board = load_board(cfg.board)
-    dataset = data_mod.load_dataset(cfg.data, seed=cfg.seed)
-    if args.model:
-        p = Path(args.model)
-        if not p.is_file():
-            raise ConfigError(f"Model file '{p}' does not exist; give a file saved with torch.save(model).")
-        model = torch.load(p, weights_only=False)
-    else:
-        from ..train import train
-        from ..zoo import build_model
-
-        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes)
-        train(model, dataset, cfg.train, seed=cfg.seed, run_dir=out, progress=True)
-    folding = FoldingOptions.from_config(cfg.folding, cfg.clock_mhz or board.clock_mhz)
-    pruned, report = run_pruning_stage(cfg.pruning, model, dataset, HwTarget(board, folding), out,
-                                       train_cfg=cfg.train, seed=cfg.seed, log=print)
-    torch.save(pruned, out / "pruned.pt")
-    export_for_finn(pruned, tuple(dataset.input_shape), out / "final.qonnx.onnx")
+    result = run_config(dataclasses.replace(cfg, stages=PRUNE_STAGES), out, console=Console(stderr=True),
+                        baseline=Path(args.model) if args.model else None)
+    report = result.results["prune"]
     summary = {k: report.get(k) for k in ("method", "channels_before", "channels_after", "compression",
                                           "accuracy", "accuracy_drop", "fps_before", "fps_after")}
     print(json.dumps(summary, indent=2, default=str))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..runstate import atomic_path
 from .base import Conf, Context, Stage, StageOutput
 
-__all__ = ["TRAIN", "PRUNE", "save_model", "load_model", "final_model_file"]
+__all__ = ["TRAIN", "PRUNE", "save_model", "load_model", "final_model_file", "given_model"]
 
 
 def save_model(model: Any, path: Path) -> None:
@@ -56,6 +57,34 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     out = ctx.path("pruned.pt")
     save_model(model, out)
     return [out], rep
+
+
+def given_model(ctx: Context, path: Path) -> tuple[str, dict[str, Any]]:
+    """The train stage's place taken by a trained model the user gives (``hapfpga prune --model``): saved as
+    ``baseline.pt``; returns the key that stands for the train stage (the file's content hash) and its result.
+
+    ``path`` is a file of ``hapfpga.zoo.save_model`` (a run's ``baseline.pt``) or a whole module saved with
+    ``torch.save(model)`` (a zoo or user model built by ``hapfpga.zoo.build_model``, which carries its spec)."""
+    import torch
+
+    from ..errors import ConfigError
+    from ..runstate import stage_key
+    from ..train import evaluate
+
+    if not path.is_file():
+        raise ConfigError(f"Model file '{path}' does not exist; give a run's baseline.pt or a torch.save(model) file.")
+    blob = torch.load(path, weights_only=False)
+    if isinstance(blob, dict) and "spec" in blob:
+        model = load_model(path)
+    elif isinstance(blob, torch.nn.Module):
+        model = blob.eval()
+    else:
+        raise ConfigError(f"Model file '{path}' holds neither a saved hapfpga model nor a torch.nn.Module; give a "
+                          "run's baseline.pt or a file written by torch.save(model).")
+    save_model(model, ctx.path("baseline.pt"))
+    digest = stage_key("given-model", hashlib.sha256(path.read_bytes()).hexdigest())
+    acc = float(evaluate(model, ctx.dataset.x_test, ctx.dataset.y_test))
+    return digest, {"accuracy": acc, "given": str(path)}
 
 
 def _model_source(ctx: Context) -> str | None:

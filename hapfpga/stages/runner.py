@@ -154,9 +154,11 @@ def _console(console: Any) -> Any:
 
 def run_config(
     cfg: RunConfig, out_dir: str | Path, console: Any = None, *, first: str | None = None, last: str | None = None,
+    baseline: Path | None = None,
 ) -> FlowResult:
     """``hapfpga run``: the ``RUN_STAGES`` the config enables (``stages:``, ``--from``/``--to``: a part of them)
-    into ``out_dir``, resuming every stage the directory already holds with the same key."""
+    into ``out_dir``, resuming every stage the directory already holds with the same key. ``baseline``: a trained
+    model given from outside takes the train stage's place (``hapfpga prune --model``, ``model.given_model``)."""
     from . import RUN_STAGES
 
     stages, chosen = select_stages(RUN_STAGES, cfg, only=cfg.stages, first=first, last=last)
@@ -171,6 +173,11 @@ def run_config(
     ctx = Context(cfg=cfg, run_dir=run_dir, board=board, clock_mhz=float(cfg.clock_mhz or board.clock_mhz),
                   console=_console(console), model_file=run_dir / "final.qonnx.onnx", dataset=dataset,
                   test_set=(dataset.x_test, dataset.y_test))
+    if baseline is not None:
+        from .model import given_model
+
+        ctx.keys["train"], ctx.results["train"] = given_model(ctx, Path(baseline))
+        chosen = [n for n in chosen if n != "train"]
     return run_stages(ctx, stages, chosen, force=first is not None)
 
 
