@@ -9,7 +9,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..types import Resources
 
-__all__ = ["HwPoint", "Step", "SearchResult", "BatchPredictor", "BatchAccuracy", "pareto_front"]
+__all__ = [
+    "HwPoint", "Step", "SearchResult", "SearchOutcome", "BatchPredictor", "BatchAccuracy", "pareto_front",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,23 @@ class SearchResult:
             "rejected": [s.as_dict() for s in self.rejected],
             "pareto": [{"accuracy": s.accuracy, "fps": s.hw.fps, "LUT": s.hw.resources.LUT} for s in self.pareto],
         }
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a search on the model returns: the chosen (pruned) model and knobs, the search's result, and what
+    the report needs of its training: whether it already gave the model its final fine-tune (backtracking), the
+    fine-tune epochs in the chosen model's own lineage, the steps backtracking tried, and the method's own entry
+    (``ratio``: uniform; ``storage``: NSGA-II's Optuna storage)."""
+
+    model: Any
+    counts: dict[str, int]
+    result: SearchResult | None = None
+    finetuned: bool = False
+    lineage_epochs: float = 0.0
+    backtracked: tuple[dict[str, Any], ...] = ()
+    ratio: float | None = None
+    storage: str | None = None
 
 
 @runtime_checkable

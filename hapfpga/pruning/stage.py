@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
+from .results import SearchOutcome
 from .search import HwPoint, SearchResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,33 +49,41 @@ def _target_met(
     return met
 
 
-@dataclass
-class _Run:
-    """What every step of one pruning run shares: config, device, data splits, the unpruned model."""
+@dataclass(frozen=True)
+class _Splits:
+    """The data of one pruning run: fit and validation parts of the training data (the search decides on the
+    validation part), the test split (the reported figures), and an example batch of the input shape."""
 
-    cfg: PruningConfig
-    dev: Any
-    seed: int
-    log: Callable[[str], None] | None
-    say: Callable[[str], None]
-    t0: float
-    out_dir: Path
     x_fit: Any
     y_fit: Any
     x_val: Any
     y_val: Any
     x_test: Any
     y_test: Any
-    input_shape: tuple[int, ...]
     example: Any
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one pruning run shares: config, device, data, the unpruned model (inputs and services;
+    the searches return their results as a ``SearchOutcome``)."""
+
+    cfg: PruningConfig
+    dev: Any
+    seed: int
+    log: Callable[[str], None] | None
+    t0: float
+    out_dir: Path
+    data: _Splits
     base: Any
     teacher: Any
     n_workers: int
     step_ft: Any
-    finetuned: bool = False  # the search already gave the model its final fine-tune (backtracking)
-    lineage_epochs: float = 0.0  # fine-tune epochs (steps, rescues) in the chosen model's own history
-    lineage_epochs_of: dict[Any, float] | None = None  # the same for every snapshot of a greedy search
-    backtracked: list[dict[str, Any]] | None = None
+
+    def say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
 
     def final_ft(self) -> Any:
         from ..train import FinetuneConfig
@@ -100,13 +109,13 @@ class _Run:
         from ..train import finetune_best
 
         if c.epochs <= 0 and c.max_steps is None:
-            return m.eval(), self.evaluate(m, self.x_val, self.y_val)
+            return m.eval(), self.evaluate(m, self.data.x_val, self.data.y_val)
         if self.cfg.select_best:
-            m, sel = finetune_best(m, self.x_fit, self.y_fit, (self.x_val, self.y_val), c, teacher=self.teacher,
+            m, sel = finetune_best(m, self.data.x_fit, self.data.y_fit, (self.data.x_val, self.data.y_val), c, teacher=self.teacher,
                                    seed=self.seed, device=self.dev)
             return m, sel.accuracy
-        self.finetune(m, self.x_fit, self.y_fit, c, teacher=self.teacher, seed=self.seed, checkpoint=checkpoint)
-        return m.eval(), self.evaluate(m, self.x_val, self.y_val)
+        self.finetune(m, self.data.x_fit, self.data.y_fit, c, teacher=self.teacher, seed=self.seed, checkpoint=checkpoint)
+        return m.eval(), self.evaluate(m, self.data.x_val, self.data.y_val)
 
 
 @dataclass
@@ -128,7 +137,7 @@ class _Channels:
         from .mixed import split_knobs, with_operand_bits
 
         chans, bits = split_knobs(knobs)
-        pm = prune_to_counts(m, run.example, {g: chans[g] for g in self.groups}, self.importance, graph=m_graph)[0]
+        pm = prune_to_counts(m, run.data.example, {g: chans[g] for g in self.groups}, self.importance, graph=m_graph)[0]
         return with_operand_bits(pm, bits) if bits else pm
 
 
@@ -142,7 +151,6 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
 
     dev = resolve_device(getattr(train_cfg, "device", "auto"))  # fine-tunes and accuracies run there
     n_workers = 1 if dev.type == "cuda" else resolve_workers(cfg.search.workers)  # forked workers: CPU only
-    say = log or (lambda s: None)
     t0 = time.time()
     out_dir = Path(run_dir) / "pruning"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,9 +160,8 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
     base = copy.deepcopy(model).eval()
     step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill,
                              schedule=cfg.finetune_schedule)
-    return _Run(cfg=cfg, dev=dev, seed=seed, log=log, say=say, t0=t0, out_dir=out_dir, x_fit=x_fit, y_fit=y_fit,
-                x_val=x_val, y_val=y_val, x_test=dataset.x_test, y_test=dataset.y_test,
-                input_shape=tuple(dataset.input_shape), example=example, base=base,
+    data = _Splits(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test, example, tuple(dataset.input_shape))
+    return _Run(cfg=cfg, dev=dev, seed=seed, log=log, t0=t0, out_dir=out_dir, data=data, base=base,
                 teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft)
 
 
@@ -169,12 +176,12 @@ def _run_unstructured(run: _Run, report: dict[str, Any], acc_before: float, para
     per_iter = FinetuneConfig(epochs=cfg.finetune_epochs / n_iter, lr=cfg.lr, distill=cfg.distill)
 
     def ft_step(m: Any, after: Callable[[Any], None]) -> None:
-        run.finetune(m, run.x_fit, run.y_fit, per_iter, teacher=run.teacher, seed=run.seed,
+        run.finetune(m, run.data.x_fit, run.data.y_fit, per_iter, teacher=run.teacher, seed=run.seed,
                      l1_sparsity=cfg.l1_sparsity, after_step=after)
 
     masks = prune_unstructured(pruned, cfg.sparsity, n_iter=n_iter, finetune_step=ft_step)
     apply_masks(pruned, masks)
-    acc_after = run.evaluate(pruned, run.x_test, run.y_test)
+    acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
     report.update(
         {
             "sparsity": sparsity_report(pruned),
@@ -214,7 +221,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
     from .sensitivity import analyse_sensitivity
 
     cfg, base = run.cfg, run.base
-    graph = ChannelGraph(base, run.example)
+    graph = ChannelGraph(base, run.data.example)
     for g in cfg.exclude:
         if g not in graph.groups:
             raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
@@ -222,11 +229,11 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
     if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
         raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
     full = {g: grp.channels for g, grp in groups.items()}
-    importance = make_importance(cfg.importance, x=run.x_fit[:512], y=run.y_fit[:512])
-    acc_val0 = run.evaluate(base, run.x_val, run.y_val)
+    importance = make_importance(cfg.importance, x=run.data.x_fit[:512], y=run.data.y_fit[:512])
+    acc_val0 = run.evaluate(base, run.data.x_val, run.data.y_val)
 
     if cfg.sensitivity:
-        sens = analyse_sensitivity(base, graph, importance, run.x_val, run.y_val, ratios=cfg.sensitivity_ratios,
+        sens = analyse_sensitivity(base, graph, importance, run.data.x_val, run.data.y_val, ratios=cfg.sensitivity_ratios,
                                    groups=list(groups), fold_aware=cfg.fold_aware, device=run.dev)
         sens.save(run.out_dir)
         report["sensitivity"] = sens.as_dict()
@@ -242,7 +249,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
         from .hwmodel import build_predictor
 
         options = target.folding.for_predictor(cfg.folding_time_limit, cfg.predictor_space)
-        hw_eval, _, _ = build_predictor(base, graph, run.input_shape, target.board, run.out_dir, options,
+        hw_eval, _, _ = build_predictor(base, graph, run.data.input_shape, target.board, run.out_dir, options,
                                         workers=cfg.predictor_workers,
                                         base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
@@ -251,7 +258,9 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
                      start=start, cands=cands, hw_eval=hw_eval)
 
 
-def _search_uniform(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
+    """The same keep ratio in every group: ``pruning.ratio``, or with an FPS target the largest ratio on a 1/64
+    grid whose predicted FPS reaches it; pruned in ``pruning.iterations`` steps."""
     from .apply import ChannelGraph, prune_to_counts
     from .plan import iterative_counts, uniform_counts
 
@@ -268,14 +277,13 @@ def _search_uniform(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[A
     pruned = run.base
     cur_counts = dict(full)
     for step_counts in iterative_counts(full, counts, cfg.iterations):
-        g_cur = ChannelGraph(pruned, run.example)
-        pruned, _ = prune_to_counts(pruned, run.example, {g: step_counts[g] for g in ch.groups}, ch.importance,
+        g_cur = ChannelGraph(pruned, run.data.example)
+        pruned, _ = prune_to_counts(pruned, run.data.example, {g: step_counts[g] for g in ch.groups}, ch.importance,
                                     graph=g_cur)
         if cfg.iterations > 1:
-            run.finetune(pruned, run.x_fit, run.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
+            run.finetune(pruned, run.data.x_fit, run.data.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
         cur_counts = step_counts
-    report["ratio"] = ratio
-    return pruned, cur_counts
+    return SearchOutcome(pruned, cur_counts, ratio=ratio)
 
 
 def _knob_key(knobs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -297,11 +305,11 @@ class _Trajectory:
     def _set(self, m: Any) -> None:
         from .apply import ChannelGraph
 
-        self.model, self.graph = m, ChannelGraph(m, self.run.example)
+        self.model, self.graph = m, ChannelGraph(m, self.run.data.example)
 
     def try_accuracy(self, counts: Mapping[str, int]) -> float:
         run = self.run
-        return run.evaluate(self.ch.realise(run, self.model, self.graph, counts), run.x_val, run.y_val)
+        return run.evaluate(self.ch.realise(run, self.model, self.graph, counts), run.data.x_val, run.data.y_val)
 
     def commit(self, counts: Mapping[str, int]) -> float:
         run = self.run
@@ -326,7 +334,8 @@ class _Trajectory:
         self._set(self.snapshots[self.last])
 
 
-def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], SearchResult]:
+def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
+    """Greedy (NetAdapt) or J search on the model's trajectory, then backtracking or the chosen step's model."""
     from .parallel import AccuracyOracle
     from .search import greedy_search
 
@@ -341,18 +350,16 @@ def _search_greedy(run: _Run, ch: _Channels) -> tuple[Any, dict[str, int], Searc
         reject=tr.reject if cfg.on_step_drop != "stop" else None,
         rescue=tr.rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
     )
-    run.lineage_epochs_of = tr.epochs
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
-        return _backtrack(run, ch, result, tr.snapshots)
+        return _backtrack(run, ch, result, tr)
     counts = dict(result.best.counts)
     if cfg.final_weights == "reprune":  # the architecture only; the final fine-tune follows in _finish_report
-        return ch.realise(run, run.base, ch.graph, counts), counts, result
-    run.lineage_epochs = tr.epochs[_knob_key(counts)]
-    return tr.snapshots[_knob_key(counts)], counts, result
+        return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result)
+    key = _knob_key(counts)
+    return SearchOutcome(tr.snapshots[key], counts, result, lineage_epochs=tr.epochs[key])
 
 
-def _backtrack(run: _Run, ch: _Channels, result: SearchResult,
-               snapshots: dict[Any, Any]) -> tuple[Any, dict[str, int], SearchResult]:
+def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) -> SearchOutcome:
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
     Each candidate is the model as it would be delivered: the step's own weights or, with ``final_weights:
     reprune``, the unpruned model pruned once to the step's knobs."""
@@ -363,7 +370,7 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult,
 
     def final(i: int) -> float:
         knobs = result.history[i].counts
-        m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(snapshots[_knob_key(knobs)])
+        m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(tr.snapshots[_knob_key(knobs)])
         finals[i], acc = run.tune(m, run.final_ft())
         return acc
 
@@ -372,14 +379,15 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult,
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
-    run.finetuned = True
-    run.lineage_epochs = 0.0 if reprune else (run.lineage_epochs_of or {})[_knob_key(chosen.counts)]
-    run.backtracked = [{"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items()]
+    backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items())
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
-    return finals[i], dict(chosen.counts), dataclasses.replace(result, best=best)
+    return SearchOutcome(finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
+                         lineage_epochs=0.0 if reprune else tr.epochs[_knob_key(chosen.counts)],
+                         backtracked=backtracked)
 
 
-def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any, dict[str, int], SearchResult]:
+def _search_nsga2(run: _Run, ch: _Channels) -> SearchOutcome:
+    """NSGA-II over the knobs (on this machine, or with the workers of a shared study); the best Pareto point."""
     from ..train import FinetuneConfig
     from .plan import uniform_counts
     from .search import default_storage, nsga2_search
@@ -387,8 +395,8 @@ def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any
 
     cfg, full, hw_eval, seed = run.cfg, ch.full, ch.hw_eval, run.seed
     assert hw_eval is not None
-    evaluate = TrialEvaluator(run.base, run.example, ch.graph, list(ch.groups), ch.importance, (run.x_fit, run.y_fit),
-                              (run.x_val, run.y_val), FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr),
+    evaluate = TrialEvaluator(run.base, run.data.example, ch.graph, list(ch.groups), ch.importance, (run.data.x_fit, run.data.y_fit),
+                              (run.data.x_val, run.data.y_val), FinetuneConfig(epochs=cfg.nsga2.finetune_epochs, lr=cfg.lr),
                               seed, hw_eval, run.dev)
     storage = cfg.nsga2.storage or default_storage(run.out_dir)
     first = [full, uniform_counts(full, 0.5), uniform_counts(full, 0.25)]
@@ -400,31 +408,38 @@ def _search_nsga2(run: _Run, ch: _Channels, report: dict[str, Any]) -> tuple[Any
         workers=run.n_workers,
     )
     counts = dict(result.best.counts)
-    report["storage"] = storage
-    return ch.realise(run, run.base, ch.graph, counts), counts, result
+    return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result, storage=storage)
 
 
-def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any, counts: dict[str, int],
-                   result: SearchResult | None, baseline: tuple[float, int, int]) -> tuple[Any, dict[str, Any]]:
+#: ``pruning.method`` -> the search on the model (``pruning.target: ratio`` is the uniform one for every method).
+SEARCHES: dict[str, Callable[[_Run, _Channels], SearchOutcome]] = {
+    "uniform": _search_uniform, "greedy": _search_greedy, "j": _search_greedy, "nsga2": _search_nsga2,
+}
+
+
+def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], out: SearchOutcome,
+                   baseline: tuple[float, int, int]) -> tuple[Any, dict[str, Any]]:
     """Final fine-tune, test/validation accuracies, predicted FPS, and ``pruning.json``."""
     from .apply import count_macs, count_params
     from .mixed import layer_bits, split_knobs
     from .plan import PruningPlan
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
+    pruned, counts, result = out.model, out.counts, out.result
+    report.update({k: v for k, v in (("ratio", out.ratio), ("storage", out.storage)) if v is not None})
     acc_before, params_before, macs_before = baseline
-    if cfg.finetune_epochs > 0 and not run.finetuned:  # a killed plain fine-tune resumes from its checkpoint
+    if cfg.finetune_epochs > 0 and not out.finetuned:  # a killed plain fine-tune resumes from its checkpoint
         pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft(),
                              checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
     pruned.eval()
-    acc_after = run.evaluate(pruned, run.x_test, run.y_test)
+    acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
     params_after = count_params(pruned)
     knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
     plan = PruningPlan(before=ch.full, after=counts, method=cfg.method)
     if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
         report.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
     # the search's decisions are on the validation split; the test split above is only for the figures
-    report["accuracy_val"] = {"before": ch.acc_val0, "after": run.evaluate(pruned, run.x_val, run.y_val)}
+    report["accuracy_val"] = {"before": ch.acc_val0, "after": run.evaluate(pruned, run.data.x_val, run.data.y_val)}
     fps_before = hw_eval(start).fps if hw_eval is not None else None
     fps_after = hw_eval(knobs).fps if hw_eval is not None else None
     target_met = _target_met(cfg, fps_before, fps_after, run.log, dict(knobs) == dict(start))
@@ -434,7 +449,7 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
             "target_fps": cfg.target_fps if cfg.target == "fps" else None,
             "target_met": target_met,
             "params": {"before": params_before, "after": params_after},
-            "macs": {"before": macs_before, "after": count_macs(pruned, run.example[:1])},
+            "macs": {"before": macs_before, "after": count_macs(pruned, run.data.example[:1])},
             "compression": params_before / max(1, params_after),
             "accuracy": {"before": acc_before, "after": acc_after},
             "accuracy_drop": acc_before - acc_after,
@@ -444,8 +459,8 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
             "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
             "rejected": [s.as_dict() for s in result.rejected] if result is not None else [],
             # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
-            "extra_epochs": run.lineage_epochs + cfg.finetune_epochs,
-            "backtrack": run.backtracked or [],
+            "extra_epochs": out.lineage_epochs + cfg.finetune_epochs,
+            "backtrack": list(out.backtracked),
             "seconds": time.time() - run.t0,
         }
     )
@@ -489,24 +504,16 @@ def run_pruning_stage(
 
     cfg = parse_pruning_config(section)
     run = _prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log)
-    acc_before = run.evaluate(run.base, run.x_test, run.y_test)
+    acc_before = run.evaluate(run.base, run.data.x_test, run.data.y_test)
     params_before = count_params(run.base)
-    macs_before = count_macs(run.base, run.example[:1])
+    macs_before = count_macs(run.base, run.data.example[:1])
     report: dict[str, Any] = {"method": cfg.method, "target": cfg.target, "importance": cfg.importance}
     if cfg.method == "unstructured":
         return _run_unstructured(run, report, acc_before, params_before, macs_before)
 
     ch = _setup_channels(run, report, target)
-    result: SearchResult | None = None
-    if cfg.method == "uniform" or cfg.target == "ratio":
-        pruned, counts = _search_uniform(run, ch, report)
-    elif cfg.method in ("greedy", "j"):
-        pruned, counts, result = _search_greedy(run, ch)
-    elif cfg.method == "nsga2":
-        pruned, counts, result = _search_nsga2(run, ch, report)
-    else:  # pragma: no cover - Literal in the config prevents this
-        raise ConfigError(f"Unknown pruning.method '{cfg.method}'.")
-    out = _finish_report(run, ch, report, pruned, counts, result, (acc_before, params_before, macs_before))
+    outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
+    out = _finish_report(run, ch, report, outcome, (acc_before, params_before, macs_before))
     if isinstance(ch.hw_eval, HwPredictor) and ch.hw_eval is not target.predictor:
         ch.hw_eval.close()  # the predictor this stage built: stop its worker processes
     return out
