@@ -119,10 +119,11 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
         t.add_row(f"verify {s['name']}", "pass" if s.get("passed") else "[red]FAIL[/red]",
                   f"max|Δ|={s.get('max_abs_diff')}, argmax agree {s.get('argmax_agreement')}" + (f"; {note}" if note else ""))
     if "pruning" in report:
-        p = report["pruning"]
-        missed = f"; target {_fmt(p.get('target_fps'))} [red]not met[/red]" if p.get("target_met") is False else ""
-        t.add_row("pruning", str(p.get("method")),
-                  f"search's predicted FPS {_fmt(p.get('fps_before'))} → {_fmt(p.get('fps_after'))}{missed}")
+        from .pruning.reporting import PruningReport
+
+        p = PruningReport.from_dict(report["pruning"])
+        missed = f"; target {_fmt(p.target.fps)} [red]not met[/red]" if p.target.met is False else ""
+        t.add_row("pruning", str(p.method), f"search's predicted FPS {_fmt(p.fps.before)} → {_fmt(p.fps.after)}{missed}")
     if "rtlsim" in report:
         r = report["rtlsim"]
         t.add_row("RTL simulation", "pass" if r.get("passed") else "[red]FAIL[/red]", str(r.get("summary", "")))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
+from .reporting import BeforeAfter, PruningReport, SearchRecord, TargetOutcome
 from .results import SearchOutcome
 from .search import HwPoint, SearchResult
 
@@ -130,6 +131,7 @@ class _Channels:
     start: dict[str, int]
     cands: dict[str, Any]
     hw_eval: Callable[[Mapping[str, int]], HwPoint] | None
+    sensitivity: dict[str, Any] | None = None  # the sensitivity analysis (``pruning.sensitivity``), for the report
 
     def realise(self, run: _Run, m: Any, m_graph: Any, knobs: Mapping[str, int]) -> Any:
         """``m`` pruned to the knobs' channel counts, then at their operand bits (a new model)."""
@@ -165,8 +167,7 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
                 teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft)
 
 
-def _run_unstructured(run: _Run, report: dict[str, Any], acc_before: float, params_before: int,
-                      macs_before: int) -> tuple[Any, dict[str, Any]]:
+def _run_unstructured(run: _Run, baseline: tuple[float, int, int]) -> tuple[Any, PruningReport]:
     from ..train import FinetuneConfig
     from .unstructured import apply_masks, prune_unstructured, sparsity_report
 
@@ -181,25 +182,14 @@ def _run_unstructured(run: _Run, report: dict[str, Any], acc_before: float, para
 
     masks = prune_unstructured(pruned, cfg.sparsity, n_iter=n_iter, finetune_step=ft_step)
     apply_masks(pruned, masks)
-    acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
-    report.update(
-        {
-            "sparsity": sparsity_report(pruned),
-            "channels_before": {},
-            "channels_after": {},
-            "params": {"before": params_before, "after": params_before},
-            "macs": {"before": macs_before, "after": macs_before},
-            "compression": 1.0,
-            "accuracy": {"before": acc_before, "after": acc_after},
-            "accuracy_drop": acc_before - acc_after,
-            "fps_before": None,
-            "fps_after": None,
-            "pareto": [],
-            "seconds": time.time() - run.t0,
-        }
+    acc_before, params_before, macs_before = baseline
+    return pruned, PruningReport(
+        method=cfg.method, target=TargetOutcome(cfg.target), importance=cfg.importance,
+        details={"sparsity": sparsity_report(pruned)}, channels=BeforeAfter({}, {}),
+        params=BeforeAfter(params_before, params_before), macs=BeforeAfter(macs_before, macs_before),
+        accuracy=BeforeAfter(acc_before, run.evaluate(pruned, run.data.x_test, run.data.y_test)),
+        accuracy_val=None, fps=BeforeAfter(None, None), search=None, seconds=time.time() - run.t0,
     )
-    (run.out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
-    return pruned, report
 
 
 def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
@@ -215,7 +205,7 @@ def _candidates(cfg: PruningConfig, full: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Channels:
+def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     from .apply import ChannelGraph
     from .importance import make_importance
     from .sensitivity import analyse_sensitivity
@@ -236,7 +226,6 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
         sens = analyse_sensitivity(base, graph, importance, run.data.x_val, run.data.y_val, ratios=cfg.sensitivity_ratios,
                                    groups=list(groups), fold_aware=cfg.fold_aware, device=run.dev)
         sens.save(run.out_dir)
-        report["sensitivity"] = sens.as_dict()
 
     from .mixed import bits_knobs
 
@@ -255,7 +244,7 @@ def _setup_channels(run: _Run, report: dict[str, Any], target: HwTarget) -> _Cha
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
     return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0,
-                     start=start, cands=cands, hw_eval=hw_eval)
+                     start=start, cands=cands, hw_eval=hw_eval, sensitivity=sens.as_dict() if cfg.sensitivity else None)
 
 
 def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
@@ -417,55 +406,50 @@ SEARCHES: dict[str, Callable[[_Run, _Channels], SearchOutcome]] = {
 }
 
 
-def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], out: SearchOutcome,
-                   baseline: tuple[float, int, int]) -> tuple[Any, dict[str, Any]]:
-    """Final fine-tune, test/validation accuracies, predicted FPS, and ``pruning.json``."""
+def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
+                   baseline: tuple[float, int, int]) -> tuple[Any, PruningReport]:
+    """Final fine-tune, test/validation accuracies and predicted FPS of the search's outcome: the report."""
     from .apply import count_macs, count_params
     from .mixed import layer_bits, split_knobs
-    from .plan import PruningPlan
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
-    pruned, counts, result = out.model, out.counts, out.result
-    report.update({k: v for k, v in (("ratio", out.ratio), ("storage", out.storage)) if v is not None})
-    acc_before, params_before, macs_before = baseline
+    pruned, result = out.model, out.result
     if cfg.finetune_epochs > 0 and not out.finetuned:  # a killed plain fine-tune resumes from its checkpoint
         pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft(),
                              checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
     pruned.eval()
     acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
-    params_after = count_params(pruned)
-    knobs, (counts, _) = {**start, **counts}, split_knobs(counts)
-    plan = PruningPlan(before=ch.full, after=counts, method=cfg.method)
+    knobs, (counts, _) = {**start, **out.counts}, split_knobs(out.counts)
+    details = {k: v for k, v in (("sensitivity", ch.sensitivity), ("ratio", out.ratio), ("storage", out.storage))
+               if v is not None}
     if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
-        report.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
-    # the search's decisions are on the validation split; the test split above is only for the figures
-    report["accuracy_val"] = {"before": ch.acc_val0, "after": run.evaluate(pruned, run.data.x_val, run.data.y_val)}
-    fps_before = hw_eval(start).fps if hw_eval is not None else None
-    fps_after = hw_eval(knobs).fps if hw_eval is not None else None
-    target_met = _target_met(cfg, fps_before, fps_after, run.log, dict(knobs) == dict(start))
-    report.update(
-        {
-            **plan.as_dict(),
-            "target_fps": cfg.target_fps if cfg.target == "fps" else None,
-            "target_met": target_met,
-            "params": {"before": params_before, "after": params_after},
-            "macs": {"before": macs_before, "after": count_macs(pruned, run.data.example[:1])},
-            "compression": params_before / max(1, params_after),
-            "accuracy": {"before": acc_before, "after": acc_after},
-            "accuracy_drop": acc_before - acc_after,
-            "fps_before": fps_before,
-            "fps_after": fps_after,
-            "pareto": _pareto_rows(result),
-            "history": [s.as_dict() for s in result.history][-200:] if result is not None else [],
-            "rejected": [s.as_dict() for s in result.rejected] if result is not None else [],
-            # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
-            "extra_epochs": out.lineage_epochs + cfg.finetune_epochs,
-            "backtrack": list(out.backtracked),
-            "seconds": time.time() - run.t0,
-        }
+        details.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
+    fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
+    met = _target_met(cfg, fps.before, fps.after, run.log, dict(knobs) == dict(start))
+    search = SearchRecord(
+        pareto=_pareto_rows(result),
+        history=[s.as_dict() for s in result.history][-200:] if result is not None else [],
+        rejected=[s.as_dict() for s in result.rejected] if result is not None else [],
+        # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
+        extra_epochs=out.lineage_epochs + cfg.finetune_epochs, backtrack=list(out.backtracked))
+    acc_before, params_before, macs_before = baseline
+    return pruned, PruningReport(
+        method=cfg.method, target=TargetOutcome(cfg.target, cfg.target_fps if cfg.target == "fps" else None, met),
+        importance=cfg.importance, details=details, channels=BeforeAfter(dict(ch.full), _counts_after(ch.full, counts)),
+        params=BeforeAfter(params_before, count_params(pruned)),
+        macs=BeforeAfter(macs_before, count_macs(pruned, run.data.example[:1])),
+        accuracy=BeforeAfter(acc_before, acc_after),
+        # the search's decisions are on the validation split; the test split above is only for the figures
+        accuracy_val=BeforeAfter(ch.acc_val0, run.evaluate(pruned, run.data.x_val, run.data.y_val)),
+        fps=fps, search=search, seconds=time.time() - run.t0,
     )
-    (run.out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
-    return pruned, report
+
+
+def _counts_after(full: Mapping[str, int], counts: Mapping[str, int]) -> dict[str, int]:
+    """The channel counts of every group after pruning (``PruningPlan``'s, the report's ``channels_after``)."""
+    from .plan import PruningPlan
+
+    return PruningPlan(before=dict(full), after=dict(counts)).counts()
 
 
 def _pareto_rows(result: SearchResult | None) -> list[dict[str, Any]]:
@@ -507,13 +491,15 @@ def run_pruning_stage(
     acc_before = run.evaluate(run.base, run.data.x_test, run.data.y_test)
     params_before = count_params(run.base)
     macs_before = count_macs(run.base, run.data.example[:1])
-    report: dict[str, Any] = {"method": cfg.method, "target": cfg.target, "importance": cfg.importance}
+    baseline = (acc_before, params_before, macs_before)
     if cfg.method == "unstructured":
-        return _run_unstructured(run, report, acc_before, params_before, macs_before)
-
-    ch = _setup_channels(run, report, target)
-    outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
-    out = _finish_report(run, ch, report, outcome, (acc_before, params_before, macs_before))
-    if isinstance(ch.hw_eval, HwPredictor) and ch.hw_eval is not target.predictor:
-        ch.hw_eval.close()  # the predictor this stage built: stop its worker processes
-    return out
+        pruned, report = _run_unstructured(run, baseline)
+    else:
+        ch = _setup_channels(run, target)
+        outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
+        pruned, report = _finish_report(run, ch, outcome, baseline)
+        if isinstance(ch.hw_eval, HwPredictor) and ch.hw_eval is not target.predictor:
+            ch.hw_eval.close()  # the predictor this stage built: stop its worker processes
+    doc = report.as_dict()
+    (run.out_dir / "pruning.json").write_text(json.dumps(doc, indent=2, default=str))
+    return pruned, doc
