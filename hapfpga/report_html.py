@@ -86,18 +86,12 @@ def layer_table(section: Mapping[str, Any] | None) -> dict[str, dict[str, float]
 
 
 def pareto_front(points: Sequence[Mapping[str, Any]], x: str = "fps", y: str = "accuracy") -> list[int]:
-    """Indices of the points not dominated in (higher ``x``, higher ``y``), sorted by ``x``."""
+    """Indices of the points not dominated in (higher ``x``, higher ``y``), sorted by ``x`` (the searches' rule,
+    ``hapfpga.pruning.results.non_dominated``, on two figures)."""
+    from .pruning.results import non_dominated
+
     idx = [i for i, p in enumerate(points) if _num(p.get(x)) is not None and _num(p.get(y)) is not None]
-    front = []
-    for i in idx:
-        xi, yi = float(points[i][x]), float(points[i][y])
-        dominated = any(
-            float(points[j][x]) >= xi and float(points[j][y]) >= yi
-            and (float(points[j][x]) > xi or float(points[j][y]) > yi)
-            for j in idx if j != i
-        )
-        if not dominated:
-            front.append(i)
+    front = non_dominated(idx, lambda i: (float(points[i][x]), float(points[i][y])))
     return sorted(front, key=lambda i: float(points[i][x]))
 
 

@@ -1,8 +1,13 @@
 """Hardware-aware structured pruning co-optimised with folding.
 
-Pure core: :mod:`.plan` (channel counts, fold-aware rounding, scaling FINN layer specs), :mod:`.config`.
-Torch adapters (lazy heavy imports): :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`,
-:mod:`.unstructured`; search loops: :mod:`.search`; the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
+Pure core: :mod:`.config` (the ``pruning:`` section), :mod:`.plan` (channel counts, fold-aware rounding,
+scaling FINN layer specs), :mod:`.bits`, :mod:`.results` (``HwPoint``, ``Step``, ``SearchResult``,
+``SearchOutcome``), :mod:`.greedy`, :mod:`.nsga2` (all Optuna code), :mod:`.search` (one import for both),
+:mod:`.predictor` (``HwPredictor`` over a ``PredictorSpec``, ``HwTarget``), :mod:`.parallel`, :mod:`.reporting`
+(``PruningReport``). Torch/FINN adapters (lazy heavy imports): :mod:`.hwmodel` (the predictor's FINN side),
+:mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.unstructured`, :mod:`.mixed`, :mod:`.workers`
+(the multi-machine search's publish/join); the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
+``docs/architecture.md`` (``## Pruning package``) draws the values between them.
 """
 
 from __future__ import annotations

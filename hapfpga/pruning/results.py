@@ -3,15 +3,18 @@ a search's result, the batch protocols of the predictor and the accuracy oracle,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ..types import Resources
 
 __all__ = [
     "HwPoint", "Step", "SearchResult", "SearchOutcome", "BatchPredictor", "BatchAccuracy", "pareto_front",
+    "non_dominated",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,20 +97,15 @@ class BatchAccuracy(Protocol):
     def accuracy_many(self, batch: Sequence[Mapping[str, int]]) -> list[float]: ...
 
 
+def non_dominated(points: Sequence[T], key: Callable[[T], tuple[float, ...]]) -> list[T]:
+    """The points no other point dominates (every component of ``key`` at least as large, one larger), in input
+    order; equal points are all kept. The one Pareto rule of hapfpga (searches and the report's plot)."""
+    keys = [key(p) for p in points]
+    return [p for p, kp in zip(points, keys, strict=True)
+            if not any(all(a >= b for a, b in zip(kq, kp, strict=True)) and kq != kp for kq in keys)]
+
+
 def pareto_front(points: Sequence[Step]) -> list[Step]:
-    """Non-dominated steps for (accuracy ↑, FPS ↑, LUT ↓)."""
-
-    def key(s: Step) -> tuple[float, float, float]:
-        return (s.accuracy, s.hw.fps, -s.hw.resources.LUT)
-
-    out = []
-    for p in points:
-        kp = key(p)
-        dominated = any(
-            all(a >= b for a, b in zip(key(q), kp, strict=True))
-            and any(a > b for a, b in zip(key(q), kp, strict=True))
-            for q in points
-        )
-        if not dominated:
-            out.append(p)
-    return sorted(out, key=lambda s: -s.hw.fps)
+    """Non-dominated steps for (accuracy ↑, FPS ↑, LUT ↓), fastest first."""
+    front = non_dominated(points, lambda s: (s.accuracy, s.hw.fps, -s.hw.resources.LUT))
+    return sorted(front, key=lambda s: -s.hw.fps)

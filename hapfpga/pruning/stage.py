@@ -1,4 +1,4 @@
-"""The pruning stage of ``hapfpga run`` and ``hapfpga prune``: config → pruned, fine-tuned model + report dict.
+"""The pruning stage of ``hapfpga run`` and ``hapfpga prune``: config → pruned, fine-tuned model + ``PruningReport``.
 
 Search decisions use a validation split carved from the training data (``val_fraction``); the test split is
 only used for the reported accuracies. Hardware predictions come from the unpruned model's FINN layer specs,
