@@ -73,7 +73,11 @@ def given_model(ctx: Context, path: Path) -> tuple[str, dict[str, Any]]:
 
     if not path.is_file():
         raise ConfigError(f"Model file '{path}' does not exist; give a run's baseline.pt or a torch.save(model) file.")
-    blob = torch.load(path, weights_only=False)
+    try:
+        blob = torch.load(path, weights_only=False)
+    except Exception as e:  # not a torch file, or classes this process cannot import
+        raise ConfigError(f"Model file '{path}' cannot be read by torch.load ({str(e).splitlines()[0]}); give a "
+                          "run's baseline.pt or a file written by torch.save(model).") from e
     if isinstance(blob, dict) and "spec" in blob:
         model = load_model(path)
     elif isinstance(blob, torch.nn.Module):

@@ -42,6 +42,20 @@ def test_prune_command_saves_pruned_model_and_report(tmp_path):
     assert (out / "final.qonnx.onnx").stat().st_size > 1000
 
 
+def test_prune_command_with_an_unreadable_model_is_one_sentence(tmp_path, capsys):
+    from hapfpga.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {name: digits, max_train: 100, max_test: 50}\nmodel: {name: digits_cnn}\n"
+                   "pruning: {method: uniform, target: ratio, sensitivity: false}\n")
+    (tmp_path / "m.pt").write_text("not a model")
+    assert main(["prune", str(cfg), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "m.pt' cannot be read by torch.load" in err and "Traceback" not in err
+    assert main(["prune", str(cfg), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "none.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 def test_prune_command_without_pruning_section_is_a_user_error(tmp_path, capsys):
     from hapfpga.cli import main
 
