@@ -177,7 +177,8 @@ def check_finn_conversion(
     except FinnStepError as e:
         _raise_for_step(e, out, name, layers)
     except UnsupportedLayerError as e:
-        raise UnsupportedLayerError(f"{e.message.rstrip('.')} (checked before training on {name}).") from None
+        msg = _with_layer(e.message.rstrip("."), out, layers)
+        raise UnsupportedLayerError(f"{msg} (checked before training on {name}).") from None
     _check_ends(res.step_models["step_convert_to_hw"], name, layers)
     try:
         load_layers(res.step_models["step_specialize_layers"])
@@ -308,11 +309,29 @@ def _raise_for_step(e: Any, out: Path, name: str, layers: _Layers) -> None:
         nodes = _unmapped(last)
     if nodes:
         where, fix = _describe([n for n in nodes if n.op_type not in ("Transpose",)] or nodes, layers)
+        reason = "step_convert_to_hw maps it to no hardware layer, so "
     else:
-        where, fix = "a layer", _DEFAULT_FIX
+        where, fix, reason = "a layer", _DEFAULT_FIX, ""
     raise UnsupportedLayerError(
-        f"FINN cannot build {where} of {name}: step {e.step} failed on the untrained model ({cause}); {fix}."
+        f"FINN cannot build {where} of {name}: {reason}step {e.step} failed on the untrained model ({cause}); "
+        f"{fix}."
     )
+
+
+def _with_layer(msg: str, out: Path, layers: _Layers) -> str:
+    """``msg`` (one of our FINN steps' refusals, naming a graph node such as ``Add_0``) with the user's layer
+    of that node added after its first mention, when the exporter recorded one."""
+    import re
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    saved = sorted((out / "intermediate_models").glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for token in re.findall(r"\b[A-Za-z]+_\d+\b", msg):
+        for f in saved[:1]:
+            node = next((n for n in ModelWrapper(str(f)).graph.node if n.name == token), None)
+            if node is not None and _layer_of(node) is not None:
+                return msg.replace(token, f"{token} of {layers.phrase(node)}", 1)
+    return msg
 
 
 def _known_cause(graph: Any, layers: _Layers, e: Any) -> tuple[str, str, str] | None:

@@ -78,6 +78,12 @@ def make(input_shape, num_classes):
     return Net(num_classes)
 """
 
+#: the same add on plain tensors (quantisers without return_quant_tensor): Brevitas adds floats, and the join
+#: left with two float scales is refused after FINN's streamlining (hapfpga.finn.streamline.check_joins_integer)
+UNSHARED_FLOAT_ADD = UNSHARED_ADD.replace(
+    "self.act = QuantReLU(bit_width=4, return_quant_tensor=True)", "self.act = QuantReLU(bit_width=4)").replace(
+    "self.skip_act = QuantReLU(bit_width=4, return_quant_tensor=True)", "self.skip_act = QuantReLU(bit_width=4)")
+
 #: the same block with one shared quantiser on both inputs of the add (Brevitas' QuantBasicBlock pattern)
 SHARED_ADD = UNSHARED_ADD.replace("return y + self.skip_act(x)", "return self.act(self.bn(self.conv(x))) + self.act(x)")
 
@@ -130,12 +136,14 @@ REFUSALS = [
      r"depthwise convolution .* followed by a 1x1 pointwise convolution"),
     (UNSHARED_ADD, "Layer 'stage.0' (Block)", r"adds quantised tensors with different scales at mymodel\.py:\d+",
      r"one shared quantiser .*QuantBasicBlock"),
+    (UNSHARED_FLOAT_ADD, "residual add Add_0 of layer 'stage.0' (Block, ONNX Add)", r"different float scales",
+     r"one shared activation module"),
     (SIGMOID, "layer '2.gate' (Sigmoid)", r"PWPolyF .* cannot be specialized for FPGA part xc7z020",
      r"replace it by a quantised activation"),
 ]
 
 
-@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "sigmoid"])
+@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unshared_float_add", "sigmoid"])
 def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, capsys, body, layer, reason, change):
     f = tmp_path / "mymodel.py"
     f.write_text(body)
