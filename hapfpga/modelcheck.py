@@ -1,4 +1,4 @@
-"""Early checks of a (user) model before minutes of training: supported layers, input shape, outputs, and
+"""Early checks of a (user) model before minutes of training: its input shape and outputs, and
 FINN's conversion of the untrained model to its HW graph.
 
 FINN builds dataflow hardware for a fixed set of quantised layers; a model with anything else would train fine
@@ -55,6 +55,8 @@ FIXES: dict[str, str] = {
     "AveragePool": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) after an activation with "
     "return_quant_tensor=True, or MaxPool2d",
     "GlobalAveragePool": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) over the whole map instead",
+    "ReduceMean": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) over the whole map after an activation "
+    "with return_quant_tensor=True instead of a mean",
     "MatMul": "put a quantised activation (QuantReLU or QuantIdentity) between consecutive QuantConv/QuantLinear "
     "layers and quantise every layer's weights",
     "Im2Col": "put a quantised activation (QuantReLU or QuantIdentity) before every QuantConv and quantise its "
@@ -78,7 +80,8 @@ _QUANT_SCOPES = ("weight_quant", "act_quant", "input_quant", "output_quant", "bi
 
 def _layer_of(node: Any) -> str | None:
     """The torch module path the exporter recorded for an ONNX node (``pkg.torch.onnx.name_scopes``; FINN
-    keeps a node's metadata while it only renames it), without our export wrapper's ``inner.``."""
+    keeps a node's metadata while it only renames it), without our export wrapper's ``inner.``; ``""`` for an op
+    of the model's own ``forward`` (``x.mean(...)`` at its top level)."""
     import ast
 
     for p in node.metadata_props:
@@ -96,7 +99,7 @@ def _layer_of(node: Any) -> str | None:
                 break
             parts.append(seg)
         if parts and parts[0] == "inner":
-            parts = parts[1:]
+            return ".".join(parts[1:])
         return ".".join(parts) or None
     return None
 
@@ -111,6 +114,7 @@ class _Layers:
 
     def __init__(self, model: Any, export: Path | None = None):
         self.classes = {path: type(m).__name__ for path, m in model.named_modules() if path}
+        self.root = type(model).__name__
         self.export = export
 
     def phrase(self, node: Any) -> str:
@@ -120,6 +124,8 @@ class _Layers:
             layer, op = self._source_of(node)
         if layer is None:
             return f"the {node.op_type} node {node.name}"
+        if not layer:
+            return f"the {op} in {self.root}.forward (ONNX node {node.name})"
         kind = self.classes.get(layer)
         return f"layer '{layer}' ({kind}, ONNX {op})" if kind and kind != op else f"layer '{layer}' ({op})"
 

@@ -106,6 +106,25 @@ def make(input_shape, num_classes):
                          QuantLinear(32, num_classes, weight_bit_width=4, bias=False))
 """
 
+#: an op in the model's own forward (no module of its own): a float mean over the map
+FORWARD_MEAN = HEAD + """
+
+class Net(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.inp = QuantIdentity(bit_width=8, return_quant_tensor=True)
+        self.conv = QuantConv2d(1, 8, 3, weight_bit_width=4, bias=False)
+        self.act = QuantReLU(bit_width=4)
+        self.fc = QuantLinear(8, num_classes, weight_bit_width=4, bias=False)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(self.inp(x))).mean(dim=(2, 3)))
+
+
+def make(input_shape, num_classes):
+    return Net(num_classes)
+"""
+
 
 def _cfg(tmp: Path, model: str, **extra) -> list[str]:
     cfg = {"board": "pynq-z2", "model": {"name": model}, "data": {"name": "digits", "max_train": 64, "max_test": 16},
@@ -138,12 +157,13 @@ REFUSALS = [
      r"one shared quantiser .*QuantBasicBlock"),
     (UNSHARED_FLOAT_ADD, "residual add Add_0 of layer 'stage.0' (Block, ONNX Add)", r"different float scales",
      r"one shared activation module"),
+    (FORWARD_MEAN, "the ReduceMean in Net.forward", r"maps it to no hardware layer", r"TruncAvgPool2d"),
     (SIGMOID, "layer '2.gate' (Sigmoid)", r"PWPolyF .* cannot be specialized for FPGA part xc7z020",
      r"replace it by a quantised activation"),
 ]
 
 
-@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unshared_float_add", "sigmoid"])
+@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unshared_float_add", "forward_mean", "sigmoid"])
 def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, capsys, body, layer, reason, change):
     f = tmp_path / "mymodel.py"
     f.write_text(body)
