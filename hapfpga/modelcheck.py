@@ -29,13 +29,17 @@ def check_model(model: Any, input_shape: Sequence[int], num_classes: int, name: 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _ModuleStack(model) as stack:
             out = model(torch.zeros(shape))
-    except Exception as e:  # the user's forward rejects the data's shape
+    except Exception as e:  # the user's forward rejects the data's shape (or adds differently scaled tensors)
+        where = stack.innermost()
+        if _is_scale_mismatch(e):
+            _refuse_forward_error(e, where, name)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        at = f"in layer '{where[0]}' ({type(where[1]).__name__}{_user_line(e, where[1])}): " if where else ""
         raise ConfigError(
             f"{name[0].upper()}{name[1:]} does not accept inputs of shape {list(shape)} from the dataset "
-            f"({first.rstrip('.')}); make the model's input layer match the data."
+            f"({at}{first.rstrip('.')}); make the model's input layer match the data."
         ) from None
     finally:
         model.train(was_training)
@@ -259,7 +263,7 @@ def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str
     path, module = where
     line = _user_line(e, module)
     msg = " ".join(str(e).split()).rstrip(".") or "no message"
-    if "Scaling factors are different" in msg or "Zero points are different" in msg:
+    if _is_scale_mismatch(e):
         raise UnsupportedLayerError(
             f"Layer '{path}' ({type(module).__name__}) of {name} adds quantised tensors with different scales"
             f"{line} (Brevitas: {msg}), which FINN cannot build as an integer add; quantise both inputs of the add "
@@ -270,6 +274,12 @@ def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str
         f"Layer '{path}' ({type(module).__name__}) of {name} cannot be exported to QONNX for FINN "
         f"({type(e).__name__}{line}: {msg}); build that layer from brevitas.nn quantised layers that export."
     ) from None
+
+
+def _is_scale_mismatch(e: Exception) -> bool:
+    """Brevitas' refusal to add (or concatenate) QuantTensors of different scales or zero points."""
+    return isinstance(e, RuntimeError) and any(
+        m in str(e) for m in ("Scaling factors are different", "Zero points are different"))
 
 
 def _user_line(e: Exception, module: Any) -> str:
