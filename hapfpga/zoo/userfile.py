@@ -16,17 +16,22 @@ __all__ = ["make_folder_importable", "local_sources", "sources_hash"]
 
 
 def make_folder_importable(path: Path) -> None:
-    """Put the folder of ``path`` first on ``sys.path`` (if absent), as ``python path`` does for its script, and
-    forget the modules this process imported from the files ``path`` imports there (:func:`local_sources`), so
-    that importing ``path`` again reads their current content (hapfpga's own modules are never forgotten)."""
+    """Put the folder of ``path`` first on ``sys.path`` (moved there if present), as ``python path`` does for its script, and
+    forget the modules this process imported under the names or from the files of the modules ``path`` imports
+    there (:func:`local_sources`), so that importing ``path`` reads their current content, not a module of the
+    same name from another model's folder (hapfpga's own modules are never forgotten)."""
     folder = str(Path(path).resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    root = Path(folder)
     mine = set(local_sources(Path(path))[1:])
+    names = {".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__") for f in mine}
     for name, mod in list(sys.modules.items()):
         file = getattr(mod, "__file__", None)
-        if file and not name.startswith("hapfpga") and Path(file).resolve() in mine:
-            del sys.modules[name]
+        ours = name in names or (file is not None and Path(file).resolve() in mine)
+        if ours and not name.startswith("hapfpga"):
+            del sys.modules[name]  # this file's neighbour, or a same-named module from another model's folder
 
 
 def _imported_names(tree: ast.AST) -> set[str]:

@@ -248,6 +248,24 @@ def test_model_file_imports_a_module_next_to_it_and_editing_that_module_retrains
     assert state["2.weight"].shape[0] == 12  # the edited module was imported, not the one cached in-process
 
 
+def test_two_model_folders_with_same_named_neighbours_each_get_their_own(tmp_path):
+    """Two model files in different folders both `from model import Net`: each builds its own Net (a module
+    imported for the first is not reused for the second), and an edit to the first's neighbour is seen."""
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.zoo import build_model
+
+    built = {}
+    for folder, width in (("a", 16), ("b", 12), ("a", 16), ("b", 12)):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "model.py").write_text(SIBLING.replace("WIDTH = 16", f"WIDTH = {width}"))
+        (tmp_path / folder / "main.py").write_text(MAIN_FILE)
+        model = build_model(ModelConfig(name=f"{tmp_path / folder / 'main.py'}:make"), (1, 8, 8), 10)
+        built.setdefault(folder, []).append(model[2].out_features)
+    (tmp_path / "a" / "model.py").write_text(SIBLING.replace("WIDTH = 16", "WIDTH = 8"))
+    model = build_model(ModelConfig(name=f"{tmp_path / 'a' / 'main.py'}:make"), (1, 8, 8), 10)
+    assert built == {"a": [16, 16], "b": [12, 12]} and model[2].out_features == 8
+
+
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         p = root / rel
