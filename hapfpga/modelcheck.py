@@ -256,6 +256,8 @@ def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str
     """Raise the one-sentence refusal for an exception from the user's forward during export, if one fits:
     Brevitas' ``Scaling factors are different`` (a residual add of two differently scaled QuantTensors) or any
     error raised inside one of the model's modules."""
+    import traceback
+
     from .errors import HapError
 
     if isinstance(e, HapError) or where is None:
@@ -264,11 +266,13 @@ def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str
     line = _user_line(e, module)
     msg = " ".join(str(e).split()).rstrip(".") or "no message"
     if _is_scale_mismatch(e):
+        cat = any(f.name == "cat" for f in traceback.extract_tb(e.__traceback__))
+        verb, op, alt = ("concatenates", "concatenation", "QuantCat") if cat else ("adds", "add", "QuantEltwiseAdd")
         raise UnsupportedLayerError(
-            f"Layer '{path}' ({type(module).__name__}) of {name} adds quantised tensors with different scales"
-            f"{line} (Brevitas: {msg}), which FINN cannot build as an integer add; quantise both inputs of the add "
-            "with one shared quantiser module (as Brevitas' QuantBasicBlock passes its shortcut's QuantReLU as "
-            "shared_quant_act), or a QuantEltwiseAdd with one input quantiser."
+            f"Layer '{path}' ({type(module).__name__}) of {name} {verb} quantised tensors with different scales"
+            f"{line} (Brevitas: {msg}), which FINN cannot build as an integer {op}; quantise all inputs of the "
+            f"{op} with one shared quantiser module (as Brevitas' QuantBasicBlock passes its shortcut's QuantReLU "
+            f"as shared_quant_act), or a {alt} with one input quantiser."
         ) from None
     raise UnsupportedLayerError(
         f"Layer '{path}' ({type(module).__name__}) of {name} cannot be exported to QONNX for FINN "
@@ -276,10 +280,14 @@ def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str
     ) from None
 
 
+#: Brevitas' QuantTensor messages (``brevitas.quant_tensor``) when an add or a cat joins tensors it cannot join.
+_JOIN_MISMATCHES = frozenset(f"{what} are different" for what in (
+    "Scaling factors", "Zero points", "Bit widths", "Signs", "Floating point representations"))
+
+
 def _is_scale_mismatch(e: Exception) -> bool:
     """Brevitas' refusal to add (or concatenate) QuantTensors of different scales or zero points."""
-    return isinstance(e, RuntimeError) and any(
-        m in str(e) for m in ("Scaling factors are different", "Zero points are different"))
+    return isinstance(e, RuntimeError) and str(e) in _JOIN_MISMATCHES
 
 
 def _user_line(e: Exception, module: Any) -> str:

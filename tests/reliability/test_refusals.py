@@ -83,6 +83,11 @@ UNEQUAL_BITS_ADD = UNSHARED_ADD.replace(
     "self.skip_act = QuantReLU(bit_width=4, return_quant_tensor=True)",
     "self.skip_act = QuantReLU(bit_width=8, return_quant_tensor=True)")
 
+#: a concatenation of two QuantTensors from two quantisers (Brevitas checks cat's scales as add's)
+UNSHARED_CAT = UNSHARED_ADD.replace("return y + self.skip_act(x)", "return torch.cat([y, self.skip_act(x)], dim=1)"
+                                    ).replace("import torch.nn as nn", "import torch\nimport torch.nn as nn").replace(
+    "QuantLinear(8 * 6 * 6,", "QuantLinear(16 * 6 * 6,")
+
 #: the same add on plain tensors (quantisers without return_quant_tensor): Brevitas adds floats, and the join
 #: left with two float scales is refused after FINN's streamlining (hapfpga.finn.streamline.check_joins_integer)
 UNSHARED_FLOAT_ADD = UNSHARED_ADD.replace(
@@ -162,6 +167,8 @@ REFUSALS = [
      r"one shared quantiser .*QuantBasicBlock"),
     (UNEQUAL_BITS_ADD, "Layer 'stage.0' (Block)", r"adds quantised tensors with different scales at mymodel\.py:\d+",
      r"one shared quantiser"),
+    (UNSHARED_CAT, "Layer 'stage.0' (Block)", r"concatenates quantised tensors with different scales",
+     r"one shared quantiser .*QuantCat"),
     (UNSHARED_FLOAT_ADD, "residual add Add_0 of layer 'stage.0' (Block, ONNX Add)", r"different float scales",
      r"one shared activation module"),
     (FORWARD_MEAN, "the ReduceMean in Net.forward", r"maps it to no hardware layer", r"TruncAvgPool2d"),
@@ -170,7 +177,7 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unequal_bits_add", "unshared_float_add", "forward_mean", "sigmoid"])
+@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unequal_bits_add", "unshared_cat", "unshared_float_add", "forward_mean", "sigmoid"])
 def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, capsys, body, layer, reason, change):
     f = tmp_path / "mymodel.py"
     f.write_text(body)
