@@ -146,19 +146,32 @@ def test_pruned_user_affine_holds_the_kept_channels_parameters():
     assert pruned[5].in_features == 4 and pruned[6].weight.shape == (1,)  # TensorNorm is per tensor: untouched
 
 
-def test_pruned_bnn_pynq_tfc_still_converts_to_finn_hw(tmp_path):
-    """FINN builds the pruned TFC w1a1 (BatchNorm1d and bipolar activations streamlined into thresholds)."""
-    from hapfpga.boards import load_board
-    from hapfpga.modelcheck import check_finn_conversion
-
-    torch.manual_seed(0)
-    model = _bnn("tfc_1w1a").eval()
-    graph = ChannelGraph(model, torch.rand(1, 1, 28, 28))
-    pruned = graph.prune({"features.2": list(range(0, 64, 2)), "features.6": list(range(40)),
-                          "features.10": list(range(17))})
-    onnx_file = check_finn_conversion(pruned, (1, 28, 28), "the pruned TFC", tmp_path, load_board("pynq-z2"))
+def test_pruned_bnn_pynq_tfc_builds_and_verifies_bit_exactly_in_finn(tmp_path):
+    """The pruned TFC w1a1 (BatchNorm1d and bipolar activations streamlined into thresholds) passes the check
+    before training, its QONNX has the pruned widths, and FINN's HW graph computes exactly what Brevitas does."""
     from qonnx.core.modelwrapper import ModelWrapper
 
+    from hapfpga.boards import load_board
+    from hapfpga.export import export_qonnx
+    from hapfpga.finn.build import run_finn_steps
+    from hapfpga.finn.graph import SPECIALIZE_STEPS
+    from hapfpga.modelcheck import check_finn_conversion
+    from hapfpga.verify import verify_chain
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = _bnn("tfc_1w1a").eval()
+    _randomise_affines(model, gen)
+    graph = ChannelGraph(model, torch.rand(1, 1, 28, 28))
+    pruned = graph.prune({"features.2": list(range(0, 64, 2)), "features.6": list(range(40)),
+                          "features.10": list(range(1, 64, 4))}).eval()
+    check_finn_conversion(pruned, (1, 28, 28), "the pruned TFC", tmp_path / "check", load_board("pynq-z2"))
+    onnx_file = export_qonnx(pruned, (1, 28, 28), tmp_path / "pruned.qonnx.onnx")  # the check calibrates a copy
     mw = ModelWrapper(str(onnx_file))
     shapes = [mw.get_tensor_shape(n.input[1]) for n in mw.graph.node if n.op_type in ("Gemm", "MatMul")]
-    assert shapes == [[32, 784], [40, 32], [17, 40], [10, 17]]
+    assert shapes == [[32, 784], [40, 32], [16, 40], [10, 16]]
+    res = run_finn_steps(onnx_file, tmp_path / "finn", steps=SPECIALIZE_STEPS)
+    x = (torch.randint(0, 256, (16, 1, 28, 28), generator=gen).float() / 255).numpy()
+    rep = verify_chain(pruned, onnx_file, res, x)
+    hw = [s for s in rep.stages if s.name == "finn_hw"][0]
+    assert rep.passed and hw.exact and hw.max_abs_diff == 0.0, [(s.name, s.passed, s.max_abs_diff, s.note) for s in rep.stages]
