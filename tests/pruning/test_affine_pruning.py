@@ -146,9 +146,12 @@ def test_pruned_user_affine_holds_the_kept_channels_parameters():
     assert pruned[5].in_features == 4 and pruned[6].weight.shape == (1,)  # TensorNorm is per tensor: untouched
 
 
-def test_pruned_bnn_pynq_tfc_builds_and_verifies_bit_exactly_in_finn(tmp_path):
-    """The pruned TFC w1a1 (BatchNorm1d and bipolar activations streamlined into thresholds) passes the check
-    before training, its QONNX has the pruned widths, and FINN's HW graph computes exactly what Brevitas does."""
+@pytest.mark.parametrize("arch", ["tfc_1w1a", pytest.param("sfc_2w2a", marks=pytest.mark.slow),
+                                  pytest.param("cnv_1w2a", marks=pytest.mark.slow)])
+def test_pruned_bnn_pynq_model_builds_and_verifies_bit_exactly_in_finn(tmp_path, arch):
+    """A pruned bnn_pynq model (BatchNorm and bipolar/2-bit activations streamlined into thresholds, TensorNorm
+    into the output tail) passes the check before training, has the pruned widths in its QONNX, and FINN's HW
+    graph computes exactly what Brevitas does."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from hapfpga.boards import load_board
@@ -160,18 +163,20 @@ def test_pruned_bnn_pynq_tfc_builds_and_verifies_bit_exactly_in_finn(tmp_path):
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    model = _bnn("tfc_1w1a").eval()
+    shape = (3, 32, 32) if arch.startswith("cnv") else (1, 28, 28)
+    model = _bnn(arch).eval()
     _randomise_affines(model, gen)
-    graph = ChannelGraph(model, torch.rand(1, 1, 28, 28))
-    pruned = graph.prune({"features.2": list(range(0, 64, 2)), "features.6": list(range(40)),
-                          "features.10": list(range(1, 64, 4))}).eval()
-    check_finn_conversion(pruned, (1, 28, 28), "the pruned TFC", tmp_path / "check", load_board("pynq-z2"))
-    onnx_file = export_qonnx(pruned, (1, 28, 28), tmp_path / "pruned.qonnx.onnx")  # the check calibrates a copy
+    graph = ChannelGraph(model, torch.rand(1, *shape))
+    keep = {g.name: sorted(torch.randperm(g.channels, generator=gen)[: g.channels * 3 // 4].tolist())
+            for g in graph.groups.values() if g.prunable}
+    pruned = graph.prune(keep).eval()
+    check_finn_conversion(pruned, shape, f"the pruned {arch}", tmp_path / "check", load_board("pynq-z2"))
+    onnx_file = export_qonnx(pruned, shape, tmp_path / "pruned.qonnx.onnx")  # the check calibrates a copy
     mw = ModelWrapper(str(onnx_file))
-    shapes = [mw.get_tensor_shape(n.input[1]) for n in mw.graph.node if n.op_type in ("Gemm", "MatMul")]
-    assert shapes == [[32, 784], [40, 32], [16, 40], [10, 16]]
+    outs = [mw.get_tensor_shape(n.input[1])[0] for n in mw.graph.node if n.op_type in ("Gemm", "MatMul", "Conv")]
+    assert outs == [len(keep[g]) for g in graph.layers_in_order() if g in keep] + [10]
     res = run_finn_steps(onnx_file, tmp_path / "finn", steps=SPECIALIZE_STEPS)
-    x = (torch.randint(0, 256, (16, 1, 28, 28), generator=gen).float() / 255).numpy()
+    x = (torch.randint(0, 256, (8, *shape), generator=gen).float() / 255).numpy()
     rep = verify_chain(pruned, onnx_file, res, x)
     hw = [s for s in rep.stages if s.name == "finn_hw"][0]
-    assert rep.passed and hw.exact and hw.max_abs_diff == 0.0, [(s.name, s.passed, s.max_abs_diff, s.note) for s in rep.stages]
+    assert rep.passed and hw.exact and hw.max_abs_diff == 0.0, [(s.name, s.passed, s.max_abs_diff) for s in rep.stages]
