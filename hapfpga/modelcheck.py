@@ -1,12 +1,13 @@
-"""Early checks of a (user) model before minutes of training: supported layers, input shape, outputs, and
+"""Early checks of a (user) model before minutes of training: its input shape and outputs, and
 FINN's conversion of the untrained model to its HW graph.
 
 FINN builds dataflow hardware for a fixed set of quantised layers; a model with anything else would train fine
-and fail late in the FINN conversion. :func:`check_model` checks the layer types against the set the flow
-supports and runs one forward pass on the dataset's input shape (milliseconds); :func:`check_finn_conversion`
-exports the untrained model and runs finn-plus's steps up to ``step_specialize_layers`` (seconds: weights do
-not change which layers FINN can build), so that anything FINN cannot build stops the run with one sentence
-naming the layer, the FINN step and what to change.
+and fail late in the FINN conversion. FINN alone decides what is buildable: :func:`check_model` only runs one
+forward pass on the dataset's input shape (milliseconds); :func:`check_finn_conversion` exports the untrained
+model and runs finn-plus's steps up to ``step_specialize_layers`` (seconds: weights do not change which layers
+FINN can build). Whatever FINN or Brevitas' exporter refuses stops the run with one sentence naming the user's
+layer by its attribute path and class (class names only word the message: TensorNorm, QuantHardTanh, bipolar
+quantisers, any per-channel affine layer pass whenever FINN builds them), the reason and what to change.
 """
 
 from __future__ import annotations
@@ -17,53 +18,28 @@ from typing import Any
 
 from .errors import ConfigError, UnsupportedLayerError
 
-__all__ = ["SUPPORTED_LAYERS", "check_model", "check_finn_conversion", "check_before_training", "FIXES"]
-
-#: Module types the Brevitas -> QONNX -> FINN flow converts (leaf modules; Brevitas quant layers are leaves).
-SUPPORTED_LAYERS: tuple[str, ...] = (
-    "QuantConv1d", "QuantConv2d", "QuantLinear", "QuantReLU", "QuantIdentity", "QuantHardTanh",
-    "BatchNorm1d", "BatchNorm2d", "MaxPool1d", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "Identity",
-    "TruncAvgPool2d", "QuantEltwiseAdd", "QuantCat",
-)
-_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
-
-
-def _walk(module: Any, prefix: str = ""):
-    """Yield (name, leaf module); Brevitas quant layers count as leaves (their children are quantisers)."""
-    from brevitas.nn.mixin.base import QuantLayerMixin
-
-    children = list(module.named_children())
-    if not children or isinstance(module, QuantLayerMixin):
-        yield prefix or type(module).__name__, module
-        return
-    for name, child in children:
-        yield from _walk(child, f"{prefix}.{name}" if prefix else name)
-
+__all__ = ["check_model", "check_finn_conversion", "check_before_training", "FIXES"]
 
 def check_model(model: Any, input_shape: Sequence[int], num_classes: int, name: str = "the model") -> None:
-    """Raise a one-sentence user error if ``model`` has a layer FINN cannot build or rejects the input shape."""
+    """Raise a one-sentence user error if ``model`` rejects the input shape or outputs the wrong number of values
+    (which layers FINN can build is :func:`check_finn_conversion`'s question, answered by FINN)."""
     import torch
 
-    for path, leaf in _walk(model):
-        kind = type(leaf).__name__
-        if kind in _CONTAINERS:
-            continue
-        if kind not in SUPPORTED_LAYERS:
-            raise UnsupportedLayerError(
-                f"Layer '{path}' of {name} is a {kind}, which the Brevitas-to-FINN flow cannot build; "
-                f"use only {', '.join(SUPPORTED_LAYERS)}."
-            )
     shape = (1, *tuple(int(s) for s in input_shape))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _ModuleStack(model) as stack:
             out = model(torch.zeros(shape))
-    except Exception as e:  # the user's forward rejects the data's shape
+    except Exception as e:  # the user's forward rejects the data's shape (or adds differently scaled tensors)
+        where = stack.innermost()
+        if _is_scale_mismatch(e):
+            _refuse_forward_error(e, where, name)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        at = f"in layer '{where[0]}' ({type(where[1]).__name__}{_user_line(e, where[1])}): " if where else ""
         raise ConfigError(
             f"{name[0].upper()}{name[1:]} does not accept inputs of shape {list(shape)} from the dataset "
-            f"({first.rstrip('.')}); make the model's input layer match the data."
+            f"({at}{first.rstrip('.')}); make the model's input layer match the data."
         ) from None
     finally:
         model.train(was_training)
@@ -75,11 +51,16 @@ def check_model(model: Any, input_shape: Sequence[int], num_classes: int, name: 
         )
 
 
+_ACT_FIX = ("replace it by a quantised activation (brevitas.nn.QuantReLU, QuantHardTanh or QuantIdentity), which "
+            "FINN builds as thresholds")
+
 #: What to change when FINN leaves an ONNX op of this type unconverted (keyed by op type; the default below).
 FIXES: dict[str, str] = {
     "AveragePool": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) after an activation with "
     "return_quant_tensor=True, or MaxPool2d",
     "GlobalAveragePool": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) over the whole map instead",
+    "ReduceMean": "use brevitas.nn.TruncAvgPool2d(trunc_quant=TruncTo8bit) over the whole map after an activation "
+    "with return_quant_tensor=True instead of a mean",
     "MatMul": "put a quantised activation (QuantReLU or QuantIdentity) between consecutive QuantConv/QuantLinear "
     "layers and quantise every layer's weights",
     "Im2Col": "put a quantised activation (QuantReLU or QuantIdentity) before every QuantConv and quantise its "
@@ -87,6 +68,11 @@ FIXES: dict[str, str] = {
     "Transpose": "put a quantised activation (QuantReLU or QuantIdentity) before every QuantConv and after every "
     "pooling layer",
     "Add": "quantise both inputs of the addition with one shared QuantIdentity",
+    "Sigmoid": _ACT_FIX,
+    "Tanh": _ACT_FIX,
+    "Gelu": _ACT_FIX,
+    "Erf": _ACT_FIX,
+    "PWPolyF": _ACT_FIX,
     "Mul": "quantise the output of every layer that scales its input (BatchNorm needs a quantised activation "
     "after it)",
 }
@@ -98,7 +84,8 @@ _QUANT_SCOPES = ("weight_quant", "act_quant", "input_quant", "output_quant", "bi
 
 def _layer_of(node: Any) -> str | None:
     """The torch module path the exporter recorded for an ONNX node (``pkg.torch.onnx.name_scopes``; FINN
-    keeps a node's metadata while it only renames it), without our export wrapper's ``inner.``."""
+    keeps a node's metadata while it only renames it), without our export wrapper's ``inner.``; ``""`` for an op
+    of the model's own ``forward`` (``x.mean(...)`` at its top level)."""
     import ast
 
     for p in node.metadata_props:
@@ -116,9 +103,46 @@ def _layer_of(node: Any) -> str | None:
                 break
             parts.append(seg)
         if parts and parts[0] == "inner":
-            parts = parts[1:]
+            return ".".join(parts[1:])
         return ".".join(parts) or None
     return None
+
+
+#: FINN HW op types that replace ONNX ops without keeping the exporter's metadata, with the ops they come from
+#: (finn-plus 1.6.1 ``build_dataflow_steps.step_convert_to_hw``: ``InferPWPolyFLayer`` on these op types).
+_HW_SOURCES: dict[str, tuple[str, ...]] = {"PWPolyF": ("Sigmoid", "Tanh", "Gelu", "Erf", "PWPolyFunction")}
+
+
+class _Layers:
+    """The user's module paths and class names, to word messages about ONNX nodes of its export."""
+
+    def __init__(self, model: Any, export: Path | None = None):
+        self.classes = {path: type(m).__name__ for path, m in model.named_modules() if path}
+        self.root = type(model).__name__
+        self.export = export
+
+    def phrase(self, node: Any) -> str:
+        """``layer 'body.0' (QuantConv2d, ONNX Conv)``, or the node's name when no layer is recorded."""
+        layer, op = _layer_of(node), node.op_type
+        if layer is None and op in _HW_SOURCES and self.export is not None:
+            layer, op = self._source_of(node)
+        if layer is None:
+            return f"the {node.op_type} node {node.name}"
+        if not layer:
+            return f"the {op} in {self.root}.forward (ONNX node {node.name})"
+        kind = self.classes.get(layer)
+        return f"layer '{layer}' ({kind}, ONNX {op})" if kind and kind != op else f"layer '{layer}' ({op})"
+
+    def _source_of(self, node: Any) -> tuple[str | None, str]:
+        """(layer, ONNX op) of the ``k``-th export node a HW node ``<Op>_<k>`` was made from (FINN numbers
+        nodes of one op type in graph order)."""
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        sources = [n for n in ModelWrapper(str(self.export)).graph.node if n.op_type in _HW_SOURCES[node.op_type]]
+        k = int(node.name.rsplit("_", 1)[-1]) if node.name.rsplit("_", 1)[-1].isdigit() else 0
+        if k >= len(sources):
+            return None, node.op_type
+        return _layer_of(sources[k]), sources[k].op_type
 
 
 def _unmapped(model: Any) -> list[Any]:
@@ -126,12 +150,10 @@ def _unmapped(model: Any) -> list[Any]:
     return [n for n in model.graph.node if not n.domain.startswith("finn.custom_op.fpgadataflow")]
 
 
-def _describe(nodes: list[Any]) -> tuple[str, str]:
+def _describe(nodes: list[Any], layers: _Layers) -> tuple[str, str]:
     """(which layer, what to change) for the first node FINN left unconverted."""
     first = nodes[0]
-    layer = _layer_of(first)
-    where = f"layer '{layer}' ({first.op_type})" if layer else f"the {first.op_type} node {first.name}"
-    return where, FIXES.get(first.op_type, _DEFAULT_FIX)
+    return layers.phrase(first), FIXES.get(first.op_type, _DEFAULT_FIX)
 
 
 def check_finn_conversion(
@@ -143,17 +165,16 @@ def check_finn_conversion(
 
     Nodes FINN leaves as software in the middle of the graph make ``step_create_dataflow_partition`` fail;
     a node left at either end is reported too (except the input ``Transpose``/``Reshape`` and the float
-    ``Mul``/``Add`` output tail FINN's driver runs), since the accelerator would not compute it.
+    ``Mul``/``Add`` output tail FINN's driver runs), since the accelerator would not compute it. An error
+    raised in the user's code or Brevitas while calibrating or exporting names the module it was raised in
+    (:func:`_export_untrained`).
     """
-    import copy
-
-    from .export import export_qonnx
     from .finn.build import FinnStepError, run_finn_steps
     from .finn.graph import SPECIALIZE_STEPS, load_layers
 
     work = Path(work_dir)
-    onnx_path = export_qonnx(_with_calibrated_scales(copy.deepcopy(model), input_shape), input_shape,
-                             work / "untrained.qonnx.onnx")
+    onnx_path = _export_untrained(model, input_shape, name, work / "untrained.qonnx.onnx")
+    layers = _Layers(model, onnx_path)
     out = work / "finn"
     extra = {}
     if rtl:
@@ -164,10 +185,11 @@ def check_finn_conversion(
         res = run_finn_steps(onnx_path, out, board=board.finn_board, clock_mhz=float(clock_mhz or board.clock_mhz),
                              steps=SPECIALIZE_STEPS, **extra)
     except FinnStepError as e:
-        _raise_for_step(e, out, name)
+        _raise_for_step(e, out, name, layers)
     except UnsupportedLayerError as e:
-        raise UnsupportedLayerError(f"{e.message.rstrip('.')} (checked before training on {name}).") from None
-    _check_ends(res.step_models["step_convert_to_hw"], name)
+        msg = _with_layer(e.message.rstrip("."), out, layers)
+        raise UnsupportedLayerError(f"{msg} (checked before training on {name}).") from None
+    _check_ends(res.step_models["step_convert_to_hw"], name, layers)
     try:
         load_layers(res.step_models["step_specialize_layers"])
     except UnsupportedLayerError as e:
@@ -176,6 +198,109 @@ def check_finn_conversion(
             f"({e.message.rstrip('.')}), checked before training; use the layers of the zoo's models."
         ) from None
     return onnx_path
+
+
+def _export_untrained(model: Any, input_shape: Sequence[int], name: str, path: Path) -> Path:
+    """Calibrate a copy of ``model`` (:func:`_with_calibrated_scales`) and export it to QONNX at ``path``; an
+    exception raised inside the model's forward becomes one sentence naming the innermost module that raised it
+    (:func:`_refuse_forward_error`)."""
+    import copy
+
+    from .export import export_qonnx
+
+    work = copy.deepcopy(model)
+    with _ModuleStack(work) as stack:
+        try:
+            return export_qonnx(_with_calibrated_scales(work, input_shape), input_shape, path)
+        except Exception as e:
+            _refuse_forward_error(e, stack.innermost(), name)
+            raise
+
+
+class _ModuleStack:
+    """Forward pre/post hooks on every module of ``model`` tracking which modules are running: after an
+    exception escapes a forward, :meth:`innermost` is the deepest module that had started and not finished."""
+
+    def __init__(self, model: Any):
+        self.model, self.running, self.hooks = model, [], []
+
+    def __enter__(self) -> _ModuleStack:
+        for path, m in self.model.named_modules():
+            if path:
+                self.hooks.append(m.register_forward_pre_hook(lambda _m, _i, p=path: self._start(p)))
+                self.hooks.append(m.register_forward_hook(lambda _m, _i, _o, p=path: self._end(p)))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.hooks:
+            h.remove()
+
+    def _start(self, path: str) -> None:
+        self.running.append(path)
+
+    def _end(self, path: str) -> None:
+        while self.running and self.running.pop() != path:
+            pass
+
+    def innermost(self) -> tuple[str, Any] | None:
+        """(path, module) of the innermost unfinished module (the user's own, not a Brevitas quantiser
+        submodule), or None when the error came from outside every module's forward."""
+        mods = dict(self.model.named_modules())
+        for path in reversed(self.running):
+            if not any(part in _QUANT_SCOPES for part in path.split(".")):
+                return path, mods[path]
+        return None
+
+
+def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str) -> None:
+    """Raise the one-sentence refusal for an exception from the user's forward during export, if one fits:
+    Brevitas' ``Scaling factors are different`` (a residual add of two differently scaled QuantTensors) or any
+    error raised inside one of the model's modules."""
+    import traceback
+
+    from .errors import HapError
+
+    if isinstance(e, HapError) or where is None:
+        return
+    path, module = where
+    line = _user_line(e, module)
+    msg = " ".join(str(e).split()).rstrip(".") or "no message"
+    if _is_scale_mismatch(e):
+        cat = any(f.name == "cat" for f in traceback.extract_tb(e.__traceback__))
+        verb, op, alt = ("concatenates", "concatenation", "QuantCat") if cat else ("adds", "add", "QuantEltwiseAdd")
+        raise UnsupportedLayerError(
+            f"Layer '{path}' ({type(module).__name__}) of {name} {verb} quantised tensors with different scales"
+            f"{line} (Brevitas: {msg}), which FINN cannot build as an integer {op}; quantise all inputs of the "
+            f"{op} with one shared quantiser module (as Brevitas' QuantBasicBlock passes its shortcut's QuantReLU "
+            f"as shared_quant_act), or a {alt} with one input quantiser."
+        ) from None
+    raise UnsupportedLayerError(
+        f"Layer '{path}' ({type(module).__name__}) of {name} cannot be exported to QONNX for FINN "
+        f"({type(e).__name__}{line}: {msg}); build that layer from brevitas.nn quantised layers that export."
+    ) from None
+
+
+#: Brevitas' QuantTensor messages (``brevitas.quant_tensor``) when an add or a cat joins tensors it cannot join.
+_JOIN_MISMATCHES = frozenset(f"{what} are different" for what in (
+    "Scaling factors", "Zero points", "Bit widths", "Signs", "Floating point representations"))
+
+
+def _is_scale_mismatch(e: Exception) -> bool:
+    """Brevitas' refusal to add (or concatenate) QuantTensors of different scales or zero points."""
+    return isinstance(e, RuntimeError) and str(e) in _JOIN_MISMATCHES
+
+
+def _user_line(e: Exception, module: Any) -> str:
+    """`` at file.py:N``: the last traceback line in the file that defines ``module``'s class, or ''."""
+    import inspect
+    import traceback
+
+    try:
+        file = Path(inspect.getsourcefile(type(module)) or "").resolve()
+    except TypeError:
+        return ""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).resolve() == file]
+    return f" at {file.name}:{frames[-1].lineno}" if frames else ""
 
 
 def _with_calibrated_scales(model: Any, input_shape: Sequence[int]) -> Any:
@@ -193,34 +318,85 @@ def _with_calibrated_scales(model: Any, input_shape: Sequence[int]) -> Any:
     return model.eval()
 
 
-def _raise_for_step(e: Any, out: Path, name: str) -> None:
+def _raise_for_step(e: Any, out: Path, name: str, layers: _Layers) -> None:
     from qonnx.core.modelwrapper import ModelWrapper
 
     saved = sorted((out / "intermediate_models").glob("*.onnx"), key=lambda p: p.stat().st_mtime)
+    last = ModelWrapper(str(saved[-1])) if saved else None
+    cause = f"{type(e.cause).__name__}, log {e.log_file}"
+    known = _known_cause(last, layers, e) if last is not None else None
+    if known:
+        where, reason, fix = known
+        raise UnsupportedLayerError(f"FINN cannot build {where} of {name}: {reason} (step {e.step}, {cause}); {fix}.")
     nodes: list[Any] = []
-    if saved:
-        last = ModelWrapper(str(saved[-1]))
-        nodes = _unmapped(last) if "convert_to_hw" in saved[-1].stem or "partition" in e.step else []
+    if last is not None and ("convert_to_hw" in saved[-1].stem or "partition" in e.step):
+        nodes = _unmapped(last)
     if nodes:
-        where, fix = _describe([n for n in nodes if n.op_type not in ("Transpose",)] or nodes)
+        where, fix = _describe([n for n in nodes if n.op_type not in ("Transpose",)] or nodes, layers)
+        reason = "step_convert_to_hw maps it to no hardware layer, so "
     else:
-        where, fix = "a layer", _DEFAULT_FIX
+        where, fix, reason = "a layer", _DEFAULT_FIX, ""
     raise UnsupportedLayerError(
-        f"FINN cannot build {where} of {name}: step {e.step} failed on the untrained model "
-        f"({type(e.cause).__name__}, log {e.log_file}); {fix}."
+        f"FINN cannot build {where} of {name}: {reason}step {e.step} failed on the untrained model ({cause}); "
+        f"{fix}."
     )
+
+
+def _with_layer(msg: str, out: Path, layers: _Layers) -> str:
+    """``msg`` (one of our FINN steps' refusals, naming a graph node such as ``Add_0``) with the user's layer
+    of that node added after its first mention, when the exporter recorded one."""
+    import re
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    saved = sorted((out / "intermediate_models").glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for token in re.findall(r"\b[A-Za-z]+_\d+\b", msg):
+        for f in saved[:1]:
+            node = next((n for n in ModelWrapper(str(f)).graph.node if n.name == token), None)
+            if node is not None and _layer_of(node) is not None:
+                return msg.replace(token, f"{token} of {layers.phrase(node)}", 1)
+    return msg
+
+
+def _known_cause(graph: Any, layers: _Layers, e: Any) -> tuple[str, str, str] | None:
+    """(layer, reason, fix) for a FINN step failure whose cause the graph before the step shows, or None.
+
+    Checked in order: a ``Conv`` with ``1 < group`` that is not depthwise (qonnx 0.x ``LowerConvsToMatMul``, run
+    by step_streamline, lowers only dense and depthwise convolutions and fails on a reshape otherwise); a FINN
+    user error naming a node (e.g. a ``PWPolyF`` activation on a non-Versal part), quoted."""
+    import re
+
+    for node in graph.graph.node:
+        if node.op_type != "Conv":
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        w = graph.get_initializer(node.input[1])
+        shape = graph.get_tensor_shape(node.input[1]) if w is None else list(w.shape)
+        out_ch, in_per_group = int(shape[0]), int(shape[1])
+        if group > 1 and not (in_per_group == 1 and out_ch == group):
+            return (layers.phrase(node),
+                    f"it is a grouped convolution (groups={group}) that is not depthwise, and qonnx's "
+                    "LowerConvsToMatMul lowers only dense (groups=1) and depthwise convolutions",
+                    "replace it by a depthwise convolution (groups=in_channels=out_channels) followed by a 1x1 "
+                    "pointwise convolution, or use groups=1")
+    m = re.search(r"node (\S+)", str(e.cause)) if type(e.cause).__name__ == "FINNUserError" else None
+    node = next((n for n in graph.graph.node if m and n.name == m.group(1)), None)
+    if node is not None:
+        first = re.split(r"\.\s", " ".join(str(e.cause).split()))[0].rstrip(".")
+        return layers.phrase(node), f"FINN says: {first}", FIXES.get(node.op_type, _DEFAULT_FIX)
+    return None
 
 
 #: Non-HW nodes FINN may leave at the graph's ends without losing any computation to software.
 _ENDS_OK = {"Transpose", "Reshape", "Mul", "Add", "TopK", "ArgMax"}
 
 
-def _check_ends(hw_model: Path, name: str) -> None:
+def _check_ends(hw_model: Path, name: str, layers: _Layers) -> None:
     from qonnx.core.modelwrapper import ModelWrapper
 
     left = [n for n in _unmapped(ModelWrapper(str(hw_model))) if n.op_type not in _ENDS_OK]
     if left:
-        where, fix = _describe(left)
+        where, fix = _describe(left, layers)
         raise UnsupportedLayerError(
             f"FINN leaves {where} of {name} in software after step_convert_to_hw (checked before training), "
             f"so the accelerator would not compute it; {fix}."

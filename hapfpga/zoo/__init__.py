@@ -9,7 +9,6 @@ with whichever of ``input_shape``, ``num_classes``, ``quant`` it accepts, plus t
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, HapError
+from .userfile import make_folder_importable, sources_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -89,6 +89,7 @@ def load_factory(name: str) -> Callable[..., Any]:
     if spec is None or spec.loader is None:
         raise ConfigError(f"Model file '{path}' cannot be imported as Python; give a .py file.")
     module = importlib.util.module_from_spec(spec)
+    make_folder_importable(path)  # imports of modules next to the file work as under `python file.py`
     sys.modules[mod_name] = module  # so that torch.save can pickle classes defined there
     try:
         spec.loader.exec_module(module)
@@ -197,12 +198,13 @@ def _call_factory(
 
 
 def model_source_hash(name: str) -> str | None:
-    """sha256 of a user's model file (``path/to/file.py:factory``), None for zoo models: the train stage's cache
-    key includes it, so editing the file re-runs training."""
+    """sha256 of a user's model file (``path/to/file.py:factory``) and of the ``.py`` files it imports from its
+    folder (:func:`hapfpga.zoo.userfile.local_sources`), None for zoo models: the train stage's cache key includes
+    it, so editing the file or a module next to it that it imports re-runs training."""
     if name in MODELS or ":" not in name:
         return None
     path = Path(name.rsplit(":", 1)[0]).expanduser()
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return sources_hash(path) if path.is_file() else None
 
 
 def model_spec(model: torch.nn.Module) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def test_what_finn_cannot_build_stops_before_training(tmp_path, capsys):
     and the sentence names the layer, the FINN step and the fix."""
     assert main(_cfg(tmp_path, _model_file(tmp_path, FLOAT_AVGPOOL))) == 2
     msg = _one_sentence_error(capsys)
-    assert "layer '3' (AveragePool)" in msg
+    assert "layer '3' (AvgPool2d, ONNX AveragePool)" in msg
     assert "step_create_dataflow_partition" in msg and "TruncAvgPool2d" in msg
     _not_trained(tmp_path)
     assert not (tmp_path / "out" / "report.json").exists()
