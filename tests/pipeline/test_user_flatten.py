@@ -94,8 +94,10 @@ def _pruned_user_models_reload() -> bool:
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "probe.py"
         f.write_text(flatten_models.source(ISSUE_1D))
-        model = build_model(ModelConfig(name=f"{f}:make"), (2, 16), 4).eval()
-        pruned = ChannelGraph(model, torch.rand(2, 2, 16)).prune({"conv0": list(range(7))})
+        model = build_model(ModelConfig(name=f"{f}:make"), (2, 16), 4)
+        with torch.no_grad():  # one training-mode forward, as training gives: Brevitas' scales get their state
+            model(torch.rand(8, 2, 16))
+        pruned = ChannelGraph(model.eval(), torch.rand(2, 2, 16)).prune({"conv0": list(range(7))})
         try:
             load_model(save_model(pruned, Path(d) / "m.pt"))
         except Exception:
