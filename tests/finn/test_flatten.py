@@ -11,7 +11,9 @@ exported and converted by finn-plus up to ``step_specialize_layers`` (with our s
    owns FC inputs ``c·S … c·S+S−1``, PyTorch's flatten order);
 2. leave no ``Transpose``/``Reshape``/``Shuffle`` between HW layers (FINN's ``RemoveCNVtoFCFlatten`` absorbed the
    NHWC→NCHW transpose into the FC MVAU, whose ``MW`` is the map's ``C·S``), only the graph's input transpose;
-3. read as estimator layers (no ``Shuffle``), and verify exactly: Brevitas ↔ QONNX ↔ FINN streamlined ↔ FINN HW.
+3. read as estimator layers (no ``Shuffle``), and verify exactly: Brevitas ↔ QONNX ↔ FINN streamlined ↔ FINN HW;
+4. (the issue's case) after pruning, have the MVAU shapes the hardware-aware search predicts from the unpruned
+   conversion (``scale_layers``: the flattened FC's ``MW = C·S`` scales with the kept channels).
 
 Default suite: 2 seeds, the issue's 1D case and each spelling once (1D and 2D alternating); ``slow``: 40 more
 seeds and the other dimension of each spelling.
@@ -107,7 +109,28 @@ def _prune_and_check_fc(model, x, rng):
     cols = [ch * s + k for ch in keep[last] for k in range(s)]
     assert fc1.in_features == len(cols) == fc1.weight.shape[1]
     assert torch.equal(fc1.weight, fc0.weight[:, cols])
-    return pruned, keep
+    return pruned, keep, graph
+
+
+def _check_scaled(model, shape, graph, keep, res, root: Path) -> None:
+    """The hardware-aware search's prediction (``scale_layers`` on the unpruned model's FINN layers) equals
+    FINN's conversion of the pruned model, the flattened FC's ``MW`` included (``C·S`` scales with ``C``)."""
+    from hapfpga.finn.graph import load_layers
+    from hapfpga.pruning.apply import hw_layer_shapes
+    from hapfpga.pruning.plan import scale_layers
+
+    _, unpruned = _convert(model, shape, root / "unpruned")
+    order = graph.layers_in_order()
+    shapes = hw_layer_shapes(model, order)
+    l2g = {p: g.name for g in graph.groups.values() for p in g.producers}
+    after = [len(keep[l2g[n]]) if l2g.get(n) in keep else s.out for n, s in zip(order, shapes, strict=True)]
+    pred = scale_layers(load_layers(unpruned.step_models["step_specialize_layers"]), [s.out for s in shapes],
+                        after, shapes)
+    real = load_layers(res.step_models["step_specialize_layers"])
+    assert [(p.name, p.kind) for p in pred] == [(r.name, r.kind) for r in real]
+    for p, r in zip(pred, real, strict=True):
+        if r.kind == "MVAU":
+            assert (p.mw, p.mh, p.n_vectors) == (r.mw, r.mh, r.n_vectors), r.name
 
 
 def _convert(model, shape, root: Path):
@@ -151,16 +174,20 @@ def _verify(model, onnx_path, res, shape, seed: int) -> None:
     assert hw.exact and hw.max_abs_diff == 0.0, hw
 
 
-def run_case(spec: FlattenSpec, shape, root: Path, *, seed: int, bits=(2, 2), prune: bool) -> None:
-    model = _build(spec, shape, root, bits, seed)
+def run_case(spec: FlattenSpec, shape, root: Path, *, seed: int, bits=(2, 2), prune: bool,
+             scaled: bool = False) -> None:
+    """Build, (prune,) convert and verify one model; ``scaled``: also compare the search's predicted FINN shapes."""
+    unpruned = model = _build(spec, shape, root, bits, seed)
     x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(seed))
     if prune:
-        model, _ = _prune_and_check_fc(model, x, np.random.default_rng(seed))
+        model, keep, graph = _prune_and_check_fc(model, x, np.random.default_rng(seed))
     fmap = _feature_map(model, x)
     assert int(np.prod(fmap[1:])) > 1 or spec.map_size(shape) == (1,) * spec.dim
     onnx_path, res = _convert(model, shape, root)
     _check_absorbed(res, fmap)
     _verify(model, onnx_path, res, shape, seed)
+    if prune and scaled:
+        _check_scaled(unpruned, shape, graph, keep, res, root)
 
 
 def _random_case(seed: int):
@@ -190,7 +217,7 @@ ISSUE_1D = FlattenSpec(dim=1, spelling="flatten1", channels=(4, 6), hidden=8, in
 
 
 def test_issue_1d_flatten_after_input_quantiser_pruned(tmp_path):
-    run_case(ISSUE_1D, (2, 8), tmp_path, seed=0, prune=True)
+    run_case(ISSUE_1D, (2, 8), tmp_path, seed=0, prune=True, scaled=True)
 
 
 #: every spelling once in the default suite, 1D and 2D alternating; all ten pairs in ``slow``
