@@ -203,8 +203,13 @@ def step_hap_1d_to_4d(model: Any, cfg: Any) -> Any:
     """1D networks (N×C×L tensors) onto FINN's 2D dataflow layers: qonnx's ``Change3DTo4DTensors`` makes every
     tensor N×C×L×1 and every Conv/MaxPool window (k, 1), as finn-examples' VGG10-1D build does before
     streamlining (its ``step_pre_streamline``). A graph without 3D input is returned unchanged; one whose nodes
-    the transformation does not handle is refused (qonnx would only warn and leave it 3D)."""
+    the transformation does not handle is refused (qonnx would only warn and leave it 3D). The input and the
+    MultiThresholds are re-annotated NCHW (docs/flatten.md: a stale 3D layout made an input quantiser's
+    transpose a Shuffle)."""
+    import qonnx.core.data_layout as DataLayout
+    from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.change_3d_tensors_to_4d import Change3DTo4DTensors, _find_invalid_nodes
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
 
     if len(model.get_tensor_shape(model.graph.input[0].name)) != 3:
         return model
@@ -216,6 +221,15 @@ def step_hap_1d_to_4d(model: Any, cfg: Any) -> Any:
             "quantised activations and QuantLinear."
         )
     model = model.transform(Change3DTo4DTensors())
+    # the input's layout annotation (qonnx guessed "NWC" for the 3D input) is stale on the N×C×L×1 tensor: without
+    # this, InferThresholdingLayer keeps an input quantiser's thresholds in front of the NCHW->NHWC Transpose,
+    # which becomes a Shuffle (a frame buffer) instead of the graph's input transpose as in 2D
+    model.set_tensor_layout(model.graph.input[0].name, DataLayout.NCHW)
+    for node in model.get_nodes_by_op_type("MultiThreshold"):  # a 3D layout copied from that guess or the 3D shape
+        inst = getCustomOp(node)
+        if len(model.get_tensor_shape(node.input[0])) == 4 and inst.get_nodeattr("data_layout") in ("NCW", "NWC"):
+            inst.set_nodeattr("data_layout", "NCHW")
+    model = model.transform(InferDataLayouts())
     for node in model.get_nodes_by_op_type("MaxPool"):  # qonnx extends kernel/pads/strides, not dilations
         for attr in node.attribute:
             if attr.name == "dilations" and len(attr.ints) == 1:

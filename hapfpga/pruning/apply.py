@@ -250,11 +250,7 @@ class ChannelGraph:
         for name, (c0, rem) in act_channels.items():
             _prune_channel_tensors(mods[name], c0, sorted(rem))
         if check:
-            model_was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                out = _value(model(self.example_input))
-            model.train(model_was_training)
+            out = self._forward_pruned(model, keep)
             if tuple(out.shape) != self.out_shape:
                 raise VerificationError(
                     f"Pruned model output shape {tuple(out.shape)} differs from {self.out_shape}; "
@@ -263,6 +259,27 @@ class ChannelGraph:
             if not torch.isfinite(out).all():
                 raise VerificationError("Pruned model produces non-finite outputs; report this pruner bug.")
         return model
+
+    def _forward_pruned(self, model: Any, keep: Mapping[str, Sequence[int]]) -> Any:
+        """The pruned model's output on the example input; the user's forward failing on the narrower tensors (a
+        feature count written into it, ``x.view(-1, 512)``) is a one-sentence error quoting theirs."""
+        import torch
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return _value(model(self.example_input))
+        except Exception as e:
+            first = (str(e).splitlines() or [""])[0].rstrip(".") or "no message"
+            groups = ", ".join(f"'{g}'" for g in keep)
+            raise UnsupportedLayerError(
+                f"The model's forward fails once channels of {groups} are removed ({type(e).__name__}: {first}); "
+                "compute sizes from the tensors in forward (flatten with x.flatten(1) or x.view(x.size(0), -1), "
+                "not a fixed feature count) or list them in pruning.exclude."
+            ) from None
+        finally:
+            model.train(was_training)
 
     def _flatten_fix(self, name: str, idxs: list[int], removed: list[int], grp: ChannelGroup) -> list[int]:
         """Indices of a linear layer's inputs for removed channels, recomputed across a flatten.

@@ -222,3 +222,30 @@ def test_cnv_pruned_exports_to_qonnx(tmp_path):
     # the exported weight initialisers carry the pruned shapes
     shapes = sorted(tuple(mw.get_tensor_shape(n.input[1])) for n in convs)
     assert (16, 3, 3, 3) in shapes and (64, 64, 3, 3) in shapes
+
+
+class _FixedFeatureCount(torch.nn.Module):
+    """A user's model whose forward writes the flattened feature count in (``x.view(-1, 4 * 6)``)."""
+
+    def __init__(self):
+        super().__init__()
+        from brevitas.nn import QuantConv1d, QuantLinear, QuantReLU
+
+        self.conv = QuantConv1d(2, 4, 3, padding=1, bias=False, weight_bit_width=2)
+        self.act = QuantReLU(bit_width=2)
+        self.fc = QuantLinear(4 * 6, 3, bias=False, weight_bit_width=2)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).view(-1, 4 * 6))
+
+
+def test_forward_with_a_fixed_feature_count_is_one_sentence_after_pruning():
+    """The FC's inputs shrink with the conv's channels (2 of 4 kept: 12 features), but the user's forward still
+    reshapes to 24: a user error naming the group and quoting torch's, not an internal error."""
+    model = _FixedFeatureCount().eval()
+    graph = ChannelGraph(model, torch.rand(2, 2, 6))
+    with pytest.raises(UnsupportedLayerError) as e:
+        graph.prune({"conv": [0, 2]})
+    msg = e.value.message
+    assert "'conv'" in msg and "RuntimeError" in msg and "x.view(x.size(0), -1)" in msg and "pruning.exclude" in msg
+    assert graph.prune({"conv": [0, 1, 2, 3]}).fc.in_features == 24  # nothing removed: the forward still runs
