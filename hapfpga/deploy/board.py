@@ -42,6 +42,11 @@ class BoardAccelerator(Accelerator):
     def _open(self, bitfile: Path, settings_file: Path, overlay_cls: Any, *, download: bool,
               batch_size: int | None) -> None:
         """FINN's overlay on ``bitfile``, configured by the driver settings (``driver_information``)."""
+        if self.manifest.get("input_head_ops"):
+            raise RuntimeError(
+                f"The graph runs {', '.join(self.manifest['input_head_ops'])} before the accelerator, which the board "
+                "runtime cannot apply; move it into the network's dataflow partition or into your preprocessing."
+            )
         info = json.loads(settings_file.read_text())["driver_information"]
         self.io_shape_dict = info["io_shape_dict"]
         self.batch_size = int(batch_size or self.manifest.get("batch_size", 1) or 1)

@@ -35,7 +35,7 @@ from .board import BoardAccelerator
 from .emulate_build import BOARD_FILE, check_driver_settings
 
 __all__ = ["CTRL", "ADDR_LO", "ADDR_HI", "NUM_REPS", "IODMARegisters", "RtlFabric", "RunStats",
-           "EmulatedAccelerator", "bytes_to_words", "words_to_bytes"]
+           "EmulatedAccelerator", "bytes_to_words", "words_to_bytes", "emulate_report", "format_report"]
 
 CTRL, ADDR_LO, ADDR_HI, NUM_REPS = 0x00, 0x10, 0x14, 0x1C
 AP_START, AP_DONE, AP_IDLE, AP_READY = 0x1, 0x2, 0x4, 0x8
@@ -319,3 +319,16 @@ def emulate_report(package_dir: str | Path, *, batch_size: int | None = None, co
         ref = SimulatedAccelerator(package_dir).run(x)
         rep["equal_to_sim"] = int(np.sum(np.all(out.reshape(len(x), -1) == ref.reshape(len(x), -1), axis=1)))
     return rep
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    """``emulate_report`` in four lines, as ``run_on_board.py --backend emulate`` prints it."""
+    r = rep["rtl"]
+    eq = rep.get("equal_to_sim")
+    same = "" if eq is None else f"; outputs equal to the sim backend on {eq}/{rep['n']} samples"
+    return (f"[emulate] {rep['n']} samples, batch {rep['batch_size']}: accuracy {rep['accuracy']:.4f}{same}\n"
+            f"[emulate] RTL: {r['cycles_per_frame']:,.1f} cycles per frame (steady state), first-frame latency "
+            f"{r['latency_cycles']:,} cycles\n"
+            f"[emulate] RTL throughput: {r['batch_fps']:,.0f} FPS over the batches ({r['frames']} frames in "
+            f"{r['cycles']:,} cycles), {r['steady_state_fps']:,.0f} FPS steady state\n"
+            f"[emulate] wall time {rep['wall_seconds']:.1f} s ({r['sim_seconds']:.1f} s in Verilator)")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, UnsupportedLayerError
+from .package import _readme
 
 __all__ = [
     "AXI_PORT_WIDTH",
@@ -39,6 +40,7 @@ __all__ = [
     "io_shape_dict",
     "check_driver_settings",
     "write_emulated_board",
+    "build_emulated_board",
 ]
 
 #: The emulated board description inside a deployment package (pynq's "bitfile" for the stand-in).
@@ -175,7 +177,22 @@ def _check_boundary(design: Any, shape: dict[str, Any]) -> None:
                                     "produce; start the network with a convolution or a dense layer.")
 
 
-def write_emulated_board(package_dir: str | Path, rtl_model_path: str | Path, *, clock_mhz: float) -> Path:
+def _check_input_head(pkg: Path, parent_path: str | Path | None) -> None:
+    """The RTL design's graph must change the input layout before the accelerator as the package's does."""
+    from .package import input_head
+    from .sim import load_hw_model
+
+    if parent_path is None:
+        return
+    perm, other = input_head(load_hw_model(parent_path))
+    m = json.loads((pkg / "manifest.json").read_text())
+    if (perm, other) != (m.get("input_transpose"), m.get("input_head_ops", [])):
+        raise ConfigError(f"the RTL design's graph transposes its input by {perm} before the accelerator, the "
+                          f"package's by {m.get('input_transpose')}; build both from the same model.")
+
+
+def write_emulated_board(package_dir: str | Path, rtl_model_path: str | Path, *, clock_mhz: float,
+                         parent_path: str | Path | None = None) -> Path:
     """Add ``emulate/`` (board description, RTL sources, partition model) to the package; return board.json.
 
     ``rtl_model_path``: the prepared dataflow partition (``hapfpga.rtlsim.prepare_design(...).model_path``).
@@ -185,6 +202,7 @@ def write_emulated_board(package_dir: str | Path, rtl_model_path: str | Path, *,
     from .sim import load_hw_model
 
     pkg = Path(package_dir)
+    _check_input_head(pkg, parent_path)
     model = load_hw_model(rtl_model_path)
     settings = driver_settings(model, clock_mhz)
     shape = settings["driver_information"]["io_shape_dict"]
@@ -226,3 +244,21 @@ def _settings_into_package(pkg: Path, settings: dict[str, Any]) -> None:
     m["driver_settings"] = "driver/settings.json"
     m["emulated_board"] = BOARD_FILE
     (pkg / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+    (pkg / "README.md").write_text(_readme(m))
+
+
+def build_emulated_board(package_dir: str | Path, qonnx_path: str | Path, folding_json: str | Path | None,
+                         board: Any, clock_mhz: float, work_dir: str | Path) -> Path:
+    """FINN's RTL design of ``qonnx_path`` with the folding ``folding_json`` (``hapfpga.rtlsim.prepare``, the
+    design ``rtlsim`` simulates) as the emulated board of the package; returns ``emulate/board.json``."""
+    from ..rtlsim.prepare import folding_for_rtl, prepare_design
+
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    fold = None
+    if folding_json is not None and Path(folding_json).is_file():
+        fold = work / "folding_rtl.json"
+        fold.write_text(json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1))
+    design = prepare_design(qonnx_path, work, finn_board=board.finn_board, fpgapart=board.part,
+                            clock_mhz=clock_mhz, folding_config_file=fold)
+    return write_emulated_board(package_dir, design.model_path, clock_mhz=clock_mhz, parent_path=design.parent_path)
