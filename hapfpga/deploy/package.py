@@ -94,8 +94,12 @@ p.add_argument("--batch-size", type=int, default=None)
 a = p.parse_args()
 if a.backend == "emulate":
     from hapfpga.deploy.emulate import emulate_report, format_report
+    from hapfpga.errors import HapError
 
-    rep = emulate_report(HERE, batch_size=a.batch_size)
+    try:
+        rep = emulate_report(HERE, batch_size=a.batch_size)
+    except HapError as e:
+        sys.exit(f"run_on_board.py: error: {e}")
     print(format_report(rep))
     (HERE / "measurement_emulate.json").write_text(json.dumps(rep, indent=2))
     sys.exit(0 if rep["equal_to_sim"] == rep["n"] else 1)
