@@ -254,3 +254,30 @@ def test_emulate_backend_without_an_emulated_board_is_one_sentence(tfc_build):
 
     with pytest.raises(ConfigError, match="--emulate"):
         open_accelerator(tfc_build["out"] / "deploy", backend="emulate")
+
+
+def test_hapfpga_build_emulate_resumes_and_runs_the_emulated_board(tfc_build, tmp_path, capsys):
+    """``hapfpga build --emulate`` on the fixture's finished build: fold and FINN resume, deploy re-runs with the board."""
+    from hapfpga.cli import main
+
+    out = tmp_path / "build"
+    shutil.copytree(tfc_build["out"], out)
+    data = tmp_path / "test.npz"
+    np.savez(data, x_test=tfc_build["x"], y_test=tfc_build["y"])
+    rc = main(["build", str(tfc_build["onnx"]), "--board", "pynq-z2", "--target-fps", "20000", "--out", str(out),
+               "--test-data", str(data), "--emulate"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "fold: already done" in err and "finn_build: already done" in err
+    rep = json.loads((out / "build.json").read_text())["deploy"]["emulate"]
+    assert rep["equal_to_sim"] == rep["n"] == 24 and rep["rtl"]["frames"] == 30  # 3 batches of 10, last padded
+    assert (out / "deploy" / "emulate" / "board.json").is_file() and (out / "deploy.zip").is_file()
+
+
+def test_deploy_config_section():
+    from hapfpga.config import from_dict
+    from hapfpga.runconfig import RunConfig
+
+    assert from_dict(RunConfig, {"deploy": {"emulate": True}}).deploy.emulate
+    with pytest.raises(ConfigError, match="deploy.batch_size"):
+        from_dict(RunConfig, {"deploy": {"batch_size": 0}})
