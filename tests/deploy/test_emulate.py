@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,3 +282,61 @@ def test_deploy_config_section():
     assert from_dict(RunConfig, {"deploy": {"emulate": True}}).deploy.emulate
     with pytest.raises(ConfigError, match="deploy.batch_size"):
         from_dict(RunConfig, {"deploy": {"batch_size": 0}})
+
+
+# -- the acceptance designs (slow: minutes of FINN and Verilator) -----------------------------------------------
+
+
+@pytest.mark.slow
+def test_cnv_package_emulated_equals_sim(tmp_path, capsys):
+    """CNV-w2a2 (brevitas_examples, finn-examples' folding) through ``hapfpga build --emulate``: NCHW images, the
+    graph's Transpose applied by the board runtime, every output equal to ``sim``."""
+    import torch
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+    from qonnx.util.cleanup import cleanup
+    from sklearn.datasets import load_digits
+
+    from hapfpga.cli import main
+
+    torch.manual_seed(0)
+    model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
+    model.eval()
+    export_qonnx(model, torch.randn(1, 3, 32, 32), str(tmp_path / "raw.onnx"))
+    onnx_path = tmp_path / "cnv.onnx"
+    cleanup(str(tmp_path / "raw.onnx"), out_file=str(onnx_path))
+    d = load_digits()
+    img = np.kron(d.images[:12] / 16.0, np.ones((4, 4)))
+    x = np.stack([img, img[:, ::-1], img.transpose(0, 2, 1)], axis=1).astype(np.float32)
+    np.savez(tmp_path / "test.npz", x_test=x, y_test=d.target[:12])
+    folding = Path(__file__).resolve().parents[1] / "data" / "cnv-w2a2_finn-examples_folding.json"
+    out = tmp_path / "build"
+    rc = main(["build", str(onnx_path), "--board", "pynq-z2", "--folding", str(folding), "--out", str(out),
+               "--no-codegen", "--test-data", str(tmp_path / "test.npz"), "--emulate"])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    m = json.loads((out / "deploy" / "manifest.json").read_text())
+    assert m["input_transpose"] == [0, 2, 3, 1]
+    rep = json.loads((out / "deploy" / "measurement_emulate.json").read_text())
+    assert rep["equal_to_sim"] == rep["n"] == 12
+    assert rep["rtl"]["cycles_per_frame"] >= 0.99 * 115_200  # never faster than FINN's bottleneck MVAU
+
+
+@pytest.mark.slow
+def test_demo_package_emulated_equals_sim(tmp_path):
+    """The demo (examples/demo.yaml, fewer epochs) with ``deploy: {emulate: true}``: the run's package on the
+    emulated board equals ``sim`` on every test image, and ``run_on_board.py --backend emulate`` says so."""
+    import yaml
+
+    from hapfpga.cli import main
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "demo.yaml").read_text())
+    cfg["train"]["epochs"] = 3
+    cfg["deploy"] = {"emulate": True}
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "demo.yaml"), "--out", str(tmp_path / "run")]) == 0
+    pkg = tmp_path / "run" / "deploy"
+    rep = json.loads((pkg / "measurement_emulate.json").read_text())
+    assert rep["equal_to_sim"] == rep["n"] > 100
+    proc = subprocess.run([sys.executable, str(pkg / "run_on_board.py"), "--backend", "emulate", "--batch-size", "64"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and f"on {rep['n']}/{rep['n']} samples" in proc.stdout, proc.stderr[-2000:]
