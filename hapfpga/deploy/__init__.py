@@ -40,9 +40,12 @@ def open_accelerator(package_dir: str | Path, backend: str = "auto", **kwargs: A
         raise ConfigError(f"Unknown deploy backend '{backend}'; use auto, pynq, sim or emulate.")
     if backend == "auto":
         import importlib.util
+        import sys
 
         has_bit = bool(load_manifest(package_dir).get("bitfile"))
-        backend = "pynq" if has_bit and importlib.util.find_spec("pynq") is not None else "sim"
+        stand_in = getattr(sys.modules.get("pynq"), "__name__", "") == "hapfpga.deploy.pynq_emu"
+        real_pynq = not stand_in and importlib.util.find_spec("pynq") is not None
+        backend = "pynq" if has_bit and real_pynq else "sim"
     if backend == "pynq":
         from .board import BoardAccelerator
 
