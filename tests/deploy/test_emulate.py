@@ -238,6 +238,31 @@ def test_settings_are_finn_s_format_and_checked_against_finn(tfc_emulated, tmp_p
         check_driver_settings(shape, other, "FINN's driver/settings.json", "the accelerator hapfpga built")
 
 
+def test_settings_equal_what_finn_plus_derives(tfc_emulated, tmp_path):
+    """finn-plus' own ``get_driver_shapes`` (what MakePYNQDriver writes), run on the package's partition after
+    FINN's IODMA insertion and partitioning as ZynqBuild does them, gives our settings entry for entry."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.util.basic import get_driver_shapes
+    from qonnx.transformation.general import GiveUniqueNodeNames
+
+    from hapfpga.deploy.emulate_build import AXI_PORT_WIDTH, SHAPE_KEYS
+    from hapfpga.deploy.sim import load_hw_model
+    from hapfpga.finn.fullbuild import finn_build_dir
+
+    ours = json.loads((tfc_emulated / "driver" / "settings.json").read_text())["driver_information"]["io_shape_dict"]
+    with finn_build_dir(tmp_path / "finn_tmp"):
+        m = load_hw_model(tfc_emulated / "emulate" / "partition.onnx")
+        for t in (InsertIODMA(AXI_PORT_WIDTH), SpecializeLayers("xc7z020clg400-1"), GiveUniqueNodeNames(), Floorplan(),
+                  CreateDataflowPartition(partition_model_dir=str(tmp_path / "partitions"))):
+            m = m.transform(t)
+        finn = json.loads(json.dumps(get_driver_shapes(m)))
+    for key in (k for k in SHAPE_KEYS if k in finn):
+        assert finn[key] == ours[key], key
+
+
 def test_run_on_board_emulate_from_the_unzipped_package(tfc_emulated, tmp_path):
     pkg = tmp_path / "deploy"
     shutil.copytree(tfc_emulated, pkg)
