@@ -12,7 +12,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --upgrade "pip>=25"
 	$(BIN)/pip install -q -r requirements.lock
 	# finn-plus pins brevitas==0.13.0; its real requirements are in requirements.lock.
-	$(BIN)/pip install -q --no-deps finn-plus==1.6.1 hls4ml==1.3.0
+	# finn-plus-driver (FINN's PYNQ driver, run on the emulated board) pins numpy<2; it runs on numpy 2 here.
+	$(BIN)/pip install -q --no-deps finn-plus==1.6.1 hls4ml==1.3.0 finn-plus-driver==1.6.1
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

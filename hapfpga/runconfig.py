@@ -22,6 +22,7 @@ __all__ = [
     "BuildConfig",
     "VerifyConfig",
     "RtlsimConfig",
+    "DeployConfig",
     "RunConfig",
     "load_run_config",
 ]
@@ -155,6 +156,19 @@ class RtlsimConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """The ``deploy:`` stage: the PYNQ package; ``emulate``: also build the emulated board (FINN's driver,
+    emulated DMAs, the RTL in Verilator) into it and run the package's test data on it at build time."""
+
+    emulate: bool = False
+    batch_size: int = 10  # the driver's hardware batch in the package (and on the emulated board)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"Config key 'deploy.batch_size' is {self.batch_size}; use 1 or more.")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """The optional ``synth:`` stage: Yosys on every RTL layer of the open-simulatable design (issue 14)."""
 
@@ -173,6 +187,7 @@ class RunConfig:
     folding: FoldingConfig = field(default_factory=FoldingConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     #: parsed by hapfpga.pruning (None or absent: no pruning)
     pruning: dict[str, Any] | None = None
     #: Verilator simulation of the built design (None or absent: no RTL simulation)

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bitstream", action="store_true", help="full flow to bitfile, driver and package (Vivado)")
     p.add_argument("--rtlsim", action="store_true",
                    help="RTL simulation: FINN's stitched-IP rtlsim with Vivado, else hapfpga's Verilator simulation")
+    p.add_argument("--emulate", action="store_true",
+                   help="emulated board in the package: FINN's PYNQ driver -> emulated DMAs -> the RTL in Verilator, "
+                        "run on the test data (needs finn-plus-driver and verilator)")
     p.add_argument("--no-codegen", action="store_true", help="skip FINN's HLS/RTL code generation")
     p.add_argument("--open-simulatable", action="store_true",
                    help="RTL variants wherever FINN has one, standalone thresholds (fold with the same flag)")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                target_fps=args.target_fps, clock_mhz=args.clock_mhz, bitstream=args.bitstream,
                                rtlsim=args.rtlsim, codegen=not args.no_codegen, test_data=test_data,
                                input_scale=args.input_scale, progress=progress,
-                               open_simulatable=args.open_simulatable, console=err)
+                               open_simulatable=args.open_simulatable, console=err, emulate=args.emulate)
         except ToolMissingError as e:
             if not (Path(args.out) / "build.json").is_file():
                 raise
@@ -102,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
     t.add_row("bitfile", "yes" if o["bitfile"] else "no", o["bitfile"] or "needs Vivado (--bitstream)")
     t.add_row("deployment package", "yes" if o["deploy"] else "no",
               f"{o['deploy_zip']} ({'board + simulated' if o['bitfile'] else 'simulated backend'})")
+    e = summary.get("deploy", {}).get("emulate") if isinstance(summary.get("deploy"), dict) else None
+    if e:
+        t.add_row("emulated board", "pass" if e["equal_to_sim"] == e["n"] else "[red]FAIL[/red]",
+                  f"FINN's driver + RTL: {e['equal_to_sim']}/{e['n']} outputs equal to sim, "
+                  f"{e['rtl']['cycles_per_frame']:,.0f} cycles/frame, {e['rtl']['batch_fps']:,.0f} FPS, "
+                  f"{e['wall_seconds']:.0f} s")
     r = o.get("rtlsim")
     if r:
         t.add_row("RTL simulation", "pass" if r.get("passed") else "[red]FAIL[/red]",

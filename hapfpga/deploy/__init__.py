@@ -22,6 +22,7 @@ __all__ = [
     "DeployPackage",
     "BoardAccelerator",
     "SimulatedAccelerator",
+    "EmulatedAccelerator",
 ]
 
 
@@ -29,22 +30,30 @@ def open_accelerator(package_dir: str | Path, backend: str = "auto", **kwargs: A
     """The accelerator of a deployment package.
 
     ``backend``: ``"pynq"`` (the board; needs pynq, finn-plus-driver and a bitfile in the package),
-    ``"sim"`` (FINN's Python execution on this host), or ``"auto"``: the board when pynq is importable
+    ``"sim"`` (FINN's Python execution on this host), ``"emulate"`` (FINN's driver on an emulated board whose
+    DMAs stream into the Verilator simulation of the RTL; the package needs ``emulate/``), or ``"auto"``: the board when pynq is importable
     and the package has a bitfile, else the simulation.
     """
     from ..errors import ConfigError
 
-    if backend not in ("auto", "pynq", "sim"):
-        raise ConfigError(f"Unknown deploy backend '{backend}'; use auto, pynq or sim.")
+    if backend not in ("auto", "pynq", "sim", "emulate"):
+        raise ConfigError(f"Unknown deploy backend '{backend}'; use auto, pynq, sim or emulate.")
     if backend == "auto":
         import importlib.util
+        import sys
 
         has_bit = bool(load_manifest(package_dir).get("bitfile"))
-        backend = "pynq" if has_bit and importlib.util.find_spec("pynq") is not None else "sim"
+        stand_in = getattr(sys.modules.get("pynq"), "__name__", "") == "hapfpga.deploy.pynq_emu"
+        real_pynq = not stand_in and importlib.util.find_spec("pynq") is not None
+        backend = "pynq" if has_bit and real_pynq else "sim"
     if backend == "pynq":
         from .board import BoardAccelerator
 
         return BoardAccelerator(package_dir, **kwargs)
+    if backend == "emulate":
+        from .emulate import EmulatedAccelerator
+
+        return EmulatedAccelerator(package_dir, **kwargs)
     from .sim import SimulatedAccelerator
 
     return SimulatedAccelerator(package_dir)
@@ -59,6 +68,10 @@ def __getattr__(name: str) -> Any:
         from .board import BoardAccelerator
 
         return BoardAccelerator
+    if name == "EmulatedAccelerator":
+        from .emulate import EmulatedAccelerator
+
+        return EmulatedAccelerator
     if name == "SimulatedAccelerator":
         from .sim import SimulatedAccelerator
 

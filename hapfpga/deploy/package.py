@@ -36,6 +36,9 @@ HW_MODEL_STEP = "step_convert_to_hw"
 #: The accelerator proper: FINN's dataflow partition (what the bitstream computes).
 PARTITION_STEP = "step_create_dataflow_partition"
 
+#: FINN's graph around the partition (what runs before and after the accelerator), next to the step models.
+PARENT_MODEL = "dataflow_parent.onnx"
+
 #: Modules of hapfpga.deploy that go to the board (they import numpy and pynq only).
 RUNTIME_FILES: tuple[str, ...] = ("api.py", "board.py")
 
@@ -50,7 +53,8 @@ __all__ = ["Accelerator", "BoardAccelerator", "Measurement", "load_manifest", "o
 
 
 def open_accelerator(package_dir=None, backend="auto", **kwargs):
-    """The board accelerator when pynq is importable (backend 'pynq'), else the host simulation ('sim')."""
+    """The board accelerator when pynq is importable (backend 'pynq'), else the host simulation ('sim');
+    'emulate': FINN's driver on an emulated board around the Verilator simulation of the RTL (host only)."""
     package_dir = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent.parent
     if backend == "auto":
         try:
@@ -60,12 +64,20 @@ def open_accelerator(package_dir=None, backend="auto", **kwargs):
             backend = "sim"
     if backend == "pynq":
         return BoardAccelerator(package_dir, **kwargs)
+    if backend == "emulate":
+        from hapfpga.deploy.emulate import EmulatedAccelerator  # host only: hapfpga, finn-plus-driver, verilator
+
+        return EmulatedAccelerator(package_dir, **kwargs)
     from hapfpga.deploy.sim import SimulatedAccelerator  # host only: needs hapfpga + finn-plus
 
     return SimulatedAccelerator(package_dir)
 '''
 
-_RUN_SCRIPT = '''"""Measure the deployed network: python run_on_board.py [--backend auto|pynq|sim] [--batch-size N]."""
+_RUN_SCRIPT = '''"""Measure the deployed network: python run_on_board.py [--backend auto|pynq|sim|emulate] [--batch-size N].
+
+--backend emulate (a host with hapfpga, finn-plus-driver and verilator): FINN's driver runs against an
+emulated board whose DMAs stream into the Verilator simulation of the accelerator's RTL.
+"""
 
 import argparse
 import json
@@ -77,9 +89,20 @@ sys.path.insert(0, str(HERE))
 from hapfpga_deploy import open_accelerator  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__)
-p.add_argument("--backend", default="auto", choices=["auto", "pynq", "sim"])
+p.add_argument("--backend", default="auto", choices=["auto", "pynq", "sim", "emulate"])
 p.add_argument("--batch-size", type=int, default=None)
 a = p.parse_args()
+if a.backend == "emulate":
+    from hapfpga.deploy.emulate import emulate_report, format_report
+    from hapfpga.errors import HapError
+
+    try:
+        rep = emulate_report(HERE, batch_size=a.batch_size)
+    except HapError as e:
+        sys.exit(f"run_on_board.py: error: {e}")
+    print(format_report(rep))
+    (HERE / "measurement_emulate.json").write_text(json.dumps(rep, indent=2))
+    sys.exit(0 if rep["equal_to_sim"] == rep["n"] else 1)
 acc = open_accelerator(HERE, backend=a.backend)
 x, y = acc.test_set()
 m = acc.measure(x, y, batch_size=a.batch_size)
@@ -129,18 +152,39 @@ def _output_tail(hw: Any, accel_out: str) -> dict[str, Any] | None:
     return {"mul": mul.reshape(-1).tolist(), "add": add.reshape(-1).tolist()}
 
 
+def input_head(parent: Any) -> tuple[list[int] | None, list[str]]:
+    """What the graph does between its input and the accelerator: (one permutation for a chain of
+    ``Transpose`` nodes or None, op types of any other nodes there, which the board runtime cannot apply)."""
+    name, perm, other = parent.graph.input[0].name, None, []
+    while True:
+        node = parent.find_consumer(name)
+        if node is None or node.op_type == "StreamingDataflowPartition":
+            return perm, other
+        if node.op_type == "Transpose":
+            p = [int(v) for v in next(a.ints for a in node.attribute if a.name == "perm")]
+            perm = p if perm is None else [perm[k] for k in p]
+        else:
+            other.append(node.op_type)
+        name = node.output[0]
+
+
 def _hw_model_info(path: Path, partition: Path | None) -> dict[str, Any]:
     from .sim import load_hw_model
 
     m = load_hw_model(path)
     i, o = m.graph.input[0].name, m.graph.output[0].name
     idt, odt = m.get_tensor_datatype(i), m.get_tensor_datatype(o)
-    tail = None
+    tail, perm, other = None, None, []
     if partition is not None and partition.is_file():
         p = load_hw_model(partition)
         tail = _output_tail(m, p.graph.output[0].name)
+        parent = partition.parent / PARENT_MODEL
+        if parent.is_file():
+            perm, other = input_head(load_hw_model(parent))
     return {
         "output_tail": tail,
+        "input_transpose": perm,
+        "input_head_ops": other,
         "input_shape": [int(d) for d in m.get_tensor_shape(i)],
         "output_shape": [int(d) for d in m.get_tensor_shape(o)],
         "input_dtype": idt.get_canonical_name(),
@@ -254,6 +298,9 @@ def _readme(m: dict[str, Any]) -> str:
             f"{board_part}\n"
             "On a host with hapfpga installed (simulated backend, FINN's Python execution):\n\n"
             "    python run_on_board.py --backend sim\n\n"
+            + ("and on the emulated board (FINN's driver, emulated DMAs, the RTL in Verilator):\n\n"
+               "    python run_on_board.py --backend emulate\n\n" if m.get("emulated_board") else "")
+            +
             f"Input: {m['input_shape']} {m['input_dtype']} (dataset floats × {m['input_scale']:g}); "
             f"output: {m['output_shape']} {m['output_dtype']} ({m['output_kind']}).\n"
             f"FINN-estimated throughput: {m['estimated_fps']} FPS.\n")

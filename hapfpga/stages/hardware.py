@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerificationError
+from ..errors import ConfigError, VerificationError
 from ..runstate import atomic_dir
 from .base import Conf, Context, Stage, StageOutput
 
@@ -156,12 +156,45 @@ def deploy(ctx: Context, conf: Conf) -> StageOutput:
     pkg = make_deployment_package(
         ctx.path("deploy"), ctx.path("finn"), board=conf.board, clock_mhz=conf.clock_mhz, x_test=x, y_test=y,
         input_scale=ctx.input_scale, estimated_fps=ctx.results["finn_build"]["estimate"]["fps"],
+        batch_size=conf.deploy.batch_size, zip_package=not conf.deploy.emulate,
     )
-    return [Path(pkg.path), Path(pkg.zip_path)], {
+    result = {
         "path": str(Path(pkg.path).relative_to(ctx.run_dir)),
         "zip": str(Path(pkg.zip_path).relative_to(ctx.run_dir)),
         "has_bitfile": pkg.has_bitfile,
     }
+    if conf.deploy.emulate:
+        result["emulate"] = _emulate(ctx, conf, Path(pkg.path))
+    return [Path(pkg.path), Path(pkg.zip_path)], result
+
+
+def _emulate(ctx: Context, conf: Conf, pkg: Path) -> dict[str, Any]:
+    """The emulated board into the package (FINN's RTL design, as rtlsim builds it), then the package's test
+    data through FINN's driver on it, compared with the simulated backend; the package is zipped after."""
+    import shutil
+
+    from ..deploy.emulate import emulate_report
+    from ..deploy.emulate_build import build_emulated_board
+
+    if ctx.test_set is None:
+        raise ConfigError("deploy.emulate runs the package's test data on the emulated board; give test data "
+                          "(hapfpga build --test-data, or the run's dataset).")
+    build_emulated_board(pkg, ctx.model_file, ctx.path("folding.json"), conf.board, conf.clock_mhz,
+                         ctx.path("work") / "emulate")
+    rep = emulate_report(pkg)
+    (pkg / "measurement_emulate.json").write_text(json.dumps(rep, indent=2) + "\n")
+    shutil.make_archive(str(pkg), "zip", root_dir=str(pkg.parent), base_dir=pkg.name)
+    return rep
+
+
+def deploy_gate(ctx: Context, result: dict[str, Any]) -> None:
+    rep = result.get("emulate")
+    if rep is not None and rep.get("equal_to_sim") != rep.get("n"):
+        raise VerificationError(
+            f"FINN's driver on the emulated board returned outputs equal to the simulated backend on only "
+            f"{rep.get('equal_to_sim')} of {rep.get('n')} test samples (figures in {ctx.path('report.json')}); "
+            "the driver, the DMAs and the RTL disagree with FINN's graph."
+        )
 
 
 def _rtlsim_enabled(cfg: Any) -> bool:
@@ -177,8 +210,9 @@ VERIFY = Stage(
     produces="the verification",
 )
 DEPLOY = Stage(
-    "deploy", deploy, inputs=("finn_build",), outputs=("deploy", "deploy.zip"), config=("board", "clock_mhz"),
-    key_extra=lambda ctx: (ctx.input_scale, ctx.data_key), produces="a deployment package with the simulated backend",
+    "deploy", deploy, inputs=("finn_build",), outputs=("deploy", "deploy.zip"),
+    config=("board", "clock_mhz", "deploy"), key_extra=lambda ctx: (ctx.input_scale, ctx.data_key),
+    gate=deploy_gate, produces="a deployment package with the simulated backend",
 )
 RTLSIM = Stage(
     "rtlsim", rtlsim, inputs=("fold", "finn_build", "deploy"), outputs=("rtlsim",),

@@ -17,7 +17,7 @@ from typing import Any
 from ..boards import BoardSpec, load_board
 from ..config import to_dict
 from ..errors import ConfigError, ToolMissingError
-from ..runconfig import BuildConfig, FoldingConfig, RtlsimConfig, RunConfig
+from ..runconfig import BuildConfig, DeployConfig, FoldingConfig, RtlsimConfig, RunConfig
 from ..runstate import RunState, atomic_write_text
 from .base import Context, Stage
 
@@ -190,10 +190,16 @@ def _preflight(cfg: RunConfig, chosen: list[str]) -> None:
             from ..pruning.mixed import check_bits_model
 
             check_bits_model(cfg.model.name)
-    if "rtlsim" in chosen:
+    if "rtlsim" in chosen or ("deploy" in chosen and cfg.deploy.emulate):
         from ..rtlsim.tools import find_toolchain
 
         find_toolchain()  # no verilator / C++ compiler: one sentence, exit 2
+    if "deploy" in chosen and cfg.deploy.emulate:
+        import importlib.util
+
+        if importlib.util.find_spec("finn_plus_driver") is None:
+            raise ToolMissingError("deploy.emulate runs FINN's own PYNQ driver; install it with "
+                                   "`pip install --no-deps finn-plus-driver==1.6.1`.")
 
 
 # -- hapfpga build --------------------------------------------------------------------------------------
@@ -255,6 +261,7 @@ def build_model(
     rtlsim_frames: int = 8,
     open_simulatable: bool = False,
     console: Any = None,
+    emulate: bool = False,
 ) -> BuildOutputs:
     """``hapfpga build``: the ``BUILD_STAGES`` (fold, finn_build, deploy, [rtlsim], report) on a QONNX file.
 
@@ -262,7 +269,8 @@ def build_model(
     from FINN's model, else FINN's defaults; every later stage (RTL simulation included) uses that design.
     ``bitstream``/``rtlsim`` run FINN's Vivado flow when a supported Vivado is installed; without it
     ``rtlsim`` is hapfpga's Verilator simulation (``rtlsim_frames`` samples) and ``bitstream`` ends in
-    ``ToolMissingError`` after everything Vivado-free was built. Writes ``out_dir/build.json`` too.
+    ``ToolMissingError`` after everything Vivado-free was built. ``emulate``: the package gets the emulated board
+    and its test data runs through FINN's driver on it (``deploy: {emulate: true}``). Writes ``out_dir/build.json`` too.
     """
     from . import BUILD_STAGES
 
@@ -280,7 +288,7 @@ def build_model(
         folding = FoldingConfig(mode="none", open_simulatable=open_simulatable)
     cfg = RunConfig(board=board.key, clock_mhz=clock_mhz, folding=folding,
                     build=BuildConfig(bitstream=bitstream, rtlsim=rtlsim, codegen=codegen),
-                    rtlsim=RtlsimConfig(n=rtlsim_frames) if rtlsim else None)
+                    rtlsim=RtlsimConfig(n=rtlsim_frames) if rtlsim else None, deploy=DeployConfig(emulate=emulate))
     out = Path(out_dir).resolve()
     data_key = None
     if test_data is not None:
@@ -290,7 +298,7 @@ def build_model(
                   input_scale=input_scale, data_key=data_key, env=env, progress=progress,
                   keys={"export": _digest(model_file)})
     stages, chosen = select_stages(BUILD_STAGES, cfg)
-    _preflight(cfg, chosen if rtlsim and not _vivado_flow(ctx) else [])
+    _preflight(cfg, [c for c in chosen if c == "deploy" or (c == "rtlsim" and not _vivado_flow(ctx))])
     try:
         run_stages(ctx, stages, chosen)
     finally:

@@ -59,6 +59,8 @@ def test_notebook_runs(name, tmp_path):
         assert "all stages pass: True" in text and (tmp_path / "report.html").is_file()
     if name.startswith("04"):
         assert "throughput:" in text and "accuracy:" in text
+        assert "emulated board == sim backend on 100/100 images" in text
+        assert "outputs equal to the sim backend on" in text and "cycles per frame" in text
     # figures were drawn
     if not name.startswith("03"):
         assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
