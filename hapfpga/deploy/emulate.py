@@ -196,21 +196,21 @@ class RtlFabric:
         """The input DMA's words as the simulated segment takes them (through the software head, if any)."""
         if not self.desc["head"]:
             return words
-        from ..rtlsim.sim import _pack
+        from ..rtlsim.sim import pack_stream
 
         x = _unpack_io(words, self.desc["io_shape_dict"], "i", n)
         gin, seg = self._software().graph.input[0].name, self.desc["segment_inputs"][0]
         y = self._run_nodes(self.desc["head"], gin, x, seg["tensor"])
-        return _pack(y, _spec(seg))
+        return pack_stream(y, _spec(seg))
 
     def _from_segment(self, words: list[int], n: int) -> list[int]:
         """The segment's output words as the output DMA receives them (through the software tail, if any)."""
         if not self.desc["tail"]:
             return words
-        from ..rtlsim.sim import _unpack
+        from ..rtlsim.sim import unpack_stream
 
         seg = self.desc["segment_outputs"][0]
-        y = _unpack(words, _spec(seg), n)
+        y = unpack_stream(words, _spec(seg), n)
         gout = self._software().graph.output[0].name
         return _pack_io(self._run_nodes(self.desc["tail"], seg["tensor"], y, gout), self.desc["io_shape_dict"], "o")
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, UnsupportedLayerError
-from .package import _readme
+from .package import package_readme
 
 __all__ = [
     "AXI_PORT_WIDTH",
@@ -244,7 +244,7 @@ def _settings_into_package(pkg: Path, settings: dict[str, Any]) -> None:
     m["driver_settings"] = "driver/settings.json"
     m["emulated_board"] = BOARD_FILE
     (pkg / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-    (pkg / "README.md").write_text(_readme(m))
+    (pkg / "README.md").write_text(package_readme(m))
 
 
 def build_emulated_board(package_dir: str | Path, qonnx_path: str | Path, folding_json: str | Path | None,

@@ -278,7 +278,7 @@ def make_deployment_package(
         manifest["test_data"] = "test_data.npz"
         manifest["n_test"] = n
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / "README.md").write_text(_readme(manifest))
+    (out / "README.md").write_text(package_readme(manifest))
 
     zip_path = out.with_suffix(".zip")
     if zip_package:
@@ -288,7 +288,7 @@ def make_deployment_package(
     return DeployPackage(path=out, zip_path=zip_path, has_bitfile=bitfile is not None, manifest=manifest)
 
 
-def _readme(m: dict[str, Any]) -> str:
+def package_readme(m: dict[str, Any]) -> str:
     board_part = ("On the board (PYNQ image, `pip install finn-plus-driver`):\n\n"
                   "    python run_on_board.py            # loads bitfile/, prints FPS, latency, accuracy\n"
                   if m["bitfile"] else

@@ -18,7 +18,15 @@ import numpy as np
 from ..errors import VerificationError
 from . import backend
 from .design import build_design
-from .sim import _pipeline_cycles, _unpack, expected_words, frame_timing, reference, run_design, to_hw_order
+from .sim import (
+    _pipeline_cycles,
+    expected_words,
+    frame_timing,
+    reference,
+    run_design,
+    to_hw_order,
+    unpack_stream,
+)
 
 __all__ = ["LayerMeasurement", "measure_layers", "estimated_cycles", "matches_estimate"]
 
@@ -128,7 +136,7 @@ def measure_layers(
     out: list[LayerMeasurement] = []
     for k, s in enumerate(design.outputs):
         node = model.get_node_from_name(s.node)
-        got = _unpack(res.outputs[k], s, n)
+        got = unpack_stream(res.outputs[k], s, n)
         want = ref[s.tensor]
         if s.pool_k2:  # a depthwise SWG streams channel folds outer: compare in that order
             want = to_hw_order(want, s.pool_k2, s.folded_shape[-1])

@@ -120,7 +120,7 @@ def to_hw_order(x: np.ndarray, k2: int, pe: int) -> np.ndarray:
     return y.reshape(x.shape)
 
 
-def _pack(x: np.ndarray, spec: Any) -> list[int]:
+def pack_stream(x: np.ndarray, spec: Any) -> list[int]:
     from finn.util.data_packing import npy_to_rtlsim_input
 
     n = x.shape[0]
@@ -130,7 +130,7 @@ def _pack(x: np.ndarray, spec: Any) -> list[int]:
     return npy_to_rtlsim_input(folded, spec.dtype, spec.bits)
 
 
-def _unpack(words: list[int], spec: Any, n: int) -> np.ndarray:
+def unpack_stream(words: list[int], spec: Any, n: int) -> np.ndarray:
     from finn.util.data_packing import rtlsim_output_to_npy
 
     arr = rtlsim_output_to_npy(
@@ -148,7 +148,7 @@ def run_design(
     binary: Any, design: Design, seg_in: dict[str, np.ndarray], n: int, **run_kw: Any
 ) -> backend.RunResult:
     """Pack the segment inputs (tensor -> (N, ...) array) with FINN's helpers and run ``binary`` on them."""
-    words = [_pack(seg_in[s.tensor], s) for s in design.inputs]
+    words = [pack_stream(seg_in[s.tensor], s) for s in design.inputs]
     return backend.run(binary, words, expected_words(design, n), [s.width for s in design.inputs], **run_kw)
 
 
@@ -258,7 +258,7 @@ def simulate(
         work_dir=work_dir,
     )
     _check_finished(res, expect)
-    seg_out = {s.tensor: _unpack(w, s, n) for s, w in zip(design.outputs, res.outputs, strict=True)}
+    seg_out = {s.tensor: unpack_stream(w, s, n) for s, w in zip(design.outputs, res.outputs, strict=True)}
     outputs = _tail_outputs(model, pymodel, design, ctxs, seg_out)
     latency, cpf = frame_timing(res.out_cycles[0], res.in_cycles[0] if res.in_cycles else [], n)
     return SimResult(
