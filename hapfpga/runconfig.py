@@ -110,7 +110,8 @@ class FoldingConfig:
     margin: float | dict[str, float] | None = None
     #: fold for FINN's estimate report's FPS too: each layer's cycles the larger of ours and FINN's formula where
     #: they differ (the RTL sliding window, docs/estimator.md D10), so FINN's report says the FPS we fold for
-    finn_cycles: bool = False
+    #: (on by default since issue 22: docs/margin.md "Cycles")
+    finn_cycles: bool = True
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):

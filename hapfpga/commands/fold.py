@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fractions of the budget kept free: 0.1 for every resource, or LUT=0.05,BRAM_18K=0.1 (the others keep "
         "the default); default: where our whole-design estimate fell below synthesis (docs/margin.md)",
     )
+    p.add_argument(
+        "--no-finn-cycles",
+        action="store_true",
+        help="fold for our cycle model only (default: each layer's cycles the larger of ours and FINN's formula, "
+        "so FINN's estimate report says the FPS we predict)",
+    )
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds")
     p.add_argument(
         "--open-simulatable",
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         infrastructure=not args.no_infrastructure,
         time_limit=args.time_limit,
         margin=margin,
+        finn_cycles=not args.no_finn_cycles,
     )
     out = Path(args.out)
     atomic_write_text(out, res.plan.to_finn_json())

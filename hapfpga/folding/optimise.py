@@ -370,7 +370,7 @@ def optimise(
     tie_conv_swg: bool = False,
     margin: float | Mapping[str, float] | None = None,
     fps_only: bool = False,
-    finn_cycles: bool = False,
+    finn_cycles: bool = True,
 ) -> FoldingResult:
     """The fastest legal folding of ``layers`` within ``board.budget`` (or the cheapest reaching ``target_fps``).
 
@@ -385,8 +385,8 @@ def optimise(
     applies to ``board.budget`` only: an explicit ``budget`` is taken as given unless ``margin`` is passed too;
     ``finn_compat`` (FINN's own choices) takes no default.
     ``fps_only`` (the pruning predictor): one of the fastest designs, not the least used, and no
-    ``binding_resource`` (both cost solver time). ``finn_cycles``: also fold for the FPS FINN's report says
-    (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
+    ``binding_resource`` (both cost solver time). ``finn_cycles`` (default on, docs/margin.md "Cycles"): also
+    fold for the FPS FINN's report says (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
     clock = float(clock_mhz or board.clock_mhz)
     board_budget = budget or board.budget

@@ -70,11 +70,11 @@ def _model_source(ctx: Context) -> str | None:
 def _fold_layers(ctx: Context) -> Any:
     """The search predicts the fold stage's design: FINN's RTL layers when ``folding.open_simulatable``, folded
     at the same budget (``folding.margin``) for the same cycles (``folding.finn_cycles``)."""
+    from ..folding.margin import resolve_margin
+
     f = ctx.cfg.folding
-    # the old key (a bool) while the rest is the default, so existing runs keep their pruned models
-    if f.margin is None and not f.finn_cycles:
-        return bool(f.open_simulatable)
-    return [bool(f.open_simulatable), f.margin, bool(f.finn_cycles)]
+    # the margin as resolved: a new measured default (issue 22) re-runs the search, as any margin change does
+    return [bool(f.open_simulatable), resolve_margin(f.margin, ctx.board.part).as_dict(), bool(f.finn_cycles)]
 
 
 TRAIN = Stage(
