@@ -32,7 +32,9 @@ def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choic
     res = optimise(layers, conf.board, clock_mhz=conf.clock_mhz, target_fps=f.fps if f.mode == "fps" else None,
                    margin=f.margin, finn_cycles=f.finn_cycles)
     return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
-                                                      "binding_resource": res.binding_resource}
+                                                      "binding_resource": res.binding_resource,
+                                                      "margin": dict(res.margin), "budget": res.budget.as_dict(),
+                                                      "finn_cycles": f.finn_cycles}
 
 
 def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
