@@ -105,17 +105,24 @@ class FoldingConfig:
     #: build every layer that has one as FINN's RTL variant (standalone thresholds), so that the built
     #: design is the one ``rtlsim`` simulates; layers with neither RTL nor a hapfpga model are refused.
     open_simulatable: bool = False
-    #: fraction of the LUT budget kept free (None: the measured estimator-vs-synthesis spread, folding/margin.py)
-    margin: float | None = None
+    #: fractions of the budget kept free: one for every resource, or {LUT: 0.05, BRAM_18K: 0.1} (the other resources
+    #: keep the default); None: the measured default, where our whole-design estimate fell below synthesis
+    #: (folding/margin.py, docs/margin.md)
+    margin: float | dict[str, float] | None = None
     #: fold for FINN's estimate report's FPS too: each layer's cycles the larger of ours and FINN's formula where
     #: they differ (the RTL sliding window, docs/estimator.md D10), so FINN's report says the FPS we fold for
-    finn_cycles: bool = False
+    #: (on by default since issue 22: docs/margin.md "Cycles")
+    finn_cycles: bool = True
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):
             raise ConfigError(
                 f"Config key 'folding.fps' must be a positive number when folding.mode is '{self.mode}'."
             )
+        if self.margin is not None:
+            from .folding.margin import resolve_margin
+
+            resolve_margin(self.margin)  # a bad margin fails when the config is read, not at the fold stage
         if self.mode == "file" and not self.file:
             raise ConfigError("Config key 'folding.file' must name a FINN folding JSON when folding.mode is 'file'.")
 

@@ -13,6 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default="pynq-z2", help="board key, FINN board name or board YAML (default pynq-z2)")
     p.add_argument("--folding", default=None, help="FINN folding JSON (hapfpga fold / hapfpga run's folding.json)")
     p.add_argument("--target-fps", type=int, default=None, help="let FINN's SetFolding fold for this FPS instead")
+    p.add_argument("--max-fps", action="store_true",
+                   help="fold with hapfpga's optimiser (the fastest design that fits, as `hapfpga fold`)")
+    p.add_argument("--margin", default=None,
+                   help="with --max-fps (implied): fractions of the budget kept free, as `hapfpga fold --margin`")
     p.add_argument("--clock-mhz", type=float, default=None, help="clock (default: the board's)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--bitstream", action="store_true", help="full flow to bitfile, driver and package (Vivado)")
@@ -45,6 +49,21 @@ def _load_test_data(path: str):
     raise DataError(f"Test data '{path}' has keys {sorted(d.files)}; it needs x_test and y_test (or x and y).")
 
 
+def _our_folding(args: argparse.Namespace) -> tuple[bool, float | dict[str, float] | None]:
+    """(fold with our optimiser, its margin): ``--max-fps`` or ``--margin``; neither goes with a given folding."""
+    from ..errors import ConfigError
+    from ..folding.margin import parse_margin, resolve_margin
+
+    ours = args.max_fps or args.margin is not None
+    if ours and (args.folding or args.target_fps):
+        given = "--folding" if args.folding else "--target-fps"
+        raise ConfigError(f"--max-fps/--margin fold with hapfpga's optimiser; leave out {given}, or leave them out.")
+    margin = parse_margin(args.margin) if args.margin is not None else None
+    if margin is not None:
+        resolve_margin(margin)
+    return ours, margin
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -57,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..stages import build_model
 
     board = load_board(args.board)
+    max_fps, margin = _our_folding(args)
     test_data = _load_test_data(args.test_data) if args.test_data else None
     err = Console(stderr=True)
     missing: ToolMissingError | None = None
@@ -73,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                                target_fps=args.target_fps, clock_mhz=args.clock_mhz, bitstream=args.bitstream,
                                rtlsim=args.rtlsim, codegen=not args.no_codegen, test_data=test_data,
                                input_scale=args.input_scale, progress=progress,
-                               open_simulatable=args.open_simulatable, console=err, emulate=args.emulate)
+                               open_simulatable=args.open_simulatable, console=err, emulate=args.emulate,
+                               max_fps=max_fps, margin=margin)
         except ToolMissingError as e:
             if not (Path(args.out) / "build.json").is_file():
                 raise

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-infrastructure", action="store_true", help="leave out FIFOs and width converters")
     p.add_argument("--fifo-depths", choices=("minimal", "rate"), default="minimal",
                    help="FIFO depth model: FINN's force_minimal_fifos rule, or an analytic rate-mismatch bound")
+    p.add_argument("--margin", default=None,
+                   help="the margin to report the utilisation against, as `hapfpga fold --margin` (default: the "
+                        "measured one `hapfpga fold` folds with)")
     p.add_argument("--work-dir", default=None,
                    help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)")
 
@@ -40,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..estimate import estimate_network, load_folding
     from ..finn.graph import layers_for_model_file
+    from ..folding.margin import parse_margin, resolve_margin
 
     board = load_board(args.board)
+    margin = resolve_margin(parse_margin(args.margin) if args.margin is not None else None, board.part)
     if args.clock_mhz is not None and args.clock_mhz <= 0:
         raise ConfigError(f"--clock-mhz must be positive, not {args.clock_mhz:g}.")
     clock = args.clock_mhz or board.clock_mhz
@@ -50,9 +55,17 @@ def run(args: argparse.Namespace) -> int:
     est = estimate_network(layers, plan, board, clock, finn_compat=args.finn_compat,
                            infrastructure=not args.no_infrastructure, fifo_depths=args.fifo_depths)
     if args.json:
-        print(json.dumps(est.as_json(), indent=2))
+        kept = margin.apply(board.budget)
+        util = {k: getattr(est.total, k) / getattr(kept, k) for k in ("LUT", "BRAM_18K", "URAM", "DSP")
+                if getattr(kept, k) > 0}
+        print(json.dumps({**est.as_json(), "board_budget": board.budget.as_dict(), "margin": margin.as_dict(),
+                          "budget": kept.as_dict(), "utilisation": util}, indent=2))
         return 0
     _print_table(est, board)
+    from .fold import budget_lines
+
+    for line in budget_lines(est.total, board.budget, margin.as_dict(), margin.apply(board.budget)):
+        print(line)
     return 0
 
 

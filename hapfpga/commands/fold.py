@@ -37,6 +37,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not count FIFOs and width converters against the budget",
     )
+    p.add_argument(
+        "--margin",
+        default=None,
+        help="fractions of the budget kept free: 0.1 for every resource, or LUT=0.05,BRAM_18K=0.1 (the others keep "
+        "the default); default: where our whole-design estimate fell below synthesis (docs/margin.md)",
+    )
+    p.add_argument(
+        "--no-finn-cycles",
+        action="store_true",
+        help="fold for our cycle model only (default: each layer's cycles the larger of ours and FINN's formula, "
+        "so FINN's estimate report says the FPS we predict)",
+    )
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds")
     p.add_argument(
         "--open-simulatable",
@@ -55,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..finn.graph import layers_for_model_file
     from ..folding import FoldingOptions, optimise
+    from ..folding.margin import parse_margin
     from ..runstate import atomic_write_text
 
     board = load_board(args.board)
@@ -63,9 +76,15 @@ def run(args: argparse.Namespace) -> int:
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be positive, not {args.fps:g}.")
     clock = args.clock_mhz or board.clock_mhz
+    margin = parse_margin(args.margin) if args.margin is not None else None
+    if margin is not None:
+        from ..folding.margin import resolve_margin
+
+        resolve_margin(margin, board.part)  # a bad margin fails before the FINN graph build
     layers = layers_for_model_file(args.model, args.work_dir, board, clock, rtl=args.open_simulatable)
     options = FoldingOptions(clock_mhz=clock, open_simulatable=args.open_simulatable, finn_compat=args.finn_compat,
-                             infrastructure=not args.no_infrastructure, time_limit=args.time_limit)
+                             infrastructure=not args.no_infrastructure, time_limit=args.time_limit,
+                             margin=margin, finn_cycles=not args.no_finn_cycles)
     res = optimise(layers, board, options, target_fps=args.fps)
     out = Path(args.out)
     atomic_write_text(out, res.plan.to_finn_json())
@@ -102,14 +121,27 @@ def _print(res, board, out: Path) -> None:  # noqa: ANN001
             style="bold" if name == res.bottleneck else None,
         )
     print_table(t)
-    tot, b = res.total, res.budget
-    print(
-        f"total LUT {tot.LUT:,.0f}/{b.LUT:,.0f}, BRAM18 {tot.BRAM_18K:,.0f}/{b.BRAM_18K:,.0f}, "
-        f"URAM {tot.URAM:,.0f}/{b.URAM:,.0f}, DSP {tot.DSP:,.0f}/{b.DSP:,.0f} (FIFOs and width converters included)"
-    )
+    for line in budget_lines(res.total, res.board_budget or res.budget, res.margin, res.budget):
+        print(line)
     print(
         f"predicted {res.fps:,.1f} FPS (bottleneck {res.bottleneck}); proven bound {res.bound_fps:,.1f} FPS "
         f"(binding: {res.binding_resource}); solved in {res.solve_seconds:.2f}s; wrote {out}"
     )
     for n in res.notes:
         print(f"note: {n}")
+
+
+_SHORT = {"LUT": "LUT", "BRAM_18K": "BRAM18", "URAM": "URAM", "DSP": "DSP"}
+
+
+def budget_lines(total, board_budget, margin, budget) -> list[str]:  # noqa: ANN001
+    """The budget, the margin kept free and the utilisation, as ``fold`` and ``estimate`` print them."""
+    keys = [k for k in _SHORT if getattr(board_budget, k) > 0]
+    kept = ", ".join(f"{_SHORT[k]} {margin.get(k, 0.0):.0%}" for k in keys if margin.get(k, 0.0) > 0) or "none"
+    return [
+        "budget (capacity x FINN's limits): " + ", ".join(f"{_SHORT[k]} {getattr(board_budget, k):,.0f}" for k in keys),
+        f"margin kept free: {kept} -> folded within " + ", ".join(f"{_SHORT[k]} {getattr(budget, k):,.0f}" for k in keys),
+        "used (FIFOs and width converters included): " + ", ".join(
+            f"{_SHORT[k]} {getattr(total, k):,.0f} = {getattr(total, k) / getattr(budget, k):.0%}" for k in keys)
+        + " of the budget after the margin",
+    ]

@@ -12,7 +12,7 @@ fewer max cycles than ``bound_cycles``, hence none reaches more than ``clock / b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,6 +66,14 @@ class FoldingResult:
     target_fps: float | None = None
     estimate: Any = None
     notes: tuple[str, ...] = field(default=())
+    #: the fractions of each resource kept free (``folding/margin.py``) and the budget before them
+    margin: Mapping[str, float] = field(default_factory=dict)
+    board_budget: Resources | None = None
+
+    def utilisation(self) -> dict[str, float]:
+        """The design's share of the budget it was folded for (after the margin), per resource with a budget."""
+        return {k: getattr(self.total, k) / getattr(self.budget, k) for k in ("LUT", "BRAM_18K", "URAM", "DSP")
+                if getattr(self.budget, k) > 0}
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +87,9 @@ class FoldingResult:
             "optimal": self.optimal,
             "clock_mhz": self.clock_mhz,
             "budget": self.budget.as_dict(),
+            "board_budget": (self.board_budget or self.budget).as_dict(),
+            "margin": dict(self.margin),
+            "utilisation": self.utilisation(),
             "total": self.total.as_dict(),
             "solve_seconds": round(self.solve_seconds, 3),
             "n_candidates": self.n_candidates,
@@ -358,20 +369,19 @@ def optimise(
     solver's time limit. ``budget`` overrides ``board.budget``. With ``options.estimate`` the design is then
     checked with ``estimate_network`` (which also counts the graph's input/output FIFOs); if that says it does
     not fit, the violated resources are tightened and the problem re-solved (at most ``max_tightenings`` times,
-    recorded in ``notes``). ``margin``: fraction of the board's LUT budget kept free (``folding/margin.py``;
-    ``None``: the measured estimator-vs-synthesis spread). The default applies to ``board.budget`` only: an
-    explicit ``budget`` is taken as given unless ``margin`` is set too; ``finn_compat`` (FINN's own choices)
-    takes no default. ``fps_only`` (the pruning predictor): one of the fastest designs, not the least used, and
-    no ``binding_resource`` (both cost solver time). ``finn_cycles``: also fold for the FPS FINN's report says
+    recorded in ``notes``). ``margin``: fractions of the budget kept free (``folding/margin.py``: one for every
+    resource, a per-resource ``Margin``, or ``None``: the measured default, where our whole-design estimate fell
+    below synthesis). The default applies to ``board.budget`` only: an explicit ``budget`` is taken as given
+    unless ``margin`` is set too; ``finn_compat`` (FINN's own choices) takes no default. ``fps_only`` (the pruning
+    predictor): one of the fastest designs, not the least used, and no ``binding_resource`` (both cost solver
+    time). ``finn_cycles`` (default on, docs/margin.md "Cycles"): also fold for the FPS FINN's report says
     (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
-    from .margin import with_margin
-
     o = options or FoldingOptions()
     clock = float(o.clock_mhz or board.clock_mhz)
-    full_budget = budget or board.budget
-    if o.margin is not None or (budget is None and not o.finn_compat):
-        full_budget = with_margin(full_budget, o.margin)
+    board_budget = budget or board.budget
+    kept = _margin(board, budget, o.margin, o.finn_compat)
+    full_budget = kept.apply(board_budget)
     space = o.space
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
@@ -408,7 +418,19 @@ def optimise(
         target_fps=target_fps,
         estimate=est,
         notes=tuple(notes),
+        margin=kept.as_dict(),
+        board_budget=board_budget,
     )
+
+
+def _margin(board: Any, budget: Resources | None, margin: Any, finn_compat: bool) -> Any:
+    """The margin ``optimise`` keeps free: the given one, else the measured default on the board's own budget
+    (none on an explicit ``budget`` or for ``finn_compat``, FINN's own choices)."""
+    from .margin import Margin, resolve_margin
+
+    if margin is not None or (budget is None and not finn_compat):
+        return resolve_margin(margin, getattr(board, "part", ""))
+    return Margin()
 
 
 def with_skip_fifos(plan: FoldingPlan, layers: Sequence[Any]) -> FoldingPlan:

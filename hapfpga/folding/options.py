@@ -10,11 +10,12 @@ same way). :meth:`FoldingOptions.from_config` reads the run config's ``folding:`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .legal import KnobSpace
+from .margin import Margin, resolve_margin
 from .solver import DEFAULT_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,8 +32,9 @@ FAST_SPACE = KnobSpace(ram_styles=("block",), res_types=("lut",), threshold_styl
 class FoldingOptions:
     """How ``optimise`` folds (everything but the layers, the board, an FPS target and an explicit budget).
 
-    ``clock_mhz``: None = the board's clock. ``margin``: fraction of the LUT budget kept free (None: the
-    measured default, ``folding/margin.py``). ``finn_cycles``: fold for FINN's estimate report's cycles too.
+    ``clock_mhz``: None = the board's clock. ``margin``: fractions of the budget kept free, one for every
+    resource or a per-resource :class:`~hapfpga.folding.margin.Margin` (None: the measured default,
+    ``folding/margin.py``). ``finn_cycles``: fold for FINN's estimate report's cycles too (default on).
     ``open_simulatable``: fold FINN's RTL layer variants (read by whoever converts the model to layers).
     ``space``: the knob space (None: every knob the board has). ``time_limit``: solver seconds per solve.
     ``estimate``: check the design with ``estimate_network`` and tighten until it fits. ``finn_compat``: cost
@@ -43,8 +45,8 @@ class FoldingOptions:
     """
 
     clock_mhz: float | None = None
-    margin: float | None = None
-    finn_cycles: bool = False
+    margin: float | Mapping[str, float] | Margin | None = None
+    finn_cycles: bool = True
     open_simulatable: bool = False
     space: KnobSpace | None = None
     time_limit: float = 60.0
@@ -59,9 +61,12 @@ class FoldingOptions:
     edge_cost: Callable[..., Any] | None | Literal["default"] = "default"
 
     @classmethod
-    def from_config(cls, folding: FoldingConfig, clock_mhz: float | None = None) -> FoldingOptions:
-        """The fold stage's options from the run config's ``folding:`` section (and the effective clock)."""
-        return cls(clock_mhz=clock_mhz, margin=folding.margin, finn_cycles=bool(folding.finn_cycles),
+    def from_config(cls, folding: FoldingConfig, clock_mhz: float | None = None, part: str = "") -> FoldingOptions:
+        """The fold stage's options from the run config's ``folding:`` section, the effective clock and the
+        board's ``part``: the margin is resolved here (the measured default for the part's family, or the
+        config's fractions over it), so a stage keyed on these options re-runs when the measured default moves."""
+        return cls(clock_mhz=clock_mhz, margin=resolve_margin(folding.margin, part),
+                   finn_cycles=bool(folding.finn_cycles),
                    open_simulatable=bool(folding.open_simulatable))
 
     def for_predictor(self, time_limit: float, space: Literal["full", "fast"] = "full") -> FoldingOptions:

@@ -118,7 +118,7 @@ class Context:
             elif name == "clock_mhz":
                 values[name] = self.clock_mhz
             elif name == "folding_options":  # derived once from the folding section and the effective clock
-                values[name] = FoldingOptions.from_config(self.cfg.folding, self.clock_mhz)
+                values[name] = FoldingOptions.from_config(self.cfg.folding, self.clock_mhz, self.board.part)
             else:
                 values[name] = getattr(self.cfg, name)
         return Conf(values)

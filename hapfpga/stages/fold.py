@@ -29,10 +29,12 @@ def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choic
     from ..folding import FoldingOptions, optimise
 
     f = conf.folding
-    res = optimise(layers, conf.board, FoldingOptions.from_config(f, conf.clock_mhz),
+    res = optimise(layers, conf.board, FoldingOptions.from_config(f, conf.clock_mhz, conf.board.part),
                    target_fps=f.fps if f.mode == "fps" else None)
     return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
-                                                      "binding_resource": res.binding_resource}
+                                                      "binding_resource": res.binding_resource,
+                                                      "margin": dict(res.margin), "budget": res.budget.as_dict(),
+                                                      "finn_cycles": f.finn_cycles}
 
 
 def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:

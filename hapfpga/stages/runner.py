@@ -262,11 +262,14 @@ def build_model(
     open_simulatable: bool = False,
     console: Any = None,
     emulate: bool = False,
+    max_fps: bool = False,
+    margin: float | dict[str, float] | None = None,
 ) -> BuildOutputs:
     """``hapfpga build``: the ``BUILD_STAGES`` (fold, finn_build, deploy, [rtlsim], report) on a QONNX file.
 
     The folding is ``folding_file`` (FINN applies it), else FINN's SetFolding for ``target_fps`` read back
-    from FINN's model, else FINN's defaults; every later stage (RTL simulation included) uses that design.
+    from FINN's model, else (``max_fps``) hapfpga's optimiser keeping ``margin`` free (``folding.margin``), else
+    FINN's defaults; every later stage (RTL simulation included) uses that design.
     ``bitstream``/``rtlsim`` run FINN's Vivado flow when a supported Vivado is installed; without it
     ``rtlsim`` is hapfpga's Verilator simulation (``rtlsim_frames`` samples) and ``bitstream`` ends in
     ``ToolMissingError`` after everything Vivado-free was built. ``emulate``: the package gets the emulated board
@@ -284,6 +287,8 @@ def build_model(
                                 open_simulatable=open_simulatable)
     elif target_fps is not None:
         folding = FoldingConfig(mode="finn", fps=float(target_fps), open_simulatable=open_simulatable)
+    elif max_fps:
+        folding = FoldingConfig(mode="max_fps", open_simulatable=open_simulatable, margin=margin)
     else:
         folding = FoldingConfig(mode="none", open_simulatable=open_simulatable)
     cfg = RunConfig(board=board.key, clock_mhz=clock_mhz, folding=folding,

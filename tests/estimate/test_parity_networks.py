@@ -236,10 +236,75 @@ def test_fold_and_estimate_json_alone_on_stdout_and_tables_at_80_columns(tfc, tm
         assert main(argv) == 0
         out = capfd.readouterr().out
         lines = out.splitlines()
-        end = next(i for i, ln in enumerate(lines) if re.match(r"(total LUT|[\d,.]+ FPS)", ln))
+        end = next(i for i, ln in enumerate(lines) if re.match(r"(budget \(|[\d,.]+ FPS)", ln))
         assert end > 5  # the table; the sentences after it are plain prints that a terminal wraps
         assert all(len(line) <= 80 for line in lines[:end]), out
         assert "…" not in out and "MVAU_hls_0" in out.replace("\n", "")
+
+
+def test_fold_and_estimate_print_the_budget_margin_and_utilisation(tfc, tmp_path, capsys):
+    """Numbers that line up (issue 26): ``fold`` and ``estimate`` say the budget, the margin the optimiser kept
+    free and the design's utilisation of what is left; ``--margin`` moves all three."""
+    from hapfpga.cli import main
+    from hapfpga.folding.margin import default_margin
+
+    onnx_path, work = tfc[0], ["--work-dir", str(tmp_path / "cache")]
+    board = load_board("pynq-z2")
+    fold = tmp_path / "f.json"
+    docs = {}
+    for m in (None, "0", "LUT=0.5"):
+        argv = ["fold", str(onnx_path), "--out", str(fold), "--json", *work] + (["--margin", m] if m else [])
+        assert main(argv) == 0
+        docs[m] = json.loads(capsys.readouterr().out)
+    d = docs[None]
+    assert d["margin"] == default_margin(board.part).as_dict() and d["board_budget"]["LUT"] == board.budget.LUT
+    assert d["budget"]["LUT"] == pytest.approx(board.budget.LUT * (1 - d["margin"]["LUT"]))
+    assert d["utilisation"]["LUT"] == pytest.approx(d["total"]["LUT"] / d["budget"]["LUT"]) and 0 < d["utilisation"]["LUT"] <= 1
+    assert all(v == 0 for v in docs["0"]["margin"].values()) and docs["0"]["budget"] == docs["0"]["board_budget"]
+    half = docs["LUT=0.5"]
+    assert half["margin"]["LUT"] == 0.5 and half["margin"]["BRAM_18K"] == d["margin"]["BRAM_18K"]
+    assert half["total"]["LUT"] <= board.budget.LUT / 2 and half["predicted_fps"] <= d["predicted_fps"] <= docs["0"]["predicted_fps"]
+
+    assert main(["fold", str(onnx_path), "--out", str(fold), *work]) == 0
+    out = capsys.readouterr().out
+    assert "budget (capacity x FINN's limits): LUT 37,240, BRAM18 224, DSP 176" in out
+    assert f"margin kept free: LUT {d['margin']['LUT']:.0%}" in out and "of the budget after the margin" in out
+    assert main(["estimate", str(onnx_path), "--folding", str(fold), *work]) == 0
+    est = capsys.readouterr().out
+    assert "budget (capacity x FINN's limits): LUT 37,240" in est and f"LUT {d['margin']['LUT']:.0%}" in est
+    assert main(["estimate", str(onnx_path), "--folding", str(fold), "--json", "--margin", "0", *work]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["utilisation"]["LUT"] == pytest.approx(e["total"]["LUT"] / board.budget.LUT)
+    for bad in ("2", "FF=0.1", "LUT=x"):
+        assert main(["fold", str(onnx_path), "--out", str(fold), "--margin", bad, *work]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_boards_model_folds_for_every_board(tfc, capsys):
+    """``hapfpga boards --model``: one row per board in boards/, each the design ``hapfpga fold`` makes there."""
+    from hapfpga.boards import list_boards
+    from hapfpga.cli import main
+    from hapfpga.finn.graph import load_layers
+    from hapfpga.folding import optimise
+
+    spec = tfc[1].step_models["step_specialize_layers"]  # a FINN HW model, read as it is
+    assert main(["boards", "--model", str(spec), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert list(rows) == list_boards()
+    layers = load_layers(spec)
+    for key, r in rows.items():
+        assert r["fits"], r
+        ref = optimise(layers, load_board(key))
+        assert r["fps"] == pytest.approx(ref.estimate.fps) and r["binding_resource"] == ref.binding_resource
+        assert r["latency_us"] >= 1e6 / r["fps"] - 1e-6  # a frame's latency is at least its interval
+        assert r["fps_per_w"] == pytest.approx(r["fps"] / r["power_w"])
+        assert max(r["utilisation"].values()) <= 1 + 1e-9
+    assert rows["pynq-z1"]["fps"] == rows["pynq-z2"]["fps"]  # same part, same budget
+    assert rows["zcu104"]["fps"] >= rows["pynq-z2"]["fps"]  # a budget at least as large in every resource
+    assert main(["boards", "--model", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert all(k in out for k in list_boards()) and "FPS/W" in out
+    assert main(["boards", "--margin", "0.1"]) == 2
 
 
 def test_setfolding_best_fit_is_the_fastest_fitting_design_finn_reports(tfc, tmp_path):
