@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     save_model(pruned, out / "pruned.pt")  # spec + state_dict: the pruned channels rebuild from the factory
     export_for_finn(pruned, tuple(dataset.input_shape), out / "final.qonnx.onnx")
     summary = {k: report.get(k) for k in ("method", "channels_before", "channels_after", "compression",
-                                          "accuracy", "accuracy_drop", "fps_before", "fps_after")}
+                                          "accuracy", "accuracy_drop", "fps_before", "fps_after", "limited_by")}
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

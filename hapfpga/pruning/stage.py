@@ -515,11 +515,13 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
     fps_before = hw_eval(start).fps if hw_eval is not None else None
     fps_after = hw_eval(knobs).fps if hw_eval is not None else None
     target_met = _target_met(cfg, fps_before, fps_after, run.log, dict(knobs) == dict(start))
+    limit = _limited_by(run, ch, knobs)
     report.update(
         {
             **plan.as_dict(),
             "target_fps": cfg.target_fps if cfg.target == "fps" else None,
             "target_met": target_met,
+            "limited_by": limit.as_dict() if limit is not None else None,
             "params": {"before": params_before, "after": params_after},
             "macs": {"before": macs_before, "after": count_macs(pruned, run.example[:1])},
             "compression": params_before / max(1, params_after),
@@ -538,6 +540,18 @@ def _finish_report(run: _Run, ch: _Channels, report: dict[str, Any], pruned: Any
     )
     (run.out_dir / "pruning.json").write_text(json.dumps(report, indent=2, default=str))
     return pruned, report
+
+
+def _limited_by(run: _Run, ch: _Channels, knobs: Mapping[str, int]) -> Any:
+    """The bottleneck pruning cannot speed up (``limits.PruningLimit``, said in one line), or None."""
+    from .limits import pruning_limit
+
+    if ch.hw_eval is None:
+        return None
+    limit = pruning_limit(ch.hw_eval, knobs, ch.cands, list(ch.groups))
+    if limit is not None:
+        (run.log or (lambda s: print(s, file=sys.stderr)))(f"note: {limit.sentence()}")
+    return limit
 
 
 def _pareto_rows(result: SearchResult | None) -> list[dict[str, Any]]:
