@@ -131,7 +131,7 @@ class _SmallCnn(__import__("torch").nn.Module):
 
 def test_stage_names_the_first_sliding_window_when_it_bounds_max_fps(tmp_path):
     """The real predictor (FINN's conversion + the folding optimiser) on a CNN whose first sliding window bounds
-    the FPS: greedy ``target: max_fps`` keeps the model, and the report says why instead of nothing."""
+    the FPS: greedy ``target: max_fps`` gains no FPS, and the report says why instead of nothing."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("finn")
     import numpy as np
@@ -148,12 +148,13 @@ def test_stage_names_the_first_sliding_window_when_it_bounds_max_fps(tmp_path):
                           "num_classes": 5, "name": "random"})()
     lines: list[str] = []
     cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.5, "finetune_epochs": 0,
-           "step_finetune_epochs": 0, "sensitivity": False, "candidate_steps": 3, "max_steps": 3}
+           "step_finetune_epochs": 0, "sensitivity": False, "candidate_steps": 3, "max_steps": 2}
     _, rep = run_pruning_stage(cfg, model, data, load_board("pynq-z2"), tmp_path, log=lines.append)
     lim = rep["limited_by"]
     assert lim is not None and lim["kind"] == "ConvolutionInputGenerator" and lim["layer"].endswith("_0"), lim
     assert rep["fps_after"] == pytest.approx(rep["fps_before"]) == pytest.approx(lim["fps"])
-    assert rep["channels_after"] == rep["channels_before"]
+    # the search may still remove channels on the plateau (freeing resources), but never gains FPS
+    assert all(rep["channels_after"][g] <= n for g, n in rep["channels_before"].items())
     assert [s for s in lines if s.startswith("note: Pruning cannot raise the FPS")] == [f"note: {lim['sentence']}"]
     import json
 
