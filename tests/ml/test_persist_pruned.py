@@ -191,3 +191,29 @@ def test_user_model_pruned_by_hapfpga_run_reloads_in_every_later_stage_resume_an
     assert main(["prune", str(cfg), "--out", str(out2), "--model", str(out / "baseline.pt")]) == 0
     again = load_model(out2 / "pruned.pt")
     assert {g: layer_channels(again)[g] for g in prun["channels_after"]} == prun["channels_after"]
+
+
+@pytest.mark.slow
+def test_user_model_whose_first_window_bounds_max_fps_says_so_in_report_and_summary(tmp_path, capsys, monkeypatch):
+    """Issue 21's silent case through the user path: ``target: max_fps`` on a small CNN whose first sliding window
+    bounds the FPS: report.json's ``pruning.limited_by`` names the window and the knob, the summary prints it, and
+    never says "after pruning" unless the model changed."""
+    import json
+
+    from hapfpga.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")  # the summary table unwrapped
+    cfg = _user_run_config(tmp_path, {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.5,
+                                      "finetune_epochs": 0.2, "step_finetune_epochs": 0.1, "sensitivity": False,
+                                      "max_steps": 2, "candidate_steps": 3})
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    lim = rep["pruning"]["limited_by"]
+    assert lim["kind"] == "ConvolutionInputGenerator" and lim["layer"].endswith("_0"), lim
+    assert rep["pruning"]["fps_after"] == pytest.approx(rep["pruning"]["fps_before"])
+    assert rep["verification"]["passed"] is True and rep["finn_estimate"]["fits"] is True
+    text = capsys.readouterr().out
+    assert "pruning limited by" in text and lim["layer"] in text
+    changed = rep["pruning"]["channels_after"] != rep["pruning"]["channels_before"]
+    assert ("after pruning" in text) == changed
