@@ -287,6 +287,7 @@ def _run_unstructured(run: _Run, report: dict[str, Any], acc_before: float, para
             "accuracy_drop": acc_before - acc_after,
             "fps_before": None,
             "fps_after": None,
+            "limited_by": None,  # weight masks change no FINN cycles (sparsity_report's note)
             "pareto": [],
             "seconds": time.time() - run.t0,
         }
