@@ -2,10 +2,10 @@
 
 ``hapfpga.zoo.save_model`` stores every conv/linear layer's channels beside the weights; ``load_model`` calls the
 factory as the config did and prunes the fresh model to those channels, so a user's factory needs no width option.
-Property: over many random channel-count vectors (random kept indices, any count from 1 to all) on user factories
-of every graph kind (a file written here, loaded by ``model.name: file.py:make`` as a user's would be) and on zoo
-models, save → load gives the same channels and bit-equal outputs, and so does a second save → load of the loaded
-model. A saved model that its factory can no longer rebuild is one sentence, not a ``load_state_dict`` traceback.
+Property: over many random channel-count vectors (4 per model by default, 24 with ``-m slow``; random kept
+indices, any count from 1 to all) on user factories of every graph kind (a file written here, loaded by
+``model.name: file.py:make`` as a user's would be) and on zoo models, save → load gives the same channels and
+bit-equal outputs, and so does a second save → load of the loaded model. A saved model that its factory can no longer rebuild is one sentence, not a ``load_state_dict`` traceback.
 """
 
 from __future__ import annotations
@@ -78,30 +78,30 @@ def _round_trips(model, shape, tmp: Path, rng) -> dict[str, int]:
     return counts
 
 
-def _plans(request) -> int:
-    """Plans per model: 4 in the default suite, 24 when the slow tests are selected (``-m slow``)."""
-    marks = (request.config.getoption("-m") or "").replace("not slow", "")
-    return 24 if "slow" in marks else 4
+#: plans per model: a few in the default suite, many in the slow one (``make test-slow``)
+PLANS = [pytest.param(4, id="4plans"), pytest.param(24, id="24plans", marks=pytest.mark.slow)]
 
 
+@pytest.mark.parametrize("plans", PLANS)
 @pytest.mark.parametrize("kind", USER_KINDS)
-def test_property_user_factory_pruned_to_random_counts_round_trips_bit_equal(kind, tmp_path, request):
+def test_property_user_factory_pruned_to_random_counts_round_trips_bit_equal(kind, plans, tmp_path):
     name = _factory_file(tmp_path)
-    rng = np.random.default_rng(zlib.crc32(kind.encode()))
+    rng = np.random.default_rng(zlib.crc32(kind.encode()) + plans)
     fresh = build_model(ModelConfig(name=name, options={"kind": kind}), (1,), 5)
     shape = type(fresh).input_shape
     removed = 0
-    for _ in range(_plans(request)):
+    for _ in range(plans):
         model = _trained_like(build_model(ModelConfig(name=name, options={"kind": kind}), shape, 5), shape, rng)
         counts = _round_trips(model, shape, tmp_path, rng)
         removed += sum(layer_channels(fresh)[g] - n for g, n in counts.items())
     assert removed > 0  # the plans really removed channels
 
 
+@pytest.mark.parametrize("plans", PLANS)
 @pytest.mark.parametrize("name,options,shape", ZOO, ids=[z[0] for z in ZOO])
-def test_property_zoo_model_pruned_to_random_counts_round_trips_bit_equal(name, options, shape, tmp_path, request):
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    for _ in range(max(2, _plans(request) // 2)):
+def test_property_zoo_model_pruned_to_random_counts_round_trips_bit_equal(name, options, shape, plans, tmp_path):
+    rng = np.random.default_rng(zlib.crc32(name.encode()) + plans)
+    for _ in range(plans // 2):
         model = _trained_like(build_model(ModelConfig(name=name, options=options), shape, 7), shape, rng)
         _round_trips(model, shape, tmp_path, rng)
 
