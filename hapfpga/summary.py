@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["count_params", "count_macs", "layer_macs", "model_summary", "print_summary"]
+__all__ = ["count_params", "count_macs", "layer_macs", "model_summary", "print_summary", "pruning_changed"]
 
 
 def _mac_layers(model: torch.nn.Module) -> dict[str, Any]:
@@ -91,6 +91,33 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def pruning_changed(p: dict[str, Any]) -> bool:
+    """Whether the pruning stage changed the model: channels or per-layer bits, or weights masked (unstructured)."""
+    if p.get("method") == "unstructured":
+        return bool((p.get("sparsity") or {}).get("sparsity", 1.0))
+    return (p.get("channels_after") != p.get("channels_before") or p.get("bits_after") != p.get("bits_before")
+            or (p.get("params") or {}).get("after") != (p.get("params") or {}).get("before"))
+
+
+def _final_note(p: dict[str, Any] | None) -> str:
+    if p is None:
+        return "same model"
+    if pruning_changed(p):
+        return "after pruning"
+    return "pruning removed nothing" + (f" (limited by {p['limited_by']['layer']})" if p.get("limited_by") else "")
+
+
+def _pruning_rows(t: Any, report: dict[str, Any]) -> None:
+    from .pruning.reporting import PruningReport
+
+    p = PruningReport.from_dict(report)
+    missed = f"; target {_fmt(p.target.fps)} [red]not met[/red]" if p.target.met is False else ""
+    t.add_row("pruning", str(p.method), f"search's predicted FPS {_fmt(p.fps.before)} → {_fmt(p.fps.after)}{missed}")
+    lim = p.details.get("limited_by")
+    if lim:
+        t.add_row("pruning limited by", str(lim["layer"]), f"{lim['reason']}; would help: {lim['knob']}")
+
+
 def print_summary(report: dict[str, Any], console: Any) -> None:
     """The summary table ``hapfpga run`` prints at the end (readable at 80 columns)."""
     from .commands.table import cli_table
@@ -101,7 +128,7 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
                   f"{board['name']} @ {report['clock_mhz']:g} MHz", ("figure", "value", "note"), right=("value",))
     acc = report["accuracy"]
     t.add_row("test accuracy (baseline)", f"{acc['baseline']:.4f}", f"{report['dataset']['n_test']} test samples")
-    t.add_row("test accuracy (final)", f"{acc['final']:.4f}", "after pruning" if "pruning" in report else "same model")
+    t.add_row("test accuracy (final)", f"{acc['final']:.4f}", _final_note(report.get("pruning")))
     m = report["model"]
     t.add_row("parameters / MACs", f"{m['params']:,} / {m['macs']:,}", "")
     fold = report["folding"]
@@ -119,11 +146,7 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
         t.add_row(f"verify {s['name']}", "pass" if s.get("passed") else "[red]FAIL[/red]",
                   f"max|Δ|={s.get('max_abs_diff')}, argmax agree {s.get('argmax_agreement')}" + (f"; {note}" if note else ""))
     if "pruning" in report:
-        from .pruning.reporting import PruningReport
-
-        p = PruningReport.from_dict(report["pruning"])
-        missed = f"; target {_fmt(p.target.fps)} [red]not met[/red]" if p.target.met is False else ""
-        t.add_row("pruning", str(p.method), f"search's predicted FPS {_fmt(p.fps.before)} → {_fmt(p.fps.after)}{missed}")
+        _pruning_rows(t, report["pruning"])
     if "rtlsim" in report:
         r = report["rtlsim"]
         t.add_row("RTL simulation", "pass" if r.get("passed") else "[red]FAIL[/red]", str(r.get("summary", "")))

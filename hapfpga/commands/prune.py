@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config with model/data/train sections and a pruning: section")
     p.add_argument("--out", default=None, help="output directory (default: runs/<config name>-prune)")
     p.add_argument("--model", default=None,
-                   help="a trained model instead of training: a run's baseline.pt or a torch.save(model) file")
+                   help="a trained model instead of training: a run's baseline.pt/pruned.pt or a torch.save(model) file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
                         baseline=Path(args.model) if args.model else None)
     report = result.results["prune"]
     summary = {k: report.get(k) for k in ("method", "channels_before", "channels_after", "compression",
-                                          "accuracy", "accuracy_drop", "fps_before", "fps_after")}
+                                          "accuracy", "accuracy_drop", "fps_before", "fps_after", "limited_by")}
     print(json.dumps(summary, indent=2, default=str))
     return 0
+

@@ -249,6 +249,7 @@ class ChannelGraph:
             _prune_module(mods[name], in_remove=sorted(rem))
         for name, (c0, rem) in act_channels.items():
             _prune_channel_tensors(mods[name], c0, sorted(rem))
+        _retarget_quant_injectors(model)
         if check:
             out = self._forward_pruned(model, keep)
             if tuple(out.shape) != self.out_shape:
@@ -331,6 +332,20 @@ class ChannelGraph:
             if _channel_tensors(m, c):
                 found.append(name)
         return [n for n in found if not any(n.startswith(o + ".") for o in found)]
+
+
+def _retarget_quant_injectors(model: Any) -> None:
+    """Point every Brevitas quant proxy's injector at the layers it tracks in ``model``.
+
+    A proxy's injector is a class bound (``let(module=...)``) to the layer it was made for; ``copy.deepcopy`` copies
+    the proxy's ``tracked_module_list`` but not that class, so after the copy is pruned the injector still reads the
+    unpruned original's ``out_channels``, and Brevitas re-initialises the quantiser from it on every
+    ``load_state_dict`` (``config.REINIT_ON_STATE_DICT_LOAD``): a per-channel weight scale then gets the unpruned
+    shape (seen: ``shape '[16, 1, 1, 1]' is invalid for input of size 8`` after a fine-tune restored its best
+    weights). Brevitas' own ``update_tracked_modules`` rebinds it."""
+    for m in model.modules():
+        if getattr(m, "tracked_module_list", None) and hasattr(m, "update_tracked_modules"):
+            m.update_tracked_modules()
 
 
 def _holds_layers(module: Any) -> bool:

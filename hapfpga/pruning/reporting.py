@@ -55,7 +55,8 @@ class SearchRecord:
 
 #: optional entries, in report order: sensitivity (analysis), ratio (uniform), storage (NSGA-II), mixed bits,
 #: sparsity (unstructured)
-_DETAILS = ("sensitivity", "ratio", "storage", "bits", "bits_before", "bits_after", "sparsity")
+#: ``limited_by``: the bottleneck layer pruning cannot speed up and the knob that would (``limits.PruningLimit``)
+_DETAILS = ("sensitivity", "ratio", "storage", "bits", "bits_before", "bits_after", "sparsity", "limited_by")
 
 
 @dataclass(frozen=True)

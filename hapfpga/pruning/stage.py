@@ -185,7 +185,7 @@ def _run_unstructured(run: _Run, baseline: tuple[float, int, int]) -> tuple[Any,
     acc_before, params_before, macs_before = baseline
     return pruned, PruningReport(
         method=cfg.method, target=TargetOutcome(cfg.target), importance=cfg.importance,
-        details={"sparsity": sparsity_report(pruned)}, channels=BeforeAfter({}, {}),
+        details={"sparsity": sparsity_report(pruned), "limited_by": None}, channels=BeforeAfter({}, {}),
         params=BeforeAfter(params_before, params_before), macs=BeforeAfter(macs_before, macs_before),
         accuracy=BeforeAfter(acc_before, run.evaluate(pruned, run.data.x_test, run.data.y_test)),
         accuracy_val=None, fps=BeforeAfter(None, None), search=None, seconds=time.time() - run.t0,
@@ -426,6 +426,9 @@ def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
         details.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
     fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
     met = _target_met(cfg, fps.before, fps.after, run.log, dict(knobs) == dict(start))
+    if hw_eval is not None:
+        limit = _limited_by(run, ch, knobs)
+        details["limited_by"] = limit.as_dict() if limit is not None else None
     search = SearchRecord(
         pareto=_pareto_rows(result),
         history=[s.as_dict() for s in result.history][-200:] if result is not None else [],
@@ -450,6 +453,18 @@ def _counts_after(full: Mapping[str, int], counts: Mapping[str, int]) -> dict[st
     from .plan import PruningPlan
 
     return PruningPlan(before=dict(full), after=dict(counts)).counts()
+
+
+def _limited_by(run: _Run, ch: _Channels, knobs: Mapping[str, int]) -> Any:
+    """The bottleneck pruning cannot speed up (``limits.PruningLimit``, said in one line), or None."""
+    from .limits import pruning_limit
+
+    if ch.hw_eval is None:
+        return None
+    limit = pruning_limit(ch.hw_eval, knobs, ch.cands, list(ch.groups))
+    if limit is not None:
+        (run.log or (lambda s: print(s, file=sys.stderr)))(f"note: {limit.sentence()}")
+    return limit
 
 
 def _pareto_rows(result: SearchResult | None) -> list[dict[str, Any]]:

@@ -34,36 +34,25 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ZooModel:
-    """One zoo entry: where its factory lives and how to read a (pruned) model's widths back as options.
-
-    Both are ``"module:function"`` references inside hapfpga.zoo, resolved lazily (importing the zoo needs no
-    torch). ``widths(model) -> options`` returns the factory options that rebuild ``model`` at its current widths.
-    """
+    """One zoo entry: where its factory lives (a ``"module:function"`` reference inside hapfpga.zoo, resolved
+    lazily: importing the zoo needs no torch) and one line on what it is. A pruned model is rebuilt by pruning the
+    factory's fresh model to its saved channels (:func:`model_spec`), the same for zoo and user models."""
 
     factory: str
-    widths: str
     summary: str
 
 
 #: The zoo: one explicit table (no registration by import side effect).
 MODELS: dict[str, ZooModel] = {
-    "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "hapfpga.zoo.models:chain_widths",
-                           "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
-    "tfc": ZooModel("hapfpga.zoo.models:tfc", "hapfpga.zoo.models:fc_widths", "FINN's TFC (FC 64-64-64)"),
-    "cnv": ZooModel("hapfpga.zoo.models:cnv", "hapfpga.zoo.models:chain_widths",
-                    "FINN's CNV (conv 64-64-128-128-256-256, FC 512-512)"),
-    "cnn1d": ZooModel("hapfpga.zoo.conv1d:cnn1d", "hapfpga.zoo.conv1d:cnn1d_widths",
-                      "VGG10-1D-like QuantConv1d stack for N×C×L signals"),
-    "mobilenet_v1": ZooModel("hapfpga.zoo.separable:mobilenet_v1", "hapfpga.zoo.separable:separable_widths",
-                             "MobileNet-v1 (depthwise-separable, width multiplier)"),
-    "ds_cnn": ZooModel("hapfpga.zoo.separable:ds_cnn", "hapfpga.zoo.separable:separable_widths",
-                       "keyword-spotting DS-CNN on a 2D feature map"),
-    "kws_mlp": ZooModel("hapfpga.zoo.mlp:kws_mlp", "hapfpga.zoo.models:fc_widths",
-                        "keyword-spotting MLP (FC only)"),
-    "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "hapfpga.zoo.models:fc_widths",
-                                "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
-    "resnet8": ZooModel("hapfpga.zoo.resnet:resnet8", "hapfpga.zoo.resnet:resnet_widths",
-                        "MLPerf Tiny ResNet-8 (stem 16, residual stages 16/32/64, 1x1 shortcuts)"),
+    "digits_cnn": ZooModel("hapfpga.zoo.models:digits_cnn", "small CNN for 8x8 digits (conv 16-32, pool, FC 64)"),
+    "tfc": ZooModel("hapfpga.zoo.models:tfc", "FINN's TFC (FC 64-64-64)"),
+    "cnv": ZooModel("hapfpga.zoo.models:cnv", "FINN's CNV (conv 64-64-128-128-256-256, FC 512-512)"),
+    "cnn1d": ZooModel("hapfpga.zoo.conv1d:cnn1d", "VGG10-1D-like QuantConv1d stack for N×C×L signals"),
+    "mobilenet_v1": ZooModel("hapfpga.zoo.separable:mobilenet_v1", "MobileNet-v1 (depthwise-separable, width multiplier)"),
+    "ds_cnn": ZooModel("hapfpga.zoo.separable:ds_cnn", "keyword-spotting DS-CNN on a 2D feature map"),
+    "kws_mlp": ZooModel("hapfpga.zoo.mlp:kws_mlp", "keyword-spotting MLP (FC only)"),
+    "mlp_autoencoder": ZooModel("hapfpga.zoo.mlp:mlp_autoencoder", "MLPerf Tiny anomaly-detection autoencoder body + classifier head (FC only)"),
+    "resnet8": ZooModel("hapfpga.zoo.resnet:resnet8", "MLPerf Tiny ResNet-8 (stem 16, residual stages 16/32/64, 1x1 shortcuts)"),
 }
 
 
@@ -208,17 +197,20 @@ def model_source_hash(name: str) -> str | None:
 
 
 def model_spec(model: torch.nn.Module) -> dict[str, Any]:
-    """How to rebuild ``model`` (built by :func:`build_model`): name, shapes, bits and options, with the widths
-    read from the modules themselves for zoo models, so a channel-pruned model rebuilds at its pruned widths."""
+    """How to rebuild ``model`` (built by :func:`build_model`): name, shapes, bits and options as the factory was
+    called, plus ``channels``, the output channels of every conv/linear layer read from the modules themselves.
+
+    A channel-pruned model (zoo or user factory alike) is rebuilt by calling the factory as before and pruning the
+    fresh instance to those channels (:func:`_from_spec`), so no factory needs a width option. Per-layer bits are in
+    ``model_config`` (``layer_weight_bits``/``layer_act_bits``, which mixed precision rewrites)."""
+    from ..pruning.apply import layer_channels
+
     spec = getattr(model, "hap_spec", None)
     if spec is None:
         raise ConfigError(
             "This model was not built by hapfpga.zoo.build_model; save it with torch.save(model.state_dict())."
         )
-    spec = {**spec, "options": dict(spec["options"])}
-    if spec["name"] in MODELS:
-        spec["options"].update(_resolve(MODELS[spec["name"]].widths)(model))
-    return spec
+    return {**spec, "options": dict(spec["options"]), "channels": layer_channels(model)}
 
 
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
@@ -238,13 +230,50 @@ def load_model(path: str | Path) -> torch.nn.Module:
 
     blob = torch.load(Path(path), weights_only=True)
     model = model_from_spec(blob["spec"])
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as e:  # the factory's model (pruned to the saved channels) has other tensors
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e)).rstrip(".")
+        raise ConfigError(
+            f"Model file '{path}' does not fit model '{blob['spec']['name']}' as its factory rebuilds it ({first}); "
+            "it was saved by an older hapfpga without its pruned channel counts or the factory changed since, so "
+            "re-run the stage that wrote it (hapfpga run --from train or --from prune)."
+        ) from None
     return model.eval()
 
 
 def model_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
-    """A fresh (untrained) model from a :func:`model_spec` (the rebuild half of :func:`load_model`)."""
+    """The model ``spec`` describes (the rebuild half of :func:`load_model`): the factory's fresh model, pruned to
+    ``spec["channels"]`` where they differ."""
     from ..runconfig import ModelConfig
 
     cfg = ModelConfig(name=spec["name"], options=dict(spec["options"]), **spec["model_config"])
-    return build_model(cfg, spec["input_shape"], spec["num_classes"])
+    model = build_model(cfg, spec["input_shape"], spec["num_classes"])
+    if spec.get("channels") is None:  # a blob saved before the channels were recorded: options carry the widths
+        return model
+    return _prune_to_channels(model, spec)
+
+
+def _prune_to_channels(model: torch.nn.Module, spec: dict[str, Any]) -> torch.nn.Module:
+    """``model`` (fresh from the factory) pruned to the saved channels of each channel group (kept indices
+    ``0..n-1``: the saved weights replace them); a factory that no longer builds that architecture is a
+    one-sentence ``ConfigError``."""
+    import torch
+
+    from ..pruning.apply import ChannelGraph, layer_channels
+
+    want = {k: int(v) for k, v in spec["channels"].items()}
+    if layer_channels(model) != want:
+        graph = ChannelGraph(model, torch.zeros((2, *spec["input_shape"])))
+        keep = {g: list(range(want[g])) for g, grp in graph.groups.items() if want.get(g, grp.channels) < grp.channels}
+        model = graph.prune(keep, inplace=True) if keep else model
+    got = layer_channels(model)
+    if got != want:
+        diff = sorted(k for k in {*got, *want} if got.get(k) != want.get(k))
+        raise ConfigError(
+            f"The saved model's layers {', '.join(repr(k) for k in diff[:3])} have "
+            f"{', '.join(str(want.get(k)) for k in diff[:3])} channels, but model '{spec['name']}' pruned to the saved "
+            f"channel counts has {', '.join(str(got.get(k)) for k in diff[:3])}; the factory changed since the model "
+            "was saved, re-run training (or restore the model file)."
+        )
+    return model

@@ -21,9 +21,9 @@ import torch
 from ..errors import ConfigError
 from ..quant import layer_quantisers
 from ..types import QuantSpec
-from .models import QuantCNN, _act, _fc_classifier, _ints, fc_widths
+from .models import QuantCNN, _act, _fc_classifier, _ints
 
-__all__ = ["cnn1d", "cnn1d_widths"]
+__all__ = ["cnn1d"]
 
 
 def cnn1d(
@@ -73,15 +73,3 @@ def cnn1d(
     features = torch.nn.Sequential(layers)
     classifier = _fc_classifier(c * length, fc, num_classes, quant, len(channels), per_channel)
     return QuantCNN(features, classifier, input_shape, "cnn1d")
-
-
-def cnn1d_widths(model: torch.nn.Module) -> dict[str, Any]:
-    """``channels``, ``pool_after`` and ``fc`` of a cnn1d at its current (possibly pruned) widths."""
-    import brevitas.nn as qnn
-
-    named = list(model.features.named_children())
-    return {
-        "channels": [int(m.out_channels) for _, m in named if isinstance(m, qnn.QuantConv1d)],
-        "pool_after": [int(n[4:]) for n, _ in named if n.startswith("pool")],
-        **fc_widths(model),
-    }

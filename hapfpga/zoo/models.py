@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..quant import layer_quantisers
 from ..types import QuantSpec
 
-__all__ = ["QuantCNN", "digits_cnn", "tfc", "cnv", "fc_widths", "chain_widths", "CNV_CHANNELS", "CNV_POOL_AFTER", "CNV_FC"]
+__all__ = ["QuantCNN", "digits_cnn", "tfc", "cnv", "CNV_CHANNELS", "CNV_POOL_AFTER", "CNV_FC"]
 
 #: FINN's CNV conv channels and the convs followed by a 2×2 max-pool (brevitas_examples CNV_OUT_CH_POOL).
 CNV_CHANNELS: tuple[int, ...] = (64, 64, 128, 128, 256, 256)
@@ -225,24 +225,3 @@ def cnv(
     )
     classifier = _fc_classifier(_prod(out_shape), fc, num_classes, quant, nq, per_channel)
     return QuantCNN(features, classifier, input_shape, "cnv")
-
-
-def fc_widths(model: torch.nn.Module) -> dict[str, Any]:
-    """The ``fc`` option of a model at its current widths: every hidden QuantLinear of ``classifier``."""
-    import brevitas.nn as qnn
-
-    fcs = [m for _, m in model.classifier.named_children() if isinstance(m, qnn.QuantLinear)]
-    return {"fc": [int(f.out_features) for f in fcs[:-1]]}
-
-
-def chain_widths(model: torch.nn.Module) -> dict[str, Any]:
-    """``channels``, ``pool_after`` and ``fc`` of a conv chain (digits_cnn, cnv) at its current widths."""
-    import brevitas.nn as qnn
-
-    convs = [m for _, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
-    names = [n for n, _ in model.features.named_children()]
-    return {
-        "channels": [int(c.out_channels) for c in convs],
-        "pool_after": [int(n[4:]) for n in names if n.startswith("pool")],
-        **fc_widths(model),
-    }

@@ -26,7 +26,6 @@ models (an open-simulatable design). Inputs are float32 in [0, 1] on the k/255 g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -184,14 +183,3 @@ def resnet8(
         raise ConfigError(f"Model options 'mid' and 'stages' differ in length ({list(mid)} vs {list(stages)}).")
     return ResNet(input_shape, num_classes, quant, chans, tuple(int(s) for s in strides), stem_ch,
                   per_channel, pool, "resnet8", mid=None if mid is None else tuple(int(m) for m in mid))
-
-
-def resnet_widths(model: torch.nn.Module) -> dict[str, Any]:
-    """The options that rebuild ``model`` at its current (possibly pruned) widths: stem, stages and each block's
-    inner width, at ``width`` 1."""
-    return {
-        "width": 1.0,
-        "stem": int(model.conv0.out_channels),
-        "stages": [int(b.conv2.out_channels) for b in model.blocks],
-        "mid": [int(b.conv1.out_channels) for b in model.blocks],
-    }

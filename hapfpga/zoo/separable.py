@@ -33,7 +33,7 @@ from ..quant import layer_quantisers
 from ..types import QuantSpec
 from .models import QuantCNN, _act, _fc_classifier, _ints
 
-__all__ = ["mobilenet_v1", "ds_cnn", "separable_widths", "MOBILENET_V1_CHANNELS", "MOBILENET_V1_STRIDES"]
+__all__ = ["mobilenet_v1", "ds_cnn", "MOBILENET_V1_CHANNELS", "MOBILENET_V1_STRIDES"]
 
 #: MobileNet-v1 (Howard et al. 2017, Table 1): stem channels, then the pointwise width of each of the 13 blocks.
 MOBILENET_V1_CHANNELS: tuple[int, ...] = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
@@ -177,13 +177,3 @@ def ds_cnn(
     strides = (int(stem_stride),) + (1,) * (len(_ints("channels", channels)) - 1)
     return _separable(input_shape, num_classes, quant, channels, strides, stem_kernel, stem_padding, pool,
                       per_channel, "ds_cnn")
-
-
-def separable_widths(model: torch.nn.Module) -> dict[str, Any]:
-    """``channels`` (stem, then each pointwise conv) of a separable model at its current widths."""
-    import brevitas.nn as qnn
-
-    convs = [(n, m) for n, m in model.features.named_children() if isinstance(m, qnn.QuantConv2d)]
-    # conv0 is the stem, conv{2b+1} block b's depthwise and conv{2b+2} its pointwise conv (by name: a
-    # 1-channel depthwise conv has groups == 1 too)
-    return {"channels": [int(m.out_channels) for n, m in convs if int(n[4:]) % 2 == 0]}

@@ -56,3 +56,4 @@ def test_zoo_example(name, tmp_path, monkeypatch):
     if "pruning" in rep:
         before, after = rep["model"]["baseline"]["channels"], rep["model"]["channels"]
         assert sum(after.values()) < sum(before.values())
+        assert rep["model"]["params"] < rep["model"]["baseline"]["params"]

@@ -34,7 +34,7 @@ def test_prune_command_saves_pruned_model_and_report(tmp_path):
     )
     out = tmp_path / "out"
     assert main(["prune", str(cfg), "--out", str(out), "--model", str(tmp_path / "m.pt")]) == 0
-    pruned = load_model(out / "pruned.pt")
+    pruned = load_model(out / "pruned.pt")  # the pruned channels rebuild from the factory
     rep = json.loads((out / "pruning" / "pruning.json").read_text())
     after = layer_channels(pruned)
     assert rep["channels_after"] == {g: after[g] for g in rep["channels_after"]}
