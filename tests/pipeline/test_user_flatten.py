@@ -5,7 +5,7 @@ build and verification, which must be bit-exact (Brevitas ↔ QONNX ↔ FINN str
 
 Default suite: the issue's 1D model (input quantiser, ``x.flatten(1)`` over the whole 16-long map), pruned, and a
 2D model with ``x.view(x.size(0), -1)``; ``slow``: every flatten spelling in 1D and 2D, pruned. The pruned runs
-need pruned user models to reload (:func:`_pruned_user_models_reload`); ``tests/finn/test_flatten.py`` checks
+reload the pruned user model from its factory (``hapfpga.zoo.load_model``); ``tests/finn/test_flatten.py`` checks
 pruning across the flatten, FINN's absorption and exact verification without the stages.
 """
 
@@ -78,39 +78,6 @@ def _check(rep: dict, *, prune: bool) -> None:
 ISSUE_1D = FlattenSpec(dim=1, spelling="flatten1", channels=(8, 8), hidden=16, input_quant=True)
 
 
-def _pruned_user_models_reload() -> bool:
-    """Whether a channel-pruned model from a user's factory survives ``hapfpga.zoo.save_model``/``load_model``
-    (issue 21 capability 1, another change): until it does, the export stage of a pruned user model fails with
-    ``size mismatch`` (the rebuild uses the factory's original widths) and the pruned runs below are expected to
-    fail there (strict: they fail the suite as soon as they pass, so the mark is removed with that change)."""
-    import tempfile
-
-    import torch
-
-    from hapfpga.pruning.apply import ChannelGraph
-    from hapfpga.runconfig import ModelConfig
-    from hapfpga.zoo import build_model, load_model, save_model
-
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "probe.py"
-        f.write_text(flatten_models.source(ISSUE_1D))
-        model = build_model(ModelConfig(name=f"{f}:make"), (2, 16), 4)
-        with torch.no_grad():  # one training-mode forward, as training gives: Brevitas' scales get their state
-            model(torch.rand(8, 2, 16))
-        pruned = ChannelGraph(model.eval(), torch.rand(2, 2, 16)).prune({"conv0": list(range(7))})
-        try:
-            load_model(save_model(pruned, Path(d) / "m.pt"))
-        except Exception:
-            return False
-    return True
-
-
-needs_pruned_reload = pytest.mark.xfail(
-    not _pruned_user_models_reload(), strict=True, raises=AssertionError,
-    reason="a pruned user model is rebuilt at the factory's widths (issue 21 capability 1, not in this branch)")
-
-
-@needs_pruned_reload
 def test_issue_1d_flatten_model_trains_prunes_builds_and_verifies(tmp_path, capsys):
     _check(_run(tmp_path, ISSUE_1D, capsys, prune=True), prune=True)
 
@@ -121,7 +88,6 @@ def test_2d_view_flatten_model_trains_builds_and_verifies(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@needs_pruned_reload
 @pytest.mark.parametrize("dim", [1, 2])
 @pytest.mark.parametrize("spelling", flatten_models.SPELLINGS)
 def test_every_spelling_through_the_user_path_pruned(spelling, dim, tmp_path, capsys):
