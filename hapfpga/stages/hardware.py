@@ -37,6 +37,7 @@ def finn_estimate_summary(reports: dict[str, Any], board: Any) -> dict[str, Any]
         "fits": not over,
         "over_budget": over,
         "layers": layers,
+        "order": list(layers),  # graph order, as FINN wrote its report (report.json sorts its keys)
     }
 
 
