@@ -7,13 +7,17 @@ offline (on a laptop or copied next to the board). We use ``matplotlib.figure.Fi
 Sections (each one only when the report has the data):
 
 * summary (board, clock, dataset, accuracy, FPS, fit),
-* per-layer cycles with the bottleneck marked (FINN's estimate; ours alongside when present),
+* per-layer cycles with the bottleneck marked (FINN's estimate; ours alongside when present), and a per-layer table,
 * per-layer LUT / BRAM_18K / DSP / URAM stacked against the board budget,
-* accuracy-vs-FPS Pareto front of a pruning search,
-* channels before/after pruning,
+* pruning: what changed and why, or why nothing did (and ``pruning.limited_by`` when the report has it),
+  accuracy-vs-FPS Pareto front of the search, channels before/after,
 * verification table (Brevitas ↔ QONNX ↔ FINN),
 * FINN's estimate vs our estimator, per layer,
 * RTL simulation and stage timings.
+
+Every per-layer chart and table lists the layers in pipeline (graph) order and marks the bottleneck in place:
+``report.json`` is written with sorted keys, so the order comes from the ``order`` lists of the estimate
+sections (FINN nodes) and ``model.order`` (the model's layers), not from the dicts.
 
 The FPS of a dataflow pipeline is ``clock / max_cycles``: the layer with the most cycles per frame
 bounds throughput (FINN-R, Blott et al. 2018, Sec. 4; finn-plus ``estimate_network_performance``).
@@ -593,7 +597,8 @@ def pruning_story(prun: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _pruning_section(prun: Any, charts: Mapping[str, Any], fold: Mapping[str, Any], acc: Mapping[str, Any]) -> list[str]:
+def _pruning_section(prun: Any, charts: Mapping[str, Any], fold: Mapping[str, Any], acc: Mapping[str, Any],
+                     module_order: Sequence[str] = ()) -> list[str]:
     parts: list[str] = []
     if prun:
         from .pruning.reporting import pruning_rows, target_sentence
@@ -609,7 +614,7 @@ def _pruning_section(prun: Any, charts: Mapping[str, Any], fold: Mapping[str, An
             parts.append(_img(_plot_pareto(prun["pareto"], chosen), "accuracy vs FPS Pareto front"))
         if CHANNELS_PRUNED_CHART in charts:
             parts.append(_img(charts[CHANNELS_PRUNED_CHART], CHANNELS_PRUNED_CHART))
-        parts += _bits_section(prun.get("bits_before"), prun.get("bits_after"))
+        parts += _bits_section(in_order(prun.get("bits_before") or {}, module_order), prun.get("bits_after"))
     elif CHANNELS_CHART in charts:
         parts.append("<h2>Channels</h2>")
         parts.append(_img(charts[CHANNELS_CHART], CHANNELS_CHART))
@@ -788,7 +793,7 @@ def render_report_html(report: Mapping[str, Any]) -> str:
                      "(FINN's DEFAULT_RES_LIMITS unless the board file says otherwise). FIFOs and width converters are "
                      "not in FINN's per-layer estimate.</p>")
 
-    parts += _pruning_section(report.get("pruning"), charts, fold, report.get("accuracy") or {})
+    parts += _pruning_section(report.get("pruning"), charts, fold, report.get("accuracy") or {}, model.get("order") or [])
     parts += _verification_and_folding_sections(report.get("verification") or {}, fold, v.bottleneck)
     if COMPARE_CHART in charts:
         parts += _compare_section(v.finn, v.ours, v.bottleneck, charts[COMPARE_CHART])

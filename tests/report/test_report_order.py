@@ -12,6 +12,7 @@ import pytest
 from hapfpga.report_html import (
     BUDGET_CHART,
     CHANNELS_CHART,
+    CHANNELS_PRUNED_CHART,
     COMPARE_CHART,
     CYCLES_CHART,
     layer_charts,
@@ -125,3 +126,15 @@ def test_pruning_limited_by_is_rendered_when_present(limited_by):
     text = _story(_pruning(limited_by=limited_by))
     assert "Limited by: " in text and "MVAU_hls_3" in text and "folding.margin" in text
     assert "Limited by" not in _story(_pruning())
+
+
+def test_bits_table_and_channels_follow_the_models_forward_order():
+    order = ["features.conv0", "features.conv1", "classifier.fc0"]
+    bits = {n: {"weight": 2, "act": 2} for n in sorted(order)}  # as report.json lists them: alphabetical
+    before = {n: 16 for n in sorted(order)}
+    rep = {"model": {"order": order},
+           "pruning": {"method": "greedy", "bits_before": bits, "bits_after": bits, "channels_before": before,
+                       "channels_after": before}}
+    page = render_report_html(rep)
+    assert [name for _, name in _table_rows(page, "layer")][:3] == order
+    assert _ticks(layer_charts(rep)[CHANNELS_PRUNED_CHART].axes[0]) == order
