@@ -1,6 +1,6 @@
 """A user's own Brevitas model for ``hapfpga run``: ``model: {name: examples/my_model.py:make, options: {...}}``.
 
-The contract (README, "Your own model"):
+The contract (docs/models.md, "Your own model"):
 
 * a function ``factory(input_shape, num_classes, quant, **options)`` returning a ``torch.nn.Module``;
   ``input_shape`` is one sample's shape without the batch dimension (C×H×W images, C×L signals or F vectors),

@@ -1,9 +1,9 @@
 """The declared import map: which part of hapfpga may import which heavy framework.
 
 ``tests/core/test_layering.py`` checks every module of the package against this table on every run of
-the default suite (with :mod:`ast`, so imports inside functions count), and checks that README's
-``## Layout`` block and ``docs/architecture.md``'s ``## Import map`` are the ones :func:`layout_block` and
-:func:`import_map_block` print. Change the table, then paste ``python -m hapfpga.importmap`` into both.
+the default suite (with :mod:`ast`, so imports inside functions count), and checks that ``docs/architecture.md``'s
+``## Layout`` block and ``## Import map`` are the ones :func:`layout_block` and :func:`import_map_block` print.
+Change the table, then paste ``python -m hapfpga.importmap`` into both.
 
 Rules the test enforces:
 
@@ -33,7 +33,7 @@ class Layer:
     patterns: tuple[str, ...]  # fnmatch patterns over paths relative to the repository root
     may_import: frozenset[str]  # members of HEAVY this layer may import
     lazy: bool  # heavy imports only inside functions
-    readme: tuple[tuple[str, str], ...]  # (paths, what they are) lines of README's layout block
+    readme: tuple[tuple[str, str], ...]  # (paths, what they are) lines of the layout block
 
 
 def _f(*names: str) -> frozenset[str]:
@@ -114,9 +114,9 @@ LAYERS: tuple[Layer, ...] = (
     ),
 )
 
-#: Lines of README's layout block that are not Python packages.
+#: Lines of the layout block (docs/architecture.md) that are not Python packages.
 OTHER_PATHS: tuple[tuple[str, str], ...] = (
-    ("docs/", "estimator.md (formula sources, deviations), architecture.md (glossary)"),
+    ("docs/", "usage, pruning guide, models, scaling out, benchmarks, estimator (sources, deviations), architecture"),
     ("boards/", "board files (vendor data-sheet numbers, cited)"),
     ("examples/", "run configs (`demo.yaml`, `cnv_digits.yaml`, `prune_*.yaml`, ...)"),
     ("benchmarks/", "benchmarks against FINN (each prints its ratio on the last line)"),
@@ -132,7 +132,7 @@ def layer_of(path: str) -> Layer | None:
 
 
 def layout_block() -> str:
-    """README's ``## Layout`` code block."""
+    """The ``## Layout`` code block of ``docs/architecture.md``."""
     rows = [r for layer in LAYERS for r in layer.readme] + list(OTHER_PATHS)
     width = max(len(p) for p, _ in rows) + 2
     return "\n".join(f"{p.ljust(width)}{d}" for p, d in rows)

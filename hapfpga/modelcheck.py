@@ -76,7 +76,7 @@ FIXES: dict[str, str] = {
     "Mul": "quantise the output of every layer that scales its input (BatchNorm needs a quantised activation "
     "after it)",
 }
-_DEFAULT_FIX = "build the model only from quantised layers FINN maps to hardware (see README, user model contract)"
+_DEFAULT_FIX = "build the model only from quantised layers FINN maps to hardware (see docs/models.md, 'Your own model')"
 
 
 _QUANT_SCOPES = ("weight_quant", "act_quant", "input_quant", "output_quant", "bias_quant", "trunc_quant")

@@ -7,13 +7,17 @@ offline (on a laptop or copied next to the board). We use ``matplotlib.figure.Fi
 Sections (each one only when the report has the data):
 
 * summary (board, clock, dataset, accuracy, FPS, fit),
-* per-layer cycles with the bottleneck marked (FINN's estimate; ours alongside when present),
+* per-layer cycles with the bottleneck marked (FINN's estimate; ours alongside when present), and a per-layer table,
 * per-layer LUT / BRAM_18K / DSP / URAM stacked against the board budget,
-* accuracy-vs-FPS Pareto front of a pruning search,
-* channels before/after pruning,
+* pruning: what changed and why, or why nothing did (and ``pruning.limited_by`` when the report has it),
+  accuracy-vs-FPS Pareto front of the search, channels before/after,
 * verification table (Brevitas ↔ QONNX ↔ FINN),
 * FINN's estimate vs our estimator, per layer,
 * RTL simulation and stage timings.
+
+Every per-layer chart and table lists the layers in pipeline (graph) order and marks the bottleneck in place:
+``report.json`` is written with sorted keys, so the order comes from the ``order`` lists of the estimate
+sections (FINN nodes) and ``model.order`` (the model's layers), not from the dicts.
 
 The FPS of a dataflow pipeline is ``clock / max_cycles``: the layer with the most cycles per frame
 bounds throughput (FINN-R, Blott et al. 2018, Sec. 4; finn-plus ``estimate_network_performance``).
@@ -27,10 +31,13 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_report_html", "write_report_html", "layer_table", "pareto_front", "BUDGET_KEYS"]
+__all__ = ["render_report_html", "write_report_html", "layer_charts", "layer_table", "graph_order", "in_order",
+           "pareto_front", "BUDGET_KEYS", "CYCLES_CHART", "BUDGET_CHART", "COMPARE_CHART", "CHANNELS_CHART",
+           "CHANNELS_PRUNED_CHART"]
 
 #: Resources drawn against the board budget (FF is not in FINN's per-layer estimate).
 BUDGET_KEYS: tuple[str, ...] = ("LUT", "BRAM_18K", "DSP", "URAM")
@@ -47,6 +54,13 @@ _FOLD_NOTE: dict[str, str] = {
     "finn": "FINN's SetFolding chose this folding (read back from FINN's model after step_apply_folding_config).",
     "file": "The user's folding file, read back from FINN's model after step_apply_folding_config.",
 }
+
+#: The per-layer charts, by the alt text of their <img> in the page.
+CYCLES_CHART = "per-layer cycles with the bottleneck marked"
+BUDGET_CHART = "per-layer resources stacked against the budget"
+COMPARE_CHART = "FINN vs our estimator per layer"
+CHANNELS_CHART = "channels per layer"
+CHANNELS_PRUNED_CHART = "channels before and after pruning"
 
 _BOTTLENECK_COLOUR = "#d62728"
 _BAR_COLOUR = "#1f77b4"
@@ -83,6 +97,35 @@ def layer_table(section: Mapping[str, Any] | None) -> dict[str, dict[str, float]
         if flat:
             out[str(name)] = flat
     return out
+
+
+def graph_order(report: Mapping[str, Any]) -> list[str]:
+    """FINN node names in pipeline (graph) order: the ``order`` list of FINN's estimate section, else of ours.
+
+    ``report.json`` is written with sorted keys, so its per-layer dicts list layers alphabetically
+    (``ConvolutionInputGenerator_rtl_0``, ``…_1``, ``MVAU_hls_0``, …); the ``order`` lists keep the pipeline.
+    A report without them (older runs) gives ``[]``: the dicts' own order is kept.
+    """
+    for key in ("finn_estimate", "estimate"):
+        sec = report.get(key)
+        order = sec.get("order") if isinstance(sec, Mapping) else None
+        if isinstance(order, list) and order:
+            return [str(n) for n in order]
+    return []
+
+
+def in_order(table: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    """``table`` with its keys in ``order``; keys not in ``order`` follow, in their own order."""
+    pos = {n: i for i, n in enumerate(order)}
+    return dict(sorted(table.items(), key=lambda kv: pos.get(kv[0], len(pos))))
+
+
+def _natural(names: Sequence[str]) -> list[str]:
+    """Names with their numbers compared as numbers (``conv2`` before ``conv10``): the order of a model's layers
+    when only their names are known (report.json's channel dicts are sorted alphabetically)."""
+    import re
+
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
 def pareto_front(points: Sequence[Mapping[str, Any]], x: str = "fps", y: str = "accuracy") -> list[int]:
@@ -142,8 +185,16 @@ def _figure(w: float, h: float) -> Any:
     return Figure(figsize=(w, h))
 
 
+def _mark_tick(ax: Any, names: Sequence[str], bottleneck: str | None) -> None:
+    """Colour the bottleneck's x tick label: its place in the pipeline stays visible in every per-layer chart."""
+    for label, n in zip(ax.get_xticklabels(), names, strict=False):
+        if n == bottleneck:
+            label.set_color(_BOTTLENECK_COLOUR)
+            label.set_fontweight("bold")
+
+
 def _plot_cycles(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, float]], bottleneck: str | None,
-                 clock_mhz: float | None) -> str | None:
+                 clock_mhz: float | None) -> Any:
     names = [n for n in finn if "cycles" in finn[n]] or [n for n in ours if "cycles" in ours[n]]
     if not names:
         return None
@@ -171,15 +222,17 @@ def _plot_cycles(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, fl
                 ha="center", color=_BOTTLENECK_COLOUR, fontweight="bold", fontsize=9)
     ax.set_xticks(xs)
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    _mark_tick(ax, names, bottleneck)
+    ax.set_xlabel("layers in pipeline order (input → output)", fontsize=8)
     ax.set_ylabel("cycles / frame")
     ax.set_ylim(0, max(cyc) * 1.15 if max(cyc) > 0 else 1)
     ax.grid(axis="y", alpha=0.3)
     if have_ours:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
-def _plot_budget(layers: dict[str, dict[str, float]], budget: Mapping[str, float], source: str) -> str | None:
+def _plot_budget(layers: dict[str, dict[str, float]], budget: Mapping[str, float], source: str) -> Any:
     keys = [k for k in BUDGET_KEYS if float(budget.get(k, 0) or 0) > 0 or any(r.get(k, 0) > 0 for r in layers.values())]
     if not layers or not keys:
         return None
@@ -215,10 +268,10 @@ def _plot_budget(layers: dict[str, dict[str, float]], budget: Mapping[str, float
     for h, lab in zip(handles, labels, strict=False):
         seen.setdefault(lab, h)
     ax.legend(seen.values(), seen.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1)
-    return _png(fig)
+    return fig
 
 
-def _plot_pareto(points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> str | None:
+def _plot_pareto(points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] | None) -> Any:
     pts = [p for p in points if _num(p.get("fps")) is not None and _num(p.get("accuracy")) is not None]
     if not pts:
         return None
@@ -243,10 +296,10 @@ def _plot_pareto(points: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any] 
     ax.set_title("Accuracy vs throughput of the pruning search", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return fig
 
 
-def _plot_channels(before: Mapping[str, Any], after: Mapping[str, Any] | None) -> str | None:
+def _plot_channels(before: Mapping[str, Any], after: Mapping[str, Any] | None) -> Any:
     names = [n for n in before if _num(before[n]) is not None]
     if not names:
         return None
@@ -271,10 +324,11 @@ def _plot_channels(before: Mapping[str, Any], after: Mapping[str, Any] | None) -
     ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("channels")
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return fig
 
 
-def _plot_compare(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, float]]) -> str | None:
+def _plot_compare(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, float]],
+                  bottleneck: str | None = None) -> Any:
     common = [n for n in finn if n in ours]
     if not common:
         return None
@@ -294,14 +348,15 @@ def _plot_compare(finn: dict[str, dict[str, float]], ours: dict[str, dict[str, f
         ax.grid(axis="y", alpha=0.3)
         ax.set_xticks(xs)
         ax.set_xticklabels(common if i == len(keys) - 1 else [""] * len(common), rotation=45, ha="right", fontsize=8)
+        _mark_tick(ax, common, bottleneck)
         if i == 0:
             ax.legend(fontsize=8)
             ax.set_title("FINN's estimate vs our estimator, per layer", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def _plot_synth(layers: Sequence[Mapping[str, Any]]) -> str | None:
+def _plot_synth(layers: Sequence[Mapping[str, Any]]) -> Any:
     """Estimate (ours, FINN) vs Yosys per synthesised layer, for LUT and DSP."""
     rows = [r for r in layers if isinstance(r.get("LUT"), Mapping) and r["LUT"].get("yosys") is not None]
     if not rows:
@@ -322,7 +377,7 @@ def _plot_synth(layers: Sequence[Mapping[str, Any]]) -> str | None:
             ax.legend(fontsize=8)
             ax.set_title("Estimates vs open synthesis (Yosys), per layer", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _synth_section(syn: Any) -> list[str]:
@@ -356,6 +411,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px sol
 th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pass{color:#2ca02c;font-weight:bold}.fail{color:#d62728;font-weight:bold}.note{color:#666;font-size:.85em}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
+tr.bottleneck td{background:#fbe3e3;font-weight:bold}tr.bottleneck td:first-child{border-left:4px solid #d62728}
 """
 
 # Marks on <html> how many of the embedded images decoded (used by the headless-browser test; harmless otherwise).
@@ -367,7 +423,9 @@ document.documentElement.setAttribute('data-images-loaded',String(ok));});
 """
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], num_cols: Sequence[int] = ()) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], num_cols: Sequence[int] = (),
+           highlight: str | None = None) -> str:
+    """An HTML table; the row whose first cell is ``highlight`` (the bottleneck layer) is marked in place."""
     h = "".join(f"<th>{html.escape(str(x))}</th>" for x in headers)
     body = []
     for r in rows:
@@ -375,7 +433,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], num_cols: Sequ
         for j, v in enumerate(r):
             cls = ' class="num"' if j in num_cols else ""
             cells.append(f"<td{cls}>{v if isinstance(v, _Raw) else _esc(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+        mark = ' class="bottleneck" title="the bottleneck: the layer with the most cycles per frame"'
+        body.append(f"<tr{mark if highlight is not None and str(r[0]) == highlight else ''}>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -389,10 +448,11 @@ def _passfail(ok: Any) -> _Raw:
     return _Raw('<span class="pass">pass</span>' if ok else '<span class="fail">FAIL</span>')
 
 
-def _img(b64: str | None, alt: str) -> str:
-    if b64 is None:
+def _img(fig: Any, alt: str) -> str:
+    """A matplotlib figure as an embedded PNG (or a note when there is no figure)."""
+    if fig is None:
         return f'<p class="note">({html.escape(alt)}: no data in this report)</p>'
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{_png(fig)}">'
 
 
 def _summary_section(report: Mapping[str, Any], clock: float | None) -> list[str]:
@@ -420,6 +480,7 @@ def _summary_section(report: Mapping[str, Any], clock: float | None) -> list[str
         ("fits the board", ("yes" if fe.get("fits") else f"no — over on {', '.join(fe.get('over_budget', []))}")
          if "fits" in fe else None),
         ("verification", "pass" if ver.get("passed") else "FAIL" if ver else None),
+        ("pruning", _pruning_headline(report["pruning"]) if report.get("pruning") else None),
     ]
     parts.append("<h2>Summary</h2>" + _table(["figure", "value"], [r for r in rows if r[1] is not None]))
     if fe.get("total"):
@@ -433,12 +494,111 @@ def _summary_section(report: Mapping[str, Any], clock: float | None) -> list[str
     return parts
 
 
-def _pruning_section(prun: Any, model: Mapping[str, Any], fold: Mapping[str, Any], acc: Mapping[str, Any]) -> list[str]:
+#: Why a pruning method changes what it changes (one clause per method; the figures follow from the report).
+_METHOD_WHY: dict[str, str] = {
+    "greedy": "each greedy step took the change that bought the most predicted FPS per point of validation "
+              "accuracy lost",
+    "j": "each step took the change that most raised J = α·accuracy + (1−α)·FPS",
+    "nsga2": "the NSGA-II search picked this point of its accuracy/FPS Pareto front",
+    "uniform": "uniform pruning removes the same share of every layer's channels",
+    "unstructured": "unstructured pruning zeroes weights without removing channels",
+}
+
+
+def _limited_by_text(lb: Any) -> str:
+    """``pruning.limited_by`` (the layer pruning cannot speed up and the knob that would) as one sentence."""
+    if not isinstance(lb, Mapping):
+        return str(lb)
+    text = next((str(lb[k]) for k in ("sentence", "message", "reason", "why") if lb.get(k)), "")
+    layer, knob = lb.get("layer") or lb.get("node"), lb.get("knob")
+    bits = [f"layer {layer}" if layer else "", f"what would help: {knob}" if knob else ""]
+    return "; ".join(b for b in [text, *bits] if b) or json.dumps(dict(lb))
+
+
+def _changes(prun: Mapping[str, Any]) -> tuple[dict[str, tuple[Any, Any]], list[str]]:
+    """(layers whose channel count changed: before, after), (layers whose bits were lowered)."""
+    before, after = prun.get("channels_before") or {}, prun.get("channels_after") or {}
+    changed = {n: (b, after[n]) for n, b in before.items() if n in after and after[n] != b}
+    bb, ba = prun.get("bits_before") or {}, prun.get("bits_after") or {}
+    return changed, [n for n in bb if n in ba and ba[n] != bb[n]]
+
+
+def _why_unchanged(prun: Mapping[str, Any]) -> str:
+    """Why a pruning run kept the unpruned design, from what its report recorded."""
+    hist, rejected, back = prun.get("history") or [], prun.get("rejected") or [], prun.get("backtrack") or []
+    if prun.get("target_met") is False:
+        return "no design the search reached met the FPS target"
+    if len(hist) > 1 and back:
+        return (f"the search took {len(hist) - 1} step(s), but after the final fine-tune none of the {len(back)} "
+                "candidate(s) it tried stayed within the allowed accuracy drop, so it went back to the unpruned model")
+    if rejected:
+        return (f"each of the {len(rejected)} step(s) the search tried lost more validation accuracy than allowed "
+                "and was undone")
+    if prun.get("method") in ("greedy", "j", "nsga2"):
+        return "no change the search tried raised the predicted FPS within the allowed accuracy drop"
+    return "the configured ratio keeps every channel"
+
+
+def _bottleneck_moved(prun: Mapping[str, Any]) -> list[str]:
+    """A greedy/J search's trajectory starts at the unpruned design: where its bottleneck was, and where the chosen
+    step's (the step whose channel counts were delivered) is."""
+    hist = prun.get("history") or []
+    if prun.get("method") not in ("greedy", "j") or len(hist) < 2:
+        return []
+    after = prun.get("channels_after") or {}
+    chosen = next((i for i in range(len(hist) - 1, 0, -1)
+                   if all((hist[i].get("counts") or {}).get(n, a) == a for n, a in after.items())), None)
+    b0 = hist[0].get("bottleneck")
+    if chosen is None or not b0 or not hist[chosen].get("bottleneck"):
+        return []
+    b1 = hist[chosen]["bottleneck"]
+    where = f"moved from {b0} to {b1}" if b1 != b0 else f"stayed at {b0}"
+    return [f"The predicted bottleneck {where} (step {chosen} of {len(hist) - 1})."]
+
+
+def _pruning_headline(prun: Mapping[str, Any]) -> str:
+    """The summary's pruning row: what changed, in a few words (the section below says why)."""
+    changed, lowered = _changes(prun)
+    if not changed and not lowered:
+        return f"{prun.get('method', '?')}: model unchanged (see Pruning)"
+    what = [f"{sum(int(b) - int(a) for b, a in changed.values()):,} channels removed in {len(changed)} layer(s)"
+            if changed else "", f"bits lowered in {len(lowered)} layer(s)" if lowered else ""]
+    return f"{prun.get('method', '?')}: " + ", ".join(w for w in what if w)
+
+
+def pruning_story(prun: Mapping[str, Any]) -> list[str]:
+    """Sentences for the pruning section: what changed and why, or why nothing did (and, when the report names
+    it in ``limited_by``, the layer pruning cannot speed up and the knob that would)."""
+    changed, lowered = _changes(prun)
+    out = []
+    if changed or lowered:
+        what = []
+        if changed:
+            b = sum(int(x[0]) for x in changed.values())
+            a = sum(int(x[1]) for x in changed.values())
+            what.append(f"removed {b - a:,} output channels in {len(changed)} layer(s) ("
+                        + ", ".join(f"{n} {x[0]} → {x[1]}" for n, x in list(changed.items())[:6])
+                        + (", …" if len(changed) > 6 else "") + ")")
+        if lowered:
+            what.append(f"lowered the bits of {', '.join(lowered)}")
+        why = _METHOD_WHY.get(str(prun.get("method")), "")
+        out.append(f"Pruning {' and '.join(what)}" + (f": {why}." if why else "."))
+        out += _bottleneck_moved(prun)
+    else:
+        out.append(f"Pruning left the model unchanged: {_why_unchanged(prun)}.")
+    if prun.get("limited_by"):
+        out.append(f"Limited by: {_limited_by_text(prun['limited_by'])}.")
+    return out
+
+
+def _pruning_section(prun: Any, charts: Mapping[str, Any], fold: Mapping[str, Any], acc: Mapping[str, Any],
+                     module_order: Sequence[str] = ()) -> list[str]:
     parts: list[str] = []
     if prun:
         from .pruning.reporting import pruning_rows, target_sentence
 
         parts.append("<h2>Pruning</h2>")
+        parts.append("<p>" + " ".join(html.escape(t) for t in pruning_story(prun)) + "</p>")
         missed = target_sentence(prun)
         if missed:
             parts.append(f'<p class="note"><b>{html.escape(missed)}</b></p>')
@@ -446,13 +606,12 @@ def _pruning_section(prun: Any, model: Mapping[str, Any], fold: Mapping[str, Any
         if prun.get("pareto"):
             chosen = {"fps": prun.get("fps_after"), "accuracy": acc.get("final")}
             parts.append(_img(_plot_pareto(prun["pareto"], chosen), "accuracy vs FPS Pareto front"))
-        if prun.get("channels_before"):
-            parts.append(_img(_plot_channels(prun["channels_before"], prun.get("channels_after")),
-                              "channels before and after pruning"))
-        parts += _bits_section(prun.get("bits_before"), prun.get("bits_after"))
-    elif model.get("channels"):
+        if CHANNELS_PRUNED_CHART in charts:
+            parts.append(_img(charts[CHANNELS_PRUNED_CHART], CHANNELS_PRUNED_CHART))
+        parts += _bits_section(in_order(prun.get("bits_before") or {}, module_order), prun.get("bits_after"))
+    elif CHANNELS_CHART in charts:
         parts.append("<h2>Channels</h2>")
-        parts.append(_img(_plot_channels(model["channels"], None), "channels per layer"))
+        parts.append(_img(charts[CHANNELS_CHART], CHANNELS_CHART))
     return parts
 
 
@@ -474,7 +633,8 @@ def _bits_section(before: Mapping[str, Any] | None, after: Mapping[str, Any] | N
             _table(["layer", "weight bits", "activation bits", ""], rows)]
 
 
-def _verification_and_folding_sections(ver: Mapping[str, Any], fold: Mapping[str, Any]) -> list[str]:
+def _verification_and_folding_sections(ver: Mapping[str, Any], fold: Mapping[str, Any],
+                                        bottleneck: str | None = None) -> list[str]:
     parts: list[str] = []
     # verification
     if ver.get("stages"):
@@ -488,17 +648,19 @@ def _verification_and_folding_sections(ver: Mapping[str, Any], fold: Mapping[str
     if fold.get("layers"):
         parts.append("<h2>Folding (as built)</h2>")
         keys = sorted({k for v in fold["layers"].values() for k in v}, key=lambda k: (k not in ("PE", "SIMD"), k))
-        parts.append(_table(["layer", *keys], [(n, *(v.get(k, "") for k in keys)) for n, v in fold["layers"].items()]))
+        parts.append(_table(["layer (pipeline order)", *keys],
+                            [(n, *(v.get(k, "") for k in keys)) for n, v in fold["layers"].items()], highlight=bottleneck))
         parts.append(f'<p class="note">{html.escape(_FOLD_NOTE.get(fold.get("mode"), ""))} FINN applied this '
                      "folding file in the build; our estimate and the RTL simulation are of the same design.</p>")
     return parts
 
 
-def _compare_section(finn_layers: dict[str, dict[str, float]], ours_layers: dict[str, dict[str, float]]) -> list[str]:
+def _compare_section(finn_layers: dict[str, dict[str, float]], ours_layers: dict[str, dict[str, float]],
+                     bottleneck: str | None, chart: Any) -> list[str]:
     parts: list[str] = []
     if finn_layers and ours_layers:
         parts.append("<h2>FINN's estimate vs our estimator</h2>")
-        parts.append(_img(_plot_compare(finn_layers, ours_layers), "FINN vs our estimator per layer"))
+        parts.append(_img(chart, COMPARE_CHART))
         crow = []
         for n in finn_layers:
             if n not in ours_layers:
@@ -507,7 +669,7 @@ def _compare_section(finn_layers: dict[str, dict[str, float]], ours_layers: dict
             crow.append((n, f.get("cycles"), o.get("cycles"), f.get("LUT"), o.get("LUT"), f.get("BRAM_18K"),
                          o.get("BRAM_18K"), f.get("DSP"), o.get("DSP")))
         parts.append(_table(["layer", "cycles FINN", "cycles ours", "LUT FINN", "LUT ours", "BRAM FINN", "BRAM ours",
-                             "DSP FINN", "DSP ours"], crow, num_cols=range(1, 9)))
+                             "DSP FINN", "DSP ours"], crow, num_cols=range(1, 9), highlight=bottleneck))
         only = sorted(set(ours_layers) - set(finn_layers))
         if only:
             parts.append(f'<p class="note">Only in our estimate: {html.escape(", ".join(only))}.</p>')
@@ -533,20 +695,76 @@ def _rtlsim_and_timings_sections(report: Mapping[str, Any]) -> list[str]:
     return parts
 
 
+@dataclass(frozen=True)
+class _Layers:
+    """A report's per-layer figures, every dict in pipeline order (what each chart and table draws)."""
+
+    finn: dict[str, dict[str, float]]
+    ours: dict[str, dict[str, float]]
+    bottleneck: str | None
+    clock: float | None
+    budget: Mapping[str, float]
+    channels_before: dict[str, Any]
+    channels_after: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, report: Mapping[str, Any]) -> _Layers:
+        board = report.get("board") or {}
+        order = graph_order(report)
+        fe, ours = report.get("finn_estimate") or {}, report.get("estimate") or {}
+        model, prun = report.get("model") or {}, report.get("pruning") or {}
+        module_order = [str(n) for n in model.get("order") or []]  # the model's layers, forward order
+        before = prun.get("channels_before") or (None if prun else model.get("channels")) or {}
+        after = prun.get("channels_after") if prun else None
+        return cls(in_order(layer_table(fe), order), in_order(layer_table(ours), order),
+                   fe.get("max_cycles_node") or ours.get("bottleneck"),
+                   _num(report.get("clock_mhz")) or _num(board.get("clock_mhz")), board.get("budget") or {},
+                   in_order(before, module_order), in_order(after, module_order) if after else None)
+
+
+def layer_charts(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-layer charts of the page (matplotlib figures, or None without data), keyed by their alt text;
+    each lists the layers in pipeline order and marks the bottleneck where it sits."""
+    v = _Layers.of(report)
+    src, src_name = (v.finn, "FINN estimate") if v.finn else (v.ours, "our estimate")
+    charts = {CYCLES_CHART: _plot_cycles(v.finn, v.ours, v.bottleneck, v.clock),
+              BUDGET_CHART: _plot_budget(src, v.budget, src_name)}
+    if v.finn and v.ours:
+        charts[COMPARE_CHART] = _plot_compare(v.finn, v.ours, v.bottleneck)
+    if v.channels_before:
+        alt = CHANNELS_PRUNED_CHART if report.get("pruning") else CHANNELS_CHART
+        charts[alt] = _plot_channels(v.channels_before, v.channels_after)
+    return charts
+
+
+def _layers_section(finn_layers: dict[str, dict[str, float]], bottleneck: str | None,
+                    clock: float | None) -> list[str]:
+    """Per-layer cycles and resources (FINN's estimate) in pipeline order, the bottleneck's row marked."""
+    if not finn_layers:
+        return []
+    keys = [k for k in ("cycles", *BUDGET_KEYS) if any(k in r for r in finn_layers.values())]
+    rows = [(n, *(r.get(k) for k in keys)) for n, r in finn_layers.items()]
+    head = ["layer (pipeline order)", *("cycles / frame" if k == "cycles" else k for k in keys)]
+    note = ""
+    if bottleneck in finn_layers and clock and finn_layers[bottleneck].get("cycles"):
+        note = (f'<p class="note">The marked row, {html.escape(bottleneck)}, sets the pace: '
+                f"{clock * 1e6 / finn_layers[bottleneck]['cycles']:,.0f} FPS at {clock:g} MHz.</p>")
+    return [_table(head, rows, num_cols=range(1, len(head)), highlight=bottleneck), note]
+
+
 def render_report_html(report: Mapping[str, Any]) -> str:
-    """The HTML page (one string, no external resources) for a ``report.json`` dict."""
+    """The HTML page (one string, no external resources) for a ``report.json`` dict.
+
+    Every per-layer chart and table lists the layers in pipeline (graph) order (:func:`graph_order`) and marks
+    the bottleneck where it sits in the pipeline.
+    """
     board = report.get("board") or {}
-    budget = board.get("budget") or {}
-    clock = _num(report.get("clock_mhz")) or _num(board.get("clock_mhz"))
-    fe = report.get("finn_estimate") or {}
-    finn_layers = layer_table(fe)
-    ours_sec = report.get("estimate") or {}
-    ours_layers = layer_table(ours_sec)
+    v = _Layers.of(report)
+    charts = layer_charts(report)
     model = report.get("model") or {}
-    acc = report.get("accuracy") or {}
     fold = report.get("folding") or {}
-    prun = report.get("pruning")
-    ver = report.get("verification") or {}
+    if isinstance(fold.get("layers"), Mapping):
+        fold = {**fold, "layers": in_order(fold["layers"], graph_order(report))}
     title = f"hapfpga report — {model.get('name', 'model')} on {board.get('name', '?')}"
 
     parts: list[str] = [
@@ -554,30 +772,25 @@ def render_report_html(report: Mapping[str, Any]) -> str:
         f"<title>{html.escape(title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
+    parts += _summary_section(report, v.clock)
 
-    # summary
-    parts += _summary_section(report, clock)
-
-    # cycles
-    parts.append("<h2>Throughput: cycles per layer</h2>")
-    parts.append(_img(_plot_cycles(finn_layers, ours_layers, fe.get("max_cycles_node") or ours_sec.get("bottleneck"),
-                                   clock), "per-layer cycles with the bottleneck marked"))
+    parts.append("<h2>Throughput: cycles per layer, in pipeline order</h2>")
+    parts.append(_img(charts[CYCLES_CHART], CYCLES_CHART))
     parts.append('<p class="note">A dataflow pipeline runs at the pace of its slowest layer: FPS = clock / max '
                  "cycles (FINN-R, Sec. 4). The red bar is the bottleneck; raise its PE/SIMD or prune it.</p>")
+    parts += _layers_section(v.finn, v.bottleneck, v.clock)
 
-    # budget
     parts.append("<h2>Resources against the board budget</h2>")
-    src_layers, src_name = (finn_layers, "FINN estimate") if finn_layers else (ours_layers, "our estimate")
-    parts.append(_img(_plot_budget(src_layers, budget, src_name), "per-layer resources stacked against the budget"))
-    if budget:
+    parts.append(_img(charts[BUDGET_CHART], BUDGET_CHART))
+    if v.budget:
         parts.append(f'<p class="note">Budget = capacity × utilisation limits of {html.escape(str(board.get("name")))} '
                      "(FINN's DEFAULT_RES_LIMITS unless the board file says otherwise). FIFOs and width converters are "
                      "not in FINN's per-layer estimate.</p>")
 
-    parts += _pruning_section(prun, model, fold, acc)
-    parts += _verification_and_folding_sections(ver, fold)
-    # FINN vs ours
-    parts += _compare_section(finn_layers, ours_layers)
+    parts += _pruning_section(report.get("pruning"), charts, fold, report.get("accuracy") or {}, model.get("order") or [])
+    parts += _verification_and_folding_sections(report.get("verification") or {}, fold, v.bottleneck)
+    if COMPARE_CHART in charts:
+        parts += _compare_section(v.finn, v.ours, v.bottleneck, charts[COMPARE_CHART])
     parts += _rtlsim_and_timings_sections(report)
 
     parts.append('<p class="note">Generated by hapfpga from report.json.</p></body></html>')

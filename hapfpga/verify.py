@@ -16,12 +16,14 @@ float rounding, within ``float_tol`` integer units.
 
 No stage is ever skipped: if a node cannot execute, the stage fails and its note names the node and op type.
 finn-plus 1.6.1 leaves the opset import of its HW domain (``finn.custom_op.fpgadataflow``) out of the HW graph,
-which makes qonnx execute its standard nodes with a wrong opset; we add it (version 1) before executing and say
-so in the note.
+which makes qonnx execute its standard nodes with a wrong opset; we add it (version 1) before executing. Such
+fixes to make a FINN graph executable here are ours, not the user's: they go to the ``hapfpga.verify`` logger,
+and into a stage's note only when that stage then cannot execute (where they help a bug report).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .finn.build import FinnBuildResult
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["StageResult", "VerificationReport", "verify_chain", "GraphRunner", "STREAMLINE_STEP", "HW_STEP"]
 
@@ -368,8 +372,8 @@ def _qonnx_stage(
         return StageResult("qonnx", prev_name, None, None, False, False, False, f"could not execute: {e}"), None
 
 
-def _hw_notes(mw: Any, step: str) -> list[str]:
-    """Make a FINN step graph executable here; the notes say what was done."""
+def _hw_fixes(mw: Any, step: str) -> list[str]:
+    """Make a FINN step graph executable here; returns what was done (for the log, not the user's report)."""
     notes = []
     if step == HW_STEP and _fix_hw_opset(mw):
         notes.append(
@@ -419,7 +423,9 @@ def _finn_stage(
     prev_int: np.ndarray | None, prev_out: np.ndarray | None, float_tol: float, y: np.ndarray | None,
 ) -> tuple[StageResult, tuple[np.ndarray, np.ndarray] | None]:
     """A FINN graph's stage result and, when it ran, its (integer tensor, output)."""
-    notes = _hw_notes(mw, step)
+    fixes = _hw_fixes(mw, step)
+    for fix in fixes:
+        _LOG.info("verification, %s graph: %s", stage, fix)
     try:
         runner = GraphRunner(mw)
         want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
@@ -427,12 +433,15 @@ def _finn_stage(
     except (NodeExecutionError, KeyError) as e:
         why = (f"could not execute: {e}" if isinstance(e, NodeExecutionError)
                else f"integer tensor {e} not found in this graph")
-        return StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([*notes, why])), None
+        return StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([why, *fixes])), None
+    notes: list[str] = []
     out = got[runner.output_name]
     t_int = got[tail.tensor] if tail is not None else out
     if tail is not None and not np.array_equal(t_int, np.round(t_int)):  # the tensor must hold integers
         notes.append(f"tensor {tail.tensor} is not integer-valued")
     d, agree, integer, ok = _compare_finn(step, t_int, out, tail, prev_units, prev_int, prev_out, float_tol, notes)
+    if not ok:  # a failing stage: what we changed to run it is part of the evidence
+        notes += fixes
     res = StageResult(stage, prev_name, d, agree, integer, d == 0.0, ok, "; ".join(notes), _acc(t_int, y))
     return res, (t_int, out)
 

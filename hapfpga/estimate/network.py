@@ -57,6 +57,7 @@ class NetworkEstimate:
 
         return {
             "layers": {n: {**res(c.resources), "cycles": c.cycles} for n, c in self.layers.items()},
+            "order": list(self.layers),  # graph order (report.json sorts its keys; this list keeps the pipeline)
             "infrastructure": {n: {**res(c.resources), "cycles": c.cycles}
                                for n, c in self.infrastructure.items()},
             "total": res(self.total),

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -137,7 +138,9 @@ def _verilator_cmd(
         "-CFLAGS",
         " ".join([f"-std=c++20 -I{tmp}", *(f"-I{d}" for d in incs)]),
         "-MAKEFLAGS",
-        f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt}",
+        # PYTHON3: the wheel's verilated.mk runs its includer with a bare `python`, which a plain Debian/Ubuntu
+        # user does not have (only python3); this interpreter always exists
+        f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0 OPT_GLOBAL={opt} PYTHON3={sys.executable}",
         *(f"+define+{d}" for d in defines),
         *names,
         "tb.cpp",

@@ -37,6 +37,7 @@ def finn_estimate_summary(reports: dict[str, Any], board: Any) -> dict[str, Any]
         "fits": not over,
         "over_budget": over,
         "layers": layers,
+        "order": list(layers),  # graph order, as FINN wrote its report (report.json sorts its keys)
     }
 
 
@@ -91,13 +92,25 @@ def _finn_built(result: dict[str, Any]) -> str:
 
 
 def verify(ctx: Context, conf: Conf) -> StageOutput:
+    """The verification chain; what it had to fix in FINN's graphs to execute them goes to ``DIR/verify.log``
+    (ours to know, not the user's report)."""
+    import logging
+
     from ..verify import verify_chain
     from .model import final_model_file, load_model
 
     ds = ctx.dataset
     n = min(conf.verify.n_samples, len(ds.x_test))
-    rep = verify_chain(load_model(final_model_file(ctx)), ctx.model_file, finn_result(ctx), ds.x_test[:n],
-                       y=ds.y_test[:n], float_tol=conf.verify.float_tol)
+    log, handler = logging.getLogger("hapfpga.verify"), logging.FileHandler(ctx.path("verify.log"), mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        rep = verify_chain(load_model(final_model_file(ctx)), ctx.model_file, finn_result(ctx), ds.x_test[:n],
+                           y=ds.y_test[:n], float_tol=conf.verify.float_tol)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
     return [], rep.as_dict()
 
 

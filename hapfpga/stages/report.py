@@ -19,6 +19,29 @@ def _dataset(ctx: Context) -> dict[str, Any] | None:
             "input_shape": list(ds.input_shape), "num_classes": int(ds.num_classes)}
 
 
+def _module_order(ctx: Context) -> list[str] | None:
+    """The trained model's conv/linear layers in module (forward) order: the names pruning's channel dicts use."""
+    path = ctx.path("baseline.pt")
+    if not path.is_file():
+        return None
+    import torch
+
+    from .model import load_model
+
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    return [n for n, m in load_model(path).named_modules() if isinstance(m, kinds)]
+
+
+def _finn_order(ctx: Context, est: dict[str, Any]) -> list[str]:
+    """FINN's nodes in graph order: the estimate's own list, else the order FINN wrote its cycles report in (a
+    finn_build result recorded before the list existed; the manifest's JSON sorts dict keys)."""
+    if est.get("order"):
+        return list(est["order"])
+    rep = ctx.path("finn") / "report" / "estimate_layer_cycles.json"
+    order = list(json.loads(rep.read_text())) if rep.is_file() else []
+    return [n for n in order if n in est.get("layers", {})] or list(est.get("layers", {}))
+
+
 def assemble_report(ctx: Context, timings: dict[str, float], resumed: list[str]) -> dict[str, Any]:
     """report.json: a section for each stage that has a result; the figures of the design FINN built."""
     r = ctx.results
@@ -29,13 +52,16 @@ def assemble_report(ctx: Context, timings: dict[str, float], resumed: list[str])
         ex = r["export"]
         report["accuracy"] = {"baseline": float(r["train"]["accuracy"]), "final": ex["accuracy_final"]}
         report["model"] = {"name": ctx.cfg.model.name, **ex["summary_final"], "baseline": ex["summary_baseline"]}
+        if (order := _module_order(ctx)) is not None:
+            report["model"]["order"] = order
     else:
         report["model"] = {"name": ctx.model_file.stem}
     if "fold" in r:
         report["folding"] = {k: v for k, v in r["fold"].items() if k != "estimate"}
         report["estimate"] = r["fold"].get("estimate")
     if "finn_build" in r:
-        report["finn_estimate"] = r["finn_build"]["estimate"]
+        est = r["finn_build"]["estimate"]
+        report["finn_estimate"] = {**est, "order": _finn_order(ctx, est)}
     for section, stage in (("verification", "verify"), ("deploy", "deploy"), ("pruning", "prune"),
                            ("rtlsim", "rtlsim"), ("synth", "synth")):
         if stage in r:

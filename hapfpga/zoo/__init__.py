@@ -168,7 +168,7 @@ def _call_factory(
     except TypeError as e:
         raise ConfigError(
             f"Model factory '{name}' cannot be called as factory(input_shape, num_classes, quant, **options) "
-            f"({e}); give it that signature (see README, user model contract)."
+            f"({e}); give it that signature (see docs/models.md, 'Your own model')."
         ) from None
     except ValueError:  # no signature to inspect (a builtin): just call it
         pass

@@ -1,4 +1,4 @@
-"""The import map (hapfpga/importmap.py) holds for every module, and README/docs show the map as it is.
+"""The import map (hapfpga/importmap.py) holds for every module, and docs/architecture.md shows the map as it is.
 
 Imports are read with ``ast`` from the source, so an import inside a function counts as much as one at the
 top of a module (importing a module would only see the latter).
@@ -132,10 +132,10 @@ def _code_block_after(text: str, heading: str) -> str:
     return m.group(1)
 
 
-def test_readme_layout_is_the_map():
-    readme = (ROOT / "README.md").read_text()
-    assert _code_block_after(readme, "## Layout") == layout_block(), (
-        "README's layout block differs from hapfpga/importmap.py: paste `python -m hapfpga.importmap`"
+def test_layout_block_is_the_map():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    assert _code_block_after(doc, "## Layout") == layout_block(), (
+        "docs/architecture.md's layout block differs from hapfpga/importmap.py: paste `python -m hapfpga.importmap`"
     )
     for line in layout_block().splitlines():
         first = line.split()[0].rstrip(",")

@@ -1,4 +1,6 @@
-"""README's "Where each figure comes from": every test and benchmark it names exists and is run where it says."""
+"""Where README's figures come from: every test and benchmark named in README's headline table and in
+docs/benchmarks.md's "Where each figure comes from" exists and is run where the table says; README stays a
+landing page (at most 150 lines, every relative link resolves)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: (file, heading of its figures table, least number of rows)
+FIGURE_TABLES = (("README.md", "## Headline figures", 8), ("docs/benchmarks.md", "## Where each figure comes from", 20))
 
-def _rows() -> list[tuple[str, str, str]]:
-    text = (ROOT / "README.md").read_text()
-    m = re.search(r"^## Where each figure comes from\n(.*?)(?=^## )", text, re.S | re.M)
-    assert m, "README has no 'Where each figure comes from' section"
+
+def _rows(rel: str, heading: str, least: int) -> list[tuple[str, str, str]]:
+    """(figure, source, run by) of the table under ``heading``; the source is the first `code` span of the second
+    cell (plain or inside a link)."""
+    text = (ROOT / rel).read_text()
+    m = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert m, f"{rel} has no {heading!r} section"
     rows = []
     for line in m.group(1).splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[1].startswith("`"):
-            rows.append((cells[0], cells[1].strip("`"), cells[2]))
-    assert len(rows) >= 8
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+        code = re.match(r"\[?`([^`]+)`", cells[1]) if len(cells) == 3 else None
+        if code:
+            rows.append((cells[0], code.group(1), cells[2]))
+    assert len(rows) >= least, rel
     return rows
 
 
@@ -33,10 +41,21 @@ def _is_slow(path: Path, name: str | None) -> bool:
     return module_slow or any("mark.slow" in ast.unparse(d) for d in funcs[name].decorator_list)
 
 
+def test_readme_is_a_landing_page_whose_links_resolve():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [u for u in links if not u.startswith(("http://", "https://"))]
+    assert local and all((ROOT / u).exists() for u in local), [u for u in local if not (ROOT / u).exists()]
+    for doc in ("usage", "pruning", "models", "scaling", "benchmarks", "estimator", "architecture"):
+        assert f"docs/{doc}.md" in local, doc
+
+
 def test_every_figure_names_a_real_test_or_benchmark_run_where_it_says():
     ci = (ROOT / ".ci" / "run").read_text()
     make = (ROOT / "Makefile").read_text()
-    for figure, source, run_by in _rows():
+    rows = [r for table in FIGURE_TABLES for r in _rows(*table)]
+    for figure, source, run_by in rows:
         path_s, _, name = source.partition("::")
         path = ROOT / path_s.split()[0]
         assert path.is_file(), (figure, source)

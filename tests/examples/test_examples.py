@@ -39,7 +39,7 @@ def test_rtlsim_digits(tmp_path):
     assert sim["estimate_outliers"] == [] and sim["not_estimated"] == []
 
 
-#: the newer zoo models' example configs (README "Measured: the newer zoo models through the whole flow")
+#: the newer zoo models' example configs (docs/models.md, "Measured: the newer zoo models through the whole flow")
 ZOO_EXAMPLES = ("cnn1d_signals", "mobilenet_v1_digits", "ds_cnn_digits", "kws_mlp_digits", "mlp_autoencoder_digits",
                 "my_model")
 

@@ -2,7 +2,7 @@
 FINN estimate build → verification) at a tiny size, with verification passed, the design fitting the board and
 channels actually removed. The default suite runs each model once, on alternating boards (Pynq-Z2 and
 Ultra96-V2, so both boards are covered); the slow suite adds each model's other board, re-using the trained
-model. Tiny on purpose (1 epoch, 128 training samples): the figures of the full example configs are in README."""
+model. Tiny on purpose (1 epoch, 128 training samples): the figures of the full example configs are in docs/models.md."""
 
 from __future__ import annotations
 
