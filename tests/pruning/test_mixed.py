@@ -100,7 +100,8 @@ def test_prediction_costs_the_changed_bits():
     tight = dataclasses.replace(board, capacity=Resources(LUT=7000, FF=1e6, BRAM_18K=40, URAM=0, DSP=10),
                                 limits=Resources(LUT=1, FF=1, BRAM_18K=1, URAM=1, DSP=1))
     hw = HwPredictor(PredictorSpec(tuple(layers), tuple(order), before, tight,
-                                   FoldingOptions(clock_mhz=100.0, time_limit=10, estimate=False),
+                                   # the margin as this budget was sized for (0.16 of the LUTs), so the LUTs bind
+                                   FoldingOptions(clock_mhz=100.0, time_limit=10, estimate=False, margin=0.16),
                                    base_bits={"c1": 2, "f0": 2, "f1": 2}))
     p2 = hw({**before, bits_key("c1"): 2})
     p1 = hw({**before, bits_key("c1"): 1})
