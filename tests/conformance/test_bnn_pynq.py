@@ -113,7 +113,9 @@ def _figures(rep: dict, before: dict) -> dict:
         "acc_after": pr["accuracy"]["after"], "val_acc_before": pr["accuracy_val"]["before"],
         "val_acc_after": pr["accuracy_val"]["after"], "params_before": rep["model"]["baseline"]["params"],
         "params_after": rep["model"]["params"], "channels_before": pr["channels_before"],
-        "channels_after": pr["channels_after"], "lut_after": fe["total"]["LUT"],
+        "channels_after": pr["channels_after"],
+        "channels_removed": sum(pr["channels_before"].values()) - sum(pr["channels_after"].values()),
+        "lut_after": fe["total"]["LUT"],
         "bram_after": fe["total"]["BRAM_18K"], "stage_s": rep["timings"],
     }
 
