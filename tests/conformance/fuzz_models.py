@@ -345,10 +345,14 @@ def write_case(spec: ModelSpec, folder: Path) -> tuple[Path, Path]:
     return py, npz
 
 
-def run_case(spec: ModelSpec, folder: Path, timeout: float = 1800):
-    """Write and run the case; returns ``(outcome class, RunOutcome)``."""
+def run_case(spec: ModelSpec, folder: Path, timeout: float = 1800, *, pruning: bool = True):
+    """Write and run the case; returns ``(outcome class, RunOutcome)``. ``pruning=False`` (a diagnosis aid:
+    which failures are not pruning's) runs the same config without its ``pruning:`` section."""
     py, npz = write_case(spec, folder)
-    out = harness.run_user_config(case_config(py, npz), folder / f"seed{spec.seed}", timeout=timeout)
+    cfg = case_config(py, npz)
+    if not pruning:
+        del cfg["pruning"]
+    out = harness.run_user_config(cfg, folder / f"seed{spec.seed}", timeout=timeout)
     return harness.classify(out), out
 
 
@@ -357,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0:5", help="START:STOP (Python range) or a comma list")
     p.add_argument("--out", required=True, help="folder for the model files, data and runs")
     p.add_argument("--write-only", action="store_true", help="write the files, do not run them")
+    p.add_argument("--no-pruning", action="store_true", help="diagnosis: run without the pruning: section")
     a = p.parse_args(argv)
     seeds = range(*map(int, a.seeds.split(":"))) if ":" in a.seeds else [int(s) for s in a.seeds.split(",")]
     counts: dict[str, int] = {}
@@ -365,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.write_only:
             print(s, write_case(spec, Path(a.out))[0], summary(spec))
             continue
-        cls, out = run_case(spec, Path(a.out))
+        cls, out = run_case(spec, Path(a.out), pruning=not a.no_pruning)
         counts[cls] = counts.get(cls, 0) + 1
         msg = "" if out.rc == 0 else f" :: {out.error}"
         print(json.dumps({"seed": s, "class": cls, "rc": out.rc, "wall_s": round(out.wall_s, 1),
