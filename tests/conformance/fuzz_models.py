@@ -134,8 +134,8 @@ def generate(seed: int) -> ModelSpec:
         b, size = _block(r, block_kind, size, dims)
         blocks.append(b)
     mistake = r.choice(MISTAKES) if r.random() < 0.15 else None
-    if mistake == "unshared_add" and kind != "residual" or mistake == "grouped_conv" and not _groupable(
-            channels, blocks):
+    if (mistake == "unshared_add" and kind != "residual" or mistake == "grouped_conv" and not _groupable(
+            channels, blocks) or mistake == "float_avgpool" and (dims == 1 or size < 2)):
         mistake = None
     return ModelSpec(
         seed=seed, dims=dims, in_shape=in_shape, num_classes=r.choice((4, 10)),
