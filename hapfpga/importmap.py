@@ -89,7 +89,7 @@ LAYERS: tuple[Layer, ...] = (
         "torch adapter",
         (
             "hapfpga/zoo/*", "hapfpga/data.py", "hapfpga/quant.py", "hapfpga/train.py", "hapfpga/export.py",
-            "hapfpga/modelcheck.py", "hapfpga/verify.py", "hapfpga/pruning/*",
+            "hapfpga/modelcheck.py", "hapfpga/bipolar_pad.py", "hapfpga/verify.py", "hapfpga/pruning/*",
         ),
         _f("torch", "torchvision", "brevitas", "brevitas_examples", "torch_pruning", "sklearn",
            "onnx", "onnxruntime", "qonnx", "rich"),

@@ -32,12 +32,15 @@ def final_model_file(ctx: Context) -> Path:
 
 
 def train(ctx: Context, conf: Conf) -> StageOutput:
+    from ..bipolar_pad import check_bipolar_padding
     from ..modelcheck import check_before_training
     from ..train import train as qat
     from ..zoo import build_model
 
     ds = ctx.dataset
     model = build_model(conf.model, ds.input_shape, ds.num_classes, seed=conf.seed)
+    # milliseconds: a padded conv after a bipolar activation (FINN refuses it in 2D, miscomputes it in 1D)
+    check_bipolar_padding(model, ds.input_shape, f"model '{conf.model.name}'")
     # seconds of export + FINN conversion of the untrained model before minutes of training
     check_before_training(model, conf.model.name, ds.input_shape, ds.num_classes, ctx.path("work/check"),
                           ctx.board, ctx.clock_mhz, rtl=ctx.cfg.folding.open_simulatable)

@@ -1,0 +1,81 @@
+"""Refuse, before training, a convolution that zero-pads the output of a bipolar (1-bit signed) activation.
+
+A bipolar tensor holds only ±s: it has no zero to pad with. FINN stores it as BINARY {0, 1} (``x = 2b - 1``), so a
+zero pad cannot be represented. In 2D, finn-plus 1.6.1's ``step_convert_to_hw`` stops on it (``FMPadding_Batch
+DataType must support zero``, finn/custom_op/fpgadataflow/fmpadding.py), a refusal that names no layer; in 1D the
+conversion goes through and the streamlined graph pads the binary code with 0, i.e. with -s: the build completes
+after training and verification then fails (found by tests/conformance/fuzz_models.py, seed 25; kept as
+tests/conformance/regressions/fuzz25_bipolar_then_padded_conv1d.py). Brevitas' own bnn_pynq CNV avoids it by
+using no padding after its bipolar activations.
+
+:func:`check_bipolar_padding` runs one forward pass with hooks on the convolutions (milliseconds) and raises one
+sentence naming the first such layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import UnsupportedLayerError
+
+__all__ = ["check_bipolar_padding", "is_bipolar"]
+
+
+def is_bipolar(t: Any) -> bool:
+    """Whether ``t`` (a Brevitas QuantTensor or a plain tensor) is a bipolar activation's output: a 1-bit signed
+    QuantTensor, or values that are exactly ±s for one s > 0 with both signs present (no zero)."""
+    import torch
+
+    bits, signed = getattr(t, "bit_width", None), getattr(t, "signed", None)
+    if bits is not None and signed is not None:
+        return int(torch.as_tensor(bits).max()) == 1 and bool(signed)
+    v = getattr(t, "value", t)
+    if not isinstance(v, torch.Tensor) or v.numel() < 2:
+        return False
+    mags = v.detach().abs().unique()
+    return len(mags) == 1 and float(mags[0]) > 0 and bool((v > 0).any()) and bool((v < 0).any())
+
+
+def _padding(conv: Any) -> int:
+    pad = getattr(conv, "padding", 0)
+    if isinstance(pad, str):
+        return 0 if pad == "valid" else 1
+    return max(pad) if isinstance(pad, tuple) else int(pad)
+
+
+def check_bipolar_padding(model: Any, input_shape: Sequence[int], name: str) -> None:
+    """Raise :class:`UnsupportedLayerError` if a padded Conv1d/Conv2d of ``model`` gets a bipolar input.
+
+    A forward pass that fails is left to the model check that follows (it words that error)."""
+    import torch
+
+    convs = [(path, m) for path, m in model.named_modules()
+             if isinstance(m, torch.nn.modules.conv._ConvNd) and _padding(m) > 0]
+    found: list[tuple[str, Any]] = []
+
+    def hook(path: str, conv: Any):
+        def pre(_mod: Any, args: tuple) -> None:
+            if not found and args and is_bipolar(args[0]):
+                found.append((path, conv))
+        return pre
+
+    handles = [m.register_forward_pre_hook(hook(p, m)) for p, m in convs]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.rand((4, *[int(d) for d in input_shape]), generator=torch.Generator().manual_seed(0)))
+    except Exception:  # noqa: BLE001 - the model check reports a forward that fails, in its own words
+        return
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if found:
+        path, conv = found[0]
+        raise UnsupportedLayerError(
+            f"Layer '{path}' ({type(conv).__name__}) of {name} zero-pads (padding={conv.padding}) the output of a "
+            "bipolar (1-bit signed) activation, which has no zero, so FINN cannot build the padding; use "
+            "padding=0 for this layer or give the activation before it 2 or more bits (checked before training)."
+        )
