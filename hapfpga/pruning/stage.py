@@ -226,6 +226,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     acc_val0 = run.evaluate(base, run.data.x_val, run.data.y_val)
 
     if cfg.sensitivity:
+        run.say(f"sensitivity analysis of {len(groups)} channel groups")
         sens = analyse_sensitivity(base, graph, importance, run.data.x_val, run.data.y_val, ratios=cfg.sensitivity_ratios,
                                    groups=list(groups), fold_aware=cfg.fold_aware, device=run.dev)
         sens.save(run.out_dir)
@@ -240,6 +241,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     if hw_eval is None and need_hw:
         from .hwmodel import build_predictor
 
+        run.say("building the FPS predictor (FINN conversion of the unpruned model)")
         options = target.folding.for_predictor(cfg.folding_time_limit, cfg.predictor_space)
         hw_eval, _, _ = build_predictor(base, graph, run.data.input_shape, target.board, run.out_dir, options,
                                         workers=cfg.predictor_workers,
@@ -259,6 +261,7 @@ def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
     cfg, full, hw_eval = run.cfg, ch.full, ch.hw_eval
     ratio = cfg.ratio
     if cfg.target == "fps" and hw_eval is not None:
+        run.say(f"uniform search: the largest keep ratio whose predicted FPS reaches {cfg.target_fps:,.0f}")
         ratio = 1.0  # the largest uniform ratio whose predicted FPS reaches the target
         for r in [1 - i / 64 for i in range(64)]:
             if hw_eval(uniform_counts(full, r, fold_aware=cfg.fold_aware)).fps >= float(cfg.target_fps or 0):
@@ -455,19 +458,19 @@ def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
     pruned, result = out.model, out.result
+    knobs, (counts, _) = {**start, **out.counts}, split_knobs(out.counts)
+    fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
     if cfg.finetune_epochs > 0 and not out.finetuned:  # a killed plain fine-tune resumes from its checkpoint
         run.progress.restart(f"final fine-tune of the chosen design: {cfg.finetune_epochs:g} epochs")
         pruned, acc_ft = run.tune(copy.deepcopy(pruned), run.final_ft(),
                                   checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
-        run.progress.step("final", 0, "chosen design", None, None, acc_ft, cfg.finetune_epochs, steps_left=0)
+        run.progress.step("final", 0, "chosen design", None, fps.after, acc_ft, cfg.finetune_epochs, steps_left=0)
     pruned.eval()
     acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
-    knobs, (counts, _) = {**start, **out.counts}, split_knobs(out.counts)
     details = {k: v for k, v in (("sensitivity", ch.sensitivity), ("ratio", out.ratio), ("storage", out.storage))
                if v is not None}
     if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
         details.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
-    fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
     met = _target_met(cfg, fps.before, fps.after, run.log, dict(knobs) == dict(start))
     search = SearchRecord(
         pareto=_pareto_rows(result),
