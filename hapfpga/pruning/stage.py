@@ -438,10 +438,24 @@ def _search_nsga2(run: _Run, ch: _Channels) -> SearchOutcome:
         ch.cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
         n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
         baseline_accuracy=ch.acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
-        workers=run.n_workers,
+        workers=run.n_workers, progress=None if shared else _nsga2_progress(run),
     )
     counts = dict(result.best.counts)
     return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result, storage=storage)
+
+
+def _nsga2_progress(run: _Run) -> Callable[[int, Mapping[str, int], Any, int], None]:
+    """NSGA-II's ``progress``: a step line per trial (its predicted FPS and validation accuracy after the trial's
+    fine-tune; a failed trial shows no FPS and accuracy 0)."""
+    cfg = run.cfg
+    run.progress.restart(f"nsga2 search: {cfg.nsga2.trials} trials in populations of {cfg.nsga2.population}")
+
+    def on_trial(number: int, counts: Mapping[str, int], res: Any, left: int) -> None:
+        acc, hw = res if res is not None else (0.0, None)
+        run.progress.step("nsga2", number, "trial", None, None if hw is None else hw.fps, acc,
+                          cfg.nsga2.finetune_epochs, steps_left=left)
+
+    return on_trial
 
 
 #: ``pruning.method`` -> the search on the model (``pruning.target: ratio`` is the uniform one for every method).

@@ -176,6 +176,22 @@ def test_uniform_search_log_has_one_line_per_iteration(zoo_model_and_digits, tmp
     assert final[0]["accuracy"] == pytest.approx(rep["accuracy_val"]["after"], abs=5e-5)
 
 
+def test_nsga2_search_log_has_one_line_per_trial(zoo_model_and_digits, tmp_path):
+    from hapfpga.pruning.predictor import HwTarget
+    from hapfpga.pruning.stage import run_pruning_stage
+
+    model, d = zoo_model_and_digits
+    cfg = {"method": "nsga2", "target": "budget", "max_accuracy_drop": 0.05, "finetune_epochs": 0.1,
+           "sensitivity": False, "min_ratio": 0.25, "candidate_steps": 3,
+           "nsga2": {"trials": 6, "population": 4, "finetune_epochs": 0.05}}
+    _, rep = run_pruning_stage(cfg, model, d, HwTarget(predictor=_chain_fps), tmp_path, seed=0)
+    trials = [p for p in _step_lines(tmp_path / "pruning" / "search.log") if p["phase"] == "nsga2"]
+    assert [p["index"] for p in trials] == list(range(6)) and [p["left"] is not None for p in trials] == [True] * 6
+    assert [(p["fps"], round(p["accuracy"], 4)) for p in trials] == [
+        (round(h["fps"]), round(h["accuracy"], 4)) for h in rep["history"]]
+    assert all(p["epochs"] == 0.05 for p in trials) and trials[-1]["left"] == 0
+
+
 def rep_full(model, d):
     from hapfpga.pruning.apply import ChannelGraph
 
