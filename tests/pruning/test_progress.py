@@ -221,3 +221,5 @@ def test_hapfpga_run_shows_the_search_on_the_console_and_in_search_log(tmp_path,
         (h["changed"], h["counts"][h["changed"]], round(h["fps"])) for h in rep["history"][1:]]
     for p in steps:
         assert f"[greedy] step {p['index']}: {p['changed']} -> {p['value']} ch" in err
+    shown = err.splitlines()  # every line of search.log on the console, whole (not wrapped)
+    assert all(ln in shown for ln in (out / "pruning" / "search.log").read_text().splitlines())
