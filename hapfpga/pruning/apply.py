@@ -200,8 +200,26 @@ class ChannelGraph:
         Groups not listed keep all channels. With ``check`` the pruned model runs a forward pass on the example
         input and its output shape must equal the original's (``VerificationError`` otherwise).
         """
-        import torch
+        self._check_keep(keep)
+        model = self.model if inplace else copy.deepcopy(self.model)
+        mods = dict(model.named_modules())
+        remove_out, remove_in, act_channels = self._removals(keep)
+        for name in [n for n in remove_in if _is_depthwise(mods[n])]:
+            # a depthwise conv's inputs are its outputs: one removal, whichever side Torch-Pruning reported
+            remove_out.setdefault(name, set()).update(remove_in.pop(name))
+        for name, rem in remove_out.items():
+            _prune_module(mods[name], out_remove=sorted(rem))
+        for name, rem in remove_in.items():
+            _prune_module(mods[name], in_remove=sorted(rem))
+        for name, (c0, rem) in act_channels.items():
+            _prune_channel_tensors(mods[name], c0, sorted(rem))
+        _retarget_quant_injectors(model)
+        if check:
+            self._check_pruned(model, keep)
+        return model
 
+    def _check_keep(self, keep: Mapping[str, Sequence[int]]) -> None:
+        """Every group of ``keep`` exists, keeps 1..channels distinct valid indices, and an output group keeps all."""
         for g, idx in keep.items():
             if g not in self.groups:
                 raise UnsupportedLayerError(
@@ -219,9 +237,13 @@ class ChannelGraph:
                     f"Group '{g}' feeds the network output ({grp.channels} outputs) and cannot be pruned; "
                     "leave it out of the plan."
                 )
-        model = self.model if inplace else copy.deepcopy(self.model)
-        mods = dict(model.named_modules())
-        # removal sets per (module, dim-role) in ORIGINAL coordinates; applied once at the end
+
+    def _removals(self, keep: Mapping[str, Sequence[int]]) -> tuple[
+        dict[str, set[int]], dict[str, set[int]], dict[str, tuple[int, set[int]]]
+    ]:
+        """The channels to remove per module, in ORIGINAL coordinates (applied once, after): output channels,
+        input channels, and the per-channel tensors (activations' scales) of the modules after each producer
+        as (original channels, removed)."""
         remove_out: dict[str, set[int]] = {}
         remove_in: dict[str, set[int]] = {}
         act_channels: dict[str, tuple[int, set[int]]] = {}
@@ -238,28 +260,22 @@ class ChannelGraph:
                     remove_in.setdefault(name, set()).update(idxs)
             for prod in grp.producers:
                 for act in self._channel_modules_after(prod):
-                    c0, s = act_channels.setdefault(act, (grp.channels, set()))
+                    _, s = act_channels.setdefault(act, (grp.channels, set()))
                     s.update(removed)
-        for name in [n for n in remove_in if _is_depthwise(mods[n])]:
-            # a depthwise conv's inputs are its outputs: one removal, whichever side Torch-Pruning reported
-            remove_out.setdefault(name, set()).update(remove_in.pop(name))
-        for name, rem in remove_out.items():
-            _prune_module(mods[name], out_remove=sorted(rem))
-        for name, rem in remove_in.items():
-            _prune_module(mods[name], in_remove=sorted(rem))
-        for name, (c0, rem) in act_channels.items():
-            _prune_channel_tensors(mods[name], c0, sorted(rem))
-        _retarget_quant_injectors(model)
-        if check:
-            out = self._forward_pruned(model, keep)
-            if tuple(out.shape) != self.out_shape:
-                raise VerificationError(
-                    f"Pruned model output shape {tuple(out.shape)} differs from {self.out_shape}; "
-                    "this is a pruner bug, report it with the model."
-                )
-            if not torch.isfinite(out).all():
-                raise VerificationError("Pruned model produces non-finite outputs; report this pruner bug.")
-        return model
+        return remove_out, remove_in, act_channels
+
+    def _check_pruned(self, model: Any, keep: Mapping[str, Sequence[int]]) -> None:
+        """The pruned model's output on the example input has the original's shape and is finite."""
+        import torch
+
+        out = self._forward_pruned(model, keep)
+        if tuple(out.shape) != self.out_shape:
+            raise VerificationError(
+                f"Pruned model output shape {tuple(out.shape)} differs from {self.out_shape}; "
+                "this is a pruner bug, report it with the model."
+            )
+        if not torch.isfinite(out).all():
+            raise VerificationError("Pruned model produces non-finite outputs; report this pruner bug.")
 
     def _forward_pruned(self, model: Any, keep: Mapping[str, Sequence[int]]) -> Any:
         """The pruned model's output on the example input; the user's forward failing on the narrower tensors (a

@@ -147,6 +147,15 @@ def _commit_step(
     return step, over
 
 
+def _tell(progress: Callable[[Step, int, bool, frozenset[str]], None] | None, say: Callable[[str], None],
+          step: Step, index: int, rejected: bool, frozen: set[str], line: str) -> None:
+    """A step to ``progress`` when there is one, else its ``line`` to the log."""
+    if progress is not None:
+        progress(step, index, rejected, frozenset(frozen))
+    else:
+        say(line)
+
+
 def greedy_search(
     start: Mapping[str, int],
     candidates: Mapping[str, Sequence[int]],
@@ -166,9 +175,11 @@ def greedy_search(
     reject: Callable[[Mapping[str, int]], None] | None = None,
     rescue: Callable[[Mapping[str, int]], float] | None = None,
     log: Callable[[str], None] | None = None,
+    progress: Callable[[Step, int, bool, frozenset[str]], None] | None = None,
 ) -> SearchResult:
-    """NetAdapt-style greedy channel (and bit-width) allocation; the contract is the module docstring's
-    "Greedy search" paragraph. Deterministic for deterministic callables (ties broken by group order)."""
+    """NetAdapt-style greedy channel (and bit-width) allocation; the contract is the module docstring's "Greedy
+    search" paragraph; ``progress(step, index in history, rejected, frozen knobs)`` replaces each step's log line.
+    Deterministic for deterministic callables (ties broken by group order)."""
     _check_greedy_args(target, target_fps, objective)
     counts = dict(start)
     hw0 = hw(counts)
@@ -193,12 +204,14 @@ def greedy_search(
             reject(dict(counts))
             rejected.append(step)
             frozen.add(g)
-            say(f"step rejected: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f} "
-                f"(drop beyond {tol:g}); {g} frozen at {counts[g]}")
+            _tell(progress, say, step, len(history), True, frozen,
+                  f"step rejected: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f} "
+                  f"(drop beyond {tol:g}); {g} frozen at {counts[g]}")
             continue
         counts = trial
         history.append(step)
-        say(f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f}")
+        _tell(progress, say, step, len(history) - 1, False, frozen,
+              f"step {len(history) - 1}: {g} -> {trial[g]} ch, fps {h.fps:.0f}, acc {step.accuracy:.4f}")
         if over:
             break
     chosen = _choose_step(history, start_accuracy, target, target_fps, objective, max_accuracy_drop, fps_ref, alpha)

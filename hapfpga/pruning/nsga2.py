@@ -83,6 +83,7 @@ def nsga2_search(
     max_accuracy_drop: float = 0.01,
     enqueue: Sequence[Mapping[str, int]] = (),
     workers: int = 1,
+    progress: Callable[[int, Mapping[str, int], Any, int], None] | None = None,
 ) -> SearchResult:
     """NSGA-II over channel counts (and operand bits per layer for mixed precision: one more categorical dimension
     per ``bits:<layer>`` knob); ``evaluate(counts) -> (accuracy, HwPoint)``.
@@ -91,13 +92,15 @@ def nsga2_search(
     the fastest fitting Pareto point within ``max_accuracy_drop`` of ``baseline_accuracy`` (the most accurate
     one when none is within it). ``enqueue`` seeds the first generation (e.g. the unpruned and uniform plans; a knob
     an enqueued plan does not name starts at its first, largest candidate).
-    Trials are evaluated one population at a time in ``workers`` processes (same result for any number).
+    Trials are evaluated one population at a time in ``workers`` processes (same result for any number);
+    ``progress`` is :func:`run_trials`'s.
     """
     import optuna
 
     study = nsga2_study(storage, study_name, seed, population)
     enqueue_snapped(study, candidates, enqueue)
-    run_trials(study, candidates, evaluate, trial_objective, n_trials=n_trials, batch=population, workers=workers)
+    run_trials(study, candidates, evaluate, trial_objective, n_trials=n_trials, batch=population, workers=workers,
+               progress=progress)
     steps = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         acc, fps, _lut = t.values
@@ -127,12 +130,14 @@ def run_trials(
     n_trials: int,
     batch: int,
     workers: int = 1,
+    progress: Callable[[int, Mapping[str, int], Any, int], None] | None = None,
 ) -> None:
     """``n_trials`` trials of ``study``: ask ``batch`` trials, evaluate them (in ``workers`` processes), tell them
     in trial order; the same trials and values for any ``workers``.
 
     ``objective_fn(candidates, evaluate)`` is the search's objective factory (it reads the trial's parameters and
-    records its attributes); here it runs in this process on precomputed evaluations.
+    records its attributes); here it runs in this process on precomputed evaluations. ``progress(trial number,
+    counts, evaluation or None when it failed, trials left)`` is told of each trial as it is told to the study.
     """
     dists = _distributions(candidates)
     done = 0
@@ -147,12 +152,13 @@ def run_trials(
                 return False, e
 
         results = map_ordered(safe, todo, workers)
-        for trial, (ok, res) in zip(trials, results, strict=True):
-            if not ok:
+        for k, (trial, counts, (ok, res)) in enumerate(zip(trials, todo, results, strict=True), 1):
+            if ok:
+                study.tell(trial, objective_fn(candidates, lambda _c, r=res: r)(trial))
+            else:
                 study.tell(trial, state=_fail_state())
-                continue
-            values = objective_fn(candidates, lambda _c, r=res: r)(trial)
-            study.tell(trial, values)
+            if progress is not None:
+                progress(trial.number, counts, res if ok else None, n_trials - done - k)
         done += len(trials)
 
 

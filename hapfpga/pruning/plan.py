@@ -323,31 +323,11 @@ def scale_layers(
         # a spec without producers (hand-made chains) is fed by the layer before it
         producers = tuple(getattr(lay, "producers", ())) or ((prev,) if prev else ())
         prev = lay.name
-        ins = {stream[p] for p in producers if p in stream}
-        if len(ins) > 1:
-            raise UnsupportedLayerError(
-                f"FINN node '{lay.name}' joins streams whose channels would differ after pruning ({sorted(ins)}); "
-                "the channels of an add must be pruned together."
-            )
-        old, new = ins.pop() if ins else (None, None)
+        old, new = _input_stream(lay, producers, stream)
         k = owner.get(lay.name)
         if k is not None:
-            changes: dict[str, Any] = {}
-            if lay.kind == "MVAU":
-                mw = lay.mw
-                if old is not None and new != old:
-                    if (mw * new) % old:
-                        raise UnsupportedLayerError(
-                            f"MW={mw} of '{lay.name}' is not a multiple of its {old} input channels; cannot scale."
-                        )
-                    mw = mw * new // old
-                changes = {"mw": mw, "mh": int(after[k])}
-                if acc and lay.name in acc and mw != lay.mw and not lay.no_activation and lay.mw % old == 0:
-                    changes["acc_dt"] = _narrower(lay.acc_dt, pruned_acc_dt(acc[lay.name], old, new)[0])
-            else:
-                changes = {"channels": int(after[k])}
-            changes = {f: v for f, v in changes.items() if getattr(lay, f) != v}
-            out.append(replaced(lay, **changes))
+            changes = _owned_layer_changes(lay, old, new, int(after[k]), acc)
+            out.append(replaced(lay, **{f: v for f, v in changes.items() if getattr(lay, f) != v}))
             stream[lay.name] = (int(before[k]), int(after[k]))
             continue
         changes = _stream_changes(lay, old, new) if old is not None and new != old else {}
@@ -357,3 +337,34 @@ def scale_layers(
             o_old, o_new = _out_channels_of(lay), _out_channels_of(new_lay)
             stream[lay.name] = (o_old, o_new) if o_old is not None and o_new is not None else (old, new)
     return out
+
+
+def _input_stream(lay: Any, producers: Sequence[str], stream: Mapping[str, tuple[int, int]]) -> tuple[Any, Any]:
+    """(old, new) channels of the stream into ``lay`` (``(None, None)`` when no producer's channels change); the
+    inputs of a join must agree (assumption 4 of :func:`scale_layers`)."""
+    ins = {stream[p] for p in producers if p in stream}
+    if len(ins) > 1:
+        raise UnsupportedLayerError(
+            f"FINN node '{lay.name}' joins streams whose channels would differ after pruning ({sorted(ins)}); "
+            "the channels of an add must be pruned together."
+        )
+    return ins.pop() if ins else (None, None)
+
+
+def _owned_layer_changes(lay: Any, old: int | None, new: int | None, out_ch: int,
+                         acc: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
+    """The spec changes of the MVAU/VVAU of a pruned conv/linear layer: ``out_ch`` outputs and, for an MVAU, ``MW``
+    scaled with its input channels (assumption 2 of :func:`scale_layers`) and a narrower ``accDataType``."""
+    if lay.kind != "MVAU":
+        return {"channels": out_ch}
+    mw = lay.mw
+    if old is not None and new != old:
+        if (mw * new) % old:
+            raise UnsupportedLayerError(
+                f"MW={mw} of '{lay.name}' is not a multiple of its {old} input channels; cannot scale."
+            )
+        mw = mw * new // old
+    changes: dict[str, Any] = {"mw": mw, "mh": out_ch}
+    if acc and lay.name in acc and mw != lay.mw and not lay.no_activation and lay.mw % old == 0:
+        changes["acc_dt"] = _narrower(lay.acc_dt, pruned_acc_dt(acc[lay.name], old, new)[0])
+    return changes

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
+from .progress import SearchLog, steps_left_bound, steps_to_target
 from .reporting import BeforeAfter, PruningReport, SearchRecord, TargetOutcome
 from .results import SearchOutcome
-from .search import HwPoint, SearchResult
+from .search import HwPoint, SearchResult, Step
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -81,10 +82,10 @@ class _Run:
     teacher: Any
     n_workers: int
     step_ft: Any
+    progress: SearchLog  # the console lines (``log``) and DIR/pruning/search.log
 
     def say(self, line: str) -> None:
-        if self.log is not None:
-            self.log(line)
+        self.progress.line(line)
 
     def final_ft(self) -> Any:
         from ..train import FinetuneConfig
@@ -163,8 +164,10 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
     step_ft = FinetuneConfig(epochs=cfg.step_finetune_epochs, lr=cfg.lr, distill=cfg.distill,
                              schedule=cfg.finetune_schedule)
     data = _Splits(x_fit, y_fit, x_val, y_val, dataset.x_test, dataset.y_test, example, tuple(dataset.input_shape))
+    (out_dir / "search.log").write_text("")  # this run's lines only
     return _Run(cfg=cfg, dev=dev, seed=seed, log=log, t0=t0, out_dir=out_dir, data=data, base=base,
-                teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft)
+                teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft,
+                progress=SearchLog(out_dir / "search.log", log))
 
 
 def _run_unstructured(run: _Run, baseline: tuple[float, int, int]) -> tuple[Any, PruningReport]:
@@ -223,6 +226,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     acc_val0 = run.evaluate(base, run.data.x_val, run.data.y_val)
 
     if cfg.sensitivity:
+        run.say(f"sensitivity analysis of {len(groups)} channel groups")
         sens = analyse_sensitivity(base, graph, importance, run.data.x_val, run.data.y_val, ratios=cfg.sensitivity_ratios,
                                    groups=list(groups), fold_aware=cfg.fold_aware, device=run.dev)
         sens.save(run.out_dir)
@@ -237,6 +241,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     if hw_eval is None and need_hw:
         from .hwmodel import build_predictor
 
+        run.say("building the FPS predictor (FINN conversion of the unpruned model)")
         options = target.folding.for_predictor(cfg.folding_time_limit, cfg.predictor_space)
         hw_eval, _, _ = build_predictor(base, graph, run.data.input_shape, target.board, run.out_dir, options,
                                         workers=cfg.predictor_workers,
@@ -256,6 +261,7 @@ def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
     cfg, full, hw_eval = run.cfg, ch.full, ch.hw_eval
     ratio = cfg.ratio
     if cfg.target == "fps" and hw_eval is not None:
+        run.say(f"uniform search: the largest keep ratio whose predicted FPS reaches {cfg.target_fps:,.0f}")
         ratio = 1.0  # the largest uniform ratio whose predicted FPS reaches the target
         for r in [1 - i / 64 for i in range(64)]:
             if hw_eval(uniform_counts(full, r, fold_aware=cfg.fold_aware)).fps >= float(cfg.target_fps or 0):
@@ -265,13 +271,19 @@ def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
     counts = uniform_counts(full, ratio, fold_aware=cfg.fold_aware)
     pruned = run.base
     cur_counts = dict(full)
-    for step_counts in iterative_counts(full, counts, cfg.iterations):
+    steps = iterative_counts(full, counts, cfg.iterations)
+    run.progress.restart(f"uniform search: keep ratio {ratio:g} in {len(steps)} step(s)")
+    for k, step_counts in enumerate(steps, 1):
         g_cur = ChannelGraph(pruned, run.data.example)
         pruned, _ = prune_to_counts(pruned, run.data.example, {g: step_counts[g] for g in ch.groups}, ch.importance,
                                     graph=g_cur)
         if cfg.iterations > 1:
             run.finetune(pruned, run.data.x_fit, run.data.y_fit, run.step_ft, teacher=run.teacher, seed=run.seed)
         cur_counts = step_counts
+        fps = hw_eval({**ch.start, **step_counts}).fps if hw_eval is not None else None
+        run.progress.step("uniform", k, "kept", round(sum(step_counts.values()) / max(1, sum(full.values())), 3), fps,
+                          run.evaluate(pruned.eval(), run.data.x_val, run.data.y_val),
+                          run.step_ft.epochs if cfg.iterations > 1 else 0.0, steps_left=len(steps) - k)
     return SearchOutcome(pruned, cur_counts, ratio=ratio)
 
 
@@ -290,6 +302,7 @@ class _Trajectory:
         self.model, self.graph, self.last = run.base, ch.graph, _knob_key(ch.start)
         self.snapshots: dict[tuple[tuple[str, int], ...], Any] = {self.last: run.base}
         self.epochs = {self.last: 0.0}  # fine-tune epochs in each snapshot's own lineage
+        self.step_epochs = 0.0  # fine-tune epochs of the last committed step (its short one, plus any rescue)
 
     def _set(self, m: Any) -> None:
         from .apply import ChannelGraph
@@ -305,6 +318,7 @@ class _Trajectory:
         m, acc = run.tune(self.ch.realise(run, self.model, self.graph, counts), run.step_ft)
         key = _knob_key(counts)
         self.epochs[key] = self.epochs[self.last] + run.step_ft.epochs
+        self.step_epochs = float(run.step_ft.epochs)
         self._set(m)
         self.last = key
         self.snapshots[key] = m
@@ -315,12 +329,37 @@ class _Trajectory:
         self._set(m)
         self.snapshots[self.last] = m
         self.epochs[self.last] += self.run.final_ft().epochs
+        self.step_epochs += self.run.final_ft().epochs
         return acc
 
     def reject(self, counts: Mapping[str, int]) -> None:  # back to the last accepted step's fine-tuned model
         self.snapshots.pop(self.last, None)
         self.last = _knob_key(counts)
         self._set(self.snapshots[self.last])
+
+
+def _greedy_progress(run: _Run, ch: _Channels, tr: _Trajectory,
+                     fps0: float) -> Callable[[Step, int, bool, frozenset[str]], None]:
+    """The greedy search's ``progress``: a step line per accepted or rejected step, with what is left (an
+    extrapolation to an FPS target, else at most ``max_steps`` or the candidates left)."""
+    cfg = run.cfg
+    run.progress.restart(f"{cfg.method} search: {len(ch.cands)} knobs, at most {cfg.max_steps} steps, "
+                         f"{fps0:,.0f} FPS and val_acc {ch.acc_val0:.4f} at the start")
+    done = 0
+
+    def on_step(step: Step, index: int, rejected: bool, frozen: frozenset[str]) -> None:
+        nonlocal done
+        done += 1
+        left = steps_left_bound(step.counts if not rejected else dict(tr.last), ch.cands, set(frozen), done,
+                                cfg.max_steps)
+        if cfg.target == "fps" and not rejected:
+            est = steps_to_target(fps0, step.hw.fps, float(cfg.target_fps or 0), index)
+            left = left if est is None else min(left, est)
+        run.progress.step("rejected" if rejected else "greedy", index, step.changed or "-",
+                          step.counts.get(step.changed or "", None), step.hw.fps, step.accuracy, tr.step_epochs,
+                          steps_left=left, bound=cfg.target != "fps")
+
+    return on_step
 
 
 def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
@@ -338,6 +377,7 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
         alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
         reject=tr.reject if cfg.on_step_drop != "stop" else None,
         rescue=tr.rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
+        progress=_greedy_progress(run, ch, tr, hw_eval(ch.start).fps),
     )
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, ch, result, tr)
@@ -352,7 +392,7 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) 
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
     Each candidate is the model as it would be delivered: the step's own weights or, with ``final_weights:
     reprune``, the unpruned model pruned once to the step's knobs."""
-    from .search import Step, backtrack
+    from .search import backtrack
 
     finals: dict[int, Any] = {}
     reprune = run.cfg.final_weights == "reprune"
@@ -361,10 +401,14 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) 
         knobs = result.history[i].counts
         m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(tr.snapshots[_knob_key(knobs)])
         finals[i], acc = run.tune(m, run.final_ft())
+        s = result.history[i]
+        run.progress.step("backtrack", i, s.changed or "-", s.counts.get(s.changed or "", None), s.hw.fps, acc,
+                          run.final_ft().epochs)
         return acc
 
+    run.progress.restart(f"backtracking: final fine-tunes ({run.cfg.finetune_epochs:g} ep) of trajectory steps")
     i, tried = backtrack(result.history, final, start_accuracy=result.history[0].accuracy,
-                         max_accuracy_drop=run.cfg.max_accuracy_drop, log=run.say)
+                         max_accuracy_drop=run.cfg.max_accuracy_drop)
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
@@ -394,10 +438,24 @@ def _search_nsga2(run: _Run, ch: _Channels) -> SearchOutcome:
         ch.cands, evaluate, storage=shared or storage, study_name=cfg.nsga2.study_name,
         n_trials=0 if shared else cfg.nsga2.trials, seed=seed, population=cfg.nsga2.population,
         baseline_accuracy=ch.acc_val0, max_accuracy_drop=cfg.max_accuracy_drop, enqueue=[] if shared else first,
-        workers=run.n_workers,
+        workers=run.n_workers, progress=None if shared else _nsga2_progress(run),
     )
     counts = dict(result.best.counts)
     return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result, storage=storage)
+
+
+def _nsga2_progress(run: _Run) -> Callable[[int, Mapping[str, int], Any, int], None]:
+    """NSGA-II's ``progress``: a step line per trial (its predicted FPS and validation accuracy after the trial's
+    fine-tune; a failed trial shows no FPS and accuracy 0)."""
+    cfg = run.cfg
+    run.progress.restart(f"nsga2 search: {cfg.nsga2.trials} trials in populations of {cfg.nsga2.population}")
+
+    def on_trial(number: int, counts: Mapping[str, int], res: Any, left: int) -> None:
+        acc, hw = res if res is not None else (0.0, None)
+        run.progress.step("nsga2", number, "trial", None, None if hw is None else hw.fps, acc,
+                          cfg.nsga2.finetune_epochs, steps_left=left)
+
+    return on_trial
 
 
 #: ``pruning.method`` -> the search on the model (``pruning.target: ratio`` is the uniform one for every method).
@@ -414,17 +472,19 @@ def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
 
     cfg, hw_eval, start = run.cfg, ch.hw_eval, ch.start
     pruned, result = out.model, out.result
+    knobs, (counts, _) = {**start, **out.counts}, split_knobs(out.counts)
+    fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
     if cfg.finetune_epochs > 0 and not out.finetuned:  # a killed plain fine-tune resumes from its checkpoint
-        pruned, _ = run.tune(copy.deepcopy(pruned), run.final_ft(),
-                             checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
+        run.progress.restart(f"final fine-tune of the chosen design: {cfg.finetune_epochs:g} epochs")
+        pruned, acc_ft = run.tune(copy.deepcopy(pruned), run.final_ft(),
+                                  checkpoint=run.out_dir / "checkpoints" / "finetune.pt")
+        run.progress.step("final", 0, "chosen design", None, fps.after, acc_ft, cfg.finetune_epochs, steps_left=0)
     pruned.eval()
     acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
-    knobs, (counts, _) = {**start, **out.counts}, split_knobs(out.counts)
     details = {k: v for k, v in (("sensitivity", ch.sensitivity), ("ratio", out.ratio), ("storage", out.storage))
                if v is not None}
     if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
         details.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
-    fps = BeforeAfter(hw_eval(start).fps, hw_eval(knobs).fps) if hw_eval is not None else BeforeAfter()
     met = _target_met(cfg, fps.before, fps.after, run.log, dict(knobs) == dict(start))
     if hw_eval is not None:
         limit = _limited_by(run, ch, knobs)

@@ -56,6 +56,8 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     model, rep = run_pruning_stage(
         conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, HwTarget(conf.board, conf.folding_options),
         ctx.run_dir, train_cfg=conf.train, seed=conf.seed,
+        # one line per search step (also in DIR/pruning/search.log): plain text, not wrapped
+        log=lambda line: ctx.console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
     out = ctx.path("pruned.pt")
     save_model(model, out)

@@ -57,6 +57,17 @@ def test_no_function_in_hapfpga_is_longer_than_80_lines():
     assert not too_long, f"functions over {MAX_LINES} lines (split them): " + ", ".join(too_long)
 
 
+#: the pruning package (issue 23): its functions stay under 60 lines, none allowed over
+PRUNING_MAX_LINES = 60
+
+
+def test_no_function_in_the_pruning_package_is_longer_than_60_lines():
+    root = ROOT / "pruning"
+    assert any(root.glob("*.py"))
+    too_long = long_functions(root, PRUNING_MAX_LINES)
+    assert not too_long, f"hapfpga/pruning functions over {PRUNING_MAX_LINES} lines (split them): " + ", ".join(too_long)
+
+
 def test_allow_list_names_existing_functions():
     names = set()
     for path in ROOT.rglob("*.py"):
