@@ -93,18 +93,20 @@ _LINE = re.compile(
 
 def parse_step_line(line: str) -> dict[str, Any] | None:
     """The fields of a step line (None for any other line of search.log): phase, index, changed, value, fps,
-    accuracy, epochs, elapsed (s), left (s, or None)."""
+    accuracy, epochs, elapsed (s), left (s, or None), steps_left (the count in brackets, or None)."""
     m = _LINE.match(line.strip())
     if m is None:
         return None
     what = m["what"].split(" -> ")
     value = what[1].split()[0] if len(what) > 1 else None
     left = re.match(r"~([\d:]+)", m["left"])
+    steps = re.search(r"\((?:<= )?(\d+) steps\)", m["left"])
     return {
         "phase": m["phase"], "index": int(m["index"]), "changed": what[0],
         "value": (float(value) if "." in value else int(value)) if value is not None else None,
         "fps": None if m["fps"] == "-" else float(m["fps"].replace(",", "")), "accuracy": float(m["acc"]),
         "epochs": float(m["ep"]), "elapsed": _seconds(m["el"]), "left": _seconds(left[1]) if left else None,
+        "steps_left": int(steps[1]) if steps else None,
     }
 
 

@@ -50,6 +50,7 @@ def _check_round_trip(phase, index, changed, value, fps, acc, epochs, elapsed, l
     assert got["accuracy"] == pytest.approx(acc, abs=5e-5) and got["epochs"] == epochs
     assert got["elapsed"] == max(0, round(elapsed))
     assert got["left"] == (None if left is None else round(left))
+    assert got["steps_left"] == (None if left is None else 3)
 
 
 def test_other_lines_are_not_step_lines():
@@ -141,7 +142,8 @@ def test_greedy_search_log_has_one_line_per_step_agreeing_with_the_report(zoo_mo
     assert [p["elapsed"] for p in lines] == sorted(p["elapsed"] for p in lines)
     searched = [p for p in lines if p["phase"] in ("greedy", "rejected")]
     if len(searched) == cfg["max_steps"]:  # the search ran to max_steps: nothing left after its last step
-        assert searched[-1]["left"] == 0 and all(p["left"] > 0 for p in searched[:-1])
+        # (steps, not seconds: a fast step's time left rounds to 0:00)
+        assert searched[-1]["steps_left"] == 0 and all(p["steps_left"] > 0 for p in searched[:-1])
     # backtracking: one line per final fine-tune it tried, with that step's FPS and final accuracy
     tried = {b["step"]: b for b in rep["backtrack"]}
     probes = [p for p in lines if p["phase"] == "backtrack"]
