@@ -34,7 +34,7 @@ def check_model(model: Any, input_shape: Sequence[int], num_classes: int, name: 
     except Exception as e:  # the user's forward rejects the data's shape (or adds differently scaled tensors)
         where = stack.innermost()
         if _is_scale_mismatch(e):
-            _refuse_forward_error(e, where, name)
+            _refuse_forward_error(e, where, name, model)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         at = f"in layer '{where[0]}' ({type(where[1]).__name__}{_user_line(e, where[1])}): " if where else ""
         raise ConfigError(
@@ -213,7 +213,7 @@ def _export_untrained(model: Any, input_shape: Sequence[int], name: str, path: P
         try:
             return export_qonnx(_with_calibrated_scales(work, input_shape), input_shape, path)
         except Exception as e:
-            _refuse_forward_error(e, stack.innermost(), name)
+            _refuse_forward_error(e, stack.innermost(), name, work)
             raise
 
 
@@ -252,30 +252,36 @@ class _ModuleStack:
         return None
 
 
-def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str) -> None:
+def _refuse_forward_error(e: Exception, where: tuple[str, Any] | None, name: str, model: Any) -> None:
     """Raise the one-sentence refusal for an exception from the user's forward during export, if one fits:
     Brevitas' ``Scaling factors are different`` (a residual add of two differently scaled QuantTensors) or any
-    error raised inside one of the model's modules."""
+    error raised inside one of the model's modules, or in ``model``'s own forward (an add written there, outside
+    every submodule: ``where`` is None and the traceback passes through the model's file)."""
     import traceback
 
     from .errors import HapError
 
-    if isinstance(e, HapError) or where is None:
+    if isinstance(e, HapError):
         return
+    if where is None:
+        if not _user_line(e, model):  # not from the user's code: a hapfpga bug stays an internal error
+            return
+        where = ("", model)
     path, module = where
     line = _user_line(e, module)
     msg = " ".join(str(e).split()).rstrip(".") or "no message"
+    what = f"Layer '{path}' ({type(module).__name__})" if path else f"The forward of {type(module).__name__}"
     if _is_scale_mismatch(e):
         cat = any(f.name == "cat" for f in traceback.extract_tb(e.__traceback__))
         verb, op, alt = ("concatenates", "concatenation", "QuantCat") if cat else ("adds", "add", "QuantEltwiseAdd")
         raise UnsupportedLayerError(
-            f"Layer '{path}' ({type(module).__name__}) of {name} {verb} quantised tensors with different scales"
+            f"{what} of {name} {verb} quantised tensors with different scales"
             f"{line} (Brevitas: {msg}), which FINN cannot build as an integer {op}; quantise all inputs of the "
             f"{op} with one shared quantiser module (as Brevitas' QuantBasicBlock passes its shortcut's QuantReLU "
             f"as shared_quant_act), or a {alt} with one input quantiser."
         ) from None
     raise UnsupportedLayerError(
-        f"Layer '{path}' ({type(module).__name__}) of {name} cannot be exported to QONNX for FINN "
+        f"{what} of {name} cannot be exported to QONNX for FINN "
         f"({type(e).__name__}{line}: {msg}); build that layer from brevitas.nn quantised layers that export."
     ) from None
 
