@@ -341,11 +341,18 @@ def _raise_for_step(e: Any, out: Path, name: str, layers: _Layers) -> None:
         where, fix = _describe([n for n in nodes if n.op_type not in ("Transpose",)] or nodes, layers)
         reason = "step_convert_to_hw maps it to no hardware layer, so "
     else:
-        where, fix, reason = "a layer", _DEFAULT_FIX, ""
+        where, fix, reason = "a layer", _DEFAULT_FIX, _finn_says(e, out, layers)
     raise UnsupportedLayerError(
         f"FINN cannot build {where} of {name}: {reason}step {e.step} failed on the untrained model ({cause}); "
         f"{fix}."
     )
+
+
+def _finn_says(e: Any, out: Path, layers: _Layers) -> str:
+    """FINN's own reason for a failed step, quoted with the user's layer beside the node it names (``FINN says
+    "MultiThreshold_4 of layer 'b1' (...): out_scale must be equal to 1.0 for HLS conversion"; ``), or ''."""
+    said = " ".join(str(getattr(e, "cause", None) or "").split()).rstrip(".")
+    return f'FINN says "{_with_layer(said, out, layers)}"; ' if said else ""
 
 
 def _with_layer(msg: str, out: Path, layers: _Layers) -> str:

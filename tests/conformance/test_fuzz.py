@@ -68,3 +68,14 @@ def test_regressions(path, tmp_path):
     np.savez(npz, **fuzz.data_of_shape(tuple(consts["SHAPE"]), consts["CLASSES"], 0, 128, 48))
     out = harness.run_user_config(fuzz.case_config(path, npz), tmp_path)
     check(harness.classify(out), out)
+
+
+def test_a_finn_step_refusal_quotes_finn(tmp_path):
+    """A model FINN's step refuses without a layer we can name (fuzzer seed 36): the one sentence quotes FINN's
+    own reason instead of pointing only at the build log."""
+    path = Path(__file__).with_name("regressions") / "fuzz36_finn_step_refusal.py"
+    npz = tmp_path / "data.npz"
+    np.savez(npz, **fuzz.data_of_shape((1, 8, 8), 10, 0, 128, 48))
+    out = harness.run_user_config(fuzz.case_config(path, npz), tmp_path)
+    assert harness.classify(out) == harness.REFUSED_EARLY, out.error
+    assert 'FINN says "MultiThreshold_' in out.error and "out_scale must be equal to 1.0" in out.error, out.error
