@@ -144,16 +144,6 @@ def _cfg(tmp: Path, model: str, **extra) -> list[str]:
     return ["run", str(p), "--out", str(tmp / "out")]
 
 
-def _one_sentence_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err[-2000:]
-    errors = [ln for ln in err.splitlines() if ln.startswith("hapfpga: error:")]
-    assert len(errors) == 1, err[-2000:]
-    msg = errors[0][len("hapfpga: error:"):].strip()
-    assert msg.endswith(".") and not re.search(r"[.;]\s+[A-Z][a-z]", msg), msg
-    return msg
-
-
 def _not_trained(tmp: Path) -> None:
     out = tmp / "out"
     assert not (out / "baseline.pt").exists() and not (out / "checkpoints").exists()
@@ -178,11 +168,12 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unequal_bits_add", "unshared_cat", "unshared_float_add", "forward_mean", "sigmoid"])
-def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, capsys, body, layer, reason, change):
+def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, body, layer, reason, change,
+                                                                   one_sentence_error):
     f = tmp_path / "mymodel.py"
     f.write_text(body)
     assert main(_cfg(tmp_path, f"{f}:make")) == 2
-    msg = _one_sentence_error(capsys)
+    msg = one_sentence_error()
     assert layer in msg, msg
     assert re.search(reason, msg), msg
     assert re.search(change, msg), msg

@@ -5,7 +5,6 @@ no traceback, and stop the run before any training."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import yaml
@@ -25,16 +24,6 @@ def _model_file(tmp: Path, body: str) -> str:
     f = tmp / "mymodel.py"
     f.write_text(body)
     return f"{f}:make"
-
-
-def _one_sentence_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err[-2000:]
-    errors = [ln for ln in err.splitlines() if ln.startswith("hapfpga: error:")]
-    assert len(errors) == 1, err[-2000:]
-    msg = errors[0][len("hapfpga: error:"):].strip()
-    assert msg.endswith(".") and not re.search(r"[.;]\s+[A-Z][a-z]", msg), msg
-    return msg
 
 
 def _not_trained(tmp: Path) -> None:
@@ -79,32 +68,33 @@ def make(input_shape, num_classes, quant=None, **options):
 """
 
 
-def test_wrong_factory_signature_exits_2_naming_the_contract(tmp_path, capsys):
+def test_wrong_factory_signature_exits_2_naming_the_contract(tmp_path, one_sentence_error):
     assert main(_cfg(tmp_path, _model_file(tmp_path, WRONG_SIGNATURE))) == 2
-    msg = _one_sentence_error(capsys)
+    msg = one_sentence_error()
     assert "factory(input_shape, num_classes, quant, **options)" in msg and "shape" in msg
     _not_trained(tmp_path)
 
 
-def test_exception_inside_the_factory_is_quoted_with_its_line(tmp_path, capsys):
+def test_exception_inside_the_factory_is_quoted_with_its_line(tmp_path, one_sentence_error):
     assert main(_cfg(tmp_path, _model_file(tmp_path, RAISES))) == 2
-    msg = _one_sentence_error(capsys)
+    msg = one_sentence_error()
     assert "ValueError at mymodel.py:7: width must be even, got 3" in msg
     _not_trained(tmp_path)
 
 
-def test_what_finn_cannot_build_stops_before_training(tmp_path, capsys):
+def test_what_finn_cannot_build_stops_before_training(tmp_path, one_sentence_error):
     """The float AvgPool2d trains in PyTorch; FINN's conversion of the untrained export rejects it in seconds,
     and the sentence names the layer, the FINN step and the fix."""
     assert main(_cfg(tmp_path, _model_file(tmp_path, FLOAT_AVGPOOL))) == 2
-    msg = _one_sentence_error(capsys)
+    msg = one_sentence_error()
     assert "layer '3' (AvgPool2d, ONNX AveragePool)" in msg
     assert "step_create_dataflow_partition" in msg and "TruncAvgPool2d" in msg
     _not_trained(tmp_path)
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_signed_8bit_input_quantiser_builds_and_verifies_and_editing_the_file_retrains(tmp_path, capsys):
+def test_signed_8bit_input_quantiser_builds_and_verifies_and_editing_the_file_retrains(tmp_path, capsys,
+                                                                                       one_sentence_error):
     """Brevitas' QuantIdentity(bit_width=8) on the input goes through FINN (its negative thresholds on the
     UINT8 pixels are clipped before FINN's bit-width minimisation) and verifies bit-exactly; then editing the
     model file invalidates the finished train stage: the re-run trains again, and here stops in the train
@@ -123,4 +113,4 @@ def test_signed_8bit_input_quantiser_builds_and_verifies_and_editing_the_file_re
     Path(name.rsplit(":", 1)[0]).write_text(FLOAT_AVGPOOL)
     capsys.readouterr()
     assert main(argv) == 2  # a resumed train stage would not have checked the new model at all
-    assert "AveragePool" in _one_sentence_error(capsys)
+    assert "AveragePool" in one_sentence_error()
