@@ -27,6 +27,11 @@ def _yes(v: object) -> str:
     return "—" if v is None else ("yes" if v else "no")
 
 
+def _fps(v: float | None) -> str:
+    """An FPS figure; ``None``: the unpruned model fits the board with no legal folding (so it has no FPS)."""
+    return "does not fit" if v is None else f"{v:,.0f}"
+
+
 def row_cells(r: dict) -> list[str]:
     """The table cells of one results row."""
     if r.get("rc") != 0:
@@ -34,7 +39,7 @@ def row_cells(r: dict) -> list[str]:
                 f"exit {r['rc']}: {r.get('error') or r.get('outcome')}"]
     return [
         r["member"], _yes(r["verified"] and r["finn_hw_exact"]), _yes(r["fits"]),
-        f"{r['finn_fps_before']:,.0f} → {r['finn_fps_after']:,.0f}",
+        f"{_fps(r['finn_fps_before'])} → {r['finn_fps_after']:,.0f}",
         f"{r['acc_before']:.3f} → {r['acc_after']:.3f}",
         f"{r['params_before']:,} → {r['params_after']:,}", str(r["channels_removed"]), f"{r['wall_s']:.0f}",
         f"FINN bottleneck {r['bottleneck_after']}",

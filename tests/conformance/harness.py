@@ -107,8 +107,16 @@ def classify(out: RunOutcome) -> str:
     return REFUSED_LATE if out.trained else REFUSED_EARLY
 
 
+#: the first words of ``hapfpga fold``'s one-sentence refusal when not even the cheapest folding fits the board
+NO_FIT = "No legal folding fits the budget"
+
+
 def finn_estimate_of(onnx: Path, board: str, work: Path, timeout: float = 1800) -> dict[str, Any]:
-    """FINN's estimate report (``build.json``'s ``finn_estimate``) of ``onnx`` folded ``--max-fps`` for ``board``."""
+    """FINN's estimate report (``build.json``'s ``finn_estimate``) of ``onnx`` folded ``--max-fps`` for ``board``.
+
+    A model that does not fit the board at all (``hapfpga fold`` refuses with exit 2: not even the cheapest legal
+    folding fits) has no FPS: ``{"fits": False, "fps": None, "refusal": <the sentence>}``. Any other failure
+    is an assertion."""
     work.mkdir(parents=True, exist_ok=True)
     fold, out = work / "folding.json", work / "build"
     shutil.rmtree(out, ignore_errors=True)
@@ -116,6 +124,8 @@ def finn_estimate_of(onnx: Path, board: str, work: Path, timeout: float = 1800) 
                  ["build", str(onnx), "--board", board, "--folding", str(fold), "--no-codegen", "--out", str(out)]):
         proc = subprocess.run([*HAPFPGA, *argv], cwd=work, env=_env(), capture_output=True, text=True,
                               timeout=timeout, check=False)
+        if proc.returncode == 2 and argv[0] == "fold" and NO_FIT in proc.stderr:
+            return {"fits": False, "fps": None, "refusal": proc.stderr.strip().removeprefix("hapfpga: error: ")}
         if proc.returncode != 0:
             raise AssertionError(f"hapfpga {argv[0]} of {onnx.name} exited {proc.returncode}: {proc.stderr[-1500:]}")
     return json.loads((out / "build.json").read_text())["finn_estimate"]
