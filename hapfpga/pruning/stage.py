@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InfeasibleError
 from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
 from .progress import SearchLog, steps_left_bound, steps_to_target
@@ -362,6 +362,34 @@ def _greedy_progress(run: _Run, ch: _Channels, tr: _Trajectory,
     return on_step
 
 
+def _fit_first(run: _Run, ch: _Channels, tr: _Trajectory) -> dict[str, int]:
+    """Where the unpruned model fits the board with no folding, the greedy search starts from the largest uniform
+    keep ratio (a 1/64 grid down to ``min_ratio``) whose predicted design fits, pruned and fine-tuned once (one
+    step's fine-tune): a step removes one candidate count of one group, so a model several times over the budget
+    would spend every step without reaching a design at all. None fits: one sentence, before any fine-tune."""
+    from .plan import uniform_counts
+
+    cfg, hw_eval, start = run.cfg, ch.hw_eval, dict(ch.start)
+    assert hw_eval is not None
+    if hw_eval(start).fits or not ch.full:
+        return start
+    ratios = [r for r in (1 - i / 64 for i in range(1, 64)) if r >= cfg.min_ratio - 1e-9]
+    for r in ratios:
+        counts = {**start, **uniform_counts(ch.full, r, fold_aware=cfg.fold_aware)}
+        if hw_eval(counts).fits:
+            run.say(f"the unpruned design does not fit the board; starting the search at keep ratio {r:g}, "
+                    f"the largest uniform one whose predicted design fits")
+            tr.commit(counts)
+            return counts
+    low = {**start, **uniform_counts(ch.full, ratios[-1] if ratios else 1.0, fold_aware=cfg.fold_aware)}
+    hw = hw_eval(low)
+    use = ", ".join(f"{k} {v:,.0f}" for k, v in hw.resources.as_dict().items() if v)
+    raise InfeasibleError(
+        f"Pruning cannot make the model fit this board: even with every channel group kept at pruning.min_ratio "
+        f"{cfg.min_ratio:g} the cheapest predicted design ({use or 'no resources reported'}) does not fit its "
+        f"budget; choose a larger board, fewer weight bits, or a lower pruning.min_ratio.")
+
+
 def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     """Greedy (NetAdapt) or J search on the model's trajectory, then backtracking or the chosen step's model."""
     from .parallel import AccuracyOracle
@@ -370,14 +398,15 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
     tr = _Trajectory(run, ch)
+    start = _fit_first(run, ch, tr) if cfg.target != "fps" else dict(ch.start)
     result = greedy_search(
-        ch.start, ch.cands, hw_eval, AccuracyOracle(tr.try_accuracy, run.n_workers), tr.commit,
+        start, ch.cands, hw_eval, AccuracyOracle(tr.try_accuracy, run.n_workers), tr.commit,
         start_accuracy=ch.acc_val0, target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
         max_accuracy_drop=cfg.max_accuracy_drop, objective="j" if cfg.method == "j" else "fps_per_sensitivity",
         alpha=cfg.alpha, max_steps=cfg.max_steps, step_tolerance=cfg.step_accuracy_drop, log=run.say,
         reject=tr.reject if cfg.on_step_drop != "stop" else None,
         rescue=tr.rescue if cfg.on_step_drop == "rescue" and cfg.finetune_epochs > 0 else None,
-        progress=_greedy_progress(run, ch, tr, hw_eval(ch.start).fps),
+        progress=_greedy_progress(run, ch, tr, hw_eval(start).fps),
     )
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, ch, result, tr)

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 qnn = pytest.importorskip("brevitas.nn")
 nn = torch.nn
 
-from hapfpga.errors import ConfigError  # noqa: E402
+from hapfpga.errors import ConfigError, InfeasibleError  # noqa: E402
 from hapfpga.pruning.apply import layer_channels  # noqa: E402
 from hapfpga.pruning.plan import iterative_counts  # noqa: E402
 from hapfpga.pruning.predictor import HwTarget  # noqa: E402
@@ -274,3 +274,40 @@ def test_final_weights_reprune_needs_a_greedy_search(trained, digits, tmp_path):
     with pytest.raises(ConfigError, match="final_weights"):
         run_pruning_stage({"method": "uniform", "target": "ratio", "final_weights": "reprune"}, trained, digits,
                           HwTarget(), tmp_path)
+
+
+def _budget_hw(limit_lut: float):
+    """``pipeline_hw`` on a board of ``limit_lut`` LUTs (50 per channel of c1 and c2): no FPS where it does not fit."""
+
+    def hw(counts):
+        p = pipeline_hw(counts)
+        fits = limit_lut >= p.resources.LUT
+        return HwPoint(fps=p.fps if fits else 0.0, resources=p.resources, fits=fits)
+
+    return hw
+
+
+@pytest.mark.parametrize("limit", [1000.0, 700.0])  # the unpruned model needs 1,600 LUTs
+def test_a_model_over_the_budget_starts_the_search_at_the_largest_uniform_ratio_that_fits(trained, digits,
+                                                                                             tmp_path, limit):
+    """``target: budget`` on a board the unpruned model does not fit: the search starts from the largest uniform
+    keep ratio whose predicted design fits (not from a design with no FPS), so the delivered model fits."""
+    cfg = {"method": "greedy", "target": "budget", "max_accuracy_drop": 0.5, "step_finetune_epochs": 0.1,
+           "finetune_epochs": 0.2, "sensitivity": False, "min_ratio": 0.125, "candidate_steps": 4, "max_steps": 2}
+    hw = _budget_hw(limit)
+    lines: list[str] = []
+    m, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=hw), tmp_path, seed=0, log=lines.append)
+    after = r["channels_after"]
+    assert hw(after).fits and r["fps_after"] > 0 and r["fps_before"] == 0
+    assert 50.0 * (after["c1"] + after["c2"]) <= limit
+    assert layer_channels(m)["c1"] == after["c1"] and layer_channels(m)["c2"] == after["c2"]
+    first = r["history"][0]
+    assert first["fits"] and first["counts"]["c1"] < 16 and first["counts"]["c2"] < 16
+    assert any("does not fit the board" in ln for ln in lines)
+
+
+def test_a_model_no_pruning_can_fit_is_one_sentence_before_any_finetune(trained, digits, tmp_path):
+    cfg = {"method": "greedy", "target": "budget", "sensitivity": False, "min_ratio": 0.25, "candidate_steps": 4}
+    with pytest.raises(InfeasibleError, match=r"^Pruning cannot make the model fit this board: .*min_ratio 0\.25"):
+        run_pruning_stage(cfg, trained, digits, HwTarget(predictor=_budget_hw(100.0)), tmp_path, seed=0)
+    assert not (tmp_path / "pruning" / "pruning.json").exists()
