@@ -321,7 +321,23 @@ def ours_default(q: Path, board, work: Path, **kw) -> dict:  # noqa: ANN001
     ours_total = r.estimate.total if r.estimate is not None else r.total
     return {"predicted_fps": r.fps, "finn_fps": rep["fps"], "finn_total": rep["total"], "ours_total": ours_total,
             "fits_ours": not ours_total.over(board.budget, KEYS), "fits_finn": not rep["total"].over(board.budget, KEYS),
-            "binding": r.binding_resource, "margin": r.margin, "undercounts": undercounts(run, r), "spec": spec}
+            "binding": r.binding_resource, "margin": r.margin, "undercounts": undercounts(run, r), "spec": spec,
+            "layers": layers}
+
+
+def ceiling_rows(layers, board, fps: float) -> list[dict]:  # noqa: ANN001
+    """The least-loaded legal design reaching ``fps`` in ``hapfpga fold``'s problem (``least_loaded``), at the default
+    margin and at margin 0: a utilisation above 100 % proves no folding in the knob space reaches ``fps``."""
+    from hapfpga.folding import FoldingOptions, least_loaded
+
+    out = []
+    for label, margin in (("default margin", None), ("margin 0", 0.0)):
+        c = least_loaded(layers, board, fps, FoldingOptions(margin=margin))
+        out.append({"margin": label, **c.as_json()})
+        verdict = "reachable" if c.reachable else "out of reach" + (" (proved)" if c.optimal else "")
+        print(f"      {fps:,.0f} FPS ({c.cycle_limit:,} cycles), {label}: the least-loaded legal design needs "
+              f"{c.utilisation:.1%} of the {c.binding} budget ({fmt(c.total)}) -> {verdict}")
+    return out
 
 
 def board_row(key: str, board, work: Path, settings, compare_cycles: bool = False) -> dict:  # noqa: ANN001
@@ -341,7 +357,8 @@ def board_row(key: str, board, work: Path, settings, compare_cycles: bool = Fals
           f"SetFolding best fit {sf['fps']:,.0f} FPS (target {sf['target_fps']:,}, {fmt(sf['total'])}) -> {ratio:.2f}x")
     for u in o["undercounts"]:
         print(f"      FINN's report undercounts: {u}")
-    return {"board": board.name, "ours": o["finn_fps"], "predicted": o["predicted_fps"], "setfolding": sf["fps"],
+    ceiling = ceiling_rows(o["layers"], board, 2 * sf["fps"])
+    return {"ceiling_2x": ceiling, "board": board.name, "ours": o["finn_fps"], "predicted": o["predicted_fps"], "setfolding": sf["fps"],
             "ratio": ratio, "fits_ours": o["fits_ours"], "fits_finn": o["fits_finn"], "undercounts": o["undercounts"]}
 
 
@@ -356,11 +373,13 @@ def main_all_boards(args) -> int:  # noqa: ANN001
     for model in (args.models or "cnv,resnet8,ds_cnn").split(","):
         print(f"{model} (work dir {work}):")
         rows[model] = [board_row(model, load_board(k), work, settings, args.compare_finn_cycles) for k in keys]
-    print("| model | board | ours, hapfpga fold defaults (FINN report) | SetFolding best fit | ratio |")
-    print("|---|---|---|---|---|")
+    print("| model | board | ours, hapfpga fold defaults (FINN report) | SetFolding best fit | ratio "
+          "| 2x SetFolding needs (default margin / margin 0) |")
+    print("|---|---|---|---|---|---|")
     for model, rs in rows.items():
         for r in rs:
-            print(f"| {model} | {r['board']} | {r['ours']:,.0f} | {r['setfolding']:,.0f} | {r['ratio']:.2f}x |")
+            need = " / ".join(f"{c['utilisation']:.0%} {c['binding']}" for c in r["ceiling_2x"])
+            print(f"| {model} | {r['board']} | {r['ours']:,.0f} | {r['setfolding']:,.0f} | {r['ratio']:.2f}x | {need} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
     for model, rs in rows.items():
