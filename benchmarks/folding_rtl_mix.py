@@ -30,26 +30,26 @@ from hapfpga.boards import list_boards, load_board  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
 #: SetFolding's best fit for CNV-w2a2 per board (FPS, FINN's report; ``folding_vs_finn.py --all-boards``)
-SETFOLDING_CNV = {"pynq-z1": 1526, "pynq-z2": 1526, "ultra96-v2": 3906, "zcu104": 3986, "kv260": 1526}
+SETFOLDING_CNV = {"pynq-z1": 1525.87890625, "pynq-z2": 1525.87890625, "ultra96-v2": 3906.25,
+                  "zcu104": 3985.969387755102, "kv260": 1525.87890625}
 
 
 def rtl_cost(board, same_memstream: bool = False):  # noqa: ANN001, ANN201
-    """Our cost of an RTL MVAU folding with its DSPs judged twice (ours vs FINN's report: the larger).
-
-    ``same_memstream``: without the weight streamer's credit buffer (``memstream.sv``'s 8:1 read mux per weight
-    bit, ``rtl_luts.mvu_rtl_luts``), which an HLS MVAU in ``internal_decoupled`` mode instantiates as well but
-    FINN-R's HLS LUT formula does not count: the two datapaths compared on the same footing."""
-    from hapfpga.estimate import estimate_layer
+    """``variants.twice_judged_rtl_cost``; ``same_memstream``: an RTL MVAU without the weight streamer's credit
+    buffer (``memstream.sv``'s 8:1 read mux per weight bit, ``rtl_luts.mvu_rtl_luts``), which an HLS MVAU in
+    ``internal_decoupled`` mode instantiates as well but FINN-R's HLS LUT formula does not count: the two datapaths
+    compared on the same footing (a sensitivity check, not a cost model)."""
     from hapfpga.estimate.dtypes import bits
     from hapfpga.estimate.rtl_luts import mux_luts
+    from hapfpga.folding.variants import twice_judged_rtl_cost
+
+    base = twice_judged_rtl_cost(board, board.clock_mhz)
 
     def cost(layer, f):  # noqa: ANN001, ANN202
-        ours = estimate_layer(layer, f, board.clock_mhz, board=board)
-        finn = estimate_layer(layer, f, board.clock_mhz, board=board, finn_compat=True)
-        lut = ours.resources.LUT
-        if same_memstream and (f.mem_mode or "internal_decoupled") == "internal_decoupled":
-            lut -= (f.pe or 1) * (f.simd or 1) * bits(layer.wdt) * mux_luts(8)
-        return replace(ours.resources, LUT=lut, DSP=max(ours.resources.DSP, finn.resources.DSP)), int(ours.cycles)
+        res, cyc = base(layer, f)
+        if same_memstream and layer.kind == "MVAU" and (f.mem_mode or "internal_decoupled") == "internal_decoupled":
+            res = replace(res, LUT=res.LUT - (f.pe or 1) * (f.simd or 1) * bits(layer.wdt) * mux_luts(8))
+        return res, cyc
 
     return cost
 
@@ -57,27 +57,17 @@ def rtl_cost(board, same_memstream: bool = False):  # noqa: ANN001, ANN201
 def mixed_problem(layers, board, budget: Resources, same_memstream: bool = False):  # noqa: ANN001, ANN201
     """The standalone-threshold graph's problem, each RTL MVAU's candidates widened by its HLS foldings."""
     from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
-    from hapfpga.folding.solver import Unit
+    from hapfpga.folding.variants import mixed_impl_problem
 
-    twins = [replace(x, impl="hls") if x.kind == "MVAU" and x.impl == "rtl" else x for x in layers]
     dwc, fifo = _default_edge_cost(board, layers)
     default = _default_cost_fn(board.clock_mhz, board, False, True)
     rc = rtl_cost(board, same_memstream)
 
-    def cost(layer, f):  # noqa: ANN001, ANN202
+    def rtl(layer, f):  # noqa: ANN001, ANN202
         return rc(layer, f) if layer.kind == "MVAU" and layer.impl == "rtl" else default(layer, f)
 
-    rtl = build_problem(layers, budget, cost, edge_cost=dwc, stream_cost=fifo)
-    hls = build_problem(twins, budget, default, edge_cost=dwc, stream_cost=fifo)
-    units = []
-    for a, b in zip(rtl.units, hls.units, strict=True):
-        if a.kind == "MVAU" and any(x.name == a.name and x.impl == "rtl" for x in layers):
-            cands = tuple(replace(c, folding=c.folding.with_(impl_style="rtl")) for c in a.candidates) + tuple(
-                replace(c, folding=c.folding.with_(impl_style="hls")) for c in b.candidates)
-            units.append(Unit(a.name, a.kind, cands))
-        else:
-            units.append(a)
-    return replace(rtl, units=tuple(units))
+    return mixed_impl_problem(layers, board, budget, build=build_problem, rtl_cost=rtl, hls_cost=default,
+                              edge_cost=dwc, stream_cost=fifo)
 
 
 def fold_both(problem, clock: float, aim: float) -> dict:  # noqa: ANN001
@@ -90,7 +80,33 @@ def fold_both(problem, clock: float, aim: float) -> dict:  # noqa: ANN001
     least, frac, key = solve_min_max_utilisation(problem, lv[-1], time_limit=120)
     n_rtl = sum(c.folding.impl_style == "rtl" for c in best.choice.values()) if best else 0
     return {"fps": clock * 1e6 / best.max_cycles if best else 0.0, "total": best.total if best else None,
-            "optimal": bool(best and best.optimal and least.optimal), "need_2x": frac, "binding_2x": key, "rtl_mvaus": n_rtl}
+            "optimal": bool(best and best.optimal and least.optimal), "need_2x": frac, "binding_2x": key, "rtl_mvaus": n_rtl, "best": best}
+
+
+def build_mixed(model: Path, layers, board, best, out: Path) -> dict:  # noqa: ANN001
+    """FINN's estimate-only flow on ``model`` with the mixed design: a per-node ``specialize_layers_config_file``
+    (RTL preferred, ``preferred_impl_style`` hls on the MVAUs chosen HLS; FINN names them ``MVAU_k`` before
+    specialising), standalone thresholds and the folding file under the names FINN gives after specialising."""
+    import json
+
+    from hapfpga.finn.build import run_finn_steps
+    from hapfpga.finn.setfolding import finn_estimate
+    from hapfpga.folding.variants import finn_folding, finn_names, specialize_config
+
+    choice = {n: c.folding for n, c in best.choice.items()}
+    spec = specialize_config(layers, {n: f.impl_style for n, f in choice.items() if f.impl_style})
+    fold = finn_folding(layers, choice)
+    names = finn_names(layers, {n: f.impl_style for n, f in choice.items() if f.impl_style})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "specialize.json").write_text(json.dumps(spec, indent=1))
+    (out / "folding.json").write_text(json.dumps(fold, indent=1))
+    run = run_finn_steps(model, out / "finn", board=board.finn_board, clock_mhz=board.clock_mhz,
+                         specialize_layers_config_file=out / "specialize.json", standalone_thresholds=True,
+                         folding_config_file=out / "folding.json")
+    rep = finn_estimate(run)
+    per = run.reports["estimate_layer_resources"]
+    missing = sorted(set(names.values()) - set(per))
+    return {**rep, "missing": missing}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="CNV-w2a2 QONNX export")
     ap.add_argument("--work", required=True)
     ap.add_argument("--boards", default=",".join(list_boards()))
+    ap.add_argument("--finn", action="store_true", help="also build the mixed design with FINN (estimate flow)")
     ap.add_argument("--same-memstream", action="store_true", help="RTL MVAUs without the credit buffer (rtl_cost)")
     args = ap.parse_args(argv)
     print("| board | embedded thresholds (fold's graph) | standalone, per-MVAU RTL/HLS | 2x SetFolding needs: "
@@ -118,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {board.name} | {emb['fps']:,.0f} FPS | {mix['fps']:,.0f} FPS ({mix['rtl_mvaus']} RTL MVAUs, "
               f"{mix['total'].DSP:.0f} DSP) | {emb['need_2x']:.0%} / {mix['need_2x']:.0%} of the "
               f"{emb['binding_2x']} / {mix['binding_2x']} budget{_proved(emb, mix)} |", flush=True)
+        if args.finn:
+            rep = build_mixed(Path(args.model), rtl_layers, board, mix["best"], Path(args.work) / f"mix_{key}")
+            print(f"  FINN's report of the mixed design: {rep['fps']:,.0f} FPS (bottleneck {rep['bottleneck']}), "
+                  f"{rep['total']}, fits FINN: {not rep['total'].over(board.budget, ('LUT', 'BRAM_18K', 'URAM', 'DSP'))}"
+                  f"; nodes of ours missing from FINN's report: {rep['missing'] or 'none'}", flush=True)
     return 0
 
 
