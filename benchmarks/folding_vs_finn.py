@@ -328,11 +328,18 @@ def ours_default(q: Path, board, work: Path, **kw) -> dict:  # noqa: ANN001
 def ceiling_rows(layers, board, fps: float) -> list[dict]:  # noqa: ANN001
     """The least-loaded legal design reaching ``fps`` in ``hapfpga fold``'s problem (``least_loaded``), at the default
     margin and at margin 0: a utilisation above 100 % proves no folding in the knob space reaches ``fps``."""
+    from hapfpga.errors import InfeasibleError
     from hapfpga.folding import FoldingOptions, least_loaded
 
     out = []
     for label, margin in (("default margin", None), ("margin 0", 0.0)):
-        c = least_loaded(layers, board, fps, FoldingOptions(margin=margin))
+        try:
+            c = least_loaded(layers, board, fps, FoldingOptions(margin=margin))
+        except InfeasibleError as e:  # faster than every layer's fastest legal folding
+            print(f"      {fps:,.0f} FPS, {label}: {e}")
+            out.append({"margin": label, "utilisation": math.inf, "binding": "no legal folding at any budget",
+                        "reachable": False, "optimal": True})
+            continue
         out.append({"margin": label, **c.as_json()})
         verdict = "reachable" if c.reachable else "out of reach" + (" (proved)" if c.optimal else "")
         print(f"      {fps:,.0f} FPS ({c.cycle_limit:,} cycles), {label}: the least-loaded legal design needs "
@@ -378,7 +385,8 @@ def main_all_boards(args) -> int:  # noqa: ANN001
     print("|---|---|---|---|---|---|")
     for model, rs in rows.items():
         for r in rs:
-            need = " / ".join(f"{c['utilisation']:.0%} {c['binding']}" for c in r["ceiling_2x"])
+            need = " / ".join(f"{c['utilisation']:.0%} {c['binding']}" if math.isfinite(c["utilisation"])
+                              else c["binding"] for c in r["ceiling_2x"])
             print(f"| {model} | {r['board']} | {r['ours']:,.0f} | {r['setfolding']:,.0f} | {r['ratio']:.2f}x | {need} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
