@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from hapfpga.boards import list_boards, load_board  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
+KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
 #: SetFolding's best fit for CNV-w2a2 per board (FPS, FINN's report; ``folding_vs_finn.py --all-boards``)
 SETFOLDING_CNV = {"pynq-z1": 1525.87890625, "pynq-z2": 1525.87890625, "ultra96-v2": 3906.25,
                   "zcu104": 3985.969387755102, "kv260": 1525.87890625}
@@ -106,7 +107,10 @@ def build_mixed(model: Path, layers, board, best, out: Path) -> dict:  # noqa: A
     rep = finn_estimate(run)
     per = run.reports["estimate_layer_resources"]
     missing = sorted(set(names.values()) - set(per))
-    return {**rep, "missing": missing}
+    under = [f"{names[n]} LUT {per[names[n]]['LUT']:,.0f} < ours {c.resources.LUT:,.0f}"
+             for n, c in best.choice.items() if names[n] in per and per[names[n]]["LUT"] < 0.5 * c.resources.LUT
+             and c.resources.LUT > 100]
+    return {**rep, "missing": missing, "undercounts": under}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.finn:
             rep = build_mixed(Path(args.model), rtl_layers, board, mix["best"], Path(args.work) / f"mix_{key}")
             print(f"  FINN's report of the mixed design: {rep['fps']:,.0f} FPS (bottleneck {rep['bottleneck']}), "
-                  f"{rep['total']}, fits FINN: {not rep['total'].over(board.budget, ('LUT', 'BRAM_18K', 'URAM', 'DSP'))}"
+                  f"{rep['total']}, fits FINN: {not rep['total'].over(board.budget, KEYS)}"
                   f"; nodes of ours missing from FINN's report: {rep['missing'] or 'none'}", flush=True)
+            print(f"  ours (layers + FIFOs/DWCs): {mix['total']}, fits ours: {not mix['total'].over(budget, KEYS)}")
+            for u in rep["undercounts"]:
+                print(f"      FINN's report undercounts: {u}")
     return 0
 
 
