@@ -7,6 +7,8 @@ their consumers, and width-converter costs on the other edges — and solves it 
 FPS = clock / max cycles (FINN's ``dataflow_performance``: the slowest node sets the throughput of a
 dataflow pipeline). The bound reported is the solver's proof: no legal folding within the budget has
 fewer max cycles than ``bound_cycles``, hence none reaches more than ``clock / bound_cycles`` FPS.
+:func:`least_loaded` answers the converse on the same problem: what the cheapest design reaching a given FPS
+needs, as a share of the budget (above 1: proved out of reach).
 """
 
 from __future__ import annotations
