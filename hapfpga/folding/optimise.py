@@ -333,9 +333,10 @@ def _solve_checked(
         if not estimate:
             break
         from ..estimate import estimate_network
+        from .variants import as_built
 
         est = estimate_network(
-            list(layers), plan, board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
+            *as_built(layers, plan), board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
         )
         over = est.total.over(full_budget, keys)
         if not over:
@@ -429,10 +430,26 @@ def _problem_for(
     edge_cost, stream_cost = o.edge_cost, None
     if edge_cost == "default":
         edge_cost, stream_cost = _default_edge_cost(board, layers) if o.infrastructure else (None, None)
-    problem = build_problem(layers, kept.apply(board_budget), cost_fn, space=space, keys=o.keys,
-                            stream_cost=stream_cost, edge_cost=edge_cost,  # type: ignore[arg-type]
-                            tie_conv_swg=o.tie_conv_swg)
+    kw = {"space": space, "keys": o.keys, "stream_cost": stream_cost, "edge_cost": edge_cost,
+          "tie_conv_swg": o.tie_conv_swg}
+    if o.impl_knob:
+        from .variants import mixed_impl_problem, twice_judged_rtl_cost
+
+        problem = mixed_impl_problem(layers, board, kept.apply(board_budget), build=build_problem,
+                                     rtl_cost=_rtl_or(twice_judged_rtl_cost(board, clock), cost_fn),
+                                     hls_cost=cost_fn, **kw)
+    else:
+        problem = build_problem(layers, kept.apply(board_budget), cost_fn, **kw)  # type: ignore[arg-type]
     return problem, clock, kept, board_budget
+
+
+def _rtl_or(rtl: CostFn, other: CostFn) -> CostFn:
+    """``rtl`` on the RTL MVAUs, ``other`` (the default cost, FINN's cycles included) on every other layer."""
+
+    def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
+        return rtl(layer, f) if layer.kind == "MVAU" and layer.impl == "rtl" else other(layer, f)
+
+    return cost
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,30 @@ def finn_folding(layers: Sequence[Any], choice: dict[str, LayerFolding]) -> dict
     out: dict[str, Any] = {"Defaults": {}}
     out.update({names[n]: f.with_(impl_style=None).to_finn() for n, f in choice.items()})
     return out
+
+
+def as_built(layers: Sequence[Any], plan: Any) -> tuple[list[Any], Any]:
+    """``layers`` and ``plan`` (a ``FoldingPlan``) as FINN builds them: each MVAU whose folding carries an
+    ``impl_style`` gets that implementation, and the folding drops it (not a node attribute). Names unchanged."""
+    from ..types import FoldingPlan
+
+    impl = {n: f.impl_style for n, f in plan if f.impl_style}
+    if not impl:
+        return list(layers), plan
+    out = [replace(x, impl=impl[x.name]) if x.name in impl else x for x in layers]
+    return out, FoldingPlan(tuple((n, f.with_(impl_style=None)) for n, f in plan), plan.meta)
+
+
+def finn_design(layers: Sequence[Any], plan: Any) -> tuple[list[Any], Any]:
+    """:func:`as_built` under the names FINN gives after specialising (:func:`finn_names`), neighbours renamed
+    too: the layers and plan whose per-node estimate lines up with FINN's report of the built design."""
+    from ..types import FoldingPlan
+
+    names = finn_names(layers, {n: f.impl_style for n, f in plan if f.impl_style})
+    built, bplan = as_built(layers, plan)
+
+    def ren(xs: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(names.get(x, x) for x in xs)
+
+    out = [replace(x, name=names[x.name], producers=ren(x.producers), consumers=ren(x.consumers)) for x in built]
+    return out, FoldingPlan(tuple((names[n], f) for n, f in bplan), bplan.meta)
