@@ -10,8 +10,8 @@ foldings of the same layer (``resType`` lut or dsp). Both graphs are folded exac
 board's budget after the default margin, with FIFOs and width converters, and for each the least-loaded legal
 design reaching 2x SetFolding's best fit (issue 22's acceptance) is reported (``solve_min_max_utilisation``).
 
-Our estimator only: the mixed graph is not built with FINN here (``hapfpga fold`` does not offer it; see
-docs/margin.md, "A wider knob space"). Usage: ``python benchmarks/folding_rtl_mix.py --model CNV.qonnx.onnx
+Our estimator only unless ``--finn`` (FINN then builds the mixed design); ``hapfpga fold`` itself chooses between
+the two graphs (``folding.variants``, docs/margin.md "The default command folds both graphs"). Usage: ``python benchmarks/folding_rtl_mix.py --model CNV.qonnx.onnx
 --work DIR [--boards pynq-z2,ultra96-v2] [--sf pynq-z2=1526,...]``.
 """
 

@@ -13,8 +13,9 @@ separately (:func:`finn_names`).
 
 Measured on CNV-w2a2 (``benchmarks/folding_rtl_mix.py``, docs/margin.md "A wider knob space"): no gain where LUTs
 bind (the RTL MVU sums each packed lane across SIMD in fabric), 10,629 -> 13,889 FPS on ZCU104, where RTL MVAUs are
-free of HLS's PE*SIMD*W <= 8191 weight-stream rule; FINN's report of that design says the same FPS. ``hapfpga
-fold`` does not use it yet.
+free of HLS's PE*SIMD*W <= 8191 weight-stream rule; FINN's report of that design says the same FPS. The fold
+stage, ``hapfpga fold`` and ``hapfpga build`` fold this graph next to the embedded-threshold one and keep the
+faster (``folding.variants``, ``hapfpga/stages/variant.py``).
 """
 
 from __future__ import annotations

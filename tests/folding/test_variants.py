@@ -120,3 +120,43 @@ def test_finn_folding_renames_and_drops_impl_style() -> None:
     assert d["MVAU_hls_0"] == {"PE": 2, "SIMD": 4, "resType": "lut"}
     assert d["MVAU_rtl_0"] == {"PE": 2, "SIMD": 4}
     assert all("impl_style" not in v for v in d.values())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_finn_design_renames_consistently_and_estimates_as_built(seed: int) -> None:
+    """Over random designs of the knob problem: ``finn_design`` gives each node FINN's post-specialisation name,
+    neighbours renamed with it, each MVAU the implementation chosen, and its estimate equals the chosen
+    candidates' costs (``optimise``'s network check estimates the same design, ``as_built``)."""
+    from hapfpga.estimate import estimate_layer
+    from hapfpga.folding.variants import as_built, finn_design
+    from hapfpga.types import FoldingPlan
+
+    layers = _rtl_chain(ch=8 * (1 + seed % 2), mh=16, fc=8)
+    p = _problem(layers, BOARD.budget)
+    rng = random.Random(seed)
+    pick = {u.name: rng.choice(u.candidates) for u in p.units}
+    plan = FoldingPlan(tuple((u.name, pick[u.name].folding) for u in p.units))
+    built, bplan = finn_design(layers, plan)
+    impl = {n: f.impl_style for n, f in plan if f.impl_style}
+    names = finn_names(layers, impl)
+    assert [x.name for x in built] == [names[x.name] for x in layers] == bplan.names
+    assert len(set(names.values())) == len(layers)
+    by = {x.name: x for x in built}
+    for old, new in zip(layers, built, strict=True):
+        assert new.producers == tuple(names[n] for n in old.producers)
+        assert all(new.name in by[c].producers for c in new.consumers)
+        if old.name in impl:
+            assert new.impl == impl[old.name] and new.name.startswith(f"MVAU_{impl[old.name]}_")
+    assert all(f.impl_style is None for _, f in bplan)
+    assert json_keys(finn_folding(layers, dict(plan))) == set(bplan.names)
+    same, splan = as_built(layers, plan)
+    for x, y, (n, f) in zip(built, same, splan, strict=True):
+        a = estimate_layer(x, bplan[x.name], 100.0, board=BOARD)
+        b = estimate_layer(y, f, 100.0, board=BOARD)
+        assert (a.resources, a.cycles) == (b.resources, b.cycles)
+        if n not in impl or impl[n] == "hls":  # the HLS cost is the candidate's; the RTL one is judged twice
+            assert a.cycles == pick[n].cycles
+
+
+def json_keys(d: dict) -> set[str]:
+    return set(d) - {"Defaults"}
