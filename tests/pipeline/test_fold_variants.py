@@ -110,3 +110,24 @@ def test_where_the_variant_does_not_help_the_design_is_unchanged(tfc_qonnx: Path
     assert (tmp_path / "a.json").read_text() == (tmp_path / "e.json").read_text()
     assert not (tmp_path / "a.specialize.json").exists()
     assert auto["predicted_fps"] == pytest.approx(emb["predicted_fps"])
+
+
+def test_mixed_asked_where_no_mvau_can_be_rtl_is_one_sentence(tmp_path: Path, capsys) -> None:
+    """TFC-w1a1 (bipolar weights): FINN's RTL MVAU needs widths of at least 2 bits, so ``--variants mixed`` has
+    nothing to choose and is refused (exit 2); ``auto`` folds the embedded graph and says why."""
+    torch = pytest.importorskip("torch")
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    q = tmp_path / "tfc_1w1a.onnx"
+    model, _ = model_with_cfg("tfc_1w1a", pretrained=False)
+    model.eval()
+    export_qonnx(model, torch.randn(1, 1, 28, 28), str(q))
+    cmd = ["fold", str(q), "--board", "zcu104", "--work-dir", str(tmp_path / "cache")]
+    assert main([*cmd, "--out", str(tmp_path / "m.json"), "--variants", "mixed"]) == 2
+    err = capsys.readouterr().err
+    assert "no MVAU of this model can be FINN's RTL MVAU" in err and "Traceback" not in err
+    assert main([*cmd, "--out", str(tmp_path / "a.json"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["variant"] == "embedded" and doc["variant_fps"]["mixed"] is None
+    assert "no MVAU can be RTL" in doc["variant_note"]
