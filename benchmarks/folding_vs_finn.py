@@ -290,12 +290,14 @@ def _cached(path: Path, make):  # noqa: ANN001, ANN202
     return d
 
 
-def undercounts(finn_run, res) -> list[str]:  # noqa: ANN001
-    """Layers whose LUTs or cycles FINN's report counts below ours (its known gaps: 0 LUT for RTL MVAUs, D10)."""
+def undercounts(finn_run, res, names: dict[str, str] | None = None) -> list[str]:  # noqa: ANN001
+    """Layers whose LUTs or cycles FINN's report counts below ours (its known gaps: 0 LUT for RTL MVAUs, D10);
+    ``names``: our node names -> FINN's after specialising (a mixed design)."""
     per = finn_run.reports["estimate_layer_resources"]
     cyc = finn_run.reports.get("estimate_layer_cycles", {})
     out = []
-    for name, (r, c) in res.layer_costs.items():
+    for ours, (r, c) in res.layer_costs.items():
+        name = (names or {}).get(ours, ours)
         f = per.get(name) or {}
         if f.get("LUT", 0) < 0.5 * r.LUT and r.LUT > 100:
             out.append(f"{name} LUT {f.get('LUT', 0):,.0f} < ours {r.LUT:,.0f}")
@@ -305,23 +307,55 @@ def undercounts(finn_run, res) -> list[str]:  # noqa: ANN001
 
 
 def ours_default(q: Path, board, work: Path, **kw) -> dict:  # noqa: ANN001
-    """``hapfpga fold``'s design with its defaults (``kw`` overrides one), then FINN's report of it (judged twice)."""
+    """``hapfpga fold``'s design with its defaults (``kw`` overrides one): the same ``choose_design`` (both graphs,
+    the faster kept), then FINN's report of it, built with the design's specialize config (judged twice)."""
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import hw_layers_from_qonnx
-    from hapfpga.folding import FoldingOptions, optimise
+    from hapfpga.folding import FoldingOptions
+    from hapfpga.stages.variant import choose_design
 
     layers, spec = hw_layers_from_qonnx(q, work / "hw", board)
-    r = optimise(layers, board, FoldingOptions(**kw))
+    d = choose_design(q, layers, work / "hw", board, FoldingOptions(**kw))
+    r = d.result
     tag = f"{q.stem}_{board.key}_ours" + "".join(f"_{k}{v}" for k, v in kw.items())
     fold = work / f"{tag}.json"
-    fold.write_text(r.plan.to_finn_json())
-    run = run_finn_steps(spec, work / tag, board=board.finn_board, clock_mhz=board.clock_mhz,
-                         steps=TAIL_STEPS, folding_config_file=fold)
+    fold.write_text(d.text)
+    if d.specialize:  # the mixed graph: FINN's whole estimate flow with the per-node specialize config
+        (work / f"{tag}.specialize.json").write_text(json.dumps(d.specialize, indent=1))
+        run = run_finn_steps(q, work / tag, board=board.finn_board, clock_mhz=board.clock_mhz,
+                             specialize_layers_config_file=work / f"{tag}.specialize.json",
+                             standalone_thresholds=True, folding_config_file=fold)
+    else:
+        run = run_finn_steps(spec, work / tag, board=board.finn_board, clock_mhz=board.clock_mhz,
+                             steps=TAIL_STEPS, folding_config_file=fold)
     rep = finn_report(run)
     ours_total = r.estimate.total if r.estimate is not None else r.total
     return {"predicted_fps": r.fps, "finn_fps": rep["fps"], "finn_total": rep["total"], "ours_total": ours_total,
             "fits_ours": not ours_total.over(board.budget, KEYS), "fits_finn": not rep["total"].over(board.budget, KEYS),
-            "binding": r.binding_resource, "margin": r.margin, "undercounts": undercounts(run, r), "spec": spec}
+            "binding": r.binding_resource, "margin": r.margin, "undercounts": undercounts(run, r, d.names),
+            "spec": spec, "layers": layers, "variant": d.variant, "variant_fps": d.fps}
+
+
+def ceiling_rows(layers, board, fps: float) -> list[dict]:  # noqa: ANN001
+    """The least-loaded legal design reaching ``fps`` in ``hapfpga fold``'s problem (``least_loaded``), at the default
+    margin and at margin 0: a utilisation above 100 % proves no folding in the knob space reaches ``fps``."""
+    from hapfpga.errors import InfeasibleError
+    from hapfpga.folding import FoldingOptions, least_loaded
+
+    out = []
+    for label, margin in (("default margin", None), ("margin 0", 0.0)):
+        try:
+            c = least_loaded(layers, board, fps, FoldingOptions(margin=margin))
+        except InfeasibleError as e:  # faster than every layer's fastest legal folding
+            print(f"      {fps:,.0f} FPS, {label}: {e}")
+            out.append({"margin": label, "utilisation": math.inf, "binding": "no legal folding at any budget",
+                        "reachable": False, "optimal": True})
+            continue
+        out.append({"margin": label, **c.as_json()})
+        verdict = "reachable" if c.reachable else "out of reach" + (" (proved)" if c.optimal else "")
+        print(f"      {fps:,.0f} FPS ({c.cycle_limit:,} cycles), {label}: the least-loaded legal design needs "
+              f"{c.utilisation:.1%} of the {c.binding} budget ({fmt(c.total)}) -> {verdict}")
+    return out
 
 
 def board_row(key: str, board, work: Path, settings, compare_cycles: bool = False) -> dict:  # noqa: ANN001
@@ -336,12 +370,15 @@ def board_row(key: str, board, work: Path, settings, compare_cycles: bool = Fals
                                              clock_mhz=board.clock_mhz, settings=settings))
     ok = o["fits_ours"] and o["fits_finn"]
     ratio = o["finn_fps"] / sf["fps"] if ok else 0.0
-    print(f"  {board.name}: ours {o['finn_fps']:,.0f} FPS by FINN (predicted {o['predicted_fps']:,.0f}; "
+    print(f"  {board.name}: ours ({o['variant']} graph; folded: "
+          + ", ".join(f"{k} {v:,.0f}" if v else f"{k} -" for k, v in o["variant_fps"].items())
+          + f") {o['finn_fps']:,.0f} FPS by FINN (predicted {o['predicted_fps']:,.0f}; "
           f"fits: ours {o['fits_ours']}, FINN {o['fits_finn']}; FINN {fmt(o['finn_total'])}; binding {o['binding']}); "
           f"SetFolding best fit {sf['fps']:,.0f} FPS (target {sf['target_fps']:,}, {fmt(sf['total'])}) -> {ratio:.2f}x")
     for u in o["undercounts"]:
         print(f"      FINN's report undercounts: {u}")
-    return {"board": board.name, "ours": o["finn_fps"], "predicted": o["predicted_fps"], "setfolding": sf["fps"],
+    ceiling = ceiling_rows(o["layers"], board, 2 * sf["fps"])
+    return {"ceiling_2x": ceiling, "board": board.name, "variant": o["variant"], "ours": o["finn_fps"], "predicted": o["predicted_fps"], "setfolding": sf["fps"],
             "ratio": ratio, "fits_ours": o["fits_ours"], "fits_finn": o["fits_finn"], "undercounts": o["undercounts"]}
 
 
@@ -356,11 +393,15 @@ def main_all_boards(args) -> int:  # noqa: ANN001
     for model in (args.models or "cnv,resnet8,ds_cnn").split(","):
         print(f"{model} (work dir {work}):")
         rows[model] = [board_row(model, load_board(k), work, settings, args.compare_finn_cycles) for k in keys]
-    print("| model | board | ours, hapfpga fold defaults (FINN report) | SetFolding best fit | ratio |")
-    print("|---|---|---|---|---|")
+    print("| model | board | ours, hapfpga fold defaults (FINN report) | graph | SetFolding best fit | ratio "
+          "| 2x SetFolding needs, embedded graph (default margin / margin 0) |")
+    print("|---|---|---|---|---|---|---|")
     for model, rs in rows.items():
         for r in rs:
-            print(f"| {model} | {r['board']} | {r['ours']:,.0f} | {r['setfolding']:,.0f} | {r['ratio']:.2f}x |")
+            need = " / ".join(f"{c['utilisation']:.0%} {c['binding']}" if math.isfinite(c["utilisation"])
+                              else c["binding"] for c in r["ceiling_2x"])
+            print(f"| {model} | {r['board']} | {r['ours']:,.0f} | {r['variant']} | {r['setfolding']:,.0f} | "
+                  f"{r['ratio']:.2f}x | {need} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
     for model, rs in rows.items():

@@ -113,6 +113,10 @@ class FoldingConfig:
     #: they differ (the RTL sliding window, docs/estimator.md D10), so FINN's report says the FPS we fold for
     #: (on by default since issue 22: docs/margin.md "Cycles")
     finn_cycles: bool = True
+    #: which graph ``max_fps``/``fps`` fold: ``auto`` both, the faster kept (a tie keeps the embedded one);
+    #: ``embedded`` thresholds inside HLS MVAUs (FINN's default); ``mixed`` standalone thresholds with each MVAU RTL
+    #: (DSP-packed) or HLS (stages/variant.py, docs/margin.md "The default command folds both graphs")
+    variants: Literal["auto", "embedded", "mixed"] = "auto"
 
     def __post_init__(self) -> None:
         if self.mode in ("fps", "finn") and (self.fps is None or self.fps <= 0):

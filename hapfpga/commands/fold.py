@@ -56,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fold FINN's RTL variants (standalone thresholds): a design hapfpga rtlsim simulates as built",
     )
     p.add_argument(
+        "--variants",
+        choices=("auto", "embedded", "mixed"),
+        default="auto",
+        help="graph(s) to fold: auto (default) folds FINN's embedded-threshold graph and the standalone-threshold "
+        "graph with each MVAU RTL or HLS and keeps the faster; with 'mixed' chosen, FINN's specialize config is "
+        "written next to --out as F.specialize.json (docs/margin.md)",
+    )
+    p.add_argument(
         "--work-dir",
         default=None,
         help="where the FINN graph build is cached (default: .hapfpga-cache next to MODEL)",
@@ -66,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..boards import load_board
     from ..errors import ConfigError
     from ..finn.graph import layers_for_model_file
-    from ..folding import FoldingOptions, optimise
+    from ..folding import FoldingOptions
     from ..folding.margin import parse_margin
     from ..runstate import atomic_write_text
 
@@ -85,23 +93,47 @@ def run(args: argparse.Namespace) -> int:
     options = FoldingOptions(clock_mhz=clock, open_simulatable=args.open_simulatable, finn_compat=args.finn_compat,
                              infrastructure=not args.no_infrastructure, time_limit=args.time_limit,
                              margin=margin, finn_cycles=not args.no_finn_cycles)
-    res = optimise(layers, board, options, target_fps=args.fps)
-    out = Path(args.out)
-    atomic_write_text(out, res.plan.to_finn_json())
+    d = _design(args, layers, board, options)
+    res, out = d.result, Path(args.out)
+    atomic_write_text(out, d.text)
+    from ..stages.variant import specialize_path
+
+    spec = specialize_path(out)
+    if d.specialize:
+        atomic_write_text(spec, json.dumps(d.specialize, indent=1) + "\n")
+    elif spec.is_file():
+        spec.unlink()  # a mixed design's config from an earlier run would no longer match this folding
     if args.json:
         doc = res.as_json()
-        doc["board"] = board.key
-        doc["folding_file"] = str(out)
+        doc.update(board=board.key, folding_file=str(out), **d.report(),
+                   specialize_file=str(spec) if d.specialize else None)
+        doc["plan"] = d.plan.to_finn_dict()
         if res.estimate is not None:
             doc["estimate"] = res.estimate.as_json()
         print(json.dumps(doc, indent=2))
         return 0
-    _print(res, board, out)
+    _print(d, board, out)
     return 0
 
 
-def _print(res, board, out: Path) -> None:  # noqa: ANN001
+def _design(args: argparse.Namespace, layers, board, options):  # noqa: ANN001, ANN202
+    """``stages/variant.py``'s choice of graph; a FINN HW model is folded as it is."""
+    from ..finn.graph import is_finn_hw_model
+    from ..finn.onnxfile import check_onnx_file
+    from ..stages.variant import choose_design
+
+    model = Path(args.model)
+    hw = is_finn_hw_model(check_onnx_file(model))
+    work = Path(args.work_dir) if args.work_dir else model.parent / ".hapfpga-cache"
+    return choose_design(model, layers, work, board, options, target_fps=args.fps,
+                         variants="embedded" if hw else args.variants)
+
+
+def _print(d, board, out: Path) -> None:  # noqa: ANN001
+    from ..stages.variant import specialize_path
     from .table import cli_table, print_table
+
+    res, names = d.result, d.names or {}
 
     cols = ("node", "PE", "SIMD", "memory", "LUT", "BRAM18", "DSP", "cycles")
     t = cli_table(f"hapfpga fold on {board.name} at {res.clock_mhz:g} MHz ({res.mode})", cols,
@@ -110,7 +142,7 @@ def _print(res, board, out: Path) -> None:  # noqa: ANN001
         f = res.plan[name]
         mem = "/".join(str(x) for x in (f.ram_style, f.res_type) if x)
         t.add_row(
-            name,
+            names.get(name, name),
             str(f.pe or ""),
             str(f.simd or ""),
             mem,
@@ -123,8 +155,10 @@ def _print(res, board, out: Path) -> None:  # noqa: ANN001
     print_table(t)
     for line in budget_lines(res.total, res.board_budget or res.budget, res.margin, res.budget):
         print(line)
+    fps = ", ".join(f"{k} {v:,.0f} FPS" if v else f"{k} -" for k, v in d.fps.items())
+    print(f"graph: {d.variant} ({fps}){'; FINN specialize config ' + str(specialize_path(out)) if d.specialize else ''}")
     print(
-        f"predicted {res.fps:,.1f} FPS (bottleneck {res.bottleneck}); proven bound {res.bound_fps:,.1f} FPS "
+        f"predicted {res.fps:,.1f} FPS (bottleneck {names.get(res.bottleneck, res.bottleneck)}); proven bound {res.bound_fps:,.1f} FPS "
         f"(binding: {res.binding_resource}); solved in {res.solve_seconds:.2f}s; wrote {out}"
     )
     for n in res.notes:

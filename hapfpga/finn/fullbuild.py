@@ -180,12 +180,20 @@ def run_flow(
     hw_code_dir: str | Path,
     work_dir: str | Path,
     open_simulatable: bool = False,
+    specialize: dict[str, Any] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> FinnBuildResult:
     """Run FINN's ``flow`` on ``model_file`` into ``finn_dir``; generated code goes to ``hw_code_dir``
-    (``FINN_BUILD_DIR``). ``open_simulatable``: RTL variants, standalone thresholds (``rtl_build_kwargs``)."""
+    (``FINN_BUILD_DIR``). ``open_simulatable``: RTL variants, standalone thresholds (``rtl_build_kwargs``);
+    ``specialize``: FINN's per-node ``specialize_layers_config_file`` of the fold stage's mixed design, with
+    standalone thresholds (``folding/variants.py``)."""
     extra = _full_flow_cfg(board, flow == "rtlsim", flow == "full") if flow in ("rtlsim", "full") else None
     rtl_kw = rtl_build_kwargs(work_dir) if open_simulatable else {}
+    if specialize is not None and not open_simulatable:
+        cfg = Path(work_dir) / "specialize_layers_mixed.json"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(json.dumps(specialize, indent=1))
+        rtl_kw = {"specialize_layers_config_file": cfg, "standalone_thresholds": True}
     with finn_build_dir(hw_code_dir):
         return run_finn_steps(model_file, finn_dir, board=board.finn_board, clock_mhz=clock_mhz,
                               folding_config_file=folding_file, steps=FLOW_STEPS[flow], extra_cfg=extra,

@@ -193,6 +193,7 @@ def hw_layers_from_qonnx(
     clock_mhz: float | None = None,
     *,
     rtl: bool = False,
+    strict: bool = True,
 ) -> tuple[list[L.LayerSpec], Path]:
     """Run finn-plus's steps up to step_specialize_layers on a Brevitas QONNX export and read the layers.
 
@@ -200,7 +201,8 @@ def hw_layers_from_qonnx(
     specialised model. Returns the layers (FINN's default folding, PE=SIMD=1) and that model's path.
     ``rtl``: prefer RTL variants with standalone thresholds (``rtl_build_kwargs``), an open-simulatable
     design; a layer that keeps it from simulating (``open_simulatable_blockers``) is a user error. A graph
-    FINN cannot convert is a user error (``ConfigError``) naming the step and the log.
+    FINN cannot convert is a user error (``ConfigError``) naming the step and the log. ``strict=False``: the RTL
+    graph as a folding variant (``folding.variants``), blockers allowed.
     """
     from .build import FinnStepError, rtl_build_kwargs, run_finn_steps
 
@@ -224,7 +226,7 @@ def hw_layers_from_qonnx(
             ) from None
         spec_model = res.step_models["step_specialize_layers"]
     layers = load_layers(spec_model)
-    if rtl:
+    if rtl and strict:
         from ..folding.legal import open_simulatable_blockers
 
         blockers = open_simulatable_blockers(layers)

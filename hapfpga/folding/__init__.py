@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .legal import KnobSpace, legal_foldings
-from .optimise import FoldingResult, build_problem, optimise
+from .optimise import Ceiling, FoldingResult, build_problem, least_loaded, optimise
 from .options import FoldingOptions
 from .solver import (
     Candidate,
@@ -23,6 +23,8 @@ from .solver import (
 
 __all__ = [
     "optimise",
+    "least_loaded",
+    "Ceiling",
     "FoldingOptions",
     "FoldingResult",
     "build_problem",

@@ -7,6 +7,8 @@ their consumers, and width-converter costs on the other edges — and solves it 
 FPS = clock / max cycles (FINN's ``dataflow_performance``: the slowest node sets the throughput of a
 dataflow pipeline). The bound reported is the solver's proof: no legal folding within the budget has
 fewer max cycles than ``bound_cycles``, hence none reaches more than ``clock / bound_cycles`` FPS.
+:func:`least_loaded` answers the converse on the same problem: what the cheapest design reaching a given FPS
+needs, as a share of the budget (above 1: proved out of reach).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .solver import (
     solve_min_max_utilisation,
 )
 
-__all__ = ["FoldingResult", "CostFn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
+__all__ = ["FoldingResult", "Ceiling", "least_loaded", "CostFn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
 
 #: (layer, folding) -> (resources, cycles per frame)
 CostFn = Callable[[Any, LayerFolding], tuple[Resources, int]]
@@ -331,9 +333,10 @@ def _solve_checked(
         if not estimate:
             break
         from ..estimate import estimate_network
+        from .variants import as_built
 
         est = estimate_network(
-            list(layers), plan, board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
+            *as_built(layers, plan), board, clock_mhz=clock, finn_compat=finn_compat, infrastructure=infrastructure
         )
         over = est.total.over(full_budget, keys)
         if not over:
@@ -378,20 +381,8 @@ def optimise(
     (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
     o = options or FoldingOptions()
-    clock = float(o.clock_mhz or board.clock_mhz)
-    board_budget = budget or board.budget
-    kept = _margin(board, budget, o.margin, o.finn_compat)
-    full_budget = kept.apply(board_budget)
-    space = o.space
-    if space is None:
-        styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
-        space = KnobSpace(ram_styles=styles)
-    cost_fn = o.cost_fn or _default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
-    edge_cost, stream_cost = o.edge_cost, None
-    if edge_cost == "default":
-        edge_cost, stream_cost = _default_edge_cost(board, layers) if o.infrastructure else (None, None)
-    problem = build_problem(layers, full_budget, cost_fn, space=space, keys=o.keys, stream_cost=stream_cost,
-                            edge_cost=edge_cost, tie_conv_swg=o.tie_conv_swg)  # type: ignore[arg-type]
+    problem, clock, kept, board_budget = _problem_for(layers, board, o, budget)
+    full_budget = problem.budget
     sol, binding, bound_fps, plan, est, cur, notes = _solve_checked(
         problem, layers, board, clock, full_budget, o.keys, target_fps=target_fps, time_limit=o.time_limit,
         estimate=o.estimate, finn_compat=o.finn_compat, infrastructure=o.infrastructure,
@@ -421,6 +412,94 @@ def optimise(
         margin=kept.as_dict(),
         board_budget=board_budget,
     )
+
+
+def _problem_for(
+    layers: Sequence[Any], board: Any, o: FoldingOptions, budget: Resources | None
+) -> tuple[Problem, float, Any, Resources]:
+    """The problem ``optimise`` solves for ``options`` ``o``: (problem at the budget after the margin, clock, the
+    margin kept free, the budget before it)."""
+    clock = float(o.clock_mhz or board.clock_mhz)
+    board_budget = budget or board.budget
+    kept = _margin(board, budget, o.margin, o.finn_compat)
+    space = o.space
+    if space is None:
+        styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
+        space = KnobSpace(ram_styles=styles)
+    cost_fn = o.cost_fn or _default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
+    edge_cost, stream_cost = o.edge_cost, None
+    if edge_cost == "default":
+        edge_cost, stream_cost = _default_edge_cost(board, layers) if o.infrastructure else (None, None)
+    kw = {"space": space, "keys": o.keys, "stream_cost": stream_cost, "edge_cost": edge_cost,
+          "tie_conv_swg": o.tie_conv_swg}
+    if o.impl_knob:
+        from .variants import mixed_impl_problem, twice_judged_rtl_cost
+
+        problem = mixed_impl_problem(layers, board, kept.apply(board_budget), build=build_problem,
+                                     rtl_cost=_rtl_or(twice_judged_rtl_cost(board, clock), cost_fn),
+                                     hls_cost=cost_fn, **kw)
+    else:
+        problem = build_problem(layers, kept.apply(board_budget), cost_fn, **kw)  # type: ignore[arg-type]
+    return problem, clock, kept, board_budget
+
+
+def _rtl_or(rtl: CostFn, other: CostFn) -> CostFn:
+    """``rtl`` on the RTL MVAUs, ``other`` (the default cost, FINN's cycles included) on every other layer."""
+
+    def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
+        return rtl(layer, f) if layer.kind == "MVAU" and layer.impl == "rtl" else other(layer, f)
+
+    return cost
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """What reaching ``target_fps`` takes: the legal design at most ``cycle_limit`` cycles per frame whose most-used
+    resource is least used, ignoring the budget (:func:`least_loaded`). ``utilisation`` is that resource's share of
+    ``budget`` (the budget after the margin); above 1, no legal folding in the knob space reaches ``target_fps``
+    within the budget, a proof when ``optimal``."""
+
+    target_fps: float
+    cycle_limit: int
+    utilisation: float
+    binding: str  # the most-used resource of that design
+    total: Resources  # layers + width converters + FIFOs, as the optimiser counts them
+    budget: Resources
+    plan: FoldingPlan
+    optimal: bool
+
+    @property
+    def reachable(self) -> bool:
+        return self.utilisation <= 1.0 + 1e-9
+
+    def as_json(self) -> dict[str, Any]:
+        return {"target_fps": self.target_fps, "cycle_limit": self.cycle_limit, "utilisation": self.utilisation,
+                "binding": self.binding, "reachable": self.reachable, "optimal": self.optimal,
+                "total": self.total.as_dict(), "budget": self.budget.as_dict()}
+
+
+def least_loaded(
+    layers: Sequence[Any],
+    board: Any,
+    target_fps: float,
+    options: FoldingOptions | None = None,
+    *,
+    budget: Resources | None = None,
+) -> Ceiling:
+    """How far ``target_fps`` is out of (or within) reach on ``board`` with ``options``: the :class:`Ceiling` of the
+    same problem ``optimise`` solves (knob space, costs, width converters and FIFOs, margin), by
+    ``solve_min_max_utilisation``. ``optimise(..., target_fps=target_fps)`` with ``estimate=False`` succeeds exactly
+    when ``Ceiling.reachable``; with the network-estimate check it may still have to tighten."""
+    o = options or FoldingOptions()
+    problem, clock, _, _ = _problem_for(layers, board, o, budget)
+    limit = math.floor(clock * 1e6 / target_fps)
+    faster = [lv for lv in cycle_levels(problem) if lv <= limit]
+    if not faster:
+        raise InfeasibleError(f"No legal folding reaches {target_fps:,.0f} FPS even without a budget: the fastest "
+                              f"needs {cycle_levels(problem)[0]:,} cycles per frame at {clock:g} MHz.")
+    sol, frac, key = solve_min_max_utilisation(problem, faster[-1], time_limit=o.time_limit)
+    plan = FoldingPlan(tuple((u.name, sol.choice[u.name].folding) for u in problem.units))
+    return Ceiling(float(target_fps), limit, float(frac), key, sol.total, problem.budget, plan, sol.optimal)
 
 
 def _margin(board: Any, budget: Resources | None, margin: Any, finn_compat: bool) -> Any:

@@ -41,7 +41,8 @@ class FoldingOptions:
     layers as FINN's estimate does. ``infrastructure``: width converters and FIFOs count against the budget
     (``edge_cost`` overrides their cost, None ignores them). ``fps_only``: one of the fastest designs, no
     least-utilisation tie-break or binding resource (the pruning predictor). ``cost_fn``: a layer cost model
-    other than the estimator's.
+    other than the estimator's. ``impl_knob``: each RTL MVAU of ``layers`` (FINN's standalone-threshold graph) may
+    also be HLS, a per-node knob (``folding/variants.py``); the plan's ``impl_style`` says which.
     """
 
     clock_mhz: float | None = None
@@ -59,6 +60,7 @@ class FoldingOptions:
     keys: tuple[str, ...] = tuple(DEFAULT_KEYS)
     cost_fn: Callable[..., Any] | None = None
     edge_cost: Callable[..., Any] | None | Literal["default"] = "default"
+    impl_knob: bool = False
 
     @classmethod
     def from_config(cls, folding: FoldingConfig, clock_mhz: float | None = None, part: str = "") -> FoldingOptions:

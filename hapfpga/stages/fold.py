@@ -8,6 +8,7 @@ build, and the report's folding and estimate are of that design.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,23 @@ _Choice = tuple[Any, list[Any], str, dict[str, Any]]
 _NO_BOUND: dict[str, Any] = {"bound_fps": None, "binding_resource": None}
 
 
-def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
-    """``max_fps`` / ``fps``: our optimiser (fastest that fits, or cheapest meeting ``folding.fps``)."""
-    from ..folding import FoldingOptions, optimise
+def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path) -> _Choice:
+    """``max_fps`` / ``fps``: our optimiser (fastest that fits, or cheapest meeting ``folding.fps``) on the graph
+    ``folding.variants`` picks (``stages/variant.py``)."""
+    from ..folding import FoldingOptions
+    from .variant import choose_design
 
     f = conf.folding
-    res = optimise(layers, conf.board, FoldingOptions.from_config(f, conf.clock_mhz, conf.board.part),
-                   target_fps=f.fps if f.mode == "fps" else None)
-    return res.plan, layers, res.plan.to_finn_json(), {"bound_fps": res.bound_fps,
-                                                      "binding_resource": res.binding_resource,
-                                                      "margin": dict(res.margin), "budget": res.budget.as_dict(),
-                                                      "finn_cycles": f.finn_cycles}
+    d = choose_design(model_file, layers, work, conf.board,
+                      FoldingOptions.from_config(f, conf.clock_mhz, conf.board.part),
+                      target_fps=f.fps if f.mode == "fps" else None, variants=f.variants)
+    res = d.result
+    return d.plan, d.layers, d.text, {"bound_fps": res.bound_fps, "binding_resource": res.binding_resource,
+                                      "margin": dict(res.margin), "budget": res.budget.as_dict(),
+                                      "finn_cycles": f.finn_cycles, **d.report()}
 
 
-def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path) -> _Choice:
     """``none``: FINN's defaults (PE=SIMD=1)."""
     from ..finn.readback import plan_of_layers
 
@@ -45,7 +49,7 @@ def _defaults(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _C
     return plan, layers, plan.to_finn_json(), dict(_NO_BOUND)
 
 
-def _finn(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+def _finn(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path) -> _Choice:
     """``finn``: FINN's SetFolding, read back; the build applies FINN's own auto_folding_config.json."""
     from ..finn.readback import finn_apply_folding, plan_of_layers
 
@@ -55,19 +59,26 @@ def _finn(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choic
     return plan_of_layers(folded), folded, auto.read_text(), {**_NO_BOUND, "source": "FINN SetFolding, read back"}
 
 
-def _file(conf: Conf, layers: list[Any], spec_model: Path, work: Path) -> _Choice:
+def _file(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path) -> _Choice:
     """``file``: the user's folding file as it is for FINN; what FINN applied is read back."""
     from ..finn.readback import finn_apply_folding, plan_of_layers
+    from .variant import mixed_specialised, specialize_path
 
     src = Path(conf.folding.file)
     if not src.is_file():
         raise ConfigError(f"Folding file '{src}' does not exist; give FINN's folding JSON or leave it out.")
+    extra: dict[str, Any] = {**_NO_BOUND, "source": str(src)}
+    sib = specialize_path(src)
+    if sib.is_file():  # a mixed design of hapfpga fold: FINN specialises as its config says
+        spec = json.loads(sib.read_text())
+        spec_model = mixed_specialised(model_file, spec, work / "mixed_file", conf.board, conf.clock_mhz)
+        extra.update(variant="mixed", specialize=spec)
     folded, _ = finn_apply_folding(spec_model, work / "apply_file", conf.board, conf.clock_mhz, folding_file=src)
-    return plan_of_layers(folded), folded, src.read_text(), {**_NO_BOUND, "source": str(src)}
+    return plan_of_layers(folded), folded, src.read_text(), extra
 
 
 #: ``folding.mode`` -> how the fold stage chooses the folding.
-MODES: dict[str, Callable[[Conf, list[Any], Path, Path], _Choice]] = {
+MODES: dict[str, Callable[[Conf, list[Any], Path, Path, Path], _Choice]] = {
     "max_fps": _ours, "fps": _ours, "none": _defaults, "finn": _finn, "file": _file,
 }
 
@@ -80,13 +91,14 @@ def fold(ctx: Context, conf: Conf) -> StageOutput:
     layers, spec_model = hw_layers_from_qonnx(
         ctx.model_file, work, conf.board, conf.clock_mhz, rtl=conf.folding.open_simulatable
     )
-    plan, folded_layers, text, extra = MODES[conf.folding.mode](conf, layers, spec_model, work)
+    plan, folded_layers, text, extra = MODES[conf.folding.mode](conf, layers, spec_model, work, ctx.model_file)
     est = estimate_network(folded_layers, plan, conf.board, conf.clock_mhz)
     out = ctx.path("folding.json")
     atomic_write_text(out, text)
     return [out], {
         "mode": conf.folding.mode,
         "open_simulatable": conf.folding.open_simulatable,
+        "variant": "embedded",  # unless the mode says otherwise (ours; a file with its specialize config)
         "predicted_fps": est.fps,
         **extra,
         "layers": {k: v for k, v in plan.to_finn_dict().items() if k != "Defaults"},
@@ -97,9 +109,13 @@ def fold(ctx: Context, conf: Conf) -> StageOutput:
 def _file_digest(ctx: Context) -> str | None:
     """``folding.mode: file``: the file's content is part of the key, not only its name."""
     from ..runstate import stage_key
+    from .variant import specialize_path
 
     f = ctx.cfg.folding
-    return stage_key(Path(f.file).read_text()) if f.mode == "file" and Path(f.file).is_file() else None
+    if f.mode != "file" or not Path(f.file).is_file():
+        return None
+    sib = specialize_path(Path(f.file))
+    return stage_key(Path(f.file).read_text() + (sib.read_text() if sib.is_file() else ""))
 
 
 FOLD = Stage(

@@ -62,7 +62,8 @@ def finn_build(ctx: Context, conf: Conf) -> StageOutput:
     with atomic_dir(finn_dir) as tmp:
         res = run_flow(flow, ctx.model_file, tmp, conf.board, conf.clock_mhz, folding_file=ctx.path("folding.json"),
                        hw_code_dir=hw_code, work_dir=ctx.path("work"),
-                       open_simulatable=conf.folding.open_simulatable, progress=ctx.progress)
+                       open_simulatable=conf.folding.open_simulatable,
+                       specialize=ctx.results.get("fold", {}).get("specialize"), progress=ctx.progress)
         est = finn_estimate_summary(res.reports, conf.board)
     outs = flow_outputs(finn_dir)
     return [finn_dir], {
