@@ -188,3 +188,17 @@ def test_an_unbounded_stand_in_predictor_is_never_bounded_out():
     spec = PredictorSpec((), ("fc0",), {"fc0": 8}, SimpleNamespace(budget=Resources(LUT=10.0)), FoldingOptions())
     hw = HwPredictor(spec, optimise=lambda *a: None)
     assert hw.upper_bound({"fc0": 4}) == float("inf")
+
+
+def test_trials_folded_in_worker_processes_are_the_ones_folded_here(monkeypatch, tmp_path):
+    """``predictor_workers``: the batch's specs go to spawned processes; their answers equal this process's."""
+    rng = random.Random(21)
+    chains = [_random_chain(rng) for _ in range(4)]
+    here = _chain_predictor(chains, monkeypatch, tmp_path / "a")
+    pool = _chain_predictor(chains, monkeypatch, tmp_path / "b", workers=2)
+    try:
+        batch = [{"net": i} for i in range(len(chains))]
+        assert pool.predict_many(batch) == here.predict_many(batch)
+        assert pool.stats == here.stats and here.stats["solves"] >= 2  # the pool had work
+    finally:
+        pool.close()
