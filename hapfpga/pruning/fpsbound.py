@@ -53,22 +53,25 @@ class Relaxation:
 
     def __post_init__(self) -> None:
         from ..folding.legal import KnobSpace
-        from ..folding.optimise import _default_cost_fn, _margin
+        from ..folding.margin import Margin, resolve_margin
 
         o, board = self.options, self.board
         self.clock = float(o.clock_mhz or board.clock_mhz)
-        budget = _margin(board, None, o.margin, o.finn_compat).apply(board.budget)
+        # optimise's margin on the board's own budget (``folding.optimise._margin``): none for finn_compat alone
+        kept = resolve_margin(o.margin, board.part) if o.margin is not None or not o.finn_compat else Margin()
+        budget = kept.apply(board.budget)
         self.keys = tuple(o.keys)
         self.budget = np.array([float(getattr(budget, k)) for k in self.keys])
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         self.space = o.space if o.space is not None else KnobSpace(ram_styles=styles)
-        self.cost_fn = o.cost_fn or _default_cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
+        self.cost_fn = o.cost_fn or _cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
         self.weights = _weights(self.budget)
         self.stream_cost = None
         if o.edge_cost == "default" and o.infrastructure:  # FINN's minimal FIFO on every stream (build_problem)
-            from ..folding.optimise import _default_edge_cost
+            from ..estimate.infra import fifo_cost
 
-            self.stream_cost = _default_edge_cost(board)[1]
+            uram = board.capacity.URAM > 0
+            self.stream_cost = lambda width: fifo_cost(2, width, "auto", uram)
 
     def _table(self, layer: Any, where: tuple[str | None, int, bool]) -> tuple[np.ndarray, np.ndarray]:
         """(cycles ascending, prefix minimum of each weighted cost) of ``layer``'s legal foldings; ``where``:
@@ -106,6 +109,25 @@ class Relaxation:
             return FpsBound(0.0, False, 0)
         cycles = int(levels[int(np.argmax(ok))])
         return FpsBound(_fps(self.clock, cycles), True, cycles)
+
+
+def _cost_fn(clock_mhz: float, board: Any, finn_compat: bool, finn_cycles: bool) -> Any:
+    """``folding.optimise._default_cost_fn``: the estimator's resources and cycles, with ``finn_cycles`` the larger
+    of ours and FINN's where a documented deviation touches cycles (the property test against the MILP keeps the
+    two in step: a cost model that differs would let the bound fall below the optimum)."""
+    from ..estimate import estimate_layer
+    from ..estimate.deviations import DEVIATIONS, deviations_for
+
+    def cost(layer: Any, f: Any) -> tuple[Resources, int]:
+        c = estimate_layer(layer, f, clock_mhz, board=board, finn_compat=finn_compat)
+        cycles = int(c.cycles)
+        if finn_cycles and not finn_compat and any(
+            "cycles" in DEVIATIONS[d][1] for d in deviations_for(layer, f, board)
+        ):
+            cycles = max(cycles, int(estimate_layer(layer, f, clock_mhz, board=board, finn_compat=True).cycles))
+        return c.resources, cycles
+
+    return cost
 
 
 def _where(layer: Any, layers: Sequence[Any]) -> tuple[str | None, int, bool]:
