@@ -30,6 +30,7 @@ is taken so that a later step can move the bottleneck.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
@@ -92,14 +93,24 @@ class _Trials:
         self.points: dict[int, HwPoint] = {}
         ub = getattr(hw, "upper_bound", None)
         self.bounded = callable(ub)
+        t0 = time.perf_counter()
         self.ub = [float(ub(t)) for _, _, t in pending] if callable(ub) else []
+        self.seconds = {"bound": time.perf_counter() - t0, "fold": 0.0}
         self.batch = max(1, int(getattr(hw, "workers", 0) or 0))
 
     def solve(self, ks: Sequence[int]) -> None:
         ks = [k for k in ks if k not in self.points]
         batch = [self.pending[k][2] for k in ks]
+        t0 = time.perf_counter()
         pts = self.hw.predict_many(batch) if isinstance(self.hw, BatchPredictor) else [self.hw(t) for t in batch]
+        self.seconds["fold"] += time.perf_counter() - t0
         self.points.update(zip(ks, pts, strict=True))
+
+    def report(self) -> None:
+        """One log line: how many trials were folded (the rest bounded out) and the seconds it took."""
+        if self.pending:
+            self.say(f"trials: {len(self.points)} of {len(self.pending)} folded in {self.seconds['fold']:.1f} s"
+                     + (f" (bounds {self.seconds['bound']:.1f} s)" if self.bounded else ""))
 
     def bound(self, k: int) -> float:
         return self.ub[k] if self.bounded else self.points[k].fps
@@ -128,8 +139,6 @@ def _gaining_bounded(tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str
             if h.fits and h.fps > cur.hw.fps:
                 best = max(best, fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, accs[k], cur.accuracy, eps))
         queue = [k for k in queue if ub_score[k] >= best - 1e-9]
-    if len(tr.points) < len(tr.pending):
-        tr.say(f"{len(tr.points)} of {len(tr.pending)} trials folded (the others bounded out)")
     gaining = [k for k in sorted(tr.points) if tr.points[k].fits and tr.points[k].fps > cur.hw.fps]
     return gaining, accs
 
@@ -138,7 +147,18 @@ def _best_trial(
     tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float,
     alpha: float, eps: float,
 ) -> _Choice | None:
-    """The step to take as (score, tie-break order, group, trial counts, hw, accuracy), or None to stop."""
+    """The step to take as (score, tie-break order, group, trial counts, hw, accuracy), or None to stop; logs
+    how many trials were folded (``_Trials.report``)."""
+    choice = _choose_trial(tr, cur, try_accuracy, objective, fps_ref, alpha, eps)
+    tr.report()
+    return choice
+
+
+def _choose_trial(
+    tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float,
+    alpha: float, eps: float,
+) -> _Choice | None:
+    """``_best_trial``'s choice."""
     # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
     best_gain: _Choice | None = None
     best_freed: _Choice | None = None
