@@ -51,7 +51,7 @@ LAYERS: tuple[Layer, ...] = (
             "hapfpga/pruning/plan.py", "hapfpga/pruning/search.py",
             "hapfpga/pruning/config.py", "hapfpga/pruning/parallel.py", "hapfpga/pruning/bits.py",
             "hapfpga/pruning/predictor.py", "hapfpga/pruning/results.py", "hapfpga/pruning/greedy.py",
-            "hapfpga/pruning/nsga2.py", "hapfpga/pruning/reporting.py",
+            "hapfpga/pruning/nsga2.py", "hapfpga/pruning/reporting.py", "hapfpga/pruning/fpsbound.py",
         ),
         _f(),
         lazy=False,

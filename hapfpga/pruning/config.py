@@ -126,8 +126,9 @@ class PruningConfig:
     #: parallel window, width converters — the FPS the search targets is the FPS the fold stage reaches) or
     #: "fast" (PE/SIMD only, block RAM, LUT arithmetic — a conservative, ~5× faster prediction)
     predictor_space: Literal["fast", "full"] = "full"
-    #: processes evaluating a greedy step's trials in parallel (0: in this process)
-    predictor_workers: int = 0
+    #: processes folding a greedy step's trials in parallel (0: in this process). Default 2: a step folds several
+    #: trials (each a ~2 s MILP on CNV) while this process waits, so two cores fold twice as many per second
+    predictor_workers: int = 2
     #: parallel candidate evaluation and the multi-machine search (hapfpga.pruning.workers)
     search: SearchConfig = SearchConfig()
 

@@ -30,6 +30,7 @@ is taken so that a later step can move the bottleneck.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
@@ -70,33 +71,107 @@ def _check_greedy_args(target: str, target_fps: float | None, objective: str) ->
 
 
 def _greedy_trials(
-    candidates: Mapping[str, Sequence[int]], counts: dict[str, int], hw: Callable[[Mapping[str, int]], HwPoint],
-    frozen: frozenset[str] = frozenset(),
-) -> list[tuple[int, str, dict[str, int], HwPoint]]:
-    """Each knob not ``frozen`` lowered by one candidate step, with its predicted hardware (in one batch when
-    ``hw`` is a :class:`BatchPredictor`)."""
+    candidates: Mapping[str, Sequence[int]], counts: dict[str, int], frozen: frozenset[str] = frozenset(),
+) -> list[tuple[int, str, dict[str, int]]]:
+    """Each knob not ``frozen`` lowered by one candidate step: (order, knob, trial counts)."""
     pending = []
     for i, g in enumerate(candidates):
         nxt = None if g in frozen else _next_smaller(candidates[g], counts[g])
         if nxt is not None:
             pending.append((i, g, {**counts, g: nxt}))
-    batch = [t for _, _, t in pending]
-    points = hw.predict_many(batch) if isinstance(hw, BatchPredictor) else [hw(t) for t in batch]
-    return [(i, g, t, h) for (i, g, t), h in zip(pending, points, strict=True)]
+    return pending
+
+
+class _Trials:
+    """A step's trials and their predicted hardware, folded on demand (in batches when ``hw`` is a
+    :class:`BatchPredictor`); ``bound(k)`` is an FPS trial ``k``'s prediction never exceeds (the predictor's
+    ``upper_bound`` when it has one, else its prediction)."""
+
+    def __init__(self, pending: list[tuple[int, str, dict[str, int]]], hw: Callable[[Mapping[str, int]], HwPoint],
+                 say: Callable[[str], None] = lambda s: None):
+        self.pending, self.hw, self.say = pending, hw, say
+        self.points: dict[int, HwPoint] = {}
+        ub = getattr(hw, "upper_bound", None)
+        self.bounded = callable(ub)
+        t0 = time.perf_counter()
+        self.ub = [float(ub(t)) for _, _, t in pending] if callable(ub) else []
+        self.seconds = {"bound": time.perf_counter() - t0, "fold": 0.0}
+        self.batch = max(1, int(getattr(hw, "workers", 0) or 0))
+
+    def solve(self, ks: Sequence[int]) -> None:
+        ks = [k for k in ks if k not in self.points]
+        batch = [self.pending[k][2] for k in ks]
+        t0 = time.perf_counter()
+        pts = self.hw.predict_many(batch) if isinstance(self.hw, BatchPredictor) else [self.hw(t) for t in batch]
+        self.seconds["fold"] += time.perf_counter() - t0
+        self.points.update(zip(ks, pts, strict=True))
+
+    def report(self) -> None:
+        """One log line: how many trials were folded (the rest bounded out) and the seconds it took."""
+        if self.pending:
+            self.say(f"trials: {len(self.points)} of {len(self.pending)} folded in {self.seconds['fold']:.1f} s"
+                     + (f" (bounds {self.seconds['bound']:.1f} s)" if self.bounded else ""))
+
+    def bound(self, k: int) -> float:
+        return self.ub[k] if self.bounded else self.points[k].fps
+
+    def rows(self, ks: Sequence[int]) -> list[tuple[int, str, dict[str, int], HwPoint]]:
+        self.solve(ks)
+        return [(*self.pending[k], self.points[k]) for k in ks]
+
+
+def _gaining_bounded(tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str, int]], float], fps_ref: float,
+                     eps: float) -> tuple[list[int], dict[int, float]]:
+    """The trials that may be the step NetAdapt takes, folded best bound first: a trial whose FPS bound cannot
+    beat the current FPS is never folded, nor one whose score at its bound (:func:`fps_per_sensitivity` of the
+    bound and its accuracy) is below the best score a folded trial reached. Returns the folded trials that raise
+    FPS (in order) and the accuracies measured: the choice among them is the choice among all of them."""
+    maybe = [k for k in range(len(tr.pending)) if tr.bound(k) > cur.hw.fps]
+    accs = dict(zip(maybe, _accuracies(try_accuracy, [tr.pending[k][2] for k in maybe]), strict=True))
+    ub_score = {k: fps_per_sensitivity(tr.bound(k), cur.hw.fps, fps_ref, accs[k], cur.accuracy, eps) for k in maybe}
+    queue = sorted(maybe, key=lambda k: (-ub_score[k], k))
+    best = -float("inf")
+    while queue:
+        head, queue = queue[: tr.batch], queue[tr.batch :]
+        tr.solve(head)
+        for k in head:
+            h = tr.points[k]
+            if h.fits and h.fps > cur.hw.fps:
+                best = max(best, fps_per_sensitivity(h.fps, cur.hw.fps, fps_ref, accs[k], cur.accuracy, eps))
+        queue = [k for k in queue if ub_score[k] >= best - 1e-9]
+    gaining = [k for k in sorted(tr.points) if tr.points[k].fits and tr.points[k].fps > cur.hw.fps]
+    return gaining, accs
 
 
 def _best_trial(
-    trials: list[tuple[int, str, dict[str, int], HwPoint]], cur: Step,
-    try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float, alpha: float, eps: float,
+    tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float,
+    alpha: float, eps: float,
 ) -> _Choice | None:
-    """The step to take as (score, tie-break order, group, trial counts, hw, accuracy), or None to stop."""
+    """The step to take as (score, tie-break order, group, trial counts, hw, accuracy), or None to stop; logs
+    how many trials were folded (``_Trials.report``)."""
+    choice = _choose_trial(tr, cur, try_accuracy, objective, fps_ref, alpha, eps)
+    tr.report()
+    return choice
+
+
+def _choose_trial(
+    tr: _Trials, cur: Step, try_accuracy: Callable[[Mapping[str, int]], float], objective: str, fps_ref: float,
+    alpha: float, eps: float,
+) -> _Choice | None:
+    """``_best_trial``'s choice."""
     # (score, tie-break order, group, trial counts, hw, accuracy); "freed" is the fallback score on a plateau
     best_gain: _Choice | None = None
     best_freed: _Choice | None = None
-    # accuracy is the expensive part: in FPS mode only trials that raise FPS need it (lazy, same result)
-    gaining = [t for t in trials if t[3].fits and t[3].fps > cur.hw.fps]
-    measured = trials if objective == "j" else gaining
-    for (i, g, trial, h), a in zip(measured, _accuracies(try_accuracy, [t[2] for t in measured]), strict=True):
+    n = len(tr.pending)
+    known: dict[int, float] = {}
+    if objective == "j" or not tr.bounded:  # every trial folded; in FPS mode accuracy only where FPS rises
+        tr.solve(range(n))
+        measured = list(range(n)) if objective == "j" else [
+            k for k in range(n) if tr.points[k].fits and tr.points[k].fps > cur.hw.fps]
+    else:  # FPS mode with bounds: fold only the trials that may be chosen (same choice)
+        measured, known = _gaining_bounded(tr, cur, try_accuracy, fps_ref, eps)
+    accs = [known[k] for k in measured] if known else _accuracies(try_accuracy, [tr.pending[k][2] for k in measured])
+    for (i, g, trial, h), a in zip(tr.rows(measured), accs, strict=True):
         if objective == "j":
             score = j_objective(a, h.fps, fps_ref, alpha) - j_objective(cur.accuracy, cur.hw.fps, fps_ref, alpha)
         else:
@@ -105,7 +180,8 @@ def _best_trial(
             best_gain = (score, i, g, trial, h, a)
     if objective != "j" and best_gain is None:
         # plateau: no single step raises FPS; take the least sensitive step that keeps FPS and fits
-        keep = [t for t in trials if t[3].fits and t[3].fps >= cur.hw.fps]
+        maybe = [k for k in range(n) if tr.bound(k) >= cur.hw.fps]
+        keep = [row for row in tr.rows(maybe) if row[3].fits and row[3].fps >= cur.hw.fps]
         for (i, g, trial, h), a in zip(keep, _accuracies(try_accuracy, [t[2] for t in keep]), strict=True):
             if best_freed is None or a > best_freed[0] + 1e-12:
                 best_freed = (a, i, g, trial, h, a)
@@ -193,7 +269,7 @@ def greedy_search(
     for _ in range(max_steps):
         if target == "fps" and history[-1].hw.fps >= float(target_fps or 0):
             break
-        trials = _greedy_trials(candidates, counts, hw, frozenset(frozen))
+        trials = _Trials(_greedy_trials(candidates, counts, frozenset(frozen)), hw, say)
         best_gain = _best_trial(trials, history[-1], try_accuracy, objective, fps_ref, alpha, eps)
         if best_gain is None:
             break

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..folding.options import FoldingOptions
-from .predictor import HwPredictor, PredictorSpec
+from .predictor import HwPredictor, PredictorSpec, default_cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -52,6 +52,8 @@ def build_predictor(
     by 15-35% (``0`` for a fold at the board's whole budget, as ``benchmarks/pruning_vs_finn.py``'s). Each solve
     only needs the fastest max cycles (``fps_only``) and is proven optimal (``predictor._solve_proven``); pruned
     MVAUs get the narrower accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
+    Answers are cached on disk by a hash of the scaled specs (``predictor.default_cache_dir``:
+    ``~/.cache/hapfpga/predictor``, ``HAPFPGA_PREDICTOR_CACHE`` another folder or ``off``).
     """
     from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
     from .apply import hw_layer_shapes
@@ -68,4 +70,4 @@ def build_predictor(
         model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
         acc_contributions=dict(accumulator_contributions(spec_path)),
     )
-    return HwPredictor(spec, workers=workers), layers, spec_path
+    return HwPredictor(spec, workers=workers, cache_dir=default_cache_dir()), layers, spec_path

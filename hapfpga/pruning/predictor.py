@@ -11,8 +11,12 @@ The spec is built from a model by ``hapfpga.pruning.hwmodel.build_predictor``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import InfeasibleError, SolverTimeLimitError
@@ -20,7 +24,7 @@ from ..folding.options import FoldingOptions
 from ..types import Resources
 from .search import HwPoint
 
-__all__ = ["PredictorSpec", "HwPredictor", "HwTarget"]
+__all__ = ["PredictorSpec", "HwPredictor", "HwTarget", "layers_key", "scaled_layers", "default_cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,11 @@ class PredictorSpec:
     acc_contributions: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
-#: how much longer the predictor's later solves may run when the one before stopped at its time limit unproven
-#: (wall-clock limits: on a loaded machine a solve gets a fraction of a core)
-_RETRY_FACTORS = (4.0, 16.0)
+#: how many times ``pruning.folding_time_limit`` one solve may run (wall-clock: on a loaded machine a solve gets a
+#: fraction of a core). One solve with the whole allowance: HiGHS is deterministic and a cut solve's answer is
+#: thrown away, so the former ladder of 1x, 4x and 16x solves gave the same answers as one 16x solve, after
+#: spending up to 5x longer on the cut ones (a 2-core machine at load 10: 37 s of HiGHS for a 17 s solve).
+ALLOWANCE = 16.0
 
 
 def _default_optimise() -> Callable[..., Any]:
@@ -59,27 +65,25 @@ def _default_optimise() -> Callable[..., Any]:
 
 
 def _solve_proven(optimise: Callable[..., Any], layers: list[Any], spec: PredictorSpec) -> Any:
-    """``optimise`` on ``layers``; a solve cut by its time limit (no design, or a design not proven fastest) is
-    solved again with each of ``_RETRY_FACTORS`` times the limit in turn. HiGHS's incumbent at a time limit can be
-    far from the optimum (a pruned CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read
-    as "does not fit"), so a prediction from it misleads the search; when the longest solve is still cut it
-    raises (the fix is a larger ``pruning.folding_time_limit``) rather than return an unproven FPS."""
-    limit = float(spec.options.time_limit)
-    for factor in (1.0, *_RETRY_FACTORS):
-        try:
-            res = optimise(layers, spec.board, dataclasses.replace(spec.options, time_limit=factor * limit))
-            if getattr(res, "optimal", True):
-                return res
-        except SolverTimeLimitError:
-            pass
+    """``optimise`` on ``layers`` with ``ALLOWANCE`` times the time limit; a solve cut by it (no design, or a
+    design not proven fastest) raises. HiGHS's incumbent at a time limit can be far from the optimum (a pruned
+    CNV at 2 s: 63 FPS where the optimum is 7,972; or no design at all, which read as "does not fit"), so a
+    prediction from it would mislead the search (the fix is a larger ``pruning.folding_time_limit``)."""
+    limit = ALLOWANCE * float(spec.options.time_limit)
+    try:
+        res = optimise(layers, spec.board, dataclasses.replace(spec.options, time_limit=limit))
+        if getattr(res, "optimal", True):
+            return res
+    except SolverTimeLimitError:
+        pass
     raise SolverTimeLimitError(
-        f"The folding solver could not prove the fastest folding of a pruning candidate in "
-        f"{_RETRY_FACTORS[-1] * limit:g} s; raise pruning.folding_time_limit."
+        f"The folding solver could not prove the fastest folding of a pruning candidate in {limit:g} s; raise "
+        f"pruning.folding_time_limit."
     )
 
 
-def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
-    """One prediction: ``spec``'s layers scaled to ``counts`` and folded (``fits=False``, 0 FPS when none fits)."""
+def scaled_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> list[Any]:
+    """``spec``'s FINN layer specs scaled to ``counts``' channel counts and operand bits (what gets folded)."""
     from .bits import apply_operand_bits, split_knobs
     from .plan import scale_layers
 
@@ -91,8 +95,11 @@ def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Call
     model_layers = list(spec.model_layers) if spec.model_layers is not None else None
     layers = scale_layers(list(spec.layers), b, a, model_layers, dict(spec.acc_contributions))
     changed = {order.index(n): v for n, v in bits.items() if spec.base_bits.get(n) != v}
-    if changed:
-        layers = apply_operand_bits(layers, changed)
+    return apply_operand_bits(layers, changed) if changed else layers
+
+
+def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., Any]) -> HwPoint:
+    """The proven fastest folding of ``layers`` as an ``HwPoint`` (``fits=False``, 0 FPS when none fits)."""
     try:
         res = _solve_proven(optimise, layers, spec)
     except SolverTimeLimitError:
@@ -104,6 +111,11 @@ def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Call
     return HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
 
 
+def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
+    """One prediction: ``spec``'s layers scaled to ``counts`` and folded (``fits=False``, 0 FPS when none fits)."""
+    return fold_point(spec, scaled_layers(spec, counts), optimise)
+
+
 _WORKER_SPEC: list[PredictorSpec] = []
 
 
@@ -111,41 +123,173 @@ def _worker_init(spec: PredictorSpec) -> None:
     _WORKER_SPEC[:] = [spec]
 
 
-def _worker_predict(counts: dict[str, int]) -> HwPoint:
-    return predict_point(_WORKER_SPEC[0], counts, _default_optimise())
+def _worker_fold(layers: list[Any]) -> HwPoint:
+    return fold_point(_WORKER_SPEC[0], layers, _default_optimise())
 
 
 def _key(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((k, int(v)) for k, v in counts.items()))
 
 
-class HwPredictor:
-    """``counts -> HwPoint`` for one unpruned model (cached per counts); ``predict_many`` folds a batch in
-    ``workers`` spawned processes (each receives the spec) when ``workers > 0``; ``close()`` stops them.
-    ``optimise`` replaces ``hapfpga.folding.optimise.optimise`` (called as ``optimise(layers, board, options)``;
-    tests). Calling the predictor is ``predict``: the searches take any ``counts -> HwPoint`` callable."""
+#: the predictor's answers across runs (``HAPFPGA_PREDICTOR_CACHE``: another folder, or ``off``)
+DEFAULT_CACHE = Path.home() / ".cache" / "hapfpga" / "predictor"
 
-    def __init__(self, spec: PredictorSpec, *, workers: int = 0, optimise: Callable[..., Any] | None = None):
+
+def default_cache_dir() -> Path | None:
+    """``HAPFPGA_PREDICTOR_CACHE`` (a folder, or ``off``/``0``/empty: no cache on disk), else ``DEFAULT_CACHE``."""
+    env = os.environ.get("HAPFPGA_PREDICTOR_CACHE")
+    if env is None:
+        return DEFAULT_CACHE
+    return None if env.strip().lower() in ("", "0", "off", "no", "false") else Path(env)
+
+
+_CODE_HASH: list[str] = []
+
+
+def _code_hash() -> str:
+    """A hash of what computes a prediction besides its inputs: the folding optimiser's and the estimator's
+    sources and the solver's version (scipy's HiGHS), so a changed cost model or solver misses the cache."""
+    if not _CODE_HASH:
+        import scipy
+
+        root = Path(__file__).resolve().parent.parent
+        h = hashlib.sha256(scipy.__version__.encode())
+        for f in sorted([*root.glob("folding/*.py"), *root.glob("estimate/*.py"), *root.glob("estimate/**/*.py"),
+                         Path(__file__)]):
+            h.update(f.as_posix().encode() + f.read_bytes())
+        _CODE_HASH.append(h.hexdigest())
+    return _CODE_HASH[0]
+
+
+def layers_key(spec: PredictorSpec, layers: Sequence[Any]) -> str | None:
+    """The cache key of a prediction: a hash of everything that produced it (the scaled layer specs, the board,
+    the folding options but their time limit, which changes when a solve is proven, not what it proves, and the
+    code), or None when a part has no stable text (a custom ``cost_fn``/``edge_cost``: not cached on disk)."""
+    opts = dataclasses.replace(spec.options, time_limit=0.0)
+    if opts.cost_fn is not None or callable(opts.edge_cost):
+        return None
+    text = "\n".join([repr(list(layers)), repr(spec.board), repr(opts), _code_hash()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class HwPredictor:
+    """``counts -> HwPoint`` for one unpruned model. ``predict_many`` folds a batch in ``workers`` spawned
+    processes (each receives the spec) when ``workers > 0``; ``close()`` stops them. ``optimise`` replaces
+    ``hapfpga.folding.optimise.optimise`` (called as ``optimise(layers, board, options)``; tests). Calling the
+    predictor is ``predict``: the searches take any ``counts -> HwPoint`` callable.
+
+    Answers are cached per counts and per scaled layer specs (:func:`layers_key`: two knob settings that give the
+    same specs share a solve), in memory and, with ``cache_dir``, on disk across runs (the proven optimum is a
+    function of the key). ``upper_bound(counts)`` is an FPS no folding of the candidate beats
+    (:mod:`hapfpga.pruning.fpsbound`, milliseconds); when even that relaxation fits nothing, ``predict`` answers
+    "does not fit" without a solve. ``stats`` counts solves, cache hits and those answers."""
+
+    def __init__(self, spec: PredictorSpec, *, workers: int = 0, optimise: Callable[..., Any] | None = None,
+                 cache_dir: str | Path | None = None):
         self.spec = spec
         self.workers = int(workers)
         self._optimise = optimise
+        self.cache_dir = Path(cache_dir) if cache_dir is not None and optimise is None else None
         self._cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
+        self._by_layers: dict[str, HwPoint] = {}
+        self._bounds: dict[tuple[tuple[str, int], ...], Any] = {}
+        self._relaxation: Any = None
         self._pool: Any = None
+        self.stats = {"solves": 0, "memory_hits": 0, "disk_hits": 0, "bound_no_fit": 0}
 
     def predict(self, counts: Mapping[str, int]) -> HwPoint:
-        key = _key(counts)
-        if key not in self._cache:
-            self._cache[key] = predict_point(self.spec, counts, self._optimise or _default_optimise())
-        return self._cache[key]
+        return self.predict_many([counts])[0]
 
     __call__ = predict
 
     def predict_many(self, batch: Sequence[Mapping[str, int]]) -> list[HwPoint]:
-        todo = [dict(c) for c in batch if _key(c) not in self._cache]
-        if len(todo) > 1 and self.workers > 0 and self._optimise is None:
-            for c, point in zip(todo, self._executor().map(_worker_predict, todo), strict=True):
-                self._cache[_key(c)] = point
-        return [self.predict(c) for c in batch]
+        """Each candidate's point, in order; the ones no cache nor bound answers are solved (in the workers)."""
+        todo: dict[str, list[Any]] = {}
+        lks: dict[tuple[tuple[str, int], ...], str] = {}
+        for c in batch:
+            key = _key(c)
+            if key in self._cache or key in lks:
+                continue
+            layers = scaled_layers(self.spec, c)
+            lks[key] = lk = layers_key(self.spec, layers) or f"counts:{key}"
+            if lk in todo:
+                self.stats["memory_hits"] += 1
+            elif self._known(lk, key, layers) is None:
+                todo[lk] = layers
+        for lk, point in zip(todo, self._solve(list(todo.values())), strict=True):
+            self._store(lk, point)
+        for key, lk in lks.items():
+            self._cache[key] = self._by_layers[lk]
+        return [self._cache[_key(c)] for c in batch]
+
+    def _known(self, lk: str, key: tuple[tuple[str, int], ...], layers: list[Any]) -> HwPoint | None:
+        """The point from memory, disk or the bound (a relaxation that fits nothing), else None (to solve)."""
+        if lk in self._by_layers:
+            self.stats["memory_hits"] += 1
+            return self._by_layers[lk]
+        point = self._read(lk)
+        if point is not None:
+            self.stats["disk_hits"] += 1
+        elif self._optimise is None and not self.upper_bound_of(key, layers).fits:
+            self.stats["bound_no_fit"] += 1
+            point = HwPoint(0.0, Resources(), False)
+        if point is not None:
+            self._by_layers[lk] = point
+        return point
+
+    def _solve(self, layers_list: list[list[Any]]) -> list[HwPoint]:
+        self.stats["solves"] += len(layers_list)
+        if len(layers_list) > 1 and self.workers > 0 and self._optimise is None:
+            return list(self._executor().map(_worker_fold, layers_list))
+        return [fold_point(self.spec, layers, self._optimise or _default_optimise()) for layers in layers_list]
+
+    def upper_bound(self, counts: Mapping[str, int]) -> float:
+        """An FPS the candidate's proven fastest folding never exceeds (0: it fits nothing); ``inf`` with a
+        replaced ``optimise`` (no cost model to bound with)."""
+        if self._optimise is not None:
+            return float("inf")
+        key = _key(counts)
+        if key in self._cache:
+            return self._cache[key].fps
+        return self.upper_bound_of(key).fps
+
+    def upper_bound_of(self, key: tuple[tuple[str, int], ...], layers: list[Any] | None = None) -> Any:
+        """:class:`~hapfpga.pruning.fpsbound.FpsBound` of the candidate ``key`` (its scaled ``layers`` if known)."""
+        if key not in self._bounds:
+            if self._relaxation is None:
+                from .fpsbound import Relaxation
+
+                self._relaxation = Relaxation(self.spec.board, self.spec.options)
+            self._bounds[key] = self._relaxation.bound(layers or scaled_layers(self.spec, dict(key)))
+        return self._bounds[key]
+
+    def _file(self, lk: str) -> Path | None:
+        if self.cache_dir is None or lk.startswith("counts:"):
+            return None
+        return self.cache_dir / lk[:2] / f"{lk}.pkl"
+
+    def _read(self, lk: str) -> HwPoint | None:
+        f = self._file(lk)
+        if f is None or not f.is_file():
+            return None
+        try:
+            point = pickle.loads(f.read_bytes())
+        except Exception:  # a truncated or foreign file is a miss, never an answer
+            return None
+        return point if isinstance(point, HwPoint) else None
+
+    def _store(self, lk: str, point: HwPoint) -> None:
+        self._by_layers[lk] = point
+        f = self._file(lk)
+        if f is None:
+            return
+        try:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(point))
+            os.replace(tmp, f)
+        except OSError:  # a read-only or full disk costs the next run a solve, not this one its answer
+            pass
 
     def _executor(self) -> Any:
         if self._pool is None:
