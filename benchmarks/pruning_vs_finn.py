@@ -674,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="print the table and last line over the seeds of several runs' --json files (seeds run as "
                          "separate processes); the runs must share every other setting")
     args = ap.parse_args(argv)
+    # the FPS predictor's answers live under --cache too, so a fresh --cache is a cold run (timings, fairness)
+    os.environ.setdefault("HAPFPGA_PREDICTOR_CACHE", str(Path(args.cache) / "predictor"))
     if args.combine:
         return combine(args.combine, args.rule_pts)
     q = args.quick or args.smoke
