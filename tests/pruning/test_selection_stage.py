@@ -94,6 +94,7 @@ def test_backtracking_keeps_the_fastest_candidate_the_paired_test_accepts(setup,
     assert "selection: step" in log
 
 
+@pytest.mark.slow
 def test_confidence_one_half_keeps_the_point_rule_and_adds_no_paired_rows(setup, tmp_path):
     """``selection.confidence: 0.5``: the backtracking decides by the observed drop, as before issue 24."""
     model, data = setup
