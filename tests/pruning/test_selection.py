@@ -166,3 +166,14 @@ def test_backtrack_asks_accept_instead_of_the_point_rule():
 
     i_paired, tried = backtrack(hist, finals.__getitem__, start_accuracy=0.9, max_accuracy_drop=0.01, accept=accept)
     assert i_point == 5 and i_paired == 2 and set(asked) == set(tried)
+
+
+def test_at_a_zero_margin_the_statistic_is_mcnemars():
+    """Tango's statistic at margin 0 is McNemar's (lost − gained) / sqrt(lost + gained), the classic paired test
+    of two classifiers on one test set (Dietterich, Neural Computation 10, 1998)."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        lost, gained = (int(v) for v in rng.integers(0, 40, size=2))
+        if lost + gained:
+            z = float(tango_z(500, lost, gained, 0.0))
+            assert z == pytest.approx((lost - gained) / math.sqrt(lost + gained))
