@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ..config import from_dict
 from ..errors import ConfigError
 
-__all__ = ["PruningConfig", "NSGA2Config", "SearchConfig", "resolve_workers", "parse_pruning_config"]
+__all__ = ["PruningConfig", "NSGA2Config", "SearchConfig", "SelectionConfig", "resolve_workers", "parse_pruning_config"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,24 @@ def resolve_workers(workers: int | str) -> int:
     if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
         return workers
     raise ConfigError(f"Config key 'pruning.search.workers' is {workers!r}; use a number >= 1 or 'auto'.")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """``pruning.selection``: how the greedy search's backtracking judges a candidate against
+    ``max_accuracy_drop`` on the validation split (``hapfpga.pruning.selection``). ``confidence``: a candidate
+    passes only when a paired non-inferiority test against the unpruned model (same validation samples; exact on
+    splits up to 600 samples) shows its true drop is within ``max_accuracy_drop`` at this one-sided confidence;
+    ``0.5`` is the point rule (observed drop within ``max_accuracy_drop``, the rule before issue 24)."""
+
+    confidence: float = 0.8
+
+    def __post_init__(self) -> None:
+        if isinstance(self.confidence, bool) or not 0.5 <= self.confidence < 1:
+            raise ConfigError(
+                f"Config key 'pruning.selection.confidence' is {self.confidence}; give a one-sided confidence in "
+                "[0.5, 1), e.g. 0.8 (0.5: the observed drop alone)."
+            )
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,8 @@ class PruningConfig:
     predictor_workers: int = 2
     #: parallel candidate evaluation and the multi-machine search (hapfpga.pruning.workers)
     search: SearchConfig = SearchConfig()
+    #: the accuracy rule of the backtracking as a paired statistical test (hapfpga.pruning.selection)
+    selection: SelectionConfig = SelectionConfig()
 
     def __post_init__(self) -> None:
         if self.target == "fps" and not (self.target_fps and self.target_fps > 0):

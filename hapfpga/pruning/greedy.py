@@ -301,6 +301,7 @@ def backtrack(
     start_accuracy: float,
     max_accuracy_drop: float,
     log: Callable[[str], None] | None = None,
+    accept: Callable[[int, float], bool] | None = None,
 ) -> tuple[int, dict[int, float]]:
     """The fastest step of a greedy trajectory whose accuracy *after the final fine-tune* is within
     ``max_accuracy_drop`` of ``start_accuracy``; returns (its index in ``history``, {index: final accuracy} of every
@@ -310,6 +311,8 @@ def backtrack(
     (least pruned) step of each predicted-FPS level that fits is a candidate; the fastest is tried first, then
     a bisection over the candidates (final accuracy falls as pruning goes on, so O(log n) fine-tunes). Step 0
     (the unpruned start) is taken to meet the rule without a fine-tune; it is the answer when nothing else does.
+    ``accept(i, final accuracy)`` replaces the point rule (drop within ``max_accuracy_drop``) when given: the
+    prune stage's paired test (``pruning.selection``, :mod:`hapfpga.pruning.selection`).
     """
     say = log or (lambda s: None)
     levels: list[int] = []
@@ -323,6 +326,8 @@ def backtrack(
         if i not in tried:
             tried[i] = final(i)
             say(f"backtrack: step {i} ({history[i].hw.fps:,.0f} FPS) final accuracy {tried[i]:.4f}")
+        if accept is not None:
+            return accept(i, tried[i])
         return start_accuracy - tried[i] <= max_accuracy_drop + 1e-12
 
     lo, hi = 0, len(levels) - 1

@@ -417,6 +417,56 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     return SearchOutcome(tr.snapshots[key], counts, result, lineage_epochs=tr.epochs[key])
 
 
+class _PairedRule:
+    """The backtracking's accuracy rule with ``pruning.selection.confidence`` above 0.5: each candidate against
+    the unpruned model on the same validation samples (:func:`hapfpga.pruning.selection.meets_rule`)."""
+
+    def __init__(self, run: _Run):
+        from .selection import smallest_certifiable_drop
+
+        self.run, self.cfg = run, run.cfg
+        self.conf = run.cfg.selection.confidence
+        self.base = self._correct(run.base)
+        self.paired: dict[int, Any] = {}
+        floor = smallest_certifiable_drop(len(self.base), self.conf)
+        if floor > self.cfg.max_accuracy_drop:
+            run.say(f"note: {len(self.base)} validation samples cannot show a drop within "
+                    f"{100 * self.cfg.max_accuracy_drop:g} pt at {100 * self.conf:g} % confidence (a candidate that "
+                    f"changes no sample is bounded at {100 * floor:.2f} pt): only candidates more accurate than the "
+                    "unpruned model can pass; raise pruning.val_fraction or lower pruning.selection.confidence.")
+
+    def _correct(self, m: Any) -> Any:
+        import numpy as np
+
+        from ..train import predict
+
+        d = self.run.data
+        return predict(m, d.x_val, device=self.run.dev).argmax(axis=1) == np.asarray(d.y_val)
+
+    def record(self, i: int, m: Any) -> None:
+        from .selection import Paired
+
+        self.paired[i] = Paired.of(self.base, self._correct(m))
+
+    def accept(self, i: int, acc: float) -> bool:
+        from .selection import meets_rule
+
+        p = self.paired[i]
+        ok = meets_rule(p, self.cfg.max_accuracy_drop, self.conf)
+        self.run.say(f"selection: step {i} lost {p.lost}, gained {p.gained} of {p.n} validation samples "
+                     f"(drop {100 * p.drop:.2f} pt): {'meets' if ok else 'fails'} the {100 * self.cfg.max_accuracy_drop:g}-pt "
+                     f"rule at {100 * self.conf:g} % confidence")
+        return ok
+
+    def row(self, i: int) -> dict[str, Any]:
+        from .selection import drop_bound
+
+        p = self.paired.get(i)
+        if p is None:
+            return {}
+        return {"lost": p.lost, "gained": p.gained, "n_val": p.n, "drop_bound": drop_bound(p, self.conf)}
+
+
 def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) -> SearchOutcome:
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
     Each candidate is the model as it would be delivered: the step's own weights or, with ``final_weights:
@@ -425,11 +475,14 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) 
 
     finals: dict[int, Any] = {}
     reprune = run.cfg.final_weights == "reprune"
+    rule = _PairedRule(run) if run.cfg.selection.confidence > 0.5 else None
 
     def final(i: int) -> float:
         knobs = result.history[i].counts
         m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(tr.snapshots[_knob_key(knobs)])
         finals[i], acc = run.tune(m, run.final_ft())
+        if rule is not None:
+            rule.record(i, finals[i])
         s = result.history[i]
         run.progress.step("backtrack", i, s.changed or "-", s.counts.get(s.changed or "", None), s.hw.fps, acc,
                           run.final_ft().epochs)
@@ -437,11 +490,12 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) 
 
     run.progress.restart(f"backtracking: final fine-tunes ({run.cfg.finetune_epochs:g} ep) of trajectory steps")
     i, tried = backtrack(result.history, final, start_accuracy=result.history[0].accuracy,
-                         max_accuracy_drop=run.cfg.max_accuracy_drop)
+                         max_accuracy_drop=run.cfg.max_accuracy_drop, accept=rule.accept if rule else None)
     chosen = result.history[i]
     if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
         final(i)
-    backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a} for k, a in tried.items())
+    backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a,
+                         **(rule.row(k) if rule else {})} for k, a in tried.items())
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
     return SearchOutcome(finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
                          lineage_epochs=0.0 if reprune else tr.epochs[_knob_key(chosen.counts)],
