@@ -50,7 +50,7 @@ class SelectionConfig:
     splits up to 600 samples) shows its true drop is within ``max_accuracy_drop`` at this one-sided confidence;
     ``0.5`` is the point rule (observed drop within ``max_accuracy_drop``, the rule before issue 24)."""
 
-    confidence: float = 0.8
+    confidence: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.confidence, bool) or not 0.5 <= self.confidence < 1:
