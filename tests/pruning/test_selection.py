@@ -149,7 +149,7 @@ def test_paired_outcome_from_correctness_vectors():
 def test_selection_confidence_outside_its_range_is_one_config_error(bad):
     with pytest.raises(ConfigError, match=r"pruning\.selection\.confidence"):
         parse_pruning_config({"selection": {"confidence": bad}})
-    assert parse_pruning_config({}).selection.confidence == 0.8
+    assert parse_pruning_config({}).selection.confidence == 0.5  # the point rule (docs/pruning.md "Selection": why the default)
 
 
 def test_backtrack_asks_accept_instead_of_the_point_rule():
