@@ -45,6 +45,7 @@ class PredictorSpec:
     model_layers: tuple[Any, ...] | None = None
     base_bits: Mapping[str, int] = field(default_factory=dict)
     acc_contributions: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    dag_bits: bool = False  # bits knobs are activation quantisers followed along FINN's streams (bits.DAG_BITS_MODELS)
 
 
 #: how much longer the predictor's later solves may run when the one before stopped at its time limit unproven
@@ -80,7 +81,7 @@ def _solve_proven(optimise: Callable[..., Any], layers: list[Any], spec: Predict
 
 def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
     """One prediction: ``spec``'s layers scaled to ``counts`` and folded (``fits=False``, 0 FPS when none fits)."""
-    from .bits import apply_operand_bits, split_knobs
+    from .bits import split_knobs
     from .plan import scale_layers
 
     order, before = list(spec.order), spec.before
@@ -92,7 +93,7 @@ def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Call
     layers = scale_layers(list(spec.layers), b, a, model_layers, dict(spec.acc_contributions))
     changed = {order.index(n): v for n, v in bits.items() if spec.base_bits.get(n) != v}
     if changed:
-        layers = apply_operand_bits(layers, changed)
+        layers = _with_bits(spec, layers, changed)
     try:
         res = _solve_proven(optimise, layers, spec)
     except SolverTimeLimitError:
@@ -102,6 +103,19 @@ def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Call
     total = res.total
     budget = getattr(res, "budget", None) or spec.board.budget
     return HwPoint(float(res.fps), total, bool(total.fits_in(budget)), res.bottleneck, res.plan)
+
+
+def _with_bits(spec: PredictorSpec, layers: list[Any], changed: Mapping[int, int]) -> list[Any]:
+    """``layers`` with the changed operand bits: MVAU by MVAU on a chain (``bits.apply_operand_bits``), along the
+    streams of each activation quantiser on a DAG (``bits.apply_dag_bits``, FINN nodes matched to the model's
+    layers on the unscaled specs)."""
+    from .bits import apply_dag_bits, apply_operand_bits
+    from .plan import match_hw_layers
+
+    if not spec.dag_bits:
+        return apply_operand_bits(layers, changed)
+    model_layers = list(spec.model_layers) if spec.model_layers is not None else None
+    return apply_dag_bits(layers, match_hw_layers(list(spec.layers), model_layers, len(spec.order)), changed)
 
 
 _WORKER_SPEC: list[PredictorSpec] = []
