@@ -21,7 +21,8 @@ Pynq-Z2 at 100 MHz.
    unpruned + ours (``hapfpga.folding.optimise``), hardware-aware pruning (greedy, ``target: max_fps`` within
    ``--max-drop`` of the baseline's validation accuracy, FPS predicted in the fold stage's own knob space) + ours
    and + SetFolding, uniform pruning (the keep ratio whose predicted FPS matches the hardware-aware arm) + ours
-   and + SetFolding, mixed precision (``bits: [2, 1]``) + pruning + ours.
+   and + SetFolding, mixed precision (``bits: [2, 1]``; on resnet8/mobilenet_v1/ds_cnn every width from
+   ``--bits`` down to 2, per activation quantiser) + pruning + ours.
    The search (``target: max_fps``): each greedy step is fine-tuned ``--step-finetune`` epochs and the search
    goes on while the step's validation drop is within ``--step-drop`` (looser than the rule, so it can walk past
    steps a longer fine-tune recovers); then it backtracks: the fastest step of its trajectory, then a bisection,
@@ -328,7 +329,18 @@ def prune_cfg(args, bits: bool) -> dict:
         "val_fraction": args.val_fraction, "step_accuracy_drop": args.step_drop, "backtrack": True,
         "selection": {"confidence": args.confidence}, **ft_settings(args),
     }
-    return {**cfg, "bits": [args.bits, 1]} if bits else cfg
+    return {**cfg, "bits": bits_allowed(args)} if bits else cfg
+
+
+def bits_allowed(args) -> list[int]:
+    """The mixed-precision arm's widths: the baseline's and 1 on a chain model (XNOR), every width down to
+    ``DAG_MIN_BITS`` on a residual or depthwise one (a knob there is one activation quantiser and the layers it
+    feeds: ``hapfpga.pruning.bits.DAG_BITS_MODELS``)."""
+    from hapfpga.pruning.bits import DAG_MIN_BITS, is_dag_bits_model
+
+    if is_dag_bits_model(args.model):
+        return list(range(args.bits, DAG_MIN_BITS - 1, -1))
+    return [args.bits, 1]
 
 
 def cached_model(cache: Cache, kind: str, key: dict, make):
@@ -459,7 +471,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     submit("unpruned+ours", model)
     from hapfpga.pruning.mixed import BITS_MODELS
 
-    for name in ("hw", "mixed") if args.model in BITS_MODELS else ("hw",):  # bits: chain models only
+    for name in ("hw", "mixed") if args.model in BITS_MODELS else ("hw",):  # bits: the zoo models it knows
         pm, rep = searched_arm(name, args, model, data, board, seed, cache, wd, base_key)
         arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": test_acc(pm)}
         say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "

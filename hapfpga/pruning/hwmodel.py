@@ -68,6 +68,14 @@ def build_predictor(
         layers=tuple(layers), order=tuple(order), before=before, board=board, options=options,
         layer_to_group={p: g.name for g in graph.groups.values() for p in g.producers},
         model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
-        acc_contributions=dict(accumulator_contributions(spec_path)),
+        acc_contributions=dict(accumulator_contributions(spec_path)), dag_bits=_is_dag(model),
     )
     return HwPredictor(spec, workers=workers, cache_dir=default_cache_dir()), layers, spec_path
+
+
+def _is_dag(model: torch.nn.Module) -> bool:
+    """Whether the model's bits knobs are activation quantisers on a DAG (``bits.DAG_BITS_MODELS``)."""
+    from .bits import is_dag_bits_model
+
+    spec = getattr(model, "hap_spec", None)
+    return spec is not None and is_dag_bits_model(spec["name"])

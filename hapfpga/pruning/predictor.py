@@ -49,6 +49,7 @@ class PredictorSpec:
     model_layers: tuple[Any, ...] | None = None
     base_bits: Mapping[str, int] = field(default_factory=dict)
     acc_contributions: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    dag_bits: bool = False  # bits knobs are activation quantisers followed along FINN's streams (bits.DAG_BITS_MODELS)
 
 
 #: how many times ``pruning.folding_time_limit`` one solve may run (wall-clock: on a loaded machine a solve gets a
@@ -84,7 +85,7 @@ def _solve_proven(optimise: Callable[..., Any], layers: list[Any], spec: Predict
 
 def scaled_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> list[Any]:
     """``spec``'s FINN layer specs scaled to ``counts``' channel counts and operand bits (what gets folded)."""
-    from .bits import apply_operand_bits, split_knobs
+    from .bits import split_knobs
     from .plan import scale_layers
 
     order, before = list(spec.order), spec.before
@@ -95,7 +96,7 @@ def scaled_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> list[Any]:
     model_layers = list(spec.model_layers) if spec.model_layers is not None else None
     layers = scale_layers(list(spec.layers), b, a, model_layers, dict(spec.acc_contributions))
     changed = {order.index(n): v for n, v in bits.items() if spec.base_bits.get(n) != v}
-    return apply_operand_bits(layers, changed) if changed else layers
+    return _with_bits(spec, layers, changed) if changed else layers
 
 
 def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., Any]) -> HwPoint:
@@ -114,6 +115,19 @@ def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., A
 def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
     """One prediction: ``spec``'s layers scaled to ``counts`` and folded (``fits=False``, 0 FPS when none fits)."""
     return fold_point(spec, scaled_layers(spec, counts), optimise)
+
+
+def _with_bits(spec: PredictorSpec, layers: list[Any], changed: Mapping[int, int]) -> list[Any]:
+    """``layers`` with the changed operand bits: MVAU by MVAU on a chain (``bits.apply_operand_bits``), along the
+    streams of each activation quantiser on a DAG (``bits.apply_dag_bits``, FINN nodes matched to the model's
+    layers on the unscaled specs)."""
+    from .bits import apply_dag_bits, apply_operand_bits
+    from .plan import match_hw_layers
+
+    if not spec.dag_bits:
+        return apply_operand_bits(layers, changed)
+    model_layers = list(spec.model_layers) if spec.model_layers is not None else None
+    return apply_dag_bits(layers, match_hw_layers(list(spec.layers), model_layers, len(spec.order)), changed)
 
 
 _WORKER_SPEC: list[PredictorSpec] = []

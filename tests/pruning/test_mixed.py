@@ -195,24 +195,25 @@ def test_nsga2_searches_a_bits_dimension_per_layer(tmp_path):
     assert res.best.counts[bits_key("b")] == 1
 
 
-def test_bits_search_is_refused_for_non_chain_models_before_training():
+def test_bits_search_is_refused_for_models_whose_quantisers_it_does_not_know_before_training():
     from hapfpga.pruning.mixed import check_bits_model
 
-    check_bits_model("cnv")
-    with pytest.raises(ConfigError, match="chain models"):
-        check_bits_model("resnet8")
+    for name in ("cnv", "resnet8", "mobilenet_v1", "ds_cnn"):
+        check_bits_model(name)
+    with pytest.raises(ConfigError, match="supports the zoo's models"):
+        check_bits_model("cnn1d")
 
 
-def test_hapfpga_run_refuses_bits_on_a_residual_model_in_preflight(tmp_path):
+def test_hapfpga_run_refuses_bits_on_an_unsupported_model_in_preflight(tmp_path):
     """Fail fast: exit 2 with one sentence before any training."""
     import os
     import subprocess
     import sys
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("board: pynq-z2\nmodel: {name: resnet8}\ndata: {name: digits, size: 32, channels: 3}\n"
+    cfg.write_text("board: pynq-z2\nmodel: {name: cnn1d}\ndata: {name: digits, size: 32, channels: 3}\n"
                    "pruning: {method: greedy, bits: [2, 1]}\n")
     r = subprocess.run([sys.executable, "-m", "hapfpga.cli", "run", str(cfg), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert r.returncode == 2, r.stderr
-    assert "chain models" in r.stderr and not (tmp_path / "o" / "baseline.qonnx.onnx").exists()
+    assert "supports the zoo's models" in r.stderr and not (tmp_path / "o" / "baseline.qonnx.onnx").exists()
