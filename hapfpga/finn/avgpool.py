@@ -36,12 +36,15 @@ def brevitas_shift(div_scale: float, mul_scale: float, k: int) -> int | None:
 
 
 def ibits_for(shift: int, k: int, obits: int, max_bits: int = 32) -> int | None:
-    """The smallest input width ``b`` for which qonnx's ``QuantAvgPool2d`` shifts by ``shift``
-    (``bitlength((2^b − 1)·k²) − obits == shift``), or None."""
-    for b in range(1, max_bits + 1):
-        if ((2**b - 1) * k * k).bit_length() - obits == shift:
-            return b
-    return None
+    """An input width ``b`` for which qonnx's ``QuantAvgPool2d`` shifts by ``shift``: for ``shift >= 0`` the one
+    with ``bitlength((2^b − 1)·k²) − obits == shift`` (its accumulator is Brevitas' ``in_bits`` wide); for a
+    negative shift (no shift in FINN) the widest with ``bitlength((2^b − 1)·k²) <= obits``, so the accumulator
+    holds any sum Brevitas' narrower one holds. None if there is none."""
+    sizes = {b: ((2**b - 1) * k * k).bit_length() for b in range(1, max_bits + 1)}
+    if shift < 0:
+        fit = [b for b, n in sizes.items() if n <= obits]
+        return max(fit) if fit else None
+    return next((b for b, n in sizes.items() if n - obits == shift), None)
 
 
 def _scalar(model: Any, node: Any, op: str) -> float | None:
@@ -65,7 +68,7 @@ def step_hap_avgpool_shift(model: Any, cfg: Any) -> Any:
         k, obits = int(inst.get_nodeattr("kernel")), int(inst.get_nodeattr("obits"))
         mul_node = model.find_consumer(node.output[0])
         div, mul = _scalar(model, model.find_producer(node.input[0]), "Div"), _scalar(model, mul_node, "Mul")
-        if div is None or mul is None or inst.get_nodeattr("signed"):
+        if div is None or mul is None or inst.get_nodeattr("signed"):  # signed: Brevitas saturates, FINN does not
             continue
         shift = brevitas_shift(div, mul, k)
         if shift is None or shift == inst.get_shifts():
