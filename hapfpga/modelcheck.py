@@ -392,11 +392,70 @@ def _known_cause(graph: Any, layers: _Layers, e: Any) -> tuple[str, str, str] | 
                     "LowerConvsToMatMul lowers only dense (groups=1) and depthwise convolutions",
                     "replace it by a depthwise convolution (groups=in_channels=out_channels) followed by a 1x1 "
                     "pointwise convolution, or use groups=1")
+    bipolar = _bipolar_cause(layers, e)
+    if bipolar is not None:
+        return bipolar
     m = re.search(r"node (\S+)", str(e.cause)) if type(e.cause).__name__ == "FINNUserError" else None
     node = next((n for n in graph.graph.node if m and n.name == m.group(1)), None)
     if node is not None:
         first = re.split(r"\.\s", " ".join(str(e.cause).split()))[0].rstrip(".")
         return layers.phrase(node), f"FINN says: {first}", FIXES.get(node.op_type, _DEFAULT_FIX)
+    return None
+
+
+#: FINN's refusals of a MultiThreshold with out_scale != 1 (a bipolar output: out_scale 2, out_bias -1), by the
+#: converter that refuses it (finn-plus 1.6.1 ``convert_to_hw/vector_vector_activation.py`` and ``thresholding.py``)
+_OUT_SCALE_REFUSALS = {"out_scale must be equal to 1.0": "vvau", "MultiThreshold out_scale must be 1": "thresholds"}
+#: Ops between a layer and its activation quantiser in a Brevitas export (BatchNorm, a bias, a scale)
+_PASS_THROUGH = frozenset({"BatchNormalization", "Mul", "Div", "Add", "Sub", "Relu", "Identity"})
+
+
+def _bipolar_feeder(g: Any, quant: Any) -> tuple[str, Any]:
+    """(kind, node) of what feeds a bipolar activation quantiser in the export: ``"dense"`` (a groups=1 Conv, a
+    Gemm/MatMul: FINN fuses the activation into its MVAU), ``"vvau"`` (a depthwise Conv), ``"thresholds"``
+    (anything else: a residual add, a pool, the graph input), skipping BatchNorm and scalar affine nodes."""
+    node = g.find_producer(quant.input[0])
+    while node is not None and node.op_type in _PASS_THROUGH and (
+            node.op_type != "Add" or any(g.get_initializer(t) is not None for t in node.input)):
+        node = g.find_producer(node.input[0])
+    if node is None:
+        return "thresholds", None
+    if node.op_type in ("Gemm", "MatMul"):
+        return "dense", node
+    if node.op_type == "Conv":
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        return ("vvau" if group > 1 else "dense"), node
+    return "thresholds", node
+
+
+def _bipolar_cause(layers: _Layers, e: Any) -> tuple[str, str, str] | None:
+    """(layer, reason, fix) when FINN refuses a bipolar activation it cannot build: finn-plus 1.6.1 fuses a
+    bipolar (1-bit signed, {-1, +1}) activation only into the MVAU of the dense conv/linear layer before it
+    (``convert_to_hw/quantized_matrix_vector_activation.py`` accepts "out_scale=1 or bipolar output"); after a
+    depthwise convolution (a VVAU) or as standalone thresholds (after a residual add, a pool, the input) the
+    converter requires out_scale 1. The user's activation is found in the export: the first bipolar
+    activation quantiser fed by the kind of layer the refusing converter builds."""
+    said = " ".join(str(getattr(e, "cause", "")).split())
+    kind = next((k for msg, k in _OUT_SCALE_REFUSALS.items() if msg in said), None)
+    if type(getattr(e, "cause", None)).__name__ != "FINNUserError" or kind is None or layers.export is None:
+        return None
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    g = ModelWrapper(str(layers.export))
+    for quant in g.get_nodes_by_op_type("BipolarQuant"):
+        if g.get_initializer(quant.input[0]) is not None:
+            continue  # a weight quantiser
+        feeder, src = _bipolar_feeder(g, quant)
+        if feeder != kind:
+            continue
+        after = (f"after {layers.phrase(src)}" if src is not None else "on the model's input")
+        what = "a depthwise convolution's VVAU" if kind == "vvau" else "a standalone thresholding layer"
+        return (layers.phrase(quant),
+                f"it is a bipolar (1-bit signed) activation {after}, which FINN would build as {what}, and FINN "
+                "builds bipolar outputs only fused into a dense convolution or linear layer (FINN says "
+                f"\"{said.rstrip('.')}\")",
+                "give that activation 2 or more bits (QuantReLU(bit_width=2) or QuantIdentity(bit_width=2)), or "
+                "put the bipolar activation right after a dense (groups=1) QuantConv or a QuantLinear")
     return None
 
 

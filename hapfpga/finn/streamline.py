@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "check_joins_integer", "has_forks", "FORK_ROUNDS"]
+__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "check_joins_integer", "has_forks", "FORK_ROUNDS",
+           "merge_identical_siblings", "SIBLING_OPS"]
 
 #: finn-examples' ResNet-50 build loops linear + fork/join streamlining four times (``step_resnet50_streamline``)
 FORK_ROUNDS = 4
@@ -82,7 +83,39 @@ def step_streamline_forks(model: Any, cfg: Any) -> Any:
         for t in (MoveLinearPastFork(), MoveLinearPastEltwiseAdd(), MoveScalarLinearPastInvariants()):
             model = model.transform(t)
         model = _tidy(model)
-    return model
+    # finn-plus's MakeMaxPoolNHWC (run by step_streamline) swaps a MaxPool with its first consumer Transpose only:
+    # on a forking MaxPool (a pool before a residual block) the other branch's Transpose is left reading the
+    # swapped, unpooled tensor. One MaxPool per branch avoids that; merge_identical_siblings joins them again.
+    from finn.transformation.streamline.reorder import MoveOpPastFork
+
+    return _tidy(model.transform(MoveOpPastFork(["MaxPool"])))
+
+
+#: Op types :func:`merge_identical_siblings` merges (no weights, nothing stateful: equal inputs give equal outputs)
+SIBLING_OPS = frozenset({"Transpose", "MaxPool", "MaxPoolNHWC"})
+
+
+def merge_identical_siblings(model: Any) -> tuple[Any, bool]:
+    """Replace nodes of :data:`SIBLING_OPS` that read the same tensors with the same attributes by the first of
+    them (common-subexpression elimination on a fork): ``LowerConvsToMatMul`` gives every convolution on a
+    forking tensor its own NCHW->NHWC ``Transpose``, which FINN would build as one ``Shuffle`` (a frame buffer)
+    per branch; merged, the one ``Transpose`` is in front of the fork (the graph input's transpose, done by the
+    driver, or one absorbed into the thresholds before it). Returns the model and whether it changed."""
+    seen: dict[tuple, Any] = {}
+    changed = False
+    for node in list(model.graph.node):
+        if node.op_type not in SIBLING_OPS:
+            continue
+        key = (node.op_type, node.domain, tuple(node.input),
+               tuple(sorted(a.SerializeToString() for a in node.attribute)))
+        first = seen.setdefault(key, node)
+        if first is node or node.output[0] in {o.name for o in model.graph.output}:
+            continue
+        for consumer in model.find_consumers(node.output[0]):
+            consumer.input[:] = [first.output[0] if t == node.output[0] else t for t in consumer.input]
+        model.graph.node.remove(node)
+        changed = True
+    return model, changed
 
 
 def check_joins_integer(model: Any) -> None:
@@ -126,4 +159,8 @@ def step_streamline_fork_layouts(model: Any, cfg: Any) -> Any:
                   AbsorbConsecutiveTransposes(), CollapseRepeatedTranspose(), RemoveIdentityTranspose()):
             model = model.transform(t)
         model = _tidy(model)
-    return model
+    # last, as MoveTransposePastFork would split the merged transposes again
+    while True:
+        model, changed = merge_identical_siblings(model)
+        if not changed:
+            return _tidy(model)

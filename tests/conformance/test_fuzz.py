@@ -61,21 +61,34 @@ def test_generator_is_seeded_and_covers_the_variations():
 @pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.stem)
 def test_regressions(path, tmp_path):
     """Shrunk failing cases of the fuzzer, kept as fixed model files; each file names its input ``SHAPE`` and
-    ``CLASSES`` (module constants) and gets digits of that shape, run as the fuzzer runs its cases."""
+    ``CLASSES`` (module constants) and gets digits of that shape, run as the fuzzer runs its cases. A file with a
+    ``PRUNING`` section (one that really removes channels, where the fuzzer's max_fps search removes none) runs
+    with it instead, and must complete with fewer channels: its fix holds on the pruned model too."""
     consts = {t.targets[0].id: ast.literal_eval(t.value) for t in ast.parse(path.read_text()).body
               if isinstance(t, ast.Assign) and isinstance(t.targets[0], ast.Name) and t.targets[0].id.isupper()}
     npz = tmp_path / "data.npz"
     np.savez(npz, **fuzz.data_of_shape(tuple(consts["SHAPE"]), consts["CLASSES"], 0, 128, 48))
-    out = harness.run_user_config(fuzz.case_config(path, npz), tmp_path)
+    cfg = fuzz.case_config(path, npz)
+    if "PRUNING" in consts:
+        cfg["pruning"] = consts["PRUNING"]
+    out = harness.run_user_config(cfg, tmp_path)
     check(harness.classify(out), out)
+    if "PRUNING" in consts:
+        assert harness.classify(out) == harness.COMPLETED, out.error
+        pruning = out.report["pruning"]
+        before, after = pruning["channels_before"], pruning["channels_after"]
+        assert sum(after.values()) < sum(before.values()), (before, after)
 
 
 def test_a_finn_step_refusal_quotes_finn(tmp_path):
-    """A model FINN's step refuses without a layer we can name (fuzzer seed 36): the one sentence quotes FINN's
-    own reason instead of pointing only at the build log."""
+    """A model FINN's step refuses (fuzzer seed 36: a bipolar activation after a depthwise conv, which FINN's VVAU
+    cannot output): the one sentence quotes FINN's own reason and names the user's activation and its change."""
     path = Path(__file__).with_name("regressions") / "fuzz36_finn_step_refusal.py"
     npz = tmp_path / "data.npz"
     np.savez(npz, **fuzz.data_of_shape((1, 8, 8), 10, 0, 128, 48))
     out = harness.run_user_config(fuzz.case_config(path, npz), tmp_path)
     assert harness.classify(out) == harness.REFUSED_EARLY, out.error
     assert 'FINN says "MultiThreshold_' in out.error and "out_scale must be equal to 1.0" in out.error, out.error
+    # the user's layer: the bipolar activation after the depthwise conv b2_dw, and the change
+    assert "layer 'b2_dw_act'" in out.error and "after layer 'b2_dw'" in out.error, out.error
+    assert "2 or more bits" in out.error, out.error
