@@ -116,6 +116,19 @@ def make(input_shape, num_classes):
                          QuantLinear(32, num_classes, weight_bit_width=4, bias=False))
 """
 
+#: a bipolar activation after a depthwise conv (fuzzer seed 36): finn-plus's VVAU cannot output {-1, +1}
+BIPOLAR_AFTER_DW = GROUPED.replace(
+    "import torch.nn as nn", "import torch.nn as nn\nfrom brevitas.quant import SignedBinaryActPerTensorConst").replace(
+    "QuantConv2d(8, 8, 3, groups=2,", "QuantConv2d(8, 8, 3, groups=8,").replace(
+    "nn.BatchNorm2d(8), QuantReLU(bit_width=4, return_quant_tensor=True))",
+    "nn.BatchNorm2d(8), QuantIdentity(act_quant=SignedBinaryActPerTensorConst))")
+
+#: a bipolar activation on a residual add's output: FINN's standalone thresholds cannot output {-1, +1}
+BIPOLAR_AFTER_ADD = SHARED_ADD.replace(
+    "import torch.nn as nn", "import torch.nn as nn\nfrom brevitas.quant import SignedBinaryActPerTensorConst").replace(
+    "self.out_act = QuantReLU(bit_width=4, return_quant_tensor=True)",
+    "self.out_act = QuantIdentity(act_quant=SignedBinaryActPerTensorConst)")
+
 #: an op in the model's own forward (no module of its own): a float mean over the map
 FORWARD_MEAN = HEAD + """
 
@@ -164,10 +177,15 @@ REFUSALS = [
     (FORWARD_MEAN, "the ReduceMean in Net.forward", r"maps it to no hardware layer", r"TruncAvgPool2d"),
     (SIGMOID, "layer '2.gate' (Sigmoid)", r"PWPolyF .* cannot be specialized for FPGA part xc7z020",
      r"replace it by a quantised activation"),
+    (BIPOLAR_AFTER_DW, "layer 'body.2' (QuantIdentity", r"bipolar .* after layer 'body\.0' \(QuantConv2d.*VVAU.*"
+     r"out_scale must be equal to 1", r"2 or more bits .* dense \(groups=1\) QuantConv or a QuantLinear"),
+    (BIPOLAR_AFTER_ADD, "layer 'out_act' (QuantIdentity", r"bipolar .* after layer 'stage\.0' \(Block, ONNX Add\).*standalone thresholding",
+     r"2 or more bits"),
 ]
 
 
-@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unequal_bits_add", "unshared_cat", "unshared_float_add", "forward_mean", "sigmoid"])
+@pytest.mark.parametrize("body,layer,reason,change", REFUSALS, ids=["grouped_conv", "unshared_add", "unequal_bits_add", "unshared_cat", "unshared_float_add", "forward_mean", "sigmoid",
+                              "bipolar_after_dw", "bipolar_after_add"])
 def test_refusal_names_the_layer_reason_and_change_through_the_cli(tmp_path, body, layer, reason, change,
                                                                    one_sentence_error):
     f = tmp_path / "mymodel.py"
