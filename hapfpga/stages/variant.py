@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InfeasibleError
+from ..errors import ConfigError, HapError, InfeasibleError
 
 __all__ = ["VARIANTS", "Design", "choose_design", "specialize_path", "mixed_specialised"]
 
@@ -73,7 +73,7 @@ def _rtl_layers(model_file: Path, work: Path, board: Any, clock: float, variants
 
     try:
         layers, _ = hw_layers_from_qonnx(model_file, work, board, clock, rtl=True, strict=False)
-    except ConfigError as e:
+    except HapError as e:  # FINN cannot convert it, or it holds a layer the estimator does not model
         if variants == "mixed":
             raise
         return [], f"standalone-threshold graph not folded: {e}"
