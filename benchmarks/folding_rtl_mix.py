@@ -57,11 +57,11 @@ def rtl_cost(board, same_memstream: bool = False):  # noqa: ANN001, ANN201
 
 def mixed_problem(layers, board, budget: Resources, same_memstream: bool = False):  # noqa: ANN001, ANN201
     """The standalone-threshold graph's problem, each RTL MVAU's candidates widened by its HLS foldings."""
-    from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
+    from hapfpga.folding.optimise import _default_edge_cost, build_problem, default_cost_fn
     from hapfpga.folding.variants import mixed_impl_problem
 
     dwc, fifo = _default_edge_cost(board, layers)
-    default = _default_cost_fn(board.clock_mhz, board, False, True)
+    default = default_cost_fn(board.clock_mhz, board, False, True)
     rc = rtl_cost(board, same_memstream)
 
     def rtl(layer, f):  # noqa: ANN001, ANN202

@@ -36,7 +36,7 @@ from .solver import (
     solve_min_max_utilisation,
 )
 
-__all__ = ["FoldingResult", "Ceiling", "least_loaded", "CostFn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
+__all__ = ["FoldingResult", "Ceiling", "least_loaded", "CostFn", "default_cost_fn", "build_problem", "optimise", "optimise_problem", "with_skip_fifos"]
 
 #: (layer, folding) -> (resources, cycles per frame)
 CostFn = Callable[[Any, LayerFolding], tuple[Resources, int]]
@@ -244,7 +244,7 @@ def optimise_problem(
     return sol, binding, bound_fps, best.max_cycles
 
 
-def _default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool, finn_cycles: bool = False) -> CostFn:
+def default_cost_fn(clock_mhz: float, board: Any, finn_compat: bool, finn_cycles: bool = False) -> CostFn:
     """The estimator's resources and cycles; with ``finn_cycles`` the cycles are the larger of ours and FINN's
     ``get_exp_cycles`` wherever a documented deviation touches cycles (D10, ``swg-rtl-cycles``: FINN's formula
     adds the buffer fill per frame and a depthwise stall that finn-rtllib's SWG does not spend)."""
@@ -378,7 +378,7 @@ def optimise(
     unless ``margin`` is set too; ``finn_compat`` (FINN's own choices) takes no default. ``fps_only`` (the pruning
     predictor): one of the fastest designs, not the least used, and no ``binding_resource`` (both cost solver
     time). ``finn_cycles`` (default on, docs/margin.md "Cycles"): also fold for the FPS FINN's report says
-    (``_default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
+    (``default_cost_fn``). Raises ``InfeasibleError`` naming the binding resource.
     """
     o = options or FoldingOptions()
     problem, clock, kept, board_budget = _problem_for(layers, board, o, budget)
@@ -426,7 +426,7 @@ def _problem_for(
     if space is None:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         space = KnobSpace(ram_styles=styles)
-    cost_fn = o.cost_fn or _default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
+    cost_fn = o.cost_fn or default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
     edge_cost, stream_cost = o.edge_cost, None
     if edge_cost == "default":
         edge_cost, stream_cost = _default_edge_cost(board, layers) if o.infrastructure else (None, None)

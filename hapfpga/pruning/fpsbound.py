@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..folding.optimise import default_cost_fn
 from ..types import Resources
 
 __all__ = ["FpsBound", "Relaxation"]
@@ -64,7 +65,7 @@ class Relaxation:
         self.budget = np.array([float(getattr(budget, k)) for k in self.keys])
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         self.space = o.space if o.space is not None else KnobSpace(ram_styles=styles)
-        self.cost_fn = o.cost_fn or _cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
+        self.cost_fn = o.cost_fn or default_cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
         self.weights = _weights(self.budget)
         self.stream_cost = None
         if o.edge_cost == "default" and o.infrastructure:  # FINN's minimal FIFO on every stream (build_problem)
@@ -109,25 +110,6 @@ class Relaxation:
             return FpsBound(0.0, False, 0)
         cycles = int(levels[int(np.argmax(ok))])
         return FpsBound(_fps(self.clock, cycles), True, cycles)
-
-
-def _cost_fn(clock_mhz: float, board: Any, finn_compat: bool, finn_cycles: bool) -> Any:
-    """``folding.optimise._default_cost_fn``: the estimator's resources and cycles, with ``finn_cycles`` the larger
-    of ours and FINN's where a documented deviation touches cycles (the property test against the MILP keeps the
-    two in step: a cost model that differs would let the bound fall below the optimum)."""
-    from ..estimate import estimate_layer
-    from ..estimate.deviations import DEVIATIONS, deviations_for
-
-    def cost(layer: Any, f: Any) -> tuple[Resources, int]:
-        c = estimate_layer(layer, f, clock_mhz, board=board, finn_compat=finn_compat)
-        cycles = int(c.cycles)
-        if finn_cycles and not finn_compat and any(
-            "cycles" in DEVIATIONS[d][1] for d in deviations_for(layer, f, board)
-        ):
-            cycles = max(cycles, int(estimate_layer(layer, f, clock_mhz, board=board, finn_compat=True).cycles))
-        return c.resources, cycles
-
-    return cost
 
 
 def _where(layer: Any, layers: Sequence[Any]) -> tuple[str | None, int, bool]:

@@ -124,10 +124,10 @@ def test_optimiser_folds_the_fork_and_join(board):
     # the fork and the join are never the bottleneck of an optimal design: one word per cycle at full PE
     assert res.bottleneck not in ("Dup", "Add") or res.plan[res.bottleneck].pe == 4
     # with the skip FIFO forced to depth 2 the accounting would differ: the edge cost does include it
-    from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
+    from hapfpga.folding.optimise import _default_edge_cost, build_problem, default_cost_fn
 
     edge, stream = _default_edge_cost(b, layers)
-    prob = build_problem(layers, b.budget, _default_cost_fn(b.clock_mhz, b, False), edge_cost=edge,
+    prob = build_problem(layers, b.budget, default_cost_fn(b.clock_mhz, b, False), edge_cost=edge,
                          stream_cost=stream)
     chosen = {n: f.with_(in_fifo_depths=None) for n, f in res.plan}
     choice = {u.name: next(c for c in u.candidates if c.folding == chosen[u.name]) for u in prob.units}

@@ -43,7 +43,7 @@ def test_mixed_design_builds_as_chosen_and_matches_finns_report(tmp_path, seed: 
     from hapfpga.estimate import estimate_layer
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import hw_layers_from_qonnx
-    from hapfpga.folding.optimise import _default_cost_fn, build_problem
+    from hapfpga.folding.optimise import build_problem, default_cost_fn
     from hapfpga.folding.variants import (
         finn_folding,
         finn_names,
@@ -60,7 +60,7 @@ def test_mixed_design_builds_as_chosen_and_matches_finns_report(tmp_path, seed: 
     assert len(knob) >= 2, [(x.name, x.impl) for x in layers]
     problem = mixed_impl_problem(layers, board, board.budget, build=build_problem,
                                  rtl_cost=twice_judged_rtl_cost(board, 100.0),
-                                 hls_cost=_default_cost_fn(100.0, board, False))
+                                 hls_cost=default_cost_fn(100.0, board, False))
     choice = _choose(problem, knob, seed)
     impl = {n: f.impl_style for n, f in choice.items() if f.impl_style}
     assert set(impl.values()) == {"rtl", "hls"}

@@ -12,7 +12,7 @@ from hapfpga.errors import InfeasibleError
 from hapfpga.estimate import estimate_network
 from hapfpga.estimate import layers as L
 from hapfpga.folding import FoldingOptions, optimise
-from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
+from hapfpga.folding.optimise import _default_edge_cost, build_problem, default_cost_fn
 from hapfpga.folding.solver import brute_force, evaluate_choice, solve_max_fps, ties_hold
 from hapfpga.types import Resources
 
@@ -65,7 +65,7 @@ def _problem(layers: list, budget: Resources, tie: bool = False):
     return build_problem(
         layers,
         budget,
-        _default_cost_fn(100.0, BOARD, False),
+        default_cost_fn(100.0, BOARD, False),
         edge_cost=dwc,
         stream_cost=fifo,
         tie_conv_swg=tie,

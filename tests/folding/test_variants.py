@@ -10,7 +10,7 @@ import pytest
 
 from hapfpga.boards import load_board
 from hapfpga.estimate import layers as L
-from hapfpga.folding.optimise import _default_cost_fn, _default_edge_cost, build_problem
+from hapfpga.folding.optimise import _default_edge_cost, build_problem, default_cost_fn
 from hapfpga.folding.solver import solve_max_fps
 from hapfpga.folding.variants import (
     finn_folding,
@@ -44,7 +44,7 @@ def _rtl_chain(ch: int = 8, mh: int = 16, fc: int = 8) -> list:
 
 def _problem(layers: list, budget: Resources):
     dwc, fifo = _default_edge_cost(BOARD, layers)
-    default = _default_cost_fn(100.0, BOARD, False)
+    default = default_cost_fn(100.0, BOARD, False)
     rtl = twice_judged_rtl_cost(BOARD, 100.0)
     return mixed_impl_problem(layers, BOARD, budget, build=build_problem, rtl_cost=rtl, hls_cost=default,
                               edge_cost=dwc, stream_cost=fifo)

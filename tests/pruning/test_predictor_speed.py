@@ -202,24 +202,3 @@ def test_trials_folded_in_worker_processes_are_the_ones_folded_here(monkeypatch,
         assert pool.stats == here.stats and here.stats["solves"] >= 2  # the pool had work
     finally:
         pool.close()
-
-
-@pytest.mark.parametrize(("finn_compat", "finn_cycles"), [(False, True), (False, False), (True, False)])
-def test_the_bounds_cost_model_is_the_optimisers(finn_compat, finn_cycles):
-    """The bound's copy of the optimiser's cost model (a private name there) gives the same resources and cycles
-    for every legal folding of random layers."""
-    from hapfpga.folding.legal import DEFAULT_SPACE, legal_foldings
-    from hapfpga.folding.optimise import _default_cost_fn
-    from hapfpga.pruning.fpsbound import _cost_fn
-
-    board = load_board("pynq-z2")
-    ours, theirs = _cost_fn(100.0, board, finn_compat, finn_cycles), _default_cost_fn(100.0, board, finn_compat,
-                                                                                         finn_cycles)
-    rng = random.Random(7)
-    n = 0
-    for _ in range(6):
-        for layer in _random_chain(rng):
-            for f in list(legal_foldings(layer, DEFAULT_SPACE))[:40]:
-                assert ours(layer, f) == theirs(layer, f)
-                n += 1
-    assert n > 100
