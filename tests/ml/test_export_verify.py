@@ -144,3 +144,36 @@ def test_cnv_and_tfc_on_digits_export_build_and_verify(tmp_path, name, size, cha
     rep = verify_chain(model, onnx_path, res, ds.x_test[:64], y=ds.y_test[:64])
     assert rep.passed, rep.as_dict()
     shutil.rmtree(tmp_path / "finn", ignore_errors=True)
+
+
+def test_a_float_graph_one_integer_unit_off_on_one_logit_fails(built):
+    """The float stages' allowance (float32 resolution of the last layer's Σ|a·W|) stays below one integer unit:
+    a QONNX graph that adds one unit (M) to one logit is refused, the unedited one passes."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hapfpga.verify import _load_tail
+
+    model, onnx_path, res, ds, tmp = built
+    _, tail, _ = _load_tail(dict(res.step_models))
+    assert tail is not None and tail.acc_input is not None  # the last FC's accumulation scale is known
+    m = onnx.load(str(onnx_path))
+    out = m.graph.output[0].name
+    delta = np.zeros((1, ds.num_classes), dtype=np.float32)
+    delta[0, 3] = float(np.ravel(tail.mul)[min(3, tail.mul.size - 1)])
+    m.graph.initializer.append(numpy_helper.from_array(delta, "one_unit"))
+    for n in m.graph.node:
+        n.output[:] = [o + "_pre" if o == out else o for o in n.output]
+    m.graph.node.append(helper.make_node("Add", [out + "_pre", "one_unit"], [out], name="OneUnit"))
+    pre = onnx.ValueInfoProto()
+    pre.CopyFrom(m.graph.output[0])
+    pre.name = out + "_pre"
+    m.graph.value_info.append(pre)
+    path = tmp / "one_unit_off.qonnx.onnx"
+    ModelWrapper(m).save(str(path))
+    rep = verify_chain(model, path, res, ds.x_test[:N])
+    q = rep.stages[1]
+    assert q.name == "qonnx" and not q.passed, q.note
+    assert q.max_abs_diff is not None and 0.99 < q.max_abs_diff < 1.01, q.note
+    assert "2^-20" in q.note
