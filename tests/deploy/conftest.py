@@ -26,21 +26,11 @@ def qonnx_outputs(onnx_path: Path, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def tfc_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
-
+def tfc_build(tmp_path_factory: pytest.TempPathFactory, brevitas_export) -> dict[str, Any]:
     from hapfpga.cli import main
 
     tmp = tmp_path_factory.mktemp("tfc_build")
-    torch.manual_seed(0)
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(tmp / "raw.onnx"))
-    onnx_path = tmp / "tfc.qonnx.onnx"
-    cleanup(str(tmp / "raw.onnx"), out_file=str(onnx_path))
+    onnx_path = brevitas_export("tfc_2w2a", (1, 1, 28, 28), tmp / "tfc.qonnx.onnx")
 
     rng = np.random.default_rng(0)
     x = rng.random((24, 1, 28, 28), dtype=np.float32)
@@ -54,4 +44,4 @@ def tfc_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         rc = main(["build", str(onnx_path), "--board", "pynq-z2", "--target-fps", "20000", "--out", str(out),
                    "--bitstream", "--test-data", str(tmp / "test.npz")])
     return {"rc": rc, "stderr": err.getvalue(), "stdout": sout.getvalue(), "out": out, "onnx": onnx_path,
-            "x": x, "y": y, "model": model}
+            "x": x, "y": y}

@@ -314,23 +314,14 @@ def test_deploy_config_section():
 
 
 @pytest.mark.slow
-def test_cnv_package_emulated_equals_sim(tmp_path, capsys):
+def test_cnv_package_emulated_equals_sim(tmp_path, capsys, brevitas_export):
     """CNV-w2a2 (brevitas_examples, finn-examples' folding) through ``hapfpga build --emulate``: NCHW images, the
     graph's Transpose applied by the board runtime, every output equal to ``sim``."""
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
     from sklearn.datasets import load_digits
 
     from hapfpga.cli import main
 
-    torch.manual_seed(0)
-    model, _ = model_with_cfg("cnv_2w2a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 3, 32, 32), str(tmp_path / "raw.onnx"))
-    onnx_path = tmp_path / "cnv.onnx"
-    cleanup(str(tmp_path / "raw.onnx"), out_file=str(onnx_path))
+    onnx_path = brevitas_export("cnv_2w2a", (1, 3, 32, 32), tmp_path / "cnv.onnx")
     d = load_digits()
     img = np.kron(d.images[:12] / 16.0, np.ones((4, 4)))
     x = np.stack([img, img[:, ::-1], img.transpose(0, 2, 1)], axis=1).astype(np.float32)

@@ -15,17 +15,6 @@ from hapfpga.boards import load_board
 RES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 
-def _export(path):  # noqa: ANN001, ANN202
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(path))
-    return path
-
-
 def _choose(problem, knob: list[str], seed: int) -> dict:  # noqa: ANN001
     """A random candidate per unit, each knob MVAU alternating RTL/HLS (both variants present)."""
     rng = random.Random(seed)
@@ -39,7 +28,7 @@ def _choose(problem, knob: list[str], seed: int) -> dict:  # noqa: ANN001
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_mixed_design_builds_as_chosen_and_matches_finns_report(tmp_path, seed: int) -> None:
+def test_mixed_design_builds_as_chosen_and_matches_finns_report(tmp_path, seed: int, brevitas_export) -> None:
     from hapfpga.estimate import estimate_layer
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import hw_layers_from_qonnx
@@ -54,7 +43,7 @@ def test_mixed_design_builds_as_chosen_and_matches_finns_report(tmp_path, seed: 
     )
 
     board = load_board("pynq-z2")
-    q = _export(tmp_path / "tfc.onnx")
+    q = brevitas_export("tfc_2w2a", (1, 1, 28, 28), tmp_path / "tfc.onnx", clean=False)
     layers, _ = hw_layers_from_qonnx(q, tmp_path, board, rtl=True)
     knob = rtl_mvaus(layers)
     assert len(knob) >= 2, [(x.name, x.impl) for x in layers]

@@ -15,18 +15,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tfc_qonnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
-
-    out = tmp_path_factory.mktemp("tfc") / "tfc_2w2a.onnx"
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(out))
-    cleanup(str(out), out_file=str(out))
-    return out
+def tfc_qonnx(tmp_path_factory: pytest.TempPathFactory, brevitas_export) -> Path:
+    pytest.importorskip("torch")
+    return brevitas_export("tfc_2w2a", (1, 1, 28, 28), tmp_path_factory.mktemp("tfc") / "tfc_2w2a.onnx")
 
 
 def test_fold_cli_design_fits_finns_report_and_beats_default(tfc_qonnx: Path, tmp_path: Path, capsys) -> None:

@@ -147,6 +147,14 @@ def _trained_a_bit(m, shape):
     return m.eval()
 
 
+def _pickled(model):
+    """``model`` through ``torch.save`` and ``torch.load`` (a whole-model pickle, in memory)."""
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
 def test_torch_save_and_deepcopy_roundtrip_brevitas_models(tmp_path):
     """Brevitas injectors are not picklable; zoo models pickle as spec + state_dict and come back identical."""
     m = _trained_a_bit(
@@ -154,10 +162,7 @@ def test_torch_save_and_deepcopy_roundtrip_brevitas_models(tmp_path):
     )
     x = torch.rand(8, 1, 8, 8)
     ref = m(x).detach().numpy()
-    buf = io.BytesIO()
-    torch.save(m, buf)
-    buf.seek(0)
-    m2 = torch.load(buf, weights_only=False)
+    m2 = _pickled(m)
     np.testing.assert_array_equal(m2(x).detach().numpy(), ref)
     np.testing.assert_array_equal(copy.deepcopy(m)(x).detach().numpy(), ref)
     m3 = load_model(save_model(m, tmp_path / "m.pt"))
@@ -179,9 +184,6 @@ def test_pickled_model_keeps_pruned_widths():
     fc.in_features = 80
     x = torch.rand(4, 1, 8, 8)
     ref = m(x).detach().numpy()
-    buf = io.BytesIO()
-    torch.save(m, buf)
-    buf.seek(0)
-    m2 = torch.load(buf, weights_only=False)
+    m2 = _pickled(m)
     assert m2.features.conv1.out_channels == 20
     np.testing.assert_array_equal(m2(x).detach().numpy(), ref)

@@ -89,16 +89,9 @@ def test_fold_then_build_gives_the_predicted_design(mixed_run: Path, tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def tfc_qonnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    out = tmp_path_factory.mktemp("tfc") / "tfc_2w2a.onnx"
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(out))
-    return out
+def tfc_qonnx(tmp_path_factory: pytest.TempPathFactory, brevitas_export) -> Path:
+    pytest.importorskip("torch")
+    return brevitas_export("tfc_2w2a", (1, 1, 28, 28), tmp_path_factory.mktemp("tfc") / "tfc_2w2a.onnx", clean=False)
 
 
 def test_where_the_variant_does_not_help_the_design_is_unchanged(tfc_qonnx: Path, tmp_path: Path, capsys) -> None:
@@ -112,17 +105,11 @@ def test_where_the_variant_does_not_help_the_design_is_unchanged(tfc_qonnx: Path
     assert auto["predicted_fps"] == pytest.approx(emb["predicted_fps"])
 
 
-def test_mixed_asked_where_no_mvau_can_be_rtl_is_one_sentence(tmp_path: Path, capsys) -> None:
+def test_mixed_asked_where_no_mvau_can_be_rtl_is_one_sentence(tmp_path: Path, capsys, brevitas_export) -> None:
     """TFC-w1a1 (bipolar weights): FINN's RTL MVAU needs widths of at least 2 bits, so ``--variants mixed`` has
     nothing to choose and is refused (exit 2); ``auto`` folds the embedded graph and says why."""
-    torch = pytest.importorskip("torch")
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    q = tmp_path / "tfc_1w1a.onnx"
-    model, _ = model_with_cfg("tfc_1w1a", pretrained=False)
-    model.eval()
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(q))
+    pytest.importorskip("torch")
+    q = brevitas_export("tfc_1w1a", (1, 1, 28, 28), tmp_path / "tfc_1w1a.onnx", clean=False)
     cmd = ["fold", str(q), "--board", "zcu104", "--work-dir", str(tmp_path / "cache")]
     assert main([*cmd, "--out", str(tmp_path / "m.json"), "--variants", "mixed"]) == 2
     err = capsys.readouterr().err

@@ -28,27 +28,12 @@ from hapfpga.pruning.predictor import HwPredictor, PredictorSpec
 from hapfpga.pruning.search import HwPoint, greedy_search
 from hapfpga.types import Resources
 
-
-def conv_chain(ch: int, dim: int, conv_out: int, fc_out: int, wbits: int = 2) -> list[L.LayerSpec]:
-    """Thresholding -> SWG (3x3) -> MVAU (conv) -> MVAU (FC), as ``tests/folding/conftest.py``'s."""
-    out = dim - 2
-    return [
-        L.Thresholding(name="Thresholding_rtl_0", impl="rtl", channels=ch, n_vectors=dim * dim, idt="UINT8",
-                       tdt="UINT8", odt="UINT2", num_steps=3, consumers=("ConvolutionInputGenerator_rtl_0",)),
-        L.ConvolutionInputGenerator(name="ConvolutionInputGenerator_rtl_0", impl="rtl", ifm_ch=ch,
-                                    ifm_dim=(dim, dim), ofm_dim=(out, out), kernel=(3, 3), idt="UINT2",
-                                    producers=("Thresholding_rtl_0",), consumers=("MVAU_hls_0",)),
-        L.MVAU(name="MVAU_hls_0", mw=9 * ch, mh=conv_out, n_vectors=out * out, idt="UINT2", wdt=f"INT{wbits}",
-               odt="UINT2", acc_dt="INT12", num_steps=3, producers=("ConvolutionInputGenerator_rtl_0",),
-               consumers=("MVAU_hls_1",)),
-        L.MVAU(name="MVAU_hls_1", mw=conv_out * out * out, mh=fc_out, n_vectors=1, idt="UINT2", wdt=f"INT{wbits}",
-               odt="INT16", acc_dt="INT16", no_activation=True, producers=("MVAU_hls_0",)),
-    ]
+from ..conftest import conv_chain
 
 
 def _random_chain(rng: random.Random) -> list[L.LayerSpec]:
     return conv_chain(rng.choice([2, 4, 8, 16]), rng.randint(5, 12), rng.choice([4, 8, 16, 32, 48]),
-                      rng.choice([2, 4, 10]), rng.choice([1, 2, 4]))
+                      rng.choice([2, 4, 10]), wbits=rng.choice([1, 2, 4]), acc_dt="INT12", out_dt="INT16")
 
 
 def _random_board(rng: random.Random):
@@ -110,7 +95,7 @@ def test_a_cache_hit_returns_the_identical_design_over_many_layer_specs(monkeypa
 
 
 def test_a_changed_layer_spec_misses_the_cache(monkeypatch, tmp_path):
-    base = conv_chain(4, 8, 16, 10)
+    base = conv_chain(4, 8, 16, 10, acc_dt="INT12", out_dt="INT16")
     wider = [*base[:3], replace(base[3], wdt="INT4")]  # one field of one layer differs
     hw = _chain_predictor([base, wider], monkeypatch, tmp_path)
     hw({"net": 0})

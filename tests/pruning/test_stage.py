@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-qnn = pytest.importorskip("brevitas.nn")
-nn = torch.nn
+pytest.importorskip("brevitas.nn")
 
 from hapfpga.errors import ConfigError, InfeasibleError  # noqa: E402
 from hapfpga.pruning.apply import layer_channels  # noqa: E402
@@ -26,56 +23,8 @@ from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 from hapfpga.pruning.unstructured import magnitude_masks, sparsity_report  # noqa: E402
 from hapfpga.train import FinetuneConfig, finetune  # noqa: E402
 from hapfpga.train import evaluate as evaluate_accuracy  # noqa: E402
-from hapfpga.types import Resources  # noqa: E402
 
-
-class DigitsNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.inp = qnn.QuantIdentity(bit_width=8, return_quant_tensor=True)
-        self.c1 = qnn.QuantConv2d(1, 16, 3, padding=1, bias=False, weight_bit_width=2)
-        self.b1 = nn.BatchNorm2d(16)
-        self.a1 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
-        self.c2 = qnn.QuantConv2d(16, 16, 3, padding=1, bias=False, weight_bit_width=2)
-        self.b2 = nn.BatchNorm2d(16)
-        self.a2 = qnn.QuantReLU(bit_width=2, return_quant_tensor=True)
-        self.pool = nn.MaxPool2d(2)
-        self.fc = qnn.QuantLinear(16 * 16, 10, bias=True, weight_bit_width=2)
-
-    def forward(self, x):
-        x = self.a1(self.b1(self.c1(self.inp(x))))
-        x = self.pool(self.a2(self.b2(self.c2(x))))
-        return self.fc(x.flatten(1))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]
-    y = d.target.astype(np.int64)
-    rng = np.random.default_rng(0)
-    p = rng.permutation(len(x))
-    x, y = x[p], y[p]
-    n = 1400
-    return SimpleNamespace(x_train=x[:n], y_train=y[:n], x_test=x[n:], y_test=y[n:], input_shape=(1, 8, 8),
-                           num_classes=10, name="digits")
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-    torch.manual_seed(0)
-    m = DigitsNet()
-    finetune(m, digits.x_train, digits.y_train, FinetuneConfig(epochs=3, lr=3e-3, batch_size=128), seed=0)
-    return m
-
-
-def pipeline_hw(counts):
-    """c2 is the bottleneck (16·9 inputs × 64 positions per output channel); PE·SIMD budget fixed at 16."""
-    c1, c2 = counts["c1"], counts["c2"]
-    cycles = {"c1": c1 * 9 * 64 / 16, "c2": c2 * c1 * 9 * 64 / 16 / 8, "fc": 10 * c2 * 16 / 16}
-    return HwPoint(fps=1e8 / max(cycles.values()), resources=Resources(LUT=50.0 * (c1 + c2)), fits=True)
+from .conftest import make_digits_net, pipeline_hw  # noqa: E402
 
 
 def test_baseline_learns(trained, digits):
@@ -143,7 +92,7 @@ def test_iterative_counts_schedule():
 @pytest.mark.slow
 def test_distillation_finetune_runs_and_learns(trained, digits):
     torch.manual_seed(1)
-    student = DigitsNet()
+    student = make_digits_net()
     before = evaluate_accuracy(student, digits.x_test, digits.y_test)
     finetune(student, digits.x_train, digits.y_train, FinetuneConfig(epochs=1, lr=3e-3, distill=True, batch_size=32),
              teacher=trained, seed=0)

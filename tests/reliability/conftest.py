@@ -1,11 +1,26 @@
-"""Shared by the reliability tests: reading the CLI's one-sentence refusal."""
+"""Shared by the reliability tests: the ``hapfpga run`` command line of a small digits run, and reading the CLI's
+one-sentence refusal."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
+
+
+def run_argv(tmp: Path, model: str, *, max_train: int, max_test: int, n_samples: int, **extra) -> list[str]:
+    """``hapfpga run`` arguments for a config written to ``tmp/cfg.yaml``: ``model.name: model`` on Pynq-Z2, one
+    epoch on ``max_train``/``max_test`` digits, verification on ``n_samples``; ``extra`` adds or replaces sections;
+    the run's folder is ``tmp/out``."""
+    cfg = {"board": "pynq-z2", "model": {"name": model},
+           "data": {"name": "digits", "max_train": max_train, "max_test": max_test},
+           "train": {"epochs": 1}, "verify": {"n_samples": n_samples}, **extra}
+    p = tmp / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return ["run", str(p), "--out", str(tmp / "out")]
 
 
 @pytest.fixture

@@ -213,19 +213,10 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def fx(tmp_path_factory):
+def fx(tmp_path_factory, brevitas_export):
     """A real QONNX export (brevitas_examples TFC-w2a2, untrained) and a legal folding file for it."""
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
-
     d = tmp_path_factory.mktemp("fx")
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    raw = d / "tfc_raw.onnx"
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(raw))
-    onnx_path = d / "tfc.onnx"
-    cleanup(str(raw), out_file=str(onnx_path))
+    onnx_path = brevitas_export("tfc_2w2a", (1, 1, 28, 28), d / "tfc.onnx")
     fold = d / "fold.json"
     assert main(["fold", str(onnx_path), "--board", "pynq-z2", "--out", str(fold)]) == 0
     return {"onnx": str(onnx_path), "folding": str(fold)}

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hapfpga.cli import main
 from hapfpga.zoo import model_source_hash
 from hapfpga.zoo.userfile import local_sources, sources_hash
+
+from .conftest import run_argv
 
 HEAD = "import torch.nn as nn\nfrom brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU\n"
 
@@ -149,12 +151,8 @@ def make(input_shape, num_classes):
 """
 
 
-def _cfg(tmp: Path, model: str, **extra) -> list[str]:
-    cfg = {"board": "pynq-z2", "model": {"name": model}, "data": {"name": "digits", "max_train": 64, "max_test": 16},
-           "train": {"epochs": 1}, "verify": {"n_samples": 8}, **extra}
-    p = tmp / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return ["run", str(p), "--out", str(tmp / "out")]
+#: ``hapfpga run`` of ``model`` on 64 training digits
+_cfg = partial(run_argv, max_train=64, max_test=16, n_samples=8)
 
 
 def _not_trained(tmp: Path) -> None:

@@ -5,19 +5,15 @@ no traceback, and stop the run before any training."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-
-import yaml
 
 from hapfpga.cli import main
 
+from .conftest import run_argv
 
-def _cfg(tmp: Path, model: str, **extra) -> list[str]:
-    cfg = {"board": "pynq-z2", "model": {"name": model}, "data": {"name": "digits", "max_train": 128, "max_test": 32},
-           "train": {"epochs": 1}, "verify": {"n_samples": 16}, **extra}
-    p = tmp / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return ["run", str(p), "--out", str(tmp / "out")]
+#: ``hapfpga run`` of ``model`` on 128 training digits
+_cfg = partial(run_argv, max_train=128, max_test=32, n_samples=16)
 
 
 def _model_file(tmp: Path, body: str) -> str:

@@ -14,21 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-
-def _export_tfc(tmp: Path) -> tuple[Any, Path]:
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
-
-    torch.manual_seed(0)
-    model, _ = model_with_cfg("tfc_2w2a", pretrained=False)
-    model.eval()
-    raw = tmp / "tfc_raw.onnx"
-    export_qonnx(model, torch.randn(1, 1, 28, 28), str(raw))
-    clean = tmp / "tfc.qonnx.onnx"
-    cleanup(str(raw), out_file=str(clean))
-    return model, clean
+from ..conftest import bnn_pynq_model, export_to_qonnx
 
 
 def _verify_brevitas_qonnx(model: Any, onnx_path: Path, n: int = 4) -> dict[str, Any]:
@@ -68,7 +54,8 @@ def tfc_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from hapfpga.stages import finn_estimate_summary
 
     tmp = tmp_path_factory.mktemp("tfc_report")
-    model, onnx_path = _export_tfc(tmp)
+    model = bnn_pynq_model("tfc_2w2a")
+    onnx_path = export_to_qonnx(model, (1, 1, 28, 28), tmp / "tfc.qonnx.onnx")
     board = load_board("pynq-z2")
     # a target FPS makes FINN's SetFolding produce a non-trivial, unbalanced folding
     res = run_finn_steps(onnx_path, tmp / "finn", board=board.finn_board, clock_mhz=100.0, target_fps=20000)

@@ -1,4 +1,5 @@
-"""Shared fixtures for the RTL simulation tests: brevitas_examples models prepared for Verilator."""
+"""Shared fixtures for the RTL simulation tests: brevitas_examples models prepared for Verilator (exported by
+``tests/conftest.py``'s ``brevitas_export``)."""
 
 from __future__ import annotations
 
@@ -22,28 +23,6 @@ TFC_FOLDING = {
 }
 
 
-def export_brevitas(name: str, shape: tuple[int, ...], path: Path, seed: int = 0) -> Path:
-    """Export an untrained ``brevitas_examples`` model (``model_with_cfg``) to cleaned QONNX."""
-    import torch
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-    from qonnx.util.cleanup import cleanup
-
-    torch.manual_seed(seed)
-    model, _ = model_with_cfg(name, pretrained=False)
-    model.eval()
-    raw = path.with_suffix(".raw.onnx")
-    export_qonnx(model, torch.randn(*shape), str(raw))
-    cleanup(str(raw), out_file=str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def brevitas_export():
-    """``export_brevitas(name, shape, path)`` for tests."""
-    return export_brevitas
-
-
 @pytest.fixture(scope="session")
 def tfc_folding() -> dict:
     return json.loads(json.dumps(TFC_FOLDING))
@@ -58,13 +37,13 @@ def rtlsim_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tfc_design(tmp_path_factory):
+def tfc_design(tmp_path_factory, brevitas_export):
     """TFC-w2a2 (untrained brevitas_examples) through FINN with RTL layers, DWCs, FIFOs and HDL."""
     pytest.importorskip("finn")
     from hapfpga.rtlsim.prepare import prepare_design
 
     work = tmp_path_factory.mktemp("tfc")
-    q = export_brevitas("tfc_2w2a", (1, 1, 28, 28), work / "tfc.onnx")
+    q = brevitas_export("tfc_2w2a", (1, 1, 28, 28), work / "tfc.onnx")
     fold = work / "folding.json"
     fold.write_text(json.dumps(TFC_FOLDING))
     return prepare_design(q, work / "rtlsim", folding_config_file=fold)
