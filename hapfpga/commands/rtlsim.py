@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="QONNX model (.onnx) as exported by hapfpga/Brevitas")
     p.add_argument("--out", required=True, help="output folder (rtlsim/rtlsim.json is written there)")
     p.add_argument("--board", default="pynq-z2", help="board key (see 'hapfpga boards'), default pynq-z2")
-    p.add_argument("--folding", default=None, help="FINN folding config JSON (HLS or RTL node names)")
+    p.add_argument("--folding", default=None, help="FINN folding config JSON (HLS or RTL node names); a mixed "
+                   "design's F.specialize.json next to it (hapfpga fold) is read too: that design is simulated")
     p.add_argument("--clock-mhz", type=float, default=None, help="clock for FPS numbers (board default)")
     p.add_argument("-n", "--frames", type=int, default=16, help="number of inputs to simulate (default 16)")
     p.add_argument(
@@ -33,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fifo-sizing", action="store_true", help="skip FIFO sizing from simulation")
     p.add_argument("--no-per-layer", action="store_true", help="skip the per-layer simulation")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _specialize(folding: str | None) -> dict | None:
+    """A mixed design's specialize config, ``F.specialize.json`` next to the folding ``F.json`` (or None)."""
+    from ..stages.variant import specialize_path
+
+    sib = specialize_path(Path(folding)) if folding else None
+    return json.loads(sib.read_text()) if sib is not None and sib.is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         per_layer=not args.no_per_layer,
         stall=args.stall,
         progress=lambda msg: print(f"hapfpga rtlsim: {msg}", file=sys.stderr, flush=True),
+        specialize=_specialize(args.folding),
     )
     if args.json:
         print(json.dumps(res, indent=1, default=float))

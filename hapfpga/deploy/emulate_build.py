@@ -248,17 +248,18 @@ def _settings_into_package(pkg: Path, settings: dict[str, Any]) -> None:
 
 
 def build_emulated_board(package_dir: str | Path, qonnx_path: str | Path, folding_json: str | Path | None,
-                         board: Any, clock_mhz: float, work_dir: str | Path) -> Path:
+                         board: Any, clock_mhz: float, work_dir: str | Path, *,
+                         specialize: dict[str, Any] | None = None) -> Path:
     """FINN's RTL design of ``qonnx_path`` with the folding ``folding_json`` (``hapfpga.rtlsim.prepare``, the
-    design ``rtlsim`` simulates) as the emulated board of the package; returns ``emulate/board.json``."""
-    from ..rtlsim.prepare import folding_for_rtl, prepare_design
+    design ``rtlsim`` simulates) as the emulated board of the package; returns ``emulate/board.json``.
+    ``specialize``: the chosen design's specialize config (a mixed design): that design, or a one-sentence
+    refusal where it has an HLS MVAU (``rtlsim.stage.write_design_folding``)."""
+    from ..rtlsim.prepare import prepare_design
+    from ..rtlsim.stage import write_design_folding
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    fold = None
-    if folding_json is not None and Path(folding_json).is_file():
-        fold = work / "folding_rtl.json"
-        fold.write_text(json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1))
+    fold = write_design_folding(work, folding_json, specialize)
     design = prepare_design(qonnx_path, work, finn_board=board.finn_board, fpgapart=board.part,
-                            clock_mhz=clock_mhz, folding_config_file=fold)
+                            clock_mhz=clock_mhz, folding_config_file=fold, specialize=specialize)
     return write_emulated_board(package_dir, design.model_path, clock_mhz=clock_mhz, parent_path=design.parent_path)

@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedLayerError
 from ..finn.build import RTL_PREFERRED, rtl_build_kwargs  # imports no finn at module load
 
 __all__ = [
     "RTL_PREFERRED",
     "PreparedDesign",
+    "check_chosen_design",
+    "chosen_hls_layers",
     "complete_rtl_folding",
+    "design_folding",
     "folding_for_rtl",
+    "refuse_hls_layers",
     "prepare_design",
     "prepare_hw_model",
     "fold_model",
@@ -54,12 +58,20 @@ def fold_model(
     finn_board: str = "Pynq-Z2",
     clock_mhz: float = 100.0,
     folding_config_file: str | Path | None = None,
+    specialize: dict[str, Any] | None = None,
 ) -> tuple[Path, Path | None, dict[str, Any]]:
-    """Run FINN's estimate-only flow with RTL layers preferred; return (folded model, parent, reports)."""
+    """Run FINN's estimate-only flow with RTL layers preferred (or, given ``specialize``, FINN's per-node
+    specialize config of a chosen design, as the finn_build stage passes it); return (folded model, parent,
+    reports)."""
     from ..finn.build import ESTIMATE_STEPS, run_finn_steps
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    spec_kw = rtl_build_kwargs(work)
+    if specialize is not None:  # the design FINN builds: finn/fullbuild.py run_flow, the same two keywords
+        cfg = work / "specialize_layers_chosen.json"
+        cfg.write_text(json.dumps(specialize, indent=1))
+        spec_kw = {"specialize_layers_config_file": cfg, "standalone_thresholds": True}
     res = run_finn_steps(
         qonnx_path,
         work / "finn",
@@ -67,7 +79,7 @@ def fold_model(
         clock_mhz=clock_mhz,
         folding_config_file=folding_config_file,
         steps=ESTIMATE_STEPS,
-        **rtl_build_kwargs(work),
+        **spec_kw,
     )
     parent = work / "finn" / "intermediate_models" / "dataflow_parent.onnx"
     return res.final_model, (parent if parent.exists() else None), res.reports
@@ -115,15 +127,20 @@ def prepare_design(
     fpgapart: str = "xc7z020clg400-1",
     clock_mhz: float = 100.0,
     folding_config_file: str | Path | None = None,
+    specialize: dict[str, Any] | None = None,
 ) -> PreparedDesign:
-    """QONNX file -> FINN dataflow partition with RTL layers, DWCs, FIFOs and generated HDL."""
+    """QONNX file -> FINN dataflow partition with RTL layers, DWCs, FIFOs and generated HDL.
+
+    ``specialize``: the chosen design's per-node specialize config (a mixed design of the fold stage); the
+    partition is then the one FINN builds, and an HLS MVAU/VVAU in it is refused (:func:`refuse_hls_layers`).
+    """
     from qonnx.core.modelwrapper import ModelWrapper
 
     work = Path(work_dir).resolve()
-    folded, parent, reports = fold_model(
-        qonnx_path, work, finn_board=finn_board, clock_mhz=clock_mhz, folding_config_file=folding_config_file
-    )
+    kw = {"finn_board": finn_board, "clock_mhz": clock_mhz, "specialize": specialize}
+    folded, parent, reports = fold_model(qonnx_path, work, folding_config_file=folding_config_file, **kw)
     model = ModelWrapper(str(folded))
+    refuse_hls_layers(model, specialize)
     if folding_config_file is not None:
         # standalone thresholds the config does not name: fold them from the graph, then fold again
         given = json.loads(Path(folding_config_file).read_text())
@@ -131,13 +148,7 @@ def prepare_design(
         if full != given:
             folding_config_file = work / "folding_rtl_completed.json"
             folding_config_file.write_text(json.dumps(full, indent=1))
-            folded, parent, reports = fold_model(
-                qonnx_path,
-                work,
-                finn_board=finn_board,
-                clock_mhz=clock_mhz,
-                folding_config_file=folding_config_file,
-            )
+            folded, parent, reports = fold_model(qonnx_path, work, folding_config_file=folding_config_file, **kw)
             model = ModelWrapper(str(folded))
     if any(n.op_type == "StreamingDataflowPartition" for n in model.graph.node):
         raise ConfigError(
@@ -155,6 +166,56 @@ def prepare_design(
         fpgapart=fpgapart,
         clock_mhz=clock_mhz,
     )
+
+
+#: FINN's HLS compute layers that also have an RTL variant: hapfpga simulates the RTL one only (Verilator; an
+#: HLS layer becomes RTL through Vitis HLS), and runs no HLS MVAU/VVAU in software at the partition's ends either.
+HLS_COMPUTE = ("MVAU_hls", "VVAU_hls")
+
+
+def _hls_refusal(name: str, op_type: str, specialize: dict[str, Any] | None) -> UnsupportedLayerError:
+    if specialize is not None:
+        why = ("chosen by the design's specialize config: report.json's folding.specialize, hapfpga fold's "
+               "F.specialize.json", "fold it with folding.open_simulatable: true or hapfpga fold --open-simulatable "
+               "(every layer that can be RTL is RTL)")
+    else:
+        why = ("FINN's RTL variant does not take it: _mvu_rtl_possible/_vvu_rtl_possible in finn-plus's "
+               "specialize_layers.py", "this model's design has no open simulation")
+    return UnsupportedLayerError(
+        f"layer {name} is FINN's {op_type} in the design FINN builds ({why[0]}), and an HLS layer becomes RTL only "
+        f"through Vitis HLS, which hapfpga's Verilator simulation does not run, so this design cannot be simulated "
+        f"here: {why[1]}, or leave out rtlsim and deploy.emulate."
+    )
+
+
+def chosen_hls_layers(folding: dict[str, Any], specialize: dict[str, Any] | None) -> list[str]:
+    """The HLS MVAUs/VVAUs a chosen design's folding names (FINN's names after its specialisation): checked in
+    seconds, before FINN's flow; [] without a specialize config (then every layer that can be RTL is)."""
+    if specialize is None:
+        return []
+    return [k for k in folding if k != "Defaults" and k.rsplit("_", 1)[0] in HLS_COMPUTE]
+
+
+def refuse_hls_layers(model: Any, specialize: dict[str, Any] | None) -> None:
+    """Raise (one sentence, naming the first) where FINN's specialised graph ``model`` has an HLS MVAU/VVAU:
+    simulating the rest and running it in software would be another design (``split_segment`` would put one
+    at the partition's head or tail in software)."""
+    for n in model.graph.node:
+        if n.op_type in HLS_COMPUTE:
+            raise _hls_refusal(n.name, n.op_type, specialize)
+
+
+def check_chosen_design(folding: dict[str, Any], specialize: dict[str, Any] | None) -> None:
+    """:func:`chosen_hls_layers` as a refusal: the fast check the rtlsim stage and deploy.emulate make first."""
+    hls = chosen_hls_layers(folding, specialize)
+    if hls:
+        raise _hls_refusal(hls[0], hls[0].rsplit("_", 1)[0], specialize)
+
+
+def design_folding(folding: dict[str, Any], specialize: dict[str, Any] | None) -> dict[str, Any]:
+    """The folding config to simulate with: a chosen design's (``specialize`` given) as it is, since its names
+    are FINN's after that specialisation; otherwise :func:`folding_for_rtl` (RTL variants preferred)."""
+    return dict(folding) if specialize is not None else folding_for_rtl(folding)
 
 
 def folding_for_rtl(folding: dict[str, Any]) -> dict[str, Any]:

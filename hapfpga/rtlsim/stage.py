@@ -15,9 +15,16 @@ from typing import Any
 import numpy as np
 
 from ..boards import BoardSpec
+from ..errors import ConfigError
 from .tools import find_toolchain
 
-__all__ = ["run_rtlsim_stage", "partition_input", "rtllib_fixes"]
+__all__ = ["SIMULATED_DESIGN", "run_rtlsim_stage", "partition_input", "rtllib_fixes", "write_design_folding"]
+
+#: report.json ``rtlsim.design``: which graph was simulated.
+SIMULATED_DESIGN = {
+    "chosen": "the design FINN builds (the fold stage's specialize config, standalone thresholds)",
+    "rtl_preferred": "FINN's RTL variant of every layer that has one, standalone thresholds, the build's folding",
+}
 
 
 def partition_input(parent_path: str | Path | None, x: np.ndarray) -> np.ndarray:
@@ -63,16 +70,20 @@ def rtllib_fixes(model: Any) -> list[dict[str, Any]]:
     return [{"file": "mvu_vvu_axi.sv", "fix": RTLLIB_BUG_FIXES["mvu_vvu_axi.sv"], "nodes": hit}]
 
 
-def _write_folding(work: Path, folding_json: str | Path | None) -> Path | None:
-    """The folding config mapped onto the RTL-specialised graph, written next to the design (or None)."""
-    from .prepare import folding_for_rtl
+def write_design_folding(work: Path, folding_json: str | Path | None, specialize: dict[str, Any] | None) -> Path | None:
+    """The folding config of the design to simulate, written next to it (or None): a chosen design's
+    (``specialize`` given) as it is, after refusing in seconds an HLS MVAU/VVAU it names; otherwise mapped onto
+    the RTL-specialised graph (``prepare.design_folding``)."""
+    from .prepare import check_chosen_design, design_folding
 
     if folding_json is None:
         return None
+    if not Path(folding_json).is_file():
+        raise ConfigError(f"folding file '{folding_json}' does not exist; give FINN's folding JSON or leave it out.")
+    folding = json.loads(Path(folding_json).read_text())
+    check_chosen_design(folding, specialize)
     fold_file = work / "folding_rtl.json"
-    fold_file.write_text(
-        json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1)
-    )
+    fold_file.write_text(json.dumps(design_folding(folding, specialize), indent=1))
     return fold_file
 
 
@@ -195,6 +206,7 @@ def run_rtlsim_stage(
     stall: float = 0.0,
     cache_dir: str | Path | None = None,
     progress: Any = None,
+    specialize: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Simulate the FINN design of ``qonnx_path`` on the first ``n`` samples of ``x``; return report.json's
     ``"rtlsim"`` section.
@@ -202,7 +214,9 @@ def run_rtlsim_stage(
     ``folding_json``: a FINN folding config (HLS- or RTL-named; ``folding_for_rtl`` maps it onto the
     RTL-specialised graph). Bit-exactness is checked against FINN's Python execution of the same graph on
     the same samples; a float tail after the last integer layer runs in software (as FINN's PYNQ driver
-    does) and is named in ``software_tail``.
+    does) and is named in ``software_tail``. ``specialize``: the chosen design's per-node specialize config
+    (the fold stage's mixed design; ``hapfpga fold``'s ``F.specialize.json``): the design FINN builds is
+    simulated, under ``folding_json``'s names; one with an HLS MVAU/VVAU is refused in one sentence.
     """
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -222,7 +236,7 @@ def run_rtlsim_stage(
     work.mkdir(parents=True, exist_ok=True)
     clock = float(clock_mhz or board.clock_mhz)
     timings: dict[str, float] = {}
-    fold_file = _write_folding(work, folding_json)
+    fold_file = write_design_folding(work, folding_json, specialize)
 
     t0 = time.perf_counter()
     step("FINN: RTL layers, width converters, FIFOs, HDL")
@@ -233,6 +247,7 @@ def run_rtlsim_stage(
         fpgapart=board.part,
         clock_mhz=clock,
         folding_config_file=fold_file,
+        specialize=specialize,
     )
     timings["prepare"] = time.perf_counter() - t0
     model = ModelWrapper(str(design.model_path))
@@ -243,6 +258,7 @@ def run_rtlsim_stage(
     res = simulate(model, xs, cache_dir=cache_dir, stall_in=stall, stall_out=stall)
     timings["simulate"] = time.perf_counter() - t0
     out = _summary(tc, design, model, xs, res, clock, stall)
+    out["design"] = SIMULATED_DESIGN["chosen" if specialize is not None else "rtl_preferred"]
     if per_layer:
         t0 = time.perf_counter()
         step("Verilator: every layer alone")

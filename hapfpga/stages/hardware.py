@@ -140,6 +140,12 @@ def _rtlsim_frames(ctx: Context, n: int) -> Any:
             else rng.random((n, *shape), dtype=np.float32))
 
 
+def _specialize(ctx: Context) -> dict[str, Any] | None:
+    """The fold stage's specialize config (a mixed design), which FINN builds with: rtlsim and deploy.emulate
+    simulate that design or refuse it (``rtlsim.prepare.refuse_hls_layers``), never the all-RTL one instead."""
+    return ctx.results.get("fold", {}).get("specialize")
+
+
 def rtlsim(ctx: Context, conf: Conf) -> StageOutput:
     from ..rtlsim.stage import run_rtlsim_stage
     from ..runconfig import RtlsimConfig
@@ -151,7 +157,7 @@ def rtlsim(ctx: Context, conf: Conf) -> StageOutput:
     x = _rtlsim_frames(ctx, rc.n)
     rep = run_rtlsim_stage(ctx.model_file, ctx.path("folding.json"), conf.board, ctx.run_dir, x, len(x),
                            clock_mhz=conf.clock_mhz, fifo_sizing=rc.fifo_sizing, per_layer=rc.per_layer,
-                           stall=rc.stall)
+                           stall=rc.stall, specialize=_specialize(ctx))
     return [ctx.path("rtlsim")], rep
 
 
@@ -194,7 +200,7 @@ def _emulate(ctx: Context, conf: Conf, pkg: Path) -> dict[str, Any]:
         raise ConfigError("deploy.emulate runs the package's test data on the emulated board; give test data "
                           "(hapfpga build --test-data, or the run's dataset).")
     build_emulated_board(pkg, ctx.model_file, ctx.path("folding.json"), conf.board, conf.clock_mhz,
-                         ctx.path("work") / "emulate")
+                         ctx.path("work") / "emulate", specialize=_specialize(ctx))
     rep = emulate_report(pkg)
     (pkg / "measurement_emulate.json").write_text(json.dumps(rep, indent=2) + "\n")
     shutil.make_archive(str(pkg), "zip", root_dir=str(pkg.parent), base_dir=pkg.name)
