@@ -240,15 +240,8 @@ def run_rtlsim_stage(
 
     t0 = time.perf_counter()
     step("FINN: RTL layers, width converters, FIFOs, HDL")
-    design = prepare_design(
-        qonnx_path,
-        work,
-        finn_board=board.finn_board,
-        fpgapart=board.part,
-        clock_mhz=clock,
-        folding_config_file=fold_file,
-        specialize=specialize,
-    )
+    design = prepare_design(qonnx_path, work, finn_board=board.finn_board, fpgapart=board.part, clock_mhz=clock,
+                            folding_config_file=fold_file, specialize=specialize)
     timings["prepare"] = time.perf_counter() - t0
     model = ModelWrapper(str(design.model_path))
     xs = partition_input(design.parent_path, np.asarray(x[:n], np.float32))
