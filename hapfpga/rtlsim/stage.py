@@ -70,18 +70,20 @@ def rtllib_fixes(model: Any) -> list[dict[str, Any]]:
     return [{"file": "mvu_vvu_axi.sv", "fix": RTLLIB_BUG_FIXES["mvu_vvu_axi.sv"], "nodes": hit}]
 
 
-def write_design_folding(work: Path, folding_json: str | Path | None, specialize: dict[str, Any] | None) -> Path | None:
-    """The folding config of the design to simulate, written next to it (or None): a chosen design's
-    (``specialize`` given) as it is, after refusing in seconds an HLS MVAU/VVAU it names; otherwise mapped onto
-    the RTL-specialised graph (``prepare.design_folding``)."""
-    from .prepare import check_chosen_design, design_folding
+def write_design_folding(
+    work: Path, folding_json: str | Path | None, specialize: dict[str, Any] | None, use: tuple[str, str, str] | None = None
+) -> Path | None:
+    """The folding config of the design to simulate (or synthesise: ``use`` = ``prepare.SYNTHESIS``), written next
+    to it (or None): a chosen design's (``specialize`` given) as it is, after refusing in seconds an HLS MVAU/VVAU
+    it names; otherwise mapped onto the RTL-specialised graph (``prepare.design_folding``)."""
+    from .prepare import SIMULATION, check_chosen_design, design_folding
 
     if folding_json is None:
         return None
     if not Path(folding_json).is_file():
         raise ConfigError(f"folding file '{folding_json}' does not exist; give FINN's folding JSON or leave it out.")
     folding = json.loads(Path(folding_json).read_text())
-    check_chosen_design(folding, specialize)
+    check_chosen_design(folding, specialize, use or SIMULATION)
     fold_file = work / "folding_rtl.json"
     fold_file.write_text(json.dumps(design_folding(folding, specialize), indent=1))
     return fold_file

@@ -18,7 +18,8 @@ def synth(ctx: Context, conf: Conf) -> StageOutput:
 
     sc = conf.synth or SynthConfig()
     rep = run_synth_stage(ctx.model_file, ctx.path("folding.json"), conf.board, ctx.run_dir, whole=sc.whole,
-                          quick=sc.quick, clock_mhz=conf.clock_mhz)
+                          quick=sc.quick, clock_mhz=conf.clock_mhz,
+                          specialize=ctx.results.get("fold", {}).get("specialize"))
     return [ctx.path("synth")], rep
 
 

@@ -123,6 +123,12 @@ def specialize_path(folding: Path) -> Path:
     return folding.with_name(folding.stem + ".specialize.json")
 
 
+def read_specialize(folding: str | Path | None) -> dict[str, Any] | None:
+    """A mixed design's specialize config, ``F.specialize.json`` next to the folding ``F.json`` (or None)."""
+    sib = specialize_path(Path(folding)) if folding else None
+    return json.loads(sib.read_text()) if sib is not None and sib.is_file() else None
+
+
 def mixed_specialised(model_file: Path, spec: dict[str, Any], work: Path, board: Any, clock: float) -> Path:
     """FINN's specialised model of ``model_file`` with standalone thresholds and the per-node config ``spec``:
     the graph a mixed design's folding file names."""

@@ -130,26 +130,30 @@ def run_synth_stage(
     clock_mhz: float | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    specialize: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """QONNX model + folding -> report.json's ``"synth"`` section (also written to ``run_dir/synth/synth.json``)."""
+    """QONNX model + folding -> report.json's ``"synth"`` section (also written to ``run_dir/synth/synth.json``).
+
+    ``specialize``: a chosen mixed design's per-node specialize config (the fold stage's, or ``hapfpga fold``'s
+    ``F.specialize.json``): that design is synthesised as FINN builds it, or refused in one sentence where it has
+    an HLS MVAU/VVAU (Yosys reads no HLS); without it every layer that can be RTL is (the RTL stand-in)."""
     find_yosys()  # fail fast: one sentence, exit 2, before FINN runs
     from qonnx.core.modelwrapper import ModelWrapper
 
     from ..finn.shim import ensure_finn
-    from ..rtlsim.prepare import folding_for_rtl, prepare_design
+    from ..rtlsim.prepare import SYNTHESIS, prepare_design
+    from ..rtlsim.stage import write_design_folding
 
     ensure_finn()
     work = Path(run_dir) / "synth"
     work.mkdir(parents=True, exist_ok=True)
-    fold_file = None
-    if folding_json is not None:
-        fold_file = work / "folding_rtl.json"
-        fold_file.write_text(json.dumps(folding_for_rtl(json.loads(Path(folding_json).read_text())), indent=1))
+    fold_file = write_design_folding(work, folding_json, specialize, SYNTHESIS)
     t0 = time.perf_counter()
     if progress is not None:
         progress("FINN: RTL layers, width converters, FIFOs, HDL")
     design = prepare_design(qonnx_path, work, finn_board=board.finn_board, fpgapart=board.part,
-                            clock_mhz=float(clock_mhz or board.clock_mhz), folding_config_file=fold_file)
+                            clock_mhz=float(clock_mhz or board.clock_mhz), folding_config_file=fold_file,
+                            specialize=specialize)
     t_prep = time.perf_counter() - t0
     model = ModelWrapper(str(design.model_path))
     t0 = time.perf_counter()

