@@ -25,16 +25,17 @@ _Choice = tuple[Any, list[Any], str, dict[str, Any]]
 _NO_BOUND: dict[str, Any] = {"bound_fps": None, "binding_resource": None}
 
 
-def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path) -> _Choice:
+def _ours(conf: Conf, layers: list[Any], spec_model: Path, work: Path, model_file: Path,
+          variants: str | None = None) -> _Choice:
     """``max_fps`` / ``fps``: our optimiser (fastest that fits, or cheapest meeting ``folding.fps``) on the graph
-    ``folding.variants`` picks (``stages/variant.py``)."""
+    ``folding.variants`` (or ``variants``) picks (``stages/variant.py``)."""
     from ..folding import FoldingOptions
     from .variant import choose_design
 
     f = conf.folding
     d = choose_design(model_file, layers, work, conf.board,
                       FoldingOptions.from_config(f, conf.clock_mhz, conf.board.part),
-                      target_fps=f.fps if f.mode == "fps" else None, variants=f.variants)
+                      target_fps=f.fps if f.mode == "fps" else None, variants=variants or f.variants)
     res = d.result
     return d.plan, d.layers, d.text, {"bound_fps": res.bound_fps, "binding_resource": res.binding_resource,
                                       "margin": dict(res.margin), "budget": res.budget.as_dict(),
@@ -83,6 +84,33 @@ MODES: dict[str, Callable[[Conf, list[Any], Path, Path, Path], _Choice]] = {
 }
 
 
+def open_tool_stages(cfg: Any) -> list[str]:
+    """The later stages a run config enables that simulate or synthesise the design with open tools (Verilator,
+    Yosys), which read no HLS MVAU/VVAU (``rtlsim.prepare``)."""
+    on = {"rtlsim": cfg.rtlsim is not None or cfg.build.rtlsim, "deploy.emulate": cfg.deploy.emulate,
+          "synth": cfg.synth is not None}
+    return [k for k, v in on.items() if v]
+
+
+def _for_open_tools(ctx: Context, conf: Conf, choice: _Choice, redo: Callable[[], _Choice]) -> _Choice:
+    """Where this run simulates or synthesises the design and the fold kept a mixed design with an HLS MVAU:
+    under ``variants: auto`` keep the embedded-threshold design instead (its RTL stand-in is what those stages
+    simulate), saying so; under ``mixed`` refuse now, in one sentence, not after the FINN build."""
+    from ..rtlsim.prepare import SIMULATION, SYNTHESIS, check_chosen_design, chosen_hls_layers
+
+    tools, (_, _, text, extra) = open_tool_stages(ctx.cfg), choice
+    hls = chosen_hls_layers(json.loads(text), extra.get("specialize")) if tools else []
+    if not hls:
+        return choice
+    if conf.folding.variants == "mixed":
+        check_chosen_design(json.loads(text), extra.get("specialize"), SYNTHESIS if tools == ["synth"] else SIMULATION)
+    plan, layers, text2, extra2 = redo()
+    note = (f"kept the embedded-threshold graph: the mixed design ({extra['variant_fps'].get('mixed'):,.0f} FPS "
+            f"predicted) has HLS layer {hls[0]}, which {' and '.join(tools)} cannot take (an HLS layer becomes RTL only "
+            "through Vitis HLS)")
+    return plan, layers, text2, {**extra2, "variant_fps": dict(extra["variant_fps"]), "variant_note": note}
+
+
 def fold(ctx: Context, conf: Conf) -> StageOutput:
     from ..estimate import estimate_network
     from ..finn.graph import hw_layers_from_qonnx
@@ -91,7 +119,11 @@ def fold(ctx: Context, conf: Conf) -> StageOutput:
     layers, spec_model = hw_layers_from_qonnx(
         ctx.model_file, work, conf.board, conf.clock_mhz, rtl=conf.folding.open_simulatable
     )
-    plan, folded_layers, text, extra = MODES[conf.folding.mode](conf, layers, spec_model, work, ctx.model_file)
+    choice = MODES[conf.folding.mode](conf, layers, spec_model, work, ctx.model_file)
+    if conf.folding.mode in ("max_fps", "fps"):
+        choice = _for_open_tools(ctx, conf, choice,
+                                 lambda: _ours(conf, layers, spec_model, work, ctx.model_file, "embedded"))
+    plan, folded_layers, text, extra = choice
     est = estimate_network(folded_layers, plan, conf.board, conf.clock_mhz)
     out = ctx.path("folding.json")
     atomic_write_text(out, text)
@@ -118,7 +150,11 @@ def _file_digest(ctx: Context) -> str | None:
     return stage_key(Path(f.file).read_text() + (sib.read_text() if sib.is_file() else ""))
 
 
+def _key_extra(ctx: Context) -> tuple[str | None, list[str]]:
+    return _file_digest(ctx), open_tool_stages(ctx.cfg)
+
+
 FOLD = Stage(
     "fold", fold, inputs=("export",), outputs=("folding.json",), config=("folding", "board", "clock_mhz"),
-    key_extra=_file_digest, produces="the folding",
+    key_extra=_key_extra, produces="the folding",
 )

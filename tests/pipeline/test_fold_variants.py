@@ -62,6 +62,36 @@ def test_run_keeps_the_mixed_design_and_finn_builds_it(mixed_run: Path) -> None:
     assert hw and hw[0]["passed"]
 
 
+def _refold(mixed_run: Path, tmp_path: Path, **extra: object) -> tuple[int, Path]:
+    """Fold ``mixed_run``'s model again under a config with ``extra`` sections (train and export resumed)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(mixed_run, run)
+    cfg = {**MIXED, **extra}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    return main(["run", str(tmp_path / "cfg.yaml"), "--out", str(run), "--from", "fold", "--to", "fold"]), run
+
+
+def test_a_run_that_simulates_keeps_the_embedded_design_and_says_why(mixed_run: Path, tmp_path: Path) -> None:
+    """With ``rtlsim:`` (Verilator reads no HLS) the default keeps the embedded-threshold design, whose RTL
+    stand-in rtlsim simulates, instead of refusing the mixed design after the FINN build."""
+    rc, run = _refold(mixed_run, tmp_path, rtlsim={"n": 2})
+    assert rc == 0
+    fold = json.loads((run / "manifest.json").read_text())["stages"]["fold"]["result"]
+    assert fold["variant"] == "embedded" and "specialize" not in fold
+    assert fold["variant_fps"]["mixed"] > fold["variant_fps"]["embedded"] == fold["predicted_fps"]
+    assert "MVAU_hls_" in fold["variant_note"] and "rtlsim cannot take" in fold["variant_note"]
+    assert not any(k.startswith("MVAU_rtl_") for k in json.loads((run / "folding.json").read_text()))
+
+
+def test_variants_mixed_with_rtlsim_is_refused_at_the_fold(mixed_run: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    rc, _ = _refold(mixed_run, tmp_path, rtlsim={"n": 2}, folding={"mode": "max_fps", "variants": "mixed"})
+    err = capsys.readouterr().err
+    assert rc == 2 and "is FINN's MVAU_hls in the design FINN builds" in err and "open_simulatable" in err
+    assert [ln for ln in err.splitlines() if ln.startswith("hapfpga: error:")] and "Traceback" not in err
+
+
 def _fold(model: Path, board: str, out: Path, capsys, *extra: str) -> dict:  # noqa: ANN001
     assert main(["fold", str(model), "--board", board, "--out", str(out), "--json",
                  "--work-dir", str(out.parent / "cache"), *extra]) == 0
