@@ -108,7 +108,11 @@ class FitSpec:
 class FinetuneConfig:
     """Short QAT fine-tune after pruning: ``epochs`` over the data (or ``max_steps`` batches), Adam at ``lr``
     (``schedule``: ``constant`` or ``cosine``, annealed per batch). ``val_checks``: with a validation split given
-    to :func:`finetune_best`, how many evenly spaced points of the run (the last batch included) are evaluated."""
+    to :func:`finetune_best`, how many evenly spaced points of the run (the last batch included) are evaluated.
+    ``patience`` (:func:`finetune_best` only; None: off, the whole run): a learning-curve early stop, in epochs
+    (may be fractional): the validation split is also checked at every epoch's end, and the fine-tune stops at a
+    check where the validation accuracy has not risen above its best so far for ``patience`` epochs (a lower
+    cross-entropy alone does not count: on a saturated split it falls for as long as the run goes on)."""
 
     epochs: float = 1.0
     lr: float = 1e-3
@@ -120,6 +124,11 @@ class FinetuneConfig:
     max_steps: int | None = None
     schedule: Literal["constant", "cosine"] = "constant"
     val_checks: int = 4
+    patience: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.patience is not None and not self.patience > 0:
+            raise ConfigError(f"Fine-tune patience is {self.patience}; give a positive number of epochs, or none.")
 
     def spec(self) -> FitSpec:
         return FitSpec(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
@@ -436,11 +445,14 @@ def fit(
     device: Any = "cpu",
     threads: int = TRAIN_THREADS,
     progress: Any = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """Train ``model`` in place on ``(x, y)``; returns (per-epoch history, epoch a checkpoint resumed after).
 
     Batches of one sample are skipped (BatchNorm needs two in training mode). ``progress(done, total, info)``
-    is called after each batch and epoch. The model ends on the CPU in eval mode.
+    is called after each batch and epoch. ``stop()`` (optional) is asked after each optimiser step (after
+    ``after_step``); True ends the run there (an early stop: the schedule is not compressed). The model ends on
+    the CPU in eval mode.
     """
     import torch
 
@@ -471,8 +483,8 @@ def fit(
         if blob is not None:
             start_epoch, step, history = int(blob["epoch"]), int(blob["step"]), list(blob["history"])
         epoch = start_epoch
-        while step < total:
-            step = _epoch(model, data, gen, opt, loss_fn, hook, bs, step, total, history, epoch, progress)
+        while step < total and not (stop is not None and stop()):
+            step = _epoch(model, data, gen, opt, loss_fn, hook, bs, step, total, history, epoch, progress, stop)
             if sched is not None and spec.schedule == "cosine":
                 sched.step()
             epoch += 1
@@ -489,7 +501,7 @@ def fit(
 
 
 def _epoch(model: Any, data: _Batches, gen: Any, opt: Any, loss_fn: _Loss, after_step: Any, bs: int, step: int,
-           total: int, history: list[dict[str, float]], epoch: int, progress: Any) -> int:
+           total: int, history: list[dict[str, float]], epoch: int, progress: Any, stop: Any = None) -> int:
     """One pass over the data (or up to ``total`` steps); appends the epoch's record to ``history``."""
     import torch
 
@@ -518,6 +530,8 @@ def _epoch(model: Any, data: _Batches, gen: Any, opt: Any, loss_fn: _Loss, after
         correct += (out.detach().argmax(1) == yb).sum()
         if progress is not None:
             progress(step, total, None)
+        if stop is not None and stop():
+            break
     rec = {"epoch": epoch + 1, "loss": float(loss_sum) / max(1, seen), "train_acc": int(correct) / max(1, seen)}
     history.append(rec)
     if progress is not None:
@@ -537,16 +551,17 @@ def finetune(
     after_step: Callable[[torch.nn.Module], None] | None = None,
     device: Any = "cpu",
     checkpoint: str | Path | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> torch.nn.Module:
     """Fine-tune ``model`` in place on ``(x, y)`` (deterministic for ``seed`` on the CPU); returns it in eval mode.
 
     ``teacher`` distils when ``cfg.distill``; ``l1_sparsity`` adds ``λ·Σ|w|`` over conv/linear weights (L1
     sparsity regularisation); ``after_step`` runs after each optimiser step (e.g. re-apply masks); ``checkpoint``
-    makes it resumable (see the module docstring).
+    makes it resumable (see the module docstring); ``stop()`` True after a step ends it early (:func:`fit`).
     """
     fit(model, x, y, cfg.spec(), seed=seed, teacher=teacher if cfg.distill else None, kd_alpha=cfg.distill_weight,
         kd_temperature=cfg.temperature, l1_sparsity=l1_sparsity, after_step=after_step, checkpoint=checkpoint,
-        device=device)
+        device=device, stop=stop)
     return model
 
 
@@ -554,13 +569,20 @@ def finetune(
 class Selection:
     """What :func:`finetune_best` kept: the optimiser step whose weights won (0: the starting weights), its
     validation accuracy and cross-entropy, the starting weights' accuracy and every checked point's
-    ``(step, accuracy)``."""
+    ``(step, accuracy)``; ``steps_done``/``steps_total``: the optimiser steps taken and planned (fewer taken:
+    stopped early by ``FinetuneConfig.patience``)."""
 
     step: int
     accuracy: float
     start_accuracy: float
     checks: tuple[tuple[int, float], ...]
     loss: float = float("nan")
+    steps_done: int = 0
+    steps_total: int = 0
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.steps_done < self.steps_total
 
 
 def better_on_validation(acc: float, loss: float, best_acc: float, best_loss: float) -> bool:
@@ -598,11 +620,11 @@ def finetune_best(
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     x_val, y_val = val
     total = cfg.spec().total_steps(len(x))
-    checks = sorted({max(1, round(total * (i + 1) / max(1, cfg.val_checks))) for i in range(cfg.val_checks)})
+    checks, patience = _check_points(cfg, len(x), total)
     acc0, loss0 = accuracy_and_loss(model, x_val, y_val, device=dev)
     best: dict[str, Any] = {"step": 0, "acc": acc0, "loss": loss0, "model": copy.deepcopy(model).cpu()}
     seen: list[tuple[int, float]] = []
-    done = [0]
+    done, rose = [0], [0, acc0]  # optimiser steps taken; (the step of the last rise in accuracy, the best accuracy)
 
     def check(m: torch.nn.Module) -> None:
         done[0] += 1
@@ -610,15 +632,32 @@ def finetune_best(
             return
         acc, loss = accuracy_and_loss(m, x_val, y_val, device=dev)
         seen.append((done[0], acc))
+        if acc > rose[1] + 1e-12:
+            rose[:] = [done[0], acc]
         if better_on_validation(acc, loss, best["acc"], best["loss"]):
             best.update(step=done[0], acc=acc, loss=loss, model=copy.deepcopy(m).cpu())
 
+    def stop() -> bool:  # at a check point only: the learning curve has been flat for ``patience`` epochs
+        return done[0] in checks and done[0] - rose[0] >= patience
+
     if total > 0:
-        finetune(model, x, y, cfg, teacher=teacher, seed=seed, after_step=check, device=dev)
+        finetune(model, x, y, cfg, teacher=teacher, seed=seed, after_step=check, device=dev,
+                 stop=stop if cfg.patience is not None else None)
     if best["step"] != done[0]:  # the last batch did not win: go back to the winner
         model.load_state_dict(best["model"].state_dict())
         _load_runtime_state(model, _runtime_state(best["model"]))
-    return model.eval(), Selection(best["step"], best["acc"], acc0, tuple(seen), best["loss"])
+    return model.eval(), Selection(best["step"], best["acc"], acc0, tuple(seen), best["loss"], done[0], total)
+
+
+def _check_points(cfg: FinetuneConfig, n: int, total: int) -> tuple[set[int], int]:
+    """:func:`finetune_best`'s validation points (``cfg.val_checks`` evenly spaced, the last step included; with
+    ``cfg.patience`` also every epoch's last step) and the patience in optimiser steps (``total + 1``: off)."""
+    checks = {max(1, round(total * (i + 1) / max(1, cfg.val_checks))) for i in range(cfg.val_checks)}
+    if cfg.patience is None:
+        return checks, total + 1
+    per_epoch = max(1, (n + cfg.batch_size - 1) // cfg.batch_size)
+    checks |= set(range(per_epoch, total + 1, per_epoch))
+    return checks, max(1, int(np.ceil(cfg.patience * per_epoch)))
 
 
 def train(

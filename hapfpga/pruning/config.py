@@ -114,6 +114,11 @@ class PruningConfig:
     #: keep the best-on-validation weights of every fine-tune (the starting weights included), so a fine-tune
     #: cannot leave a model less accurate on the validation split than it started
     select_best: bool = True
+    #: the long fine-tunes (``finetune_epochs``: a rescue, each backtracking probe, the final one) stop when the
+    #: validation accuracy has not risen above its best so far for this many epochs (a learning-curve early stop,
+    #: checked at every epoch's end; ``hapfpga.train.FinetuneConfig.patience``). None (default): they run their
+    #: ``finetune_epochs`` in full. Needs ``select_best`` (the best-on-validation weights are what is kept)
+    finetune_patience: float | None = None
     #: greedy targets budget/max_fps: the search goes on while a step's validation drop (after its short
     #: fine-tune) is within this (None: ``max_accuracy_drop``); the final rule stays ``max_accuracy_drop``
     step_accuracy_drop: float | None = None
@@ -193,6 +198,12 @@ class PruningConfig:
             raise ConfigError(
                 f"Config key 'pruning.final_weights' 'reprune' needs pruning.method greedy or j, not '{self.method}'."
             )
+        if self.finetune_patience is not None and not self.finetune_patience > 0:
+            raise ConfigError(f"Config key 'pruning.finetune_patience' is {self.finetune_patience}; give a positive "
+                              "number of epochs, or leave it out to fine-tune finetune_epochs in full.")
+        if self.finetune_patience is not None and not self.select_best:
+            raise ConfigError("Config key 'pruning.finetune_patience' needs pruning.select_best: true (an early stop "
+                              "keeps the best-on-validation weights); set it or remove finetune_patience.")
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
 

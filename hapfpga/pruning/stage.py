@@ -91,7 +91,7 @@ class _Run:
         from ..train import FinetuneConfig
 
         return FinetuneConfig(epochs=self.cfg.finetune_epochs, lr=self.cfg.lr, distill=self.cfg.distill,
-                              schedule=self.cfg.finetune_schedule)
+                              schedule=self.cfg.finetune_schedule, patience=self.cfg.finetune_patience)
 
     def evaluate(self, m: Any, x: Any, y: Any) -> float:
         from ..train import evaluate as _evaluate
@@ -115,6 +115,9 @@ class _Run:
         if self.cfg.select_best:
             m, sel = finetune_best(m, self.data.x_fit, self.data.y_fit, (self.data.x_val, self.data.y_val), c, teacher=self.teacher,
                                    seed=self.seed, device=self.dev)
+            if sel.stopped_early:
+                self.say(f"fine-tune stopped after {c.epochs * sel.steps_done / sel.steps_total:.2g} of {c.epochs:g} "
+                         f"epochs: validation accuracy flat for {c.patience:g} (pruning.finetune_patience)")
             return m, sel.accuracy
         self.finetune(m, self.data.x_fit, self.data.y_fit, c, teacher=self.teacher, seed=self.seed, checkpoint=checkpoint)
         return m.eval(), self.evaluate(m, self.data.x_val, self.data.y_val)
