@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InfeasibleError
 from ..runstate import atomic_write_text
 from .base import Conf, Context, Stage, StageOutput
 
@@ -102,9 +102,14 @@ def _for_open_tools(ctx: Context, conf: Conf, choice: _Choice, redo: Callable[[]
     hls = chosen_hls_layers(json.loads(text), extra.get("specialize")) if tools else []
     if not hls:
         return choice
+    use = SYNTHESIS if tools == ["synth"] else SIMULATION
     if conf.folding.variants == "mixed":
-        check_chosen_design(json.loads(text), extra.get("specialize"), SYNTHESIS if tools == ["synth"] else SIMULATION)
-    plan, layers, text2, extra2 = redo()
+        check_chosen_design(json.loads(text), extra.get("specialize"), use)
+    try:
+        plan, layers, text2, extra2 = redo()
+    except InfeasibleError:  # only the mixed design fits: the open tools cannot take it
+        check_chosen_design(json.loads(text), extra.get("specialize"), use)
+        raise
     note = (f"kept the embedded-threshold graph: the mixed design ({extra['variant_fps'].get('mixed'):,.0f} FPS "
             f"predicted) has HLS layer {hls[0]}, which {' and '.join(tools)} cannot take (an HLS layer becomes RTL only "
             "through Vitis HLS)")
