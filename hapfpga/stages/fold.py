@@ -155,8 +155,12 @@ def _file_digest(ctx: Context) -> str | None:
     return stage_key(Path(f.file).read_text() + (sib.read_text() if sib.is_file() else ""))
 
 
-def _key_extra(ctx: Context) -> tuple[str | None, list[str]]:
-    return _file_digest(ctx), open_tool_stages(ctx.cfg)
+def _key_extra(ctx: Context) -> tuple[str | None, bool]:
+    """The folding file's content, and whether open tools take the design where that can change our fold's choice
+    (:func:`_for_open_tools`; elsewhere, e.g. ``hapfpga build --folding F --emulate``, adding them resumes)."""
+    f = ctx.cfg.folding
+    ours = f.mode in ("max_fps", "fps") and f.variants != "embedded" and not f.open_simulatable
+    return _file_digest(ctx), ours and bool(open_tool_stages(ctx.cfg))
 
 
 FOLD = Stage(
