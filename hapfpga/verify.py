@@ -386,18 +386,6 @@ class _FloatTol:
         return f"float_tol={self.tol} + 2^-20·{of}"
 
 
-def _float_scale(stream_mw: Any, tail: _Tail | None, k: np.ndarray) -> np.ndarray | None:
-    """The float stages' per-output accumulation scale, from the streamlined graph's last FC input (None where
-    the tail has no such FC or the graph cannot run: the streamlined stage then reports why)."""
-    if tail is None or tail.acc_input is None or stream_mw is None:
-        return None
-    try:
-        runner = GraphRunner(stream_mw)
-        return tail.float_scale(runner.run_batch(k, [tail.acc_input])[tail.acc_input])
-    except (NodeExecutionError, KeyError):
-        return None
-
-
 def _acc(out: np.ndarray | None, y: np.ndarray | None) -> float | None:
     """Accuracy of outputs (in integer units where known: ties break as on the integer graphs)."""
     if out is None or y is None:
@@ -494,25 +482,56 @@ def _compare_finn(
     return d, agree, integer, ok
 
 
-def _finn_stage(
-    stage: str, step: str, mw: Any, k: np.ndarray, tail: _Tail | None, prev_name: str, prev_units: np.ndarray,
-    prev_int: np.ndarray | None, prev_out: np.ndarray | None, ftol: _FloatTol, y: np.ndarray | None,
-) -> tuple[StageResult, tuple[np.ndarray, np.ndarray] | None]:
-    """A FINN graph's stage result and, when it ran, its (integer tensor, output)."""
+@dataclass
+class _Ran:
+    """A FINN graph run on the test inputs: what we fixed to run it, and its tensors (``error``: why it could not)."""
+
+    fixes: list[str]
+    got: dict[str, np.ndarray] = field(default_factory=dict)
+    output: str = ""
+    error: str | None = None
+
+
+def _run_finn_graph(stage: str, step: str, mw: Any, k: np.ndarray, tail: _Tail | None,
+                    extra: Sequence[str] = ()) -> _Ran:
+    """Run a FINN step graph once for its output, the tail's integer tensor and ``extra`` tensors."""
     fixes = _hw_fixes(mw, step)
     for fix in fixes:
         _LOG.info("verification, %s graph: %s", stage, fix)
     try:
         runner = GraphRunner(mw)
-        want = [runner.output_name] + ([tail.tensor] if tail is not None else [])
-        got = runner.run_batch(k, want)
+        want = [runner.output_name] + ([tail.tensor] if tail is not None else []) + list(extra)
+        return _Ran(fixes, runner.run_batch(k, want), runner.output_name)
     except (NodeExecutionError, KeyError) as e:
         why = (f"could not execute: {e}" if isinstance(e, NodeExecutionError)
                else f"integer tensor {e} not found in this graph")
-        return StageResult(stage, prev_name, None, None, step == HW_STEP, False, False, "; ".join([why, *fixes])), None
+        return _Ran(fixes, error=why)
+
+
+def _run_streamlined(stream_mw: Any, tail: _Tail | None, k: np.ndarray) -> tuple[_Ran | None, np.ndarray | None]:
+    """The streamlined graph's one run (None: no such graph) and, from its last FC's input, the float stages'
+    accumulation scale (:meth:`_Tail.float_scale`; None where there is no such FC or the graph did not run)."""
+    if stream_mw is None:
+        return None, None
+    acc_in = [tail.acc_input] if tail is not None and tail.acc_input is not None else []
+    ran = _run_finn_graph("finn_streamlined", STREAMLINE_STEP, stream_mw, k, tail, acc_in)
+    if tail is None or not acc_in or ran.error is not None:
+        return ran, None
+    return ran, tail.float_scale(ran.got[acc_in[0]])
+
+
+def _finn_stage(
+    stage: str, step: str, ran: _Ran, tail: _Tail | None, prev_name: str, prev_units: np.ndarray,
+    prev_int: np.ndarray | None, prev_out: np.ndarray | None, ftol: _FloatTol, y: np.ndarray | None,
+) -> tuple[StageResult, tuple[np.ndarray, np.ndarray] | None]:
+    """A FINN graph's stage result from its run and, when it ran, its (integer tensor, output)."""
+    fixes = ran.fixes
+    if ran.error is not None:
+        return StageResult(stage, prev_name, None, None, step == HW_STEP, False, False,
+                           "; ".join([ran.error, *fixes])), None
     notes: list[str] = []
-    out = got[runner.output_name]
-    t_int = got[tail.tensor] if tail is not None else out
+    out = ran.got[ran.output]
+    t_int = ran.got[tail.tensor] if tail is not None else out
     if tail is not None and not np.array_equal(t_int, np.round(t_int)):  # the tensor must hold integers
         notes.append(f"tensor {tail.tensor} is not integer-valued")
     d, agree, integer, ok = _compare_finn(step, t_int, out, tail, prev_units, prev_int, prev_out, ftol, notes)
@@ -572,7 +591,8 @@ def verify_chain(
 
     # -- QONNX --------------------------------------------------------------------------------------------
     prev_name, prev_units = "brevitas", _to_units(tail, y_brev.astype(np.float64))
-    ftol = _FloatTol(float_tol, _float_scale(stream_mw, tail, k))
+    ran_stream, scale = _run_streamlined(stream_mw, tail, k)
+    ftol = _FloatTol(float_tol, scale)
     res, q_units = _qonnx_stage(qonnx_path, k, tail, tail_note, prev_name, prev_units, ftol, y)
     stages.append(res)
     if q_units is not None:
@@ -586,8 +606,9 @@ def verify_chain(
             stages.append(StageResult(stage, prev_name, None, None, True, False, False,
                                       f"FINN build has no {step} model (missing: {', '.join(missing)})"))
             continue
-        mw = stream_mw if step == STREAMLINE_STEP else ModelWrapper(str(step_paths[step]))
-        res, ran = _finn_stage(stage, step, mw, k, tail, prev_name, prev_units, prev_int, prev_out, ftol, y)
+        run = (ran_stream if step == STREAMLINE_STEP and ran_stream is not None
+               else _run_finn_graph(stage, step, ModelWrapper(str(step_paths[step])), k, tail))
+        res, ran = _finn_stage(stage, step, run, tail, prev_name, prev_units, prev_int, prev_out, ftol, y)
         stages.append(res)
         if ran is None:
             continue
