@@ -10,7 +10,7 @@ from ..errors import ConfigError, VerificationError
 from ..runstate import atomic_dir
 from .base import Conf, Context, Stage, StageOutput
 
-__all__ = ["FINN_BUILD", "VERIFY", "RTLSIM", "DEPLOY", "finn_estimate_summary", "finn_result"]
+__all__ = ["FINN_BUILD", "VERIFY", "RTLSIM", "DEPLOY", "finn_estimate_summary", "finn_result", "chosen_specialize"]
 
 
 def finn_estimate_summary(reports: dict[str, Any], board: Any) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def finn_build(ctx: Context, conf: Conf) -> StageOutput:
         res = run_flow(flow, ctx.model_file, tmp, conf.board, conf.clock_mhz, folding_file=ctx.path("folding.json"),
                        hw_code_dir=hw_code, work_dir=ctx.path("work"),
                        open_simulatable=conf.folding.open_simulatable,
-                       specialize=ctx.results.get("fold", {}).get("specialize"), progress=ctx.progress)
+                       specialize=chosen_specialize(ctx), progress=ctx.progress)
         est = finn_estimate_summary(res.reports, conf.board)
     outs = flow_outputs(finn_dir)
     return [finn_dir], {
@@ -140,9 +140,10 @@ def _rtlsim_frames(ctx: Context, n: int) -> Any:
             else rng.random((n, *shape), dtype=np.float32))
 
 
-def _specialize(ctx: Context) -> dict[str, Any] | None:
-    """The fold stage's specialize config (a mixed design), which FINN builds with: rtlsim and deploy.emulate
-    simulate that design or refuse it (``rtlsim.prepare.refuse_hls_layers``), never the all-RTL one instead."""
+def chosen_specialize(ctx: Context) -> dict[str, Any] | None:
+    """The fold stage's specialize config (a mixed design), which FINN builds with: the FINN build uses it, and
+    rtlsim, deploy.emulate and synth simulate or synthesise that design or refuse it
+    (``rtlsim.prepare.refuse_hls_layers``), never the all-RTL one instead."""
     return ctx.results.get("fold", {}).get("specialize")
 
 
@@ -157,7 +158,7 @@ def rtlsim(ctx: Context, conf: Conf) -> StageOutput:
     x = _rtlsim_frames(ctx, rc.n)
     rep = run_rtlsim_stage(ctx.model_file, ctx.path("folding.json"), conf.board, ctx.run_dir, x, len(x),
                            clock_mhz=conf.clock_mhz, fifo_sizing=rc.fifo_sizing, per_layer=rc.per_layer,
-                           stall=rc.stall, specialize=_specialize(ctx))
+                           stall=rc.stall, specialize=chosen_specialize(ctx))
     return [ctx.path("rtlsim")], rep
 
 
@@ -200,7 +201,7 @@ def _emulate(ctx: Context, conf: Conf, pkg: Path) -> dict[str, Any]:
         raise ConfigError("deploy.emulate runs the package's test data on the emulated board; give test data "
                           "(hapfpga build --test-data, or the run's dataset).")
     build_emulated_board(pkg, ctx.model_file, ctx.path("folding.json"), conf.board, conf.clock_mhz,
-                         ctx.path("work") / "emulate", specialize=_specialize(ctx))
+                         ctx.path("work") / "emulate", specialize=chosen_specialize(ctx))
     rep = emulate_report(pkg)
     (pkg / "measurement_emulate.json").write_text(json.dumps(rep, indent=2) + "\n")
     shutil.make_archive(str(pkg), "zip", root_dir=str(pkg.parent), base_dir=pkg.name)

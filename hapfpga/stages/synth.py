@@ -15,11 +15,12 @@ __all__ = ["SYNTH", "synth"]
 def synth(ctx: Context, conf: Conf) -> StageOutput:
     from ..runconfig import SynthConfig
     from ..synth.stage import run_synth_stage
+    from .hardware import chosen_specialize
 
     sc = conf.synth or SynthConfig()
     rep = run_synth_stage(ctx.model_file, ctx.path("folding.json"), conf.board, ctx.run_dir, whole=sc.whole,
                           quick=sc.quick, clock_mhz=conf.clock_mhz,
-                          specialize=ctx.results.get("fold", {}).get("specialize"))
+                          specialize=chosen_specialize(ctx))
     return [ctx.path("synth")], rep
 
 
