@@ -99,16 +99,19 @@ def _for_open_tools(ctx: Context, conf: Conf, choice: _Choice, redo: Callable[[]
     from ..rtlsim.prepare import SIMULATION, SYNTHESIS, check_chosen_design, chosen_hls_layers
 
     tools, (_, _, text, extra) = open_tool_stages(ctx.cfg), choice
-    hls = chosen_hls_layers(json.loads(text), extra.get("specialize")) if tools else []
+    if not tools or not extra.get("specialize"):
+        return choice
+    folding, spec = json.loads(text), extra["specialize"]
+    hls = chosen_hls_layers(folding, spec)
     if not hls:
         return choice
     use = SYNTHESIS if tools == ["synth"] else SIMULATION
     if conf.folding.variants == "mixed":
-        check_chosen_design(json.loads(text), extra.get("specialize"), use)
+        check_chosen_design(folding, spec, use)
     try:
         plan, layers, text2, extra2 = redo()
     except InfeasibleError:  # only the mixed design fits: the open tools cannot take it
-        check_chosen_design(json.loads(text), extra.get("specialize"), use)
+        check_chosen_design(folding, spec, use)
         raise
     note = (f"kept the embedded-threshold graph: the mixed design ({extra['variant_fps'].get('mixed'):,.0f} FPS "
             f"predicted) has HLS layer {hls[0]}, which {' and '.join(tools)} cannot take (an HLS layer becomes RTL only "
