@@ -476,6 +476,7 @@ def _summary_section(report: Mapping[str, Any], clock: float | None) -> list[str
                     f"{_fmt(fold.get('predicted_fps'))} FPS"
                     + (f", bound {_fmt(fold.get('bound_fps'))} ({fold.get('binding_resource')})"
                        if fold.get("bound_fps") else "") if fold else None),
+        ("folding design", f"{fold.get('variant')}: {fold['variant_note']}" if fold.get("variant_note") else None),
         ("FINN estimate FPS", f"{_fmt(fe.get('fps'))} (bottleneck {fe.get('max_cycles_node')})" if fe else None),
         ("fits the board", ("yes" if fe.get("fits") else f"no — over on {', '.join(fe.get('over_budget', []))}")
          if "fits" in fe else None),

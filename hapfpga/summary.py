@@ -118,6 +118,14 @@ def _pruning_rows(t: Any, report: dict[str, Any]) -> None:
         t.add_row("pruning limited by", str(lim["layer"]), f"{lim['reason']}; would help: {lim['knob']}")
 
 
+def _variant_note(fold: dict[str, Any]) -> str:
+    """Why the fold stage kept the graph it kept (``folding.variant_note``), else each folded graph's FPS."""
+    if fold.get("variant_note"):
+        return str(fold["variant_note"])
+    fps = fold.get("variant_fps") or {}
+    return ", ".join(f"{k} {_fmt(v) if v else 'does not fit'}" for k, v in fps.items())
+
+
 def print_summary(report: dict[str, Any], console: Any) -> None:
     """The summary table ``hapfpga run`` prints at the end (readable at 80 columns)."""
     from .commands.table import cli_table
@@ -134,6 +142,8 @@ def print_summary(report: dict[str, Any], console: Any) -> None:
     fold = report["folding"]
     t.add_row("folding", fold["mode"], f"our predicted FPS {_fmt(fold.get('predicted_fps'))}"
               + (f", bound {_fmt(fold['bound_fps'])}" if fold.get("bound_fps") else ""))
+    if fold.get("variant_note") or fold.get("variant") == "mixed":
+        t.add_row("folding design", str(fold.get("variant")), _variant_note(fold))
     fe = report["finn_estimate"]
     t.add_row("FINN estimate FPS", _fmt(fe["fps"]), f"bottleneck {fe['max_cycles_node']} ({fe['max_cycles']:,} cycles)")
     for k in ("LUT", "BRAM_18K", "URAM", "DSP"):
