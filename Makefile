@@ -34,14 +34,16 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check hapfpga tests benchmarks
 
-# every benchmark; pruning_vs_finn with README's --quick settings, folding_vs_finn on every board too
+# every benchmark; pruning_vs_finn with README's --quick settings, folding_vs_finn on every board too, prune_example
+# (examples/prune_cnv_digits.yaml through hapfpga run) on its 3 seeds one after another
 # (run_yosys_jobs.py is a helper and conformance_table.py prints a test run's table: neither is a benchmark)
 bench: $(STAMP)
-	for b in $(filter-out benchmarks/pruning_vs_finn.py benchmarks/run_yosys_jobs.py benchmarks/conformance_table.py,$(wildcard benchmarks/*.py)); do \
+	for b in $(filter-out benchmarks/pruning_vs_finn.py benchmarks/prune_example.py benchmarks/run_yosys_jobs.py benchmarks/conformance_table.py,$(wildcard benchmarks/*.py)); do \
 		$(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/folding_vs_finn.py --all-boards --models cnv
 	$(BIN)/python benchmarks/pruning_vs_finn.py --quick
 	$(BIN)/python benchmarks/pruning_vs_finn.py --quick --model resnet8 --bits 4 --lr 0.01
+	$(BIN)/python benchmarks/prune_example.py --seeds 0 1 2
 
 clean:
 	rm -rf runs build .pytest_cache
