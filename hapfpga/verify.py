@@ -210,14 +210,60 @@ class GraphRunner:
             self._exec(i, node, how, ctx)
         return ctx
 
-    def run_batch(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray]:
-        """Run every sample of ``xs`` (N, ...) and stack the named tensors."""
+    def run_batch(self, xs: np.ndarray, tensors: Sequence[str], batched: bool = True) -> dict[str, np.ndarray]:
+        """Run every sample of ``xs`` (N, ...) and stack the named tensors (each sample's flattened).
+
+        ``batched``: many samples per node call where the graph allows it (:mod:`hapfpga.finn.batchexec`: same
+        per-sample values; a graph it cannot batch, or a batched run that raises, runs one sample at a time, so a
+        node that cannot execute is named as in the per-sample path)."""
+        if batched and len(xs) > 1:
+            got = self._run_batched(xs, tensors)
+            if got is not None:
+                return got
+        return self._run_each(xs, tensors)
+
+    def _run_each(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray]:
         got: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
         for x in xs:
             ctx = self.run(x[None].astype(np.float32))
             for t in tensors:
                 got[t].append(np.asarray(ctx[t]).reshape(-1))
         return {t: np.stack(v) for t, v in got.items()}
+
+    def batch_plan(self) -> tuple[Any, str]:
+        """(the :class:`~hapfpga.finn.batchexec.BatchExecutor` of this graph or None, why not batched)."""
+        if not hasattr(self, "_batch"):
+            from .finn.batchexec import BatchExecutor, plan_batch
+
+            if not hasattr(self, "_plan"):
+                self._prepare()
+            steps, why = plan_batch(self.model, self._plan, self.input_name)
+            ex = BatchExecutor(self.model, steps, self._template, self._exec) if steps is not None else None
+            self._batch = (ex, why)
+            if ex is None:
+                _LOG.info("verification runs %s one sample at a time: %s", self.graph.name or "a graph", why)
+        return self._batch
+
+    def _run_batched(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """The batched run in chunks, or None where this graph runs one sample at a time."""
+        from .finn.batchexec import chunk_size
+
+        ex, _ = self.batch_plan()
+        if ex is None:
+            return None
+        k = np.asarray(xs, dtype=np.float32).reshape((len(xs), *self.input_shape[1:]))
+        step = chunk_size(self.model, sorted(ex.dynamic), len(k))
+        got: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+        try:
+            for s in range(0, len(k), step):
+                ctx = ex.run(k[s:s + step])
+                for t in tensors:
+                    got[t].append(np.asarray(ctx[t]).reshape(len(k[s:s + step]), -1))
+        except Exception as e:  # noqa: BLE001 - the per-sample path then names the failing node or runs
+            _LOG.info("verification: batched run of %s failed (%s: %s); running one sample at a time",
+                      self.graph.name or "a graph", type(e).__name__, e)
+            return None
+        return {t: np.concatenate(v, axis=0) for t, v in got.items()}
 
 
 def _np_to_onnx_type(arr: np.ndarray) -> int:
@@ -362,13 +408,25 @@ FLOAT_REL_TOL = 2.0 ** -20
 def _within_float_tol(a: np.ndarray, b: np.ndarray, float_tol: float, scale: np.ndarray | None = None) -> bool:
     """Whether two float stages agree within ``float_tol`` plus ``FLOAT_REL_TOL`` times ``scale`` (per sample and
     output, see :meth:`_Tail.float_scale`; without it, each sample's largest |value|)."""
+    return not _float_bad_samples(a, b, float_tol, scale).any()
+
+
+def _float_bad_samples(a: np.ndarray, b: np.ndarray, float_tol: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """Per sample, whether it differs by more than the allowance of :func:`_within_float_tol`."""
     a2 = a.reshape(len(a), -1).astype(np.float64)
     b2 = b.reshape(len(b), -1).astype(np.float64)
     if not a2.size:
-        return True
+        return np.zeros(len(a2), dtype=bool)
     if scale is None:
         scale = np.maximum(np.abs(a2).max(1, keepdims=True), np.abs(b2).max(1, keepdims=True))
-    return bool(np.all(np.abs(a2 - b2) <= float_tol + FLOAT_REL_TOL * scale))
+    return np.any(np.abs(a2 - b2) > float_tol + FLOAT_REL_TOL * scale, axis=1)
+
+
+def _which_samples(bad: np.ndarray) -> str:
+    """'sample(s) i, j, ... (k of N)' for a failing stage's note: which test inputs differ."""
+    idx = np.flatnonzero(bad)
+    shown = ", ".join(str(int(i)) for i in idx[:8]) + (", ..." if len(idx) > 8 else "")
+    return f"differs on sample{'s' if len(idx) > 1 else ''} {shown} ({len(idx)} of {len(bad)})"
 
 
 @dataclass(frozen=True)
@@ -380,6 +438,9 @@ class _FloatTol:
 
     def agree(self, a: np.ndarray, b: np.ndarray) -> bool:
         return _within_float_tol(a, b, self.tol, self.scale)
+
+    def bad_samples(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _float_bad_samples(a, b, self.tol, self.scale)
 
     def words(self) -> str:
         of = "Σ|a·W| of the last layer" if self.scale is not None else "the sample's largest |value|"
@@ -428,7 +489,8 @@ def _qonnx_stage(
         ok = ftol.agree(_to_units(tail, y_q), prev_units)
         note = "float vs float" + (f"; {tail_note}" if tail_note else "")
         if not ok:
-            note += f"; differs by more than {ftol.words()}"
+            bad = ftol.bad_samples(_to_units(tail, y_q), prev_units)
+            note += f"; differs by more than {ftol.words()}; {_which_samples(bad)}"
         res = StageResult("qonnx", prev_name, d, agree, False, d == 0.0, ok, note,
                           _acc(_rounded(tail, _to_units(tail, y_q)), y))
         return res, _to_units(tail, y_q.astype(np.float64))
@@ -479,7 +541,22 @@ def _compare_finn(
         notes.append(
             f"max difference {d:g} exceeds {'0 (exact)' if integer else ftol.words()}"
         )
+        bad = _finn_bad_samples(step, t_int, out, prev_units, prev_int, prev_out, ftol)
+        if bad.any():
+            notes.append(_which_samples(bad))
     return d, agree, integer, ok
+
+
+def _finn_bad_samples(
+    step: str, t_int: np.ndarray, out: np.ndarray, prev_units: np.ndarray, prev_int: np.ndarray | None,
+    prev_out: np.ndarray | None, ftol: _FloatTol,
+) -> np.ndarray:
+    """Per sample, whether a FINN stage's result differs from its reference beyond what its comparison allows."""
+    if step == STREAMLINE_STEP or prev_int is None or prev_out is None:
+        return ftol.bad_samples(t_int, prev_units)
+    n = len(t_int)
+    return (np.any(t_int.reshape(n, -1) != prev_int.reshape(n, -1), axis=1)
+            | np.any(out.reshape(n, -1) != prev_out.reshape(n, -1), axis=1))
 
 
 @dataclass
