@@ -190,3 +190,104 @@ def test_matmul_batched_is_bit_exact_float_sums_per_sample(kind):
     r = _one_node_graph(helper.make_node("MatMul", ["x", "w"], ["y"]), (1, kk), (1, m), {"w": w}, "FLOAT32")
     assert _exact_in_float32(r.graph.node[0], [k[:, 0], w]) == (kind == "small integers")
     _same_both_ways(r, k)
+
+
+# -- a one-unit error in ONE sample of a batch is caught and named ------------------------------------------------
+
+N = 48
+
+
+@pytest.fixture(scope="module")
+def digits_built(tmp_path_factory):
+    """The default digits model trained 2 epochs, its QONNX export and FINN graphs (the user path)."""
+    from hapfpga.data import load_digits
+    from hapfpga.finn.build import FinnBuildResult
+    from hapfpga.runconfig import ModelConfig, TrainConfig
+    from hapfpga.train import train
+    from hapfpga.zoo import build_model
+
+    tmp = tmp_path_factory.mktemp("batched_verify")
+    ds = load_digits()
+    model = build_model(ModelConfig(), ds.input_shape, ds.num_classes)
+    train(model, ds, TrainConfig(epochs=2, lr=0.01), seed=0, progress=False)
+    g = _finn_graphs(model, ds.input_shape, tmp)
+    res = FinnBuildResult(tmp / "finn", tmp / "finn" / "log", {STREAMLINE_STEP: g["streamlined"], HW_STEP: g["hw"]})
+    return model, g["qonnx"], res, ds, tmp
+
+
+def _plus_one_unit_on_one_sample(path, tensor, pixel_sum, unit, col, out_path):
+    """The graph at ``path`` with ``unit`` added to column ``col`` of ``tensor`` only for the input whose pixels
+    sum to ``pixel_sum`` (Flatten · MatMul(ones) → Equal → Cast → one-hot Mul → Add, standard ONNX ops)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    mw = ModelWrapper(str(path))
+    inp = mw.graph.input[0].name
+    n_in, shape = int(np.prod(mw.get_tensor_shape(inp))), mw.get_tensor_shape(tensor)
+    onehot = np.zeros(shape, dtype=np.float32)
+    onehot.reshape(-1)[col] = unit
+    consts = {"mk_ones": np.ones((n_in, 1), np.float32), "mk_sum": np.full((1, 1), pixel_sum, np.float32),
+              "mk_onehot": onehot}
+    for name, v in consts.items():
+        mw.set_initializer(name, v)
+    mw.find_producer(tensor).output[0] = tensor + "_pre"
+    nodes = [helper.make_node("Flatten", [inp], ["mk_flat"]), helper.make_node("MatMul", ["mk_flat", "mk_ones"], ["mk_s"]),
+             helper.make_node("Equal", ["mk_s", "mk_sum"], ["mk_eq"]),
+             helper.make_node("Cast", ["mk_eq"], ["mk_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["mk_f", "mk_onehot"], ["mk_delta"]),
+             helper.make_node("Add", [tensor + "_pre", "mk_delta"], [tensor])]
+    for shp, names in (([1, n_in], ["mk_flat"]), ([1, 1], ["mk_s", "mk_f"]), (list(shape), ["mk_delta", tensor + "_pre"])):
+        mw.graph.value_info.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, shp) for t in names)
+    mw.graph.value_info.append(helper.make_tensor_value_info("mk_eq", TensorProto.BOOL, [1, 1]))
+    mw.graph.node.extend(nodes)
+    from qonnx.transformation.general import SortGraph
+
+    mw = mw.transform(SortGraph())
+    mw.save(str(out_path))
+    return out_path
+
+
+def _victim(ds):
+    """A test sample whose pixel sum no other of the first N has."""
+    from hapfpga.data import to_uint8
+
+    sums = to_uint8(ds.x_test[:N]).reshape(N, -1).sum(1)
+    vals, counts = np.unique(sums, return_counts=True)
+    i = int(np.flatnonzero(sums == vals[counts == 1][len(vals[counts == 1]) // 2])[0])
+    return i, float(sums[i])
+
+
+def test_one_unit_on_one_logit_of_one_sample_fails_the_hw_stage_and_names_it(digits_built):
+    from hapfpga.finn.build import FinnBuildResult
+    from hapfpga.verify import _load_tail, verify_chain
+
+    model, onnx_path, res, ds, tmp = digits_built
+    _, tail, _ = _load_tail(dict(res.step_models))
+    i, s = _victim(ds)
+    hw = _plus_one_unit_on_one_sample(res.step_models[HW_STEP], tail.tensor, s, 1.0, 3, tmp / "hw_one.onnx")
+    edited = FinnBuildResult(res.output_dir, res.log_file, {**res.step_models, HW_STEP: hw})
+    rep = verify_chain(model, onnx_path, edited, ds.x_test[:N])
+    st = {x.name: x for x in rep.stages}
+    assert all(st[n].passed for n in ("brevitas", "qonnx", "finn_streamlined")), rep.as_dict()
+    bad = st["finn_hw"]
+    assert not bad.passed and bad.max_abs_diff == 1.0 and bad.argmax_agreement is not None
+    assert f"differs on sample {i} (1 of {N})" in bad.note, bad.note
+    # the HW graph edited this way still runs batched: the check holds on the batched path, not only per sample
+    assert _runner(hw, "hw").batch_plan()[0] is not None
+    assert verify_chain(model, onnx_path, res, ds.x_test[:N]).passed  # unedited: passes
+
+
+def test_one_unit_on_one_logit_of_one_sample_fails_the_qonnx_stage_and_names_it(digits_built):
+    from hapfpga.verify import _load_tail, verify_chain
+
+    model, onnx_path, res, ds, tmp = digits_built
+    _, tail, _ = _load_tail(dict(res.step_models))
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    out = ModelWrapper(str(onnx_path)).graph.output[0].name
+    i, s = _victim(ds)
+    unit = float(np.ravel(tail.mul)[min(3, tail.mul.size - 1)])
+    q = _plus_one_unit_on_one_sample(onnx_path, out, s, unit, 3, tmp / "q_one.onnx")
+    rep = verify_chain(model, q, res, ds.x_test[:N])
+    qs = rep.stages[1]
+    assert qs.name == "qonnx" and not qs.passed and 0.99 < qs.max_abs_diff < 1.01, qs.note
+    assert f"differs on sample {i} (1 of {N})" in qs.note, qs.note
