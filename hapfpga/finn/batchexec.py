@@ -49,6 +49,7 @@ _STD_PER_SAMPLE = frozenset({
 _CUSTOM_BATCHED = frozenset({"MultiThreshold", "Quant", "BipolarQuant", "Trunc"})
 #: accumulating ops: float32 rounding depends on the kernel's blocking, which depends on the batch size
 _FLOAT_ACC = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+_FINN_HW = "finn.custom_op.fpgadataflow"
 _QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 _AXIS_OPS = {"Concat": 1, "Softmax": -1, "LogSoftmax": -1, "Flatten": 1}  # ONNX default axis
 _MAX_ELEMS = 2 ** 23  # per dynamic tensor of a chunk (32 MiB of float32): bounds memory on large graphs
@@ -101,6 +102,8 @@ def batch_mode(model: Any, node: Any, how: str, dynamic: set[str]) -> str:
             return "maxpool_nhwc"
         if node.op_type == "Im2Col":
             return "im2col"
+    if how == "custom" and node.domain == _FINN_HW and node.op_type == "ConvolutionInputGenerator":
+        return "swg"
     return "per_sample"
 
 
@@ -241,29 +244,42 @@ def _run_reshape(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray],
 
 def _run_im2col(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray], n: int) -> None:
     """QONNX's Im2Col.execute_node on each sample (its im2col mixes samples when given a batch): the same
-    padding and gather indices (qonnx's ``get_im2col_indices_nchw``), the sample axis kept apart."""
-    from qonnx.custom_op.general.im2col import compute_conv_output_dim, get_im2col_indices_nchw
+    checks, padding and gather indices (qonnx's ``get_im2col_indices_nchw``), the sample axis kept apart."""
     from qonnx.custom_op.registry import getCustomOp
 
     op = getCustomOp(step.node)
-    (k_h, k_w), (s_h, s_w) = op.get_nodeattr("kernel_size"), op.get_nodeattr("stride")
-    pad, (d_h, d_w) = list(op.get_nodeattr("pad_amount")), op.get_nodeattr("dilations")
-    x = np.asarray(ctx[step.node.input[0]])
-    dummy_h, dummy_w = x.ndim == 4 and x.shape[1] == 1, x.ndim == 4 and x.shape[2] == 1
-    if x.ndim != 4 or (dummy_h and (k_h != 1 or pad[0] + pad[2])) or (dummy_w and (k_w != 1 or pad[1] + pad[3])):
-        raise ValueError(f"Im2Col {step.node.name}: input {x.shape} is not the NHWC image it expects")
-    pad_val = op.get_nodeattr("pad_value")
+    pad, pad_val = list(op.get_nodeattr("pad_amount")), op.get_nodeattr("pad_value")
     if any(pad) and not ex.model.get_tensor_datatype(step.node.input[0]).allowed(pad_val):
         raise ValueError(f"Im2Col {step.node.name}: pad value {pad_val} outside the input's datatype")
-    _, h, w, c = x.shape
+    ctx[step.node.output[0]] = _im2col(np.asarray(ctx[step.node.input[0]]), op.get_nodeattr("kernel_size"),
+                                       op.get_nodeattr("stride"), pad, op.get_nodeattr("dilations"), pad_val)
+
+
+def _run_swg(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray], n: int) -> None:
+    """finn's ConvolutionInputGenerator.execute_node: an Im2Col of its kernel, stride and dilation, no padding."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    op = getCustomOp(step.node)
+    ctx[step.node.output[0]] = _im2col(np.asarray(ctx[step.node.input[0]]), op.get_nodeattr("ConvKernelDim"),
+                                       op.get_nodeattr("Stride"), [0, 0, 0, 0], op.get_nodeattr("Dilation"), 0)
+
+
+def _im2col(x: np.ndarray, kernel: Any, stride: Any, pad: list[int], dilation: Any, pad_val: Any) -> np.ndarray:
+    """qonnx's Im2Col (NHWC in, (N, oh, ow, kh·kw·C) out, inner order kh, kw, C) with the sample axis kept."""
+    from qonnx.custom_op.general.im2col import compute_conv_output_dim, get_im2col_indices_nchw
+
+    (k_h, k_w), (s_h, s_w), (d_h, d_w) = kernel, stride, dilation
+    dummy_h, dummy_w = x.ndim == 4 and x.shape[1] == 1, x.ndim == 4 and x.shape[2] == 1
+    if x.ndim != 4 or (dummy_h and (k_h != 1 or pad[0] + pad[2])) or (dummy_w and (k_w != 1 or pad[1] + pad[3])):
+        raise ValueError(f"Im2Col: input {x.shape} is not the NHWC image it expects")
+    n, h, w, c = x.shape
     oh = compute_conv_output_dim(h, k_h, s_h, pad[0] + pad[2], d_h)
     ow = compute_conv_output_dim(w, k_w, s_w, pad[1] + pad[3], d_w)
     xp = np.pad(x.transpose(0, 3, 1, 2), ((0, 0), (0, 0), (pad[0], pad[2]), (pad[1], pad[3])),
                 mode="constant", constant_values=pad_val)
     ki, ii, jj = get_im2col_indices_nchw((n, c, h, w), k_h, k_w, pad, s_h, s_w, d_h, d_w)
     cols = xp[:, ki, ii, jj]  # (N, C·kh·kw, oh·ow)
-    ctx[step.node.output[0]] = cols.reshape(n, c, k_h, k_w, oh, ow).transpose(0, 4, 5, 2, 3, 1).reshape(
-        n, oh, ow, k_h * k_w * c)
+    return cols.reshape(n, c, k_h, k_w, oh, ow).transpose(0, 4, 5, 2, 3, 1).reshape(n, oh, ow, k_h * k_w * c)
 
 
 def _run_custom(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray], n: int) -> None:
@@ -299,5 +315,6 @@ _RUN: dict[str, Callable[[BatchExecutor, BatchStep, dict[str, np.ndarray], int],
     "custom": _run_custom,
     "maxpool_nhwc": _run_maxpool_nhwc,
     "im2col": _run_im2col,
+    "swg": _run_swg,
     "per_sample": BatchExecutor.per_sample,
 }

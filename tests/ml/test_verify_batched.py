@@ -89,6 +89,7 @@ def test_batched_equals_per_sample_on_every_tensor_of_real_graphs(name, tmp_path
         r = _runner(path, stage)
         ex, why = r.batch_plan()
         assert ex is not None, f"{name} {stage}: {why}"
+        assert any(s.mode != "per_sample" for s in ex.steps)  # something really runs on the whole batch
         tensors = sorted(ex.dynamic)  # every tensor computed from the input, not only the output
         batched = r.run_batch(k, tensors)
         each = r.run_batch(k, tensors, batched=False)
