@@ -3,9 +3,12 @@
 All four run on the same test inputs as the hardware receives them, UINT8 pixels ``k = round(255 x)``: the
 Brevitas model gets ``k · 1/255`` (float32, exactly what the exported graph's first ``Mul`` computes), the graphs
 get ``k``. Graphs are executed node by node with qonnx's own node executors (``qonnx.core.onnx_exec.execute_node``
-semantics: onnxruntime for standard ONNX ops, the custom ops' Python ``execute_node`` for QONNX/FINN ops), one
-sample at a time because FINN's HW nodes carry the batch size 1 in their attributes; the onnxruntime session of
-each standard node is built once and reused, which makes this fast enough for hundreds of samples.
+semantics: onnxruntime for standard ONNX ops, the custom ops' Python ``execute_node`` for QONNX/FINN ops); the
+onnxruntime session of each standard node is built once and reused. FINN's HW nodes carry the batch size 1 in
+their attributes, so the reference execution is one sample at a time (``GraphRunner.run``); the chain runs each
+graph on the whole batch per node call where that gives every sample the same values bit for bit
+(:mod:`hapfpga.finn.batchexec`: batch-safe ops on the batch, every other node sample by sample inside it, a graph
+without a leading batch dim of 1 or a batched run that raises entirely per sample), ~5x faster on CNV.
 
 Units. FINN's graphs end in an integer tensor (the last MVAU's accumulator) followed by a float "tail" of
 ``Mul``/``Add`` by constants (the last layer's scales). We read that tail from the streamlined graph as an

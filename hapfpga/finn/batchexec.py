@@ -9,21 +9,29 @@ graph from the node and the declared shapes (``batch_mode``):
 - ``ort``: a standard ONNX op whose result for each sample depends only on that sample, with the batch on axis 0
   (``_STD_PER_SAMPLE`` and the axis rules of ``_std_batchable``): one onnxruntime session whose dynamic tensors
   have a symbolic first dimension, run on the whole batch;
-- ``reshape``: a ``Reshape`` by a constant shape from a batch-1 tensor to a batch-1 tensor: the same row-major
-  reshape of each sample, i.e. ``x.reshape((N,) + out_shape[1:])``;
-- ``custom``: a QONNX op whose Python execution reads every shape from its input array (``_CUSTOM_BATCHED``:
-  MultiThreshold, Im2Col, Quant, BipolarQuant, Trunc), given the whole batch;
+- ``reshape``: a ``Reshape`` by a constant shape: ONNX's reshape of one sample's shape by that constant (0 and
+  -1 resolved as ONNX does), applied to each sample, i.e. ``x.reshape((N,) + per_sample[1:])``;
+- ``custom``: a QONNX op whose Python execution reads every shape from its input array and computes each sample
+  on its own (``_CUSTOM_BATCHED``: MultiThreshold, Quant, BipolarQuant, Trunc), given the whole batch;
 - ``maxpool_nhwc``: QONNX's MaxPoolNHWC (which builds a model per call) as the same onnxruntime MaxPool between
   the same transposes, with a symbolic batch, built once;
-- ``per_sample``: anything else (every FINN HW op: MVAU, VVAU, Thresholding, ConvolutionInputGenerator,
-  FMPadding, StreamingMaxPool, Pool, LabelSelect, AddStreams, DuplicateStreams, ChannelwiseOp, ...): the node's
-  own execution, exactly as in the per-sample path, once per sample of the batch, outputs stacked.
+- ``im2col`` / ``swg``: QONNX's Im2Col and FINN's ConvolutionInputGenerator (an Im2Col without padding): the
+  same gather indices as qonnx's ``im2col_indices_nchw``, with the sample axis kept apart (qonnx's own Im2Col
+  mixes the samples of a batch);
+- ``per_sample``: anything else (the other FINN HW ops: MVAU, VVAU, Thresholding, FMPadding, StreamingMaxPool,
+  Pool, LabelSelect, AddStreams, DuplicateStreams, ChannelwiseOp, ElementwiseBinary, ...; their Python execution
+  reshapes to the batch-1 shapes of their attributes): the node's own execution, exactly as in the per-sample
+  path, once per sample of the batch, outputs stacked.
+
+Accumulating standard ops (Conv, Gemm, MatMul) round differently in float32 with another batch size (onnxruntime's
+GEMM blocks by it); they run on the whole batch only where every partial sum is provably an exact integer in
+float32 (integer operands, max|x|·max Σ|W| + |bias| ≤ 2^24: the integer graphs), else sample by sample through
+the same session.
 
 A graph runs batched only where every tensor computed from the input is declared with a batch dimension of 1
 first (so axis 0 is the sample axis throughout); otherwise :func:`plan_batch` says why and the caller runs it one
-sample at a time. Float standard ops may round differently with another batch size (a GEMM kernel's blocking):
-the integer graphs are exact either way (tests/ml/test_verify_batched.py checks batched == per-sample outputs
-bit for bit on real CNV/TFC/ResNet graphs).
+sample at a time. tests/ml/test_verify_batched.py checks batched == per-sample on every tensor, bit for bit, of
+real CNV/TFC/ResNet-8 graphs.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ _STD_PER_SAMPLE = frozenset({
     "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Clip", "Concat", "Conv", "ConvTranspose",
     "Div", "Elu", "Equal", "Exp", "Flatten", "Floor", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater",
     "HardSigmoid", "Identity", "LeakyRelu", "Less", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul",
-    "Neg", "Pad", "PRelu", "Relu", "Round", "Sigmoid", "Sign", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose",
+    "Neg", "PRelu", "Relu", "Round", "Sigmoid", "Sign", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose",
     "Upsample", "Where",
 })
 #: QONNX ops whose Python execution works on any batch (shapes read from the input array, per-sample arithmetic)
@@ -79,8 +87,6 @@ def _std_batchable(node: Any, rank: int) -> bool:
     if node.op_type == "Transpose":
         perm = list(_attr(node, "perm", range(rank)[::-1]))
         return bool(perm) and perm[0] == 0
-    if node.op_type == "Pad":
-        return False  # pads may be an input tensor; per sample keeps it exact whatever they are
     if node.op_type in _AXIS_OPS:
         axis = int(_attr(node, "axis", _AXIS_OPS[node.op_type]))
         return (axis % max(rank, 1)) != 0 if node.op_type != "Flatten" else axis >= 1
@@ -93,6 +99,8 @@ def batch_mode(model: Any, node: Any, how: str, dynamic: set[str]) -> str:
     rank = len(shape) if shape is not None else 0
     if how == "ort" and node.op_type == "Reshape":
         return "reshape" if len(node.input) > 1 and node.input[1] not in dynamic else "per_sample"
+    if node.op_type in _FLOAT_ACC and (any(t in dynamic for t in node.input[1:]) or _attr(node, "transA", 0)):
+        return "per_sample"  # the sample axis must be the first operand's first axis
     if how == "ort" and node.op_type in _STD_PER_SAMPLE and _std_batchable(node, rank):
         return "ort"
     if how == "custom" and node.domain in _QONNX_DOMAINS:
