@@ -254,6 +254,8 @@ class GraphRunner:
         ex, _ = self.batch_plan()
         if ex is None:
             return None
+        if np.asarray(xs[0]).size != int(np.prod(self.input_shape[1:])):
+            return None  # not the graph's input size: the per-sample path runs it as given (and names what fails)
         k = np.asarray(xs, dtype=np.float32).reshape((len(xs), *self.input_shape[1:]))
         step = chunk_size(self.model, sorted(ex.dynamic), len(k))
         got: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
