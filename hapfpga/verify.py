@@ -123,8 +123,10 @@ class NodeExecutionError(RuntimeError):
 class GraphRunner:
     """Executes a QONNX/FINN graph node by node, caching one onnxruntime session per standard node."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, label: str = ""):
         from qonnx.core.modelwrapper import ModelWrapper
+
+        self.label = label  # the stage's name, for the log
 
         self.model: ModelWrapper = model if isinstance(model, ModelWrapper) else ModelWrapper(str(model))
         self.graph = self.model.graph
@@ -244,7 +246,9 @@ class GraphRunner:
             ex = BatchExecutor(self.model, steps, self._template, self._exec) if steps is not None else None
             self._batch = (ex, why)
             if ex is None:
-                _LOG.info("verification runs %s one sample at a time: %s", self.graph.name or "a graph", why)
+                _LOG.info("verification runs the %s graph one sample at a time: %s", self.label or self.graph.name, why)
+            else:
+                _LOG.info("verification runs the %s graph batched; %s", self.label or self.graph.name, ex.describe())
         return self._batch
 
     def _run_batched(self, xs: np.ndarray, tensors: Sequence[str]) -> dict[str, np.ndarray] | None:
@@ -265,8 +269,8 @@ class GraphRunner:
                 for t in tensors:
                     got[t].append(np.asarray(ctx[t]).reshape(len(k[s:s + step]), -1))
         except Exception as e:  # noqa: BLE001 - the per-sample path then names the failing node or runs
-            _LOG.info("verification: batched run of %s failed (%s: %s); running one sample at a time",
-                      self.graph.name or "a graph", type(e).__name__, e)
+            _LOG.info("verification: batched run of the %s graph failed (%s: %s); running one sample at a time",
+                      self.label or self.graph.name, type(e).__name__, e)
             return None
         return {t: np.concatenate(v, axis=0) for t, v in got.items()}
 
@@ -488,7 +492,7 @@ def _qonnx_stage(
 ) -> tuple[StageResult, np.ndarray | None]:
     """The QONNX stage's result and, when it ran, its output in comparison units."""
     try:
-        qr = GraphRunner(qonnx_path)
+        qr = GraphRunner(qonnx_path, "qonnx")
         y_q = qr.run_batch(k, [qr.output_name])[qr.output_name]
         d, agree = _compare(_to_units(tail, y_q), prev_units, tail is not None)
         ok = ftol.agree(_to_units(tail, y_q), prev_units)
@@ -581,7 +585,7 @@ def _run_finn_graph(stage: str, step: str, mw: Any, k: np.ndarray, tail: _Tail |
     for fix in fixes:
         _LOG.info("verification, %s graph: %s", stage, fix)
     try:
-        runner = GraphRunner(mw)
+        runner = GraphRunner(mw, stage)
         want = [runner.output_name] + ([tail.tensor] if tail is not None else []) + list(extra)
         return _Ran(fixes, runner.run_batch(k, want), runner.output_name)
     except (NodeExecutionError, KeyError) as e:

@@ -196,6 +196,20 @@ class BatchExecutor:
             _RUN[step.mode](self, step, ctx, len(x))
         return ctx
 
+    def describe(self) -> str:
+        """Which nodes run sample by sample inside the batch (for the verification log)."""
+        from collections import Counter
+
+        def words(c: Counter) -> str:
+            return ", ".join(f"{op} x{k}" for op, k in sorted(c.items()))
+
+        each = Counter(s.node.op_type for s in self.steps if s.mode == "per_sample")
+        acc = Counter(s.node.op_type for s in self.steps if s.mode == "ort" and s.node.op_type in _FLOAT_ACC)
+        said = [f"sample by sample inside the batch: {words(each)}"] if each else []
+        if acc:
+            said.append(f"{words(acc)} on the whole batch where their sums are exact in float32, else sample by sample")
+        return "; ".join(said) or "every node on the whole batch"
+
     def per_sample(self, step: BatchStep, ctx: dict[str, np.ndarray], n: int) -> None:
         """The node's own execution once per sample (the per-sample path's), outputs stacked on axis 0."""
         ins = [t for t in step.node.input if t in self.dynamic]
