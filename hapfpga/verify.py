@@ -261,7 +261,7 @@ class GraphRunner:
         if np.asarray(xs[0]).size != int(np.prod(self.input_shape[1:])):
             return None  # not the graph's input size: the per-sample path runs it as given (and names what fails)
         k = np.asarray(xs, dtype=np.float32).reshape((len(xs), *self.input_shape[1:]))
-        step = chunk_size(self.model, sorted(ex.dynamic), len(k))
+        step = chunk_size(self.model, sorted(ex.dynamic), len(k), ex.fan())
         got: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
         try:
             for s in range(0, len(k), step):

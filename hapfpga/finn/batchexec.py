@@ -64,7 +64,7 @@ _FLOAT_ACC = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 _FINN_HW = "finn.custom_op.fpgadataflow"
 _QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 _AXIS_OPS = {"Concat": 1, "Softmax": -1, "LogSoftmax": -1, "Flatten": 1}  # ONNX default axis
-_MAX_ELEMS = 2 ** 23  # per dynamic tensor of a chunk (32 MiB of float32): bounds memory on large graphs
+_MAX_ELEMS = 2 ** 24  # per dynamic tensor of a chunk (64 MiB of float32; x thresholds): bounds memory
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,11 @@ def plan_batch(model: Any, plan: list[tuple[int, Any, str]], input_name: str) ->
     return steps, ""
 
 
-def chunk_size(model: Any, dynamic: list[str], n: int) -> int:
-    """Samples per chunk: every dynamic tensor of a chunk stays under ``_MAX_ELEMS`` elements."""
-    largest = max((int(np.prod(model.get_tensor_shape(t))) for t in dynamic), default=1)
+def chunk_size(model: Any, dynamic: list[str], n: int, fan: dict[str, int] | None = None) -> int:
+    """Samples per chunk: every dynamic tensor of a chunk, times its ``fan`` (a thresholding's number of thresholds:
+    its comparison holds one boolean per value and threshold), stays under ``_MAX_ELEMS`` elements."""
+    fan = fan or {}
+    largest = max((int(np.prod(model.get_tensor_shape(t))) * fan.get(t, 1) for t in dynamic), default=1)
     return int(max(1, min(n, _MAX_ELEMS // max(largest, 1))))
 
 
@@ -195,6 +197,15 @@ class BatchExecutor:
         for step in self.steps:
             _RUN[step.mode](self, step, ctx, len(x))
         return ctx
+
+    def fan(self) -> dict[str, int]:
+        """Per output of a batched thresholding (MultiThreshold, Thresholding), its number of thresholds."""
+        got: dict[str, int] = {}
+        for s in self.steps:
+            thr = s.node.input[1] if len(s.node.input) > 1 else ""
+            if s.node.op_type in ("MultiThreshold", "Thresholding") and s.mode != "per_sample" and thr in self.template:
+                got[s.node.output[0]] = int(np.shape(self.template[thr])[-1])
+        return got
 
     def describe(self) -> str:
         """Which nodes run sample by sample inside the batch (for the verification log)."""

@@ -294,3 +294,21 @@ def test_one_unit_on_one_logit_of_one_sample_fails_the_qonnx_stage_and_names_it(
     qs = rep.stages[1]
     assert qs.name == "qonnx" and not qs.passed and 0.99 < qs.max_abs_diff < 1.01, qs.note
     assert f"differs on sample {i} (1 of {N})" in qs.note, qs.note
+
+
+def test_chunks_of_the_batch_give_the_same_values(digits_built, monkeypatch):
+    """A batch larger than a chunk (memory bound) runs in uneven chunks; the values are the per-sample ones."""
+    from hapfpga.data import to_uint8
+    from hapfpga.finn import batchexec
+
+    _, onnx_path, res, ds, _ = digits_built
+    k = to_uint8(ds.x_test[:N]).astype(np.float32)
+    for stage, path in (("qonnx", onnx_path), ("streamlined", res.step_models[STREAMLINE_STEP]),
+                        ("hw", res.step_models[HW_STEP])):
+        r = _runner(path, stage)
+        ex, _ = r.batch_plan()
+        largest = max(int(np.prod(r.model.get_tensor_shape(t))) * ex.fan().get(t, 1) for t in ex.dynamic)
+        monkeypatch.setattr(batchexec, "_MAX_ELEMS", 5 * largest)  # chunks of 5: 48 = 9 x 5 + 3
+        assert batchexec.chunk_size(r.model, sorted(ex.dynamic), N, ex.fan()) == 5
+        got = r.run_batch(k, [r.output_name])[r.output_name]
+        assert np.array_equal(got, r.run_batch(k, [r.output_name], batched=False)[r.output_name]), stage
