@@ -674,9 +674,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-finetune", type=float, default=0.5, help="fine-tune epochs after each greedy step")
     ap.add_argument("--finetune-epochs", type=float, default=None,
                     help="final fine-tune epochs of a searched design (default 8, quick 4)")
-    ap.add_argument("--final-weights", choices=("reprune", "search"), default="reprune",
-                    help="the final model: the converged model pruned once to the searched design (reprune) or the "
-                         "search's own fine-tuned weights (search)")
+    ap.add_argument("--final-weights", choices=("reprune", "search", "reprune_or_search"), default="reprune",
+                    help="the final model: the converged model pruned once to the searched design (reprune), the "
+                         "search's own fine-tuned weights (search), or the re-pruned one and, where it fails the "
+                         "rule, the search's own weights fine-tuned the same epochs (reprune_or_search)")
     ap.add_argument("--ft-lr", type=float, default=5e-4,
                     help="fine-tune learning rate (Adam, cosine per batch; the baseline ends at 1.25e-4-5e-4)")
     ap.add_argument("--step-drop", type=float, default=0.08,

@@ -134,7 +134,10 @@ class PruningConfig:
     #: the chosen step's knobs and fine-tuned ``finetune_epochs``: the search picks the architecture, the weights
     #: start again from the trained model, as in Liu et al., "Rethinking the value of network pruning", ICLR 2019).
     #: With ``backtrack`` every candidate is judged as it would be delivered (re-pruned and fine-tuned).
-    final_weights: Literal["search", "reprune"] = "search"
+    #: ``reprune_or_search``: with ``backtrack``, a re-pruned candidate that fails the rule is tried again from the
+    #: step's own weights (fine-tuned ``finetune_epochs`` too), kept if it passes or is more accurate; without
+    #: backtracking it is ``reprune``.
+    final_weights: Literal["search", "reprune", "reprune_or_search"] = "search"
     distill: bool = False
     iterations: int = 1
     val_fraction: float = 0.2
@@ -194,9 +197,10 @@ class PruningConfig:
             raise ConfigError(
                 f"Config key 'pruning.step_accuracy_drop' is {self.step_accuracy_drop}; give a fraction in [0, 1)."
             )
-        if self.final_weights == "reprune" and self.method not in ("greedy", "j"):
+        if self.final_weights != "search" and self.method not in ("greedy", "j"):
             raise ConfigError(
-                f"Config key 'pruning.final_weights' 'reprune' needs pruning.method greedy or j, not '{self.method}'."
+                f"Config key 'pruning.final_weights' '{self.final_weights}' needs pruning.method greedy or j, not "
+                f"'{self.method}'."
             )
         if self.finetune_patience is not None and not self.finetune_patience > 0:
             raise ConfigError(f"Config key 'pruning.finetune_patience' is {self.finetune_patience}; give a positive "

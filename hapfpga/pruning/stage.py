@@ -414,7 +414,7 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
         return _backtrack(run, ch, result, tr)
     counts = dict(result.best.counts)
-    if cfg.final_weights == "reprune":  # the architecture only; the final fine-tune follows in _finish_report
+    if cfg.final_weights != "search":  # the architecture only; the final fine-tune follows in _finish_report
         return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result)
     key = _knob_key(counts)
     return SearchOutcome(tr.snapshots[key], counts, result, lineage_epochs=tr.epochs[key])
@@ -429,7 +429,7 @@ class _PairedRule:
 
         self.run, self.cfg = run, run.cfg
         self.conf = run.cfg.selection.confidence
-        self.base = self._correct(run.base)
+        self.base = self.correct(run.base)
         self.paired: dict[int, Any] = {}
         floor = smallest_certifiable_drop(len(self.base), self.conf)
         if floor > self.cfg.max_accuracy_drop:
@@ -438,7 +438,7 @@ class _PairedRule:
                     f"changes no sample is bounded at {100 * floor:.2f} pt): only candidates more accurate than the "
                     "unpruned model can pass; raise pruning.val_fraction or lower pruning.selection.confidence.")
 
-    def _correct(self, m: Any) -> Any:
+    def correct(self, m: Any) -> Any:
         import numpy as np
 
         from ..train import predict
@@ -449,7 +449,7 @@ class _PairedRule:
     def record(self, i: int, m: Any) -> None:
         from .selection import Paired
 
-        self.paired[i] = Paired.of(self.base, self._correct(m))
+        self.paired[i] = Paired.of(self.base, self.correct(m))
 
     def accept(self, i: int, acc: float) -> bool:
         from .selection import meets_rule
@@ -472,37 +472,86 @@ class _PairedRule:
 
 def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) -> SearchOutcome:
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
-    Each candidate is the model as it would be delivered: the step's own weights or, with ``final_weights:
-    reprune``, the unpruned model pruned once to the step's knobs."""
+    Each candidate is the model as it would be delivered: the step's own weights, the unpruned model pruned once
+    to the step's knobs (``final_weights: reprune``), or that and, where it fails the rule, the step's own weights
+    fine-tuned the same epochs (``reprune_or_search``: :class:`_Candidates`)."""
     from .search import backtrack
 
-    finals: dict[int, Any] = {}
-    reprune = run.cfg.final_weights == "reprune"
-    rule = _PairedRule(run) if run.cfg.selection.confidence > 0.5 else None
-
-    def final(i: int) -> float:
-        knobs = result.history[i].counts
-        m = ch.realise(run, run.base, ch.graph, knobs) if reprune else copy.deepcopy(tr.snapshots[_knob_key(knobs)])
-        finals[i], acc = run.tune(m, run.final_ft())
-        if rule is not None:
-            rule.record(i, finals[i])
-        s = result.history[i]
-        run.progress.step("backtrack", i, s.changed or "-", s.counts.get(s.changed or "", None), s.hw.fps, acc,
-                          run.final_ft().epochs)
-        return acc
-
+    cands = _Candidates(run, ch, result, tr)
     run.progress.restart(f"backtracking: final fine-tunes ({run.cfg.finetune_epochs:g} ep) of trajectory steps")
-    i, tried = backtrack(result.history, final, start_accuracy=result.history[0].accuracy,
+    rule = cands.rule
+    i, tried = backtrack(result.history, cands.final, start_accuracy=result.history[0].accuracy,
                          max_accuracy_drop=run.cfg.max_accuracy_drop, accept=rule.accept if rule else None)
     chosen = result.history[i]
-    if i not in finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
-        final(i)
+    if i not in cands.finals:  # the unpruned start: its final fine-tune too (equal training for every outcome)
+        cands.final(i)
     backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a,
-                         **(rule.row(k) if rule else {})} for k, a in tried.items())
+                         **cands.row(k)} for k, a in tried.items())
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
-    return SearchOutcome(finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
-                         lineage_epochs=0.0 if reprune else tr.epochs[_knob_key(chosen.counts)],
-                         backtracked=backtracked)
+    lineage = tr.epochs[_knob_key(chosen.counts)] if cands.source.get(i) == "search" else 0.0
+    return SearchOutcome(cands.finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
+                         lineage_epochs=lineage, backtracked=backtracked)
+
+
+class _Candidates:
+    """The backtracking's candidate models, each fine-tuned ``finetune_epochs`` (``final(i)``, what
+    :func:`hapfpga.pruning.search.backtrack` calls). ``final_weights``: ``search`` (the step's own weights),
+    ``reprune`` (the unpruned model pruned once to the step's knobs) or ``reprune_or_search``: the re-pruned one
+    and, where it fails the rule (the paired test, or the point rule), also the step's own weights fine-tuned the
+    same epochs, kept if it passes or is more accurate on validation. A deep trajectory on a residual model can
+    lose most of its accuracy when pruned in one shot (issue 24: a resnet8 step at 97 % with its own weights came
+    back at 67 % re-pruned), where the re-pruned candidates of a chain model are the better ones (issue 13)."""
+
+    def __init__(self, run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory):
+        self.run, self.ch, self.result, self.tr = run, ch, result, tr
+        self.rule = _PairedRule(run) if run.cfg.selection.confidence > 0.5 else None
+        self.finals: dict[int, Any] = {}
+        self.source: dict[int, str] = {}  # "reprune" or "search": where the kept candidate's weights came from
+        self.other: dict[int, float] = {}  # reprune_or_search: the validation accuracy of the candidate not kept
+
+    def tuned(self, i: int, source: str) -> tuple[Any, float]:
+        knobs, run = self.result.history[i].counts, self.run
+        m = (self.ch.realise(run, run.base, self.ch.graph, knobs) if source == "reprune"
+             else copy.deepcopy(self.tr.snapshots[_knob_key(knobs)]))
+        return run.tune(m, run.final_ft())
+
+    def passes(self, m: Any, acc: float) -> bool:
+        """The backtracking's rule on a candidate, without recording or logging it."""
+        from .selection import Paired, meets_rule
+
+        cfg = self.run.cfg
+        if self.rule is None:
+            return self.result.history[0].accuracy - acc <= cfg.max_accuracy_drop + 1e-12
+        return meets_rule(Paired.of(self.rule.base, self.rule.correct(m)), cfg.max_accuracy_drop, self.rule.conf)
+
+    def final(self, i: int) -> float:
+        mode = self.run.cfg.final_weights
+        first = "search" if mode == "search" else "reprune"
+        m, acc = self.tuned(i, first)
+        source = first
+        if mode == "reprune_or_search" and i > 0 and not self.passes(m, acc):
+            self.run.say(f"backtrack: step {i} re-pruned fails the rule (validation {acc:.4f}); its own search "
+                         f"weights, fine-tuned {self.run.cfg.finetune_epochs:g} ep as well")
+            m2, acc2 = self.tuned(i, "search")
+            if self.passes(m2, acc2) or acc2 > acc:
+                self.other[i], m, acc, source = acc, m2, acc2, "search"
+            else:
+                self.other[i] = acc2
+        self.finals[i], self.source[i] = m, source
+        if self.rule is not None:
+            self.rule.record(i, m)
+        s = self.result.history[i]
+        self.run.progress.step("backtrack", i, s.changed or "-", s.counts.get(s.changed or "", None), s.hw.fps, acc,
+                               self.run.final_ft().epochs)
+        return acc
+
+    def row(self, k: int) -> dict[str, Any]:
+        """The report's backtracking row extras of step ``k``: the paired counts, the weights kept and, where both
+        were fine-tuned, the other candidate's validation accuracy."""
+        extra = {"weights": self.source[k]} if k in self.source else {}
+        if k in self.other:
+            extra["accuracy_val_other"] = self.other[k]
+        return {**(self.rule.row(k) if self.rule else {}), **extra}
 
 
 def _search_nsga2(run: _Run, ch: _Channels) -> SearchOutcome:
