@@ -1,8 +1,8 @@
 """Pruning × mixed precision × folding vs FINN's SetFolding, every arm judged by finn-plus's estimate report.
 
 Protocol (one seed; ``--seeds`` runs several and reports mean ± sd). The model is the zoo's FINN CNV topology
-(``hapfpga.zoo.models.cnv``, 2-bit weights and activations; ``--model`` takes any zoo name, e.g. ``resnet8`` once
-it exists), the data scikit-learn digits upsampled to 3×32×32 (``load_digits(size=32, channels=3)``), the board
+(``hapfpga.zoo.models.cnv``, 2-bit weights and activations; ``--model`` takes any zoo name, e.g. ``resnet8``, and
+``--model-options`` its ``model.options`` as JSON), the data scikit-learn digits upsampled to 3×32×32 (``load_digits(size=32, channels=3)``), the board
 Pynq-Z2 at 100 MHz.
 
 1. **Splits**: the training data is split (seeded, ``--val-fraction``) into a fit and a validation part; every
@@ -53,7 +53,8 @@ ratio, largest drop) beside the mean, then every seed's row. Last line: ``prune_
 accuracy_drop_pts <x> worst_seed_speedup <ratio> worst_seed_drop_pts <x>`` — the mean and the worst seed of the arm
 that fits and drops at most 1 point on every seed with the highest worst-seed ratio.
 
-Usage: ``.venv/bin/python benchmarks/pruning_vs_finn.py [--quick] [--seeds 0 1 2] [--work DIR] [--model cnv]``;
+Usage: ``.venv/bin/python benchmarks/pruning_vs_finn.py [--quick] [--seeds 0 1 2] [--work DIR] [--model cnv]
+[--model-options JSON]``;
 seeds as separate processes (``--seeds 0 --json s0.json`` …) are summarised by ``--combine s0.json s1.json …``.
 The full protocol differs from ``--quick`` in the converged baseline (≤ 40 epochs, patience 4; quick ≤ 10, 3), the
 fine SetFolding scan, 3 seeds (quick 1), 14 greedy steps (quick 10) and an 8-epoch final fine-tune (quick 4).
@@ -273,26 +274,45 @@ def polish(model, splits, args, seed: int) -> tuple[object, list[float], float]:
     return model.eval(), accs, epochs
 
 
+def model_key(args) -> dict:
+    """What names the baseline's architecture: the zoo name, its bits and ``--model-options`` (only when given, so
+    the caches of runs without options keep their keys)."""
+    key = {"model": args.model, "bits": args.bits}
+    return {**key, "model_options": args.model_options} if args.model_options else key
+
+
+def baseline_key(args, data_name: str, n_fit: int, seed: int) -> dict:
+    """The baseline cache's key: everything that produced the converged model."""
+    return {**model_key(args), "data": data_name, "n_fit": n_fit, "val_fraction": args.val_fraction, "seed": seed,
+            "max_epochs": args.max_epochs, "patience": args.patience, "lr": args.lr,
+            "schedule": "plateau-halve-acc-loss", "polish_rounds": args.polish_rounds,
+            "polish_epochs": args.finetune_epochs, "ft": ft_settings(args), "code": code_version(TRAIN_CODE)}
+
+
+def build_baseline(args, input_shape, num_classes: int, seed: int):
+    """The untrained baseline: zoo model ``--model`` at ``--bits`` with ``--model-options`` as ``model.options``."""
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.zoo import build_model
+
+    cfg = ModelConfig(name=args.model, weight_bits=args.bits, act_bits=args.bits, options=dict(args.model_options))
+    return build_model(cfg, input_shape, num_classes, seed=seed)
+
+
 def baseline(args, data, splits, seed: int, cache: Cache, work: Path):
     """The converged unpruned model (cached as spec + state by everything that produced it)."""
     import torch
 
-    from hapfpga.runconfig import ModelConfig
-    from hapfpga.zoo import build_model, load_model, save_model
+    from hapfpga.zoo import load_model, save_model
 
     x_fit, y_fit, x_val, y_val = splits
-    key = {"model": args.model, "bits": args.bits, "data": data.name, "n_fit": len(x_fit),
-           "val_fraction": args.val_fraction, "seed": seed, "max_epochs": args.max_epochs,
-           "patience": args.patience, "lr": args.lr, "schedule": "plateau-halve-acc-loss",
-           "polish_rounds": args.polish_rounds, "polish_epochs": args.finetune_epochs, "ft": ft_settings(args), "code": code_version(TRAIN_CODE)}
+    key = baseline_key(args, data.name, len(x_fit), seed)
     hit = cache.get("baseline", key)
     pt = cache.path("baseline", key, "pt")
     if hit is not None and pt.is_file():
         say(f"  baseline from cache {pt.name}")
         return load_model(pt), hit["curve"], hit["epochs"]
     torch.manual_seed(seed)
-    cfg = ModelConfig(name=args.model, weight_bits=args.bits, act_bits=args.bits)
-    model = build_model(cfg, data.input_shape, data.num_classes, seed=seed)
+    model = build_baseline(args, data.input_shape, data.num_classes, seed)
     model, curve, epochs = train_converged(model, x_fit, y_fit, x_val, y_val, args, seed)
     model, rounds, more = polish(model, splits, args, seed)
     curve, epochs = curve + rounds, epochs + more
@@ -449,7 +469,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     splits = split_validation(data.x_train, data.y_train, args.val_fraction, seed)
     say(f"seed {seed}: fit {len(splits[0])}, validation {len(splits[2])}, test {len(data.x_test)}")
     model, curve, epochs = baseline(args, data, splits, seed, cache, wd)
-    base_key = {"model": args.model, "bits": args.bits, "seed": seed, "curve": curve}
+    base_key = {**model_key(args), "seed": seed, "curve": curve}
     shape, croot = tuple(data.input_shape), str(cache.root)
 
     def test_acc(m) -> float:
@@ -645,11 +665,25 @@ def combine(paths: list[str], rule_pts: float) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def json_object(text: str) -> dict:
+    """``--model-options``: a JSON object, or argparse's one-line error (exit 2)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({e.msg}); give an object, e.g. '{{\"channels\": [64, 64]}}'") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; give an object of model options")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=None, help="build directory (default: a new temporary one)")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_cache" / "pruning_vs_finn"))
     ap.add_argument("--model", default="cnv", help="zoo model name")
+    ap.add_argument("--model-options", type=json_object, default={}, metavar="JSON",
+                    help="the zoo model's model.options as a JSON object, e.g. '{\"channels\": [64, 64, 64, 64, 64], "
+                         "\"stem_stride\": 2, \"pool\": \"avg\"}' for ds_cnn (in every cache key)")
     ap.add_argument("--bits", type=int, default=2, help="weight and activation bits of the baseline")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0)")
     ap.add_argument("--quick", action="store_true", help="one seed, fewer epochs and steps, coarse SetFolding scan")
@@ -692,7 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                     help="print the table and last line over the seeds of several runs' --json files (seeds run as "
                          "separate processes); the runs must share every other setting")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     # the FPS predictor's answers live under --cache too, so a fresh --cache is a cold run (timings, fairness)
     os.environ.setdefault("HAPFPGA_PREDICTOR_CACHE", str(Path(args.cache) / "predictor"))
     if args.combine:
