@@ -48,6 +48,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pruning_vs_finn import Cache, code_version  # noqa: E402  (benchmarks/ is on sys.path when run)
+
 from hapfpga.finn.setfolding import FINE, QUICK, setfolding_best_fit  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "examples" / "prune_cnv_digits.yaml"
@@ -59,41 +61,28 @@ SF_START = 400.0  # pruning_vs_finn.py's start for the unpruned model
 # ----------------------------------------------------------------------------------------------- the denominator
 
 
-def _finn_code_hash() -> str:
-    from importlib.metadata import version
-
-    h = hashlib.sha256(version("finn-plus").encode())
-    for f in sorted((ROOT / "hapfpga" / "finn").rglob("*.py")):
-        h.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def setfolding_key(onnx: Path, board, settings) -> dict:
     """Everything that produces a SetFolding best fit: the model's bytes, the board, the scan grid, FINN's code."""
     return {"onnx": hashlib.sha256(Path(onnx).read_bytes()).hexdigest(), "board": board.key,
             "budget": board.budget.as_dict(), "clock_mhz": board.clock_mhz, "scan": dataclasses.asdict(settings),
-            "finn_code": _finn_code_hash()}
+            "finn_code": code_version(("hapfpga/finn",))}
 
 
 def setfolding_cached(onnx: Path, work: Path, board, settings, cache: Path) -> dict:
-    """SetFolding's best fit of ``onnx`` by FINN's report (FPS, target, fit), from ``cache`` when the key matches."""
+    """SetFolding's best fit of ``onnx`` by FINN's report (FPS, target, fit), from ``cache`` when the key matches
+    (``pruning_vs_finn.Cache``: one file per result, named by the key's hash)."""
     from hapfpga.finn.build import run_finn_steps
 
-    key = setfolding_key(onnx, board, settings)
-    f = cache / f"setfolding_{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]}.json"
-    if f.is_file():
-        d = json.loads(f.read_text())
-        if d.get("key") == key:
-            return {**d["value"], "cached": True}
+    key, store = setfolding_key(onnx, board, settings), Cache(cache)
+    hit = store.get("setfolding", key)
+    if hit is not None:
+        return {**hit, "cached": True}
     base = run_finn_steps(onnx, work / "finn_base", board=board.finn_board, clock_mhz=board.clock_mhz)
     best = setfolding_best_fit(base.step_models["step_specialize_layers"], work, board, clock_mhz=board.clock_mhz,
                                settings=settings)
     value = {"fps": best["fps"], "target_fps": best["target_fps"], "n_builds": best["n_builds"],
              "fits": best["fits"], "total": best["total"].as_dict()}
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "value": value}, indent=1, sort_keys=True))
-    os.replace(tmp, f)
+    store.put("setfolding", key, value)
     return {**value, "cached": False}
 
 
