@@ -20,14 +20,11 @@ N = 48
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, digits_trained):
     from hapfpga.export import export_qonnx
-    from hapfpga.train import train
 
     tmp = tmp_path_factory.mktemp("ml_export")
-    ds = load_digits()
-    model = build_model(ModelConfig(), ds.input_shape, ds.num_classes)
-    train(model, ds, TrainConfig(epochs=2, lr=0.01), seed=0, progress=False)
+    ds, model = digits_trained
     onnx_path = export_qonnx(model, ds.input_shape, tmp / "model.qonnx.onnx")
     steps = ESTIMATE_STEPS[: ESTIMATE_STEPS.index("step_create_dataflow_partition") + 1]
     res = run_finn_steps(onnx_path, tmp / "finn", steps=steps)

@@ -200,18 +200,12 @@ N = 48
 
 
 @pytest.fixture(scope="module")
-def digits_built(tmp_path_factory):
-    """The default digits model trained 2 epochs, its QONNX export and FINN graphs (the user path)."""
-    from hapfpga.data import load_digits
+def digits_built(tmp_path_factory, digits_trained):
+    """The default digits model trained 2 epochs (tests/ml/conftest.py), its QONNX export and FINN graphs."""
     from hapfpga.finn.build import FinnBuildResult
-    from hapfpga.runconfig import ModelConfig, TrainConfig
-    from hapfpga.train import train
-    from hapfpga.zoo import build_model
 
     tmp = tmp_path_factory.mktemp("batched_verify")
-    ds = load_digits()
-    model = build_model(ModelConfig(), ds.input_shape, ds.num_classes)
-    train(model, ds, TrainConfig(epochs=2, lr=0.01), seed=0, progress=False)
+    ds, model = digits_trained
     g = _finn_graphs(model, ds.input_shape, tmp)
     res = FinnBuildResult(tmp / "finn", tmp / "finn" / "log", {STREAMLINE_STEP: g["streamlined"], HW_STEP: g["hw"]})
     return model, g["qonnx"], res, ds, tmp
