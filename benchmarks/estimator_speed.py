@@ -31,12 +31,14 @@ import gc
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.estimate import estimate_network, load_folding  # noqa: E402
@@ -78,8 +80,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="random new foldings to time ours on")
     ap.add_argument("--finn-reps", type=int, default=3)
     args = ap.parse_args()
-    work = Path(args.work or tempfile.mkdtemp(prefix="hapfpga-estspeed-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.work, "hapfpga-estspeed-")
 
     from hapfpga.finn.build import run_finn_steps
     from hapfpga.finn.graph import load_layers

@@ -34,12 +34,14 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
@@ -182,7 +184,7 @@ def fmt(r: Resources) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--work", default=None, help="work directory, kept (default: a temporary one, deleted at exit)")
     ap.add_argument(
         "--costs",
         default="hapfpga",
@@ -207,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from hapfpga.finn.build import run_finn_steps
 
     board = load_board("pynq-z2")
-    work = Path(args.work or tempfile.mkdtemp(prefix="fold_vs_finn_"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.work, "fold_vs_finn_")
     print(f"board {board.name} budget: {fmt(board.budget)}; work dir {work}")
     results = {}
     args.models = args.models or "tfc,cnv"
@@ -385,8 +386,7 @@ def board_row(key: str, board, work: Path, settings, compare_cycles: bool = Fals
 def main_all_boards(args) -> int:  # noqa: ANN001
     from hapfpga.boards import list_boards
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="fold_all_boards_"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.work, "fold_all_boards_")
     keys = (args.boards or ",".join(list_boards())).split(",")
     settings = QUICK if args.quick else FINE
     rows: dict[str, list[dict]] = {}

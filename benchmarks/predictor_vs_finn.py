@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 GROUPS = ("features.conv0", "features.conv1", "features.conv2", "features.conv3", "features.conv4",
           "features.conv5", "classifier.fc0", "classifier.fc1")
@@ -43,7 +44,7 @@ SETS = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fold-time", type=float, default=2.0, help="seconds per predictor solve (quick mode's 2)")
-    ap.add_argument("--work", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--work", default=None, help="work directory, kept (default: a temporary one, deleted at exit)")
     args = ap.parse_args(argv)
 
     import torch
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from hapfpga.runconfig import ModelConfig
     from hapfpga.zoo import build_model
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="predictor_vs_finn_"))
+    work = work_dir(args.work, "predictor_vs_finn_")
     board, shape = load_board("pynq-z2"), (3, 32, 32)
     model = build_model(ModelConfig(name="cnv", weight_bits=2, act_bits=2), shape, 10, seed=0).eval()
     x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))

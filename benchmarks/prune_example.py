@@ -47,8 +47,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from pruning_vs_finn import Cache, code_version  # noqa: E402  (benchmarks/ is on sys.path when run)
+from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 from hapfpga.finn.setfolding import FINE, QUICK, setfolding_best_fit  # noqa: E402
 
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--work", default=None, help="out dirs, logs, seed configs (default: a new temporary folder)")
+    ap.add_argument("--work", default=None, help="out dirs, logs, seed configs, kept (default: a new temporary folder, deleted at exit)")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_cache" / "prune_example"),
                     help="SetFolding results by hash")
     ap.add_argument("--scan", choices=("fine", "quick"), default="fine", help="SetFolding scan grid")
@@ -216,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg_text = Path(args.config).read_bytes()
     board = load_board(yaml.safe_load(cfg_text).get("board", "pynq-z2"))
-    work = Path(args.work or tempfile.mkdtemp(prefix="prune_example_"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.work, "prune_example_")
     rows = []
     for s in args.seeds:
         rows.append(run_seed(s, args, board, work))

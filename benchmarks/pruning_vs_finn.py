@@ -71,12 +71,14 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
@@ -678,7 +680,7 @@ def json_object(text: str) -> dict:
 
 def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=None, help="build directory (default: a new temporary one)")
+    ap.add_argument("--work", default=None, help="build directory, kept (default: a new temporary one, deleted at exit)")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_cache" / "pruning_vs_finn"))
     ap.add_argument("--model", default="cnv", help="zoo model name")
     ap.add_argument("--model-options", type=json_object, default={}, metavar="JSON",
@@ -755,9 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)  # hapfpga.train trains with 1 thread (TRAIN_THREADS) whatever this says
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the FINN and predictor worker processes inherit it
     board = load_board("pynq-z2")
-    work = Path(args.work or tempfile.mkdtemp(prefix="prune_vs_finn_"))
-    work.mkdir(parents=True, exist_ok=True)
-    cache = Cache(Path(tempfile.mkdtemp(prefix="prune_vs_finn_smoke_cache_")) if args.smoke else Path(args.cache))
+    work = work_dir(args.work, "prune_vs_finn_")
+    cache = Cache(work_dir(None, "prune_vs_finn_smoke_cache_") if args.smoke else Path(args.cache))
     data = load_digits(size=32, channels=3)
     for paths in (TRAIN_CODE, PRUNE_CODE, FINN_CODE):
         code_version(paths)  # fixed now: the code this run loaded
