@@ -117,3 +117,21 @@ def test_different_foldings_are_not_merged(tfc_specs, tmp_path):
     res = sf.setfolding_best_fit(tfc_specs["tfc_1w1a_s0"], tmp_path / "scan", board, settings=two)
     assert res["n_targets"] >= 2 and res["n_builds"] >= 2
     assert {2000, 200000} <= {int(p.name[3:]) for p in (tmp_path / "scan").glob("sf_*")}
+
+
+@pytest.mark.slow
+def test_speed_benchmark_checks_both_scans_agree():
+    """``benchmarks/setfolding_scan_speed.py`` on the zoo's digits_cnn (a small model whose designs plateau, so
+    most targets repeat one): exit 0 only when both scans agree; its last line counts fewer builds than targets."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "setfolding_scan_speed.py"), "--model",
+                           "digits_cnn", "--start", "2000"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "same result: True" in lines[-2]
+    words = lines[-1].split()
+    assert words[0] == "setfolding_scan_builds" and words[2] == "of" and int(words[1]) < int(words[3]), lines[-1]
+    assert float(words[-1]) > 0
