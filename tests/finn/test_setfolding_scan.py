@@ -119,6 +119,22 @@ def test_different_foldings_are_not_merged(tfc_specs, tmp_path):
     assert {2000, 200000} <= {int(p.name[3:]) for p in (tmp_path / "scan").glob("sf_*")}
 
 
+
+def test_a_budget_nothing_fits_is_refused_as_before(tfc_specs, tmp_path):
+    """No target fits 100 LUTs: the deduplicated scan stops after the same misses and raises the same error."""
+    from hapfpga.errors import InfeasibleError
+    from hapfpga.finn import setfolding as sf
+
+    settings = sf.ScanSettings(start=500, factor=1.25, max_misses=3, refine_steps=6, stop=1e8)
+    errors = []
+    for dedupe in (False, True):
+        with pytest.raises(InfeasibleError) as e:
+            sf.setfolding_best_fit(tfc_specs["tfc_1w1a_s0"], tmp_path / str(dedupe), _board(100, 280),
+                                   settings=settings, dedupe=dedupe)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "fits" in errors[0]
+    assert len(list((tmp_path / "False").glob("sf_*"))) == 3 >= len(list((tmp_path / "True").glob("sf_*"))) >= 1
+
 @pytest.mark.slow
 def test_speed_benchmark_checks_both_scans_agree():
     """``benchmarks/setfolding_scan_speed.py`` on the zoo's digits_cnn (a small model whose designs plateau, so
