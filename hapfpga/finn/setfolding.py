@@ -9,11 +9,13 @@ benchmark that compares with SetFolding calls :func:`setfolding_best_fit`.
 
 SetFolding's design depends only on the target's cycles per frame, so many targets of a scan give the same
 folded graph, and the same graph gives the same estimate report. The scan therefore runs FINN's own
-``step_target_fps_parallelization`` in process for each target (milliseconds to seconds, with the very
-configuration the build would use), fingerprints the folded model (every byte of it: nodes, attributes, weights,
-datatypes, what the later fold/estimate steps read), and runs the whole build only for a design it has not seen;
-a repeated design reuses that build's report. The targets visited, the chosen target and its report are those of
-one build per target (``dedupe=False``, kept for that comparison).
+``step_target_fps_parallelization`` in process for each target (about 0.1 s on CNV-w2a2, a build about 0.5 s,
+with the very configuration the build would use), fingerprints the folded model (every byte of it: nodes,
+attributes, weights, datatypes, what the later fold/estimate steps read), and runs the whole build only for a
+design it has not seen; a repeated design reuses that build's report. The targets visited, the chosen target and
+its report are those of one build per target (``dedupe=False``, kept for that comparison). Designs are not shared
+between models that differ only in their weights: ``step_minimize_bit_width`` sets widths from the weight values,
+and FINN's estimate follows them (bnn_pynq TFC-w2a2 drawn with seeds 0 and 1, same target: 1 LUT apart).
 """
 
 from __future__ import annotations
