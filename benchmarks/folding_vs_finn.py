@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                                 settings=QUICK if args.quick else FINE)
         print(
             f"  SetFolding best fit: target_fps {s['target_fps']:,} -> {s['fps']:,.0f} FPS, {fmt(s['total'])} "
-            f"({s['n_builds']} builds, {time.perf_counter() - t0:.0f}s)"
+            f"({s['n_targets']} targets, {s['n_builds']} builds, {time.perf_counter() - t0:.0f}s)"
         )
         ratio = o["fps"] / s["fps"]
         print(

@@ -83,7 +83,7 @@ def setfolding_cached(onnx: Path, work: Path, board, settings, cache: Path) -> d
     best = setfolding_best_fit(base.step_models["step_specialize_layers"], work, board, clock_mhz=board.clock_mhz,
                                settings=settings)
     value = {"fps": best["fps"], "target_fps": best["target_fps"], "n_builds": best["n_builds"],
-             "fits": best["fits"], "total": best["total"].as_dict()}
+             "n_targets": best["n_targets"], "fits": best["fits"], "total": best["total"].as_dict()}
     store.put("setfolding", key, value)
     return {**value, "cached": False}
 

@@ -186,7 +186,8 @@ def setfolding_job(qonnx: str, work: str, quick: bool, smoke: bool, start: float
     spec = base.step_models["step_specialize_layers"]
     if smoke:  # plumbing only: one target, fit judged like every other
         rep = finn_estimate(run_tail(spec, work_p / "sf_smoke", target_fps=int(start)))
-        out = {"target_fps": int(start), "n_builds": 1, "fits": not rep["total"].over(board.budget, KEYS), **rep}
+        out = {"target_fps": int(start), "n_targets": 1, "n_builds": 1,
+               "fits": not rep["total"].over(board.budget, KEYS), **rep}
     else:  # the shared scan (hapfpga/finn/setfolding.py), started near the design's own FPS range
         settings = dataclasses.replace(QUICK if quick else FINE, start=start)
         out = setfolding_best_fit(spec, work_p, board, clock_mhz=100.0, settings=settings)

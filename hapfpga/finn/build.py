@@ -30,6 +30,7 @@ __all__ = [
     "SPECIALIZE_STEPS",
     "FinnBuildResult",
     "run_finn_steps",
+    "finn_build_config",
     "read_estimate_reports",
     "step_hap_1d_to_4d",
     "step_hap_round_thresholds",
@@ -121,6 +122,42 @@ def read_estimate_reports(output_dir: str | Path) -> dict[str, Any]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(rep.glob("*.json"))}
 
 
+def finn_build_config(
+    output_dir: Path,
+    *,
+    board: str,
+    clock_mhz: float,
+    steps: Sequence[str],
+    folding_config_file: str | Path | None = None,
+    target_fps: int | None = None,
+    specialize_layers_config_file: str | Path | None = None,
+    standalone_thresholds: bool = False,
+    extra_cfg: dict[str, Any] | None = None,
+) -> Any:
+    """The ``DataflowBuildConfig`` :func:`run_finn_steps` builds with (one place, so that code running a single
+    finn-plus step in process, as ``hapfpga.finn.setfolding`` does, uses exactly the build's configuration)."""
+    import finn.builder.build_dataflow_config as bc
+
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        synth_clk_period_ns=1000.0 / clock_mhz,
+        board=board,
+        shell_flow_type=bc.ShellFlowType.VIVADO_ZYNQ,
+        steps=list(steps),
+        generate_outputs=[bc.DataflowOutputType.ESTIMATE_REPORTS],
+        standalone_thresholds=standalone_thresholds,
+        save_intermediate_models=True,
+    )
+    if folding_config_file is not None:
+        kwargs["folding_config_file"] = str(Path(folding_config_file).resolve())
+    if target_fps is not None:
+        kwargs["target_fps"] = int(target_fps)
+    if specialize_layers_config_file is not None:
+        kwargs["specialize_layers_config_file"] = str(Path(specialize_layers_config_file).resolve())
+    kwargs.update(extra_cfg or {})
+    return bc.DataflowBuildConfig(**kwargs)
+
+
 def run_finn_steps(
     model_file: str | Path,
     output_dir: str | Path,
@@ -147,27 +184,19 @@ def run_finn_steps(
     log_file = output_dir / "build_dataflow.log"
     steps = list(steps or ESTIMATE_STEPS)
 
-    import finn.builder.build_dataflow_config as bc
     from finn.builder.build_dataflow import create_model_wrapper, resolve_build_steps
 
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        synth_clk_period_ns=1000.0 / clock_mhz,
+    cfg = finn_build_config(
+        output_dir,
         board=board,
-        shell_flow_type=bc.ShellFlowType.VIVADO_ZYNQ,
+        clock_mhz=clock_mhz,
+        folding_config_file=folding_config_file,
+        target_fps=target_fps,
         steps=steps,
-        generate_outputs=[bc.DataflowOutputType.ESTIMATE_REPORTS],
+        specialize_layers_config_file=specialize_layers_config_file,
         standalone_thresholds=standalone_thresholds,
-        save_intermediate_models=True,
+        extra_cfg=extra_cfg,
     )
-    if folding_config_file is not None:
-        kwargs["folding_config_file"] = str(Path(folding_config_file).resolve())
-    if target_fps is not None:
-        kwargs["target_fps"] = int(target_fps)
-    if specialize_layers_config_file is not None:
-        kwargs["specialize_layers_config_file"] = str(Path(specialize_layers_config_file).resolve())
-    kwargs.update(extra_cfg or {})
-    cfg = bc.DataflowBuildConfig(**kwargs)
 
     result = FinnBuildResult(output_dir=output_dir, log_file=log_file)
     inter = output_dir / "intermediate_models"
