@@ -38,7 +38,7 @@ lint: $(STAMP)
 # (examples/prune_cnv_digits.yaml through hapfpga run) on its 3 seeds one after another
 # (run_yosys_jobs.py is a helper and conformance_table.py prints a test run's table: neither is a benchmark)
 bench: $(STAMP)
-	for b in $(filter-out benchmarks/pruning_vs_finn.py benchmarks/prune_example.py benchmarks/run_yosys_jobs.py benchmarks/conformance_table.py,$(wildcard benchmarks/*.py)); do \
+	for b in $(filter-out benchmarks/pruning_vs_finn.py benchmarks/prune_example.py benchmarks/run_yosys_jobs.py benchmarks/conformance_table.py benchmarks/scratch.py,$(wildcard benchmarks/*.py)); do \
 		$(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/folding_vs_finn.py --all-boards --models cnv
 	$(BIN)/python benchmarks/pruning_vs_finn.py --quick
