@@ -648,9 +648,9 @@ def print_last_line(summary: dict) -> None:
 
 def combine(paths: list[str], rule_pts: float) -> int:
     """The summary over the seeds of several ``--json`` results (one seed per process): settings checked equal
-    (seeds, work directory and output file aside), then the same table and last line as one run."""
+    (seeds, work and cache directories and output file aside), then the same table and last line as one run."""
     results = [json.loads(Path(p).read_text()) for p in paths]
-    own = {"seeds", "work", "json", "combine"}
+    own = {"seeds", "work", "json", "combine", "cache"}  # where results are kept, not how they are made
     settings = [{k: v for k, v in r["args"].items() if k not in own} for r in results]
     if any(s != settings[0] for s in settings[1:]):
         diff = sorted({k for s in settings[1:] for k in s if s[k] != settings[0].get(k)})
