@@ -126,3 +126,15 @@ def test_combine_refuses_runs_of_different_protocols(tmp_path):
     b = _write(tmp_path, _run(1, arms), {"lr": 0.01})
     with pytest.raises(SystemExit, match="differ in lr"):
         bench.combine([a, b], 1.0)
+
+
+def test_combine_takes_seeds_kept_in_different_caches_and_work_folders(tmp_path, capsys):
+    """Seeds run side by side each get their own --cache and --work (results keyed by content, not place)."""
+    arms = {arm: (1526.0 * (2.0 if "ours" in arm else 1.0), 0.0, True, 0.0) for arm, _ in bench.ARMS}
+    a = _write(tmp_path, _run(0, arms), {"cache": "/c0", "work": "/w0"})
+    b = _write(tmp_path, _run(1, arms), {"cache": "/c1", "work": "/w1"})
+    assert bench.combine([a, b], 1.0) == 0
+    assert "seeds [1]" in capsys.readouterr().out
+    c = _write(tmp_path, _run(2, arms), {"cache": "/c2", "max_steps": 10})
+    with pytest.raises(SystemExit, match="differ in max_steps"):  # a protocol flag still counts
+        bench.combine([a, c], 1.0)
