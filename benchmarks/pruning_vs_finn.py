@@ -521,11 +521,11 @@ def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cac
 
 
 def parallel_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path,
-                      base_key: dict) -> dict[str, dict]:
-    """Run the searched arms ``names`` at once, one spawned process each (:func:`search_arm_job`); returns each
-    one's timings. Same seed, same data, same cache keys: the arms are those of the serial run."""
+                      base_key: dict):
+    """Run the searched arms ``names`` at once, one spawned process each (:func:`search_arm_job`); yields
+    ``(name, timings)`` as each one ends. Same seed, same data, same cache keys: the arms of the serial run."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from hapfpga.zoo import save_model
 
@@ -535,27 +535,35 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
     say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
     t_start = time.time() - (time.perf_counter() - T0)
     with ProcessPoolExecutor(max_workers=len(names), mp_context=mp.get_context("spawn")) as ex:
-        futs = {n: ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
-                             base_key, dict(CODE_VERSIONS), t_start, workers) for n in names}
-        return {n: f.result() for n, f in futs.items()}
+        futs = {ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
+                          base_key, dict(CODE_VERSIONS), t_start, workers): n for n in names}
+        for fut in as_completed(futs):
+            yield futs[fut], fut.result()
 
 
 def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
                  phases: Phases, done) -> None:
-    """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs then
-    start beside the rest). With ``--parallel-arms``, those the cache lacks (two or more) run side by side first
-    (phase ``searches``: the block's wall, and the CPU of both processes once they end; each arm's own phase is
-    its process's), then every arm is read from the cache; without, each is searched in turn."""
+    """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
+    after the hardware-aware arm the uniform one, then run beside the search still going). With
+    ``--parallel-arms``, those the cache lacks (two or more) run side by side (phase ``searches``: the block's
+    wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
+    each read from the cache as it ends; without, each is searched in turn."""
     todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
-    timings: dict[str, dict] = {}
-    if args.parallel_arms and len(todo) > 1:
-        with phases("searches"):
-            timings = parallel_searches(todo, args, model, data, board, seed, cache, work, base_key)
-    for n in names:
+    parallel = bool(args.parallel_arms) and len(todo) > 1
+
+    def take(n: str, timing: dict | None = None) -> None:
         with phases(n):
             pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key)
-        phases.times[n] = {**timings.get(n, phases.times[n]), "cached": n not in todo}
+        phases.times[n] = {**(timing or phases.times[n]), "cached": n not in todo}
         done(n, pm, rep)
+
+    if parallel:
+        with phases("searches"):
+            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key):
+                take(n, timing)
+    for n in names:
+        if not (parallel and n in todo):
+            take(n)
 
 
 def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path, teacher):
@@ -662,10 +670,14 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     finn.submit("unpruned+setfolding", model, 400.0)
     finn.submit("unpruned+ours", model)
     names = ["hw", "mixed"] if args.model in BITS_MODELS else ["hw"]  # bits: the zoo models it knows
-    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases,
-                 done=lambda name, pm, rep: searched_done(name, pm, rep, arms, finn, data))
-    with phases("uniform"):
-        uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
+
+    def done(name: str, pm, rep: dict) -> None:
+        searched_done(name, pm, rep, arms, finn, data)
+        if name == "hw":  # the uniform arm needs the hw arm only: with --parallel-arms it runs beside the mixed one
+            with phases("uniform"):
+                uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
+
+    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
     e_ref = max(a["extra_epochs"] for a in arms.values())
     with phases("reference"):
         ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(args)},
@@ -733,7 +745,7 @@ def finish_drops(arms: dict, acc_ref: float, e_ref: float) -> None:
         a["ratio"] = a["fps"] / arms["unpruned+setfolding"]["fps"]
 
 
-#: phases in the order a seed runs them, with their labels (``searches``: the side-by-side block)
+#: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
 PHASES = (("baseline", "baseline"), ("searches", "searches side by side"), ("hw", "hw search"),
           ("mixed", "mixed search"), ("uniform", "uniform"), ("reference", "reference"),
           ("finn_jobs", "FINN jobs (pool, beside)"), ("finn_wait", "waiting for FINN"), ("seed", "seed total"))
