@@ -53,6 +53,15 @@ ratio, largest drop) beside the mean, then every seed's row. Last line: ``prune_
 accuracy_drop_pts <x> worst_seed_speedup <ratio> worst_seed_drop_pts <x>`` — the mean and the worst seed of the arm
 that fits and drops at most 1 point on every seed with the highest worst-seed ratio.
 
+6. **Scheduling** (how the work runs, never what it computes; docs/pruning_bench_schedule.md): the FINN jobs run
+   in a 1-worker process pool beside the ML side; with ``--parallel-arms`` (default on 2 or more CPUs) the
+   hardware-aware and mixed-precision searches, which both start from the converged baseline, run side by side in
+   two spawned processes (1 torch thread each, ``--workers`` predictor processes shared out between them), after
+   the unpruned model's FINN conversion is made once; ``--no-parallel-arms`` runs them one after the other. Same
+   seed, same arms, same cache keys. Each seed's JSON has ``phases`` (wall and CPU seconds of the baseline, each
+   search, uniform, reference, the wait for FINN, the FINN jobs' own, the seed) and ``finn_jobs`` (per job); the
+   table prints them.
+
 Usage: ``.venv/bin/python benchmarks/pruning_vs_finn.py [--quick] [--seeds 0 1 2] [--work DIR] [--model cnv]
 [--model-options JSON]``;
 seeds as separate processes (``--seeds 0 --json s0.json`` …) are summarised by ``--combine s0.json s1.json …``.
@@ -63,9 +72,9 @@ fine SetFolding scan, 3 seeds (quick 1), 14 greedy steps (quick 10) and an 8-epo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -106,13 +115,55 @@ def fmt(r: Resources) -> str:
     return f"LUT {r.LUT:,.0f} BRAM18 {r.BRAM_18K:,.0f} DSP {r.DSP:,.0f}"
 
 
+# ----------------------------------------------------------------------------------------------- timings
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (``os.times``): a search's
+    FPS-predictor workers count once the search stops them; the FINN pool's worker, alive until the run ends, not."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Phases:
+    """Wall and CPU seconds of a seed's phases, in the order they ran: ``with phases("baseline"): ...``."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        try:
+            yield
+        finally:
+            self.times[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}
+
+
+def timed_job(job, *a) -> dict:
+    """``job(*a)`` (a FINN job, in the pool's process) with its own wall and CPU seconds: ``job_wall_s``,
+    ``job_cpu_s`` (a cache hit costs next to nothing)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    out = job(*a)
+    return {**out, "job_wall_s": time.perf_counter() - wall, "job_cpu_s": cpu_seconds() - cpu}
+
+
 # ----------------------------------------------------------------------------------------------- caching
 
 
-@functools.cache
+#: ``code_version``'s answers, fixed once per run (a searched arm's process gets the parent's: ``search_arm_job``)
+CODE_VERSIONS: dict[tuple[str, ...], str] = {}
+
+
 def code_version(paths: tuple[str, ...]) -> str:
     """Hash of the source of ``paths`` (files or folders of .py files) plus finn-plus's version; computed once per
-    process, at the start of ``main`` (so edits made while a run goes on do not relabel its results)."""
+    run, at the start of ``main`` (so edits made while a run goes on do not relabel its results)."""
+    if paths not in CODE_VERSIONS:
+        CODE_VERSIONS[paths] = _code_hash(paths)
+    return CODE_VERSIONS[paths]
+
+
+def _code_hash(paths: tuple[str, ...]) -> str:
     from importlib.metadata import version
 
     h = hashlib.sha256(version("finn-plus").encode())
@@ -366,11 +417,22 @@ def bits_allowed(args) -> list[int]:
     return [args.bits, 1]
 
 
+def full_key(key: dict) -> dict:
+    """A model cache's key: ``key`` and the hash of the code that trains and prunes."""
+    return {**key, "code": code_version(PRUNE_CODE)}
+
+
+def is_cached(cache: Cache, kind: str, key: dict) -> bool:
+    """Whether :func:`cached_model` would load ``kind``/``key`` from the cache."""
+    key = full_key(key)
+    return cache.get(kind, key) is not None and cache.path(kind, key, "pt").is_file()
+
+
 def cached_model(cache: Cache, kind: str, key: dict, make):
     """``make() -> (model, info)``, or both from the cache (zoo spec + state, and the info as JSON)."""
     from hapfpga.zoo import load_model, save_model
 
-    key = {**key, "code": code_version(PRUNE_CODE)}
+    key = full_key(key)
     hit, pt = cache.get(kind, key), cache.path(kind, key, "pt")
     if hit is not None and pt.is_file():
         say(f"  {kind} from cache {pt.name}")
@@ -381,13 +443,23 @@ def cached_model(cache: Cache, kind: str, key: dict, make):
     return model, info
 
 
-def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict):
-    """A pruning-stage arm (hardware-aware, or mixed precision + pruning), cached as spec + state + report."""
+def arm_key(name: str, args, base_key: dict) -> dict:
+    """A searched arm's cache key (the search's config, ``predictor_workers`` included as it always was)."""
+    return {"arm": name, "base": base_key, "cfg": prune_cfg(args, bits=name == "mixed"), "margin": OURS_MARGIN,
+            "finn_cycles": OURS_FINN_CYCLES}
+
+
+def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
+                 workers: int | None = None):
+    """A pruning-stage arm (hardware-aware, or mixed precision + pruning), cached as spec + state + report.
+    ``workers``: the FPS predictor's processes for this search when it runs beside another (not in the key: the
+    predictor's answers do not depend on how many processes compute them)."""
     from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.predictor import HwTarget
     from hapfpga.pruning.stage import run_pruning_stage
 
     cfg = prune_cfg(args, bits=name == "mixed")
+    run_cfg = cfg if workers is None else {**cfg, "predictor_workers": workers}
     finn_dir, hw_finn = work / name / "pruning" / "finn", work / "hw" / "pruning" / "finn"
     if name != "hw" and hw_finn.is_dir() and not finn_dir.exists():  # the same unpruned model's FINN conversion
         finn_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -395,15 +467,103 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
 
     def make():
         target = HwTarget(board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES))
-        pruned, rep = run_pruning_stage(cfg, model, data, target, work / name, seed=seed,
+        pruned, rep = run_pruning_stage(run_cfg, model, data, target, work / name, seed=seed,
                                         log=lambda s: say(f"  {name} " + s))
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
         return pruned, info
 
-    return cached_model(cache, name, {"arm": name, "base": base_key, "cfg": cfg, "margin": OURS_MARGIN,
-                                      "finn_cycles": OURS_FINN_CYCLES}, make)
+    return cached_model(cache, name, arm_key(name, args, base_key), make)
+
+
+def side_by_side_workers(workers: int, n_searches: int) -> int:
+    """FPS-predictor processes per search when ``n_searches`` run at once: ``--workers`` shared out (at least 1
+    each). A search alternates fine-tuning (1 torch thread) and predicting (its workers), so with ``--workers 2``
+    and two searches at most 2 predictor processes (plus the FINN pool's one) compete for the cores, as in the
+    serial run, instead of 4."""
+    return max(1, workers // n_searches)
+
+
+def convert_unpruned_once(model, data, board, args, work: Path) -> None:
+    """The unpruned model's FINN conversion for the searches' FPS predictors, made in ``work/hw/pruning/finn``
+    (where the hardware-aware search and the uniform arm look for it, and the mixed search links to) before the
+    searches start side by side: otherwise both would convert it at once, or one would link to a folder the other
+    is still writing."""
+    from hapfpga.finn.graph import hw_layers_from_qonnx
+    from hapfpga.folding import FoldingOptions
+    from hapfpga.pruning.hwmodel import export_for_finn
+
+    options = FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES).for_predictor(
+        args.fold_time, prune_cfg(args, bits=False)["predictor_space"])
+    d = work / "hw" / "pruning"
+    onnx = export_for_finn(model, tuple(data.input_shape), d / "unpruned_for_hw.qonnx.onnx")
+    hw_layers_from_qonnx(onnx, d / "finn", board, options.clock_mhz, rtl=options.open_simulatable)
+
+
+def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
+                   base_key: dict, versions: dict, t_start: float, workers: int) -> dict:
+    """One searched arm in its own spawned process (``--parallel-arms``): the parent's code hashes (so the cache
+    keys are the parent's), log times and torch threads; the arm lands in the cache, where the parent reads it.
+    Returns the arm's wall and CPU seconds (its predictor workers included)."""
+    global T0
+    import torch
+
+    from hapfpga.zoo import load_model
+
+    T0 = time.perf_counter() - (time.time() - t_start)
+    CODE_VERSIONS.update(versions)
+    torch.set_num_threads(args.threads)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
+                 base_key, workers=workers)
+    return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "parallel": True}
+
+
+def parallel_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path,
+                      base_key: dict):
+    """Run the searched arms ``names`` at once, one spawned process each (:func:`search_arm_job`); yields
+    ``(name, timings)`` as each one ends. Same seed, same data, same cache keys: the arms of the serial run."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from hapfpga.zoo import save_model
+
+    convert_unpruned_once(model, data, board, args, work)
+    pt = save_model(model, work / "searched_arms_baseline.pt")
+    workers = side_by_side_workers(args.workers, len(names))
+    say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
+    t_start = time.time() - (time.perf_counter() - T0)
+    with ProcessPoolExecutor(max_workers=len(names), mp_context=mp.get_context("spawn")) as ex:
+        futs = {ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
+                          base_key, dict(CODE_VERSIONS), t_start, workers): n for n in names}
+        for fut in as_completed(futs):
+            yield futs[fut], fut.result()
+
+
+def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
+                 phases: Phases, done) -> None:
+    """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
+    after the hardware-aware arm the uniform one, then run beside the search still going). With
+    ``--parallel-arms``, those the cache lacks (two or more) run side by side (phase ``searches``: the block's
+    wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
+    each read from the cache as it ends; without, each is searched in turn."""
+    todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
+    parallel = bool(args.parallel_arms) and len(todo) > 1
+
+    def take(n: str, timing: dict | None = None) -> None:
+        with phases(n):
+            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key)
+        phases.times[n] = {**(timing or phases.times[n]), "cached": n not in todo}
+        done(n, pm, rep)
+
+    if parallel:
+        with phases("searches"):
+            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key):
+                take(n, timing)
+    for n in names:
+        if not (parallel and n in todo):
+            take(n)
 
 
 def uniform_arm(args, model, data, splits, board, seed: int, fps_goal: float, epochs: float, work: Path, teacher):
@@ -458,81 +618,148 @@ ARMS = (
 )
 
 
+class FinnJobs:
+    """A seed's FINN jobs in the 1-worker pool beside the ML side: ``submit(arm, model)`` exports the model and
+    queues our folding, ``submit(arm, model, sf_start)`` SetFolding's best-fit scan; ``results()`` waits for them
+    and returns ``{arm: result}``, each with the job's own ``job_wall_s`` and ``job_cpu_s``."""
+
+    def __init__(self, pool, wd: Path, shape: tuple, args, cache_root: str):
+        self.pool, self.wd, self.shape, self.args, self.croot = pool, wd, shape, args, cache_root
+        self.futures: dict = {}
+
+    def submit(self, arm: str, m, sf_start: float | None = None) -> None:
+        from hapfpga.pruning.hwmodel import export_for_finn
+
+        onnx, out = str(export_for_finn(m, self.shape, self.wd / f"{arm}.qonnx.onnx")), str(self.wd / arm)
+        job = ((ours_job, onnx, out, self.croot, code_version(FINN_CODE)) if sf_start is None else
+               (setfolding_job, onnx, out, self.args.quick, self.args.smoke, sf_start, self.croot,
+                code_version(FINN_CODE)))
+        self.futures[arm] = self.pool.submit(timed_job, *job)
+
+    def results(self) -> dict[str, dict]:
+        return {arm: fut.result() for arm, fut in self.futures.items()}
+
+
+def held_out_accuracy(m, data) -> float:
+    from hapfpga.train import evaluate
+
+    return evaluate(m, data.x_test, data.y_test)
+
+
 def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> dict:
-    """Every arm for one seed: FINN's FPS and fit, test accuracy, extra training epochs."""
+    """Every arm for one seed: FINN's FPS and fit, test accuracy, extra training epochs; ``phases``: where the
+    seed's time went (wall and CPU seconds per phase, the FINN jobs' own beside them)."""
     import torch
 
     from hapfpga.data import split_validation
-    from hapfpga.pruning.hwmodel import export_for_finn
-    from hapfpga.train import evaluate as evaluate_accuracy
+    from hapfpga.pruning.mixed import BITS_MODELS
 
+    t_seed, cpu_seed, phases = time.perf_counter(), cpu_seconds(), Phases()
     wd = work / f"seed{seed}"
     wd.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     splits = split_validation(data.x_train, data.y_train, args.val_fraction, seed)
     say(f"seed {seed}: fit {len(splits[0])}, validation {len(splits[2])}, test {len(data.x_test)}")
-    model, curve, epochs = baseline(args, data, splits, seed, cache, wd)
+    with phases("baseline"):
+        model, curve, epochs = baseline(args, data, splits, seed, cache, wd)
     base_key = {**model_key(args), "seed": seed, "curve": curve}
-    shape, croot = tuple(data.input_shape), str(cache.root)
-
-    def test_acc(m) -> float:
-        return evaluate_accuracy(m, data.x_test, data.y_test)
-
-    def submit(arm: str, m, sf_start: float | None = None) -> None:
-        onnx = export_for_finn(m, shape, wd / f"{arm}.qonnx.onnx")
-        if sf_start is None:
-            futures[arm] = pool.submit(ours_job, str(onnx), str(wd / arm), croot, code_version(FINN_CODE))
-        else:
-            futures[arm] = pool.submit(setfolding_job, str(onnx), str(wd / arm), args.quick, args.smoke,
-                                       sf_start, croot, code_version(FINN_CODE))
-
-    futures: dict = {}
-    arms: dict[str, dict] = {"unpruned+setfolding": {"accuracy": test_acc(model), "extra_epochs": 0.0}}
+    finn = FinnJobs(pool, wd, tuple(data.input_shape), args, str(cache.root))
+    arms: dict[str, dict] = {"unpruned+setfolding": {"accuracy": held_out_accuracy(model, data), "extra_epochs": 0.0}}
     arms["unpruned+ours"] = dict(arms["unpruned+setfolding"])
     say(f"  converged baseline: {epochs} epochs, test accuracy {100 * arms['unpruned+ours']['accuracy']:.2f}%")
-    submit("unpruned+setfolding", model, 400.0)
-    submit("unpruned+ours", model)
-    from hapfpga.pruning.mixed import BITS_MODELS
+    finn.submit("unpruned+setfolding", model, 400.0)
+    finn.submit("unpruned+ours", model)
+    names = ["hw", "mixed"] if args.model in BITS_MODELS else ["hw"]  # bits: the zoo models it knows
 
-    for name in ("hw", "mixed") if args.model in BITS_MODELS else ("hw",):  # bits: the zoo models it knows
-        pm, rep = searched_arm(name, args, model, data, board, seed, cache, wd, base_key)
-        arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": test_acc(pm)}
-        say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
-            f"predicted {rep['fps_after']:,.0f} FPS, test accuracy {100 * arms[name + '+ours']['accuracy']:.2f}%")
-        submit(f"{name}+ours", pm)
-        if name == "hw":
-            arms["hw+setfolding"] = dict(arms["hw+ours"])
-            submit("hw+setfolding", pm, max(400.0, rep["fps_after"] / 4))
+    def done(name: str, pm, rep: dict) -> None:
+        searched_done(name, pm, rep, arms, finn, data)
+        if name == "hw":  # the uniform arm needs the hw arm only: with --parallel-arms it runs beside the mixed one
+            with phases("uniform"):
+                uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
+
+    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
+    e_ref = max(a["extra_epochs"] for a in arms.values())
+    with phases("reference"):
+        ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(args)},
+                              lambda: finetuned_copy(model, splits, e_ref, seed, args))
+        acc_ref = held_out_accuracy(ref, data)
+    say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%")
+    with phases("finn_wait"):
+        finn_results = finn.results()
+    finn_jobs = record_finn(arms, finn_results, phases)
+    finish_drops(arms, acc_ref, e_ref)
+    phases.times["seed"] = {"wall_s": time.perf_counter() - t_seed, "cpu_s": cpu_seconds() - cpu_seed}
+    say(f"  seed {seed} phases (wall/CPU s): {phase_line(phases.times)}")
+    return {"seed": seed, "curve": curve, "baseline_epochs": epochs, "reference_epochs": e_ref,
+            "reference_accuracy": acc_ref, "arms": arms, "phases": phases.times, "finn_jobs": finn_jobs}
+
+
+def searched_done(name: str, pm, rep: dict, arms: dict, finn: FinnJobs, data) -> None:
+    """A searched arm's row (test accuracy) and its FINN jobs queued."""
+    arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": held_out_accuracy(pm, data)}
+    say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
+        f"predicted {rep['fps_after']:,.0f} FPS, test accuracy {100 * arms[name + '+ours']['accuracy']:.2f}%")
+    finn.submit(f"{name}+ours", pm)
+    if name == "hw":
+        arms["hw+setfolding"] = dict(arms["hw+ours"])
+        finn.submit("hw+setfolding", pm, max(400.0, rep["fps_after"] / 4))
+
+
+def uniform_done(args, model, data, splits, board, seed: int, cache: Cache, wd: Path, base_key: dict, arms: dict,
+                 finn: FinnJobs) -> None:
+    """The uniform arm at the hardware-aware arm's predicted FPS and extra budget: its rows and FINN jobs."""
     goal, budget = arms["hw+ours"]["fps_after"], arms["hw+ours"]["extra_epochs"]
-    ft_key = ft_settings(args)
-    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget, "ft": ft_key,
-                                              "fold_time": args.fold_time, "margin": OURS_MARGIN,
-                                              "finn_cycles": OURS_FINN_CYCLES},
+    uni, urep = cached_model(cache, "uniform", {"base": base_key, "fps_goal": goal, "epochs": budget,
+                                              "ft": ft_settings(args), "fold_time": args.fold_time,
+                                              "margin": OURS_MARGIN, "finn_cycles": OURS_FINN_CYCLES},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
-    arms["uniform+ours"] = {**urep, "accuracy": test_acc(uni)}
+    arms["uniform+ours"] = {**urep, "accuracy": held_out_accuracy(uni, data)}
     arms["uniform+setfolding"] = dict(arms["uniform+ours"])
     say(f"  uniform keep ratio {urep['ratio']:.3f}: predicted {urep['predicted_fps']:,.0f} FPS, test accuracy "
         f"{100 * arms['uniform+ours']['accuracy']:.2f}%")
-    submit("uniform+ours", uni)
-    submit("uniform+setfolding", uni, max(400.0, urep["predicted_fps"] / 4))
-    e_ref = max(a["extra_epochs"] for a in arms.values())
-    ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_key},
-                          lambda: finetuned_copy(model, splits, e_ref, seed, args))
-    acc_ref = test_acc(ref)
-    say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%")
-    for arm, fut in futures.items():
-        r = fut.result()
+    finn.submit("uniform+ours", uni)
+    finn.submit("uniform+setfolding", uni, max(400.0, urep["predicted_fps"] / 4))
+
+
+def record_finn(arms: dict, results: dict[str, dict], phases: Phases) -> dict[str, dict]:
+    """FINN's FPS, fit and resources into each arm's row; returns each job's own seconds and adds their sum as
+    phase ``finn_jobs`` (they ran in the pool, beside the ML side)."""
+    jobs = {}
+    for arm, r in results.items():
         arms[arm].update(fps=r["fps"], fits=bool(r["fits"]), finn_total=r["total"].as_dict(),
                          bottleneck=r["bottleneck"], target_fps=r.get("target_fps"))
+        jobs[arm] = {"wall_s": r["job_wall_s"], "cpu_s": r["job_cpu_s"], "cached": bool(r.get("cached"))}
         say(f"  {arm}: FINN {r['fps']:,.0f} FPS, {fmt(r['total'])}, fits {r['fits']}")
+    phases.times["finn_jobs"] = {k: sum(j[k] for j in jobs.values()) for k in ("wall_s", "cpu_s")}
+    return jobs
+
+
+def finish_drops(arms: dict, acc_ref: float, e_ref: float) -> None:
+    """Equal training: an arm without extra epochs against the converged model (both converged), else against
+    the reference (converged + the largest extra budget); ratios to the unpruned SetFolding best fit."""
     acc_base = arms["unpruned+ours"]["accuracy"]
-    for a in arms.values():  # equal training: no extra epochs -> both converged; else the fine-tuned reference
+    for a in arms.values():
         a["reference"] = "converged" if a["extra_epochs"] == 0 else f"converged + {e_ref:g} ep"
         a["drop_pts"] = 100 * ((acc_ref if a["extra_epochs"] > 0 else acc_base) - a["accuracy"])
         a["ratio"] = a["fps"] / arms["unpruned+setfolding"]["fps"]
-    return {"seed": seed, "curve": curve, "baseline_epochs": epochs, "reference_epochs": e_ref,
-            "reference_accuracy": acc_ref, "arms": arms}
+
+
+#: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
+PHASES = (("baseline", "baseline"), ("searches", "searches side by side"), ("hw", "hw search"),
+          ("mixed", "mixed search"), ("uniform", "uniform"), ("reference", "reference"),
+          ("finn_jobs", "FINN jobs (pool, beside)"), ("finn_wait", "waiting for FINN"), ("seed", "seed total"))
+
+
+def phase_line(times: dict[str, dict]) -> str:
+    """``baseline 358/340; hw search 960/1,210 (parallel); …`` for the phases a seed ran."""
+    parts = []
+    for key, label in PHASES:
+        t = times.get(key)
+        if t is not None:
+            note = " (parallel)" if t.get("parallel") else " (cached)" if t.get("cached") else ""
+            parts.append(f"{label} {t['wall_s']:,.0f}/{t['cpu_s']:,.0f}{note}")
+    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------- summary
@@ -611,6 +838,7 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
               f"{a['drop_pts'][0]:>7.2f} ±{a['drop_pts'][1]:>5.2f}{a['worst_drop_pts']:>7.2f}"
               f"{a['extra_epochs'][0]:>9.2f} {'yes' if a['fits'] else 'NO ':<4} {'meets' if a['every_seed'] else 'FAILS'}")
     print_seed_rows(summary, args.rule_pts)
+    print_phases(runs)
     r = {k: summary["arms"][k]["fps"][0] if k in summary["arms"] else float("nan") for k, _ in ARMS}
     bits_factor = (f"bits {r['mixed+ours'] / r['hw+ours']:.2f}× (mixed + pruned / pruned, ours)"
                    if "mixed+ours" in summary["arms"] else "bits not measured (no mixed-precision arm for this model)")
@@ -635,6 +863,16 @@ def print_seed_rows(summary: dict, rule_pts: float) -> None:
                 f"{'' if r['meets'] else ' FAILS'}" for r in a["seeds"]))
 
 
+def print_phases(runs: list[dict]) -> None:
+    """Where each seed's minutes went: wall / CPU seconds per phase (runs from before the timings: none)."""
+    timed = [r for r in runs if r.get("phases")]
+    if timed:
+        print("where the time goes (wall / CPU seconds; a search's CPU includes its predictor workers; FINN jobs run "
+              "in their own process beside the ML side):")
+    for r in timed:
+        print(f"  seed {r['seed']}: {phase_line(r['phases'])}")
+
+
 def print_last_line(summary: dict) -> None:
     """``prune_fold_speedup_vs_setfolding <mean ratio> accuracy_drop_pts <mean drop> worst_seed_speedup <ratio>
     worst_seed_drop_pts <drop>`` of the best arm meeting the rule on every seed (zeros and nan when none does)."""
@@ -650,7 +888,8 @@ def combine(paths: list[str], rule_pts: float) -> int:
     """The summary over the seeds of several ``--json`` results (one seed per process): settings checked equal
     (seeds, work and cache directories and output file aside), then the same table and last line as one run."""
     results = [json.loads(Path(p).read_text()) for p in paths]
-    own = {"seeds", "work", "json", "combine", "cache"}  # where results are kept, not how they are made
+    # where results are kept and how the work was scheduled, not the protocol
+    own = {"seeds", "work", "json", "combine", "cache", "parallel_arms"}
     settings = [{k: v for k, v in r["args"].items() if k not in own} for r in results]
     if any(s != settings[0] for s in settings[1:]):
         diff = sorted({k for s in settings[1:] for k in s if s[k] != settings[0].get(k)})
@@ -722,7 +961,13 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fold-time", type=float, default=None,
                     help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x, then 16x)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
-    ap.add_argument("--workers", type=int, default=2, help="processes for the FPS predictor")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes for the FPS predictor (with --parallel-arms shared out between the searches "
+                         "running at once, at least 1 each)")
+    ap.add_argument("--parallel-arms", action=argparse.BooleanOptionalAction, default=None,
+                    help="run the hardware-aware and mixed-precision searches side by side, one process each "
+                         "(default: on with 2 or more CPUs); the same arms as --no-parallel-arms, which runs them "
+                         "one after the other")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared, oversubscribed machine 2 threads ran a CNV step 4x slower)")
     ap.add_argument("--json", default=None)
@@ -747,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     args.fold_time = args.fold_time or 4.0
     args.finetune_epochs = args.finetune_epochs or (1.0 if args.smoke else 4.0 if q else 8.0)
     args.polish_rounds = args.polish_rounds if args.polish_rounds is not None else (1 if q else 3)
+    args.parallel_arms = args.parallel_arms if args.parallel_arms is not None else (os.cpu_count() or 1) >= 2
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

@@ -1,0 +1,128 @@
+"""``benchmarks/pruning_vs_finn.py --parallel-arms`` (issue 24, "the full 3-seed CNV protocol ≤ 20 minutes per
+seed"): the hardware-aware and mixed-precision searches run side by side in two processes and give the arms the
+serial path gives (same seed: same FPS, accuracies, channels, bits); every seed reports where its time went
+(wall and CPU seconds per phase) in the JSON and the printed table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning_vs_finn.py"
+_spec = importlib.util.spec_from_file_location("pruning_vs_finn", BENCH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+@pytest.mark.parametrize("workers, n, each", [(2, 2, 1), (1, 2, 1), (4, 2, 2), (5, 2, 2), (8, 3, 2), (3, 1, 3)])
+def test_predictor_workers_are_shared_out(workers, n, each):
+    assert bench.side_by_side_workers(workers, n) == each
+    assert each * n <= max(workers, n)  # never more predictor processes than --workers (at least one per search)
+
+
+def test_parallel_arms_defaults_to_the_cores():
+    args = bench.make_parser().parse_args([])
+    assert args.parallel_arms is None  # resolved in main: on with 2 or more CPUs
+    assert bench.make_parser().parse_args(["--no-parallel-arms"]).parallel_arms is False
+    assert bench.make_parser().parse_args(["--parallel-arms"]).parallel_arms is True
+
+
+def test_scheduling_is_not_in_the_search_key():
+    """The searched arms' cache key does not depend on --parallel-arms: an arm cached by either path is reused."""
+    keys = []
+    for flag in ("--parallel-arms", "--no-parallel-arms"):
+        args = bench.make_parser().parse_args([flag])
+        args.max_steps, args.candidate_steps, args.fold_time, args.finetune_epochs = 10, 3, 4.0, 4.0
+        keys.append(json.dumps(bench.arm_key("mixed", args, {"model": "cnv", "seed": 0}), sort_keys=True))
+    assert keys[0] == keys[1]
+
+
+def test_phases_measure_wall_and_cpu():
+    phases = bench.Phases()
+    with phases("busy"):
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+    with phases("idle"):
+        time.sleep(0.2)
+    busy, idle = phases.times["busy"], phases.times["idle"]
+    assert busy["cpu_s"] >= 0.15 and busy["wall_s"] >= busy["cpu_s"] * 0.9
+    assert idle["wall_s"] >= 0.19 and idle["cpu_s"] < 0.1
+    assert list(phases.times) == ["busy", "idle"]
+
+
+def test_phase_line_names_every_phase_run():
+    times = {"baseline": {"wall_s": 358.2, "cpu_s": 340.0}, "searches": {"wall_s": 900.0, "cpu_s": 1700.0},
+             "hw": {"wall_s": 880.0, "cpu_s": 850.0, "parallel": True},
+             "mixed": {"wall_s": 0.5, "cpu_s": 0.4, "cached": True}, "seed": {"wall_s": 1500.0, "cpu_s": 2400.0}}
+    line = bench.phase_line(times)
+    assert line.split("; ") == ["baseline 358/340", "searches side by side 900/1,700", "hw search 880/850 (parallel)",
+                                "mixed search 0/0 (cached)", "seed total 1,500/2,400"]
+
+
+def test_timed_job_adds_the_jobs_own_seconds():
+    out = bench.timed_job(lambda n: {"n": sum(range(n))}, 2_000_000)
+    assert out["n"] == sum(range(2_000_000))
+    assert out["job_wall_s"] > 0 and out["job_cpu_s"] > 0
+
+
+def test_combine_accepts_runs_scheduled_either_way(tmp_path, capsys):
+    """--combine checks the protocol's settings equal; --parallel-arms is scheduling and may differ."""
+    def run(seed: int, parallel: bool) -> Path:
+        arms = {a: {"fps": 1000.0 * (i + 1), "ratio": i + 1.0, "accuracy": 0.97, "drop_pts": 0.2, "fits": True,
+                    "extra_epochs": 4.0 if i > 1 else 0.0} for i, (a, _) in enumerate(bench.ARMS)}
+        r = {"seed": seed, "curve": [0.9, 0.95], "baseline_epochs": 2, "reference_epochs": 4.0,
+             "reference_accuracy": 0.975, "arms": arms,
+             "phases": {"baseline": {"wall_s": 10.0 + seed, "cpu_s": 9.0}, "seed": {"wall_s": 50.0, "cpu_s": 80.0}}}
+        args = {**vars(bench.make_parser().parse_args([])), "seeds": [seed], "parallel_arms": parallel}
+        p = tmp_path / f"s{seed}.json"
+        p.write_text(json.dumps({"args": args, "runs": [r], "seconds": 50.0,
+                                 "load_average": {"start": [1.0], "end": [1.0]}}))
+        return p
+
+    assert bench.combine([str(run(0, True)), str(run(1, False))], 1.0) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: baseline 10/9; seed total 50/80" in out and "seed 1: baseline 11/9" in out
+
+
+def _smoke(tmp_path: Path, flag: str) -> dict:
+    out = tmp_path / flag.strip("-")
+    cmd = [sys.executable, str(BENCH), "--smoke", flag, "--work", str(out / "w"), "--cache", str(out / "c"),
+           "--json", str(out / "r.json")]
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parents[1])}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "where the time goes" in res.stdout
+    return json.loads((out / "r.json").read_text())
+
+
+ARM_FIELDS = ("fps", "fits", "accuracy", "channels_after", "bits_after", "fps_after", "ratio", "drop_pts")
+
+
+@pytest.mark.slow
+def test_parallel_and_serial_give_the_same_arms(tmp_path):
+    """Two --smoke runs of one seed, the searches side by side and one after the other: the same arms (FINN's
+    FPS and fit, test accuracies, channels, bits), each phase timed (positive wall and CPU seconds)."""
+    par, ser = _smoke(tmp_path, "--parallel-arms"), _smoke(tmp_path, "--no-parallel-arms")
+    (rp,), (rs,) = par["runs"], ser["runs"]
+    assert set(rp["arms"]) == set(rs["arms"]) >= {"hw+ours", "mixed+ours", "uniform+ours", "unpruned+setfolding"}
+    for arm in rp["arms"]:
+        for f in ARM_FIELDS:
+            assert rp["arms"][arm].get(f) == rs["arms"][arm].get(f), (arm, f)
+    assert rp["arms"]["mixed+ours"]["history"] == rs["arms"]["mixed+ours"]["history"]
+    assert rp["reference_accuracy"] == rs["reference_accuracy"]
+    assert rp["phases"]["hw"]["parallel"] and rp["phases"]["mixed"]["parallel"] and "searches" in rp["phases"]
+    assert "searches" not in rs["phases"] and not rs["phases"]["hw"].get("parallel")
+    for run in (rp, rs):
+        for phase in ("baseline", "hw", "mixed", "uniform", "reference", "finn_jobs", "seed"):
+            assert run["phases"][phase]["wall_s"] > 0 and run["phases"][phase]["cpu_s"] > 0, phase
+        assert run["phases"]["seed"]["wall_s"] >= run["phases"]["baseline"]["wall_s"] + run["phases"]["uniform"]["wall_s"]
+        assert set(run["finn_jobs"]) == set(run["arms"])
+    assert par["args"]["parallel_arms"] is True and ser["args"]["parallel_arms"] is False
