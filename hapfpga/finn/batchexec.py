@@ -278,18 +278,18 @@ def _run_ort(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray], n: 
         ctx[name] = val
 
 
-def _exact_in_float32(node: Any, arrays: list[np.ndarray], bound: float | None | bool = False) -> bool:
+def _exact_in_float32(node: Any, arrays: list[np.ndarray]) -> bool:
     """Whether every partial sum of this MatMul/Gemm/Conv is an integer of magnitude ≤ 2^24 (exact in float32,
     so any summation order, i.e. any batch size, gives the same result): all operands integer-valued and
-    max|x| · (the largest Σ|W| over one output) + max|bias| ≤ 2^24. Checked on the values, not the annotations.
-    ``bound``: :func:`_weight_bound` of ``arrays[1:]`` when already known (constant weights)."""
-    if len(arrays) < 2:
+    max|x| · (the largest Σ|W| over one output) + max|bias| ≤ 2^24. Checked on the values, not the annotations."""
+    return len(arrays) >= 2 and _exact_with_bound(arrays[0], _weight_bound(node, arrays[1:]))
+
+
+def _exact_with_bound(x: np.ndarray, bound: tuple[float, float] | None) -> bool:
+    """:func:`_exact_in_float32` given the weights' :func:`_weight_bound` (None: not integer-valued)."""
+    if bound is None or not np.array_equal(x, np.round(x)):
         return False
-    wb = _weight_bound(node, arrays[1:]) if bound is False else bound
-    x = arrays[0]
-    if wb is None or not np.array_equal(x, np.round(x)):
-        return False
-    return float(np.abs(x).max(initial=0.0)) * float(wb[0]) + float(wb[1]) <= 2.0 ** 24
+    return float(np.abs(x).max(initial=0.0)) * bound[0] + bound[1] <= 2.0 ** 24
 
 
 def _weight_bound(node: Any, consts: list[np.ndarray]) -> tuple[float, float] | None:
@@ -316,7 +316,7 @@ def _exact(ex: BatchExecutor, step: BatchStep, arrays: list[np.ndarray], names: 
         return _exact_in_float32(step.node, arrays)
     if step.index not in ex._bounds:
         ex._bounds[step.index] = _weight_bound(step.node, arrays[1:])
-    return _exact_in_float32(step.node, arrays, ex._bounds[step.index])
+    return _exact_with_bound(arrays[0], ex._bounds[step.index])
 
 
 def _run_reshape(ex: BatchExecutor, step: BatchStep, ctx: dict[str, np.ndarray], n: int) -> None:
