@@ -429,7 +429,7 @@ class _PairedRule:
 
         self.run, self.cfg = run, run.cfg
         self.conf = run.cfg.selection.confidence
-        self.base = self.correct(run.base)
+        self.base = self._correct(run.base)
         self.paired: dict[int, Any] = {}
         floor = smallest_certifiable_drop(len(self.base), self.conf)
         if floor > self.cfg.max_accuracy_drop:
@@ -438,7 +438,7 @@ class _PairedRule:
                     f"changes no sample is bounded at {100 * floor:.2f} pt): only candidates more accurate than the "
                     "unpruned model can pass; raise pruning.val_fraction or lower pruning.selection.confidence.")
 
-    def correct(self, m: Any) -> Any:
+    def _correct(self, m: Any) -> Any:
         import numpy as np
 
         from ..train import predict
@@ -449,13 +449,22 @@ class _PairedRule:
     def record(self, i: int, m: Any) -> None:
         from .selection import Paired
 
-        self.paired[i] = Paired.of(self.base, self.correct(m))
+        self.paired[i] = Paired.of(self.base, self._correct(m))
 
-    def accept(self, i: int, acc: float) -> bool:
+    def passes(self, m: Any) -> bool:
+        """The paired rule on model ``m``'s validation predictions, without recording or logging it."""
+        from .selection import Paired
+
+        return self._meets(Paired.of(self.base, self._correct(m)))
+
+    def _meets(self, p: Any) -> bool:
         from .selection import meets_rule
 
+        return meets_rule(p, self.cfg.max_accuracy_drop, self.conf)
+
+    def accept(self, i: int, acc: float) -> bool:
         p = self.paired[i]
-        ok = meets_rule(p, self.cfg.max_accuracy_drop, self.conf)
+        ok = self._meets(p)
         self.run.say(f"selection: step {i} lost {p.lost}, gained {p.gained} of {p.n} validation samples "
                      f"(drop {100 * p.drop:.2f} pt): {'meets' if ok else 'fails'} the {100 * self.cfg.max_accuracy_drop:g}-pt "
                      f"rule at {100 * self.conf:g} % confidence")
@@ -516,13 +525,11 @@ class _Candidates:
         return run.tune(m, run.final_ft())
 
     def passes(self, m: Any, acc: float) -> bool:
-        """The backtracking's rule on a candidate, without recording or logging it."""
-        from .selection import Paired, meets_rule
-
-        cfg = self.run.cfg
+        """The backtracking's rule on a candidate (the paired test, else the point rule), without recording or
+        logging it."""
         if self.rule is None:
-            return self.result.history[0].accuracy - acc <= cfg.max_accuracy_drop + 1e-12
-        return meets_rule(Paired.of(self.rule.base, self.rule.correct(m)), cfg.max_accuracy_drop, self.rule.conf)
+            return self.result.history[0].accuracy - acc <= self.run.cfg.max_accuracy_drop + 1e-12
+        return self.rule.passes(m)
 
     def final(self, i: int) -> float:
         mode = self.run.cfg.final_weights

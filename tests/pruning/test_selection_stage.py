@@ -61,3 +61,27 @@ def test_confidence_one_half_keeps_the_point_rule_and_adds_no_paired_rows(traine
     tried = r["backtrack"]
     assert tried and all("lost" not in b for b in tried)
     assert all(acc0 - b["accuracy_val_final"] > 0.02 for b in tried if b["fps"] > r["fps_after"])
+
+
+def test_reprune_or_search_falls_back_by_the_paired_test(trained, digits, tmp_path):
+    """``final_weights: reprune_or_search`` with the paired test: a candidate takes the step's own weights only
+    after its re-prune fails the paired test, and keeps them only where they pass it or are more accurate; every
+    re-pruned candidate kept past step 0 passes it; the faster candidates tried all fail it."""
+    conf, rule = 0.9, 0.02
+    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": rule, "step_accuracy_drop": 0.5,
+           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
+           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "final_weights": "reprune_or_search",
+           "selection": {"confidence": conf}}
+    _, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
+    tried = {b["step"]: b for b in r["backtrack"]}
+    assert tried and all({"lost", "gained", "n_val", "weights"} <= set(b) for b in tried.values())
+    verdict = {k: meets_rule(Paired(b["n_val"], b["lost"], b["gained"]), rule, conf) for k, b in tried.items()}
+    for k, b in tried.items():
+        if b["weights"] == "reprune" and k > 0:
+            assert verdict[k] or "accuracy_val_other" in b  # kept re-pruned: it passed, or both failed
+        if b["weights"] == "search":  # the fallback: taken where it passes or is the more accurate
+            assert "accuracy_val_other" in b
+            assert verdict[k] or b["accuracy_val_final"] > b["accuracy_val_other"]
+    assert all(not verdict[k] for k, b in tried.items() if b["fps"] > r["fps_after"])
+    log = (tmp_path / "pruning" / "search.log").read_text()
+    assert "selection: step" in log
