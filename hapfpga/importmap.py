@@ -52,6 +52,7 @@ LAYERS: tuple[Layer, ...] = (
             "hapfpga/pruning/config.py", "hapfpga/pruning/parallel.py", "hapfpga/pruning/bits.py",
             "hapfpga/pruning/predictor.py", "hapfpga/pruning/results.py", "hapfpga/pruning/greedy.py",
             "hapfpga/pruning/nsga2.py", "hapfpga/pruning/reporting.py", "hapfpga/pruning/fpsbound.py",
+            "hapfpga/pruning/selection.py",
         ),
         _f(),
         lazy=False,

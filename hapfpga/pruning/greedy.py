@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import ConfigError
 from .results import BatchAccuracy, BatchPredictor, HwPoint, SearchResult, Step
+from .selection import over_drop, within_drop
 
 __all__ = ["greedy_search", "backtrack", "j_objective", "fps_per_sensitivity"]
 
@@ -197,7 +198,7 @@ def _choose_step(
     history: list[Step], start_accuracy: float, target: str, target_fps: float | None, objective: str,
     max_accuracy_drop: float, fps_ref: float, alpha: float,
 ) -> Step:
-    ok = [s for s in history if start_accuracy - s.accuracy <= max_accuracy_drop + 1e-12 and s.hw.fits]
+    ok = [s for s in history if within_drop(start_accuracy, s.accuracy, max_accuracy_drop) and s.hw.fits]
     if target == "fps":
         # the FPS target is the goal here; max_accuracy_drop is not a constraint (the report shows the drop)
         hit = [s for s in history if s.hw.fits and s.hw.fps >= float(target_fps or 0)]
@@ -215,11 +216,13 @@ def _commit_step(
     """Commit the chosen trial (and, when its drop is beyond ``tol`` and there is a ``rescue``, fine-tune it
     longer); returns the step and whether its drop is beyond ``tol`` (None: no tolerance, the FPS target)."""
     step = Step(dict(trial), h, commit(trial), changed=g)
-    over = tol is not None and start_accuracy - step.accuracy > tol + 1e-12
+    if tol is None:
+        return step, False
+    over = over_drop(start_accuracy, step.accuracy, tol)
     if over and rescue is not None:
         say(f"step {g} -> {trial[g]}: acc {step.accuracy:.4f} beyond the tolerance; longer fine-tune")
         step = Step(dict(trial), h, rescue(trial), changed=g)
-        over = start_accuracy - step.accuracy > tol + 1e-12  # type: ignore[operator]
+        over = over_drop(start_accuracy, step.accuracy, tol)
     return step, over
 
 
@@ -328,7 +331,7 @@ def backtrack(
             say(f"backtrack: step {i} ({history[i].hw.fps:,.0f} FPS) final accuracy {tried[i]:.4f}")
         if accept is not None:
             return accept(i, tried[i])
-        return start_accuracy - tried[i] <= max_accuracy_drop + 1e-12
+        return within_drop(start_accuracy, tried[i], max_accuracy_drop)
 
     lo, hi = 0, len(levels) - 1
     if hi == 0 or ok(hi):

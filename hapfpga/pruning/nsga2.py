@@ -23,6 +23,7 @@ from ..types import Resources
 from .config import SearchConfig
 from .parallel import map_ordered
 from .results import HwPoint, SearchResult, Step, pareto_front
+from .selection import within_drop
 
 __all__ = [
     "nsga2_search", "nsga2_study", "trial_objective", "default_storage", "run_trials", "enqueue_snapped",
@@ -110,7 +111,7 @@ def nsga2_search(
         raise InfeasibleError("No NSGA-II trial completed; check the evaluator and the board budget.")
     front = pareto_front(steps)
     base = baseline_accuracy if baseline_accuracy is not None else max(s.accuracy for s in steps)
-    ok = [s for s in front if s.hw.fits and base - s.accuracy <= max_accuracy_drop + 1e-12]
+    ok = [s for s in front if s.hw.fits and within_drop(base, s.accuracy, max_accuracy_drop)]
     best = max(ok, key=lambda s: (s.hw.fps, s.accuracy)) if ok else max(front, key=lambda s: s.accuracy)
     return SearchResult(best=best, history=tuple(steps), pareto=tuple(front))
 

@@ -19,7 +19,9 @@ for ``n ≤ EXACT_MAX_N`` the p-value is *exact unconditional*: the largest prob
 observed (Berger and Sidik, "Exact unconditional tests for a 2×2 matched-pairs design", Statistical Methods in
 Medical Research 12:91–108, 2003). Above it the normal approximation is used (the excess shrinks with ``n``).
 
-``confidence: 0.5`` is the point rule (``drop ≤ margin``), the rule before issue 24.
+``confidence: 0.5`` is the point rule (``drop ≤ margin``), the rule before issue 24. :func:`within_drop` and
+:func:`over_drop` are that point rule on two accuracies, the one comparison every search loop makes (greedy, its
+backtracking, NSGA-II's choice, the prune stage's candidates).
 """
 
 from __future__ import annotations
@@ -32,13 +34,31 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["Paired", "EXACT_MAX_N", "tango_z", "p_value", "meets_rule", "drop_bound", "smallest_certifiable_drop"]
+__all__ = [
+    "Paired", "EXACT_MAX_N", "DROP_TOL", "within_drop", "over_drop", "tango_z", "p_value", "meets_rule", "drop_bound",
+    "smallest_certifiable_drop",
+]
 
 #: splits up to this many samples get the exact unconditional p-value (all (lost, gained) cells: ~n²/2)
 EXACT_MAX_N = 600
 #: the nuisance grid: the ``gained`` rate from 0 to its largest value under H0, denser near 0 (where the
 #: supremum lies on a small split)
 _GRID = 96
+#: slack of the point rule: a drop of exactly ``max_drop`` in samples (e.g. 1/200 = 0.005) comes out a few ulps above
+#: it from float accuracies (1.0 − 0.995 = 0.0050000000000000044) and must still meet the rule
+DROP_TOL = 1e-12
+
+
+def within_drop(start: float, acc: float, max_drop: float) -> bool:
+    """The point accuracy rule: ``start − acc ≤ max_drop`` up to float rounding (:data:`DROP_TOL`); False for a NaN
+    accuracy. A drop already computed is ``within_drop(drop, 0.0, max_drop)``."""
+    return start - acc <= max_drop + DROP_TOL
+
+
+def over_drop(start: float, acc: float, max_drop: float) -> bool:
+    """``start − acc > max_drop`` beyond float rounding: ``not within_drop`` except that a NaN accuracy is neither
+    within nor over (a step of NaN accuracy was never taken to be beyond a greedy step's tolerance)."""
+    return start - acc > max_drop + DROP_TOL
 
 
 @dataclass(frozen=True)
@@ -115,7 +135,7 @@ def meets_rule(p: Paired, max_drop: float, confidence: float) -> bool:
     """Whether the candidate's true drop is at most ``max_drop`` at one-sided ``confidence`` (0.5: the point rule,
     observed drop ≤ ``max_drop``)."""
     if confidence <= 0.5:
-        return p.drop <= max_drop + 1e-12
+        return within_drop(p.drop, 0.0, max_drop)
     return p_value(p, max_drop) <= 1.0 - confidence + 1e-12
 
 

@@ -24,6 +24,7 @@ from .progress import SearchLog, steps_left_bound, steps_to_target
 from .reporting import BeforeAfter, PruningReport, SearchRecord, TargetOutcome
 from .results import SearchOutcome
 from .search import HwPoint, SearchResult, Step
+from .selection import within_drop
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -528,7 +529,7 @@ class _Candidates:
         """The backtracking's rule on a candidate (the paired test, else the point rule), without recording or
         logging it."""
         if self.rule is None:
-            return self.result.history[0].accuracy - acc <= self.run.cfg.max_accuracy_drop + 1e-12
+            return within_drop(self.result.history[0].accuracy, acc, self.run.cfg.max_accuracy_drop)
         return self.rule.passes(m)
 
     def final(self, i: int) -> float:
