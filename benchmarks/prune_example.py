@@ -10,7 +10,10 @@ of the unpruned model — on every seed. Per seed this benchmark
 2. measures the child's wall time, its CPU seconds (``getrusage(RUSAGE_CHILDREN)`` deltas, user + sys, the
    child's own processes included) and the load average at start and end;
 3. reads ``WORK/seedN/report.json``: the FPS of the delivered design by finn-plus's estimate report, whether it
-   fits by our estimate and by FINN's report, test accuracy unpruned vs pruned, channels removed;
+   fits by our estimate and by FINN's report, test accuracy unpruned vs pruned, channels removed; and re-scores
+   the run's ``baseline.pt`` and ``pruned.pt`` per test sample (``test_paired``: the samples the pruned model
+   lost and gained, kept only when they reproduce the report's two accuracies exactly), so the row prints the
+   drop's paired 95 % interval as ``pruning_vs_finn.py`` does (its docstring, "How sure a seed's drop is");
 4. takes the denominator from the run's own unpruned export (``WORK/seedN/baseline.qonnx.onnx``: same
    architecture and bits, that seed's weights): SetFolding's best fitting design, judged by FINN's report
    (``hapfpga.finn.setfolding.setfolding_best_fit``, the scan ``pruning_vs_finn.py`` uses, started at 400 FPS as
@@ -49,7 +52,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pruning_vs_finn import Cache, code_version  # noqa: E402  (benchmarks/ is on sys.path when run)
+from pruning_vs_finn import (  # noqa: E402  (benchmarks/ is on sys.path when run)
+    Cache,
+    code_version,
+    drop_interval_pts,
+    held_out_correct,
+    interval_text,
+)
 from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 
 from hapfpga.finn.setfolding import FINE, QUICK, setfolding_best_fit  # noqa: E402
@@ -128,6 +137,31 @@ def report_figures(out: Path) -> dict:
             "timings": rep.get("timings", {})}
 
 
+def paired_on_test(cfg: Path, out: Path, figs: dict) -> dict | None:
+    """The run's unpruned and pruned models (``baseline.pt`` and ``pruned.pt`` in its out dir) scored per sample
+    on the config's test split (``load_dataset`` as ``hapfpga run`` loads it): ``{n, lost, gained}`` of the pruned
+    model against the unpruned one. None when these scores do not reproduce the report's two accuracies exactly
+    (then they are not the run's own figures, e.g. a run that scored on another device)."""
+    import contextlib
+
+    from hapfpga.data import load_dataset
+    from hapfpga.pruning.selection import Paired
+    from hapfpga.runconfig import load_run_config
+    from hapfpga.zoo import load_model
+
+    with contextlib.chdir(ROOT):  # the child ran from the repository root
+        conf = load_run_config(cfg)
+        data = load_dataset(conf.data, seed=conf.seed)
+    base, pruned = (held_out_correct(load_model(out / f), data) for f in ("baseline.pt", "pruned.pt"))
+    if (100 * float(base.mean()), 100 * float(pruned.mean())) != (figs["acc_unpruned"], figs["acc_pruned"]):
+        print(f"note: {out}'s models re-scored on the test split give {100 * base.mean():.2f} / "
+              f"{100 * pruned.mean():.2f} %, its report {figs['acc_unpruned']:.2f} / {figs['acc_pruned']:.2f} %: "
+              f"no paired interval for this seed", flush=True)
+        return None
+    p = Paired.of(base, pruned)
+    return {"n": p.n, "lost": p.lost, "gained": p.gained}
+
+
 def run_seed(seed: int, args, board, work: Path) -> dict:
     out = work / f"seed{seed}"
     if out.exists():
@@ -137,6 +171,7 @@ def run_seed(seed: int, args, board, work: Path) -> dict:
     print(f"seed {seed}: hapfpga run {cfg} --out {out} (log {work / f'seed{seed}.log'})", flush=True)
     timing = run_child(cfg, out, work / f"seed{seed}.log", pcache)
     figs = report_figures(out)
+    figs["test_paired"] = paired_on_test(cfg, out, figs)
     t0 = time.perf_counter()
     sf = setfolding_cached(out / "baseline.qonnx.onnx", work / f"sf_seed{seed}", board, scan_settings(args),
                            Path(args.cache))
@@ -157,12 +192,20 @@ def scan_settings(args):
 
 
 def print_row(r: dict) -> None:
+    """One seed: FPS, ratio, test accuracies and the drop with its paired 95 % interval (``[-]`` for a row from
+    before ``test_paired``), the acceptance checks; a failed drop check whose interval reaches down to the rule
+    says ``(within test noise)`` (``pruning_vs_finn.seed_verdict``'s reading; the check stays on the observed
+    drop)."""
     c = r["checks"]
-    ok = "meets" if all(c.values()) else "FAILS " + ", ".join(k for k, v in c.items() if not v)
+    ci = drop_interval_pts(r)
+    noise = " (within test noise)" if ci and ci[0] <= MAX_DROP_PTS + 1e-9 else ""
+    ok = "meets" if all(c.values()) else "FAILS " + ", ".join(k + (noise if k == "drop" else "")
+                                                                for k, v in c.items() if not v)
     print(f"seed {r['seed']}: {r['fps']:,.0f} FPS (FINN estimate; fits ours {'yes' if r['fits_ours'] else 'NO'}, "
           f"FINN {'yes' if r['fits_finn'] else 'NO'}) = {r['ratio']:.2f}x SetFolding's best fit "
           f"{r['setfolding_fps']:,.0f} FPS (target {r['setfolding_target']}); test {r['acc_pruned']:.2f}% vs "
-          f"unpruned {r['acc_unpruned']:.2f}% (drop {r['drop_pts']:.2f} pt); {r['channels_removed']} of "
+          f"unpruned {r['acc_unpruned']:.2f}% (drop {r['drop_pts']:.2f} pt, 95 % interval {interval_text(ci)}); "
+          f"{r['channels_removed']} of "
           f"{r['channels_before']} channels removed; {r['cpu_s']:.0f} CPU-s, {r['wall_s']:.0f} s wall, load "
           f"{r['load_start']:.1f} -> {r['load_end']:.1f}; acceptance (>= {MIN_SPEEDUP:g}x, <= {MAX_DROP_PTS:g} pt, "
           f"<= {MAX_CPU_S:g} CPU-s, fits): {ok}", flush=True)

@@ -53,6 +53,22 @@ ratio, largest drop) beside the mean, then every seed's row. Last line: ``prune_
 accuracy_drop_pts <x> worst_seed_speedup <ratio> worst_seed_drop_pts <x>`` — the mean and the worst seed of the arm
 that fits and drops at most 1 point on every seed with the highest worst-seed ratio.
 
+**How sure a seed's drop is** (issue 24: digits' test split has 450 samples, one is 0.22 pt). An arm and the model
+its drop is measured against are scored on the same test samples, so the drop is paired: each arm's JSON row has
+``test_paired`` {``n``, ``lost`` (the compared model right, the arm wrong), ``gained`` (the reverse)}, counted
+where its test accuracy is, and ``drop_pts`` = 100 · (lost − gained) / n. Beside each seed's drop the table
+prints the paired 95 % two-sided interval of the arm's *true* drop (on the population the test split is drawn
+from): upper end ``pruning.selection.drop_bound`` of (lost, gained) at one-sided 0.975, lower end minus the same
+bound of the swapped pair (gained, lost) — exact unconditional bounds of Tango's score test on 450 samples
+(docs/pruning.md "Selection"). The unpruned arms are the converged model against itself (lost = gained = 0):
+their interval is what the split can tell apart at all, ±0.86 pt on 450 samples. Each seed's verdict: ``meets`` (fits and
+observed drop ≤ ``--rule-pts``), ``fails`` (observed drop above the rule and the interval's lower end too: a
+real loss at 95 %), ``fails (within test noise)`` (observed drop above the rule, the interval reaching down to
+it: the test split cannot tell this loss from one within the rule), ``fails (no fit)``. The acceptance, the
+"every seed" column, the best arm and the last line stay on the observed drop: the interval adds information, it
+does not relax the rule. ``--combine`` of runs from before ``test_paired`` prints ``[-]`` and ``fails (no
+interval)``.
+
 6. **Scheduling** (how the work runs, never what it computes; docs/pruning_bench_schedule.md): the FINN jobs run
    in a 1-worker process pool beside the ML side; with ``--parallel-arms`` (default on 2 or more CPUs) the
    hardware-aware and mixed-precision searches, which both start from the converged baseline, run side by side in
@@ -75,6 +91,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -640,10 +657,25 @@ class FinnJobs:
         return {arm: fut.result() for arm, fut in self.futures.items()}
 
 
-def held_out_accuracy(m, data) -> float:
-    from hapfpga.train import evaluate
+#: an arm row's per-sample test correctness while the seed runs (:func:`finish_drops` turns it into
+#: ``test_paired`` and takes it out of the row: not in the JSON)
+TEST_CORRECT = "_test_correct"
 
-    return evaluate(m, data.x_test, data.y_test)
+
+def held_out_correct(m, data):
+    """Per test sample, whether ``m``'s top-1 prediction is right (bool vector in the test split's order): the
+    figure ``hapfpga.train.evaluate`` averages (same batches, same argmax)."""
+    import numpy as np
+
+    from hapfpga.train import predict
+
+    return predict(m, data.x_test).argmax(axis=1) == np.asarray(data.y_test)
+
+
+def held_out_row(m, data) -> dict:
+    """``accuracy`` on the test split (``evaluate``'s figure) and the per-sample correctness it comes from."""
+    correct = held_out_correct(m, data)
+    return {"accuracy": float(correct.mean()), TEST_CORRECT: correct}
 
 
 def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> dict:
@@ -664,7 +696,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
         model, curve, epochs = baseline(args, data, splits, seed, cache, wd)
     base_key = {**model_key(args), "seed": seed, "curve": curve}
     finn = FinnJobs(pool, wd, tuple(data.input_shape), args, str(cache.root))
-    arms: dict[str, dict] = {"unpruned+setfolding": {"accuracy": held_out_accuracy(model, data), "extra_epochs": 0.0}}
+    arms: dict[str, dict] = {"unpruned+setfolding": {**held_out_row(model, data), "extra_epochs": 0.0}}
     arms["unpruned+ours"] = dict(arms["unpruned+setfolding"])
     say(f"  converged baseline: {epochs} epochs, test accuracy {100 * arms['unpruned+ours']['accuracy']:.2f}%")
     finn.submit("unpruned+setfolding", model, 400.0)
@@ -682,12 +714,13 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     with phases("reference"):
         ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(args)},
                               lambda: finetuned_copy(model, splits, e_ref, seed, args))
-        acc_ref = held_out_accuracy(ref, data)
+        ref_row = held_out_row(ref, data)
+    acc_ref = ref_row["accuracy"]
     say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%")
     with phases("finn_wait"):
         finn_results = finn.results()
     finn_jobs = record_finn(arms, finn_results, phases)
-    finish_drops(arms, acc_ref, e_ref)
+    finish_drops(arms, acc_ref, e_ref, ref_row[TEST_CORRECT])
     phases.times["seed"] = {"wall_s": time.perf_counter() - t_seed, "cpu_s": cpu_seconds() - cpu_seed}
     say(f"  seed {seed} phases (wall/CPU s): {phase_line(phases.times)}")
     return {"seed": seed, "curve": curve, "baseline_epochs": epochs, "reference_epochs": e_ref,
@@ -696,7 +729,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
 
 def searched_done(name: str, pm, rep: dict, arms: dict, finn: FinnJobs, data) -> None:
     """A searched arm's row (test accuracy) and its FINN jobs queued."""
-    arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], "accuracy": held_out_accuracy(pm, data)}
+    arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], **held_out_row(pm, data)}
     say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
         f"predicted {rep['fps_after']:,.0f} FPS, test accuracy {100 * arms[name + '+ours']['accuracy']:.2f}%")
     finn.submit(f"{name}+ours", pm)
@@ -714,7 +747,7 @@ def uniform_done(args, model, data, splits, board, seed: int, cache: Cache, wd: 
                                               "margin": OURS_MARGIN, "finn_cycles": OURS_FINN_CYCLES},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
-    arms["uniform+ours"] = {**urep, "accuracy": held_out_accuracy(uni, data)}
+    arms["uniform+ours"] = {**urep, **held_out_row(uni, data)}
     arms["uniform+setfolding"] = dict(arms["uniform+ours"])
     say(f"  uniform keep ratio {urep['ratio']:.3f}: predicted {urep['predicted_fps']:,.0f} FPS, test accuracy "
         f"{100 * arms['uniform+ours']['accuracy']:.2f}%")
@@ -735,14 +768,24 @@ def record_finn(arms: dict, results: dict[str, dict], phases: Phases) -> dict[st
     return jobs
 
 
-def finish_drops(arms: dict, acc_ref: float, e_ref: float) -> None:
+def finish_drops(arms: dict, acc_ref: float, e_ref: float, ref_correct) -> None:
     """Equal training: an arm without extra epochs against the converged model (both converged), else against
-    the reference (converged + the largest extra budget); ratios to the unpruned SetFolding best fit."""
-    acc_base = arms["unpruned+ours"]["accuracy"]
+    the reference (converged + the largest extra budget); ratios to the unpruned SetFolding best fit. The same
+    comparison per test sample: ``test_paired`` {``n``, ``lost`` (the model compared with right, the arm wrong),
+    ``gained`` (the reverse)}, from the per-sample correctness ``held_out_row`` kept in the row (then removed), so
+    ``drop_pts`` = 100 · (lost − gained) / n. ``ref_correct``: the reference's per-sample correctness."""
+    from hapfpga.pruning.selection import Paired
+
+    acc_base, base_correct = arms["unpruned+ours"]["accuracy"], arms["unpruned+ours"].get(TEST_CORRECT)
     for a in arms.values():
-        a["reference"] = "converged" if a["extra_epochs"] == 0 else f"converged + {e_ref:g} ep"
-        a["drop_pts"] = 100 * ((acc_ref if a["extra_epochs"] > 0 else acc_base) - a["accuracy"])
+        extra = a["extra_epochs"] > 0
+        a["reference"] = f"converged + {e_ref:g} ep" if extra else "converged"
+        a["drop_pts"] = 100 * ((acc_ref if extra else acc_base) - a["accuracy"])
         a["ratio"] = a["fps"] / arms["unpruned+setfolding"]["fps"]
+        own, against = a.pop(TEST_CORRECT, None), ref_correct if extra else base_correct
+        if own is not None and against is not None:
+            p = Paired.of(against, own)
+            a["test_paired"] = {"n": p.n, "lost": p.lost, "gained": p.gained}
 
 
 #: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
@@ -769,17 +812,62 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+#: the two-sided level of the test-drop interval: each end a one-sided bound at (1 + CI_LEVEL) / 2
+CI_LEVEL = 0.95
+#: the bounds' bisection tolerance (fraction): 0.001 pt, below the table's 0.01 pt
+CI_TOL = 1e-5
+
+
+@functools.cache
+def drop_interval(n: int, lost: int, gained: int) -> tuple[float, float]:
+    """The paired two-sided ``CI_LEVEL`` interval of the true test drop (fractions) of an arm that lost ``lost``
+    and gained ``gained`` of ``n`` test samples against the model it is compared with: upper end
+    ``pruning.selection.drop_bound`` at one-sided (1 + CI_LEVEL) / 2 (0.975), lower end minus the same bound of
+    the swapped pair (the compared model's drop against the arm). Exact unconditional up to
+    ``selection.EXACT_MAX_N`` samples, Tango's score interval above."""
+    from hapfpga.pruning.selection import Paired, drop_bound
+
+    side = (1 + CI_LEVEL) / 2
+    return (-drop_bound(Paired(n, gained, lost), side, CI_TOL), drop_bound(Paired(n, lost, gained), side, CI_TOL))
+
+
+def drop_interval_pts(arm_row: dict) -> tuple[float, float] | None:
+    """:func:`drop_interval` in points of an arm's row (its ``test_paired``), None for a run written before it."""
+    t = arm_row.get("test_paired")
+    if not t:
+        return None
+    lo, hi = drop_interval(int(t["n"]), int(t["lost"]), int(t["gained"]))
+    return 100 * lo, 100 * hi
+
+
+def seed_verdict(drop_pts: float, interval_pts: tuple[float, float] | None, fits: bool, rule_pts: float) -> str:
+    """One seed of an arm against the rule on its observed test drop: ``meets`` (fits, drop ≤ ``rule_pts``);
+    ``fails (no fit)``; ``fails`` (drop > rule and the interval's lower end above it: a real loss at the
+    interval's level); ``fails (within test noise)`` (drop > rule, the interval reaching down to the rule);
+    ``fails (no interval)`` (drop > rule, a run without ``test_paired``)."""
+    if not fits:
+        return "fails (no fit)"
+    if drop_pts <= rule_pts + 1e-9:
+        return "meets"
+    if interval_pts is None:
+        return "fails (no interval)"
+    return "fails" if interval_pts[0] > rule_pts + 1e-9 else "fails (within test noise)"
+
+
 def seed_rows(runs: list[dict], arm: str, rule_pts: float) -> list[dict]:
     """One row per seed of ``arm`` (the runs that have it), in seed order: FPS (FINN), ratio to that seed's
-    unpruned SetFolding best fit, test accuracy %, drop (points) and fit, and whether that seed meets the rule
-    (fits, drop at most ``rule_pts``)."""
+    unpruned SetFolding best fit, test accuracy %, drop (points) and fit, whether that seed meets the rule
+    (fits, drop at most ``rule_pts``), the drop's paired interval (:func:`drop_interval_pts`, None for an old
+    run) and the seed's verdict (:func:`seed_verdict`)."""
     rows = []
     for r in sorted(runs, key=lambda r: r["seed"]):
         a = r["arms"].get(arm)
         if a is not None:
+            ci = drop_interval_pts(a)
             rows.append({"seed": r["seed"], "fps": a["fps"], "ratio": a["ratio"], "accuracy": 100 * a["accuracy"],
                          "drop_pts": a["drop_pts"], "fits": bool(a["fits"]),
-                         "meets": bool(a["fits"]) and a["drop_pts"] <= rule_pts + 1e-9})
+                         "meets": bool(a["fits"]) and a["drop_pts"] <= rule_pts + 1e-9,
+                         "drop_ci_pts": ci, "verdict": seed_verdict(a["drop_pts"], ci, bool(a["fits"]), rule_pts)})
     return rows
 
 
@@ -853,14 +941,21 @@ def print_table(runs: list[dict], summary: dict, args) -> None:
 
 
 def print_seed_rows(summary: dict, rule_pts: float) -> None:
-    """The per-seed rows of every arm (ratio, drop, fit, whether the seed meets the rule)."""
-    print(f"per seed (ratio to that seed's unpruned SetFolding best fit; drop in points; rule ≤ {rule_pts:g} pt):")
+    """The per-seed rows of every arm: ratio, drop with its paired interval on the test split, the verdict."""
+    print(f"per seed (ratio to that seed's unpruned SetFolding best fit; drop in points on the test split and "
+          f"[its paired {100 * CI_LEVEL:g} % interval]; rule ≤ {rule_pts:g} pt on the drop; 'within test noise': "
+          f"the interval reaches the rule):")
     for arm, label in ARMS:
         a = summary["arms"].get(arm)
         if a is not None:
             print(f"  {label:<34}" + "; ".join(
-                f"seed {r['seed']}: {r['ratio']:.2f}× at {r['drop_pts']:.2f} pt{'' if r['fits'] else ' (no fit)'}"
-                f"{'' if r['meets'] else ' FAILS'}" for r in a["seeds"]))
+                f"seed {r['seed']}: {r['ratio']:.2f}× at {r['drop_pts']:.2f} pt {interval_text(r.get('drop_ci_pts'))} "
+                f"{r['verdict']}" for r in a["seeds"]))
+
+
+def interval_text(ci) -> str:
+    """``[-0.45, 2.67]`` (points), ``[-]`` where the run has no per-sample test results."""
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "[-]"
 
 
 def print_phases(runs: list[dict]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "prune_example.py"
+_spec = importlib.util.spec_from_file_location("pruning_vs_finn", ROOT / "benchmarks" / "pruning_vs_finn.py")
+prune_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prune_bench)
 
 #: examples/demo.yaml's model, data and board, short training, uniform pruning that halves every layer
 TINY = {
@@ -71,6 +75,22 @@ def test_row_is_the_runs_report_and_the_seed_is_the_configs(bench_run):
     assert last["worst_seed_drop_pts"] == pytest.approx(row["drop_pts"], abs=0.01)
     assert last["max_cpu_s"] == pytest.approx(row["cpu_s"], abs=0.5)
     assert any(ln.startswith("seed 1:") and f"{row['ratio']:.2f}x" in ln for ln in lines)
+
+
+def test_row_pairs_the_runs_own_models_on_the_test_split(bench_run):
+    """``test_paired``: the run's baseline.pt and pruned.pt re-scored per test sample reproduce the report's
+    accuracies, lost − gained is their difference in samples, and the row prints the drop's paired interval."""
+    tmp, lines, res = bench_run
+    (row,) = res["rows"]
+    t = row["test_paired"]
+    assert t is not None and t["n"] == 450  # digits' test split
+    before, after = (round(row[k] / 100 * t["n"]) for k in ("acc_unpruned", "acc_pruned"))
+    assert before - after == t["lost"] - t["gained"]
+    assert row["drop_pts"] == pytest.approx(100 * (t["lost"] - t["gained"]) / t["n"], abs=1e-9)
+    lo, hi = (100 * v for v in prune_bench.drop_interval(t["n"], t["lost"], t["gained"]))
+    assert lo < row["drop_pts"] < hi
+    seed_line = next(ln for ln in lines if ln.startswith("seed 1:") and "acceptance" in ln)
+    assert f"95 % interval [{lo:.2f}, {hi:.2f}]" in seed_line
 
 
 def test_setfolding_is_cached_under_the_unpruned_exports_hash(bench_run):
