@@ -42,7 +42,9 @@ Pynq-Z2 at 100 MHz.
    arm's extra training (its final fine-tune; with ``--final-weights search`` also the chosen model's own greedy
    steps × step fine-tune) is reported; the uniform arm gets the hardware-aware arm's
    budget in one fine-tune; the reference for the accuracy drop is the converged unpruned model fine-tuned for
-   the largest extra budget of any arm (so no arm gets more training than the model it is compared with).
+   the largest extra budget of any arm (so no arm gets more training than the model it is compared with); with
+   ``--distill`` the stronger on test of that fine-tune distilled (from itself) and plain, both in the JSON's
+   ``references`` (distilling the unpruned model from itself can weaken it).
 5. **Caches** (``--cache``, default ``runs/bench_cache/pruning_vs_finn``): one file per result, named by a hash of
    everything that produced it (model, data, split, epochs, seed, flags, the ONNX file's bytes for FINN results,
    and the source of the hapfpga modules involved); ``--smoke`` uses a throw-away cache.
@@ -672,6 +674,23 @@ def held_out_correct(m, data):
     return predict(m, data.x_test).argmax(axis=1) == np.asarray(data.y_test)
 
 
+def reference_row(args, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float):
+    """The unpruned model fine-tuned for the largest extra budget by the arms' procedure: its ``held_out_row``
+    and ``{procedure: test accuracy}``. With ``--distill`` the arms distil from the unpruned model, and the same
+    procedure applied to the unpruned model distils it from itself, which can leave it below a plain fine-tune
+    (seed 2 of the CNV ``--quick --distill`` run: 98.44 % distilled, 98.67 % plain): the reference is then the
+    stronger of the plain and the distilled fine-tune on the test split (both cached), so no arm's drop is
+    measured against a reference its own procedure weakened."""
+    variants = [args] + ([argparse.Namespace(**{**vars(args), "distill": False})] if args.distill else [])
+    rows = {}
+    for a in variants:
+        ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(a)},
+                              lambda a=a: finetuned_copy(model, splits, e_ref, seed, a))
+        rows["distilled" if a.distill else "plain"] = held_out_row(ref, data)
+    best = max(rows, key=lambda k: rows[k]["accuracy"])  # ties: the arms' own procedure (listed first)
+    return rows[best], {k: r["accuracy"] for k, r in rows.items()}
+
+
 def held_out_row(m, data) -> dict:
     """``accuracy`` on the test split (``evaluate``'s figure) and the per-sample correctness it comes from."""
     correct = held_out_correct(m, data)
@@ -712,11 +731,10 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
     e_ref = max(a["extra_epochs"] for a in arms.values())
     with phases("reference"):
-        ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(args)},
-                              lambda: finetuned_copy(model, splits, e_ref, seed, args))
-        ref_row = held_out_row(ref, data)
+        ref_row, refs = reference_row(args, model, data, splits, seed, cache, base_key, e_ref)
     acc_ref = ref_row["accuracy"]
-    say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%")
+    say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%"
+        + (f" (the stronger of {', '.join(f'{k} {100 * v:.2f}%' for k, v in refs.items())})" if len(refs) > 1 else ""))
     with phases("finn_wait"):
         finn_results = finn.results()
     finn_jobs = record_finn(arms, finn_results, phases)
@@ -724,7 +742,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     phases.times["seed"] = {"wall_s": time.perf_counter() - t_seed, "cpu_s": cpu_seconds() - cpu_seed}
     say(f"  seed {seed} phases (wall/CPU s): {phase_line(phases.times)}")
     return {"seed": seed, "curve": curve, "baseline_epochs": epochs, "reference_epochs": e_ref,
-            "reference_accuracy": acc_ref, "arms": arms, "phases": phases.times, "finn_jobs": finn_jobs}
+            "reference_accuracy": acc_ref, "references": refs, "arms": arms, "phases": phases.times, "finn_jobs": finn_jobs}
 
 
 def searched_done(name: str, pm, rep: dict, arms: dict, finn: FinnJobs, data) -> None:
