@@ -882,10 +882,10 @@ def seed_rows(runs: list[dict], arm: str, rule_pts: float) -> list[dict]:
         a = r["arms"].get(arm)
         if a is not None:
             ci = drop_interval_pts(a)
+            verdict = seed_verdict(a["drop_pts"], ci, bool(a["fits"]), rule_pts)
             rows.append({"seed": r["seed"], "fps": a["fps"], "ratio": a["ratio"], "accuracy": 100 * a["accuracy"],
-                         "drop_pts": a["drop_pts"], "fits": bool(a["fits"]),
-                         "meets": bool(a["fits"]) and a["drop_pts"] <= rule_pts + 1e-9,
-                         "drop_ci_pts": ci, "verdict": seed_verdict(a["drop_pts"], ci, bool(a["fits"]), rule_pts)})
+                         "drop_pts": a["drop_pts"], "fits": bool(a["fits"]), "meets": verdict == "meets",
+                         "drop_ci_pts": ci, "verdict": verdict})
     return rows
 
 

@@ -18,6 +18,14 @@ from hapfpga.train import predict  # noqa: E402
 from .conftest import pipeline_hw  # noqa: E402
 
 
+def _stage_cfg(rule: float, confidence: float, **extra) -> dict:
+    """The greedy ``max_fps`` search these tests run (short fine-tunes, 6 steps) with the accuracy rule ``rule`` as
+    a paired test at ``confidence``; ``extra``: other pruning keys (``final_weights``)."""
+    return {"method": "greedy", "target": "max_fps", "max_accuracy_drop": rule, "step_accuracy_drop": 0.5,
+            "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
+            "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "selection": {"confidence": confidence}, **extra}
+
+
 def _correct(model, x, y):
     return predict(model.eval(), x).argmax(axis=1) == y
 
@@ -28,10 +36,7 @@ def test_backtracking_keeps_the_fastest_candidate_the_paired_test_accepts(traine
     confidence and every faster candidate tried fails it, whatever the point rule says of them."""
     model, data = trained, digits
     conf, rule = 0.9, 0.02
-    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": rule, "step_accuracy_drop": 0.5,
-           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
-           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "final_weights": "reprune",
-           "selection": {"confidence": conf}}
+    cfg = _stage_cfg(rule, conf, final_weights="reprune")
     pruned, r = run_pruning_stage(cfg, model, data, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     _, _, x_val, y_val = split_validation(data.x_train, data.y_train, 0.2, 0)
     tried = {b["step"]: b for b in r["backtrack"]}
@@ -53,9 +58,7 @@ def test_backtracking_keeps_the_fastest_candidate_the_paired_test_accepts(traine
 def test_confidence_one_half_keeps_the_point_rule_and_adds_no_paired_rows(trained, digits, tmp_path):
     """``selection.confidence: 0.5``: the backtracking decides by the observed drop, as before issue 24."""
     model, data = trained, digits
-    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": 0.02, "step_accuracy_drop": 0.5,
-           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
-           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "selection": {"confidence": 0.5}}
+    cfg = _stage_cfg(0.02, 0.5)
     _, r = run_pruning_stage(cfg, model, data, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     acc0 = r["accuracy_val"]["before"]
     tried = r["backtrack"]
@@ -68,10 +71,7 @@ def test_reprune_or_search_falls_back_by_the_paired_test(trained, digits, tmp_pa
     after its re-prune fails the paired test, and keeps them only where they pass it or are more accurate; every
     re-pruned candidate kept past step 0 passes it; the faster candidates tried all fail it."""
     conf, rule = 0.9, 0.02
-    cfg = {"method": "greedy", "target": "max_fps", "max_accuracy_drop": rule, "step_accuracy_drop": 0.5,
-           "step_finetune_epochs": 0.1, "finetune_epochs": 0.5, "sensitivity": False, "min_ratio": 0.125,
-           "candidate_steps": 4, "max_steps": 6, "lr": 2e-3, "final_weights": "reprune_or_search",
-           "selection": {"confidence": conf}}
+    cfg = _stage_cfg(rule, conf, final_weights="reprune_or_search")
     _, r = run_pruning_stage(cfg, trained, digits, HwTarget(predictor=pipeline_hw), tmp_path, seed=0)
     tried = {b["step"]: b for b in r["backtrack"]}
     assert tried and all({"lost", "gained", "n_val", "weights"} <= set(b) for b in tried.values())
