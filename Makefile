@@ -25,8 +25,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hapfpga run examples/demo.yaml --out runs/demo
 
+# the default suite on TEST_WORKERS pytest-xdist workers (CI has 2 cores), each test file on one worker so a
+# file's module-scoped fixtures run once; `make test TEST_WORKERS=0` runs it in one process
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

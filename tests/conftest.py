@@ -8,11 +8,19 @@ packages (torch, brevitas, qonnx) are imported inside the functions, so every te
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from hapfpga.estimate import layers as L
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on CI's two cores: one OpenMP/BLAS thread each (set before torch
+    # or numpy load their thread pools; the subprocesses the tests start inherit it), so the workers do not
+    # oversubscribe the cores. Training uses one thread either way (hapfpga.train.TRAIN_THREADS).
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 def conv_chain(ch: int, dim: int, conv_out: int, fc_out: int, *, wbits: int = 2, acc_dt: str = "INT8",
