@@ -37,6 +37,21 @@ def is_bipolar(t: Any) -> bool:
     return len(mags) == 1 and float(mags[0]) > 0 and bool((v > 0).any()) and bool((v < 0).any())
 
 
+def _quantises_bipolar(module: Any) -> bool | None:
+    """Whether Brevitas activation ``module`` quantises to 1 bit signed (its ``act_quant``'s bit width and sign,
+    as read after a forward pass); ``None`` where ``module`` is not a Brevitas activation or does not say."""
+    import torch
+
+    quant = getattr(module, "act_quant", None)
+    try:
+        bits, signed = quant.bit_width(), quant.is_signed
+    except Exception:  # noqa: BLE001 - not a Brevitas activation quantiser (or one without these): no verdict
+        return None
+    if bits is None or signed is None:
+        return None
+    return int(torch.as_tensor(bits).max()) == 1 and bool(signed)
+
+
 def _padding(conv: Any) -> int:
     pad = getattr(conv, "padding", 0)
     if isinstance(pad, str):
@@ -47,25 +62,41 @@ def _padding(conv: Any) -> int:
 def check_bipolar_padding(model: Any, input_shape: Sequence[int], name: str) -> None:
     """Raise :class:`UnsupportedLayerError` if a padded Conv1d/Conv2d of ``model`` gets a bipolar input.
 
-    A forward pass that fails is left to the model check that follows (it words that error)."""
+    A conv input that a Brevitas activation module produced directly is judged by that activation's quantiser
+    (1 bit, signed); any other input by its values (:func:`is_bipolar`), which miss a bipolar tensor whose probe
+    values all have one sign. The probe batch holds uniform and normal inputs. A forward pass that fails is left
+    to the model check that follows (it words that error)."""
     import torch
 
     convs = [(path, m) for path, m in model.named_modules()
              if isinstance(m, torch.nn.modules.conv._ConvNd) and _padding(m) > 0]
     found: list[tuple[str, Any]] = []
+    produced: dict[int, tuple[Any, Any]] = {}  # id(output) -> (output, activation); the output kept alive
+
+    def record(mod: Any, _args: tuple, out: Any) -> None:
+        for t in (out, getattr(out, "value", None)):
+            if t is not None:
+                produced[id(t)] = (t, mod)
 
     def hook(path: str, conv: Any):
         def pre(_mod: Any, args: tuple) -> None:
-            if not found and args and is_bipolar(args[0]):
+            if found or not args:
+                return
+            src = produced.get(id(args[0]))
+            verdict = _quantises_bipolar(src[1]) if src is not None else None
+            if verdict if verdict is not None else is_bipolar(args[0]):
                 found.append((path, conv))
         return pre
 
     handles = [m.register_forward_pre_hook(hook(p, m)) for p, m in convs]
+    handles += [m.register_forward_hook(record) for m in model.modules() if hasattr(m, "act_quant")]
     was_training = model.training
     model.eval()
+    gen = torch.Generator().manual_seed(0)
+    shape = (4, *[int(d) for d in input_shape])
     try:
         with torch.no_grad():
-            model(torch.rand((4, *[int(d) for d in input_shape]), generator=torch.Generator().manual_seed(0)))
+            model(torch.cat([torch.rand(shape, generator=gen), torch.randn(shape, generator=gen)]))
     except Exception:  # noqa: BLE001 - the model check reports a forward that fails, in its own words
         return
     finally:
