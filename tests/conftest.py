@@ -9,6 +9,8 @@ packages (torch, brevitas, qonnx) are imported inside the functions, so every te
 from __future__ import annotations
 
 import os
+import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # oversubscribe the cores. Training uses one thread either way (hapfpga.train.TRAIN_THREADS).
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+
+@pytest.fixture(autouse=True)
+def _seeded_global_rngs():
+    """Every test starts from the same global random state (Python's, numpy's and, where a test module imported
+    it, torch's), so its outcome does not depend on which tests ran before it in its process: xdist's workers
+    run the files in an order that changes from run to run."""
+    random.seed(0)
+    for name, seed in (("numpy", lambda m: m.random.seed(0)), ("torch", lambda m: m.manual_seed(0))):
+        if name in sys.modules:
+            seed(sys.modules[name])
 
 
 def conv_chain(ch: int, dim: int, conv_out: int, fc_out: int, *, wbits: int = 2, acc_dt: str = "INT8",
