@@ -39,7 +39,10 @@ def is_bipolar(t: Any) -> bool:
 
 def _quantises_bipolar(module: Any) -> bool | None:
     """Whether Brevitas activation ``module`` quantises to 1 bit signed (its ``act_quant``'s bit width and sign,
-    as read after a forward pass); ``None`` where ``module`` is not a Brevitas activation or does not say."""
+    as read after a forward pass); ``None`` where ``module`` is not a Brevitas activation or does not say.
+
+    FINN's view: qonnx's ``IntQuant.get_integer_datatype`` makes every 1-bit signed quantiser ``BIPOLAR``, even
+    Brevitas' ``QuantIdentity(bit_width=1)`` whose values are {-s, 0}, so the bits decide, not the values."""
     import torch
 
     quant = getattr(module, "act_quant", None)

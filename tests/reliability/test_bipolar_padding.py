@@ -92,3 +92,15 @@ def test_is_bipolar_on_values():
     assert not is_bipolar(torch.tensor([[0.5, 0.0], [-0.5, 0.5]]))  # a zero: at least ternary
     assert not is_bipolar(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))  # one sign only: unsigned
     assert not is_bipolar(torch.tensor([[0.5, -1.0], [-0.5, 0.5]]))
+
+
+@pytest.mark.parametrize("qt", [False, True])
+def test_a_one_bit_signed_integer_activation_is_bipolar_as_finn_reads_it(qt):
+    """``QuantIdentity(bit_width=1)`` outputs {-s, 0}, which has a zero, but qonnx's IntQuant makes every 1-bit
+    signed quantiser BIPOLAR, so FINN cannot pad it either: refused, with or without a QuantTensor output."""
+    torch.manual_seed(0)
+    model = nn.Sequential(QuantConv2d(2, 4, 1, bias=False, weight_bit_width=4), nn.BatchNorm2d(4),
+                          QuantIdentity(bit_width=1, return_quant_tensor=qt),
+                          QuantConv2d(4, 8, 3, padding=1, bias=False, weight_bit_width=2))
+    with pytest.raises(UnsupportedLayerError, match="Layer '3'"):
+        check_bipolar_padding(model, (2, 6, 6), "model 'm.py:make'")
