@@ -13,16 +13,17 @@ import random
 import sys
 from pathlib import Path
 
-import pytest
-
-from hapfpga.estimate import layers as L
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two pytest-xdist workers on CI's two cores: one OpenMP/BLAS thread each (set before torch
-    # or numpy load their thread pools; the subprocesses the tests start inherit it), so the workers do not
-    # oversubscribe the cores. Training uses one thread either way (hapfpga.train.TRAIN_THREADS).
+    # `make test` runs two pytest-xdist workers on CI's two cores: one OpenMP/BLAS thread each (set here, before
+    # numpy (imported by hapfpga below) or torch load their thread pools; the subprocesses the tests start
+    # inherit it), so the workers do not oversubscribe the cores. Training uses one thread either way
+    # (hapfpga.train.TRAIN_THREADS).
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+
+from hapfpga.estimate import layers as L  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
