@@ -22,6 +22,15 @@ from .errors import UnsupportedLayerError
 __all__ = ["check_bipolar_padding", "is_bipolar"]
 
 
+def _one_bit_signed(bits: Any, signed: Any) -> bool:
+    """FINN's rule for a quantiser's ``bits`` and ``signed``: qonnx's ``IntQuant.get_integer_datatype`` makes
+    every 1-bit signed quantiser ``BIPOLAR``, even Brevitas' ``QuantIdentity(bit_width=1)`` whose values are
+    {-s, 0}, so the bits decide, not the values."""
+    import torch
+
+    return int(torch.as_tensor(bits).max()) == 1 and bool(signed)
+
+
 def is_bipolar(t: Any) -> bool:
     """Whether ``t`` (a Brevitas QuantTensor or a plain tensor) is a bipolar activation's output: a 1-bit signed
     QuantTensor, or values that are exactly ±s for one s > 0 with both signs present (no zero)."""
@@ -29,7 +38,7 @@ def is_bipolar(t: Any) -> bool:
 
     bits, signed = getattr(t, "bit_width", None), getattr(t, "signed", None)
     if bits is not None and signed is not None:
-        return int(torch.as_tensor(bits).max()) == 1 and bool(signed)
+        return _one_bit_signed(bits, signed)
     v = getattr(t, "value", t)
     if not isinstance(v, torch.Tensor) or v.numel() < 2:
         return False
@@ -38,13 +47,9 @@ def is_bipolar(t: Any) -> bool:
 
 
 def _quantises_bipolar(module: Any) -> bool | None:
-    """Whether Brevitas activation ``module`` quantises to 1 bit signed (its ``act_quant``'s bit width and sign,
-    as read after a forward pass); ``None`` where ``module`` is not a Brevitas activation or does not say.
-
-    FINN's view: qonnx's ``IntQuant.get_integer_datatype`` makes every 1-bit signed quantiser ``BIPOLAR``, even
-    Brevitas' ``QuantIdentity(bit_width=1)`` whose values are {-s, 0}, so the bits decide, not the values."""
-    import torch
-
+    """Whether Brevitas activation ``module`` quantises to 1 bit signed (:func:`_one_bit_signed` of its
+    ``act_quant``'s bit width and sign, as read after a forward pass); ``None`` where ``module`` is not a Brevitas
+    activation or does not say."""
     quant = getattr(module, "act_quant", None)
     try:
         bits, signed = quant.bit_width(), quant.is_signed
@@ -52,7 +57,7 @@ def _quantises_bipolar(module: Any) -> bool | None:
         return None
     if bits is None or signed is None:
         return None
-    return int(torch.as_tensor(bits).max()) == 1 and bool(signed)
+    return _one_bit_signed(bits, signed)
 
 
 def _padding(conv: Any) -> int:
@@ -87,7 +92,9 @@ def check_bipolar_padding(model: Any, input_shape: Sequence[int], name: str) -> 
                 return
             src = produced.get(id(args[0]))
             verdict = _quantises_bipolar(src[1]) if src is not None else None
-            if verdict if verdict is not None else is_bipolar(args[0]):
+            if verdict is None:
+                verdict = is_bipolar(args[0])
+            if verdict:
                 found.append((path, conv))
         return pre
 
