@@ -560,6 +560,13 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
             yield futs[fut], fut.result()
 
 
+def searches_side_by_side(names: list[str], args, cache: Cache, base_key: dict) -> bool:
+    """Whether :func:`run_searches` runs the searched arms side by side: ``--parallel-arms`` and two or more of
+    them missing from the cache."""
+    todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
+    return bool(args.parallel_arms) and len(todo) > 1
+
+
 def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
                  phases: Phases, done) -> None:
     """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
@@ -568,7 +575,7 @@ def run_searches(names: list[str], args, model, data, board, seed: int, cache: C
     wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
     each read from the cache as it ends; without, each is searched in turn."""
     todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
-    parallel = bool(args.parallel_arms) and len(todo) > 1
+    parallel = searches_side_by_side(names, args, cache, base_key)
 
     def take(n: str, timing: dict | None = None) -> None:
         with phases(n):
@@ -681,14 +688,102 @@ def reference_row(args, model, data, splits, seed: int, cache: Cache, base_key: 
     (seed 2 of the CNV ``--quick --distill`` run: 98.44 % distilled, 98.67 % plain): the reference is then the
     stronger of the plain and the distilled fine-tune on the test split (both cached), so no arm's drop is
     measured against a reference its own procedure weakened."""
-    variants = [args] + ([argparse.Namespace(**{**vars(args), "distill": False})] if args.distill else [])
     rows = {}
-    for a in variants:
-        ref, _ = cached_model(cache, "reference", {"base": base_key, "epochs": e_ref, "ft": ft_settings(a)},
+    for a in reference_variants(args):
+        ref, _ = cached_model(cache, "reference", reference_key(a, base_key, e_ref),
                               lambda a=a: finetuned_copy(model, splits, e_ref, seed, a))
         rows["distilled" if a.distill else "plain"] = held_out_row(ref, data)
     best = max(rows, key=lambda k: rows[k]["accuracy"])  # ties: the arms' own procedure (listed first)
     return rows[best], {k: r["accuracy"] for k, r in rows.items()}
+
+
+def reference_variants(args) -> list:
+    """The fine-tune procedures of :func:`reference_row`: the arms' own, and with ``--distill`` the plain one too."""
+    return [args] + ([argparse.Namespace(**{**vars(args), "distill": False})] if args.distill else [])
+
+
+def reference_key(a, base_key: dict, e_ref: float) -> dict:
+    return {"base": base_key, "epochs": e_ref, "ft": ft_settings(a)}
+
+
+def train_references(args, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float, wd: Path,
+                     phases: Phases) -> None:
+    """The references :func:`reference_row` will read, trained where two are missing from the cache (``--distill``)
+    and ``--parallel-arms`` is on: the second in a spawned process beside the first (phase ``reference_beside``:
+    :class:`ReferencesAhead`), so the two fine-tunes take the two cores. Scheduling only: same keys, same models."""
+    missing = [a for a in reference_variants(args) if not is_cached(cache, "reference", reference_key(a, base_key, e_ref))]
+    if len(missing) < 2 or not args.parallel_arms:
+        return
+    beside = ReferencesAhead("reference_beside")
+    beside.start(missing[1], model, data, splits, seed, cache, base_key, e_ref, wd)
+    cached_model(cache, "reference", reference_key(missing[0], base_key, e_ref),
+                 lambda: finetuned_copy(model, splits, e_ref, seed, missing[0]))
+    beside.settle(e_ref, phases)
+
+
+def reference_job(args, model_path: str, data, splits, seed: int, cache_root: str, base_key: dict,
+                  versions: dict, t_start: float, e_ref: float, out: str) -> None:
+    """:func:`reference_row`'s fine-tunes in a spawned process (:class:`ReferencesAhead`): the parent's code hashes
+    (so the cache keys are the parent's), log times and torch threads; the models land in the cache, and the
+    job's wall and CPU seconds in ``out`` (JSON)."""
+    global T0
+    import torch
+
+    from hapfpga.zoo import load_model
+
+    T0 = time.perf_counter() - (time.time() - t_start)
+    CODE_VERSIONS.update(versions)
+    torch.set_num_threads(args.threads)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    reference_row(args, load_model(model_path), data, splits, seed, Cache(Path(cache_root)), base_key, e_ref)
+    Path(out).write_text(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}))
+
+
+class ReferencesAhead:
+    """The reference fine-tunes started before the last arm is there (scheduling only: same keys, same models).
+
+    With the searches side by side, once the hardware-aware arm and the uniform one are done the main process
+    only waits for the mixed search, a core idle. The reference's budget is the largest extra budget of any arm:
+    the arms so far and ``--finetune-epochs`` (a re-pruned arm's, so the mixed arm's unless it keeps its search
+    weights), so :meth:`start` trains the references at that budget in a spawned process, which puts them in the
+    cache; :meth:`settle` then waits for it when the budget the arms ended with is the one it trains (and
+    :func:`reference_row` reads the cache), else stops it (the main process trains the references itself, as
+    before). Phase ``reference_ahead``: its wall and CPU seconds, and whether it was used. The same process
+    trains the plain reference beside the distilled one in the main process when both are still missing at the
+    end (:func:`train_references`, phase ``reference_beside``)."""
+
+    def __init__(self, phase: str = "reference_ahead") -> None:
+        self.phase, self.proc, self.epochs, self.out = phase, None, None, None
+
+    def start(self, args, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float,
+              work: Path) -> None:
+        import multiprocessing as mp
+
+        from hapfpga.zoo import save_model
+
+        pt = save_model(model, work / f"{self.phase}_baseline.pt")
+        self.out, self.epochs = work / f"{self.phase}.json", e_ref
+        self.out.unlink(missing_ok=True)
+        t_start = time.time() - (time.perf_counter() - T0)
+        say(f"  {self.phase}: {' and '.join('distilled' if a.distill else 'plain' for a in reference_variants(args))}"
+            f" reference ({e_ref:g} extra epochs) in its own process")
+        self.proc = mp.get_context("spawn").Process(target=reference_job, args=(
+            args, str(pt), data, splits, seed, str(cache.root), base_key, dict(CODE_VERSIONS), t_start, e_ref,
+            str(self.out)))
+        self.proc.start()
+
+    def settle(self, e_ref: float, phases: Phases) -> None:
+        if self.proc is None:
+            return
+        used = e_ref == self.epochs
+        if not used:
+            say(f"  references ahead were for {self.epochs:g} extra epochs, the arms need {e_ref:g}: stopped")
+            self.proc.terminate()
+        self.proc.join()
+        if used and self.proc.exitcode != 0:
+            raise RuntimeError(f"the references' process ended with exit code {self.proc.exitcode}")
+        t = json.loads(self.out.read_text()) if used else {"wall_s": 0.0, "cpu_s": 0.0}
+        phases.times[self.phase] = {**t, "parallel": True, "used": used}
 
 
 def held_out_row(m, data) -> dict:
@@ -721,16 +816,23 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     finn.submit("unpruned+setfolding", model, 400.0)
     finn.submit("unpruned+ours", model)
     names = ["hw", "mixed"] if args.model in BITS_MODELS else ["hw"]  # bits: the zoo models it knows
+    side_by_side = searches_side_by_side(names, args, cache, base_key)
+    ahead = ReferencesAhead()
 
     def done(name: str, pm, rep: dict) -> None:
         searched_done(name, pm, rep, arms, finn, data)
         if name == "hw":  # the uniform arm needs the hw arm only: with --parallel-arms it runs beside the mixed one
             with phases("uniform"):
                 uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
+            if side_by_side and "mixed+ours" not in arms:  # the mixed search still going: a core to spare
+                e_now = max([args.finetune_epochs] + [a["extra_epochs"] for a in arms.values()])
+                ahead.start(args, model, data, splits, seed, cache, base_key, e_now, wd)
 
     run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
     e_ref = max(a["extra_epochs"] for a in arms.values())
+    ahead.settle(e_ref, phases)
     with phases("reference"):
+        train_references(args, model, data, splits, seed, cache, base_key, e_ref, wd, phases)
         ref_row, refs = reference_row(args, model, data, splits, seed, cache, base_key, e_ref)
     acc_ref = ref_row["accuracy"]
     say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%"
@@ -808,7 +910,8 @@ def finish_drops(arms: dict, acc_ref: float, e_ref: float, ref_correct) -> None:
 
 #: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
 PHASES = (("baseline", "baseline"), ("searches", "searches side by side"), ("hw", "hw search"),
-          ("mixed", "mixed search"), ("uniform", "uniform"), ("reference", "reference"),
+          ("mixed", "mixed search"), ("uniform", "uniform"), ("reference_ahead", "reference ahead"),
+          ("reference", "reference"), ("reference_beside", "plain reference beside"),
           ("finn_jobs", "FINN jobs (pool, beside)"), ("finn_wait", "waiting for FINN"), ("seed", "seed total"))
 
 

@@ -215,18 +215,26 @@ def model_spec(model: torch.nn.Module) -> dict[str, Any]:
 
 def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     """Save a zoo/user model as its rebuild spec plus ``state_dict`` (Brevitas models cannot be pickled whole:
-    their quantiser injectors are classes made at run time). Load with :func:`load_model`."""
+    their quantiser injectors are classes made at run time) and the Brevitas runtime-statistics state that
+    ``state_dict`` leaves out (``hapfpga.train.runtime_state``: an activation scale still collecting statistics
+    would otherwise come back as finished, and the reloaded model would train differently from the saved one).
+    Load with :func:`load_model`."""
     import torch
+
+    from ..train import runtime_state
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": model_spec(model), "state_dict": model.state_dict()}, path)
+    torch.save({"spec": model_spec(model), "state_dict": model.state_dict(), "runtime": runtime_state(model)}, path)
     return path
 
 
 def load_model(path: str | Path) -> torch.nn.Module:
-    """Rebuild a model saved by :func:`save_model` and load its weights and quantiser state (eval mode)."""
+    """Rebuild a model saved by :func:`save_model` and load its weights and quantiser state, the runtime-statistics
+    state included where the file has it (eval mode)."""
     import torch
+
+    from ..train import load_runtime_state
 
     blob = torch.load(Path(path), weights_only=True)
     model = model_from_spec(blob["spec"])
@@ -239,6 +247,7 @@ def load_model(path: str | Path) -> torch.nn.Module:
             "it was saved by an older hapfpga without its pruned channel counts or the factory changed since, so "
             "re-run the stage that wrote it (hapfpga run --from train or --from prune)."
         ) from None
+    load_runtime_state(model, blob.get("runtime", {}))
     return model.eval()
 
 

@@ -69,10 +69,12 @@ class QuantCNN(torch.nn.Module):
     def __reduce__(self):
         """Pickle as (rebuild spec, state_dict): Brevitas quantisers hold injector classes made at run time, which
         pickle cannot name, so ``torch.save(model)`` would fail. The spec reads the widths from the modules, so a
-        channel-pruned model comes back at its pruned widths (``hapfpga.zoo.model_spec``)."""
+        channel-pruned model comes back at its pruned widths (``hapfpga.zoo.model_spec``), and with the Brevitas
+        runtime-statistics state ``state_dict`` leaves out (``hapfpga.train.runtime_state``)."""
+        from ..train import runtime_state
         from . import model_spec
 
-        return (_rebuild, (model_spec(self), self.state_dict(), self.training))
+        return (_rebuild, (model_spec(self), self.state_dict(), self.training, runtime_state(self)))
 
     def __deepcopy__(self, memo):
         """Plain deep copy of the attributes (not the pickle path above, which would rebuild the model)."""
@@ -85,12 +87,14 @@ class QuantCNN(torch.nn.Module):
         return new
 
 
-def _rebuild(spec: dict, state_dict: dict, training: bool) -> torch.nn.Module:
-    """Inverse of ``QuantCNN.__reduce__``."""
+def _rebuild(spec: dict, state_dict: dict, training: bool, runtime: dict | None = None) -> torch.nn.Module:
+    """Inverse of ``QuantCNN.__reduce__`` (``runtime``: absent from pickles made before it was saved)."""
+    from ..train import load_runtime_state
     from . import model_from_spec
 
     model = model_from_spec(spec)
     model.load_state_dict(state_dict)
+    load_runtime_state(model, runtime or {})
     return model.train(training)
 
 

@@ -79,6 +79,39 @@ def test_distillation_hook_pulls_student_towards_teacher(digits):
     assert agree_student > 0.4 and agree_student > agree_control + 0.2, (agree_student, agree_control)
 
 
+def _count_forwards(model):
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    return calls
+
+
+def test_distillation_targets_are_computed_once_per_teacher_and_do_not_depend_on_the_memo(digits):
+    """A search distils every fine-tune from one teacher: its outputs on the training data are computed once (one
+    pass in fixed chunks), reused by the next fine-tune, recomputed when the teacher changes, equal to the
+    teacher's own outputs, and a fine-tune gives the same weights with the memo cold or warm."""
+    import hapfpga.train as T
+
+    ds = _small(digits, 300)
+    teacher, _ = _run(ds, 0, epochs=1)
+    calls = _count_forwards(teacher)
+    cfg = FinetuneConfig(epochs=2, lr=1e-3, distill=True, distill_weight=0.7)
+    T._TEACHER_MEMO.clear()
+    cold = finetune(build_model(ModelConfig(), ds.input_shape, ds.num_classes, seed=3), ds.x_train, ds.y_train,
+                    cfg, teacher=teacher, seed=5)
+    assert calls == [min(T.TEACHER_CHUNK, 300 - i) for i in range(0, 300, T.TEACHER_CHUNK)]
+    warm = finetune(build_model(ModelConfig(), ds.input_shape, ds.num_classes, seed=3), ds.x_train, ds.y_train,
+                    cfg, teacher=teacher, seed=5)
+    assert len(calls) == 2, "the second fine-tune from the same teacher ran the teacher again"
+    assert all(torch.equal(a, b) for a, b in zip(cold.state_dict().values(), warm.state_dict().values(), strict=True))
+    (key, targets), = T._TEACHER_MEMO.items()
+    np.testing.assert_allclose(targets.numpy(), predict(teacher, ds.x_train), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        next(teacher.parameters()).add_(0.01)
+    before = len(calls)
+    finetune(copy.deepcopy(cold), ds.x_train, ds.y_train, cfg, teacher=teacher, seed=5)
+    assert len(calls) == before + 2 and len(T._TEACHER_MEMO) == 2, "a changed teacher reused the old targets"
+
+
 def _captured_run(model, ds, cfg, at_step):
     """The same fine-tune as ``finetune_best`` runs, replayed with plain ``finetune``; the weights after
     ``at_step`` optimiser steps (0: before any)."""

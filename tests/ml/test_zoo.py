@@ -169,6 +169,29 @@ def test_torch_save_and_deepcopy_roundtrip_brevitas_models(tmp_path):
     np.testing.assert_array_equal(m3(x).detach().numpy(), ref)
 
 
+@pytest.mark.parametrize("steps", [1, 5, 40])
+def test_saved_model_trains_like_the_original_while_its_quantisers_collect_statistics(tmp_path, steps):
+    """An activation quantiser collects statistics for its first 300 training steps (Brevitas
+    ``ParameterFromRuntimeStatsScaling``), a count ``state_dict`` leaves out: a model saved (``save_model``) or
+    pickled part-way must train on exactly as the original does, not come back with the collection finished."""
+    from hapfpga.train import FinetuneConfig, finetune, runtime_state
+
+    rng = np.random.default_rng(steps)
+    x, y = rng.random((64 * steps, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 64 * steps)
+    m = build_model(ModelConfig(), (1, 8, 8), 10, seed=steps)
+    finetune(m, x, y, FinetuneConfig(epochs=1, lr=1e-3), seed=0)
+    counters = {k: v["counter"] for k, v in runtime_state(m).items()}
+    assert counters and set(counters.values()) == {steps}
+    copies = [load_model(save_model(m, tmp_path / "m.pt")), _pickled(m), copy.deepcopy(m)]
+    for c in copies:
+        assert {k: v["counter"] for k, v in runtime_state(c).items()} == counters
+    finetune(m, x, y, FinetuneConfig(epochs=1, lr=1e-3), seed=1)
+    xt = torch.as_tensor(x[:32])
+    for c in copies:
+        finetune(c, x, y, FinetuneConfig(epochs=1, lr=1e-3), seed=1)
+        np.testing.assert_array_equal(c(xt).detach().numpy(), m(xt).detach().numpy())
+
+
 def test_pickled_model_keeps_pruned_widths():
     m = _trained_a_bit(build_model(ModelConfig(), (1, 8, 8), 10), (1, 8, 8))
     # shrink conv1 from 32 to 20 channels by hand (what a structured pruner does), consistently downstream

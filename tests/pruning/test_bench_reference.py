@@ -48,3 +48,41 @@ def test_distill_reference_is_the_stronger_of_plain_and_distilled(tmp_path, seed
     assert len(list(tmp_path.glob("reference_*.pt"))) == 2
     again, again_refs = bench.reference_row(args, model, data, splits, seed, cache, key, 1.0)
     assert again_refs == refs and (again[bench.TEST_CORRECT] == row[bench.TEST_CORRECT]).all()
+
+
+def test_references_ahead_are_the_references_the_main_process_trains(tmp_path):
+    """``ReferencesAhead`` (scheduling only): the references trained in a spawned process while the mixed search
+    still runs are the ones the main process trains (same test accuracies, same per-sample outcomes), read from
+    the cache; started for another budget than the arms end with, the process is stopped and not used."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(BENCH.parent))  # a spawned process imports the benchmark by its module name
+    try:
+        bench = importlib.import_module("pruning_vs_finn")
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    model, data, splits = _setup(0)
+    args = bench.make_parser().parse_args(["--distill", "--ft-lr", "0.002"])
+    args.threads, args.parallel_arms = 1, True  # as main resolves them on 2 CPUs
+    key = {"base": "tfc-0"}
+    ahead, phases = bench.ReferencesAhead(), bench.Phases()
+    ahead.start(args, model, data, splits, 0, bench.Cache(tmp_path / "ahead"), key, 1.0, tmp_path)
+    ahead.settle(1.0, phases)
+    t = phases.times["reference_ahead"]
+    assert t["used"] and t["parallel"] and t["wall_s"] > 0 and t["cpu_s"] > 0
+    assert len(list((tmp_path / "ahead").glob("reference_*.pt"))) == 2  # distilled and plain, in the cache
+    read, read_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "ahead"), key, 1.0)
+    here, here_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "here"), key, 1.0)
+    assert read_refs == here_refs and (read[bench.TEST_CORRECT] == here[bench.TEST_CORRECT]).all()
+    # at the end, both missing: the plain one in its own process beside the distilled one, the same models again
+    phases = bench.Phases()
+    bench.train_references(args, model, data, splits, 0, bench.Cache(tmp_path / "beside"), key, 1.0, tmp_path, phases)
+    assert phases.times["reference_beside"]["used"] and len(list((tmp_path / "beside").glob("reference_*.pt"))) == 2
+    both, both_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "beside"), key, 1.0)
+    assert both_refs == here_refs and (both[bench.TEST_CORRECT] == here[bench.TEST_CORRECT]).all()
+
+    stale, phases = bench.ReferencesAhead(), bench.Phases()
+    stale.start(args, model, data, splits, 0, bench.Cache(tmp_path / "stale"), key, 1.0, tmp_path)
+    stale.settle(2.0, phases)
+    assert phases.times["reference_ahead"]["used"] is False and not stale.proc.is_alive()
