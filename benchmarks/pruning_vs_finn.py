@@ -706,26 +706,36 @@ def reference_key(a, base_key: dict, e_ref: float) -> dict:
     return {"base": base_key, "epochs": e_ref, "ft": ft_settings(a)}
 
 
+def train_reference(a, model, splits, seed: int, cache: Cache, base_key: dict, e_ref: float) -> None:
+    """One reference of :func:`reference_row` (fine-tune procedure ``a``) into the cache, unless it is there."""
+    cached_model(cache, "reference", reference_key(a, base_key, e_ref),
+                 lambda: finetuned_copy(model, splits, e_ref, seed, a))
+
+
 def train_references(args, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float, wd: Path,
-                     phases: Phases) -> None:
-    """The references :func:`reference_row` will read, trained where two are missing from the cache (``--distill``)
-    and ``--parallel-arms`` is on: the second in a spawned process beside the first (phase ``reference_beside``:
-    :class:`ReferencesAhead`), so the two fine-tunes take the two cores. Scheduling only: same keys, same models."""
-    missing = [a for a in reference_variants(args) if not is_cached(cache, "reference", reference_key(a, base_key, e_ref))]
-    if len(missing) < 2 or not args.parallel_arms:
-        return
+                     phases: Phases, ahead: ReferencesAhead) -> None:
+    """The references :func:`reference_row` will read, into the cache: those ``ahead`` is not training already
+    (it is stopped if its budget is not ``e_ref``), two of them (``--distill``) with ``--parallel-arms`` the second
+    in a spawned process beside the first (phase ``reference_beside``), so the fine-tunes take both cores.
+    Scheduling only: same keys, same models."""
+    ahead.stop_unless(e_ref)
+    missing = [a for a in reference_variants(args)
+               if not is_cached(cache, "reference", reference_key(a, base_key, e_ref)) and not ahead.trains(a)]
     beside = ReferencesAhead("reference_beside")
-    beside.start(missing[1], model, data, splits, seed, cache, base_key, e_ref, wd)
-    cached_model(cache, "reference", reference_key(missing[0], base_key, e_ref),
-                 lambda: finetuned_copy(model, splits, e_ref, seed, missing[0]))
-    beside.settle(e_ref, phases)
+    if len(missing) > 1 and args.parallel_arms:
+        beside.start(missing[1:], model, data, splits, seed, cache, base_key, e_ref, wd)
+        missing = missing[:1]
+    for a in missing:
+        train_reference(a, model, splits, seed, cache, base_key, e_ref)
+    for r in (ahead, beside):
+        r.settle(phases)
 
 
-def reference_job(args, model_path: str, data, splits, seed: int, cache_root: str, base_key: dict,
+def reference_job(variants: list, model_path: str, splits, seed: int, cache_root: str, base_key: dict,
                   versions: dict, t_start: float, e_ref: float, out: str) -> None:
-    """:func:`reference_row`'s fine-tunes in a spawned process (:class:`ReferencesAhead`): the parent's code hashes
-    (so the cache keys are the parent's), log times and torch threads; the models land in the cache, and the
-    job's wall and CPU seconds in ``out`` (JSON)."""
+    """:func:`train_reference` of each of ``variants`` in a spawned process (:class:`ReferencesAhead`): the
+    parent's code hashes (so the cache keys are the parent's), log times and torch threads; the models land in
+    the cache, and the job's wall and CPU seconds in ``out`` (JSON)."""
     global T0
     import torch
 
@@ -733,57 +743,69 @@ def reference_job(args, model_path: str, data, splits, seed: int, cache_root: st
 
     T0 = time.perf_counter() - (time.time() - t_start)
     CODE_VERSIONS.update(versions)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(variants[0].threads)
     wall, cpu = time.perf_counter(), cpu_seconds()
-    reference_row(args, load_model(model_path), data, splits, seed, Cache(Path(cache_root)), base_key, e_ref)
+    model = load_model(model_path)
+    for a in variants:
+        train_reference(a, model, splits, seed, Cache(Path(cache_root)), base_key, e_ref)
     Path(out).write_text(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}))
 
 
 class ReferencesAhead:
-    """The reference fine-tunes started before the last arm is there (scheduling only: same keys, same models).
+    """Reference fine-tunes in a spawned process, beside other work (scheduling only: same keys, same models).
 
     With the searches side by side, once the hardware-aware arm and the uniform one are done the main process
     only waits for the mixed search, a core idle. The reference's budget is the largest extra budget of any arm:
     the arms so far and ``--finetune-epochs`` (a re-pruned arm's, so the mixed arm's unless it keeps its search
-    weights), so :meth:`start` trains the references at that budget in a spawned process, which puts them in the
-    cache; :meth:`settle` then waits for it when the budget the arms ended with is the one it trains (and
-    :func:`reference_row` reads the cache), else stops it (the main process trains the references itself, as
-    before). Phase ``reference_ahead``: its wall and CPU seconds, and whether it was used. The same process
-    trains the plain reference beside the distilled one in the main process when both are still missing at the
-    end (:func:`train_references`, phase ``reference_beside``)."""
+    weights), so :meth:`start` trains the arms' own reference procedure at that budget in a spawned process
+    (phase ``reference_ahead``), which puts it in the cache; at the end :func:`train_references` stops it when the
+    arms ended with another budget (:meth:`stop_unless`), trains what it does not (with ``--distill`` the plain
+    reference; two missing: one of them in a second such process, phase ``reference_beside``) and waits for it
+    (:meth:`settle`: the phase's wall and CPU seconds, and whether it was used)."""
 
     def __init__(self, phase: str = "reference_ahead") -> None:
-        self.phase, self.proc, self.epochs, self.out = phase, None, None, None
+        self.phase, self.proc, self.epochs, self.out, self.variants = phase, None, None, None, []
+        self.used: bool | None = None  # False once stopped for another budget
 
-    def start(self, args, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float,
+    def start(self, variants: list, model, data, splits, seed: int, cache: Cache, base_key: dict, e_ref: float,
               work: Path) -> None:
         import multiprocessing as mp
 
         from hapfpga.zoo import save_model
 
         pt = save_model(model, work / f"{self.phase}_baseline.pt")
-        self.out, self.epochs = work / f"{self.phase}.json", e_ref
+        self.out, self.epochs, self.variants = work / f"{self.phase}.json", e_ref, list(variants)
         self.out.unlink(missing_ok=True)
         t_start = time.time() - (time.perf_counter() - T0)
-        say(f"  {self.phase}: {' and '.join('distilled' if a.distill else 'plain' for a in reference_variants(args))}"
-            f" reference ({e_ref:g} extra epochs) in its own process")
+        say(f"  {self.phase}: {' and '.join('distilled' if a.distill else 'plain' for a in variants)} reference "
+            f"({e_ref:g} extra epochs) in its own process")
         self.proc = mp.get_context("spawn").Process(target=reference_job, args=(
-            args, str(pt), data, splits, seed, str(cache.root), base_key, dict(CODE_VERSIONS), t_start, e_ref,
+            self.variants, str(pt), splits, seed, str(cache.root), base_key, dict(CODE_VERSIONS), t_start, e_ref,
             str(self.out)))
         self.proc.start()
 
-    def settle(self, e_ref: float, phases: Phases) -> None:
-        if self.proc is None:
-            return
-        used = e_ref == self.epochs
-        if not used:
-            say(f"  references ahead were for {self.epochs:g} extra epochs, the arms need {e_ref:g}: stopped")
+    def trains(self, a) -> bool:
+        """Whether this process trains (or trained) the reference of procedure ``a`` at its budget."""
+        return self.proc is not None and any(ft_settings(v) == ft_settings(a) for v in self.variants)
+
+    def stop_unless(self, e_ref: float) -> None:
+        """Stop the process if the arms' budget ``e_ref`` is not the one it trains for (its models are unused)."""
+        if self.proc is not None and e_ref != self.epochs:
+            say(f"  {self.phase} was for {self.epochs:g} extra epochs, the arms need {e_ref:g}: stopped")
             self.proc.terminate()
+            self.proc.join()
+            self.proc, self.used = None, False
+
+    def settle(self, phases: Phases) -> None:
+        """Wait for the process; its timings into ``phases`` (zeros and ``used: false`` when it was stopped)."""
+        if self.proc is None:
+            if self.used is False:
+                phases.times[self.phase] = {"wall_s": 0.0, "cpu_s": 0.0, "parallel": True, "used": False}
+            return
         self.proc.join()
-        if used and self.proc.exitcode != 0:
-            raise RuntimeError(f"the references' process ended with exit code {self.proc.exitcode}")
-        t = json.loads(self.out.read_text()) if used else {"wall_s": 0.0, "cpu_s": 0.0}
-        phases.times[self.phase] = {**t, "parallel": True, "used": used}
+        if self.proc.exitcode != 0:
+            raise RuntimeError(f"the {self.phase} process ended with exit code {self.proc.exitcode}")
+        phases.times[self.phase] = {**json.loads(self.out.read_text()), "parallel": True, "used": True}
 
 
 def held_out_row(m, data) -> dict:
@@ -826,13 +848,12 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
                 uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
             if side_by_side and "mixed+ours" not in arms:  # the mixed search still going: a core to spare
                 e_now = max([args.finetune_epochs] + [a["extra_epochs"] for a in arms.values()])
-                ahead.start(args, model, data, splits, seed, cache, base_key, e_now, wd)
+                ahead.start(reference_variants(args)[:1], model, data, splits, seed, cache, base_key, e_now, wd)
 
     run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
     e_ref = max(a["extra_epochs"] for a in arms.values())
-    ahead.settle(e_ref, phases)
     with phases("reference"):
-        train_references(args, model, data, splits, seed, cache, base_key, e_ref, wd, phases)
+        train_references(args, model, data, splits, seed, cache, base_key, e_ref, wd, phases, ahead)
         ref_row, refs = reference_row(args, model, data, splits, seed, cache, base_key, e_ref)
     acc_ref = ref_row["accuracy"]
     say(f"  reference: unpruned + {e_ref:g} extra epochs, test accuracy {100 * acc_ref:.2f}%"

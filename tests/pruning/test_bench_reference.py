@@ -50,10 +50,11 @@ def test_distill_reference_is_the_stronger_of_plain_and_distilled(tmp_path, seed
     assert again_refs == refs and (again[bench.TEST_CORRECT] == row[bench.TEST_CORRECT]).all()
 
 
-def test_references_ahead_are_the_references_the_main_process_trains(tmp_path):
-    """``ReferencesAhead`` (scheduling only): the references trained in a spawned process while the mixed search
-    still runs are the ones the main process trains (same test accuracies, same per-sample outcomes), read from
-    the cache; started for another budget than the arms end with, the process is stopped and not used."""
+def test_references_trained_in_other_processes_are_the_references_the_main_process_trains(tmp_path):
+    """``ReferencesAhead`` and ``train_references`` (scheduling only): references trained in spawned processes —
+    ahead, while the mixed search still runs, and the plain one beside the distilled one at the end — are the ones
+    the main process trains alone (same test accuracies, same per-sample outcomes), read from the cache; a process
+    started for another budget than the arms end with is stopped and not used."""
     import importlib
     import sys
 
@@ -66,23 +67,26 @@ def test_references_ahead_are_the_references_the_main_process_trains(tmp_path):
     args = bench.make_parser().parse_args(["--distill", "--ft-lr", "0.002"])
     args.threads, args.parallel_arms = 1, True  # as main resolves them on 2 CPUs
     key = {"base": "tfc-0"}
-    ahead, phases = bench.ReferencesAhead(), bench.Phases()
-    ahead.start(args, model, data, splits, 0, bench.Cache(tmp_path / "ahead"), key, 1.0, tmp_path)
-    ahead.settle(1.0, phases)
-    t = phases.times["reference_ahead"]
-    assert t["used"] and t["parallel"] and t["wall_s"] > 0 and t["cpu_s"] > 0
-    assert len(list((tmp_path / "ahead").glob("reference_*.pt"))) == 2  # distilled and plain, in the cache
-    read, read_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "ahead"), key, 1.0)
     here, here_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "here"), key, 1.0)
-    assert read_refs == here_refs and (read[bench.TEST_CORRECT] == here[bench.TEST_CORRECT]).all()
-    # at the end, both missing: the plain one in its own process beside the distilled one, the same models again
-    phases = bench.Phases()
-    bench.train_references(args, model, data, splits, 0, bench.Cache(tmp_path / "beside"), key, 1.0, tmp_path, phases)
-    assert phases.times["reference_beside"]["used"] and len(list((tmp_path / "beside").glob("reference_*.pt"))) == 2
-    both, both_refs = bench.reference_row(args, model, data, splits, 0, bench.Cache(tmp_path / "beside"), key, 1.0)
-    assert both_refs == here_refs and (both[bench.TEST_CORRECT] == here[bench.TEST_CORRECT]).all()
 
-    stale, phases = bench.ReferencesAhead(), bench.Phases()
-    stale.start(args, model, data, splits, 0, bench.Cache(tmp_path / "stale"), key, 1.0, tmp_path)
-    stale.settle(2.0, phases)
-    assert phases.times["reference_ahead"]["used"] is False and not stale.proc.is_alive()
+    def schedule(name: str, ahead_variants: list, ahead_epochs: float, e_ref: float) -> dict:
+        cache, phases, ahead = bench.Cache(tmp_path / name), bench.Phases(), bench.ReferencesAhead()
+        work = tmp_path / f"{name}_work"
+        work.mkdir()
+        if ahead_variants:
+            ahead.start(ahead_variants, model, data, splits, 0, cache, key, ahead_epochs, work)
+        bench.train_references(args, model, data, splits, 0, cache, key, e_ref, work, phases, ahead)
+        assert len(list((tmp_path / name).glob("reference_*.pt"))) == 2  # distilled and plain, in the cache
+        row, refs = bench.reference_row(args, model, data, splits, 0, cache, key, e_ref)
+        if e_ref == 1.0:
+            assert refs == here_refs and (row[bench.TEST_CORRECT] == here[bench.TEST_CORRECT]).all()
+        return phases.times
+
+    variants = bench.reference_variants(args)
+    assert [v.distill for v in variants] == [True, False]
+    t = schedule("ahead", variants[:1], 1.0, 1.0)  # the distilled one ahead, the plain one in the main process
+    assert t["reference_ahead"]["used"] and t["reference_ahead"]["cpu_s"] > 0 and "reference_beside" not in t
+    t = schedule("beside", [], 1.0, 1.0)  # nothing ahead: the plain one beside the distilled one
+    assert t["reference_beside"]["used"] and "reference_ahead" not in t
+    t = schedule("stale", variants[:1], 1.0, 2.0)  # ahead for 1 epoch, the arms need 2: stopped, both trained anew
+    assert t["reference_ahead"]["used"] is False and t["reference_beside"]["used"]
