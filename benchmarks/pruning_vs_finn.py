@@ -520,23 +520,34 @@ def convert_unpruned_once(model, data, board, args, work: Path) -> None:
     hw_layers_from_qonnx(onnx, d / "finn", board, options.clock_mhz, rtl=options.open_simulatable)
 
 
-def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
-                   base_key: dict, versions: dict, t_start: float, workers: int) -> dict:
-    """One searched arm in its own spawned process (``--parallel-arms``): the parent's code hashes (so the cache
-    keys are the parent's), log times and torch threads; the arm lands in the cache, where the parent reads it.
-    Returns the arm's wall and CPU seconds (its predictor workers included)."""
+def run_started() -> float:
+    """When this run started, as wall-clock time: what a spawned job gets as ``t_start`` (:func:`as_parent`)."""
+    return time.time() - (time.perf_counter() - T0)
+
+
+def as_parent(versions: dict, t_start: float, threads: int) -> None:
+    """A spawned job's process takes the parent's code hashes (so its cache keys are the parent's), log times
+    (``t_start``: :func:`run_started`) and torch threads."""
     global T0
     import torch
 
-    from hapfpga.zoo import load_model
-
     T0 = time.perf_counter() - (time.time() - t_start)
     CODE_VERSIONS.update(versions)
-    torch.set_num_threads(args.threads)
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
-                 base_key, workers=workers)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "parallel": True}
+    torch.set_num_threads(threads)
+
+
+def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
+                   base_key: dict, versions: dict, t_start: float, workers: int) -> dict:
+    """One searched arm in its own spawned process (``--parallel-arms``, :func:`as_parent`); the arm lands in the
+    cache, where the parent reads it. Returns the arm's wall and CPU seconds (its predictor workers included)."""
+    from hapfpga.zoo import load_model
+
+    as_parent(versions, t_start, args.threads)
+    phases = Phases()
+    with phases("job"):
+        searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
+                     base_key, workers=workers)
+    return {**phases.times["job"], "parallel": True}
 
 
 def parallel_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path,
@@ -552,7 +563,7 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
     pt = save_model(model, work / "searched_arms_baseline.pt")
     workers = side_by_side_workers(args.workers, len(names))
     say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
-    t_start = time.time() - (time.perf_counter() - T0)
+    t_start = run_started()
     with ProcessPoolExecutor(max_workers=len(names), mp_context=mp.get_context("spawn")) as ex:
         futs = {ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
                           base_key, dict(CODE_VERSIONS), t_start, workers): n for n in names}
@@ -733,22 +744,17 @@ def train_references(args, model, data, splits, seed: int, cache: Cache, base_ke
 
 def reference_job(variants: list, model_path: str, splits, seed: int, cache_root: str, base_key: dict,
                   versions: dict, t_start: float, e_ref: float, out: str) -> None:
-    """:func:`train_reference` of each of ``variants`` in a spawned process (:class:`ReferencesAhead`): the
-    parent's code hashes (so the cache keys are the parent's), log times and torch threads; the models land in
-    the cache, and the job's wall and CPU seconds in ``out`` (JSON)."""
-    global T0
-    import torch
-
+    """:func:`train_reference` of each of ``variants`` in a spawned process (:class:`ReferencesAhead`,
+    :func:`as_parent`); the models land in the cache, and the job's wall and CPU seconds in ``out`` (JSON)."""
     from hapfpga.zoo import load_model
 
-    T0 = time.perf_counter() - (time.time() - t_start)
-    CODE_VERSIONS.update(versions)
-    torch.set_num_threads(variants[0].threads)
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    model = load_model(model_path)
-    for a in variants:
-        train_reference(a, model, splits, seed, Cache(Path(cache_root)), base_key, e_ref)
-    Path(out).write_text(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}))
+    as_parent(versions, t_start, variants[0].threads)
+    phases = Phases()
+    with phases("job"):
+        model = load_model(model_path)
+        for a in variants:
+            train_reference(a, model, splits, seed, Cache(Path(cache_root)), base_key, e_ref)
+    Path(out).write_text(json.dumps(phases.times["job"]))
 
 
 class ReferencesAhead:
@@ -776,7 +782,7 @@ class ReferencesAhead:
         pt = save_model(model, work / f"{self.phase}_baseline.pt")
         self.out, self.epochs, self.variants = work / f"{self.phase}.json", e_ref, list(variants)
         self.out.unlink(missing_ok=True)
-        t_start = time.time() - (time.perf_counter() - T0)
+        t_start = run_started()
         say(f"  {self.phase}: {' and '.join('distilled' if a.distill else 'plain' for a in variants)} reference "
             f"({e_ref:g} extra epochs) in its own process")
         self.proc = mp.get_context("spawn").Process(target=reference_job, args=(
