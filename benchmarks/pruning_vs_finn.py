@@ -2,8 +2,9 @@
 
 Protocol (one seed; ``--seeds`` runs several and reports mean ± sd). The model is the zoo's FINN CNV topology
 (``hapfpga.zoo.models.cnv``, 2-bit weights and activations; ``--model`` takes any zoo name, e.g. ``resnet8``, and
-``--model-options`` its ``model.options`` as JSON), the data scikit-learn digits upsampled to 3×32×32 (``load_digits(size=32, channels=3)``), the board
-Pynq-Z2 at 100 MHz.
+``--model-options`` its ``model.options`` as JSON), the data scikit-learn digits upsampled to 3×32×32 (``load_digits(size=32, channels=3)``;
+``--data`` takes the run's ``data`` section as JSON instead, e.g. a local MNIST-format folder with
+``max_train``), the board Pynq-Z2 at 100 MHz.
 
 1. **Splits**: the training data is split (seeded, ``--val-fraction``) into a fit and a validation part; every
    training step uses the fit part, every search decision the validation part; the test split is only used for
@@ -351,7 +352,34 @@ def model_key(args) -> dict:
     """What names the baseline's architecture: the zoo name, its bits and ``--model-options`` (only when given, so
     the caches of runs without options keep their keys)."""
     key = {"model": args.model, "bits": args.bits}
-    return {**key, "model_options": args.model_options} if args.model_options else key
+    if args.model_options:
+        key["model_options"] = args.model_options
+    if args.data:  # only when given, so the digits runs keep their keys; the arrays' hash names the files' content
+        key["data"] = {**args.data, "sha": args.data_sha}
+    return key
+
+
+#: the data without ``--data``: scikit-learn digits upsampled to 3×32×32
+DEFAULT_DATA = {"name": "digits", "size": 32, "channels": 3}
+
+
+def load_bench_data(args):
+    """``--data`` (the run's ``data`` section, :class:`hapfpga.runconfig.DataConfig`) or the default digits; sets
+    ``args.data_sha``, a hash of the loaded arrays that the cache keys carry. A subset (``max_train`` /
+    ``max_test``) is drawn with seed 0 whatever ``--seeds`` say: every seed sees the same data, split its own way.
+    A wrong section or unreadable files raise ``ConfigError`` / ``DataError`` (one sentence)."""
+    from hapfpga.config import from_dict
+    from hapfpga.data import load_dataset
+    from hapfpga.runconfig import DataConfig
+
+    cfg = from_dict(DataConfig, args.data or DEFAULT_DATA, "data")
+    data = load_dataset(cfg, seed=0)
+    h = hashlib.sha256()
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    args.data_sha = h.hexdigest()[:16]
+    return data
 
 
 def baseline_key(args, data_name: str, n_fit: int, seed: int) -> dict:
@@ -1151,13 +1179,13 @@ def combine(paths: list[str], rule_pts: float) -> int:
 
 
 def json_object(text: str) -> dict:
-    """``--model-options``: a JSON object, or argparse's one-line error (exit 2)."""
+    """``--model-options`` / ``--data``: a JSON object, or argparse's one-line error (exit 2)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({e.msg}); give an object, e.g. '{{\"channels\": [64, 64]}}'") from e
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; give an object of model options")
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}; give an object")
     return value
 
 
@@ -1169,6 +1197,10 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--model-options", type=json_object, default={}, metavar="JSON",
                     help="the zoo model's model.options as a JSON object, e.g. '{\"channels\": [64, 64, 64, 64, 64], "
                          "\"stem_stride\": 2, \"pool\": \"avg\"}' for ds_cnn (in every cache key)")
+    ap.add_argument("--data", type=json_object, default={}, metavar="JSON",
+                    help="the run's data section as a JSON object (default digits 3x32x32), e.g. '{\"name\": "
+                         "\"mnist\", \"path\": \"DIR\", \"max_train\": 6000}' (in every cache key, with a hash of "
+                         "the arrays)")
     ap.add_argument("--bits", type=int, default=2, help="weight and activation bits of the baseline")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--quick: 0)")
     ap.add_argument("--quick", action="store_true", help="one seed, fewer epochs and steps, coarse SetFolding scan")
@@ -1214,6 +1246,7 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared, oversubscribed machine 2 threads ran a CNV step 4x slower)")
     ap.add_argument("--json", default=None)
+    ap.set_defaults(data_sha=None)  # load_bench_data's hash of the --data arrays
     ap.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                     help="print the table and last line over the seeds of several runs' --json files (seeds run as "
                          "separate processes); the runs must share every other setting")
@@ -1242,14 +1275,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hapfpga.data import load_digits
+    from hapfpga.errors import ConfigError, DataError
 
+    try:
+        data = load_bench_data(args)
+    except (ConfigError, DataError) as e:
+        print(f"pruning_vs_finn.py: error: --data: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)  # hapfpga.train trains with 1 thread (TRAIN_THREADS) whatever this says
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the FINN and predictor worker processes inherit it
     board = load_board("pynq-z2")
     work = work_dir(args.work, "prune_vs_finn_")
     cache = Cache(work_dir(None, "prune_vs_finn_smoke_cache_") if args.smoke else Path(args.cache))
-    data = load_digits(size=32, channels=3)
     for paths in (TRAIN_CODE, PRUNE_CODE, FINN_CODE):
         code_version(paths)  # fixed now: the code this run loaded
     load0 = os.getloadavg()
