@@ -355,7 +355,7 @@ def model_key(args) -> dict:
     if args.model_options:
         key["model_options"] = args.model_options
     if args.data:  # only when given, so the digits runs keep their keys; the arrays' hash names the files' content
-        key["data"] = {**args.data, "sha": args.data_sha}
+        key["data_section"] = {**args.data, "sha": args.data_sha}
     return key
 
 
