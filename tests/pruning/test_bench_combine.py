@@ -103,6 +103,8 @@ def test_combine_prints_the_worst_seed_beside_the_mean_and_every_seed(tmp_path, 
     assert "seed 0: 24.27× at 1.11 pt [-] fails (no interval)" in rows and "seed 1: 4.55× at 0.00 pt [-] meets;" in rows
     assert "seed 2: 12.64× at -0.67 pt [-] meets" in rows
     assert "best arm (highest worst-seed ratio): mixed precision + pruning + ours" in out
+    # the hw/uniform speed ratio comes with both arms' mean drops (uniform, matched on FPS, fails here)
+    assert "hw-aware vs uniform (ours) 0.99× at 0.15 vs 1.32 pt mean test drop" in out
     assert "on the mean alone: uniform pruning + our folding" not in out  # uniform fails on the mean too (1.32 pt)
     assert out.strip().splitlines()[-1] == ("prune_fold_speedup_vs_setfolding 9.547 accuracy_drop_pts -0.37 "
                                             "worst_seed_speedup 6.830 worst_seed_drop_pts 0.44")
