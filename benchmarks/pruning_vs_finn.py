@@ -369,16 +369,12 @@ def load_bench_data(args):
     ``max_test``) is drawn with seed 0 whatever ``--seeds`` say: every seed sees the same data, split its own way.
     A wrong section or unreadable files raise ``ConfigError`` / ``DataError`` (one sentence)."""
     from hapfpga.config import from_dict
-    from hapfpga.data import load_dataset
+    from hapfpga.data import array_digest, load_dataset
     from hapfpga.runconfig import DataConfig
 
     cfg = from_dict(DataConfig, args.data or DEFAULT_DATA, "data")
     data = load_dataset(cfg, seed=0)
-    h = hashlib.sha256()
-    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    args.data_sha = h.hexdigest()[:16]
+    args.data_sha = array_digest(data.x_train, data.y_train, data.x_test, data.y_test)
     return data
 
 

@@ -372,6 +372,19 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> Dataset:
     return Dataset(ds.name, x_tr, y_tr, x_te, y_te, ds.num_classes)
 
 
+def array_digest(*arrays: Any) -> str:
+    """A hash of ``arrays``' shapes and bytes (16 hex digits): what names a dataset in a cache key or a check that
+    two processes hold the same data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
     """Deterministic split of training data into (x_fit, y_fit, x_val, y_val) (the pruning search decides on the
     validation part; a ``fraction`` that rounds to no sample gives the whole set as both)."""

@@ -12,7 +12,6 @@ the leader and every worker can read every Pareto point's model. Parallel worker
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -96,25 +95,17 @@ def _load_model_bytes(data: bytes) -> Any:
         return load_model(p)
 
 
-def _data_hash(*arrays: Any) -> str:
-    import numpy as np
-
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
 def publish_problem(directory: str | Path, study_name: str, base: Any, hw_spec: PredictorSpec,
                     candidates: Mapping[str, Sequence[int]], groups: Sequence[str], seed: int, finetune: Any,
                     val_data: tuple[Any, Any]) -> Path:
     """Write what a remote worker needs to evaluate trials of ``study_name`` into the shared ``directory``."""
+    from ..data import array_digest
     from ..train import atomic_torch_save
 
     d = Path(directory) / study_name
     d.mkdir(parents=True, exist_ok=True)
     blob = {"model": _save_model_bytes(base), "hw_spec": hw_spec, "candidates": dict(candidates),
-            "groups": list(groups), "seed": seed, "finetune": finetune, "val_hash": _data_hash(*val_data)}
+            "groups": list(groups), "seed": seed, "finetune": finetune, "val_hash": array_digest(*val_data)}
     path = d / PROBLEM_FILE
     atomic_torch_save(blob, path)
     return path
@@ -173,7 +164,7 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     """``hapfpga search-worker``: evaluate trials of the leader's study from this machine; returns trials run."""
     import torch
 
-    from ..data import load_dataset, split_validation
+    from ..data import array_digest, load_dataset, split_validation
     from ..train import resolve_device
     from .apply import ChannelGraph
     from .config import parse_pruning_config
@@ -186,7 +177,7 @@ def join_search(cfg: Any, storage_url: str, study_name: str, *, wait: float = 0.
     dataset = load_dataset(cfg.data, seed=cfg.seed)
     x_fit, y_fit, x_val, y_val = split_validation(dataset.x_train, dataset.y_train, pcfg.val_fraction, cfg.seed)
     prob = load_problem(art, study_name, wait=wait)
-    if prob["val_hash"] != _data_hash(x_val, y_val):
+    if prob["val_hash"] != array_digest(x_val, y_val):
         raise ConfigError("This worker's data or seed differ from the leader's (validation split hash); use the "
                           "leader's config and the same data files.")
     example = torch.as_tensor(x_fit[:2], dtype=torch.float32)
