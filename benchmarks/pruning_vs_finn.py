@@ -22,7 +22,9 @@ Protocol (one seed; ``--seeds`` runs several and reports mean ± sd). The model 
    unpruned + ours (``hapfpga.folding.optimise``), hardware-aware pruning (greedy, ``target: max_fps`` within
    ``--max-drop`` of the baseline's validation accuracy, FPS predicted in the fold stage's own knob space) + ours
    and + SetFolding, uniform pruning (the keep ratio whose predicted FPS matches the hardware-aware arm) + ours
-   and + SetFolding, mixed precision (``bits: [2, 1]``; on resnet8/mobilenet_v1/ds_cnn every width from
+   and + SetFolding, uniform pruning held to the same accuracy rule (``--uniform-rule``, default on: the fastest
+   keep ratio on a 1/32 grid whose candidate, the converged model pruned once and fine-tuned ``--finetune-epochs``,
+   meets the hw-aware search's rule on validation; ``method: uniform, target: max_fps``) + ours, mixed precision (``bits: [2, 1]``; on resnet8/mobilenet_v1/ds_cnn every width from
    ``--bits`` down to 2, per activation quantiser) + pruning + ours.
    The search (``target: max_fps``): each greedy step is fine-tuned ``--step-finetune`` epochs and the search
    goes on while the step's validation drop is within ``--step-drop`` (looser than the rule, so it can walk past
@@ -449,6 +451,18 @@ def prune_cfg(args, bits: bool) -> dict:
     return {**cfg, "bits": bits_allowed(args)} if bits else cfg
 
 
+def arm_cfg(name: str, args) -> dict:
+    """A pruning-stage arm's config: ``hw`` (:func:`prune_cfg`), ``mixed`` (and bits) or ``urule``: uniform
+    pruning held to the same rule (``method: uniform, target: max_fps``: the fastest uniform keep ratio whose
+    candidate, the converged model pruned once and fine-tuned ``--finetune-epochs``, meets the hw arm's accuracy
+    rule on validation), so "hardware-aware ≥ uniform" compares two designs that both meet it."""
+    if name != "urule":
+        return prune_cfg(args, bits=name == "mixed")
+    keep = ("target", "max_accuracy_drop", "importance", "min_ratio", "predictor_workers", "predictor_space",
+            "finetune_epochs", "sensitivity", "folding_time_limit", "val_fraction", "selection", *ft_settings(args))
+    return {**{k: v for k, v in prune_cfg(args, bits=False).items() if k in keep}, "method": "uniform"}
+
+
 def bits_allowed(args) -> list[int]:
     """The mixed-precision arm's widths: the baseline's and 1 on a chain model (XNOR), every width down to
     ``DAG_MIN_BITS`` on a residual or depthwise one (a knob there is one activation quantiser and the layers it
@@ -488,7 +502,7 @@ def cached_model(cache: Cache, kind: str, key: dict, make):
 
 def arm_key(name: str, args, base_key: dict) -> dict:
     """A searched arm's cache key (the search's config, ``predictor_workers`` included as it always was)."""
-    return {"arm": name, "base": base_key, "cfg": prune_cfg(args, bits=name == "mixed"), "margin": OURS_MARGIN,
+    return {"arm": name, "base": base_key, "cfg": arm_cfg(name, args), "margin": OURS_MARGIN,
             "finn_cycles": OURS_FINN_CYCLES}
 
 
@@ -501,7 +515,7 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
     from hapfpga.pruning.predictor import HwTarget
     from hapfpga.pruning.stage import run_pruning_stage
 
-    cfg = prune_cfg(args, bits=name == "mixed")
+    cfg = arm_cfg(name, args)
     run_cfg = cfg if workers is None else {**cfg, "predictor_workers": workers}
     finn_dir, hw_finn = work / name / "pruning" / "finn", work / "hw" / "pruning" / "finn"
     if name != "hw" and hw_finn.is_dir() and not finn_dir.exists():  # the same unpruned model's FINN conversion
@@ -514,6 +528,8 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
                                         log=lambda s: say(f"  {name} " + s))
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
+        if "ratio" in rep:  # the uniform search's keep ratio (a row's "ratio" is its FPS over SetFolding's)
+            info["keep_ratio"] = rep["ratio"]
         info["steps"] = len(rep["history"]) - 1  # taken by the search; extra_epochs: the chosen model's own
         return pruned, info
 
@@ -675,6 +691,7 @@ ARMS = (
     ("uniform+ours", "uniform pruning + our folding"),
     ("hw+setfolding", "hw-aware pruning + SetFolding"),
     ("hw+ours", "hw-aware pruning + our folding"),
+    ("urule+ours", "uniform under the rule + ours"),
     ("mixed+ours", "mixed precision + pruning + ours"),
 )
 
@@ -876,6 +893,10 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
         if name == "hw":  # the uniform arm needs the hw arm only: with --parallel-arms it runs beside the mixed one
             with phases("uniform"):
                 uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
+            if args.uniform_rule:
+                with phases("urule"):
+                    searched_done("urule", *searched_arm("urule", args, model, data, board, seed, cache, wd,
+                                                         base_key), arms, finn, data)
             if side_by_side and "mixed+ours" not in arms:  # the mixed search still going: a core to spare
                 e_now = max([args.finetune_epochs] + [a["extra_epochs"] for a in arms.values()])
                 ahead.start(reference_variants(args)[:1], model, data, splits, seed, cache, base_key, e_now, wd)
@@ -901,7 +922,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
 def searched_done(name: str, pm, rep: dict, arms: dict, finn: FinnJobs, data) -> None:
     """A searched arm's row (test accuracy) and its FINN jobs queued."""
     arms[f"{name}+ours"] = {**rep, "search_accuracy": rep["accuracy"], **held_out_row(pm, data)}
-    say(f"  {name}: {rep['steps']} steps, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
+    say(f"  {name}: {rep['steps']} {'keep ratios' if name == 'urule' else 'steps'}, keep {rep.get('keep_ratio', '-')}, channels {rep['channels_after']}, bits {rep.get('bits_after', '-')}, "
         f"predicted {rep['fps_after']:,.0f} FPS, test accuracy {100 * arms[name + '+ours']['accuracy']:.2f}%")
     finn.submit(f"{name}+ours", pm)
     if name == "hw":
@@ -961,7 +982,8 @@ def finish_drops(arms: dict, acc_ref: float, e_ref: float, ref_correct) -> None:
 
 #: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
 PHASES = (("baseline", "baseline"), ("searches", "searches side by side"), ("hw", "hw search"),
-          ("mixed", "mixed search"), ("uniform", "uniform"), ("reference_ahead", "reference ahead"),
+          ("mixed", "mixed search"), ("uniform", "uniform"), ("urule", "uniform under the rule"),
+          ("reference_ahead", "reference ahead"),
           ("reference", "reference"), ("reference_beside", "plain reference beside"),
           ("finn_jobs", "FINN jobs (pool, beside)"), ("finn_wait", "waiting for FINN"), ("seed", "seed total"))
 
@@ -1080,8 +1102,14 @@ def versus_uniform(summary: dict) -> str:
     arms = summary["arms"]
     if "hw+ours" not in arms or "uniform+ours" not in arms:
         return ""
-    return (f"at {arms['hw+ours']['drop_pts'][0]:.2f} vs {arms['uniform+ours']['drop_pts'][0]:.2f} pt mean test drop "
+    line = (f"at {arms['hw+ours']['drop_pts'][0]:.2f} vs {arms['uniform+ours']['drop_pts'][0]:.2f} pt mean test drop "
             "(uniform keeps the largest ratio reaching the hw arm's predicted FPS)")
+    if "urule+ours" in arms:
+        hw, ur = arms["hw+ours"], arms["urule+ours"]
+        line += (f"; hw-aware vs uniform under the same rule (ours) {hw['fps'][0] / ur['fps'][0]:.2f}× mean, "
+                 f"worst seed {min(h['fps'] / u['fps'] for h, u in zip(hw['seeds'], ur['seeds'], strict=True)):.2f}×, "
+                 f"at {hw['drop_pts'][0]:.2f} vs {ur['drop_pts'][0]:.2f} pt")
+    return line
 
 
 def print_table(runs: list[dict], summary: dict, args) -> None:
@@ -1236,6 +1264,10 @@ def make_parser() -> argparse.ArgumentParser:
                     help="the final model: the converged model pruned once to the searched design (reprune), the "
                          "search's own fine-tuned weights (search), or the re-pruned one and, where it fails the "
                          "rule, the search's own weights fine-tuned the same epochs (reprune_or_search)")
+    ap.add_argument("--uniform-rule", action=argparse.BooleanOptionalAction, default=True,
+                    help="the arm 'uniform under the rule': the fastest uniform keep ratio that meets the same "
+                         "accuracy rule as the hw-aware search (a bisection of --finetune-epochs fine-tunes; "
+                         "--no-uniform-rule leaves it out)")
     ap.add_argument("--ft-lr", type=float, default=5e-4,
                     help="fine-tune learning rate (Adam, cosine per batch; the baseline ends at 1.25e-4-5e-4)")
     ap.add_argument("--step-drop", type=float, default=0.08,

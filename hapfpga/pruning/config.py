@@ -86,7 +86,9 @@ class PruningConfig:
     fastest design whose validation accuracy is within ``max_accuracy_drop`` of the unpruned model's, which must be
     given in (0, 1); the validation accuracy after the final fine-tune is what must meet it: with ``backtrack`` the
     search may walk past it by ``step_accuracy_drop`` and keeps the fastest trajectory step that meets it after its
-    final fine-tune), ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
+    final fine-tune; with ``uniform``: the smallest keep ratio on a 1/32 grid whose candidate, the unpruned model
+    pruned once and fine-tuned ``finetune_epochs``, meets it, tried as the backtracking tries a trajectory),
+    ``ratio`` (keep ``ratio`` of channels, the uniform baseline).
 
     ``bits``: mixed precision — FINN-legal bit widths (1–8) each layer's operands (weights and the activation
     feeding it) may be lowered to, searched jointly with the channel counts by ``greedy``/``j`` (a step lowers one
@@ -189,9 +191,20 @@ class PruningConfig:
             raise ConfigError(
                 f"Config key 'pruning.bits' needs pruning.method greedy, j or nsga2 (the searches), not '{self.method}'."
             )
-        if self.target == "max_fps" and self.method in ("uniform", "unstructured"):
+        if self.target == "max_fps" and self.method == "unstructured":
             raise ConfigError(
-                f"pruning.target 'max_fps' is a search target; use pruning.method greedy, j or nsga2, not '{self.method}'."
+                "pruning.target 'max_fps' is a search target; use pruning.method greedy, j, nsga2 or uniform, not "
+                "'unstructured'."
+            )
+        if self.target == "max_fps" and self.method == "uniform" and self.iterations > 1:
+            raise ConfigError(
+                f"Config key 'pruning.iterations' is {self.iterations}; method 'uniform' with target 'max_fps' prunes "
+                "each candidate ratio in one shot, so leave iterations at 1."
+            )
+        if self.target == "max_fps" and self.method == "uniform" and self.finetune_epochs <= 0:
+            raise ConfigError(
+                "Config key 'pruning.finetune_epochs' must be positive for method 'uniform' with target 'max_fps' "
+                "(each candidate ratio is fine-tuned before the accuracy rule judges it)."
             )
         if self.step_accuracy_drop is not None and not 0 <= self.step_accuracy_drop < 1:
             raise ConfigError(

@@ -240,7 +240,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
     # mixed precision: operand bits per layer are knobs beside the channel counts (``bits:<layer>``)
     bits0, bits_cands = bits_knobs(base, cfg.bits) if cfg.bits else ({}, {})
     start = {**full, **bits0}
-    need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target == "fps"
+    need_hw = cfg.method in ("greedy", "j", "nsga2") or cfg.target in ("fps", "max_fps")
     hw_eval = target.predictor
     if hw_eval is None and need_hw:
         from .hwmodel import build_predictor
@@ -258,11 +258,14 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
 
 def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
     """The same keep ratio in every group: ``pruning.ratio``, or with an FPS target the largest ratio on a 1/64
-    grid whose predicted FPS reaches it; pruned in ``pruning.iterations`` steps."""
+    grid whose predicted FPS reaches it; pruned in ``pruning.iterations`` steps. ``target: max_fps``: the fastest
+    ratio that meets the accuracy rule (:func:`_search_uniform_rule`)."""
     from .apply import ChannelGraph, prune_to_counts
     from .plan import iterative_counts, uniform_counts
 
     cfg, full, hw_eval = run.cfg, ch.full, ch.hw_eval
+    if cfg.target == "max_fps":
+        return _search_uniform_rule(run, ch)
     ratio = cfg.ratio
     if cfg.target == "fps" and hw_eval is not None:
         run.say(f"uniform search: the largest keep ratio whose predicted FPS reaches {cfg.target_fps:,.0f}")
@@ -289,6 +292,48 @@ def _search_uniform(run: _Run, ch: _Channels) -> SearchOutcome:
                           run.evaluate(pruned.eval(), run.data.x_val, run.data.y_val),
                           run.step_ft.epochs if cfg.iterations > 1 else 0.0, steps_left=len(steps) - k)
     return SearchOutcome(pruned, cur_counts, ratio=ratio)
+
+
+#: ``method: uniform, target: max_fps``: the keep ratios tried, k/UNIFORM_GRID down to ``pruning.min_ratio``
+UNIFORM_GRID = 32
+
+
+def _uniform_levels(run: _Run, ch: _Channels) -> tuple[list[Step], list[float]]:
+    """The uniform keep ratios as a trajectory for :func:`_backtrack`: the unpruned start, then, ratio by ratio
+    (k/``UNIFORM_GRID`` down to ``min_ratio``), each ratio whose predicted design fits and is faster than every
+    larger ratio's (the others are never the fastest design meeting the rule); each step's accuracy is the
+    unpruned model pruned once to it, before any fine-tune. Returns the steps and their keep ratios."""
+    from .plan import uniform_counts
+    from .results import BatchPredictor
+
+    cfg, hw_eval = run.cfg, ch.hw_eval
+    assert hw_eval is not None
+    ratios = [k / UNIFORM_GRID for k in range(UNIFORM_GRID - 1, 0, -1) if k / UNIFORM_GRID >= cfg.min_ratio - 1e-9]
+    plans = [uniform_counts(ch.full, r, fold_aware=cfg.fold_aware) for r in ratios]
+    hws = (hw_eval.predict_many(plans) if isinstance(hw_eval, BatchPredictor) else [hw_eval(c) for c in plans])
+    steps, kept = [Step(dict(ch.start), hw_eval(ch.start), ch.acc_val0, "keep 1")], [1.0]
+    for r, counts, hw in zip(ratios, plans, hws, strict=True):
+        if hw.fits and hw.fps > steps[-1].hw.fps + 1e-9:
+            acc = run.evaluate(ch.realise(run, run.base, ch.graph, counts), run.data.x_val, run.data.y_val)
+            steps.append(Step(counts, hw, acc, f"keep {r:g}"))
+            kept.append(r)
+    return steps, kept
+
+
+def _search_uniform_rule(run: _Run, ch: _Channels) -> SearchOutcome:
+    """``method: uniform, target: max_fps``: the fastest uniform keep ratio whose validation accuracy after the
+    final fine-tune meets the accuracy rule (``max_accuracy_drop``, or the paired test of ``pruning.selection``).
+    Every candidate is the unpruned model pruned once to the ratio and fine-tuned ``finetune_epochs``; the
+    candidates are tried as the greedy search's backtracking tries its trajectory (the fastest first, then a
+    bisection), so both arms of a comparison are held to the same rule with the same fine-tune."""
+    steps, kept = _uniform_levels(run, ch)
+    run.say(f"uniform search: {len(steps) - 1} keep ratios from {kept[1] if len(kept) > 1 else 1:g} to "
+            f"{kept[-1]:g} with a faster predicted design; the fastest one that meets the rule after "
+            f"{run.cfg.finetune_epochs:g} fine-tune epochs")
+    result = SearchResult(best=steps[0], history=tuple(steps))
+    out = _backtrack(run, ch, result, None, mode="reprune")
+    i = next(k for k, s in enumerate(steps) if dict(s.counts) == dict(out.counts))
+    return dataclasses.replace(out, ratio=kept[i])
 
 
 def _knob_key(knobs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -480,14 +525,16 @@ class _PairedRule:
         return {"lost": p.lost, "gained": p.gained, "n_val": p.n, "drop_bound": drop_bound(p, self.conf)}
 
 
-def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) -> SearchOutcome:
+def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory | None,
+               mode: str | None = None) -> SearchOutcome:
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
     Each candidate is the model as it would be delivered: the step's own weights, the unpruned model pruned once
     to the step's knobs (``final_weights: reprune``), or that and, where it fails the rule, the step's own weights
-    fine-tuned the same epochs (``reprune_or_search``: :class:`_Candidates`)."""
+    fine-tuned the same epochs (``reprune_or_search``: :class:`_Candidates`). ``mode`` replaces
+    ``final_weights`` (the uniform search's ``reprune``: it has no trajectory ``tr`` of its own weights)."""
     from .search import backtrack
 
-    cands = _Candidates(run, ch, result, tr)
+    cands = _Candidates(run, ch, result, tr, mode)
     run.progress.restart(f"backtracking: final fine-tunes ({run.cfg.finetune_epochs:g} ep) of trajectory steps")
     rule = cands.rule
     i, tried = backtrack(result.history, cands.final, start_accuracy=result.history[0].accuracy,
@@ -498,7 +545,7 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory) 
     backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a,
                          **cands.row(k)} for k, a in tried.items())
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
-    lineage = tr.epochs[_knob_key(chosen.counts)] if cands.source.get(i) == "search" else 0.0
+    lineage = tr.epochs[_knob_key(chosen.counts)] if tr is not None and cands.source.get(i) == "search" else 0.0
     return SearchOutcome(cands.finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
                          lineage_epochs=lineage, backtracked=backtracked)
 
@@ -512,8 +559,10 @@ class _Candidates:
     lose most of its accuracy when pruned in one shot (issue 24: a resnet8 step at 97 % with its own weights came
     back at 67 % re-pruned), where the re-pruned candidates of a chain model are the better ones (issue 13)."""
 
-    def __init__(self, run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory):
+    def __init__(self, run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory | None,
+                 mode: str | None = None):
         self.run, self.ch, self.result, self.tr = run, ch, result, tr
+        self.mode = mode or run.cfg.final_weights
         self.rule = _PairedRule(run) if run.cfg.selection.confidence > 0.5 else None
         self.finals: dict[int, Any] = {}
         self.source: dict[int, str] = {}  # "reprune" or "search": where the kept candidate's weights came from
@@ -522,8 +571,12 @@ class _Candidates:
     def tuned(self, i: int, source: str) -> tuple[Any, float]:
         knobs, run = self.result.history[i].counts, self.run
         m = (self.ch.realise(run, run.base, self.ch.graph, knobs) if source == "reprune"
-             else copy.deepcopy(self.tr.snapshots[_knob_key(knobs)]))
+             else copy.deepcopy(self._trajectory().snapshots[_knob_key(knobs)]))
         return run.tune(m, run.final_ft())
+
+    def _trajectory(self) -> _Trajectory:
+        assert self.tr is not None, "final_weights search needs the search's trajectory"
+        return self.tr
 
     def passes(self, m: Any, acc: float) -> bool:
         """The backtracking's rule on a candidate (the paired test, else the point rule), without recording or
@@ -533,7 +586,7 @@ class _Candidates:
         return self.rule.passes(m)
 
     def final(self, i: int) -> float:
-        mode = self.run.cfg.final_weights
+        mode = self.mode
         first = "search" if mode == "search" else "reprune"
         m, acc = self.tuned(i, first)
         source = first

@@ -141,3 +141,34 @@ def test_combine_takes_seeds_kept_in_different_caches_and_work_folders(tmp_path,
     c = _write(tmp_path, _run(2, arms), {"cache": "/c2", "max_steps": 10})
     with pytest.raises(SystemExit, match="differ in max_steps"):  # a protocol flag still counts
         bench.combine([a, c], 1.0)
+
+
+def test_combine_compares_hw_aware_with_uniform_held_to_the_same_rule_per_seed(tmp_path, capsys):
+    """The 'uniform under the rule' arm (both arms meet the accuracy rule on validation): the hw/urule FPS ratio
+    of the means and of the worst seed, with both mean drops; runs from before the arm print it as not run."""
+    sf = 1000.0
+    per_seed = {0: (4000.0, 3000.0), 1: (2000.0, 2500.0)}  # seed -> (hw FPS, urule FPS)
+    paths = []
+    for s, (hw, ur) in per_seed.items():
+        arms = {arm: (sf * 2, 0.0, True, 8.0 if arm != "unpruned+ours" else 0.0) for arm, _ in bench.ARMS}
+        arms["unpruned+setfolding"] = (sf, 0.0, True, 0.0)
+        arms["hw+ours"], arms["urule+ours"] = (hw, 0.3 + s, True, 8.0), (ur, 0.5, True, 8.0)
+        paths.append(_write(tmp_path, _run(s, arms)))
+    assert bench.combine(paths, 1.0) == 0
+    out = capsys.readouterr().out
+    # means 3000 vs 2750 FPS; seed 1: 2000 / 2500 = 0.80
+    assert "hw-aware vs uniform under the same rule (ours) 1.09× mean, worst seed 0.80×, at 0.80 vs 0.50 pt" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("uniform under the rule + ours"))
+    assert row.rstrip().endswith("meets") and "2.50" in row  # worst seed ratio 2,500 / 1,000
+
+    old, before = [], tmp_path / "before_the_arm"
+    before.mkdir()
+    for s in (0, 1):
+        arms = {arm: (sf * 2, 0.0, True, 8.0) for arm, _ in bench.ARMS if arm != "urule+ours"}
+        arms["unpruned+setfolding"] = (sf, 0.0, True, 0.0)
+        old.append(_write(before, _run(s, arms)))
+    assert bench.combine(old, 1.0) == 0
+    out = capsys.readouterr().out
+    assert "under the same rule" not in out
+    assert next(ln for ln in out.splitlines() if ln.startswith("uniform under the rule + ours")).rstrip().endswith(
+        "not run for this model")

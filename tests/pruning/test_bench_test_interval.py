@@ -302,6 +302,11 @@ def test_smoke_run_counts_lost_and_gained_that_add_up_to_the_accuracies(tmp_path
         assert round(against * n) - round(a["accuracy"] * n) == t["lost"] - t["gained"], arm
         assert a["drop_pts"] == pytest.approx(100 * (t["lost"] - t["gained"]) / n, abs=1e-9)
     assert run["arms"]["unpruned+setfolding"]["test_paired"] == {"n": N_TEST, "lost": 0, "gained": 0}
+    # uniform under the rule: a keep ratio whose validation drop meets the search's rule (or the unpruned model)
+    u = run["arms"]["urule+ours"]
+    assert 0 < u["keep_ratio"] <= 1 and u["channels_after"] and u["extra_epochs"] > 0
+    assert u["accuracy_val"]["before"] - u["accuracy_val"]["after"] <= 0.005 + 1e-12 or u["fps_after"] == u["fps_before"]
+    assert run["phases"]["urule"]["wall_s"] > 0
     assert "paired 95 % interval" in res.stdout
     hw = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("hw-aware pruning + our folding")
               and "seed 0:" in ln)

@@ -165,7 +165,7 @@ def test_config_bits_and_max_fps_are_validated_before_training():
         ({"bits": [9]}, "FINN-legal"),
         ({"bits": [1], "method": "uniform"}, "greedy, j or nsga2"),
         ({"target": "max_fps", "max_accuracy_drop": 0.0}, "max_fps"),
-        ({"target": "max_fps", "method": "uniform"}, "search target"),
+        ({"target": "max_fps", "method": "unstructured"}, "search target"),
         ({"max_accuracy_drop": 1.5}, "max_accuracy_drop"),
     ]:
         with pytest.raises(ConfigError, match=match):
