@@ -567,10 +567,14 @@ def run_started() -> float:
 
 def as_parent(versions: dict, t_start: float, threads: int) -> None:
     """A spawned job's process takes the parent's code hashes (so its cache keys are the parent's), log times
-    (``t_start``: :func:`run_started`) and torch threads."""
+    (``t_start``: :func:`run_started`) and torch threads, and ends when the parent does (stop 29: a stopped run's
+    searches went on computing as orphans)."""
     global T0
     import torch
 
+    from hapfpga.pruning.parallel import die_with_parent
+
+    die_with_parent()
     T0 = time.perf_counter() - (time.time() - t_start)
     CODE_VERSIONS.update(versions)
     torch.set_num_threads(threads)
@@ -1315,6 +1319,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hapfpga.errors import ConfigError, DataError
+    from hapfpga.pruning.parallel import die_with_parent
 
     try:
         data = load_bench_data(args)
@@ -1331,7 +1336,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     say(f"data {data.name}: train {len(data.x_train)}, test {len(data.x_test)}; board {board.name} budget "
         f"{fmt(board.budget)}; work {work}; cache {cache.root}; load average {load0[0]:.1f} on {os.cpu_count()} CPUs")
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=die_with_parent)
     try:
         runs = [run_seed(s, args, data, board, cache, work, pool) for s in args.seeds]
     finally:

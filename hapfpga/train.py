@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "FitSpec",
+    "full_state_dict",
     "atomic_torch_save",
     "FinetuneConfig",
     "TrainResult",
@@ -286,6 +287,24 @@ class _Batches:
         torch.index_select(self.x, 0, idx, out=sx)
         torch.index_select(self.y, 0, idx, out=sy)
         return sx.to(self.device, non_blocking=True), sy.to(self.device, non_blocking=True)
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, Any]:
+    """``model.state_dict()`` with every Brevitas runtime-statistics scale in it, also one that has not seen a
+    training step yet (``brevitas.config._FULL_STATE_DICT``): Brevitas leaves such a scale's ``value`` out, and
+    ``load_state_dict`` then reports it missing, so a model saved before its first training step (``train.epochs:
+    0``) could not be loaded back. :func:`runtime_state` beside it restores the statistics counters, so the
+    loaded model still collects statistics as the saved one would have."""
+    try:
+        from brevitas import config
+    except ImportError:  # a plain torch model
+        return model.state_dict()
+    before = config._FULL_STATE_DICT
+    config._FULL_STATE_DICT = True
+    try:
+        return model.state_dict()
+    finally:
+        config._FULL_STATE_DICT = before
 
 
 def runtime_state(model: torch.nn.Module) -> dict[str, Any]:

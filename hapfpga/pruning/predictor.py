@@ -134,6 +134,9 @@ _WORKER_SPEC: list[PredictorSpec] = []
 
 
 def _worker_init(spec: PredictorSpec) -> None:
+    from .parallel import die_with_parent
+
+    die_with_parent()
     _WORKER_SPEC[:] = [spec]
 
 

@@ -221,11 +221,12 @@ def save_model(model: torch.nn.Module, path: str | Path) -> Path:
     Load with :func:`load_model`."""
     import torch
 
-    from ..train import runtime_state
+    from ..train import full_state_dict, runtime_state
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": model_spec(model), "state_dict": model.state_dict(), "runtime": runtime_state(model)}, path)
+    torch.save({"spec": model_spec(model), "state_dict": full_state_dict(model), "runtime": runtime_state(model)},
+               path)
     return path
 
 

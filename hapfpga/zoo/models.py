@@ -71,10 +71,10 @@ class QuantCNN(torch.nn.Module):
         pickle cannot name, so ``torch.save(model)`` would fail. The spec reads the widths from the modules, so a
         channel-pruned model comes back at its pruned widths (``hapfpga.zoo.model_spec``), and with the Brevitas
         runtime-statistics state ``state_dict`` leaves out (``hapfpga.train.runtime_state``)."""
-        from ..train import runtime_state
+        from ..train import full_state_dict, runtime_state
         from . import model_spec
 
-        return (_rebuild, (model_spec(self), self.state_dict(), self.training, runtime_state(self)))
+        return (_rebuild, (model_spec(self), full_state_dict(self), self.training, runtime_state(self)))
 
     def __deepcopy__(self, memo):
         """Plain deep copy of the attributes (not the pickle path above, which would rebuild the model)."""

@@ -217,3 +217,26 @@ def test_user_model_whose_first_window_bounds_max_fps_says_so_in_report_and_summ
     assert "pruning limited by" in text and lim["layer"] in text
     changed = rep["pruning"]["channels_after"] != rep["pruning"]["channels_before"]
     assert ("after pruning" in text) == changed
+
+
+@pytest.mark.parametrize("user", [False, True])
+def test_a_run_with_train_epochs_0_exports_the_untrained_model(tmp_path, user):
+    """``train.epochs: 0`` (a user checking the flow before training) saved a model whose activation scales had
+    seen no training step; the export stage then refused it as "saved by an older hapfpga". The run now goes on
+    to export, with the zoo's model and with a user's factory file (examples/my_model.py)."""
+    import yaml
+
+    from hapfpga.cli import main
+
+    cfg = yaml.safe_load(_user_run_config(tmp_path, {}).read_text())
+    cfg.pop("pruning")
+    cfg["train"]["epochs"] = 0
+    if not user:
+        cfg["model"] = {"name": "digits_cnn"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(out), "--to", "export"]) == 0
+    m = load_model(out / "baseline.pt")
+    x = torch.rand(4, 1, 8, 8)
+    again = load_model(save_model(m, tmp_path / "again.pt"))
+    np.testing.assert_array_equal(m(x).detach().numpy(), again(x).detach().numpy())

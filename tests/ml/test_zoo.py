@@ -192,6 +192,27 @@ def test_saved_model_trains_like_the_original_while_its_quantisers_collect_stati
         np.testing.assert_array_equal(c(xt).detach().numpy(), m(xt).detach().numpy())
 
 
+def test_a_model_saved_before_any_training_step_loads_and_trains_like_the_original(tmp_path):
+    """Brevitas leaves a runtime-statistics scale that has not seen a training step out of ``state_dict``, and
+    ``load_state_dict`` then calls it missing: a model saved untrained (``train.epochs: 0``) could not be loaded
+    back ("does not fit model ... as its factory rebuilds it"). Saved and pickled, it loads, still collects its
+    statistics from step 0 and trains exactly as the original."""
+    from hapfpga.train import FinetuneConfig, finetune, runtime_state
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((128, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 128)
+    m = build_model(ModelConfig(), (1, 8, 8), 10, seed=3)
+    assert set(v["counter"] for v in runtime_state(m).values()) == {0}
+    copies = [load_model(save_model(m, tmp_path / "m.pt")), _pickled(m)]
+    for c in copies:
+        assert {k: v["counter"] for k, v in runtime_state(c).items()} == {k: 0 for k in runtime_state(m)}
+    finetune(m, x, y, FinetuneConfig(epochs=1, lr=1e-3), seed=1)
+    xt = torch.as_tensor(x[:32])
+    for c in copies:
+        finetune(c, x, y, FinetuneConfig(epochs=1, lr=1e-3), seed=1)
+        np.testing.assert_array_equal(c(xt).detach().numpy(), m(xt).detach().numpy())
+
+
 def test_pickled_model_keeps_pruned_widths():
     m = _trained_a_bit(build_model(ModelConfig(), (1, 8, 8), 10), (1, 8, 8))
     # shrink conv1 from 32 to 20 channels by hand (what a structured pruner does), consistently downstream
