@@ -191,21 +191,8 @@ class PruningConfig:
             raise ConfigError(
                 f"Config key 'pruning.bits' needs pruning.method greedy, j or nsga2 (the searches), not '{self.method}'."
             )
-        if self.target == "max_fps" and self.method == "unstructured":
-            raise ConfigError(
-                "pruning.target 'max_fps' is a search target; use pruning.method greedy, j, nsga2 or uniform, not "
-                "'unstructured'."
-            )
-        if self.target == "max_fps" and self.method == "uniform" and self.iterations > 1:
-            raise ConfigError(
-                f"Config key 'pruning.iterations' is {self.iterations}; method 'uniform' with target 'max_fps' prunes "
-                "each candidate ratio in one shot, so leave iterations at 1."
-            )
-        if self.target == "max_fps" and self.method == "uniform" and self.finetune_epochs <= 0:
-            raise ConfigError(
-                "Config key 'pruning.finetune_epochs' must be positive for method 'uniform' with target 'max_fps' "
-                "(each candidate ratio is fine-tuned before the accuracy rule judges it)."
-            )
+        if self.target == "max_fps":
+            self._check_max_fps_method()
         if self.step_accuracy_drop is not None and not 0 <= self.step_accuracy_drop < 1:
             raise ConfigError(
                 f"Config key 'pruning.step_accuracy_drop' is {self.step_accuracy_drop}; give a fraction in [0, 1)."
@@ -223,6 +210,25 @@ class PruningConfig:
                               "keeps the best-on-validation weights); set it or remove finetune_patience.")
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
+
+    def _check_max_fps_method(self) -> None:
+        """``target: max_fps`` needs a search: greedy, j, nsga2, or uniform over its keep ratios (one shot each,
+        each fine-tuned before the rule judges it)."""
+        if self.method == "unstructured":
+            raise ConfigError(
+                "pruning.target 'max_fps' is a search target; use pruning.method greedy, j, nsga2 or uniform, not "
+                "'unstructured'."
+            )
+        if self.method == "uniform" and self.iterations > 1:
+            raise ConfigError(
+                f"Config key 'pruning.iterations' is {self.iterations}; method 'uniform' with target 'max_fps' prunes "
+                "each candidate ratio in one shot, so leave iterations at 1."
+            )
+        if self.method == "uniform" and self.finetune_epochs <= 0:
+            raise ConfigError(
+                "Config key 'pruning.finetune_epochs' must be positive for method 'uniform' with target 'max_fps' "
+                "(each candidate ratio is fine-tuned before the accuracy rule judges it)."
+            )
 
 
 def parse_pruning_config(section: Any) -> PruningConfig:
