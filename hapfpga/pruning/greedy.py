@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from .results import BatchAccuracy, BatchPredictor, HwPoint, SearchResult, Step
 from .selection import over_drop, within_drop
 
-__all__ = ["greedy_search", "backtrack", "j_objective", "fps_per_sensitivity"]
+__all__ = ["greedy_search", "backtrack", "fps_levels", "j_objective", "fps_per_sensitivity"]
 
 
 def j_objective(accuracy: float, fps: float, fps_ref: float, alpha: float) -> float:
@@ -297,6 +297,16 @@ def greedy_search(
     return SearchResult(best=chosen, history=tuple(history), rejected=tuple(rejected))
 
 
+def fps_levels(points: Sequence[HwPoint]) -> list[int]:
+    """The backtracking's candidates among designs in trajectory order: index 0 (the start), then each design that
+    fits and is faster than the last one kept (a slower or equal one is never the fastest design meeting a rule)."""
+    levels: list[int] = []
+    for i, p in enumerate(points):
+        if i == 0 or (p.fits and p.fps > points[levels[-1]].fps + 1e-9):
+            levels.append(i)
+    return levels
+
+
 def backtrack(
     history: Sequence[Step],
     final: Callable[[int], float],
@@ -318,10 +328,7 @@ def backtrack(
     prune stage's paired test (``pruning.selection``, :mod:`hapfpga.pruning.selection`).
     """
     say = log or (lambda s: None)
-    levels: list[int] = []
-    for i, s in enumerate(history):
-        if i == 0 or (s.hw.fits and s.hw.fps > history[levels[-1]].hw.fps + 1e-9):
-            levels.append(i)
+    levels = fps_levels([s.hw for s in history])
     tried: dict[int, float] = {}
 
     def ok(k: int) -> bool:

@@ -303,21 +303,22 @@ def _uniform_levels(run: _Run, ch: _Channels) -> tuple[list[Step], list[float]]:
     (k/``UNIFORM_GRID`` down to ``min_ratio``), each ratio whose predicted design fits and is faster than every
     larger ratio's (the others are never the fastest design meeting the rule); each step's accuracy is the
     unpruned model pruned once to it, before any fine-tune. Returns the steps and their keep ratios."""
+    from .greedy import fps_levels
     from .plan import uniform_counts
     from .results import BatchPredictor
 
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
-    ratios = [k / UNIFORM_GRID for k in range(UNIFORM_GRID - 1, 0, -1) if k / UNIFORM_GRID >= cfg.min_ratio - 1e-9]
-    plans = [uniform_counts(ch.full, r, fold_aware=cfg.fold_aware) for r in ratios]
-    hws = (hw_eval.predict_many(plans) if isinstance(hw_eval, BatchPredictor) else [hw_eval(c) for c in plans])
-    steps, kept = [Step(dict(ch.start), hw_eval(ch.start), ch.acc_val0, "keep 1")], [1.0]
-    for r, counts, hw in zip(ratios, plans, hws, strict=True):
-        if hw.fits and hw.fps > steps[-1].hw.fps + 1e-9:
-            acc = run.evaluate(ch.realise(run, run.base, ch.graph, counts), run.data.x_val, run.data.y_val)
-            steps.append(Step(counts, hw, acc, f"keep {r:g}"))
-            kept.append(r)
-    return steps, kept
+    ratios = [1.0] + [k / UNIFORM_GRID for k in range(UNIFORM_GRID - 1, 0, -1)
+                      if k / UNIFORM_GRID >= cfg.min_ratio - 1e-9]
+    plans = [dict(ch.start)] + [uniform_counts(ch.full, r, fold_aware=cfg.fold_aware) for r in ratios[1:]]
+    hws = [hw_eval(plans[0])] + (hw_eval.predict_many(plans[1:]) if isinstance(hw_eval, BatchPredictor)
+                                 else [hw_eval(c) for c in plans[1:]])
+    levels = fps_levels(hws)
+    steps = [Step(plans[0], hws[0], ch.acc_val0, "keep 1")] + [
+        Step(plans[i], hws[i], run.evaluate(ch.realise(run, run.base, ch.graph, plans[i]), run.data.x_val,
+                                            run.data.y_val), f"keep {ratios[i]:g}") for i in levels[1:]]
+    return steps, [ratios[i] for i in levels]
 
 
 def _search_uniform_rule(run: _Run, ch: _Channels) -> SearchOutcome:
