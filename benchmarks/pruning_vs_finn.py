@@ -439,7 +439,7 @@ def tune(model, splits, epochs: float, seed: int, args, teacher=None):
 def prune_cfg(args, bits: bool) -> dict:
     """The hardware-aware search of the benchmark: fastest design within ``--max-drop`` on validation."""
     cfg = {
-        "method": "greedy", "target": "max_fps", "max_accuracy_drop": args.max_drop, "importance": "l1",
+        "method": "greedy", "target": "max_fps", "max_accuracy_drop": args.max_drop, "importance": args.importance,
         "candidate_steps": args.candidate_steps, "min_ratio": 0.125, "predictor_workers": args.workers,
         "predictor_space": "full",  # the fold stage's space: the search optimises the bottleneck our fold sees
         "max_steps": args.max_steps, "step_finetune_epochs": args.step_finetune,
@@ -448,6 +448,8 @@ def prune_cfg(args, bits: bool) -> dict:
         "val_fraction": args.val_fraction, "step_accuracy_drop": args.step_drop, "backtrack": True,
         "selection": {"confidence": args.confidence}, **ft_settings(args),
     }
+    if args.sparsify_epochs > 0:  # only then, so the keys of runs without it stay as they were
+        cfg.update(sparsify_epochs=args.sparsify_epochs, sparsify_strength=args.sparsify_strength)
     return {**cfg, "bits": bits_allowed(args)} if bits else cfg
 
 
@@ -459,7 +461,8 @@ def arm_cfg(name: str, args) -> dict:
     if name != "urule":
         return prune_cfg(args, bits=name == "mixed")
     keep = ("target", "max_accuracy_drop", "importance", "min_ratio", "predictor_workers", "predictor_space",
-            "finetune_epochs", "sensitivity", "folding_time_limit", "val_fraction", "selection", *ft_settings(args))
+            "finetune_epochs", "sensitivity", "folding_time_limit", "val_fraction", "selection", "sparsify_epochs",
+            "sparsify_strength", *ft_settings(args))
     return {**{k: v for k, v in prune_cfg(args, bits=False).items() if k in keep}, "method": "uniform"}
 
 
@@ -943,7 +946,8 @@ def uniform_done(args, model, data, splits, board, seed: int, cache: Cache, wd: 
                                               "margin": OURS_MARGIN, "finn_cycles": OURS_FINN_CYCLES},
                              lambda: uniform_arm(args, model, data, splits, board, seed, goal, budget, wd,
                                                  model if args.distill else None))
-    arms["uniform+ours"] = {**urep, **held_out_row(uni, data)}
+    # the keep ratio under its own key: finish_drops sets a row's "ratio" to its FPS over SetFolding's
+    arms["uniform+ours"] = {**urep, "keep_ratio": urep["ratio"], **held_out_row(uni, data)}
     arms["uniform+setfolding"] = dict(arms["uniform+ours"])
     say(f"  uniform keep ratio {urep['ratio']:.3f}: predicted {urep['predicted_fps']:,.0f} FPS, test accuracy "
         f"{100 * arms['uniform+ours']['accuracy']:.2f}%")
@@ -1279,6 +1283,14 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fold-time", type=float, default=None,
                     help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x, then 16x)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
+    ap.add_argument("--importance", choices=("l1", "l2", "bn_scale", "taylor"), default="l1",
+                    help="the searched arms' channel importance (pruning.importance; the speed-matched uniform arm "
+                         "stays l1)")
+    ap.add_argument("--sparsify-epochs", type=float, default=0.0,
+                    help="sparse training before the searched arms' searches (pruning.sparsify_epochs: a group "
+                         "lasso on the channel scales; needs --importance bn_scale); its epochs count in each "
+                         "arm's extra training and so in the reference's")
+    ap.add_argument("--sparsify-strength", type=float, default=0.01, help="pruning.sparsify_strength")
     ap.add_argument("--workers", type=int, default=2,
                     help="processes for the FPS predictor (with --parallel-arms shared out between the searches "
                          "running at once, at least 1 each)")
@@ -1302,6 +1314,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HAPFPGA_PREDICTOR_CACHE", str(Path(args.cache) / "predictor"))
     if args.combine:
         return combine(args.combine, args.rule_pts)
+    if args.sparsify_epochs > 0 and args.importance != "bn_scale":
+        make_parser().error("--sparsify-epochs needs --importance bn_scale (the scales it trains choose the channels)")
     q = args.quick or args.smoke
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)

@@ -427,13 +427,15 @@ def _make_optimiser(model: Any, spec: FitSpec, total: int) -> tuple[Any, Any]:
 @dataclass
 class _Loss:
     """CE + optional distillation (Hinton et al. 2015) against ``teacher_out`` (the teacher's outputs for every
-    training sample, :func:`_teacher_outputs`) + optional L1 on conv/linear weights."""
+    training sample, :func:`_teacher_outputs`) + optional L1 on conv/linear weights + an optional ``penalty()``
+    of the model's parameters (e.g. :class:`hapfpga.pruning.sparsify.GroupLasso`)."""
 
     teacher_out: Any = None
     kd_alpha: float = 0.5
     kd_temperature: float = 4.0
     l1: float = 0.0
     weights: list[Any] = field(default_factory=list)
+    penalty: Callable[[], Any] | None = None
 
     def __call__(self, out: Any, idx: Any, yb: Any) -> Any:
         import torch.nn.functional as F
@@ -446,6 +448,8 @@ class _Loss:
             loss = (1.0 - self.kd_alpha) * loss + self.kd_alpha * t * t * kd
         if self.l1:
             loss = loss + self.l1 * sum(w.abs().sum() for w in self.weights)
+        if self.penalty is not None:
+            loss = loss + self.penalty()
         return loss
 
 
@@ -491,6 +495,7 @@ def fit(
     kd_alpha: float = 0.5,
     kd_temperature: float = 4.0,
     l1_sparsity: float = 0.0,
+    penalty: Callable[[], Any] | None = None,
     after_step: Callable[[torch.nn.Module], None] | None = None,
     checkpoint: str | Path | None = None,
     device: Any = "cpu",
@@ -500,7 +505,9 @@ def fit(
 ) -> tuple[list[dict[str, float]], int]:
     """Train ``model`` in place on ``(x, y)``; returns (per-epoch history, epoch a checkpoint resumed after).
 
-    Batches of one sample are skipped (BatchNorm needs two in training mode). ``progress(done, total, info)``
+    ``penalty()`` (optional) is added to every batch's loss: a regulariser of the model's own parameters (its
+    ``key``, when it has one, names it in the checkpoint fingerprint). Batches of one sample are skipped
+    (BatchNorm needs two in training mode). ``progress(done, total, info)``
     is called after each batch and epoch. ``stop()`` (optional) is asked after each optimiser step (after
     ``after_step``); True ends the run there (an early stop: the schedule is not compressed). The model ends on
     the CPU in eval mode.
@@ -509,7 +516,8 @@ def fit(
 
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    parts = {"spec": asdict(spec), "seed": seed, "kd": (kd_alpha, kd_temperature), "l1": l1_sparsity}
+    parts = {"spec": asdict(spec), "seed": seed, "kd": (kd_alpha, kd_temperature), "l1": l1_sparsity,
+             "penalty": getattr(penalty, "key", None if penalty is None else repr(penalty))}
     fp = _fingerprint(model, x, y, parts, teacher) if ckpt is not None else ""
     data = _Batches(x, y, dev)
     n, bs = data.n, spec.batch_size
@@ -528,7 +536,8 @@ def fit(
                 if after_step is not None:
                     after_step(m)
         loss_fn = _Loss(teacher_out, kd_alpha, kd_temperature, l1_sparsity, [
-            m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))])
+            m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))],
+            penalty)
         blob = _try_resume(ckpt, fp, model, opt, sched, gen, dev)
         if blob is not None:
             start_epoch, step, history = int(blob["epoch"]), int(blob["step"]), list(blob["history"])
@@ -598,6 +607,7 @@ def finetune(
     teacher: torch.nn.Module | None = None,
     seed: int = 0,
     l1_sparsity: float = 0.0,
+    penalty: Callable[[], Any] | None = None,
     after_step: Callable[[torch.nn.Module], None] | None = None,
     device: Any = "cpu",
     checkpoint: str | Path | None = None,
@@ -606,11 +616,12 @@ def finetune(
     """Fine-tune ``model`` in place on ``(x, y)`` (deterministic for ``seed`` on the CPU); returns it in eval mode.
 
     ``teacher`` distils when ``cfg.distill``; ``l1_sparsity`` adds ``λ·Σ|w|`` over conv/linear weights (L1
-    sparsity regularisation); ``after_step`` runs after each optimiser step (e.g. re-apply masks); ``checkpoint``
+    sparsity regularisation); ``penalty()`` is added to the loss (:func:`fit`); ``after_step`` runs after each optimiser step (e.g. re-apply masks); ``checkpoint``
     makes it resumable (see the module docstring); ``stop()`` True after a step ends it early (:func:`fit`).
     """
     fit(model, x, y, cfg.spec(), seed=seed, teacher=teacher if cfg.distill else None, kd_alpha=cfg.distill_weight,
-        kd_temperature=cfg.temperature, l1_sparsity=l1_sparsity, after_step=after_step, checkpoint=checkpoint,
+        kd_temperature=cfg.temperature, l1_sparsity=l1_sparsity, penalty=penalty, after_step=after_step,
+        checkpoint=checkpoint,
         device=device, stop=stop)
     return model
 

@@ -148,6 +148,12 @@ class PruningConfig:
     exclude: tuple[str, ...] = ()
     sparsity: float = 0.5
     l1_sparsity: float = 0.0
+    #: sparse training before a structured search (network slimming, hapfpga.pruning.sparsify): the trained model
+    #: is fine-tuned this many epochs with a group lasso of ``sparsify_strength`` on each prunable channel's scale
+    #: (its BatchNorm's γ, else its filter's norm), and the search prunes from that model; 0 (default): off. Needs
+    #: ``importance: bn_scale`` (the scales it trains are the ones that choose the channels)
+    sparsify_epochs: float = 0.0
+    sparsify_strength: float = 0.01
     nsga2: NSGA2Config = NSGA2Config()
     folding_time_limit: float = 20.0
     #: knob space of the FPS predictor inside the search: "full" (the fold stage's own space: every knob, SWG
@@ -210,6 +216,22 @@ class PruningConfig:
                               "keeps the best-on-validation weights); set it or remove finetune_patience.")
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
+        self._check_sparsify()
+
+    def _check_sparsify(self) -> None:
+        """``sparsify_epochs``: a structured method, ``importance: bn_scale``, a positive strength."""
+        if not self.sparsify_epochs >= 0:
+            raise ConfigError(f"Config key 'pruning.sparsify_epochs' is {self.sparsify_epochs}; give epochs ≥ 0 "
+                              "(0: no sparse training).")
+        if not self.sparsify_strength > 0:
+            raise ConfigError(f"Config key 'pruning.sparsify_strength' is {self.sparsify_strength}; give a positive "
+                              "number, e.g. 0.01.")
+        if self.sparsify_epochs > 0 and self.method == "unstructured":
+            raise ConfigError("Config key 'pruning.sparsify_epochs' trains channel scales for a structured method; "
+                              "method 'unstructured' has pruning.l1_sparsity instead.")
+        if self.sparsify_epochs > 0 and self.importance != "bn_scale":
+            raise ConfigError(f"Config key 'pruning.sparsify_epochs' needs pruning.importance: bn_scale (the channel "
+                              f"scales it trains are what chooses the channels), not '{self.importance}'.")
 
     def _check_max_fps_method(self) -> None:
         """``target: max_fps`` needs a search: greedy, j, nsga2, or uniform over its keep ratios (one shot each,

@@ -24,7 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .apply import ChannelGraph, ChannelGroup
 
-__all__ = ["L1Importance", "L2Importance", "BNScaleImportance", "TaylorImportance", "make_importance", "IMPORTANCES"]
+__all__ = [
+    "L1Importance", "L2Importance", "BNScaleImportance", "TaylorImportance", "make_importance", "IMPORTANCES",
+    "following_bn",
+]
 
 
 def _combine(scores: list[Any]) -> Any:
@@ -57,26 +60,32 @@ class L2Importance(L1Importance):
     p: int = 2
 
 
+def following_bn(model: torch.nn.Module, graph: ChannelGraph, producer: str, channels: int) -> Any:
+    """The BatchNorm that normalises ``producer``'s ``channels`` output channels (the first BN of that width after
+    it in execution order, before the next conv/linear), or None: the channel scale network slimming reads and
+    trains (Liu et al. 2017)."""
+    import torch.nn as nn
+
+    mods = dict(model.named_modules())
+    for name in graph.order[graph.order.index(producer) + 1 :]:
+        m = mods[name]
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_features == channels:
+            return m if m.weight is not None else None
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            return None
+    return None
+
+
 @dataclass(frozen=True)
 class BNScaleImportance:
     """``|γ|`` of the BatchNorm that follows each producer (Liu et al. 2017); falls back to L1 without BN."""
 
     def __call__(self, model: torch.nn.Module, graph: ChannelGraph, group: ChannelGroup) -> torch.Tensor:
-        import torch.nn as nn
-
         mods = dict(model.named_modules())
         scores = []
         for prod in group.producers:
-            i = graph.order.index(prod)
-            bn = None
-            for name in graph.order[i + 1 :]:
-                m = mods[name]
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_features == group.channels:
-                    bn = m
-                    break
-                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-                    break
-            if bn is not None and bn.weight is not None:
+            bn = following_bn(model, graph, prod, group.channels)
+            if bn is not None:
                 scores.append(bn.weight.detach().abs())
             else:
                 scores.append(mods[prod].weight.detach().flatten(1).abs().sum(1))

@@ -54,9 +54,9 @@ class SearchRecord:
 
 
 #: optional entries, in report order: sensitivity (analysis), ratio (uniform), storage (NSGA-II), mixed bits,
-#: sparsity (unstructured)
+#: sparsity (unstructured), sparsify (the sparse training before a structured search, ``pruning.sparsify_epochs``)
 #: ``limited_by``: the bottleneck layer pruning cannot speed up and the knob that would (``limits.PruningLimit``)
-_DETAILS = ("sensitivity", "ratio", "storage", "bits", "bits_before", "bits_after", "sparsity", "limited_by")
+_DETAILS = ("sensitivity", "ratio", "storage", "bits", "bits_before", "bits_after", "sparsity", "sparsify", "limited_by")
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,10 @@ class _Splits:
 
 @dataclass(frozen=True)
 class _Run:
-    """What every step of one pruning run shares: config, device, data, the unpruned model (inputs and services;
-    the searches return their results as a ``SearchOutcome``)."""
+    """What every step of one pruning run shares: config, device, data, the model the searches prune (``base``)
+    and the unpruned model (``unpruned``: the teacher and the accuracy the rules measure against; the same object
+    as ``base`` unless ``pruning.sparsify_epochs`` gave ``base`` its sparse training, described in ``sparsified``)
+    (inputs and services; the searches return their results as a ``SearchOutcome``)."""
 
     cfg: PruningConfig
     dev: Any
@@ -84,6 +86,8 @@ class _Run:
     n_workers: int
     step_ft: Any
     progress: SearchLog  # the console lines (``log``) and DIR/pruning/search.log
+    unpruned: Any = None
+    sparsified: dict[str, Any] | None = None
 
     def say(self, line: str) -> None:
         self.progress.line(line)
@@ -171,7 +175,43 @@ def _prepare_run(cfg: PruningConfig, model: Any, dataset: Any, run_dir: str | Pa
     (out_dir / "search.log").write_text("")  # this run's lines only
     return _Run(cfg=cfg, dev=dev, seed=seed, log=log, t0=t0, out_dir=out_dir, data=data, base=base,
                 teacher=base if cfg.distill else None, n_workers=n_workers, step_ft=step_ft,
-                progress=SearchLog(out_dir / "search.log", log))
+                progress=SearchLog(out_dir / "search.log", log), unpruned=base)
+
+
+def _prunable(cfg: PruningConfig, graph: Any) -> dict[str, Any]:
+    """The channel groups the search may prune: prunable and not in ``pruning.exclude`` (a name there that is not a
+    group is a config error)."""
+    for g in cfg.exclude:
+        if g not in graph.groups:
+            raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
+    return {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
+
+
+def _sparsify(run: _Run) -> _Run:
+    """``pruning.sparsify_epochs``: the unpruned model fine-tuned with a group lasso on the channel scales of the
+    groups the search may prune (:mod:`hapfpga.pruning.sparsify`), the model the search then prunes. A plain
+    fine-tune, no best-on-validation selection (the penalty costs accuracy before it pays, so the starting
+    weights would win); the teacher and the rule's reference accuracy stay the unpruned model's."""
+    from ..train import FinetuneConfig
+    from .apply import ChannelGraph
+    from .sparsify import group_lasso
+
+    cfg, data = run.cfg, run.data
+    model = copy.deepcopy(run.unpruned)
+    graph = ChannelGraph(model, data.example)
+    penalty = group_lasso(model, graph, list(_prunable(cfg, graph)), cfg.sparsify_strength)
+    run.progress.restart(f"sparse training: {cfg.sparsify_epochs:g} epochs, group lasso {cfg.sparsify_strength:g} "
+                         f"on the channel scales of {len(penalty.groups)} groups (pruning.sparsify_epochs)")
+    before = [n.mean().item() for n in penalty.norms()]
+    c = FinetuneConfig(epochs=cfg.sparsify_epochs, lr=cfg.lr, distill=cfg.distill, schedule=cfg.finetune_schedule)
+    run.finetune(model, data.x_fit, data.y_fit, c, teacher=run.teacher, seed=run.seed, penalty=penalty)
+    model.eval()
+    acc = run.evaluate(model, data.x_val, data.y_val)
+    after = [n.mean().item() for n in penalty.norms()]
+    run.progress.step("sparsify", 0, "all groups", None, None, acc, cfg.sparsify_epochs, steps_left=0)
+    info = {"epochs": cfg.sparsify_epochs, "strength": cfg.sparsify_strength, "accuracy_val": acc,
+            "mean_scale_before": sum(before) / max(1, len(before)), "mean_scale_after": sum(after) / max(1, len(after))}
+    return dataclasses.replace(run, base=model, sparsified=info)
 
 
 def _run_unstructured(run: _Run, baseline: tuple[float, int, int]) -> tuple[Any, PruningReport]:
@@ -219,15 +259,12 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
 
     cfg, base = run.cfg, run.base
     graph = ChannelGraph(base, run.data.example)
-    for g in cfg.exclude:
-        if g not in graph.groups:
-            raise ConfigError(f"pruning.exclude names '{g}', which is not a channel group; use one of {sorted(graph.groups)}.")
-    groups = {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
+    groups = _prunable(cfg, graph)
     if not groups and not cfg.bits:  # with pruning.bits the search may lower bits only
         raise ConfigError("The model has no prunable channel group; remove pruning: from the config.")
     full = {g: grp.channels for g, grp in groups.items()}
     importance = make_importance(cfg.importance, x=run.data.x_fit[:512], y=run.data.y_fit[:512])
-    acc_val0 = run.evaluate(base, run.data.x_val, run.data.y_val)
+    acc_val0 = run.evaluate(run.unpruned, run.data.x_val, run.data.y_val)  # the rule's reference
 
     if cfg.sensitivity:
         run.say(f"sensitivity analysis of {len(groups)} channel groups")
@@ -476,7 +513,7 @@ class _PairedRule:
 
         self.run, self.cfg = run, run.cfg
         self.conf = run.cfg.selection.confidence
-        self.base = self._correct(run.base)
+        self.base = self._correct(run.unpruned)
         self.paired: dict[int, Any] = {}
         floor = smallest_certifiable_drop(len(self.base), self.conf)
         if floor > self.cfg.max_accuracy_drop:
@@ -678,8 +715,8 @@ def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
         run.progress.step("final", 0, "chosen design", None, fps.after, acc_ft, cfg.finetune_epochs, steps_left=0)
     pruned.eval()
     acc_after = run.evaluate(pruned, run.data.x_test, run.data.y_test)
-    details = {k: v for k, v in (("sensitivity", ch.sensitivity), ("ratio", out.ratio), ("storage", out.storage))
-               if v is not None}
+    details = {k: v for k, v in (("sensitivity", ch.sensitivity), ("ratio", out.ratio), ("storage", out.storage),
+                                 ("sparsify", run.sparsified)) if v is not None}
     if cfg.bits:  # per-layer weight/activation bits before and after (the exported QONNX carries the same)
         details.update(bits=list(cfg.bits), bits_before=layer_bits(run.base), bits_after=layer_bits(pruned))
     met = _target_met(cfg, fps.before, fps.after, run.log, dict(knobs) == dict(start))
@@ -690,8 +727,9 @@ def _finish_report(run: _Run, ch: _Channels, out: SearchOutcome,
         pareto=_pareto_rows(result),
         history=[s.as_dict() for s in result.history][-200:] if result is not None else [],
         rejected=[s.as_dict() for s in result.rejected] if result is not None else [],
-        # the chosen model's own training: its greedy steps' fine-tunes plus the final one (epochs)
-        extra_epochs=out.lineage_epochs + cfg.finetune_epochs, backtrack=list(out.backtracked))
+        # the chosen model's own training: its sparse training, its greedy steps' fine-tunes, the final one (epochs)
+        extra_epochs=(cfg.sparsify_epochs if run.sparsified else 0.0) + out.lineage_epochs + cfg.finetune_epochs,
+        backtrack=list(out.backtracked))
     acc_before, params_before, macs_before = baseline
     return pruned, PruningReport(
         method=cfg.method, target=TargetOutcome(cfg.target, cfg.target_fps if cfg.target == "fps" else None, met),
@@ -767,6 +805,8 @@ def run_pruning_stage(
     if cfg.method == "unstructured":
         pruned, report = _run_unstructured(run, baseline)
     else:
+        if cfg.sparsify_epochs > 0:
+            run = _sparsify(run)
         ch = _setup_channels(run, target)
         outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
         pruned, report = _finish_report(run, ch, outcome, baseline)

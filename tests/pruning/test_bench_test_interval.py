@@ -307,6 +307,9 @@ def test_smoke_run_counts_lost_and_gained_that_add_up_to_the_accuracies(tmp_path
     assert 0 < u["keep_ratio"] <= 1 and u["channels_after"] and u["extra_epochs"] > 0
     assert u["accuracy_val"]["before"] - u["accuracy_val"]["after"] <= 0.005 + 1e-12 or u["fps_after"] == u["fps_before"]
     assert run["phases"]["urule"]["wall_s"] > 0
+    # the speed-matched uniform arm keeps its keep ratio beside its FPS ratio
+    s = run["arms"]["uniform+ours"]
+    assert 0 < s["keep_ratio"] <= 1 and s["ratio"] == pytest.approx(s["fps"] / run["arms"]["unpruned+setfolding"]["fps"])
     assert "paired 95 % interval" in res.stdout
     hw = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith("hw-aware pruning + our folding")
               and "seed 0:" in ln)
