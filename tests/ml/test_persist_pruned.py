@@ -240,3 +240,36 @@ def test_a_run_with_train_epochs_0_exports_the_untrained_model(tmp_path, user):
     x = torch.rand(4, 1, 8, 8)
     again = load_model(save_model(m, tmp_path / "again.pt"))
     np.testing.assert_array_equal(m(x).detach().numpy(), again(x).detach().numpy())
+
+
+def test_a_user_model_sparse_trained_then_pruned_by_hapfpga_run(tmp_path, capsys):
+    """The user path of ``pruning.sparsify_epochs``: a user's factory file (BatchNorm after every layer), sparse
+    training, uniform pruning by the trained scales, export. The pruned model has half the channels, reloads from
+    the factory, and the report counts the sparse epochs; with ``importance: l1`` the same config is one sentence,
+    exit 2, before any training."""
+    import json
+
+    import yaml
+
+    from hapfpga.cli import main
+
+    pruning = {"method": "uniform", "target": "ratio", "ratio": 0.5, "importance": "bn_scale", "sparsify_epochs": 1,
+               "sparsify_strength": 0.05, "finetune_epochs": 0.5, "sensitivity": False}
+    cfg = _user_run_config(tmp_path, pruning)
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--to", "export"]) == 0
+    prun = json.loads((out / "pruning" / "pruning.json").read_text())  # report.json's pruning section, at export
+    assert all(prun["channels_after"][g] < n for g, n in prun["channels_before"].items())
+    assert prun["sparsify"]["epochs"] == 1 and prun["sparsify"]["mean_scale_after"] < prun["sparsify"]["mean_scale_before"]
+    assert prun["extra_epochs"] == pytest.approx(1.5)
+    pruned = load_model(out / "pruned.pt")
+    assert {g: layer_channels(pruned)[g] for g in prun["channels_after"]} == prun["channels_after"]
+
+    bad = yaml.safe_load(cfg.read_text())
+    bad["pruning"]["importance"] = "l1"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs pruning.importance: bn_scale" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad" / "baseline.pt").exists()
