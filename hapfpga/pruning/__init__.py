@@ -5,8 +5,8 @@ scaling FINN layer specs), :mod:`.bits`, :mod:`.results` (``HwPoint``, ``Step``,
 ``SearchOutcome``), :mod:`.greedy`, :mod:`.nsga2` (all Optuna code), :mod:`.search` (one import for both),
 :mod:`.predictor` (``HwPredictor`` over a ``PredictorSpec``, ``HwTarget``), :mod:`.parallel`, :mod:`.reporting`
 (``PruningReport``). Torch/FINN adapters (lazy heavy imports): :mod:`.hwmodel` (the predictor's FINN side),
-:mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.unstructured`, :mod:`.mixed`, :mod:`.workers`
-(the multi-machine search's publish/join); the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
+:mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.sparsify`, :mod:`.unstructured`, :mod:`.mixed`,
+:mod:`.workers` (the multi-machine search's publish/join); the ``hapfpga run`` / ``hapfpga prune`` stage: :mod:`.stage`.
 ``docs/architecture.md`` (``## Pruning package``) draws the values between them.
 """
 
