@@ -1198,13 +1198,18 @@ def print_last_line(summary: dict) -> None:
           f"worst_seed_speedup {w_ratio:.3f} worst_seed_drop_pts {w_drop:.2f}")
 
 
+#: protocol flags added after some runs' JSON was written, with the value those runs had
+LATER_FLAGS = {"importance": "l1", "sparsify_epochs": 0.0, "sparsify_strength": 0.01}
+
+
 def combine(paths: list[str], rule_pts: float) -> int:
     """The summary over the seeds of several ``--json`` results (one seed per process): settings checked equal
     (seeds, work and cache directories and output file aside), then the same table and last line as one run."""
     results = [json.loads(Path(p).read_text()) for p in paths]
     # where results are kept and how the work was scheduled, not the protocol
     own = {"seeds", "work", "json", "combine", "cache", "parallel_arms"}
-    settings = [{k: v for k, v in r["args"].items() if k not in own} for r in results]
+    # flags added after runs were recorded: a JSON without one ran as its default does
+    settings = [{**LATER_FLAGS, **{k: v for k, v in r["args"].items() if k not in own}} for r in results]
     if any(s != settings[0] for s in settings[1:]):
         diff = sorted({k for s in settings[1:] for k in s if s[k] != settings[0].get(k)})
         raise SystemExit(f"--combine: the runs differ in {', '.join(diff)}; combine runs of one protocol only.")

@@ -131,6 +131,19 @@ def test_combine_refuses_runs_of_different_protocols(tmp_path):
         bench.combine([a, b], 1.0)
 
 
+def test_combine_takes_runs_recorded_before_a_flag_existed_as_its_default(tmp_path, capsys):
+    """A JSON from before --importance / --sparsify-epochs combines with one that ran them at their defaults, in
+    either order; a run that set one differs."""
+    arms = {arm: (1526.0, 0.0, True, 0.0) for arm, _ in bench.ARMS}
+    old = _write(tmp_path, _run(0, arms))
+    new = _write(tmp_path, _run(1, arms), {"importance": "l1", "sparsify_epochs": 0.0, "sparsify_strength": 0.01})
+    assert bench.combine([old, new], 1.0) == 0 and bench.combine([new, old], 1.0) == 0
+    capsys.readouterr()
+    sp = _write(tmp_path, _run(2, arms), {"importance": "bn_scale", "sparsify_epochs": 4.0})
+    with pytest.raises(SystemExit, match="differ in importance, sparsify_epochs"):
+        bench.combine([old, sp], 1.0)
+
+
 def test_combine_takes_seeds_kept_in_different_caches_and_work_folders(tmp_path, capsys):
     """Seeds run side by side each get their own --cache and --work (results keyed by content, not place)."""
     arms = {arm: (1526.0 * (2.0 if "ours" in arm else 1.0), 0.0, True, 0.0) for arm, _ in bench.ARMS}
