@@ -114,6 +114,7 @@ from scratch import work_dir  # noqa: E402  (benchmarks/scratch.py)
 from hapfpga.boards import load_board  # noqa: E402
 from hapfpga.finn.build import FOLD_AND_ESTIMATE_STEPS as TAIL_STEPS  # noqa: E402
 from hapfpga.finn.setfolding import FINE, QUICK, finn_estimate, setfolding_best_fit  # noqa: E402
+from hapfpga.pruning.importance import IMPORTANCES  # noqa: E402
 from hapfpga.types import Resources  # noqa: E402
 
 KEYS = ("LUT", "BRAM_18K", "URAM", "DSP")
@@ -1198,8 +1199,8 @@ def print_last_line(summary: dict) -> None:
           f"worst_seed_speedup {w_ratio:.3f} worst_seed_drop_pts {w_drop:.2f}")
 
 
-#: protocol flags added after some runs' JSON was written, with the value those runs had
-LATER_FLAGS = {"importance": "l1", "sparsify_epochs": 0.0, "sparsify_strength": 0.01}
+#: protocol flags added after some runs' JSON was written: those runs had the flag's default
+LATER_FLAGS = ("importance", "sparsify_epochs", "sparsify_strength")
 
 
 def combine(paths: list[str], rule_pts: float) -> int:
@@ -1209,7 +1210,8 @@ def combine(paths: list[str], rule_pts: float) -> int:
     # where results are kept and how the work was scheduled, not the protocol
     own = {"seeds", "work", "json", "combine", "cache", "parallel_arms"}
     # flags added after runs were recorded: a JSON without one ran as its default does
-    settings = [{**LATER_FLAGS, **{k: v for k, v in r["args"].items() if k not in own}} for r in results]
+    later = {k: make_parser().get_default(k) for k in LATER_FLAGS}
+    settings = [{**later, **{k: v for k, v in r["args"].items() if k not in own}} for r in results]
     if any(s != settings[0] for s in settings[1:]):
         diff = sorted({k for s in settings[1:] for k in s if s[k] != settings[0].get(k)})
         raise SystemExit(f"--combine: the runs differ in {', '.join(diff)}; combine runs of one protocol only.")
@@ -1288,7 +1290,7 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fold-time", type=float, default=None,
                     help="seconds per folding solve inside the search's FPS predictor (default 4; a cut solve is re-run at 4x, then 16x)")
     ap.add_argument("--distill", action="store_true", help="fine-tunes distil from the unpruned model")
-    ap.add_argument("--importance", choices=("l1", "l2", "bn_scale", "taylor"), default="l1",
+    ap.add_argument("--importance", choices=IMPORTANCES, default="l1",
                     help="the searched arms' channel importance (pruning.importance; the speed-matched uniform arm "
                          "stays l1)")
     ap.add_argument("--sparsify-epochs", type=float, default=0.0,
