@@ -451,6 +451,8 @@ def prune_cfg(args, bits: bool) -> dict:
     }
     if args.sparsify_epochs > 0:  # only then, so the keys of runs without it stay as they were
         cfg.update(sparsify_epochs=args.sparsify_epochs, sparsify_strength=args.sparsify_strength)
+    if args.start != "full":  # likewise
+        cfg["start"] = args.start
     return {**cfg, "bits": bits_allowed(args)} if bits else cfg
 
 
@@ -1200,7 +1202,7 @@ def print_last_line(summary: dict) -> None:
 
 
 #: protocol flags added after some runs' JSON was written: those runs had the flag's default
-LATER_FLAGS = ("importance", "sparsify_epochs", "sparsify_strength")
+LATER_FLAGS = ("importance", "sparsify_epochs", "sparsify_strength", "start")
 
 
 def combine(paths: list[str], rule_pts: float) -> int:
@@ -1298,6 +1300,9 @@ def make_parser() -> argparse.ArgumentParser:
                          "lasso on the channel scales; needs --importance bn_scale); its epochs count in each "
                          "arm's extra training and so in the reference's")
     ap.add_argument("--sparsify-strength", type=float, default=0.01, help="pruning.sparsify_strength")
+    ap.add_argument("--start", choices=("full", "uniform"), default="full",
+                    help="the searched arms' pruning.start (uniform: the greedy search goes on from the uniform "
+                         "search's pick under the same rule)")
     ap.add_argument("--workers", type=int, default=2,
                     help="processes for the FPS predictor (with --parallel-arms shared out between the searches "
                          "running at once, at least 1 each)")

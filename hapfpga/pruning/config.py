@@ -127,6 +127,11 @@ class PruningConfig:
     #: greedy targets budget/max_fps: fine-tune candidates of the trajectory for ``finetune_epochs`` (fastest
     #: first, then a bisection) and keep the fastest whose validation drop meets ``max_accuracy_drop``
     backtrack: bool = True
+    #: greedy, target max_fps: where the search starts — ``full`` (the trained model) or ``uniform`` (first the
+    #: ``method: uniform`` search under the same rule: the fastest keep ratio whose candidate, pruned once and
+    #: fine-tuned ``finetune_epochs``, meets it; the greedy search then goes on from that fine-tuned model, and
+    #: the backtracking keeps it when no faster step meets the rule: never slower than uniform pruning)
+    start: Literal["full", "uniform"] = "full"
     #: greedy targets budget/max_fps, a step whose drop is beyond ``step_accuracy_drop``: ``stop`` ends the search
     #: there (backtracking still tries it); ``reject`` undoes it, freezes its group (or bits knob) and goes on with
     #: the others; ``rescue`` first fine-tunes it ``finetune_epochs`` more and rejects it only if still beyond
@@ -217,6 +222,7 @@ class PruningConfig:
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"Config key 'pruning.sparsity' is {self.sparsity}; give a fraction in [0, 1).")
         self._check_sparsify()
+        self._check_start()
 
     def _check_sparsify(self) -> None:
         """``sparsify_epochs``: a structured method, ``importance: bn_scale``, a positive strength."""
@@ -232,6 +238,20 @@ class PruningConfig:
         if self.sparsify_epochs > 0 and self.importance != "bn_scale":
             raise ConfigError(f"Config key 'pruning.sparsify_epochs' needs pruning.importance: bn_scale (the channel "
                               f"scales it trains are what chooses the channels), not '{self.importance}'.")
+
+    def _check_start(self) -> None:
+        """``start: uniform``: a greedy search with ``target: max_fps``, backtracking and a final fine-tune (the
+        uniform start is the uniform search under the rule, each candidate fine-tuned before it is judged)."""
+        if self.start == "full":
+            return
+        if self.method != "greedy" or self.target != "max_fps":
+            raise ConfigError(f"Config key 'pruning.start: uniform' needs pruning.method greedy with target max_fps "
+                              f"(the uniform search under the same accuracy rule), not {self.method} with target "
+                              f"{self.target}.")
+        if not self.backtrack or self.finetune_epochs <= 0:
+            raise ConfigError("Config key 'pruning.start: uniform' needs pruning.backtrack: true and a positive "
+                              "pruning.finetune_epochs (each uniform candidate is fine-tuned before the rule judges "
+                              "it).")
 
     def _check_max_fps_method(self) -> None:
         """``target: max_fps`` needs a search: greedy, j, nsga2, or uniform over its keep ratios (one shot each,

@@ -348,7 +348,8 @@ def _uniform_levels(run: _Run, ch: _Channels) -> tuple[list[Step], list[float]]:
     assert hw_eval is not None
     ratios = [1.0] + [k / UNIFORM_GRID for k in range(UNIFORM_GRID - 1, 0, -1)
                       if k / UNIFORM_GRID >= cfg.min_ratio - 1e-9]
-    plans = [dict(ch.start)] + [uniform_counts(ch.full, r, fold_aware=cfg.fold_aware) for r in ratios[1:]]
+    plans = [dict(ch.start)] + [{**ch.start, **uniform_counts(ch.full, r, fold_aware=cfg.fold_aware)}
+                                for r in ratios[1:]]  # with every other knob (bits) as it starts
     hws = [hw_eval(plans[0])] + (hw_eval.predict_many(plans[1:]) if isinstance(hw_eval, BatchPredictor)
                                  else [hw_eval(c) for c in plans[1:]])
     levels = fps_levels(hws)
@@ -390,6 +391,12 @@ class _Trajectory:
         self.snapshots: dict[tuple[tuple[str, int], ...], Any] = {self.last: run.base}
         self.epochs = {self.last: 0.0}  # fine-tune epochs in each snapshot's own lineage
         self.step_epochs = 0.0  # fine-tune epochs of the last committed step (its short one, plus any rescue)
+
+    def start_at(self, counts: Mapping[str, int], m: Any, epochs: float) -> None:
+        """The trajectory starts at ``counts`` with ``m``, a model fine-tuned ``epochs`` (the uniform start)."""
+        self._set(m)
+        self.last = _knob_key(counts)
+        self.snapshots[self.last], self.epochs[self.last] = m, epochs
 
     def _set(self, m: Any) -> None:
         from .apply import ChannelGraph
@@ -477,6 +484,23 @@ def _fit_first(run: _Run, ch: _Channels, tr: _Trajectory) -> dict[str, int]:
         f"budget; choose a larger board, fewer weight bits, or a lower pruning.min_ratio.")
 
 
+def _uniform_start(run: _Run, ch: _Channels, tr: _Trajectory) -> tuple[dict[str, int], tuple[Any, float] | None]:
+    """``pruning.start: uniform``: the uniform search under the rule (:func:`_search_uniform_rule`); the greedy
+    trajectory starts at its pick, that fine-tuned model. Returns the start knobs and the pick's model and
+    validation accuracy (None when no ratio below 1 meets the rule: the search then starts from the trained
+    model)."""
+    out = _search_uniform_rule(run, ch)
+    start = {**ch.start, **out.counts}
+    if start == dict(ch.start):
+        run.say("uniform start: no keep ratio below 1 meets the rule; the greedy search starts from the trained model")
+        return start, None
+    acc = run.evaluate(out.model, run.data.x_val, run.data.y_val)
+    run.say(f"uniform start: keep ratio {out.ratio:g} meets the rule (validation {acc:.4f}); the greedy search goes "
+            f"on from it")
+    tr.start_at(start, out.model, run.cfg.finetune_epochs)
+    return start, (out.model, acc)
+
+
 def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     """Greedy (NetAdapt) or J search on the model's trajectory, then backtracking or the chosen step's model."""
     from .parallel import AccuracyOracle
@@ -485,7 +509,8 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
     cfg, hw_eval = run.cfg, ch.hw_eval
     assert hw_eval is not None
     tr = _Trajectory(run, ch)
-    start = _fit_first(run, ch, tr) if cfg.target != "fps" else dict(ch.start)
+    start, picked = _uniform_start(run, ch, tr) if cfg.start == "uniform" else (
+        _fit_first(run, ch, tr) if cfg.target != "fps" else dict(ch.start), None)
     result = greedy_search(
         start, ch.cands, hw_eval, AccuracyOracle(tr.try_accuracy, run.n_workers), tr.commit,
         start_accuracy=ch.acc_val0, target="fps" if cfg.target == "fps" else "budget", target_fps=cfg.target_fps,
@@ -496,7 +521,7 @@ def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
         progress=_greedy_progress(run, ch, tr, hw_eval(start).fps),
     )
     if cfg.method == "greedy" and cfg.target != "fps" and cfg.backtrack and cfg.finetune_epochs > 0:
-        return _backtrack(run, ch, result, tr)
+        return _backtrack(run, ch, result, tr, start=picked)
     counts = dict(result.best.counts)
     if cfg.final_weights != "search":  # the architecture only; the final fine-tune follows in _finish_report
         return SearchOutcome(ch.realise(run, run.base, ch.graph, counts), counts, result)
@@ -564,15 +589,19 @@ class _PairedRule:
 
 
 def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory | None,
-               mode: str | None = None) -> SearchOutcome:
+               mode: str | None = None, start: tuple[Any, float] | None = None) -> SearchOutcome:
     """Final fine-tune along the greedy trajectory (``search.backtrack``): the fastest step that meets the rule.
     Each candidate is the model as it would be delivered: the step's own weights, the unpruned model pruned once
     to the step's knobs (``final_weights: reprune``), or that and, where it fails the rule, the step's own weights
     fine-tuned the same epochs (``reprune_or_search``: :class:`_Candidates`). ``mode`` replaces
-    ``final_weights`` (the uniform search's ``reprune``: it has no trajectory ``tr`` of its own weights)."""
+    ``final_weights`` (the uniform search's ``reprune``: it has no trajectory ``tr`` of its own weights).
+    ``start``: step 0 is a pick already fine-tuned and judged (the uniform start: its model and validation
+    accuracy), delivered as it is when no faster step meets the rule."""
     from .search import backtrack
 
     cands = _Candidates(run, ch, result, tr, mode)
+    if start is not None:
+        cands.finals[0], cands.source[0] = start[0], "uniform"
     run.progress.restart(f"backtracking: final fine-tunes ({run.cfg.finetune_epochs:g} ep) of trajectory steps")
     rule = cands.rule
     i, tried = backtrack(result.history, cands.final, start_accuracy=result.history[0].accuracy,
@@ -582,6 +611,8 @@ def _backtrack(run: _Run, ch: _Channels, result: SearchResult, tr: _Trajectory |
         cands.final(i)
     backtracked = tuple({"step": k, "fps": result.history[k].hw.fps, "accuracy_val_final": a,
                          **cands.row(k)} for k, a in tried.items())
+    if i == 0 and start is not None:
+        tried[0] = start[1]
     best = Step(chosen.counts, chosen.hw, tried.get(i, chosen.accuracy), chosen.changed)
     lineage = tr.epochs[_knob_key(chosen.counts)] if tr is not None and cands.source.get(i) == "search" else 0.0
     return SearchOutcome(cands.finals[i], dict(chosen.counts), dataclasses.replace(result, best=best), finetuned=True,
