@@ -494,7 +494,8 @@ def _uniform_start(run: _Run, ch: _Channels, tr: _Trajectory) -> tuple[dict[str,
     if start == dict(ch.start):
         run.say("uniform start: no keep ratio below 1 meets the rule; the greedy search starts from the trained model")
         return start, None
-    acc = run.evaluate(out.model, run.data.x_val, run.data.y_val)
+    assert out.result is not None
+    acc = out.result.best.accuracy  # the rule's own measure of the pick (its backtracking's final accuracy)
     run.say(f"uniform start: keep ratio {out.ratio:g} meets the rule (validation {acc:.4f}); the greedy search goes "
             f"on from it")
     tr.start_at(start, out.model, run.cfg.finetune_epochs)
