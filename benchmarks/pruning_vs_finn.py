@@ -513,10 +513,12 @@ def arm_key(name: str, args, base_key: dict) -> dict:
 
 
 def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
-                 workers: int | None = None):
+                 workers: int | None = None, pick=None):
     """A pruning-stage arm (hardware-aware, or mixed precision + pruning), cached as spec + state + report.
     ``workers``: the FPS predictor's processes for this search when it runs beside another (not in the key: the
-    predictor's answers do not depend on how many processes compute them)."""
+    predictor's answers do not depend on how many processes compute them). ``pick``: with ``--start uniform``, the
+    uniform-under-the-rule arm's pick (:func:`urule_pick`), the start the arm's own uniform search would find (not
+    in the key: the same model, data, seed and rule give the same pick; tests/pruning/test_uniform_start.py)."""
     from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.predictor import HwTarget
     from hapfpga.pruning.stage import run_pruning_stage
@@ -531,7 +533,7 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
     def make():
         target = HwTarget(board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES))
         pruned, rep = run_pruning_stage(run_cfg, model, data, target, work / name, seed=seed,
-                                        log=lambda s: say(f"  {name} " + s))
+                                        log=lambda s: say(f"  {name} " + s), uniform_pick=pick)
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         if "ratio" in rep:  # the uniform search's keep ratio (a row's "ratio" is its FPS over SetFolding's)
@@ -540,6 +542,20 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
         return pruned, info
 
     return cached_model(cache, name, arm_key(name, args, base_key), make)
+
+
+def shares_uniform_search(args) -> bool:
+    """``--start uniform`` with the uniform-under-the-rule arm: the searched arms start at that arm's pick (the
+    same uniform search under the same rule), so it runs first, once, instead of inside each search."""
+    return args.start == "uniform" and bool(args.uniform_rule)
+
+
+def urule_pick(model, rep: dict):
+    """The uniform-under-the-rule arm's pick as the pruning stage takes it (``uniform_pick``)."""
+    from hapfpga.pruning.results import UniformPick
+
+    return UniformPick(dict(rep["channels_after"]), model, float(rep["accuracy_val"]["after"]),
+                       float(rep["keep_ratio"]))
 
 
 def side_by_side_workers(workers: int, n_searches: int) -> int:
@@ -587,21 +603,22 @@ def as_parent(versions: dict, t_start: float, threads: int) -> None:
 
 
 def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
-                   base_key: dict, versions: dict, t_start: float, workers: int) -> dict:
+                   base_key: dict, versions: dict, t_start: float, workers: int, pick: tuple | None) -> dict:
     """One searched arm in its own spawned process (``--parallel-arms``, :func:`as_parent`); the arm lands in the
-    cache, where the parent reads it. Returns the arm's wall and CPU seconds (its predictor workers included)."""
+    cache, where the parent reads it. ``pick``: the uniform arm's pick as (model file, report), else None.
+    Returns the arm's wall and CPU seconds (its predictor workers included)."""
     from hapfpga.zoo import load_model
 
     as_parent(versions, t_start, args.threads)
     phases = Phases()
     with phases("job"):
         searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
-                     base_key, workers=workers)
+                     base_key, workers=workers, pick=None if pick is None else urule_pick(load_model(pick[0]), pick[1]))
     return {**phases.times["job"], "parallel": True}
 
 
 def parallel_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path,
-                      base_key: dict):
+                      base_key: dict, pick=None):
     """Run the searched arms ``names`` at once, one spawned process each (:func:`search_arm_job`); yields
     ``(name, timings)`` as each one ends. Same seed, same data, same cache keys: the arms of the serial run."""
     import multiprocessing as mp
@@ -611,12 +628,13 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
 
     convert_unpruned_once(model, data, board, args, work)
     pt = save_model(model, work / "searched_arms_baseline.pt")
+    sent = None if pick is None else (str(save_model(pick[0], work / "searched_arms_uniform_pick.pt")), pick[1])
     workers = side_by_side_workers(args.workers, len(names))
     say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
     t_start = run_started()
     with ProcessPoolExecutor(max_workers=len(names), mp_context=mp.get_context("spawn")) as ex:
         futs = {ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
-                          base_key, dict(CODE_VERSIONS), t_start, workers): n for n in names}
+                          base_key, dict(CODE_VERSIONS), t_start, workers, sent): n for n in names}
         for fut in as_completed(futs):
             yield futs[fut], fut.result()
 
@@ -629,24 +647,26 @@ def searches_side_by_side(names: list[str], args, cache: Cache, base_key: dict) 
 
 
 def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
-                 phases: Phases, done) -> None:
+                 phases: Phases, done, pick: tuple | None = None) -> None:
     """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
     after the hardware-aware arm the uniform one, then run beside the search still going). With
     ``--parallel-arms``, those the cache lacks (two or more) run side by side (phase ``searches``: the block's
     wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
-    each read from the cache as it ends; without, each is searched in turn."""
+    each read from the cache as it ends; without, each is searched in turn. ``pick``: the uniform arm's (model,
+    report) where the searches start from it (:func:`shares_uniform_search`)."""
     todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
     parallel = searches_side_by_side(names, args, cache, base_key)
 
     def take(n: str, timing: dict | None = None) -> None:
         with phases(n):
-            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key)
+            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key,
+                                   pick=None if pick is None else urule_pick(*pick))
         phases.times[n] = {**(timing or phases.times[n]), "cached": n not in todo}
         done(n, pm, rep)
 
     if parallel:
         with phases("searches"):
-            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key):
+            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key, pick):
                 take(n, timing)
     for n in names:
         if not (parallel and n in todo):
@@ -897,13 +917,20 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     names = ["hw", "mixed"] if args.model in BITS_MODELS else ["hw"]  # bits: the zoo models it knows
     side_by_side = searches_side_by_side(names, args, cache, base_key)
     ahead = ReferencesAhead()
+    pick = None
+    if shares_uniform_search(args):  # the searches start at its pick: run it first, once
+        with phases("urule"):
+            if not is_cached(cache, "urule", arm_key("urule", args, base_key)):
+                convert_unpruned_once(model, data, board, args, wd)  # where the searched arms look for it
+            pick = searched_arm("urule", args, model, data, board, seed, cache, wd, base_key)
+        searched_done("urule", *pick, arms, finn, data)
 
     def done(name: str, pm, rep: dict) -> None:
         searched_done(name, pm, rep, arms, finn, data)
         if name == "hw":  # the uniform arm needs the hw arm only: with --parallel-arms it runs beside the mixed one
             with phases("uniform"):
                 uniform_done(args, model, data, splits, board, seed, cache, wd, base_key, arms, finn)
-            if args.uniform_rule:
+            if args.uniform_rule and "urule+ours" not in arms:
                 with phases("urule"):
                     searched_done("urule", *searched_arm("urule", args, model, data, board, seed, cache, wd,
                                                          base_key), arms, finn, data)
@@ -911,7 +938,7 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
                 e_now = max([args.finetune_epochs] + [a["extra_epochs"] for a in arms.values()])
                 ahead.start(reference_variants(args)[:1], model, data, splits, seed, cache, base_key, e_now, wd)
 
-    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done)
+    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done, pick)
     e_ref = max(a["extra_epochs"] for a in arms.values())
     with phases("reference"):
         train_references(args, model, data, splits, seed, cache, base_key, e_ref, wd, phases, ahead)

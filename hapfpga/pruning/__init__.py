@@ -2,7 +2,7 @@
 
 Pure core: :mod:`.config` (the ``pruning:`` section), :mod:`.plan` (channel counts, fold-aware rounding,
 scaling FINN layer specs), :mod:`.bits`, :mod:`.results` (``HwPoint``, ``Step``, ``SearchResult``,
-``SearchOutcome``), :mod:`.greedy`, :mod:`.nsga2` (all Optuna code), :mod:`.search` (one import for both),
+``SearchOutcome``, ``UniformPick``), :mod:`.greedy`, :mod:`.nsga2` (all Optuna code), :mod:`.search` (one import for both),
 :mod:`.predictor` (``HwPredictor`` over a ``PredictorSpec``, ``HwTarget``), :mod:`.parallel`, :mod:`.reporting`
 (``PruningReport``). Torch/FINN adapters (lazy heavy imports): :mod:`.hwmodel` (the predictor's FINN side),
 :mod:`.apply`, :mod:`.importance`, :mod:`.sensitivity`, :mod:`.sparsify`, :mod:`.unstructured`, :mod:`.mixed`,

@@ -10,8 +10,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..types import Resources
 
 __all__ = [
-    "HwPoint", "Step", "SearchResult", "SearchOutcome", "BatchPredictor", "BatchAccuracy", "pareto_front",
-    "non_dominated",
+    "HwPoint", "Step", "SearchResult", "SearchOutcome", "UniformPick", "BatchPredictor", "BatchAccuracy",
+    "pareto_front", "non_dominated",
 ]
 
 T = TypeVar("T")
@@ -77,6 +77,20 @@ class SearchOutcome:
     backtracked: tuple[dict[str, Any], ...] = ()
     ratio: float | None = None
     storage: str | None = None
+
+
+@dataclass(frozen=True)
+class UniformPick:
+    """The uniform search's pick under the accuracy rule, from an earlier ``method: uniform, target: max_fps`` run
+    on the same model, data, seed and rule (a benchmark's uniform-under-the-rule arm): ``pruning.start: uniform``
+    goes on from it instead of running the same search again. ``counts``: the pick's channel counts (the pick at
+    keep ratio 1, the unpruned counts, when no ratio below 1 met the rule); ``model``: the pick, fine-tuned;
+    ``accuracy``: its validation accuracy; ``ratio``: its keep ratio."""
+
+    counts: Mapping[str, int]
+    model: Any
+    accuracy: float
+    ratio: float
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
 from .progress import SearchLog, steps_left_bound, steps_to_target
 from .reporting import BeforeAfter, PruningReport, SearchRecord, TargetOutcome
-from .results import SearchOutcome
+from .results import SearchOutcome, UniformPick
 from .search import HwPoint, SearchResult, Step
 from .selection import within_drop
 
@@ -88,6 +88,7 @@ class _Run:
     progress: SearchLog  # the console lines (``log``) and DIR/pruning/search.log
     unpruned: Any = None
     sparsified: dict[str, Any] | None = None
+    uniform_pick: UniformPick | None = None  # ``pruning.start: uniform`` from an earlier uniform run's pick
 
     def say(self, line: str) -> None:
         self.progress.line(line)
@@ -485,21 +486,31 @@ def _fit_first(run: _Run, ch: _Channels, tr: _Trajectory) -> dict[str, int]:
 
 
 def _uniform_start(run: _Run, ch: _Channels, tr: _Trajectory) -> tuple[dict[str, int], tuple[Any, float] | None]:
-    """``pruning.start: uniform``: the uniform search under the rule (:func:`_search_uniform_rule`); the greedy
-    trajectory starts at its pick, that fine-tuned model. Returns the start knobs and the pick's model and
-    validation accuracy (None when no ratio below 1 meets the rule: the search then starts from the trained
-    model)."""
-    out = _search_uniform_rule(run, ch)
-    start = {**ch.start, **out.counts}
+    """``pruning.start: uniform``: the uniform search under the rule (:func:`_search_uniform_rule`), or the pick
+    of an earlier run of it handed to the stage (``run.uniform_pick``); the greedy trajectory starts at its pick,
+    that fine-tuned model. Returns the start knobs and the pick's model and validation accuracy (None when no
+    ratio below 1 meets the rule: the search then starts from the trained model)."""
+    pick = run.uniform_pick or _uniform_pick(run, ch)
+    unknown = sorted(set(pick.counts) - set(ch.start))
+    if unknown:
+        raise ValueError(f"the given uniform pick names {unknown}, which are not this search's knobs")
+    start = {**ch.start, **pick.counts}
     if start == dict(ch.start):
         run.say("uniform start: no keep ratio below 1 meets the rule; the greedy search starts from the trained model")
         return start, None
-    assert out.result is not None
-    acc = out.result.best.accuracy  # the rule's own measure of the pick (its backtracking's final accuracy)
-    run.say(f"uniform start: keep ratio {out.ratio:g} meets the rule (validation {acc:.4f}); the greedy search goes "
-            f"on from it")
-    tr.start_at(start, out.model, run.cfg.finetune_epochs)
-    return start, (out.model, acc)
+    given = " (the given uniform search's pick)" if run.uniform_pick is not None else ""
+    run.say(f"uniform start: keep ratio {pick.ratio:g} meets the rule (validation {pick.accuracy:.4f}){given}; the "
+            f"greedy search goes on from it")
+    tr.start_at(start, pick.model, run.cfg.finetune_epochs)
+    return start, (pick.model, pick.accuracy)
+
+
+def _uniform_pick(run: _Run, ch: _Channels) -> UniformPick:
+    """The uniform search under the rule, run here: its pick with the validation accuracy its backtracking
+    measured after the final fine-tune (the rule's own measure)."""
+    out = _search_uniform_rule(run, ch)
+    assert out.result is not None and out.ratio is not None
+    return UniformPick(dict(out.counts), out.model, out.result.best.accuracy, out.ratio)
 
 
 def _search_greedy(run: _Run, ch: _Channels) -> SearchOutcome:
@@ -815,6 +826,7 @@ def run_pruning_stage(
     train_cfg: Any = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    uniform_pick: UniformPick | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
@@ -825,11 +837,16 @@ def run_pruning_stage(
     stderr), never a silent return of the unpruned model. ``target`` is the board and the fold stage's
     ``FoldingOptions`` (the predictor folds the layers FINN builds with ``open_simulatable``, at the same budget
     ``margin``, for the same ``finn_cycles``); its ``predictor`` replaces the built-in one (tests, benchmarks).
+    ``uniform_pick``: with ``pruning.start: uniform``, the pick of an earlier uniform search under the same rule on
+    the same model, data and seed (:class:`~hapfpga.pruning.results.UniformPick`), so it is not run again.
     """
     from .apply import count_macs, count_params
 
     cfg = parse_pruning_config(section)
-    run = _prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log)
+    if uniform_pick is not None and cfg.start != "uniform":
+        raise ValueError("a uniform pick is for pruning.start: uniform only")
+    run = dataclasses.replace(_prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log),
+                              uniform_pick=uniform_pick)
     acc_before = run.evaluate(run.base, run.data.x_test, run.data.y_test)
     params_before = count_params(run.base)
     macs_before = count_macs(run.base, run.data.example[:1])

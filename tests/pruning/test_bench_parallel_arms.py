@@ -92,9 +92,9 @@ def test_combine_accepts_runs_scheduled_either_way(tmp_path, capsys):
     assert "seed 0: baseline 10/9; seed total 50/80" in out and "seed 1: baseline 11/9" in out
 
 
-def _smoke(tmp_path: Path, flag: str) -> dict:
+def _smoke(tmp_path: Path, flag: str, *extra: str) -> dict:
     out = tmp_path / flag.strip("-")
-    cmd = [sys.executable, str(BENCH), "--smoke", flag, "--work", str(out / "w"), "--cache", str(out / "c"),
+    cmd = [sys.executable, str(BENCH), "--smoke", flag, *extra, "--work", str(out / "w"), "--cache", str(out / "c"),
            "--json", str(out / "r.json")]
     env = {**os.environ, "PYTHONPATH": str(BENCH.parents[1])}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -126,3 +126,23 @@ def test_parallel_and_serial_give_the_same_arms(tmp_path):
         assert run["phases"]["seed"]["wall_s"] >= run["phases"]["baseline"]["wall_s"] + run["phases"]["uniform"]["wall_s"]
         assert set(run["finn_jobs"]) == set(run["arms"])
     assert par["args"]["parallel_arms"] is True and ser["args"]["parallel_arms"] is False
+
+
+@pytest.mark.slow
+def test_start_uniform_runs_the_uniform_search_once(tmp_path):
+    """``--start uniform``: the uniform-under-the-rule arm runs first, once, and both searched arms start at its
+    pick instead of running the same uniform search themselves (their first row is its design; their logs have no
+    uniform search of their own). A 10-pt rule, so that on the smoke data a pruned ratio can meet it; two greedy
+    steps."""
+    out = _smoke(tmp_path, "--parallel-arms", "--start", "uniform", "--max-drop", "0.1", "--max-steps", "2")
+    (run,) = out["runs"]
+    ur = run["arms"]["urule+ours"]
+    phases = list(run["phases"])
+    assert phases.index("urule") < phases.index("searches") and run["phases"]["urule"]["wall_s"] > 0
+    for arm in ("hw", "mixed"):
+        log = (tmp_path / "parallel-arms" / "w" / "seed0" / arm / "pruning" / "search.log").read_text()
+        assert "uniform search:" not in log and "uniform start:" in log
+        first = run["arms"][f"{arm}+ours"]["history"][0]["counts"]
+        assert {g: first[g] for g in ur["channels_after"]} == ur["channels_after"]
+        assert ur["keep_ratio"] == 1 or "the given uniform search's pick" in log
+        assert run["arms"][f"{arm}+ours"]["fps_after"] >= ur["fps_after"]

@@ -17,6 +17,7 @@ from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.pruning.apply import layer_channels  # noqa: E402
 from hapfpga.pruning.config import parse_pruning_config  # noqa: E402
 from hapfpga.pruning.predictor import HwTarget  # noqa: E402
+from hapfpga.pruning.results import UniformPick  # noqa: E402
 from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
 
 from .conftest import pipeline_hw  # noqa: E402
@@ -62,6 +63,38 @@ def test_the_start_is_the_searchs_own_when_no_uniform_ratio_meets_the_rule(train
     _, r = run_pruning_stage(_greedy(max_accuracy_drop=1e-9, selection={"confidence": 0.99}), trained, digits, hw, tmp_path, seed=0, log=lines.append)
     assert r["history"][0]["counts"] == r["channels_before"]
     assert any("no keep ratio below 1 meets the rule" in line for line in lines)
+
+
+@pytest.mark.parametrize("max_drop", [0.001, 0.02, 0.3])
+def test_a_given_uniform_pick_is_the_start_the_search_would_find_itself(trained, digits, tmp_path, max_drop):
+    """The pick of a separate ``method: uniform`` run handed to the stage (a benchmark's uniform arm, so its search
+    is not run again): the same steps, design, accuracies and training budget as the search that runs the uniform
+    search itself (each fine-tune is seeded, so the greedy steps after it see the same batches)."""
+    hw = HwTarget(predictor=pipeline_hw)
+    mu, u = run_pruning_stage({"method": "uniform", "max_accuracy_drop": max_drop, **COMMON}, trained, digits, hw,
+                              tmp_path / "uniform", seed=0)
+    pick = UniformPick(u["channels_after"], mu, u["accuracy_val"]["after"], u["ratio"])
+    _, own = run_pruning_stage(_greedy(max_accuracy_drop=max_drop), trained, digits, hw, tmp_path / "own", seed=0)
+    lines: list[str] = []
+    _, given = run_pruning_stage(_greedy(max_accuracy_drop=max_drop), trained, digits, hw, tmp_path / "given", seed=0,
+                                 log=lines.append, uniform_pick=pick)
+    assert [(h["counts"], h["fps"]) for h in given["history"]] == [(h["counts"], h["fps"]) for h in own["history"]]
+    for key in ("channels_after", "fps_after", "accuracy", "accuracy_val", "extra_epochs", "backtrack"):
+        assert given[key] == own[key], key
+    assert not any("uniform search:" in line for line in lines)  # not searched again
+    if u["ratio"] < 1:
+        assert any("the given uniform search's pick" in line for line in lines)
+
+
+def test_a_uniform_pick_is_for_start_uniform_and_this_models_knobs(trained, digits, tmp_path):
+    hw = HwTarget(predictor=pipeline_hw)
+    pick = UniformPick({"no_such_group": 4}, trained, 0.9, 0.5)
+    with pytest.raises(ValueError, match="start: uniform only"):
+        run_pruning_stage({**_greedy(max_accuracy_drop=0.02), "start": "full"}, trained, digits, hw, tmp_path / "a",
+                          seed=0, uniform_pick=pick)
+    with pytest.raises(ValueError, match="no_such_group"):
+        run_pruning_stage(_greedy(max_accuracy_drop=0.02), trained, digits, hw, tmp_path / "b", seed=0,
+                          uniform_pick=pick)
 
 
 @pytest.mark.parametrize("bad", [{"method": "uniform"}, {"target": "budget"}, {"backtrack": False},
