@@ -146,3 +146,20 @@ def test_start_uniform_runs_the_uniform_search_once(tmp_path):
         assert {g: first[g] for g in ur["channels_after"]} == ur["channels_after"]
         assert ur["keep_ratio"] == 1 or "the given uniform search's pick" in log
         assert run["arms"][f"{arm}+ours"]["fps_after"] >= ur["fps_after"]
+
+
+@pytest.mark.parametrize("start, urule, shared", [("uniform", True, True), ("uniform", False, False),
+                                                  ("full", True, False), ("full", False, False)])
+def test_the_uniform_search_is_shared_only_for_start_uniform_with_its_arm(start, urule, shared):
+    args = bench.make_parser().parse_args(["--start", start] + ([] if urule else ["--no-uniform-rule"]))
+    assert bench.shares_uniform_search(args) is shared
+
+
+def test_the_uniform_arms_report_becomes_the_stages_pick():
+    """The arm's cached info (channels_after, accuracy_val, keep_ratio) as the stage's ``UniformPick``."""
+    rep = {"channels_after": {"conv0": 14, "blocks.0.conv1": 14}, "accuracy_val": {"before": 0.9, "after": 0.8983},
+           "keep_ratio": 0.875, "fps_after": 9111.0}
+    model = object()
+    pick = bench.urule_pick(model, rep)
+    assert pick.counts == rep["channels_after"] and pick.counts is not rep["channels_after"]
+    assert (pick.model, pick.accuracy, pick.ratio) == (model, 0.8983, 0.875)
