@@ -605,15 +605,16 @@ def as_parent(versions: dict, t_start: float, threads: int) -> None:
 def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
                    base_key: dict, versions: dict, t_start: float, workers: int, pick: tuple | None) -> dict:
     """One searched arm in its own spawned process (``--parallel-arms``, :func:`as_parent`); the arm lands in the
-    cache, where the parent reads it. ``pick``: the uniform arm's pick as (model file, report), else None.
-    Returns the arm's wall and CPU seconds (its predictor workers included)."""
+    cache, where the parent reads it. ``pick``: the uniform arm's pick as (model file, the pick without its
+    model), else None. Returns the arm's wall and CPU seconds (its predictor workers included)."""
     from hapfpga.zoo import load_model
 
     as_parent(versions, t_start, args.threads)
     phases = Phases()
     with phases("job"):
         searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
-                     base_key, workers=workers, pick=None if pick is None else urule_pick(load_model(pick[0]), pick[1]))
+                     base_key, workers=workers,
+                     pick=None if pick is None else dataclasses.replace(pick[1], model=load_model(pick[0])))
     return {**phases.times["job"], "parallel": True}
 
 
@@ -628,7 +629,8 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
 
     convert_unpruned_once(model, data, board, args, work)
     pt = save_model(model, work / "searched_arms_baseline.pt")
-    sent = None if pick is None else (str(save_model(pick[0], work / "searched_arms_uniform_pick.pt")), pick[1])
+    sent = None if pick is None else (str(save_model(pick.model, work / "searched_arms_uniform_pick.pt")),
+                                      dataclasses.replace(pick, model=None))
     workers = side_by_side_workers(args.workers, len(names))
     say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
     t_start = run_started()
@@ -647,20 +649,19 @@ def searches_side_by_side(names: list[str], args, cache: Cache, base_key: dict) 
 
 
 def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
-                 phases: Phases, done, pick: tuple | None = None) -> None:
+                 phases: Phases, done, pick=None) -> None:
     """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
     after the hardware-aware arm the uniform one, then run beside the search still going). With
     ``--parallel-arms``, those the cache lacks (two or more) run side by side (phase ``searches``: the block's
     wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
-    each read from the cache as it ends; without, each is searched in turn. ``pick``: the uniform arm's (model,
-    report) where the searches start from it (:func:`shares_uniform_search`)."""
+    each read from the cache as it ends; without, each is searched in turn. ``pick``: the uniform arm's pick
+    (:func:`urule_pick`) where the searches start from it (:func:`shares_uniform_search`)."""
     todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
     parallel = searches_side_by_side(names, args, cache, base_key)
 
     def take(n: str, timing: dict | None = None) -> None:
         with phases(n):
-            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key,
-                                   pick=None if pick is None else urule_pick(*pick))
+            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key, pick=pick)
         phases.times[n] = {**(timing or phases.times[n]), "cached": n not in todo}
         done(n, pm, rep)
 
@@ -922,8 +923,9 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
         with phases("urule"):
             if not is_cached(cache, "urule", arm_key("urule", args, base_key)):
                 convert_unpruned_once(model, data, board, args, wd)  # where the searched arms look for it
-            pick = searched_arm("urule", args, model, data, board, seed, cache, wd, base_key)
-        searched_done("urule", *pick, arms, finn, data)
+            pm, rep = searched_arm("urule", args, model, data, board, seed, cache, wd, base_key)
+        searched_done("urule", pm, rep, arms, finn, data)
+        pick = urule_pick(pm, rep)
 
     def done(name: str, pm, rep: dict) -> None:
         searched_done(name, pm, rep, arms, finn, data)
