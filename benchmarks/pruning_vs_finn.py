@@ -331,23 +331,23 @@ def train_converged(model, x_fit, y_fit, x_val, y_val, args, seed: int) -> tuple
 
 
 def polish(model, splits, args, seed: int) -> tuple[object, list[float], float]:
-    """The arms' fine-tune procedure (``--finetune-epochs`` of :func:`ft_settings`) applied to the trained model
-    round after round while a round still finds better weights on validation (``better_on_validation``), at most
-    ``--polish-rounds``: so the converged model has had what the reference's extra epochs would give it (on seed 0
+    """The arms' fine-tune procedure (:func:`ft_settings`, ``--polish-epochs``: by default ``--finetune-epochs``)
+    applied to the trained model round after round while a round still finds better weights on validation
+    (``better_on_validation``), at most ``--polish-rounds``: so the converged model has had what the reference's extra epochs would give it (on seed 0
     of issue 13's run, reduce-on-plateau stopped at 97.33 % test and 8 such epochs reached 99.11 %). Returns the
     model, each round's validation accuracy and the epochs of the rounds that changed it."""
     from hapfpga.train import FinetuneConfig, finetune_best
 
     s, accs, epochs = ft_settings(args), [], 0.0
     for r in range(args.polish_rounds):
-        cfg = FinetuneConfig(epochs=args.finetune_epochs, lr=s["lr"], schedule=s["finetune_schedule"])
+        cfg = FinetuneConfig(epochs=args.polish_epochs, lr=s["lr"], schedule=s["finetune_schedule"])
         model, sel = finetune_best(model, splits[0], splits[1], (splits[2], splits[3]), cfg, seed=seed * 100 + r)
         accs.append(sel.accuracy)
-        say(f"  baseline polish round {r + 1} ({args.finetune_epochs:g} epochs): validation accuracy "
+        say(f"  baseline polish round {r + 1} ({args.polish_epochs:g} epochs): validation accuracy "
             f"{100 * sel.accuracy:.2f}%, loss {sel.loss:.4f}, kept step {sel.step}")
         if sel.step == 0:  # the round kept its starting weights: nothing better on validation
             break
-        epochs += args.finetune_epochs
+        epochs += args.polish_epochs
     return model.eval(), accs, epochs
 
 
@@ -386,7 +386,7 @@ def baseline_key(args, data_name: str, n_fit: int, seed: int) -> dict:
     return {**model_key(args), "data": data_name, "n_fit": n_fit, "val_fraction": args.val_fraction, "seed": seed,
             "max_epochs": args.max_epochs, "patience": args.patience, "lr": args.lr,
             "schedule": "plateau-halve-acc-loss", "polish_rounds": args.polish_rounds,
-            "polish_epochs": args.finetune_epochs, "ft": ft_settings(args), "code": code_version(TRAIN_CODE)}
+            "polish_epochs": args.polish_epochs, "ft": ft_settings(args), "code": code_version(TRAIN_CODE)}
 
 
 def build_baseline(args, input_shape, num_classes: int, seed: int):
@@ -513,12 +513,14 @@ def arm_key(name: str, args, base_key: dict) -> dict:
 
 
 def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
-                 workers: int | None = None, pick=None):
+                 workers: int | None = None, pick=None, sparse=None):
     """A pruning-stage arm (hardware-aware, or mixed precision + pruning), cached as spec + state + report.
     ``workers``: the FPS predictor's processes for this search when it runs beside another (not in the key: the
     predictor's answers do not depend on how many processes compute them). ``pick``: with ``--start uniform``, the
     uniform-under-the-rule arm's pick (:func:`urule_pick`), the start the arm's own uniform search would find (not
-    in the key: the same model, data, seed and rule give the same pick; tests/pruning/test_uniform_start.py)."""
+    in the key: the same model, data, seed and rule give the same pick; tests/pruning/test_uniform_start.py).
+    ``sparse``: with ``--sparsify-epochs``, the sparse-trained model every arm starts from (:func:`sparse_start`;
+    not in the key either: the arm's config has the settings that made it; tests/pruning/test_sparsify.py)."""
     from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.predictor import HwTarget
     from hapfpga.pruning.stage import run_pruning_stage
@@ -533,7 +535,7 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
     def make():
         target = HwTarget(board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES))
         pruned, rep = run_pruning_stage(run_cfg, model, data, target, work / name, seed=seed,
-                                        log=lambda s: say(f"  {name} " + s), uniform_pick=pick)
+                                        log=lambda s: say(f"  {name} " + s), uniform_pick=pick, sparse=sparse)
         info = {k: rep[k] for k in ("channels_before", "channels_after", "fps_before", "fps_after", "accuracy",
                                     "accuracy_val", "history", "bits_after", "backtrack", "extra_epochs") if k in rep}
         if "ratio" in rep:  # the uniform search's keep ratio (a row's "ratio" is its FPS over SetFolding's)
@@ -548,6 +550,28 @@ def shares_uniform_search(args) -> bool:
     """``--start uniform`` with the uniform-under-the-rule arm: the searched arms start at that arm's pick (the
     same uniform search under the same rule), so it runs first, once, instead of inside each search."""
     return args.start == "uniform" and bool(args.uniform_rule)
+
+
+# what the sparse training depends on (besides the model, data and seed): its cache key
+SPARSE_KEYS = ("sparsify_epochs", "sparsify_strength", "importance", "val_fraction", "lr", "finetune_schedule",
+               "distill")
+
+
+def sparse_start(args, model, data, seed: int, cache: Cache, work: Path, base_key: dict):
+    """``--sparsify-epochs``: the sparse training every searched arm starts with (``hapfpga.pruning.stage.
+    sparse_train`` under the hw arm's config: the uniform and mixed arms train the same way), made once a seed and
+    cached, instead of once in each arm (three times, two of them side by side)."""
+    from hapfpga.pruning.results import SparseModel
+    from hapfpga.pruning.stage import sparse_train
+
+    cfg = arm_cfg("hw", args)
+
+    def make():
+        sm = sparse_train(cfg, model, data, work / "sparse", seed=seed, log=lambda s: say("  " + s))
+        return sm.model, {"settings": dict(sm.settings), "info": dict(sm.info)}
+
+    m, info = cached_model(cache, "sparse", {"base": base_key, **{k: cfg[k] for k in SPARSE_KEYS}}, make)
+    return SparseModel(m, info["settings"], info["info"])
 
 
 def urule_pick(model, rep: dict):
@@ -603,23 +627,38 @@ def as_parent(versions: dict, t_start: float, threads: int) -> None:
 
 
 def search_arm_job(name: str, args, model_path: str, data, board, seed: int, cache_root: str, work: str,
-                   base_key: dict, versions: dict, t_start: float, workers: int, pick: tuple | None) -> dict:
+                   base_key: dict, versions: dict, t_start: float, workers: int, pick: tuple | None,
+                   sparse: tuple | None = None) -> dict:
     """One searched arm in its own spawned process (``--parallel-arms``, :func:`as_parent`); the arm lands in the
-    cache, where the parent reads it. ``pick``: the uniform arm's pick as (model file, the pick without its
-    model), else None. Returns the arm's wall and CPU seconds (its predictor workers included)."""
+    cache, where the parent reads it. ``pick`` and ``sparse``: the uniform arm's pick and the sparse-trained model
+    each as (model file, the object without its model), else None. Returns the arm's wall and CPU seconds (its
+    predictor workers included)."""
     from hapfpga.zoo import load_model
 
     as_parent(versions, t_start, args.threads)
     phases = Phases()
     with phases("job"):
         searched_arm(name, args, load_model(model_path), data, board, seed, Cache(Path(cache_root)), Path(work),
-                     base_key, workers=workers,
-                     pick=None if pick is None else dataclasses.replace(pick[1], model=load_model(pick[0])))
+                     base_key, workers=workers, pick=with_model(pick), sparse=with_model(sparse))
     return {**phases.times["job"], "parallel": True}
 
 
+def with_model(sent: tuple | None):
+    """An object sent to a spawned job as (model file, the object without its model), whole again."""
+    from hapfpga.zoo import load_model
+
+    return None if sent is None else dataclasses.replace(sent[1], model=load_model(sent[0]))
+
+
+def to_send(obj, path: Path) -> tuple | None:
+    """``obj`` (a ``UniformPick`` or ``SparseModel``) as :func:`with_model` takes it: its model saved to ``path``."""
+    from hapfpga.zoo import save_model
+
+    return None if obj is None else (str(save_model(obj.model, path)), dataclasses.replace(obj, model=None))
+
+
 def parallel_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path,
-                      base_key: dict, pick=None):
+                      base_key: dict, pick=None, sparse=None):
     """Run the searched arms ``names`` at once, one spawned process each (:func:`search_arm_job`); yields
     ``(name, timings)`` as each one ends. Same seed, same data, same cache keys: the arms of the serial run."""
     import multiprocessing as mp
@@ -629,14 +668,14 @@ def parallel_searches(names: list[str], args, model, data, board, seed: int, cac
 
     convert_unpruned_once(model, data, board, args, work)
     pt = save_model(model, work / "searched_arms_baseline.pt")
-    sent = None if pick is None else (str(save_model(pick.model, work / "searched_arms_uniform_pick.pt")),
-                                      dataclasses.replace(pick, model=None))
+    sent = to_send(pick, work / "searched_arms_uniform_pick.pt")
+    sent_sparse = to_send(sparse, work / "searched_arms_sparse.pt")
     workers = side_by_side_workers(args.workers, len(names))
     say(f"  searches {' and '.join(names)} side by side, {workers} predictor worker(s) each")
     t_start = run_started()
     with ProcessPoolExecutor(max_workers=len(names), mp_context=mp.get_context("spawn")) as ex:
         futs = {ex.submit(search_arm_job, n, args, str(pt), data, board, seed, str(cache.root), str(work),
-                          base_key, dict(CODE_VERSIONS), t_start, workers, sent): n for n in names}
+                          base_key, dict(CODE_VERSIONS), t_start, workers, sent, sent_sparse): n for n in names}
         for fut in as_completed(futs):
             yield futs[fut], fut.result()
 
@@ -649,25 +688,27 @@ def searches_side_by_side(names: list[str], args, cache: Cache, base_key: dict) 
 
 
 def run_searches(names: list[str], args, model, data, board, seed: int, cache: Cache, work: Path, base_key: dict,
-                 phases: Phases, done, pick=None) -> None:
+                 phases: Phases, done, pick=None, sparse=None) -> None:
     """The searched arms, each handed to ``done(name, model, report)`` as soon as it is there (its FINN jobs, and
     after the hardware-aware arm the uniform one, then run beside the search still going). With
     ``--parallel-arms``, those the cache lacks (two or more) run side by side (phase ``searches``: the block's
     wall and the CPU of everything in it, what ``done`` ran included; each arm's own phase is its process's),
     each read from the cache as it ends; without, each is searched in turn. ``pick``: the uniform arm's pick
-    (:func:`urule_pick`) where the searches start from it (:func:`shares_uniform_search`)."""
+    (:func:`urule_pick`) where the searches start from it (:func:`shares_uniform_search`); ``sparse``: the
+    sparse-trained model they start from (:func:`sparse_start`)."""
     todo = [n for n in names if not is_cached(cache, n, arm_key(n, args, base_key))]
     parallel = searches_side_by_side(names, args, cache, base_key)
 
     def take(n: str, timing: dict | None = None) -> None:
         with phases(n):
-            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key, pick=pick)
+            pm, rep = searched_arm(n, args, model, data, board, seed, cache, work, base_key, pick=pick, sparse=sparse)
         phases.times[n] = {**(timing or phases.times[n]), "cached": n not in todo}
         done(n, pm, rep)
 
     if parallel:
         with phases("searches"):
-            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key, pick):
+            for n, timing in parallel_searches(todo, args, model, data, board, seed, cache, work, base_key, pick,
+                                               sparse):
                 take(n, timing)
     for n in names:
         if not (parallel and n in todo):
@@ -918,12 +959,16 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
     names = ["hw", "mixed"] if args.model in BITS_MODELS else ["hw"]  # bits: the zoo models it knows
     side_by_side = searches_side_by_side(names, args, cache, base_key)
     ahead = ReferencesAhead()
-    pick = None
+    pick, sparse = None, None
+    searched = names + ["urule"] * bool(args.uniform_rule)
+    if args.sparsify_epochs > 0 and not all(is_cached(cache, n, arm_key(n, args, base_key)) for n in searched):
+        with phases("sparse"):  # once for every arm that starts from it
+            sparse = sparse_start(args, model, data, seed, cache, wd, base_key)
     if shares_uniform_search(args):  # the searches start at its pick: run it first, once
         with phases("urule"):
             if not is_cached(cache, "urule", arm_key("urule", args, base_key)):
                 convert_unpruned_once(model, data, board, args, wd)  # where the searched arms look for it
-            pm, rep = searched_arm("urule", args, model, data, board, seed, cache, wd, base_key)
+            pm, rep = searched_arm("urule", args, model, data, board, seed, cache, wd, base_key, sparse=sparse)
         searched_done("urule", pm, rep, arms, finn, data)
         pick = urule_pick(pm, rep)
 
@@ -935,12 +980,12 @@ def run_seed(seed: int, args, data, board, cache: Cache, work: Path, pool) -> di
             if args.uniform_rule and "urule+ours" not in arms:
                 with phases("urule"):
                     searched_done("urule", *searched_arm("urule", args, model, data, board, seed, cache, wd,
-                                                         base_key), arms, finn, data)
+                                                         base_key, sparse=sparse), arms, finn, data)
             if side_by_side and "mixed+ours" not in arms:  # the mixed search still going: a core to spare
                 e_now = max([args.finetune_epochs] + [a["extra_epochs"] for a in arms.values()])
                 ahead.start(reference_variants(args)[:1], model, data, splits, seed, cache, base_key, e_now, wd)
 
-    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done, pick)
+    run_searches(names, args, model, data, board, seed, cache, wd, base_key, phases, done, pick, sparse)
     e_ref = max(a["extra_epochs"] for a in arms.values())
     with phases("reference"):
         train_references(args, model, data, splits, seed, cache, base_key, e_ref, wd, phases, ahead)
@@ -1021,7 +1066,7 @@ def finish_drops(arms: dict, acc_ref: float, e_ref: float, ref_correct) -> None:
 
 
 #: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
-PHASES = (("baseline", "baseline"), ("searches", "searches side by side"), ("hw", "hw search"),
+PHASES = (("baseline", "baseline"), ("sparse", "sparse training"), ("searches", "searches side by side"), ("hw", "hw search"),
           ("mixed", "mixed search"), ("uniform", "uniform"), ("urule", "uniform under the rule"),
           ("reference_ahead", "reference ahead"),
           ("reference", "reference"), ("reference_beside", "plain reference beside"),
@@ -1292,6 +1337,9 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--polish-rounds", type=int, default=None,
                     help="after reduce-on-plateau, rounds of the arms' fine-tune on the baseline while one still "
                          "improves validation (default 3, quick 1)")
+    ap.add_argument("--polish-epochs", type=float, default=None,
+                    help="epochs of each polish round (default --finetune-epochs; give the old value to keep a "
+                         "cached baseline while changing --finetune-epochs)")
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--max-drop", type=float, default=0.005,
                     help="search's validation accuracy drop (fraction; 0.005: half the test rule, read as an observed "
@@ -1349,14 +1397,8 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    # the FPS predictor's answers live under --cache too, so a fresh --cache is a cold run (timings, fairness)
-    os.environ.setdefault("HAPFPGA_PREDICTOR_CACHE", str(Path(args.cache) / "predictor"))
-    if args.combine:
-        return combine(args.combine, args.rule_pts)
-    if args.sparsify_epochs > 0 and args.importance != "bn_scale":
-        make_parser().error("--sparsify-epochs needs --importance bn_scale (the scales it trains choose the channels)")
+def resolve_defaults(args) -> argparse.Namespace:
+    """The defaults that depend on ``--quick`` / ``--smoke`` (and ``--polish-epochs`` on ``--finetune-epochs``)."""
     q = args.quick or args.smoke
     args.seeds = args.seeds or ([0] if q else [0, 1, 2])
     args.max_epochs = args.max_epochs or (1 if args.smoke else 10 if q else 40)
@@ -1366,7 +1408,20 @@ def main(argv: list[str] | None = None) -> int:
     args.fold_time = args.fold_time or 4.0
     args.finetune_epochs = args.finetune_epochs or (1.0 if args.smoke else 4.0 if q else 8.0)
     args.polish_rounds = args.polish_rounds if args.polish_rounds is not None else (1 if q else 3)
+    args.polish_epochs = args.polish_epochs or args.finetune_epochs
     args.parallel_arms = args.parallel_arms if args.parallel_arms is not None else (os.cpu_count() or 1) >= 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    # the FPS predictor's answers live under --cache too, so a fresh --cache is a cold run (timings, fairness)
+    os.environ.setdefault("HAPFPGA_PREDICTOR_CACHE", str(Path(args.cache) / "predictor"))
+    if args.combine:
+        return combine(args.combine, args.rule_pts)
+    if args.sparsify_epochs > 0 and args.importance != "bn_scale":
+        make_parser().error("--sparsify-epochs needs --importance bn_scale (the scales it trains choose the channels)")
+    resolve_defaults(args)
 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..types import Resources
 
 __all__ = [
-    "HwPoint", "Step", "SearchResult", "SearchOutcome", "UniformPick", "BatchPredictor", "BatchAccuracy",
+    "HwPoint", "Step", "SearchResult", "SearchOutcome", "UniformPick", "SparseModel", "BatchPredictor", "BatchAccuracy",
     "pareto_front", "non_dominated",
 ]
 
@@ -91,6 +91,19 @@ class UniformPick:
     model: Any
     accuracy: float
     ratio: float
+
+
+@dataclass(frozen=True)
+class SparseModel:
+    """The sparse-trained model of ``pruning.sparsify_epochs`` (``hapfpga.pruning.stage.sparse_train``), made once
+    and handed to several pruning stages on the same model, data and seed (a benchmark's arms) so that each does
+    not train it again. ``model``: the unpruned model after the sparse training; ``settings``: what made it (the
+    stage checks them against its own config: epochs, strength, fine-tune lr/distillation/schedule, the groups
+    penalised, seed, validation fraction); ``info``: the report's ``sparsify`` entry."""
+
+    model: Any
+    settings: Mapping[str, Any]
+    info: Mapping[str, Any]
 
 
 @runtime_checkable

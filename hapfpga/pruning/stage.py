@@ -22,14 +22,14 @@ from .config import PruningConfig, parse_pruning_config
 from .predictor import HwPredictor, HwTarget
 from .progress import SearchLog, steps_left_bound, steps_to_target
 from .reporting import BeforeAfter, PruningReport, SearchRecord, TargetOutcome
-from .results import SearchOutcome, UniformPick
+from .results import SearchOutcome, SparseModel, UniformPick
 from .search import HwPoint, SearchResult, Step
 from .selection import within_drop
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["run_pruning_stage"]
+__all__ = ["run_pruning_stage", "sparse_train"]
 
 
 def _target_met(
@@ -188,7 +188,15 @@ def _prunable(cfg: PruningConfig, graph: Any) -> dict[str, Any]:
     return {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
 
 
-def _sparsify(run: _Run) -> _Run:
+def _sparse_settings(run: _Run, groups: list[str]) -> dict[str, Any]:
+    """What the sparse training's outcome depends on besides the model and data: checked when one is handed over."""
+    cfg = run.cfg
+    return {"epochs": cfg.sparsify_epochs, "strength": cfg.sparsify_strength, "lr": cfg.lr, "distill": cfg.distill,
+            "schedule": cfg.finetune_schedule, "groups": sorted(groups), "seed": run.seed,
+            "val_fraction": cfg.val_fraction}
+
+
+def _sparse_train(run: _Run) -> SparseModel:
     """``pruning.sparsify_epochs``: the unpruned model fine-tuned with a group lasso on the channel scales of the
     groups the search may prune (:mod:`hapfpga.pruning.sparsify`), the model the search then prunes. A plain
     fine-tune, no best-on-validation selection (the penalty costs accuracy before it pays, so the starting
@@ -200,7 +208,8 @@ def _sparsify(run: _Run) -> _Run:
     cfg, data = run.cfg, run.data
     model = copy.deepcopy(run.unpruned)
     graph = ChannelGraph(model, data.example)
-    penalty = group_lasso(model, graph, list(_prunable(cfg, graph)), cfg.sparsify_strength)
+    groups = list(_prunable(cfg, graph))
+    penalty = group_lasso(model, graph, groups, cfg.sparsify_strength)
     run.progress.restart(f"sparse training: {cfg.sparsify_epochs:g} epochs, group lasso {cfg.sparsify_strength:g} "
                          f"on the channel scales of {len(penalty.groups)} groups (pruning.sparsify_epochs)")
     before = [n.mean().item() for n in penalty.norms()]
@@ -212,7 +221,38 @@ def _sparsify(run: _Run) -> _Run:
     run.progress.step("sparsify", 0, "all groups", None, None, acc, cfg.sparsify_epochs, steps_left=0)
     info = {"epochs": cfg.sparsify_epochs, "strength": cfg.sparsify_strength, "accuracy_val": acc,
             "mean_scale_before": sum(before) / max(1, len(before)), "mean_scale_after": sum(after) / max(1, len(after))}
-    return dataclasses.replace(run, base=model, sparsified=info)
+    return SparseModel(model, _sparse_settings(run, groups), info)
+
+
+def _sparsify(run: _Run, given: SparseModel | None) -> _Run:
+    """The run with its sparse-trained model as the model the searches prune: ``given`` (made by
+    :func:`sparse_train` with the same settings; a copy, so the caller's model is never trained here) or trained
+    here."""
+    if given is None:
+        sm = _sparse_train(run)
+    else:
+        from .apply import ChannelGraph
+
+        own = _sparse_settings(run, list(_prunable(run.cfg, ChannelGraph(run.unpruned, run.data.example))))
+        diff = sorted(k for k in own.keys() | given.settings.keys() if own.get(k) != given.settings.get(k))
+        if diff:
+            raise ValueError(f"the given sparse model was made with other {diff} than this stage's settings")
+        sm = dataclasses.replace(given, model=copy.deepcopy(given.model))
+        run.say(f"sparse training: the given model ({given.settings['epochs']:g} epochs, validation "
+                f"{given.info['accuracy_val']:.4f}), not trained again")
+    return dataclasses.replace(run, base=sm.model, sparsified=dict(sm.info))
+
+
+def sparse_train(section: Mapping[str, Any] | PruningConfig, model: torch.nn.Module, dataset: Any,
+                 run_dir: str | Path, *, train_cfg: Any = None, seed: int = 0,
+                 log: Callable[[str], None] | None = None) -> SparseModel:
+    """The sparse training a structured ``pruning:`` section with ``sparsify_epochs`` > 0 starts with, alone: the
+    :class:`~hapfpga.pruning.results.SparseModel` that :func:`run_pruning_stage` (``sparse=``) then takes instead of
+    training it again, for any section with the same sparse-training settings, on the same model, data and seed."""
+    cfg = parse_pruning_config(section)
+    if cfg.method == "unstructured" or not cfg.sparsify_epochs > 0:
+        raise ValueError("sparse_train needs a structured pruning method with sparsify_epochs > 0")
+    return _sparse_train(_prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log))
 
 
 def _run_unstructured(run: _Run, baseline: tuple[float, int, int]) -> tuple[Any, PruningReport]:
@@ -827,6 +867,7 @@ def run_pruning_stage(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
     uniform_pick: UniformPick | None = None,
+    sparse: SparseModel | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Prune ``model`` per the ``pruning:`` section; returns the pruned, fine-tuned model and the report dict.
 
@@ -839,12 +880,16 @@ def run_pruning_stage(
     ``margin``, for the same ``finn_cycles``); its ``predictor`` replaces the built-in one (tests, benchmarks).
     ``uniform_pick``: with ``pruning.start: uniform``, the pick of an earlier uniform search under the same rule on
     the same model, data and seed (:class:`~hapfpga.pruning.results.UniformPick`), so it is not run again.
+    ``sparse``: with ``pruning.sparsify_epochs`` > 0, the sparse-trained model :func:`sparse_train` made with the
+    same settings on the same model, data and seed, so it is not trained again (other settings: ValueError).
     """
     from .apply import count_macs, count_params
 
     cfg = parse_pruning_config(section)
     if uniform_pick is not None and cfg.start != "uniform":
         raise ValueError("a uniform pick is for pruning.start: uniform only")
+    if sparse is not None and (cfg.method == "unstructured" or not cfg.sparsify_epochs > 0):
+        raise ValueError("a sparse-trained model is for a structured method with pruning.sparsify_epochs > 0 only")
     run = dataclasses.replace(_prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log),
                               uniform_pick=uniform_pick)
     acc_before = run.evaluate(run.base, run.data.x_test, run.data.y_test)
@@ -855,7 +900,7 @@ def run_pruning_stage(
         pruned, report = _run_unstructured(run, baseline)
     else:
         if cfg.sparsify_epochs > 0:
-            run = _sparsify(run)
+            run = _sparsify(run, sparse)
         ch = _setup_channels(run, target)
         outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
         pruned, report = _finish_report(run, ch, outcome, baseline)

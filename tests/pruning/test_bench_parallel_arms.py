@@ -132,15 +132,23 @@ def test_parallel_and_serial_give_the_same_arms(tmp_path):
 def test_start_uniform_runs_the_uniform_search_once(tmp_path):
     """``--start uniform``: the uniform-under-the-rule arm runs first, once, and both searched arms start at its
     pick instead of running the same uniform search themselves (their first row is its design; their logs have no
-    uniform search of their own). A 10-pt rule, so that on the smoke data a pruned ratio can meet it; two greedy
-    steps."""
-    out = _smoke(tmp_path, "--parallel-arms", "--start", "uniform", "--max-drop", "0.1", "--max-steps", "2")
+    uniform search of their own); with ``--sparsify-epochs`` the sparse training runs once before the three arms
+    and none of them trains it again. A 10-pt rule, so that on the smoke data a pruned ratio can meet it; two
+    greedy steps."""
+    out = _smoke(tmp_path, "--parallel-arms", "--start", "uniform", "--max-drop", "0.1", "--max-steps", "2",
+                 "--importance", "bn_scale", "--sparsify-epochs", "0.5")
     (run,) = out["runs"]
     ur = run["arms"]["urule+ours"]
     phases = list(run["phases"])
-    assert phases.index("urule") < phases.index("searches") and run["phases"]["urule"]["wall_s"] > 0
+    assert phases.index("sparse") < phases.index("urule") < phases.index("searches")
+    assert run["phases"]["urule"]["wall_s"] > 0 and run["phases"]["sparse"]["wall_s"] > 0
+    seed_dir = tmp_path / "parallel-arms" / "w" / "seed0"
+    assert "sparse training: 0.5 epochs" in (seed_dir / "sparse" / "pruning" / "search.log").read_text()
+    for arm in ("urule", "hw", "mixed"):  # the sparse model trained once, before every arm
+        log = (seed_dir / arm / "pruning" / "search.log").read_text()
+        assert "not trained again" in log and "sparse training: 0.5 epochs" not in log
     for arm in ("hw", "mixed"):
-        log = (tmp_path / "parallel-arms" / "w" / "seed0" / arm / "pruning" / "search.log").read_text()
+        log = (seed_dir / arm / "pruning" / "search.log").read_text()
         assert "uniform search:" not in log and "uniform start:" in log
         first = run["arms"][f"{arm}+ours"]["history"][0]["counts"]
         assert {g: first[g] for g in ur["channels_after"]} == ur["channels_after"]
@@ -163,3 +171,26 @@ def test_the_uniform_arms_report_becomes_the_stages_pick():
     pick = bench.urule_pick(model, rep)
     assert pick.counts == rep["channels_after"] and pick.counts is not rep["channels_after"]
     assert (pick.model, pick.accuracy, pick.ratio) == (model, 0.8983, 0.875)
+
+
+@pytest.mark.parametrize("extra", [[], ["--distill"], ["--ft-lr", "0.001", "--val-fraction", "0.3"]])
+def test_every_searched_arm_trains_sparse_as_the_shared_model_was(extra):
+    """The one sparse model is valid for the uniform, hardware-aware and mixed arms: the settings it is made (and
+    cached) with are the same in each arm's config."""
+    args = bench.make_parser().parse_args(["--importance", "bn_scale", "--sparsify-epochs", "2", *extra])
+    made = {k: bench.arm_cfg("hw", args)[k] for k in bench.SPARSE_KEYS}
+    assert made["sparsify_epochs"] == 2 and made["importance"] == "bn_scale"
+    for arm in ("urule", "mixed"):
+        assert {k: bench.arm_cfg(arm, args).get(k) for k in bench.SPARSE_KEYS} == made, arm
+
+
+def test_polish_epochs_keep_the_baseline_while_the_final_fine_tune_changes():
+    """``--finetune-epochs 8 --polish-epochs 4`` trains (and caches) the baseline of ``--finetune-epochs 4``; without
+    ``--polish-epochs`` the polish follows ``--finetune-epochs``, as before the flag."""
+    def key(*argv):
+        args = bench.resolve_defaults(bench.make_parser().parse_args(["--quick", *argv]))
+        return bench.baseline_key(args, "mnist", 9600, 1)
+
+    assert key("--finetune-epochs", "8", "--polish-epochs", "4") == key("--finetune-epochs", "4") == key()
+    assert key("--finetune-epochs", "8") != key()
+    assert key("--finetune-epochs", "8")["polish_epochs"] == 8.0

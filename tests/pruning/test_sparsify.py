@@ -20,8 +20,9 @@ from hapfpga.errors import ConfigError  # noqa: E402
 from hapfpga.pruning.apply import ChannelGraph, layer_channels  # noqa: E402
 from hapfpga.pruning.config import parse_pruning_config  # noqa: E402
 from hapfpga.pruning.predictor import HwTarget  # noqa: E402
+from hapfpga.pruning.results import UniformPick  # noqa: E402
 from hapfpga.pruning.sparsify import group_lasso  # noqa: E402
-from hapfpga.pruning.stage import run_pruning_stage  # noqa: E402
+from hapfpga.pruning.stage import run_pruning_stage, sparse_train  # noqa: E402
 from hapfpga.runconfig import ModelConfig  # noqa: E402
 from hapfpga.train import FinetuneConfig, evaluate, finetune  # noqa: E402
 from hapfpga.zoo import build_model  # noqa: E402
@@ -182,3 +183,85 @@ def test_an_unknown_excluded_group_stops_before_the_sparse_training(trained, dig
     monkeypatch.setattr(stage._Run, "finetune", no_training)
     with pytest.raises(ConfigError, match="pruning.exclude names 'nope'"):
         run_pruning_stage(_cfg(exclude=["nope"]), trained, digits, HwTarget(predictor=pipeline_hw), tmp_path)
+
+
+def _state(m) -> dict:
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+HANDED = [  # (the section that made the sparse model, the stage's section): the same sparse-training settings
+    (_cfg(finetune_epochs=0.2), _cfg(finetune_epochs=0.2)),
+    (_cfg(), _cfg(target="max_fps", max_accuracy_drop=0.05, finetune_epochs=0.3, min_ratio=0.25)),
+    (_cfg(target="max_fps", max_accuracy_drop=0.05), _cfg(method="greedy", target="max_fps", start="uniform",
+                                                          max_accuracy_drop=0.02, finetune_epochs=0.3,
+                                                          step_finetune_epochs=0.1, candidate_steps=3, max_steps=3,
+                                                          step_accuracy_drop=0.5, min_ratio=0.25)),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("made, used", HANDED)
+def test_a_handed_sparse_model_gives_the_run_that_trains_its_own(trained, digits, tmp_path, made, used, seed):
+    """``sparse_train`` under one section, handed to a stage with another that trains the same way (a benchmark's
+    uniform, hardware-aware and mixed arms): the same report (steps, design, accuracies, epochs, the ``sparsify``
+    entry) as the stage that trains it itself, the log says it was not trained again, and the handed model is
+    not changed by the stage."""
+    hw = HwTarget(predictor=pipeline_hw)
+    sm = sparse_train(made, trained, digits, tmp_path / "sparse", seed=seed)
+    before = _state(sm.model)
+    assert sm.settings["epochs"] == 0.5 and sm.settings["seed"] == seed and sm.settings["groups"] == ["c1", "c2"]
+    m_own, own = run_pruning_stage(used, trained, digits, hw, tmp_path / "own", seed=seed)
+    lines: list[str] = []
+    m_given, given = run_pruning_stage(used, trained, digits, hw, tmp_path / "given", seed=seed, sparse=sm,
+                                       log=lines.append)
+    assert given["sparsify"] == own["sparsify"] == dict(sm.info)
+    for k in ("history", "channels_after", "accuracy", "accuracy_val", "extra_epochs", "fps_after"):
+        assert given[k] == own[k], k
+    assert layer_channels(m_given) == layer_channels(m_own)
+    own_state = _state(m_own)
+    assert all(torch.equal(v, own_state[k]) for k, v in _state(m_given).items())
+    assert any("not trained again" in line for line in lines)
+    assert not any("sparse training: 0.5 epochs" in line for line in lines)
+    assert all(torch.equal(before[k], v) for k, v in sm.model.state_dict().items())
+
+
+def test_a_handed_sparse_model_and_uniform_pick_together(trained, digits, tmp_path):
+    """The benchmark's hand-over: the uniform arm made with the sparse model, its pick and the sparse model handed
+    to a greedy ``start: uniform`` search, which then trains neither again and ends as the one that does both."""
+    hw = HwTarget(predictor=pipeline_hw)
+    urule = _cfg(target="max_fps", max_accuracy_drop=0.05, finetune_epochs=0.3, min_ratio=0.25)
+    greedy = _cfg(method="greedy", target="max_fps", start="uniform", max_accuracy_drop=0.05, finetune_epochs=0.3,
+                  step_finetune_epochs=0.1, candidate_steps=3, max_steps=3, step_accuracy_drop=0.5, min_ratio=0.25)
+    sm = sparse_train(urule, trained, digits, tmp_path / "sparse", seed=0)
+    mu, u = run_pruning_stage(urule, trained, digits, hw, tmp_path / "urule", seed=0, sparse=sm)
+    pick = UniformPick(u["channels_after"], mu, u["accuracy_val"]["after"], u["ratio"])
+    _, own = run_pruning_stage(greedy, trained, digits, hw, tmp_path / "own", seed=0)
+    _, given = run_pruning_stage(greedy, trained, digits, hw, tmp_path / "given", seed=0, sparse=sm,
+                                 uniform_pick=pick)
+    for k in ("history", "channels_after", "accuracy", "accuracy_val", "extra_epochs", "sparsify", "backtrack"):
+        assert given[k] == own[k], k
+    log = (tmp_path / "given" / "pruning" / "search.log").read_text()
+    assert "not trained again" in log and "uniform search's pick" in log
+
+
+@pytest.mark.parametrize("kw, seed, named", [
+    ({"sparsify_strength": 0.02}, 0, "strength"),
+    ({"sparsify_epochs": 0.25}, 0, "epochs"),
+    ({"lr": 1e-3}, 0, "lr"),
+    ({"exclude": ["c2"]}, 0, "groups"),
+    ({}, 1, "seed"),
+])
+def test_a_sparse_model_made_otherwise_is_refused(trained, digits, tmp_path, kw, seed, named):
+    sm = sparse_train(_cfg(), trained, digits, tmp_path / "sparse", seed=0)
+    with pytest.raises(ValueError, match=f"other .*'{named}'"):
+        run_pruning_stage(_cfg(**kw), trained, digits, HwTarget(predictor=pipeline_hw), tmp_path / "s", seed=seed,
+                          sparse=sm)
+
+
+def test_sparse_training_alone_needs_its_epochs_and_a_structured_method(trained, digits, tmp_path):
+    with pytest.raises(ValueError, match="sparsify_epochs > 0"):
+        sparse_train(_cfg(sparsify_epochs=0.0), trained, digits, tmp_path)
+    sm = sparse_train(_cfg(), trained, digits, tmp_path / "sparse", seed=0)
+    with pytest.raises(ValueError, match="sparsify_epochs > 0 only"):
+        run_pruning_stage(_cfg(sparsify_epochs=0.0), trained, digits, HwTarget(predictor=pipeline_hw), tmp_path,
+                          sparse=sm)
