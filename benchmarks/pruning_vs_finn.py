@@ -333,9 +333,10 @@ def train_converged(model, x_fit, y_fit, x_val, y_val, args, seed: int) -> tuple
 def polish(model, splits, args, seed: int) -> tuple[object, list[float], float]:
     """The arms' fine-tune procedure (:func:`ft_settings`, ``--polish-epochs``: by default ``--finetune-epochs``)
     applied to the trained model round after round while a round still finds better weights on validation
-    (``better_on_validation``), at most ``--polish-rounds``: so the converged model has had what the reference's extra epochs would give it (on seed 0
-    of issue 13's run, reduce-on-plateau stopped at 97.33 % test and 8 such epochs reached 99.11 %). Returns the
-    model, each round's validation accuracy and the epochs of the rounds that changed it."""
+    (``better_on_validation``), at most ``--polish-rounds``: so the converged model has had what the reference's
+    extra epochs would give it (on seed 0 of issue 13's run, reduce-on-plateau stopped at 97.33 % test and 8 such
+    epochs reached 99.11 %). Returns the model, each round's validation accuracy and the epochs of the rounds that
+    changed it."""
     from hapfpga.train import FinetuneConfig, finetune_best
 
     s, accs, epochs = ft_settings(args), [], 0.0
