@@ -188,6 +188,11 @@ def _prunable(cfg: PruningConfig, graph: Any) -> dict[str, Any]:
     return {g: grp for g, grp in graph.groups.items() if grp.prunable and g not in cfg.exclude}
 
 
+def _sparse_trains(cfg: PruningConfig) -> bool:
+    """Whether the section starts with sparse training: a structured method and ``sparsify_epochs`` > 0."""
+    return cfg.method != "unstructured" and cfg.sparsify_epochs > 0
+
+
 def _sparse_settings(run: _Run, groups: list[str]) -> dict[str, Any]:
     """What the sparse training's outcome depends on besides the model and data: checked when one is handed over."""
     cfg = run.cfg
@@ -250,7 +255,7 @@ def sparse_train(section: Mapping[str, Any] | PruningConfig, model: torch.nn.Mod
     :class:`~hapfpga.pruning.results.SparseModel` that :func:`run_pruning_stage` (``sparse=``) then takes instead of
     training it again, for any section with the same sparse-training settings, on the same model, data and seed."""
     cfg = parse_pruning_config(section)
-    if cfg.method == "unstructured" or not cfg.sparsify_epochs > 0:
+    if not _sparse_trains(cfg):
         raise ValueError("sparse_train needs a structured pruning method with sparsify_epochs > 0")
     return _sparse_train(_prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log))
 
@@ -888,7 +893,7 @@ def run_pruning_stage(
     cfg = parse_pruning_config(section)
     if uniform_pick is not None and cfg.start != "uniform":
         raise ValueError("a uniform pick is for pruning.start: uniform only")
-    if sparse is not None and (cfg.method == "unstructured" or not cfg.sparsify_epochs > 0):
+    if sparse is not None and not _sparse_trains(cfg):
         raise ValueError("a sparse-trained model is for a structured method with pruning.sparsify_epochs > 0 only")
     run = dataclasses.replace(_prepare_run(cfg, model, dataset, run_dir, train_cfg, seed, log),
                               uniform_pick=uniform_pick)
@@ -899,7 +904,7 @@ def run_pruning_stage(
     if cfg.method == "unstructured":
         pruned, report = _run_unstructured(run, baseline)
     else:
-        if cfg.sparsify_epochs > 0:
+        if _sparse_trains(cfg):
             run = _sparsify(run, sparse)
         ch = _setup_channels(run, target)
         outcome = SEARCHES["uniform" if cfg.target == "ratio" else cfg.method](run, ch)
