@@ -1067,7 +1067,8 @@ def finish_drops(arms: dict, acc_ref: float, e_ref: float, ref_correct) -> None:
 
 
 #: phases with their labels (``searches``: the side-by-side block, which ``uniform`` may overlap)
-PHASES = (("baseline", "baseline"), ("sparse", "sparse training"), ("searches", "searches side by side"), ("hw", "hw search"),
+PHASES = (("baseline", "baseline"), ("sparse", "sparse training"), ("searches", "searches side by side"),
+          ("hw", "hw search"),
           ("mixed", "mixed search"), ("uniform", "uniform"), ("urule", "uniform under the rule"),
           ("reference_ahead", "reference ahead"),
           ("reference", "reference"), ("reference_beside", "plain reference beside"),

@@ -10,8 +10,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..types import Resources
 
 __all__ = [
-    "HwPoint", "Step", "SearchResult", "SearchOutcome", "UniformPick", "SparseModel", "BatchPredictor", "BatchAccuracy",
-    "pareto_front", "non_dominated",
+    "HwPoint", "Step", "SearchResult", "SearchOutcome", "UniformPick", "SparseModel", "BatchPredictor",
+    "BatchAccuracy", "pareto_front", "non_dominated",
 ]
 
 T = TypeVar("T")
