@@ -46,18 +46,18 @@ class Design:
                 **({"specialize": self.specialize} if self.specialize else {})}
 
 
-def _embedded(layers: list[Any], board: Any, options: Any, target_fps: float | None) -> Design:
+def _embedded(layers: list[Any], board: Any, options: Any, target_fps: float | None, budget: Any = None) -> Design:
     from ..folding import optimise
 
-    res = optimise(layers, board, options, target_fps=target_fps)
+    res = optimise(layers, board, options, target_fps=target_fps, budget=budget)
     return Design("embedded", res, list(layers), res.plan, res.plan.to_finn_json(), None, {"embedded": res.fps})
 
 
-def _mixed(layers: list[Any], board: Any, options: Any, target_fps: float | None) -> Design:
+def _mixed(layers: list[Any], board: Any, options: Any, target_fps: float | None, budget: Any = None) -> Design:
     from ..folding import optimise
     from ..folding.variants import finn_design, finn_folding, finn_names, specialize_config
 
-    res = optimise(layers, board, replace(options, impl_knob=True), target_fps=target_fps)
+    res = optimise(layers, board, replace(options, impl_knob=True), target_fps=target_fps, budget=budget)
     choice = dict(res.plan)
     impl = {n: f.impl_style for n, f in choice.items() if f.impl_style}
     built, plan = finn_design(layers, res.plan)
@@ -86,17 +86,18 @@ def _rtl_layers(model_file: Path, work: Path, board: Any, clock: float, variants
 
 
 def choose_design(model_file: Path, layers: list[Any], work: Path, board: Any, options: Any, *,
-                  target_fps: float | None = None, variants: str = "auto") -> Design:
-    """The design the fold stage keeps (module docstring); ``layers``: the embedded-threshold graph's."""
+                  target_fps: float | None = None, variants: str = "auto", budget: Any = None) -> Design:
+    """The design the fold stage keeps (module docstring); ``layers``: the embedded-threshold graph's; ``budget``
+    (default the board's) is what both graphs are folded into (a caller tightening it until FINN's report fits)."""
     if variants == "embedded" or options.open_simulatable:
-        return _embedded(layers, board, options, target_fps)
+        return _embedded(layers, board, options, target_fps, budget)
     clock = float(options.clock_mhz or board.clock_mhz)
     rtl, why = _rtl_layers(model_file, work, board, clock, variants)
     if variants == "mixed":
-        return _mixed(rtl, board, options, target_fps)
+        return _mixed(rtl, board, options, target_fps, budget)
     emb = err = None
     try:
-        emb = _embedded(layers, board, options, target_fps)
+        emb = _embedded(layers, board, options, target_fps, budget)
     except InfeasibleError as e:
         err = e
     if not rtl:
@@ -107,7 +108,7 @@ def choose_design(model_file: Path, layers: list[Any], work: Path, board: Any, o
         return replace(emb, fps={"embedded": emb.result.fps, "mixed": None},
                        note="FPS target reached by the embedded-threshold graph")
     try:
-        mix = _mixed(rtl, board, options, target_fps)
+        mix = _mixed(rtl, board, options, target_fps, budget)
     except InfeasibleError:
         if emb is None:
             raise err from None  # type: ignore[misc]
