@@ -540,10 +540,11 @@ def searched_arm(name: str, args, model, data, board, seed: int, cache: Cache, w
 
     cfg = arm_cfg(name, args)
     run_cfg = cfg if workers is None else {**cfg, "predictor_workers": workers}
-    finn_dir, hw_finn = work / name / "pruning" / "finn", work / "hw" / "pruning" / "finn"
-    if name != "hw" and hw_finn.is_dir() and not finn_dir.exists():  # the same unpruned model's FINN conversion
-        finn_dir.parent.mkdir(parents=True, exist_ok=True)
-        finn_dir.symlink_to(hw_finn.resolve(), target_is_directory=True)
+    for conv in ("finn", "finn_rtl"):  # the same unpruned model's FINN conversions (both graphs)
+        finn_dir, hw_finn = work / name / "pruning" / conv, work / "hw" / "pruning" / conv
+        if name != "hw" and hw_finn.is_dir() and not finn_dir.exists():
+            finn_dir.parent.mkdir(parents=True, exist_ok=True)
+            finn_dir.symlink_to(hw_finn.resolve(), target_is_directory=True)
 
     def make():
         target = HwTarget(board, FoldingOptions(clock_mhz=100.0, margin=OURS_MARGIN, finn_cycles=OURS_FINN_CYCLES))
@@ -605,9 +606,11 @@ def side_by_side_workers(workers: int, n_searches: int) -> int:
 
 def convert_unpruned_once(model, data, board, args, work: Path) -> None:
     """The unpruned model's FINN conversion for the searches' FPS predictors, made in ``work/hw/pruning/finn``
-    (where the hardware-aware search and the uniform arm look for it, and the mixed search links to) before the
+    (where the hardware-aware search and the uniform arm look for it, and the mixed search links to; the mixed
+    RTL/HLS-MVAU graph's in ``work/hw/pruning/finn_rtl``) before the
     searches start side by side: otherwise both would convert it at once, or one would link to a folder the other
     is still writing."""
+    from hapfpga.errors import HapError
     from hapfpga.finn.graph import hw_layers_from_qonnx
     from hapfpga.folding import FoldingOptions
     from hapfpga.pruning.hwmodel import export_for_finn
@@ -617,6 +620,8 @@ def convert_unpruned_once(model, data, board, args, work: Path) -> None:
     d = work / "hw" / "pruning"
     onnx = export_for_finn(model, tuple(data.input_shape), d / "unpruned_for_hw.qonnx.onnx")
     hw_layers_from_qonnx(onnx, d / "finn", board, options.clock_mhz, rtl=options.open_simulatable)
+    with contextlib.suppress(HapError):  # the mixed graph (hwmodel._mixed_variant), where FINN converts it
+        hw_layers_from_qonnx(onnx, d / "finn_rtl", board, options.clock_mhz, rtl=True, strict=False)
 
 
 def run_started() -> float:

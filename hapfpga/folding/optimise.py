@@ -436,14 +436,14 @@ def _problem_for(
         from .variants import mixed_impl_problem, twice_judged_rtl_cost
 
         problem = mixed_impl_problem(layers, board, kept.apply(board_budget), build=build_problem,
-                                     rtl_cost=_rtl_or(twice_judged_rtl_cost(board, clock), cost_fn),
+                                     rtl_cost=rtl_or_default(twice_judged_rtl_cost(board, clock), cost_fn),
                                      hls_cost=cost_fn, **kw)
     else:
         problem = build_problem(layers, kept.apply(board_budget), cost_fn, **kw)  # type: ignore[arg-type]
     return problem, clock, kept, board_budget
 
 
-def _rtl_or(rtl: CostFn, other: CostFn) -> CostFn:
+def rtl_or_default(rtl: CostFn, other: CostFn) -> CostFn:
     """``rtl`` on the RTL MVAUs, ``other`` (the default cost, FINN's cycles included) on every other layer."""
 
     def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:

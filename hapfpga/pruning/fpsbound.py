@@ -9,15 +9,17 @@ at which those per-resource sums fit is a lower bound on the optimum's max cycle
 FPS from above (the same formula as the optimiser's FPS, so ``bound >= fps`` holds in floats too). When no
 level fits, no folding fits at all (the exact answer, no solve needed).
 
-The layers' candidate tables (legal foldings and their cost, the same ``legal_foldings`` and cost model as the
-optimiser) are memoised by the layer's description, so a greedy step's trials, which differ in one or two layers,
+With ``options.impl_knob`` (the mixed RTL/HLS-MVAU graph, ``folding/variants.py``) an RTL MVAU's table holds its
+RTL foldings (costed as ``optimise`` costs them, DSPs judged twice) and its HLS twin's, as ``mixed_impl_problem``
+offers both. The layers' candidate tables (legal foldings and their cost, the same ``legal_foldings`` and cost
+model as the optimiser) are memoised by the layer's description, so a greedy step's trials, which differ in one or two layers,
 cost only those layers' enumerations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +68,12 @@ class Relaxation:
         styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
         self.space = o.space if o.space is not None else KnobSpace(ram_styles=styles)
         self.cost_fn = o.cost_fn or default_cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
+        self.rtl_cost = None
+        if o.impl_knob:  # the costs optimise gives the two implementations (folding.optimise._problem_for)
+            from ..folding.optimise import rtl_or_default
+            from ..folding.variants import twice_judged_rtl_cost
+
+            self.rtl_cost = rtl_or_default(twice_judged_rtl_cost(board, self.clock), self.cost_fn)
         self.weights = _weights(self.budget)
         self.stream_cost = None
         if o.edge_cost == "default" and o.infrastructure:  # FINN's minimal FIFO on every stream (build_problem)
@@ -82,8 +90,12 @@ class Relaxation:
             from ..folding.legal import legal_foldings, stream_widths
 
             rows = []
-            for f in legal_foldings(layer, self.space, depthwise_consumer=where[0]):
-                res, cyc = self.cost_fn(layer, f)
+            knob = self.rtl_cost is not None and layer.kind == "MVAU" and getattr(layer, "impl", "") == "rtl"
+            variants = [(layer, self.rtl_cost), (replace(layer, impl="hls"), self.cost_fn)] if knob else \
+                [(layer, self.cost_fn)]
+            for lay, cost_fn, f in [(x, c, f) for x, c in variants
+                                    for f in legal_foldings(x, self.space, depthwise_consumer=where[0])]:
+                res, cyc = cost_fn(lay, f)
                 if self.stream_cost is not None:  # as build_problem adds it to each candidate
                     i, o = stream_widths(layer, f)
                     res = res + self.stream_cost(i) * where[1] + (self.stream_cost(o) if where[2] else Resources())

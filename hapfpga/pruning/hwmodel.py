@@ -8,6 +8,7 @@ folds those specs per candidate is :mod:`hapfpga.pruning.predictor`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ def build_predictor(
     *,
     workers: int = 0,
     base_bits: Mapping[str, int] | None = None,
+    variants: str = "auto",
 ) -> tuple[HwPredictor, list[Any], Path]:
     """``HwPredictor`` for this model (FINN conversion of the unpruned model once, then scaling); returns it, the
     unpruned model's FINN layer specs and the specialised model they were read from.
@@ -54,6 +56,13 @@ def build_predictor(
     MVAUs get the narrower accumulators FINN gives them (``plan.pruned_acc_dt``, from the unpruned weights).
     Answers are cached on disk by a hash of the scaled specs (``predictor.default_cache_dir``:
     ``~/.cache/hapfpga/predictor``, ``HAPFPGA_PREDICTOR_CACHE`` another folder or ``off``).
+
+    ``variants`` is the graph choice of the fold that will be made (``folding.variants``, ``stages/variant.py``;
+    ``embedded`` where open tools take the design): under ``auto`` the spec also carries the mixed RTL/HLS-MVAU
+    graph (FINN's conversion with standalone thresholds, ``work_dir/finn_rtl``) as its ``variant`` and a
+    prediction is the faster fold, as the fold stage keeps it; under ``mixed`` only that graph is folded. Without
+    an RTL MVAU in that graph, or where FINN cannot convert it, ``auto`` folds the embedded graph alone, as the
+    fold stage does.
     """
     from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
     from .apply import hw_layer_shapes
@@ -70,7 +79,32 @@ def build_predictor(
         model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
         acc_contributions=dict(accumulator_contributions(spec_path)), dag_bits=_is_dag(model),
     )
+    if variants != "embedded" and not options.open_simulatable:
+        mixed = _mixed_variant(onnx, work_dir, board, spec, options, strict=variants == "mixed")
+        if mixed is not None:
+            spec = mixed if variants == "mixed" else replace(spec, variant=mixed)
     return HwPredictor(spec, workers=workers, cache_dir=default_cache_dir()), layers, spec_path
+
+
+def _mixed_variant(onnx: Path, work_dir: Path, board: Any, spec: PredictorSpec, options: FoldingOptions, *,
+                   strict: bool) -> PredictorSpec | None:
+    """The mixed graph's spec (``stages.variant._rtl_layers``' conversion, folded with ``impl_knob``; its bits
+    knobs followed along FINN's streams, standalone thresholds included), or None where it has no knob."""
+    from ..errors import HapError
+    from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
+    from ..folding.variants import rtl_mvaus
+
+    try:
+        rtl, rtl_path = hw_layers_from_qonnx(onnx, work_dir / "finn_rtl", board, options.clock_mhz, rtl=True,
+                                             strict=False)
+    except HapError:
+        if strict:
+            raise
+        return None
+    if not rtl_mvaus(rtl):
+        return None
+    return replace(spec, layers=tuple(rtl), options=replace(options, impl_knob=True), dag_bits=True,
+                   acc_contributions=dict(accumulator_contributions(rtl_path)))
 
 
 def _is_dag(model: torch.nn.Module) -> bool:

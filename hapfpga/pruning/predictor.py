@@ -2,7 +2,10 @@
 
 A prediction scales the unpruned model's FINN layer specs to a candidate's channel counts (and operand bits,
 ``plan.scale_layers``, ``bits.apply_operand_bits``) and folds them with the fold stage's own optimiser and
-options (:class:`~hapfpga.folding.options.FoldingOptions`), so no FINN run is needed per candidate. Everything a
+options (:class:`~hapfpga.folding.options.FoldingOptions`), so no FINN run is needed per candidate. Where the fold
+stage also folds its second graph (``hapfpga/stages/variant.py``: standalone thresholds, each MVAU RTL or HLS),
+the spec carries that graph as ``variant`` and a prediction is the faster of the two folds that fits, as the fold
+stage keeps it. Everything a
 prediction needs is one frozen, picklable :class:`PredictorSpec`: the multi-machine search publishes it to its
 workers, and a batch of predictions runs in spawned processes that receive it (``HwPredictor(workers=N)``).
 The spec is built from a model by ``hapfpga.pruning.hwmodel.build_predictor``.
@@ -24,7 +27,8 @@ from ..folding.options import FoldingOptions
 from ..types import Resources
 from .search import HwPoint
 
-__all__ = ["PredictorSpec", "HwPredictor", "HwTarget", "layers_key", "scaled_layers", "default_cache_dir"]
+__all__ = ["PredictorSpec", "HwPredictor", "HwTarget", "layers_key", "scaled_layers", "candidate_layers", "fold_candidate",
+           "default_cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class PredictorSpec:
     base_bits: Mapping[str, int] = field(default_factory=dict)
     acc_contributions: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
     dag_bits: bool = False  # bits knobs are activation quantisers followed along FINN's streams (bits.DAG_BITS_MODELS)
+    #: the fold stage's mixed graph (``stages/variant.py``): its FINN layer specs, folded with ``impl_knob``
+    #: (None: the fold stage folds one graph)
+    variant: PredictorSpec | None = None
 
 
 #: how many times ``pruning.folding_time_limit`` one solve may run (wall-clock: on a loaded machine a solve gets a
@@ -99,6 +106,33 @@ def scaled_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> list[Any]:
     return _with_bits(spec, layers, changed) if changed else layers
 
 
+#: the narrowest operand FINN's RTL MVAU takes (``_mvu_rtl_possible``: both widths at least 2 bits)
+RTL_MIN_BITS = 2
+
+
+def candidate_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> tuple[list[Any], list[Any] | None]:
+    """What a candidate folds: ``spec``'s layers scaled to ``counts`` and, with a ``variant``, the mixed graph's
+    (None where a bits knob goes below :data:`RTL_MIN_BITS`: FINN makes no RTL MVAU there, the variant is not
+    predicted and the embedded graph's fold is the answer, a lower FPS than the fold stage may reach)."""
+    from .bits import split_knobs
+
+    layers = scaled_layers(spec, counts)
+    if spec.variant is None or any(int(b) < RTL_MIN_BITS for b in split_knobs(counts)[1].values()):
+        return layers, None
+    return layers, scaled_layers(spec.variant, counts)
+
+
+def fold_candidate(spec: PredictorSpec, layers: list[Any], variant: list[Any] | None,
+                   optimise: Callable[..., Any]) -> HwPoint:
+    """The fold stage's choice (``stages.variant.choose_design``): the embedded graph's fold, or the mixed
+    graph's where it fits and is faster (a tie keeps the embedded graph)."""
+    a = fold_point(spec, layers, optimise)
+    if variant is None or spec.variant is None:
+        return a
+    b = fold_point(spec.variant, variant, optimise)
+    return b if b.fits and (not a.fits or b.fps > a.fps) else a
+
+
 def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., Any]) -> HwPoint:
     """The proven fastest folding of ``layers`` as an ``HwPoint`` (``fits=False``, 0 FPS when none fits)."""
     try:
@@ -114,7 +148,7 @@ def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., A
 
 def predict_point(spec: PredictorSpec, counts: Mapping[str, int], optimise: Callable[..., Any]) -> HwPoint:
     """One prediction: ``spec``'s layers scaled to ``counts`` and folded (``fits=False``, 0 FPS when none fits)."""
-    return fold_point(spec, scaled_layers(spec, counts), optimise)
+    return fold_candidate(spec, *candidate_layers(spec, counts), optimise)
 
 
 def _with_bits(spec: PredictorSpec, layers: list[Any], changed: Mapping[int, int]) -> list[Any]:
@@ -140,8 +174,8 @@ def _worker_init(spec: PredictorSpec) -> None:
     _WORKER_SPEC[:] = [spec]
 
 
-def _worker_fold(layers: list[Any]) -> HwPoint:
-    return fold_point(_WORKER_SPEC[0], layers, _default_optimise())
+def _worker_fold(item: tuple[list[Any], list[Any] | None]) -> HwPoint:
+    return fold_candidate(_WORKER_SPEC[0], *item, _default_optimise())
 
 
 def _key(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -178,15 +212,18 @@ def _code_hash() -> str:
     return _CODE_HASH[0]
 
 
-def layers_key(spec: PredictorSpec, layers: Sequence[Any]) -> str | None:
-    """The cache key of a prediction: a hash of everything that produced it (the scaled layer specs, the board,
-    the folding options but their time limit, which changes when a solve is proven, not what it proves, and the
-    code), or None when a part has no stable text (a custom ``cost_fn``/``edge_cost``: not cached on disk)."""
+def layers_key(spec: PredictorSpec, layers: Sequence[Any], variant: Sequence[Any] | None = None) -> str | None:
+    """The cache key of a prediction: a hash of everything that produced it (the scaled layer specs of each graph
+    folded, the board, the folding options but their time limit, which changes when a solve is proven, not what it
+    proves, and the code), or None when a part has no stable text (a custom ``cost_fn``/``edge_cost``: not cached
+    on disk)."""
     opts = dataclasses.replace(spec.options, time_limit=0.0)
     if opts.cost_fn is not None or callable(opts.edge_cost):
         return None
-    text = "\n".join([repr(list(layers)), repr(spec.board), repr(opts), _code_hash()])
-    return hashlib.sha256(text.encode()).hexdigest()
+    parts = [repr(list(layers)), repr(spec.board), repr(opts), _code_hash()]
+    if variant is not None and spec.variant is not None:
+        parts += [repr(list(variant)), repr(dataclasses.replace(spec.variant.options, time_limit=0.0))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class HwPredictor:
@@ -227,8 +264,8 @@ class HwPredictor:
             key = _key(c)
             if key in self._cache or key in lks:
                 continue
-            layers = scaled_layers(self.spec, c)
-            lks[key] = lk = layers_key(self.spec, layers) or f"counts:{key}"
+            layers = candidate_layers(self.spec, c)
+            lks[key] = lk = layers_key(self.spec, *layers) or f"counts:{key}"
             if lk in todo:
                 self.stats["memory_hits"] += 1
             elif self._known(lk, key, layers) is None:
@@ -239,7 +276,8 @@ class HwPredictor:
             self._cache[key] = self._by_layers[lk]
         return [self._cache[_key(c)] for c in batch]
 
-    def _known(self, lk: str, key: tuple[tuple[str, int], ...], layers: list[Any]) -> HwPoint | None:
+    def _known(self, lk: str, key: tuple[tuple[str, int], ...], layers: tuple[list[Any], list[Any] | None]
+               ) -> HwPoint | None:
         """The point from memory, disk or the bound (a relaxation that fits nothing), else None (to solve)."""
         if lk in self._by_layers:
             self.stats["memory_hits"] += 1
@@ -254,11 +292,11 @@ class HwPredictor:
             self._by_layers[lk] = point
         return point
 
-    def _solve(self, layers_list: list[list[Any]]) -> list[HwPoint]:
+    def _solve(self, layers_list: list[tuple[list[Any], list[Any] | None]]) -> list[HwPoint]:
         self.stats["solves"] += len(layers_list)
         if len(layers_list) > 1 and self.workers > 0 and self._optimise is None:
             return list(self._executor().map(_worker_fold, layers_list))
-        return [fold_point(self.spec, layers, self._optimise or _default_optimise()) for layers in layers_list]
+        return [fold_candidate(self.spec, *item, self._optimise or _default_optimise()) for item in layers_list]
 
     def upper_bound(self, counts: Mapping[str, int]) -> float:
         """An FPS the candidate's proven fastest folding never exceeds (0: it fits nothing); ``inf`` with a
@@ -270,14 +308,22 @@ class HwPredictor:
             return self._cache[key].fps
         return self.upper_bound_of(key).fps
 
-    def upper_bound_of(self, key: tuple[tuple[str, int], ...], layers: list[Any] | None = None) -> Any:
-        """:class:`~hapfpga.pruning.fpsbound.FpsBound` of the candidate ``key`` (its scaled ``layers`` if known)."""
+    def upper_bound_of(self, key: tuple[tuple[str, int], ...],
+                       layers: tuple[list[Any], list[Any] | None] | None = None) -> Any:
+        """:class:`~hapfpga.pruning.fpsbound.FpsBound` of the candidate ``key`` (its :func:`candidate_layers` if
+        known): with a variant, the larger of the two graphs' bounds (the fold keeps the faster)."""
         if key not in self._bounds:
-            if self._relaxation is None:
-                from .fpsbound import Relaxation
+            from .fpsbound import Relaxation
 
-                self._relaxation = Relaxation(self.spec.board, self.spec.options)
-            self._bounds[key] = self._relaxation.bound(layers or scaled_layers(self.spec, dict(key)))
+            if self._relaxation is None:
+                v = self.spec.variant
+                self._relaxation = (Relaxation(self.spec.board, self.spec.options),
+                                    None if v is None else Relaxation(v.board, v.options))
+            main, variant = layers or candidate_layers(self.spec, dict(key))
+            bounds = [self._relaxation[0].bound(main)]
+            if variant is not None and self._relaxation[1] is not None:
+                bounds.append(self._relaxation[1].bound(variant))
+            self._bounds[key] = max(bounds, key=lambda b: (b.fits, b.fps))
         return self._bounds[key]
 
     def _file(self, lk: str) -> Path | None:
@@ -326,9 +372,11 @@ class HwPredictor:
 @dataclass(frozen=True)
 class HwTarget:
     """The hardware a pruned design is for: the board, the fold stage's folding options (the predictor folds as
-    they say, ``FoldingOptions.for_predictor``) and, for tests and benchmarks, a predictor that replaces the
-    built-in one (any ``counts -> HwPoint`` callable)."""
+    they say, ``FoldingOptions.for_predictor``), the graphs it folds (``folding.variants``; ``embedded`` where
+    open tools take the design, ``stages.fold._for_open_tools``) and, for tests and benchmarks, a predictor that
+    replaces the built-in one (any ``counts -> HwPoint`` callable)."""
 
     board: Any = None
     folding: FoldingOptions = FoldingOptions()
     predictor: Callable[[Mapping[str, int]], HwPoint] | None = None
+    variants: str = "auto"

@@ -331,7 +331,7 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
         run.say("building the FPS predictor (FINN conversion of the unpruned model)")
         options = target.folding.for_predictor(cfg.folding_time_limit, cfg.predictor_space)
         hw_eval, _, _ = build_predictor(base, graph, run.data.input_shape, target.board, run.out_dir, options,
-                                        workers=cfg.predictor_workers,
+                                        workers=cfg.predictor_workers, variants=target.variants,
                                         base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
     cands = _candidates(cfg, full)
     cands.update(bits_cands)

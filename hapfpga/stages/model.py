@@ -54,7 +54,8 @@ def prune(ctx: Context, conf: Conf) -> StageOutput:
     from ..pruning import HwTarget, run_pruning_stage
 
     model, rep = run_pruning_stage(
-        conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset, HwTarget(conf.board, conf.folding_options),
+        conf.pruning, load_model(ctx.path("baseline.pt")), ctx.dataset,
+        HwTarget(conf.board, conf.folding_options, variants=predictor_variants(ctx)),
         ctx.run_dir, train_cfg=conf.train, seed=conf.seed,
         # one line per search step (also in DIR/pruning/search.log): plain text, not wrapped
         log=lambda line: ctx.console.print(line, markup=False, highlight=False, soft_wrap=True),
@@ -107,9 +108,18 @@ TRAIN = Stage(
     "train", train, outputs=("baseline.pt",), config=("model", "data", "train", "seed"), key_extra=_model_source,
     produces="the trained model",
 )
+def predictor_variants(ctx: Context) -> str:
+    """The graphs the fold stage will fold (``folding.variants``), which the pruning predictor folds too; with
+    open tools taking the design, the embedded one (``fold._for_open_tools`` keeps it over a mixed design)."""
+    from .fold import open_tool_stages
+
+    return "embedded" if open_tool_stages(ctx.cfg) else ctx.cfg.folding.variants
+
+
 PRUNE = Stage(
     "prune", prune, inputs=("train",), outputs=("pruned.pt",),
     # folding_options: the fold stage's FoldingOptions (hapfpga.folding.options), which the predictor folds with
     config=("pruning", "train", "seed", "board", "clock_mhz", "folding_options"), enabled=lambda cfg: bool(cfg.pruning),
+    key_extra=predictor_variants,
     produces="the pruned model",
 )

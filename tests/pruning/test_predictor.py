@@ -197,3 +197,119 @@ def test_pruned_accumulator_width_is_never_narrower_than_finns_over_random_layer
         counts["narrow"] += bits(pred) < bits(real)
         counts["below_unpruned"] += bits(pred) < bits(unpruned)
     assert counts["narrow"] == 0 and counts["exact"] >= 200 and counts["below_unpruned"] >= 150, counts
+
+
+
+class _Graphs:
+    """A stand-in ``optimise`` for a spec with a variant: the embedded graph's fold answers from ``emb``, the mixed
+    graph's (``options.impl_knob``) from ``mix``, each a counts -> (fps, fits) function of the layers (counts)."""
+
+    def __init__(self, emb, mix):
+        self.emb, self.mix, self.calls = emb, mix, []
+
+    def __call__(self, layers, board, options):
+        self.calls.append("mixed" if options.impl_knob else "embedded")
+        fps, fits = (self.mix if options.impl_knob else self.emb)(layers[0])
+        return SimpleNamespace(fps=fps, optimal=True, total=Resources(LUT=1.0 if fits else 20.0),
+                               budget=Resources(LUT=10.0), bottleneck="x", plan=None)
+
+
+def _hw_with_variant(solver):
+    board = SimpleNamespace(budget=Resources(LUT=10.0))
+    main = PredictorSpec((), ("fc0",), {"fc0": 8}, board, FoldingOptions())
+    return HwPredictor(replace(main, variant=replace(main, options=FoldingOptions(impl_knob=True))), optimise=solver)
+
+
+@pytest.mark.parametrize("emb, mix, want", [
+    ((100.0, True), (200.0, True), 200.0),  # the mixed graph faster: kept
+    ((100.0, True), (50.0, True), 100.0),  # slower: the embedded graph
+    ((100.0, True), (100.0, True), 100.0),  # a tie keeps the embedded graph
+    ((100.0, True), (300.0, False), 100.0),  # faster but over the budget: not kept
+    ((0.0, False), (80.0, True), 80.0),  # only the mixed graph fits
+])
+def test_a_prediction_is_the_fold_stages_choice_of_graph(counts_as_layers, emb, mix, want):
+    """``choose_design``'s rule (``stages/variant.py``): the faster fold that fits, a tie the embedded graph."""
+    solver = _Graphs(lambda c: emb, lambda c: mix)
+    point = _hw_with_variant(solver)({"fc0": 4})
+    assert point.fps == want and point.fits == (emb[1] or mix[1])
+    assert sorted(solver.calls) == ["embedded", "mixed"]
+
+
+def test_bits_below_the_rtl_minimum_fold_the_embedded_graph_alone(monkeypatch):
+    """FINN makes no RTL MVAU below 2-bit operands: such a candidate is not folded on the mixed graph."""
+    import hapfpga.pruning.predictor as pred
+
+    monkeypatch.setattr(pred, "scaled_layers", lambda spec, counts: [dict(counts)])
+    solver = _Graphs(lambda c: (100.0, True), lambda c: (500.0, True))
+    hw = _hw_with_variant(solver)
+    assert hw({"fc0": 4, "bits:fc0": 1}).fps == 100.0 and solver.calls == ["embedded"]
+    assert hw({"fc0": 4, "bits:fc0": 2}).fps == 500.0
+
+
+
+@pytest.mark.parametrize("section, want", [
+    ({}, "auto"),
+    ({"folding": {"variants": "embedded"}}, "embedded"),
+    ({"folding": {"variants": "mixed"}}, "mixed"),
+    ({"rtlsim": {}}, "embedded"),  # open tools take the design: the fold keeps the embedded graph
+    ({"deploy": {"emulate": True}}, "embedded"),
+])
+def test_the_prune_stage_predicts_the_graphs_the_fold_stage_folds(section, want):
+    """``hapfpga run``'s prune stage hands the predictor the fold's graph choice, and it is in the stage's key."""
+    from hapfpga.config import from_dict
+    from hapfpga.runconfig import RunConfig
+    from hapfpga.stages.model import PRUNE, predictor_variants
+
+    cfg = from_dict(RunConfig, {"pruning": {"method": "greedy"}, **section}, "")
+    assert predictor_variants(SimpleNamespace(cfg=cfg)) == want
+    assert PRUNE.key_extra is predictor_variants
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ds_cnn", "cnv"])
+def test_prediction_is_the_default_folds_choice_on_finns_conversion_of_pruned_lowered_models(kind, tmp_path):
+    """With ``variants: auto`` the predictor folds both graphs the fold stage folds (embedded thresholds, and the
+    mixed RTL/HLS-MVAU graph) and answers the faster: equal to ``choose_design`` (the fold stage, the
+    benchmark's margin) on FINN's own conversion of each pruned and bit-lowered model. DS-CNN: the mixed graph
+    wins (the unpruned model 2x); the CNV-like chain: lowered bits reach the standalone thresholds."""
+    from hapfpga.boards import load_board
+    from hapfpga.finn.graph import hw_layers_from_qonnx
+    from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
+    from hapfpga.pruning.hwmodel import build_predictor, export_for_finn
+    from hapfpga.pruning.importance import make_importance
+    from hapfpga.pruning.mixed import bits_knobs, with_operand_bits
+    from hapfpga.runconfig import ModelConfig
+    from hapfpga.stages.variant import choose_design
+    from hapfpga.zoo import build_model
+
+    board = load_board("pynq-z2")
+    if kind == "ds_cnn":
+        shape, opts = (1, 28, 28), {"channels": [64] * 5, "stem_kernel": 3, "stem_stride": 2, "pool": "avg"}
+    else:
+        shape, opts = (3, 16, 16), {"channels": [16, 16, 32, 32], "pool_after": [1], "fc": [64]}
+    m = build_model(ModelConfig(name=kind, weight_bits=4, act_bits=4, options=opts), shape, 10, seed=0).eval()
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
+    graph = ChannelGraph(m, x)
+    bits0, cands = bits_knobs(m, [4, 3, 2])
+    fold = FoldingOptions(clock_mhz=100.0, margin=0.0, finn_cycles=True)
+    hw, _, _ = build_predictor(m, graph, shape, board, tmp_path / "pred", fold.for_predictor(10.0),
+                               base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
+    assert hw.spec.variant is not None
+    full = {g: grp.channels for g, grp in graph.groups.items() if grp.prunable}
+    names, knobs = sorted(full), sorted(cands)
+    plans = [dict(full), {g: full[g] // 2 for g in names},
+             {**{g: (full[g] * 3 // 4 if i % 2 else full[g]) for i, g in enumerate(names)},
+              **{k: 3 for k in knobs[1::2]}}]
+    chosen = []
+    for i, counts in enumerate(plans):
+        chans = {k: v for k, v in counts.items() if not k.startswith("bits:")}
+        pruned = prune_to_counts(m, x, chans, make_importance("l1"), graph=graph)[0] if i else m
+        lowered = with_operand_bits(pruned, {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("bits:")})
+        q = export_for_finn(lowered, shape, tmp_path / f"p{i}.onnx")
+        layers, _ = hw_layers_from_qonnx(q, tmp_path / f"f{i}", board, 100.0)
+        d = choose_design(q, layers, tmp_path / f"f{i}", board, fold)
+        assert hw({**bits0, **counts}).fps == pytest.approx(d.result.fps, rel=1e-9), (counts, d.fps)
+        assert hw.upper_bound({**bits0, **counts}) >= d.result.fps * (1 - 1e-9)
+        chosen.append(d.variant)
+    if kind == "ds_cnn":
+        assert chosen[0] == "mixed"  # the graph the embedded-only predictor missed

@@ -65,6 +65,32 @@ def test_the_fps_bound_is_never_below_the_milps_optimum_nor_refuses_what_fits():
     assert seen["fits"] >= 10 and seen["bound_no_fit"] >= 3 and seen["tight"] >= 1, seen
 
 
+
+def test_the_fps_bound_holds_with_the_mvau_implementation_knob():
+    """The mixed graph's folds (``impl_knob``: each RTL MVAU RTL or HLS, ``folding/variants.py``): the relaxation
+    takes both implementations' foldings, so its bound is never below the optimum and never refuses what fits."""
+    seen = {"fits": 0, "hls_only_bound_low": 0}
+    for seed in range(30):
+        rng = random.Random(100 + seed)
+        wb = rng.choice([2, 4])
+        layers = [replace(x, impl="rtl", wdt=f"INT{wb}") if x.kind == "MVAU" else x
+                  for x in conv_chain(rng.choice([4, 8, 16]), rng.randint(5, 12), rng.choice([8, 16, 32, 48]),
+                                      rng.choice([2, 4, 10]), wbits=wb, acc_dt="INT12", out_dt="INT16")]
+        board = _random_board(rng)
+        opts = FoldingOptions(clock_mhz=100.0, margin=rng.choice([None, 0.0]), impl_knob=True).for_predictor(60.0)
+        bound = Relaxation(board, opts).bound(layers)
+        try:
+            res = optimise(layers, board, opts)
+        except InfeasibleError:
+            continue
+        assert bound.fits and bound.fps >= res.fps * (1 - 1e-12), seed
+        seen["fits"] += 1
+        hls = [replace(x, impl="hls") if x.kind == "MVAU" else x for x in layers]  # one implementation only
+        seen["hls_only_bound_low"] += Relaxation(board, replace(opts, impl_knob=False)).bound(hls).fps < res.fps
+    assert seen["fits"] >= 10, seen
+    assert seen["hls_only_bound_low"] >= 1, seen  # a bound over one implementation would refuse real designs
+
+
 def _chain_predictor(chains, monkeypatch, tmp_path, **kw):
     """A predictor whose candidate ``{"net": i}`` is ``chains[i]`` (the specs, unscaled), on a small board."""
     import hapfpga.pruning.predictor as pred
