@@ -19,7 +19,8 @@ Protocol (one seed; ``--seeds`` runs several and reports mean ± sd). The model 
 3. **Arms** (FPS from finn-plus's ``estimate_network_performance.json``, fit from ``estimate_layer_resources.json``
    against FINN's default limits LUT 0.7 / BRAM, DSP 0.8; accuracy on the test split):
    unpruned + SetFolding best fit (a scan of ``target_fps``: coarse, then a fine linear scan around the best),
-   unpruned + ours (``hapfpga.folding.optimise``), hardware-aware pruning (greedy, ``target: max_fps`` within
+   unpruned + ours (the fold stage's design, ``stages.variant.choose_design``: the embedded-threshold graph and
+   the mixed RTL/HLS-MVAU graph folded, the faster kept; FINN's report of it), hardware-aware pruning (greedy, ``target: max_fps`` within
    ``--max-drop`` of the baseline's validation accuracy, FPS predicted in the fold stage's own knob space) + ours
    and + SetFolding, uniform pruning (the keep ratio whose predicted FPS matches the hardware-aware arm) + ours
    and + SetFolding, uniform pruning held to the same accuracy rule (``--uniform-rule``, default on: the fastest
