@@ -123,14 +123,43 @@ def candidate_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> tuple[li
 
 
 def fold_candidate(spec: PredictorSpec, layers: list[Any], variant: list[Any] | None,
-                   optimise: Callable[..., Any]) -> HwPoint:
+                   optimise: Callable[..., Any], bound: Callable[[PredictorSpec, list[Any]], Any] | None = None
+                   ) -> HwPoint:
     """The fold stage's choice (``stages.variant.choose_design``): the embedded graph's fold, or the mixed
-    graph's where it fits and is faster (a tie keeps the embedded graph)."""
-    a = fold_point(spec, layers, optimise)
+    graph's where it fits and is faster (a tie keeps the embedded graph). With ``bound`` (:func:`relaxed_bound`:
+    an FPS no fold of the graph beats) the graph with the higher bound is folded first and the other only where
+    its bound could change the choice: the same answer, one solve fewer where the bounds tell the graphs apart."""
     if variant is None or spec.variant is None:
-        return a
-    b = fold_point(spec.variant, variant, optimise)
-    return b if b.fits and (not a.fits or b.fps > a.fps) else a
+        return fold_point(spec, layers, optimise)
+    graphs = ((spec, layers), (spec.variant, variant))
+    if bound is None:
+        return _choose(*(fold_point(s, x, optimise) for s, x in graphs))
+    bs = [bound(s, x) for s, x in graphs]
+    first = 1 if (bs[1].fits, bs[1].fps) > (bs[0].fits, bs[0].fps) else 0
+    got = fold_point(*graphs[first], optimise)
+    ob = bs[1 - first]
+    if not ob.fits or (got.fits and (ob.fps <= got.fps if first == 0 else ob.fps < got.fps)):
+        return got  # the other graph cannot fit, or cannot beat this fold (a tie keeps the embedded graph)
+    other = fold_point(*graphs[1 - first], optimise)
+    return _choose(got, other) if first == 0 else _choose(other, got)
+
+
+def _choose(embedded: HwPoint, mixed: HwPoint) -> HwPoint:
+    return mixed if mixed.fits and (not embedded.fits or mixed.fps > embedded.fps) else embedded
+
+
+_RELAXATIONS: dict[int, tuple[PredictorSpec, Any]] = {}
+
+
+def relaxed_bound(spec: PredictorSpec, layers: list[Any]) -> Any:
+    """:class:`~hapfpga.pruning.fpsbound.FpsBound` of ``layers`` folded as ``spec`` says (one memoised
+    ``Relaxation`` per spec object, in this process)."""
+    got = _RELAXATIONS.get(id(spec))
+    if got is None or got[0] is not spec:
+        from .fpsbound import Relaxation
+
+        got = _RELAXATIONS[id(spec)] = (spec, Relaxation(spec.board, spec.options))
+    return got[1].bound(layers)
 
 
 def fold_point(spec: PredictorSpec, layers: list[Any], optimise: Callable[..., Any]) -> HwPoint:
@@ -175,7 +204,7 @@ def _worker_init(spec: PredictorSpec) -> None:
 
 
 def _worker_fold(item: tuple[list[Any], list[Any] | None]) -> HwPoint:
-    return fold_candidate(_WORKER_SPEC[0], *item, _default_optimise())
+    return fold_candidate(_WORKER_SPEC[0], *item, _default_optimise(), relaxed_bound)
 
 
 def _key(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -247,7 +276,6 @@ class HwPredictor:
         self._cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
         self._by_layers: dict[str, HwPoint] = {}
         self._bounds: dict[tuple[tuple[str, int], ...], Any] = {}
-        self._relaxation: Any = None
         self._pool: Any = None
         self.stats = {"solves": 0, "memory_hits": 0, "disk_hits": 0, "bound_no_fit": 0}
 
@@ -296,7 +324,9 @@ class HwPredictor:
         self.stats["solves"] += len(layers_list)
         if len(layers_list) > 1 and self.workers > 0 and self._optimise is None:
             return list(self._executor().map(_worker_fold, layers_list))
-        return [fold_candidate(self.spec, *item, self._optimise or _default_optimise()) for item in layers_list]
+        if self._optimise is not None:  # a stand-in solver: no cost model to bound with
+            return [fold_candidate(self.spec, *item, self._optimise) for item in layers_list]
+        return [fold_candidate(self.spec, *item, _default_optimise(), relaxed_bound) for item in layers_list]
 
     def upper_bound(self, counts: Mapping[str, int]) -> float:
         """An FPS the candidate's proven fastest folding never exceeds (0: it fits nothing); ``inf`` with a
@@ -313,16 +343,10 @@ class HwPredictor:
         """:class:`~hapfpga.pruning.fpsbound.FpsBound` of the candidate ``key`` (its :func:`candidate_layers` if
         known): with a variant, the larger of the two graphs' bounds (the fold keeps the faster)."""
         if key not in self._bounds:
-            from .fpsbound import Relaxation
-
-            if self._relaxation is None:
-                v = self.spec.variant
-                self._relaxation = (Relaxation(self.spec.board, self.spec.options),
-                                    None if v is None else Relaxation(v.board, v.options))
             main, variant = layers or candidate_layers(self.spec, dict(key))
-            bounds = [self._relaxation[0].bound(main)]
-            if variant is not None and self._relaxation[1] is not None:
-                bounds.append(self._relaxation[1].bound(variant))
+            bounds = [relaxed_bound(self.spec, main)]
+            if variant is not None and self.spec.variant is not None:
+                bounds.append(relaxed_bound(self.spec.variant, variant))
             self._bounds[key] = max(bounds, key=lambda b: (b.fits, b.fps))
         return self._bounds[key]
 

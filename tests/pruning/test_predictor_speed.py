@@ -91,6 +91,40 @@ def test_the_fps_bound_holds_with_the_mvau_implementation_knob():
     assert seen["hls_only_bound_low"] >= 1, seen  # a bound over one implementation would refuse real designs
 
 
+
+def test_folding_the_graph_with_the_higher_bound_first_gives_the_choice_of_folding_both():
+    """``fold_candidate`` with bounds (the predictor's default) answers what folding both graphs answers (the
+    fold stage's choice), over random embedded/mixed pairs and boards, and skips the second solve on some."""
+    from hapfpga.pruning.predictor import fold_candidate, relaxed_bound
+
+    calls = {"bounded": 0, "both": 0}
+
+    def counted(tag):
+        def opt(layers, board, options):
+            calls[tag] += 1
+            return optimise(layers, board, options)
+        return opt
+
+    seen = {"mixed": 0, "embedded": 0, "none": 0}
+    for seed in range(30):
+        rng = random.Random(300 + seed)
+        wb = rng.choice([2, 4])
+        emb = conv_chain(rng.choice([4, 8, 16]), rng.randint(5, 12), rng.choice([8, 16, 32, 48]),
+                         rng.choice([2, 4, 10]), wbits=wb, acc_dt="INT12", out_dt="INT16")
+        mix = [replace(x, impl="rtl", wdt=f"INT{wb}") if x.kind == "MVAU" else x for x in emb]
+        board = _random_board(rng)
+        opts = FoldingOptions(clock_mhz=100.0, margin=0.0).for_predictor(60.0)
+        spec = PredictorSpec((), ("net",), {"net": 1}, board, opts)
+        spec = replace(spec, variant=replace(spec, options=replace(opts, impl_knob=True)))
+        got = fold_candidate(spec, emb, mix, counted("bounded"), relaxed_bound)
+        want = fold_candidate(spec, emb, mix, counted("both"))
+        assert (got.fps, got.fits) == (want.fps, want.fits), seed
+        seen["none" if not want.fits else "mixed" if want.plan is not None and any(
+            f.impl_style for f in dict(want.plan).values()) else "embedded"] += 1
+    assert calls["both"] == 60 and calls["bounded"] < calls["both"], calls
+    assert seen["embedded"] and seen["mixed"], seen  # both graphs win somewhere: the comparison is not vacuous
+
+
 def _chain_predictor(chains, monkeypatch, tmp_path, **kw):
     """A predictor whose candidate ``{"net": i}`` is ``chains[i]`` (the specs, unscaled), on a small board."""
     import hapfpga.pruning.predictor as pred
