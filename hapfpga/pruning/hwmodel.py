@@ -62,7 +62,9 @@ def build_predictor(
     graph (FINN's conversion with standalone thresholds, ``work_dir/finn_rtl``) as its ``variant`` and a
     prediction is the faster fold, as the fold stage keeps it; under ``mixed`` only that graph is folded. Without
     an RTL MVAU in that graph, or where FINN cannot convert it, ``auto`` folds the embedded graph alone, as the
-    fold stage does.
+    fold stage does; and also where the fold keeps the embedded graph for the unpruned model (:func:`_mixed_is_faster`:
+    a pruned candidate's mixed fold can then still be faster, which the fold stage finds and the prediction
+    misses: never an over-prediction).
     """
     from ..finn.graph import accumulator_contributions, hw_layers_from_qonnx
     from .apply import hw_layer_shapes
@@ -81,9 +83,22 @@ def build_predictor(
     )
     if variants != "embedded" and not options.open_simulatable:
         mixed = _mixed_variant(onnx, work_dir, board, spec, options, strict=variants == "mixed")
-        if mixed is not None:
-            spec = mixed if variants == "mixed" else replace(spec, variant=mixed)
+        if mixed is not None and variants == "mixed":
+            spec = mixed
+        elif mixed is not None and _mixed_is_faster(spec, mixed):
+            spec = replace(spec, variant=mixed)
     return HwPredictor(spec, workers=workers, cache_dir=default_cache_dir()), layers, spec_path
+
+
+def _mixed_is_faster(spec: PredictorSpec, mixed: PredictorSpec) -> bool:
+    """Whether the fold stage keeps the mixed graph for the unpruned model (``predictor.fold_candidate``'s rule):
+    only then does the predictor fold it per candidate too. Folding both graphs for every candidate cost
+    ``examples/prune_cnv_digits.yaml`` 449 -> ~770 CPU-s for the same trajectory and design (CNV-w2a2 on the
+    Pynq-Z2, where LUTs bind and the mixed graph is never faster)."""
+    from .predictor import _default_optimise, fold_point
+
+    a, b = (fold_point(x, list(x.layers), _default_optimise()) for x in (spec, mixed))
+    return b.fits and (not a.fits or b.fps > a.fps)
 
 
 def _mixed_variant(onnx: Path, work_dir: Path, board: Any, spec: PredictorSpec, options: FoldingOptions, *,
