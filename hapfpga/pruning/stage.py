@@ -333,6 +333,9 @@ def _setup_channels(run: _Run, target: HwTarget) -> _Channels:
         hw_eval, _, _ = build_predictor(base, graph, run.data.input_shape, target.board, run.out_dir, options,
                                         workers=cfg.predictor_workers, variants=target.variants,
                                         base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
+        if hw_eval.spec.variant is not None:
+            run.say("the FPS predictor folds both graphs the fold stage folds (embedded thresholds; RTL/HLS MVAUs) "
+                    "and keeps the faster")
     cands = _candidates(cfg, full)
     cands.update(bits_cands)
     return _Channels(graph=graph, groups=groups, full=full, importance=importance, acc_val0=acc_val0,

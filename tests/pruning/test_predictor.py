@@ -271,9 +271,9 @@ def test_prediction_is_the_default_folds_choice_on_finns_conversion_of_pruned_lo
     """With ``variants: auto`` the predictor folds both graphs the fold stage folds (embedded thresholds, and the
     mixed RTL/HLS-MVAU graph) where the fold keeps the mixed one for the unpruned model, and answers the faster:
     equal to ``choose_design`` (the fold stage, the benchmark's margin) on FINN's own conversion of each pruned and
-    bit-lowered model. DS-CNN: the mixed graph wins (the unpruned model 2x). The CNV-like chain: the fold keeps
-    the embedded graph unpruned, so the predictor folds it alone: equal to the embedded fold, never above the
-    fold stage's choice."""
+    bit-lowered model. DS-CNN: the mixed graph wins (the unpruned model 2x). Where the fold keeps the embedded
+    graph for the unpruned model the predictor folds it alone: equal to the embedded fold, never above the fold
+    stage's choice. The CNV-like chain: lowered bits reach the standalone thresholds."""
     from hapfpga.boards import load_board
     from hapfpga.finn.graph import hw_layers_from_qonnx
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
@@ -296,7 +296,7 @@ def test_prediction_is_the_default_folds_choice_on_finns_conversion_of_pruned_lo
     fold = FoldingOptions(clock_mhz=100.0, margin=0.0, finn_cycles=True)
     hw, _, _ = build_predictor(m, graph, shape, board, tmp_path / "pred", fold.for_predictor(10.0),
                                base_bits={k.split(":", 1)[1]: v for k, v in bits0.items()})
-    assert (hw.spec.variant is not None) == (kind == "ds_cnn")
+    kept = hw.spec.variant is not None
     full = {g: grp.channels for g, grp in graph.groups.items() if grp.prunable}
     names, knobs = sorted(full), sorted(cands)
     plans = [dict(full), {g: full[g] // 2 for g in names},
@@ -311,12 +311,13 @@ def test_prediction_is_the_default_folds_choice_on_finns_conversion_of_pruned_lo
         layers, _ = hw_layers_from_qonnx(q, tmp_path / f"f{i}", board, 100.0)
         d = choose_design(q, layers, tmp_path / f"f{i}", board, fold)
         got = hw({**bits0, **counts}).fps
-        if hw.spec.variant is None:
+        if not kept:
             emb = choose_design(q, layers, tmp_path / f"f{i}", board, fold, variants="embedded").result.fps
             assert got == pytest.approx(emb, rel=1e-9) and got <= d.result.fps * (1 + 1e-9), (counts, d.fps)
         else:
             assert got == pytest.approx(d.result.fps, rel=1e-9), (counts, d.fps)
             assert hw.upper_bound({**bits0, **counts}) >= d.result.fps * (1 - 1e-9)
         chosen.append(d.variant)
+    assert kept == (chosen[0] == "mixed")  # the predictor carries the mixed graph where the unpruned fold keeps it
     if kind == "ds_cnn":
-        assert chosen[0] == "mixed"  # the graph the embedded-only predictor missed
+        assert kept  # the graph the embedded-only predictor missed
