@@ -158,6 +158,8 @@ def relaxed_bound(spec: PredictorSpec, layers: list[Any]) -> Any:
     if got is None or got[0] is not spec:
         from .fpsbound import Relaxation
 
+        if len(_RELAXATIONS) >= 16:  # a predictor has one or two specs: keep a process's memo small
+            _RELAXATIONS.clear()
         got = _RELAXATIONS[id(spec)] = (spec, Relaxation(spec.board, spec.options))
     return got[1].bound(layers)
 
