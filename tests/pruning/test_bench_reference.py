@@ -10,8 +10,6 @@ import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning_vs_finn.py"
 _spec = importlib.util.spec_from_file_location("pruning_vs_finn_ref", BENCH)
 bench = importlib.util.module_from_spec(_spec)
@@ -31,23 +29,27 @@ def _setup(seed: int):
     return model.eval(), SimpleNamespace(x_test=d.x_test, y_test=d.y_test), (x_fit, y_fit, x_val, y_val)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_distill_reference_is_the_stronger_of_plain_and_distilled(tmp_path, seed):
-    model, data, splits = _setup(seed)
-    args = bench.make_parser().parse_args(["--distill", "--ft-lr", "0.002"])
-    cache, key = bench.Cache(tmp_path), {"base": f"tfc-{seed}"}
-    row, refs = bench.reference_row(args, model, data, splits, seed, cache, key, 1.0)
-    assert set(refs) == {"distilled", "plain"}
-    assert refs["distilled"] != refs["plain"]  # the two procedures really differ here (else max() is untested)
-    assert row["accuracy"] == max(refs.values())
-    # each variant is the fine-tune it names: the plain one is what the benchmark gives without --distill
-    plain_row, plain_refs = bench.reference_row(bench.make_parser().parse_args(["--ft-lr", "0.002"]), model, data,
-                                                splits, seed, cache, key, 1.0)
-    assert plain_refs == {"plain": refs["plain"]} and plain_row["accuracy"] == refs["plain"]
-    # both came from the cache the second time (same figures, two model files only)
-    assert len(list(tmp_path.glob("reference_*.pt"))) == 2
-    again, again_refs = bench.reference_row(args, model, data, splits, seed, cache, key, 1.0)
-    assert again_refs == refs and (again[bench.TEST_CORRECT] == row[bench.TEST_CORRECT]).all()
+def test_distill_reference_is_the_stronger_of_plain_and_distilled(tmp_path):
+    """On seeds 0 and 1; the two procedures must differ on at least one of them (else max() is untested): on a
+    450-image test split they can tie on one seed (seed 0 on some machines: 91.11 % both)."""
+    differ = []
+    for seed in (0, 1):
+        model, data, splits = _setup(seed)
+        args = bench.make_parser().parse_args(["--distill", "--ft-lr", "0.002"])
+        cache, key = bench.Cache(tmp_path / str(seed)), {"base": f"tfc-{seed}"}
+        row, refs = bench.reference_row(args, model, data, splits, seed, cache, key, 1.0)
+        assert set(refs) == {"distilled", "plain"}
+        differ.append(refs["distilled"] != refs["plain"])
+        assert row["accuracy"] == max(refs.values())
+        # each variant is the fine-tune it names: the plain one is what the benchmark gives without --distill
+        plain_row, plain_refs = bench.reference_row(bench.make_parser().parse_args(["--ft-lr", "0.002"]), model,
+                                                    data, splits, seed, cache, key, 1.0)
+        assert plain_refs == {"plain": refs["plain"]} and plain_row["accuracy"] == refs["plain"]
+        # both came from the cache the second time (same figures, two model files only)
+        assert len(list((tmp_path / str(seed)).glob("reference_*.pt"))) == 2
+        again, again_refs = bench.reference_row(args, model, data, splits, seed, cache, key, 1.0)
+        assert again_refs == refs and (again[bench.TEST_CORRECT] == row[bench.TEST_CORRECT]).all()
+    assert any(differ), "plain and distilled references tie on every seed: the max() rule is not exercised"
 
 
 def test_references_trained_in_other_processes_are_the_references_the_main_process_trains(tmp_path):
