@@ -132,7 +132,10 @@ def test_greedy_search_log_has_one_line_per_step_agreeing_with_the_report(zoo_mo
     lines = _step_lines(log)
     steps = [p for p in lines if p["phase"] == "greedy"]
     history = rep["history"]
-    assert len(history) >= 3, "the search must take steps that remove channels"
+    # at least one committed step; how many of the 5 pass the step rule depends on the training's numerics (3+
+    # on CI, 1 and then rejected steps on another fresh install): rejected steps have lines of their own below
+    assert len(history) >= 2, "the search must take a step that removes channels"
+    assert len(history) - 1 + len(rep["rejected"]) >= 3, "the log must show several search steps"
     assert [p["index"] for p in steps] == list(range(1, len(history)))
     for p, h in zip(steps, history[1:], strict=True):
         assert p["changed"] == h["changed"] and p["value"] == h["counts"][h["changed"]]
