@@ -95,9 +95,10 @@ def _mixed_is_faster(spec: PredictorSpec, mixed: PredictorSpec) -> bool:
     only then does the predictor fold it per candidate too. Folding both graphs for every candidate cost
     ``examples/prune_cnv_digits.yaml`` 449 -> ~770 CPU-s for the same trajectory and design (CNV-w2a2 on the
     Pynq-Z2, where LUTs bind and the mixed graph is never faster)."""
-    from .predictor import _default_optimise, fold_point
+    from ..folding.optimise import optimise
+    from .predictor import fold_point
 
-    a, b = (fold_point(x, list(x.layers), _default_optimise()) for x in (spec, mixed))
+    a, b = (fold_point(x, list(x.layers), optimise) for x in (spec, mixed))
     return b.fits and (not a.fits or b.fps > a.fps)
 
 
