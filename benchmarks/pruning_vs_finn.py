@@ -123,7 +123,7 @@ T0 = time.perf_counter()
 #: sources whose code produced each cached result (hashed into the cache key)
 TRAIN_CODE = ("hapfpga/zoo", "hapfpga/quant.py", "hapfpga/data.py", "hapfpga/train.py")
 PRUNE_CODE = (*TRAIN_CODE, "hapfpga/pruning", "hapfpga/folding", "hapfpga/estimate", "hapfpga/finn", "hapfpga/export.py")
-FINN_CODE = ("hapfpga/finn", "hapfpga/folding", "hapfpga/estimate")
+FINN_CODE = ("hapfpga/finn", "hapfpga/folding", "hapfpga/estimate", "hapfpga/stages/variant.py")  # + choose_design
 #: ``ours_job`` folds at the board's whole budget (FINN's report is the judge, as for SetFolding) and for the FPS
 #: FINN's report will say (``finn_cycles``: its sliding-window formula where it differs from the RTL's, D10), so the
 #: search's FPS predictor folds the same way: no ``folding.margin``, ``folding.finn_cycles``
