@@ -123,18 +123,18 @@ def candidate_layers(spec: PredictorSpec, counts: Mapping[str, int]) -> tuple[li
 
 
 def fold_candidate(spec: PredictorSpec, layers: list[Any], variant: list[Any] | None,
-                   optimise: Callable[..., Any], bound: Callable[[PredictorSpec, list[Any]], Any] | None = None
-                   ) -> HwPoint:
+                   optimise: Callable[..., Any], bounds: tuple[Any, Any] | None = None) -> HwPoint:
     """The fold stage's choice (``stages.variant.choose_design``): the embedded graph's fold, or the mixed
-    graph's where it fits and is faster (a tie keeps the embedded graph). With ``bound`` (:func:`relaxed_bound`:
-    an FPS no fold of the graph beats) the graph with the higher bound is folded first and the other only where
-    its bound could change the choice: the same answer, one solve fewer where the bounds tell the graphs apart."""
+    graph's where it fits and is faster (a tie keeps the embedded graph). With ``bounds`` (each graph's
+    :func:`relaxed_bound`: an FPS no fold of it beats) the graph with the higher bound is folded first and the
+    other only where its bound could change the choice: the same answer, one solve fewer where the bounds tell the
+    graphs apart."""
     if variant is None or spec.variant is None:
         return fold_point(spec, layers, optimise)
     graphs = ((spec, layers), (spec.variant, variant))
-    if bound is None:
+    if bounds is None:
         return _choose(*(fold_point(s, x, optimise) for s, x in graphs))
-    bs = [bound(s, x) for s, x in graphs]
+    bs = list(bounds)
     first = 1 if (bs[1].fits, bs[1].fps) > (bs[0].fits, bs[0].fps) else 0
     got = fold_point(*graphs[first], optimise)
     ob = bs[1 - first]
@@ -205,8 +205,9 @@ def _worker_init(spec: PredictorSpec) -> None:
     _WORKER_SPEC[:] = [spec]
 
 
-def _worker_fold(item: tuple[list[Any], list[Any] | None]) -> HwPoint:
-    return fold_candidate(_WORKER_SPEC[0], *item, _default_optimise(), relaxed_bound)
+def _worker_fold(item: tuple[list[Any], list[Any] | None, tuple[Any, Any] | None]) -> HwPoint:
+    layers, variant, bounds = item
+    return fold_candidate(_WORKER_SPEC[0], layers, variant, _default_optimise(), bounds)
 
 
 def _key(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
@@ -278,6 +279,7 @@ class HwPredictor:
         self._cache: dict[tuple[tuple[str, int], ...], HwPoint] = {}
         self._by_layers: dict[str, HwPoint] = {}
         self._bounds: dict[tuple[tuple[str, int], ...], Any] = {}
+        self._graph_bounds: dict[tuple[tuple[str, int], ...], tuple[Any, Any]] = {}  # (embedded, mixed) per key
         self._pool: Any = None
         self.stats = {"solves": 0, "memory_hits": 0, "disk_hits": 0, "bound_no_fit": 0}
 
@@ -288,7 +290,7 @@ class HwPredictor:
 
     def predict_many(self, batch: Sequence[Mapping[str, int]]) -> list[HwPoint]:
         """Each candidate's point, in order; the ones no cache nor bound answers are solved (in the workers)."""
-        todo: dict[str, list[Any]] = {}
+        todo: dict[str, tuple[Any, ...]] = {}
         lks: dict[tuple[tuple[str, int], ...], str] = {}
         for c in batch:
             key = _key(c)
@@ -298,8 +300,8 @@ class HwPredictor:
             lks[key] = lk = layers_key(self.spec, *layers) or f"counts:{key}"
             if lk in todo:
                 self.stats["memory_hits"] += 1
-            elif self._known(lk, key, layers) is None:
-                todo[lk] = layers
+            elif self._known(lk, key, layers) is None:  # its bounds are known now (upper_bound_of)
+                todo[lk] = (*layers, self._graph_bounds.get(key))
         for lk, point in zip(todo, self._solve(list(todo.values())), strict=True):
             self._store(lk, point)
         for key, lk in lks.items():
@@ -322,13 +324,14 @@ class HwPredictor:
             self._by_layers[lk] = point
         return point
 
-    def _solve(self, layers_list: list[tuple[list[Any], list[Any] | None]]) -> list[HwPoint]:
-        self.stats["solves"] += len(layers_list)
-        if len(layers_list) > 1 and self.workers > 0 and self._optimise is None:
-            return list(self._executor().map(_worker_fold, layers_list))
-        if self._optimise is not None:  # a stand-in solver: no cost model to bound with
-            return [fold_candidate(self.spec, *item, self._optimise) for item in layers_list]
-        return [fold_candidate(self.spec, *item, _default_optimise(), relaxed_bound) for item in layers_list]
+    def _solve(self, items: list[tuple[Any, ...]]) -> list[HwPoint]:
+        """Fold each (layers, mixed-graph layers, their bounds): the bounds the no-fit check computed order the two
+        graphs' folds (none with a stand-in solver: no cost model to bound with)."""
+        self.stats["solves"] += len(items)
+        if len(items) > 1 and self.workers > 0 and self._optimise is None:
+            return list(self._executor().map(_worker_fold, items))
+        return [fold_candidate(self.spec, *item[:2], self._optimise or _default_optimise(),
+                               None if self._optimise is not None else item[2]) for item in items]
 
     def upper_bound(self, counts: Mapping[str, int]) -> float:
         """An FPS the candidate's proven fastest folding never exceeds (0: it fits nothing); ``inf`` with a
@@ -349,6 +352,7 @@ class HwPredictor:
             bounds = [relaxed_bound(self.spec, main)]
             if variant is not None and self.spec.variant is not None:
                 bounds.append(relaxed_bound(self.spec.variant, variant))
+                self._graph_bounds[key] = (bounds[0], bounds[1])
             self._bounds[key] = max(bounds, key=lambda b: (b.fits, b.fps))
         return self._bounds[key]
 

@@ -116,7 +116,8 @@ def test_folding_the_graph_with_the_higher_bound_first_gives_the_choice_of_foldi
         opts = FoldingOptions(clock_mhz=100.0, margin=0.0).for_predictor(60.0)
         spec = PredictorSpec((), ("net",), {"net": 1}, board, opts)
         spec = replace(spec, variant=replace(spec, options=replace(opts, impl_knob=True)))
-        got = fold_candidate(spec, emb, mix, counted("bounded"), relaxed_bound)
+        bounds = (relaxed_bound(spec, emb), relaxed_bound(spec.variant, mix))
+        got = fold_candidate(spec, emb, mix, counted("bounded"), bounds)
         want = fold_candidate(spec, emb, mix, counted("both"))
         assert (got.fps, got.fits) == (want.fps, want.fits), seed
         seen["none" if not want.fits else "mixed" if want.plan is not None and any(
