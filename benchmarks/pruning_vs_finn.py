@@ -567,17 +567,12 @@ def shares_uniform_search(args) -> bool:
     return args.start == "uniform" and bool(args.uniform_rule)
 
 
-# what the sparse training depends on (besides the model, data and seed): its cache key
-SPARSE_KEYS = ("sparsify_epochs", "sparsify_strength", "importance", "val_fraction", "lr", "finetune_schedule",
-               "distill")
-
-
 def sparse_start(args, model, data, seed: int, cache: Cache, work: Path, base_key: dict):
     """``--sparsify-epochs``: the sparse training every searched arm starts with (``hapfpga.pruning.stage.
     sparse_train`` under the hw arm's config: the uniform and mixed arms train the same way), made once a seed and
     cached, instead of once in each arm (three times, two of them side by side)."""
     from hapfpga.pruning.results import SparseModel
-    from hapfpga.pruning.stage import sparse_train
+    from hapfpga.pruning.stage import sparse_config, sparse_train
 
     cfg = arm_cfg("hw", args)
 
@@ -585,7 +580,7 @@ def sparse_start(args, model, data, seed: int, cache: Cache, work: Path, base_ke
         sm = sparse_train(cfg, model, data, work / "sparse", seed=seed, log=lambda s: say("  " + s))
         return sm.model, {"settings": dict(sm.settings), "info": dict(sm.info)}
 
-    m, info = cached_model(cache, "sparse", {"base": base_key, **{k: cfg[k] for k in SPARSE_KEYS}}, make)
+    m, info = cached_model(cache, "sparse", {"base": base_key, **sparse_config(cfg)}, make)
     return SparseModel(m, info["settings"], info["info"])
 
 

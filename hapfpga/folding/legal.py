@@ -43,6 +43,7 @@ from ..types import LayerFolding
 __all__ = [
     "MAX_ALLOWED_AP_INT_W",
     "KnobSpace",
+    "board_space",
     "divisors",
     "legal_foldings",
     "stream_widths",
@@ -128,6 +129,13 @@ class KnobSpace:
 
 #: the full knob space on a part without URAM
 DEFAULT_SPACE = KnobSpace()
+
+
+def board_space(board: object) -> KnobSpace:
+    """The full knob space on ``board``: URAM among the weight RAM styles where the part has URAM."""
+    if board.budget.URAM > 0:  # type: ignore[attr-defined]
+        return KnobSpace(ram_styles=("block", "distributed", "ultra"))
+    return DEFAULT_SPACE
 
 
 def divisors(n: int) -> list[int]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import InfeasibleError
 from ..types import FoldingPlan, LayerFolding, Resources
-from .legal import DEFAULT_SPACE, KnobSpace, legal_foldings, stream_widths
+from .legal import DEFAULT_SPACE, KnobSpace, board_space, legal_foldings, stream_widths
 from .options import FoldingOptions
 from .solver import (
     DEFAULT_KEYS,
@@ -422,10 +422,7 @@ def _problem_for(
     clock = float(o.clock_mhz or board.clock_mhz)
     board_budget = budget or board.budget
     kept = _margin(board, budget, o.margin, o.finn_compat)
-    space = o.space
-    if space is None:
-        styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
-        space = KnobSpace(ram_styles=styles)
+    space = o.space if o.space is not None else board_space(board)
     cost_fn = o.cost_fn or default_cost_fn(clock, board, o.finn_compat, o.finn_cycles)
     edge_cost, stream_cost = o.edge_cost, None
     if edge_cost == "default":
@@ -433,23 +430,13 @@ def _problem_for(
     kw = {"space": space, "keys": o.keys, "stream_cost": stream_cost, "edge_cost": edge_cost,
           "tie_conv_swg": o.tie_conv_swg}
     if o.impl_knob:
-        from .variants import mixed_impl_problem, twice_judged_rtl_cost
+        from .variants import impl_cost, mixed_impl_problem
 
         problem = mixed_impl_problem(layers, board, kept.apply(board_budget), build=build_problem,
-                                     rtl_cost=rtl_or_default(twice_judged_rtl_cost(board, clock), cost_fn),
-                                     hls_cost=cost_fn, **kw)
+                                     rtl_cost=impl_cost(board, clock, cost_fn), hls_cost=cost_fn, **kw)
     else:
         problem = build_problem(layers, kept.apply(board_budget), cost_fn, **kw)  # type: ignore[arg-type]
     return problem, clock, kept, board_budget
-
-
-def rtl_or_default(rtl: CostFn, other: CostFn) -> CostFn:
-    """``rtl`` on the RTL MVAUs, ``other`` (the default cost, FINN's cycles included) on every other layer."""
-
-    def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
-        return rtl(layer, f) if layer.kind == "MVAU" and layer.impl == "rtl" else other(layer, f)
-
-    return cost
 
 
 @dataclass(frozen=True)

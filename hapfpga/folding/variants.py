@@ -27,7 +27,7 @@ from typing import Any
 from ..types import LayerFolding, Resources
 from .solver import Problem, Unit
 
-__all__ = ["rtl_mvaus", "twice_judged_rtl_cost", "mixed_impl_problem", "finn_names", "specialize_config",
+__all__ = ["rtl_mvaus", "twice_judged_rtl_cost", "impl_cost", "mixed_impl_problem", "finn_names", "specialize_config",
            "finn_folding"]
 
 
@@ -46,6 +46,19 @@ def twice_judged_rtl_cost(board: Any, clock_mhz: float) -> Callable[[Any, LayerF
             return ours.resources, int(ours.cycles)
         finn = estimate_layer(layer, f, clock_mhz, board=board, finn_compat=True)
         return replace(ours.resources, DSP=max(ours.resources.DSP, finn.resources.DSP)), int(ours.cycles)
+
+    return cost
+
+
+def impl_cost(board: Any, clock_mhz: float, default: Callable[[Any, LayerFolding], tuple[Resources, int]]
+              ) -> Callable[[Any, LayerFolding], tuple[Resources, int]]:
+    """The cost an RTL-MVAU graph's layers get under the implementation knob: :func:`twice_judged_rtl_cost` on the
+    RTL MVAUs, ``default`` (the HLS twins' cost, FINN's cycles included where it says so) on every other layer.
+    ``folding.optimise`` builds its problem with it and ``pruning.fpsbound`` bounds that problem with it."""
+    rtl = twice_judged_rtl_cost(board, clock_mhz)
+
+    def cost(layer: Any, f: LayerFolding) -> tuple[Resources, int]:
+        return rtl(layer, f) if layer.kind == "MVAU" and layer.impl == "rtl" else default(layer, f)
 
     return cost
 

@@ -55,7 +55,7 @@ class Relaxation:
     _tables: dict[tuple[str, str | None], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from ..folding.legal import KnobSpace
+        from ..folding.legal import board_space
         from ..folding.margin import Margin, resolve_margin
 
         o, board = self.options, self.board
@@ -65,15 +65,13 @@ class Relaxation:
         budget = kept.apply(board.budget)
         self.keys = tuple(o.keys)
         self.budget = np.array([float(getattr(budget, k)) for k in self.keys])
-        styles = ("block", "distributed", "ultra") if board.budget.URAM > 0 else ("block", "distributed")
-        self.space = o.space if o.space is not None else KnobSpace(ram_styles=styles)
+        self.space = o.space if o.space is not None else board_space(board)
         self.cost_fn = o.cost_fn or default_cost_fn(self.clock, board, o.finn_compat, o.finn_cycles)
         self.rtl_cost = None
         if o.impl_knob:  # the costs optimise gives the two implementations (folding.optimise._problem_for)
-            from ..folding.optimise import rtl_or_default
-            from ..folding.variants import twice_judged_rtl_cost
+            from ..folding.variants import impl_cost
 
-            self.rtl_cost = rtl_or_default(twice_judged_rtl_cost(board, self.clock), self.cost_fn)
+            self.rtl_cost = impl_cost(board, self.clock, self.cost_fn)
         self.weights = _weights(self.budget)
         self.stream_cost = None
         if o.edge_cost == "default" and o.infrastructure:  # FINN's minimal FIFO on every stream (build_problem)

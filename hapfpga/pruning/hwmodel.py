@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..folding.options import FoldingOptions
-from .predictor import HwPredictor, PredictorSpec, default_cache_dir
+from .predictor import HwPoint, HwPredictor, PredictorSpec, default_cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -62,7 +62,7 @@ def build_predictor(
     graph (FINN's conversion with standalone thresholds, ``work_dir/finn_rtl``) as its ``variant`` and a
     prediction is the faster fold, as the fold stage keeps it; under ``mixed`` only that graph is folded. Without
     an RTL MVAU in that graph, or where FINN cannot convert it, ``auto`` folds the embedded graph alone, as the
-    fold stage does; and also where the fold keeps the embedded graph for the unpruned model (:func:`_mixed_is_faster`:
+    fold stage does; and also where the fold keeps the embedded graph for the unpruned model (:func:`_gate`:
     a pruned candidate's mixed fold can then still be faster, which the fold stage finds and the prediction
     misses: never an over-prediction).
     """
@@ -81,25 +81,32 @@ def build_predictor(
         model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
         acc_contributions=dict(accumulator_contributions(spec_path)), dag_bits=_is_dag(model),
     )
+    unpruned = None
     if variants != "embedded" and not options.open_simulatable:
         mixed = _mixed_variant(onnx, work_dir, board, spec, options, strict=variants == "mixed")
         if mixed is not None and variants == "mixed":
             spec = mixed
-        elif mixed is not None and _mixed_is_faster(spec, mixed):
-            spec = replace(spec, variant=mixed)
-    return HwPredictor(spec, workers=workers, cache_dir=default_cache_dir()), layers, spec_path
+        elif mixed is not None:
+            spec, unpruned = _gate(spec, mixed)
+    hw = HwPredictor(spec, workers=workers, cache_dir=default_cache_dir())
+    if unpruned is not None:
+        hw.remember({}, unpruned)
+    return hw, layers, spec_path
 
 
-def _mixed_is_faster(spec: PredictorSpec, mixed: PredictorSpec) -> bool:
-    """Whether the fold stage keeps the mixed graph for the unpruned model (``predictor.fold_candidate``'s rule):
-    only then does the predictor fold it per candidate too. Folding both graphs for every candidate cost
-    ``examples/prune_cnv_digits.yaml`` 449 -> ~770 CPU-s for the same trajectory and design (CNV-w2a2 on the
-    Pynq-Z2, where LUTs bind and the mixed graph is never faster)."""
+def _gate(spec: PredictorSpec, mixed: PredictorSpec) -> tuple[PredictorSpec, HwPoint]:
+    """(the spec the predictor folds, its prediction of the unpruned model). The spec carries the mixed graph only
+    where the fold stage keeps that graph for the unpruned model (``predictor.fold_candidate``'s rule). Folding
+    both graphs for every candidate cost ``examples/prune_cnv_digits.yaml`` 449 -> ~770 CPU-s for the same
+    trajectory and design (CNV-w2a2 on the Pynq-Z2, where LUTs bind and the mixed graph is never faster). The
+    unpruned point is the first thing a search asks: the predictor is handed it, not folded again."""
     from ..folding.optimise import optimise
-    from .predictor import fold_point
+    from .predictor import candidate_layers, fold_point
 
-    a, b = (fold_point(x, list(x.layers), optimise) for x in (spec, mixed))
-    return b.fits and (not a.fits or b.fps > a.fps)
+    both = replace(spec, variant=mixed)
+    layers, variant = candidate_layers(both, {})
+    a, b = fold_point(spec, layers, optimise), fold_point(mixed, variant, optimise)
+    return (both, b) if b.fits and (not a.fits or b.fps > a.fps) else (spec, a)
 
 
 def _mixed_variant(onnx: Path, work_dir: Path, board: Any, spec: PredictorSpec, options: FoldingOptions, *,

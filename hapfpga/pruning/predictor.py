@@ -308,6 +308,15 @@ class HwPredictor:
             self._cache[key] = self._by_layers[lk]
         return [self._cache[_key(c)] for c in batch]
 
+    def remember(self, counts: Mapping[str, int], point: HwPoint) -> None:
+        """Take ``point`` as the prediction of ``counts``, folded elsewhere with this predictor's spec and rule
+        (``hwmodel._gate`` folds the unpruned model to choose the spec): cached like a solve's answer."""
+        layers = candidate_layers(self.spec, counts)
+        lk = layers_key(self.spec, *layers)
+        if lk is not None:
+            self._store(lk, point)
+        self._cache[_key(counts)] = point
+
     def _known(self, lk: str, key: tuple[tuple[str, int], ...], layers: tuple[list[Any], list[Any] | None]
                ) -> HwPoint | None:
         """The point from memory, disk or the bound (a relaxation that fits nothing), else None (to solve)."""

@@ -193,12 +193,17 @@ def _sparse_trains(cfg: PruningConfig) -> bool:
     return cfg.method != "unstructured" and cfg.sparsify_epochs > 0
 
 
+def sparse_config(section: Mapping[str, Any] | PruningConfig) -> dict[str, Any]:
+    """The pruning settings the sparse training's outcome depends on (with the model, data and seed; ``exclude``
+    and the model make its groups): a cache key of :func:`sparse_train`'s model (``benchmarks/pruning_vs_finn.py``)."""
+    cfg = parse_pruning_config(section)
+    return {"epochs": cfg.sparsify_epochs, "strength": cfg.sparsify_strength, "lr": cfg.lr, "distill": cfg.distill,
+            "schedule": cfg.finetune_schedule, "val_fraction": cfg.val_fraction, "exclude": sorted(cfg.exclude)}
+
+
 def _sparse_settings(run: _Run, groups: list[str]) -> dict[str, Any]:
     """What the sparse training's outcome depends on besides the model and data: checked when one is handed over."""
-    cfg = run.cfg
-    return {"epochs": cfg.sparsify_epochs, "strength": cfg.sparsify_strength, "lr": cfg.lr, "distill": cfg.distill,
-            "schedule": cfg.finetune_schedule, "groups": sorted(groups), "seed": run.seed,
-            "val_fraction": cfg.val_fraction}
+    return {**sparse_config(run.cfg), "groups": sorted(groups), "seed": run.seed}
 
 
 def _sparse_train(run: _Run) -> SparseModel:

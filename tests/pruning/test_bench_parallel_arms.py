@@ -177,11 +177,14 @@ def test_the_uniform_arms_report_becomes_the_stages_pick():
 def test_every_searched_arm_trains_sparse_as_the_shared_model_was(extra):
     """The one sparse model is valid for the uniform, hardware-aware and mixed arms: the settings it is made (and
     cached) with are the same in each arm's config."""
-    args = bench.make_parser().parse_args(["--importance", "bn_scale", "--sparsify-epochs", "2", *extra])
-    made = {k: bench.arm_cfg("hw", args)[k] for k in bench.SPARSE_KEYS}
-    assert made["sparsify_epochs"] == 2 and made["importance"] == "bn_scale"
+    from hapfpga.pruning.stage import sparse_config
+
+    args = bench.resolve_defaults(bench.make_parser().parse_args(["--importance", "bn_scale", "--sparsify-epochs", "2",
+                                                                  *extra]))
+    made = sparse_config(bench.arm_cfg("hw", args))
+    assert made["epochs"] == 2 and made["distill"] == ("--distill" in extra)
     for arm in ("urule", "mixed"):
-        assert {k: bench.arm_cfg(arm, args).get(k) for k in bench.SPARSE_KEYS} == made, arm
+        assert sparse_config(bench.arm_cfg(arm, args)) == made, arm
 
 
 def test_polish_epochs_keep_the_baseline_while_the_final_fine_tune_changes():

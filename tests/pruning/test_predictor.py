@@ -220,19 +220,45 @@ def _hw_with_variant(solver):
     return HwPredictor(replace(main, variant=replace(main, options=FoldingOptions(impl_knob=True))), optimise=solver)
 
 
-@pytest.mark.parametrize("emb, mix, want", [
+#: (embedded fold, mixed fold, the fold stage's choice) as (fps, fits) pairs and the chosen FPS
+CHOICES = [
     ((100.0, True), (200.0, True), 200.0),  # the mixed graph faster: kept
     ((100.0, True), (50.0, True), 100.0),  # slower: the embedded graph
     ((100.0, True), (100.0, True), 100.0),  # a tie keeps the embedded graph
     ((100.0, True), (300.0, False), 100.0),  # faster but over the budget: not kept
     ((0.0, False), (80.0, True), 80.0),  # only the mixed graph fits
-])
+]
+
+
+@pytest.mark.parametrize("emb, mix, want", CHOICES)
 def test_a_prediction_is_the_fold_stages_choice_of_graph(counts_as_layers, emb, mix, want):
     """``choose_design``'s rule (``stages/variant.py``): the faster fold that fits, a tie the embedded graph."""
     solver = _Graphs(lambda c: emb, lambda c: mix)
     point = _hw_with_variant(solver)({"fc0": 4})
     assert point.fps == want and point.fits == (emb[1] or mix[1])
     assert sorted(solver.calls) == ["embedded", "mixed"]
+
+
+@pytest.mark.parametrize("emb, mix, want", CHOICES)
+def test_the_gate_keeps_the_mixed_graph_as_the_fold_stage_and_hands_over_the_unpruned_fold(
+        counts_as_layers, monkeypatch, emb, mix, want):
+    """``hwmodel._gate``: the predictor carries the mixed graph iff the fold stage keeps it for the unpruned model,
+    and is handed that fold: the search's first question (the unpruned model) costs no second solve."""
+    from hapfpga.pruning.hwmodel import _gate
+
+    fo = importlib.import_module("hapfpga.folding.optimise")  # the package exports the function under this name
+    monkeypatch.setattr(fo, "optimise", _Graphs(lambda c: emb, lambda c: mix))
+    main = PredictorSpec((), ("fc0",), {"fc0": 8}, SimpleNamespace(budget=Resources(LUT=10.0)), FoldingOptions())
+    mixed = replace(main, options=FoldingOptions(impl_knob=True))
+    spec, point = _gate(main, mixed)
+    assert point.fps == want and (spec.variant is mixed) == (want != emb[0])
+    solver = _Graphs(lambda c: pytest.fail("solved again") if c == 8 else emb,
+                     lambda c: pytest.fail("solved again") if c == 8 else mix)
+    hw = HwPredictor(spec, optimise=solver)
+    hw.remember({}, point)
+    assert hw({"fc0": 8}) == point and hw({}) == point  # any spelling of the unpruned counts
+    assert hw.stats["solves"] == 0 and solver.calls == []
+    assert hw({"fc0": 4}).fps == want and hw.stats["solves"] == 1  # another candidate is folded
 
 
 def test_bits_below_the_rtl_minimum_fold_the_embedded_graph_alone(monkeypatch):
@@ -311,6 +337,7 @@ def test_prediction_is_the_default_folds_choice_on_finns_conversion_of_pruned_lo
         layers, _ = hw_layers_from_qonnx(q, tmp_path / f"f{i}", board, 100.0)
         d = choose_design(q, layers, tmp_path / f"f{i}", board, fold)
         got = hw({**bits0, **counts}).fps
+        assert i or hw.stats["solves"] == 0  # the gate's unpruned fold is the first answer (hwmodel._gate)
         if not kept:
             emb = choose_design(q, layers, tmp_path / f"f{i}", board, fold, variants="embedded").result.fps
             assert got == pytest.approx(emb, rel=1e-9) and got <= d.result.fps * (1 + 1e-9), (counts, d.fps)
