@@ -132,7 +132,8 @@ def _small_board():
 def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_path):
     """Predictor (FINN conversion of the unpruned model once, scaled specs) == ``optimise`` on FINN's conversion
     of each pruned model, at the fold stage's default margin and at none (``ours_job``: the board's whole
-    budget), for three plans of a zoo CNN on a budget that binds."""
+    budget), for three plans of a zoo CNN on a budget that binds. The embedded-threshold graph alone (the graph
+    choice is the next test's)."""
     from hapfpga.finn.graph import hw_layers_from_qonnx
     from hapfpga.folding import FoldingOptions, optimise
     from hapfpga.pruning.apply import ChannelGraph, prune_to_counts
@@ -148,8 +149,9 @@ def test_predicted_fps_is_the_fold_of_finns_conversion_of_the_pruned_model(tmp_p
     x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
     graph = ChannelGraph(m, x)
     full = {g: grp.channels for g, grp in graph.groups.items() if grp.prunable}
-    hws = {mg: build_predictor(m, graph, shape, board, tmp_path / "pred",
-                               FoldingOptions(clock_mhz=100.0, margin=mg).for_predictor(10.0))[0] for mg in (None, 0.0)}
+    hws = {mg: build_predictor(m, graph, shape, board, tmp_path / f"pred{mg}",
+                               FoldingOptions(clock_mhz=100.0, margin=mg).for_predictor(10.0),
+                               variants="embedded")[0] for mg in (None, 0.0)}
     names = sorted(full)
     plans = [dict(full), {g: full[g] // 2 for g in names},
              {g: (full[g] // 4 if i % 2 else full[g]) for i, g in enumerate(names)}]
