@@ -81,17 +81,21 @@ def build_predictor(
         model_layers=tuple(hw_layer_shapes(model, order)), base_bits={k: int(v) for k, v in (base_bits or {}).items()},
         acc_contributions=dict(accumulator_contributions(spec_path)), dag_bits=_is_dag(model),
     )
-    unpruned = None
-    if variants != "embedded" and not options.open_simulatable:
-        mixed = _mixed_variant(onnx, work_dir, board, spec, options, strict=variants == "mixed")
-        if mixed is not None and variants == "mixed":
-            spec = mixed
-        elif mixed is not None:
-            spec, unpruned = _gate(spec, mixed)
+    spec, unpruned = _graphs(spec, onnx, work_dir, variants)
     hw = HwPredictor(spec, workers=workers, cache_dir=default_cache_dir())
     if unpruned is not None:
         hw.remember({}, unpruned)
     return hw, layers, spec_path
+
+
+def _graphs(spec: PredictorSpec, onnx: Path, work_dir: Path, variants: str) -> tuple[PredictorSpec, HwPoint | None]:
+    """(the spec the predictor folds for ``variants``, its unpruned fold where :func:`_gate` made it, else None)."""
+    if variants == "embedded" or spec.options.open_simulatable:
+        return spec, None
+    mixed = _mixed_variant(onnx, work_dir, spec.board, spec, spec.options, strict=variants == "mixed")
+    if mixed is None:
+        return spec, None
+    return (mixed, None) if variants == "mixed" else _gate(spec, mixed)
 
 
 def _gate(spec: PredictorSpec, mixed: PredictorSpec) -> tuple[PredictorSpec, HwPoint]:
