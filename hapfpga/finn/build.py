@@ -279,13 +279,18 @@ def step_hap_round_thresholds(model: Any, cfg: Any) -> Any:
 
 
 from .avgpool import step_hap_avgpool_shift  # noqa: E402  (no finn import)
-from .streamline import step_streamline_fork_layouts, step_streamline_forks  # noqa: E402  (no finn import)
+from .streamline import (  # noqa: E402  (no finn import)
+    step_streamline_dwconv,
+    step_streamline_fork_layouts,
+    step_streamline_forks,
+)
 
 #: Our steps and the finn-plus step each runs right after (when that step is in the list).
 HAP_STEPS_AFTER: dict[str, tuple[Any, ...]] = {
     "step_qonnx_to_finn": (step_hap_avgpool_shift,),  # TruncAvgPool2d's shift when the kernel area is not 2^n
-    # 1D convolutions as 2D (qonnx Change3DTo4DTensors); then float scales moved through forks and joins
-    "step_tidy_up": (step_hap_1d_to_4d, step_streamline_forks),
+    # 1D convolutions as 2D (qonnx Change3DTo4DTensors); then float scales moved through forks and joins, and
+    # channelwise scales past depthwise convolutions (finn-examples' MobileNet-v1 streamlining)
+    "step_tidy_up": (step_hap_1d_to_4d, step_streamline_forks, step_streamline_dwconv),
     "step_streamline": (step_streamline_fork_layouts,),  # NCHW<->NHWC transposes around forks cancelled
     "step_convert_to_hw": (step_hap_round_thresholds,),
 }

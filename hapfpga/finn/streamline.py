@@ -23,13 +23,21 @@ same in two steps placed around FINN's own ``step_streamline`` (``HAP_STEPS_AFTE
 
 Both steps change nothing on a graph without forks (every tensor has one consumer), so chain models build
 exactly as with finn-plus's own step list.
+
+A third, :func:`step_streamline_dwconv` (before ``step_streamline`` too), is finn-examples' MobileNet-v1 build
+(``build/mobilenet-v1/custom_steps.py``: ``step_mobilenet_streamline``): Brevitas' ``MobileNet``
+(``brevitas_examples.imagenet_classification``) scales its pointwise activations per channel, and FINN's
+``Streamline`` moves scalar scales past convolutions only, so the channelwise ``Mul`` stays in front of each
+depthwise ``Conv``, whose ``Im2Col`` then reads floats and maps to no hardware layer. ``MoveMulPastDWConv`` swaps
+the two (a channelwise scale commutes with a depthwise convolution) and ``AbsorbMulIntoMultiThreshold`` folds it
+into the thresholds after. It changes nothing where no such ``Mul`` exists (per-tensor scales, every zoo model).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "check_joins_integer", "has_forks", "FORK_ROUNDS",
+__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "step_streamline_dwconv", "check_joins_integer", "has_forks", "FORK_ROUNDS",
            "merge_identical_siblings", "SIBLING_OPS"]
 
 #: finn-examples' ResNet-50 build loops linear + fork/join streamlining four times (``step_resnet50_streamline``)
@@ -89,6 +97,26 @@ def step_streamline_forks(model: Any, cfg: Any) -> Any:
     from finn.transformation.streamline.reorder import MoveOpPastFork
 
     return _tidy(model.transform(MoveOpPastFork(["MaxPool"])))
+
+
+def step_streamline_dwconv(model: Any, cfg: Any) -> Any:
+    """Move channelwise scales past depthwise convolutions into the thresholds after them (module docstring);
+    the model unchanged where FINN's streamlining leaves no channelwise ``Mul`` in front of a depthwise ``Conv``."""
+    if not any(n.op_type == "Conv" and _group(n) > 1 for n in model.graph.node):
+        return model
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.absorb import AbsorbMulIntoMultiThreshold
+    from finn.transformation.streamline.reorder import MoveMulPastDWConv
+
+    streamlined = model.transform(Streamline())
+    moved = streamlined.transform(MoveMulPastDWConv())
+    if [n.op_type for n in moved.graph.node] == [n.op_type for n in streamlined.graph.node]:
+        return model  # no channelwise Mul met a depthwise Conv: FINN's own step_streamline follows unchanged
+    return _tidy(moved.transform(AbsorbMulIntoMultiThreshold()))
+
+
+def _group(node: Any) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
 
 
 #: Op types :func:`merge_identical_siblings` merges (no weights, nothing stateful: equal inputs give equal outputs)

@@ -408,7 +408,8 @@ def _set_tensor(owner: Any, attr: str, new: Any) -> None:
 
 
 def _fix_shape_attrs(module: Any, old: int, new: int, *, skip_self: bool = False) -> None:
-    """Rewrite stored broadcast shapes such as Brevitas' ``stats_output_shape`` ``(C, 1, 1, 1)``.
+    """Rewrite stored broadcast shapes such as Brevitas' ``stats_output_shape`` ``(C, 1, 1, 1)``, in the modules
+    and in their quantisers' injectors (:func:`_rebind_injector_shapes`).
 
     Any tuple attribute of a (sub)module with exactly one non-1 entry equal to ``old`` is a per-channel shape.
     """
@@ -418,10 +419,41 @@ def _fix_shape_attrs(module: Any, old: int, new: int, *, skip_self: bool = False
         if skip_self and owner is module:
             continue
         for k, v in list(vars(owner).items()):
-            if isinstance(v, tuple) and v and all(isinstance(e, int) for e in v):
-                big = [i for i, e in enumerate(v) if e != 1]
-                if len(big) == 1 and v[big[0]] == old:
-                    setattr(owner, k, tuple(new if i == big[0] else e for i, e in enumerate(v)))
+            if _per_channel(v, old):
+                setattr(owner, k, tuple(new if e == old else e for e in v))
+        _rebind_injector_shapes(owner, old, new)
+
+
+def _per_channel(v: Any, channels: int) -> bool:
+    """A shape tuple with exactly one non-1 entry, equal to ``channels``."""
+    if not (isinstance(v, tuple) and v and all(isinstance(e, int) for e in v)):
+        return False
+    big = [e for e in v if e != 1]
+    return len(big) == 1 and big[0] == channels
+
+
+def _rebind_injector_shapes(owner: Any, old: int, new: int) -> None:
+    """Rebind the per-channel shapes of a Brevitas quant proxy's injector (``quant_injector.let``). Brevitas
+    re-creates a quantiser from its injector on every ``load_state_dict`` (``config.REINIT_ON_STATE_DICT_LOAD``);
+    an activation quantiser scaled per channel (``scaling_per_output_channel=True``,
+    ``per_channel_broadcastable_shape=(1, C, 1, 1)``, as Brevitas' MobileNet-v1 has on its pointwise layers) kept
+    the unpruned ``C`` there, so restoring a pruned model's best weights failed ("size mismatch ... [1, 6, 1, 1]
+    from checkpoint, [1, 8, 1, 1] in current model")."""
+    inj = getattr(owner, "quant_injector", None)
+    if inj is None or not hasattr(inj, "let"):
+        return
+    fixed = {}
+    for k in dir(inj):
+        if k.startswith("_") or "shape" not in k:
+            continue
+        try:
+            v = getattr(inj, k)
+        except Exception:  # a dependency this injector cannot resolve on its own: not a stored shape
+            continue
+        if _per_channel(v, old):
+            fixed[k] = tuple(new if e == old else e for e in v)
+    if fixed:
+        owner.quant_injector = inj.let(**fixed)
 
 
 def _prune_channel_tensors(module: Any, channels: int, remove: Sequence[int]) -> None:

@@ -1,11 +1,13 @@
 """Property: any legal keep-count plan on any model prunes without an internal error.
 
 For every zoo model (the registry is iterated, so a model added to ``hapfpga.zoo.MODELS`` is covered without
-editing this file) and every graph kind of ``graph_models.py`` (depthwise-separable, residual with a 1×1 or an
-identity shortcut, 1D, MLP), random plans drawn from a seeded generator — random kept *indices* per prunable
+editing this file), every graph kind of ``graph_models.py`` (depthwise-separable, residual with a 1×1 or an
+identity shortcut, 1D, MLP) and users' files nobody here wrote (Brevitas' MobileNet-v1, per-channel activation
+scales), random plans drawn from a seeded generator — random kept *indices* per prunable
 group, counts anywhere from 1 to all — must:
 
-1. prune to exactly the planned channel counts and run forward to finite outputs of the unpruned shape;
+1. prune to exactly the planned channel counts and run forward to finite outputs of the unpruned shape, and
+   survive a ``load_state_dict`` round trip (a fine-tune restoring its best weights) with equal outputs;
 2. export to QONNX with the pruned weight shapes;
 3. convert to a FINN HW graph whose MVAU/VVAU shapes are the ones :func:`hapfpga.pruning.plan.scale_layers`
    predicts from the unpruned model's conversion (what the hardware-aware search relies on).
@@ -17,6 +19,7 @@ elements not 192``) is a fixed case.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import zlib
 from pathlib import Path
@@ -40,6 +43,20 @@ SHAPE_FIELDS = ("mw", "mh", "n_vectors", "channels", "ifm_ch", "ifm_dim", "ofm_d
                 "lhs_shape", "rhs_shape", "out_shape", "inp_shape")
 ISSUE_13_PLAN = {"features.conv0": 64, "features.conv1": 16, "features.conv2": 64, "features.conv3": 128,
                  "features.conv4": 256, "features.conv5": 192, "classifier.fc0": 32, "classifier.fc1": 144}
+
+
+#: users' model files nobody here wrote (tests/conformance/userfiles): name -> (factory options, input shape)
+USER_FILES = {"mobilenet_v1_model": ({"width": 0.125, "stages": 3}, (3, 16, 16))}
+
+
+def _user_model(name: str):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parents[1] / "conformance" / "userfiles" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    opts, shape = USER_FILES[name]
+    torch.manual_seed(0)
+    return mod.make(shape, 10, **opts).eval(), shape
 
 
 def _zoo_names() -> list[str]:
@@ -70,16 +87,23 @@ def _case(case: str):
         kind, name = case.split(":")
         if kind == "zoo":
             model, shape = _zoo_model(name)
+        elif kind == "user":
+            model, shape = _user_model(name)
         else:
             model = graph_models.build(name)
             shape = graph_models.GRAPH_MODELS[name].input_shape
         torch.manual_seed(0)
         x = torch.rand(3, *shape)
-        _CACHE[case] = (model, shape, ChannelGraph(model, x))
+        model.train()  # a trained model's quantisers: runtime statistics collected (Brevitas' 30 steps), as the
+        with torch.no_grad():  # searches prune them; an untrained one has no scale parameters to restore
+            for _ in range(32):
+                model(torch.rand(8, *shape))
+        _CACHE[case] = (model.eval(), shape, ChannelGraph(model, x))
     return _CACHE[case]
 
 
-CASES = [f"zoo:{n}" for n in _zoo_names()] + [f"graph:{n}" for n in graph_models.GRAPH_MODELS]
+CASES = ([f"zoo:{n}" for n in _zoo_names()] + [f"graph:{n}" for n in graph_models.GRAPH_MODELS]
+         + [f"user:{n}" for n in USER_FILES])
 
 
 def random_keep(graph: ChannelGraph, rng) -> dict[str, list[int]]:
@@ -100,6 +124,14 @@ def _check_pruned(graph: ChannelGraph, keep: dict[str, list[int]]):
         want = len(keep.get(name, range(grp.channels)))
         for p in grp.producers:
             assert ch[p] == want, (name, p, ch[p], want)
+    # a fine-tune restores its best weights with load_state_dict, where Brevitas re-creates every quantiser from
+    # its injector: the pruned shapes must be there too (per-channel activation scales of Brevitas' MobileNet)
+    twin = copy.deepcopy(pruned)
+    twin.load_state_dict(pruned.state_dict())
+    x = graph.example_input
+    with torch.no_grad():
+        a, b = twin.eval()(x), pruned.eval()(x)
+        assert torch.equal(getattr(a, "value", a), getattr(b, "value", b))
     return pruned
 
 
