@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "step_streamline_dwconv", "check_joins_integer", "has_forks", "FORK_ROUNDS",
-           "merge_identical_siblings", "SIBLING_OPS"]
+__all__ = ["step_streamline_forks", "step_streamline_fork_layouts", "step_streamline_dwconv", "check_joins_integer",
+           "has_forks", "FORK_ROUNDS", "merge_identical_siblings", "SIBLING_OPS"]
 
 #: finn-examples' ResNet-50 build loops linear + fork/join streamlining four times (``step_resnet50_streamline``)
 FORK_ROUNDS = 4
