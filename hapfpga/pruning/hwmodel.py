@@ -105,12 +105,13 @@ def _gate(spec: PredictorSpec, mixed: PredictorSpec) -> tuple[PredictorSpec, HwP
     trajectory and design (CNV-w2a2 on the Pynq-Z2, where LUTs bind and the mixed graph is never faster). The
     unpruned point is the first thing a search asks: the predictor is handed it, not folded again."""
     from ..folding.optimise import optimise
-    from .predictor import candidate_layers, fold_point
+    from .predictor import candidate_layers, choose_graph, fold_point
 
     both = replace(spec, variant=mixed)
     layers, variant = candidate_layers(both, {})
-    a, b = fold_point(spec, layers, optimise), fold_point(mixed, variant, optimise)
-    return (both, b) if b.fits and (not a.fits or b.fps > a.fps) else (spec, a)
+    b = fold_point(mixed, variant, optimise)
+    chosen = choose_graph(fold_point(spec, layers, optimise), b)
+    return (both if chosen is b else spec), chosen
 
 
 def _mixed_variant(onnx: Path, work_dir: Path, board: Any, spec: PredictorSpec, options: FoldingOptions, *,

@@ -28,7 +28,7 @@ from ..types import Resources
 from .search import HwPoint
 
 __all__ = ["PredictorSpec", "HwPredictor", "HwTarget", "layers_key", "scaled_layers", "candidate_layers", "fold_candidate",
-           "default_cache_dir"]
+           "choose_graph", "default_cache_dir"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def fold_candidate(spec: PredictorSpec, layers: list[Any], variant: list[Any] | 
         return fold_point(spec, layers, optimise)
     graphs = ((spec, layers), (spec.variant, variant))
     if bounds is None:
-        return _choose(*(fold_point(s, x, optimise) for s, x in graphs))
+        return choose_graph(*(fold_point(s, x, optimise) for s, x in graphs))
     bs = list(bounds)
     first = 1 if (bs[1].fits, bs[1].fps) > (bs[0].fits, bs[0].fps) else 0
     got = fold_point(*graphs[first], optimise)
@@ -141,10 +141,11 @@ def fold_candidate(spec: PredictorSpec, layers: list[Any], variant: list[Any] | 
     if not ob.fits or (got.fits and (ob.fps <= got.fps if first == 0 else ob.fps < got.fps)):
         return got  # the other graph cannot fit, or cannot beat this fold (a tie keeps the embedded graph)
     other = fold_point(*graphs[1 - first], optimise)
-    return _choose(got, other) if first == 0 else _choose(other, got)
+    return choose_graph(got, other) if first == 0 else choose_graph(other, got)
 
 
-def _choose(embedded: HwPoint, mixed: HwPoint) -> HwPoint:
+def choose_graph(embedded: HwPoint, mixed: HwPoint) -> HwPoint:
+    """``choose_design``'s rule on two folds: the mixed graph's where it fits and is faster, else the embedded's."""
     return mixed if mixed.fits and (not embedded.fits or mixed.fps > embedded.fps) else embedded
 
 
